@@ -1,0 +1,211 @@
+"""What the store needs to know about an entity class, worked out once.
+
+EntityInfo turns an entity into a backend row, a body back into an entity,
+and conditions and orderings into the backend's Filters and Orders (checking
+every value against the field's type on the way).
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+import pydantic_core
+
+from .backends.base import CollectionSpec, Filter, Index, IndexKind, Op, Order, Row
+from .conditions import Condition, FieldRef, Ordering
+from .errors import ConfigurationError, QueryError, UnknownFieldError, ValidationError
+
+if TYPE_CHECKING:
+    from .entity import Entity
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_RESERVED = {"body"}
+_PLAIN = (str, int, float, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """Marks a field as indexed: `title: Annotated[str, Indexed()]`.
+
+    An indexed field is a real column with an index in SQL backends, so
+    conditions and orderings on it are index lookups, and SQL tools see it.
+    """
+
+
+def as_validation_error(exc: pydantic.ValidationError, what: str = "") -> ValidationError:
+    prefix = f"{what}: " if what else ""
+    return ValidationError(f"{prefix}{exc}", exc.errors(include_url=False))
+
+
+def _base_type(annotation: Any) -> Any:
+    """int | None -> int; anything else unchanged."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _index_kind(annotation: Any) -> IndexKind:
+    base = _base_type(annotation)
+    if isinstance(base, type) and issubclass(base, int):
+        return "integer"
+    if isinstance(base, type) and issubclass(base, float):
+        return "real"
+    return "text"
+
+
+class EntityInfo:
+    def __init__(self, cls: type[Entity], collection: str) -> None:
+        if not _NAME.fullmatch(collection) or collection.lower().startswith("sqlite_"):
+            raise ConfigurationError(
+                f"collection name {collection!r} of {cls.__name__} must be 1-63 letters, "
+                "digits or underscores, start with a letter or underscore, "
+                "and not start with 'sqlite_'"
+            )
+        self.cls = cls
+        fields = cls.model_fields
+        indexed = [
+            name
+            for name, info in fields.items()
+            if name not in ("id", "version")
+            and any(isinstance(m, Indexed) for m in info.metadata)
+        ]
+        for name in indexed:
+            if name.lower() in _RESERVED:
+                raise ConfigurationError(
+                    f"{cls.__name__}.{name} cannot be indexed: {name!r} is a reserved column"
+                )
+        self.spec = CollectionSpec(
+            collection,
+            tuple(Index(name, _index_kind(fields[name].annotation)) for name in indexed),
+        )
+        self.columns = frozenset(("id", "version", *indexed))
+        self._adapters: dict[str, pydantic.TypeAdapter[Any]] = {}
+        self._to_json = cls.__pydantic_serializer__.to_json
+        self._indexed = tuple(
+            (name, self._json_mode(name, fields[name].annotation)) for name in indexed
+        )
+
+    def _json_mode(self, name: str, annotation: Any) -> Callable[[Any], Any] | None:
+        """How to turn the field's value into its JSON-mode scalar (None: as it is)."""
+        base = _base_type(annotation)
+        if base in _PLAIN:
+            return None
+        return lambda value: self.adapter(name).dump_python(value, mode="json")
+
+    def adapter(self, name: str) -> pydantic.TypeAdapter[Any]:
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            adapter = pydantic.TypeAdapter(self.cls.model_fields[name].annotation)
+            self._adapters[name] = adapter
+        return adapter
+
+    # -- rows ----------------------------------------------------------------
+    def row(self, entity: Entity) -> Row:
+        """The row for the entity as it is now (its version already set)."""
+        try:
+            body = self._to_json(entity, warnings="error").decode()
+        except pydantic_core.PydanticSerializationError as exc:
+            raise ValidationError(
+                f"{type(entity).__name__} {entity.id!r} cannot be stored: {exc}"
+            ) from exc
+        if not self._indexed:
+            return (entity.id, entity.version, body)
+        values = [
+            getattr(entity, name) if convert is None else convert(getattr(entity, name))
+            for name, convert in self._indexed
+        ]
+        return (entity.id, entity.version, body, *values)
+
+    def load(self, body: str) -> Any:
+        try:
+            return self.cls.model_validate_json(body)
+        except pydantic.ValidationError as exc:
+            raise as_validation_error(
+                exc, f"stored {self.spec.name} does not fit {self.cls.__name__}"
+            ) from exc
+
+    # -- queries -------------------------------------------------------------
+    def _field(self, name: str) -> str:
+        if name not in self.cls.model_fields:
+            raise UnknownFieldError(self.cls.__name__, name, list(self.cls.model_fields))
+        return name
+
+    def filters(
+        self, conditions: Sequence[Condition], equals: dict[str, Any]
+    ) -> tuple[Filter, ...]:
+        result = []
+        for condition in conditions:
+            if not isinstance(condition, Condition):
+                raise QueryError(
+                    f"find() takes conditions such as {self.cls.__name__}.f.<field> == value,"
+                    f" not {condition!r}"
+                )
+            if not issubclass(self.cls, condition.owner):
+                raise QueryError(
+                    f"a condition on {condition.owner.__name__}.{condition.field} "
+                    f"cannot filter {self.cls.__name__}"
+                )
+            result.append(self._filter(condition.field, condition.op, condition.value))
+        result.extend(self._filter(name, Op.EQ, value) for name, value in equals.items())
+        return tuple(result)
+
+    def _filter(self, name: str, op: Op, value: Any) -> Filter:
+        name = self._field(name)
+        if op in (Op.IN, Op.NOT_IN):
+            value = tuple(self._scalar(name, v, nullable=True) for v in value)
+        elif op is Op.PREFIX:
+            if not isinstance(value, str):
+                raise QueryError(f"startswith() takes a string, not {value!r}")
+        else:
+            value = self._scalar(name, value, nullable=op in (Op.EQ, Op.NE))
+        return Filter(name, op, value, name in self.columns)
+
+    def _scalar(self, name: str, value: Any, *, nullable: bool) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise QueryError(f"{self.cls.__name__}.{name}: only == and != compare with None")
+        adapter = self.adapter(name)
+        try:
+            plain = adapter.dump_python(adapter.validate_python(value), mode="json")
+        except pydantic.ValidationError as exc:
+            raise as_validation_error(
+                exc, f"{value!r} is not a valid value for {self.cls.__name__}.{name}"
+            ) from exc
+        if plain is not None and not isinstance(plain, _PLAIN):
+            raise QueryError(
+                f"{self.cls.__name__}.{name} holds {type(plain).__name__} values; "
+                "conditions compare single values (text, numbers, booleans, dates)"
+            )
+        return plain
+
+    def orders(self, order_by: Any) -> tuple[Order, ...]:
+        if order_by is None:
+            return ()
+        items: Iterable[Any] = (
+            [order_by] if isinstance(order_by, (str, FieldRef, Ordering)) else order_by
+        )
+        result = []
+        for item in items:
+            if isinstance(item, FieldRef):
+                item = item.asc()
+            if isinstance(item, Ordering):
+                name, descending = item.field, item.descending
+            elif isinstance(item, str):
+                name, descending = item.removeprefix("-"), item.startswith("-")
+            else:
+                raise QueryError(
+                    f"order_by takes field names ('title', '-title') or "
+                    f"{self.cls.__name__}.f.<field>[.desc()], not {item!r}"
+                )
+            name = self._field(name)
+            result.append(Order(name, descending, name in self.columns))
+        return tuple(result)

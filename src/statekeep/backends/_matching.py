@@ -1,0 +1,82 @@
+"""Filters and ordering evaluated in Python, with SQLite's semantics.
+
+Used by the backends that cannot push a query down to a database engine. The
+rules mirror SQL as the SQLite backend writes it: EQ/NE are null-safe, other
+comparisons never match None, and values of different kinds order as
+None < numbers (bool counts as 0/1) < text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .base import CollectionSpec, Filter, Op, Order, Row
+
+
+def _rank(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, (bool, int, float)):
+        return 1
+    return 2
+
+
+def sort_key(value: Any) -> tuple[int, Any]:
+    return (_rank(value), value)
+
+
+def _compare(op: Op, value: Any, target: Any) -> bool:
+    if op is Op.EQ:
+        return bool(value == target)
+    if op is Op.NE:
+        return bool(value != target)
+    if op is Op.IN:
+        return value in target
+    if op is Op.NOT_IN:
+        return value not in target
+    if value is None:
+        return False
+    if op is Op.PREFIX:
+        return isinstance(value, str) and value.startswith(target)
+    left, right = sort_key(value), sort_key(target)
+    if op is Op.LT:
+        return left < right
+    if op is Op.LE:
+        return left <= right
+    if op is Op.GT:
+        return left > right
+    return left >= right
+
+
+Getter = Callable[[Row], Any]
+
+
+def field_getter(spec: CollectionSpec, field: str, column: bool) -> Getter:
+    """A function reading one field's JSON-mode value from a row."""
+    if column:
+        position = spec.columns.index(field)
+        return lambda row: row[position]
+
+    def from_body(row: Row) -> Any:
+        document = json.loads(row[2])
+        return document.get(field) if isinstance(document, dict) else None
+
+    return from_body
+
+
+def matcher(spec: CollectionSpec, filters: Sequence[Filter]) -> Callable[[Row], bool]:
+    checks = [
+        (field_getter(spec, f.field, f.column), f.op, f.value) for f in filters
+    ]
+    return lambda row: all(_compare(op, get(row), value) for get, op, value in checks)
+
+
+def ordered(spec: CollectionSpec, rows: Iterable[Row], order: Sequence[Order]) -> list[Row]:
+    """Rows sorted by `order`, ties broken by id (stable sorts, last key first)."""
+    result = sorted(rows, key=lambda row: row[0])
+    for o in reversed(order):
+        get = field_getter(spec, o.field, o.column)
+        result.sort(key=lambda row: sort_key(get(row)), reverse=o.descending)
+    return result

@@ -1,0 +1,188 @@
+"""The memory backend: SQLite's semantics without a file.
+
+Committed rows live in dictionaries. A transaction keeps its changes in an
+overlay of its own (other threads see only committed rows), with a journal so
+savepoints can be rolled back; commit applies the overlay under a lock. One
+write transaction runs at a time, as in SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import ConflictError, NotFoundError, TransientBackendError
+from . import _matching
+from .base import CollectionSpec, Filter, Query, Row, conflict_detail
+
+_Key = tuple[str, str]
+_ABSENT = None
+
+
+@dataclass
+class _Transaction:
+    changes: dict[_Key, Row | None] = field(default_factory=dict)
+    # (key, had a change before, that change) for undoing back to a savepoint
+    journal: list[tuple[_Key, bool, Row | None]] = field(default_factory=list)
+    savepoints: list[tuple[str, int]] = field(default_factory=list)
+
+
+class MemoryBackend:
+    def __init__(self, *, lock_timeout: float = 5.0) -> None:
+        self._rows: dict[str, dict[str, Row]] = {}
+        self._specs: dict[str, CollectionSpec] = {}
+        self._write_lock = threading.Lock()
+        self._data_lock = threading.Lock()
+        self._local = threading.local()
+        self._lock_timeout = lock_timeout
+
+    # -- collections ---------------------------------------------------------
+    def ensure_collection(self, spec: CollectionSpec) -> None:
+        known = self._specs.get(spec.name)
+        if known is spec:
+            return
+        with self._data_lock:
+            rows = self._rows.setdefault(spec.name, {})
+            if known is not None and known.indexes != spec.indexes:
+                for id, row in rows.items():
+                    rows[id] = _reindex(row, spec)
+            self._specs[spec.name] = spec
+
+    # -- transactions --------------------------------------------------------
+    def _txn(self) -> _Transaction:
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        if txn is None:
+            raise RuntimeError("no transaction is open on this thread")
+        return txn
+
+    def begin(self) -> None:
+        if not self._write_lock.acquire(timeout=self._lock_timeout):
+            raise TransientBackendError(
+                f"timed out after {self._lock_timeout}s waiting for the write lock"
+            )
+        self._local.txn = _Transaction()
+
+    def commit(self) -> None:
+        txn = self._txn()
+        with self._data_lock:
+            for (collection, id), row in txn.changes.items():
+                rows = self._rows.setdefault(collection, {})
+                if row is None:
+                    rows.pop(id, None)
+                else:
+                    rows[id] = row
+        self._end()
+
+    def rollback(self) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        self._local.txn = None
+        self._write_lock.release()
+
+    def savepoint(self, name: str) -> None:
+        txn = self._txn()
+        txn.savepoints.append((name, len(txn.journal)))
+
+    def release(self, name: str) -> None:
+        txn = self._txn()
+        del txn.savepoints[self._savepoint_index(txn, name) :]
+
+    def rollback_to(self, name: str) -> None:
+        txn = self._txn()
+        position = self._savepoint_index(txn, name)
+        mark = txn.savepoints[position][1]
+        while len(txn.journal) > mark:
+            key, had, previous = txn.journal.pop()
+            if had:
+                txn.changes[key] = previous
+            else:
+                del txn.changes[key]
+        del txn.savepoints[position + 1 :]
+
+    @staticmethod
+    def _savepoint_index(txn: _Transaction, name: str) -> int:
+        for position in range(len(txn.savepoints) - 1, -1, -1):
+            if txn.savepoints[position][0] == name:
+                return position
+        raise RuntimeError(f"no savepoint named {name!r}")
+
+    # -- rows ----------------------------------------------------------------
+    def _current(self, txn: _Transaction | None, key: _Key) -> Row | None:
+        if txn is not None and key in txn.changes:
+            return txn.changes[key]
+        return self._rows.get(key[0], {}).get(key[1])
+
+    def _change(self, txn: _Transaction, key: _Key, row: Row | None) -> None:
+        had = key in txn.changes
+        txn.journal.append((key, had, txn.changes.get(key)))
+        txn.changes[key] = row
+
+    def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
+        txn = self._txn()
+        for row in rows:
+            key = (spec.name, row[0])
+            current = self._current(txn, key)
+            stored = 0 if current is None else current[1]
+            if stored != row[1] - 1:
+                raise ConflictError(spec.name, row[0], conflict_detail(stored, row[1] - 1))
+            self._change(txn, key, tuple(row))
+
+    def delete(self, collection: str, id: str, version: int | None) -> None:
+        txn = self._txn()
+        key = (collection, id)
+        current = self._current(txn, key)
+        if current is None:
+            raise NotFoundError(collection, id)
+        if version is not None and current[1] != version:
+            raise ConflictError(collection, id, conflict_detail(current[1], version))
+        self._change(txn, key, _ABSENT)
+
+    def get(self, collection: str, id: str) -> str | None:
+        row = self._current(getattr(self._local, "txn", None), (collection, id))
+        return None if row is None else str(row[2])
+
+    def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
+        txn = getattr(self._local, "txn", None)
+        with self._data_lock:
+            found = {id: self._current(txn, (collection, id)) for id in ids}
+        return {id: str(row[2]) for id, row in found.items() if row is not None}
+
+    def _visible(self, spec: CollectionSpec) -> list[Row]:
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        with self._data_lock:
+            merged = dict(self._rows.get(spec.name, {}))
+        if txn is not None:
+            for (collection, id), row in txn.changes.items():
+                if collection != spec.name:
+                    continue
+                if row is None:
+                    merged.pop(id, None)
+                else:
+                    merged[id] = row
+        return list(merged.values())
+
+    def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
+        matches = _matching.matcher(spec, query.filters)
+        rows = _matching.ordered(
+            spec, (row for row in self._visible(spec) if matches(row)), query.order
+        )
+        end = None if query.limit is None else query.offset + query.limit
+        for row in rows[query.offset : end]:
+            yield str(row[2])
+
+    def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
+        matches = _matching.matcher(spec, filters)
+        return sum(1 for row in self._visible(spec) if matches(row))
+
+    def close(self) -> None:
+        with self._data_lock:
+            self._rows.clear()
+
+
+def _reindex(row: Row, spec: CollectionSpec) -> Row:
+    """The row with its indexed values read anew from the body."""
+    document = json.loads(row[2])
+    return tuple(row[:3]) + tuple(document.get(index.name) for index in spec.indexes)

@@ -1,0 +1,495 @@
+"""The SQLite backend: one file, WAL mode, a table per collection.
+
+Each thread gets its own connection; writers in this process queue on a lock
+(rather than on SQLite's sleeping busy handler) and then take SQLite's write
+lock with BEGIN IMMEDIATE, so other processes are excluded too. Readers never
+wait for writers (WAL).
+
+A table has the columns id (primary key), version, body (the entity as JSON
+text, readable with json_extract) and one column per indexed field, each with
+an index of its own.
+
+Durability: synchronous=NORMAL (the default) loses nothing committed when the
+process crashes; a power loss or OS crash may lose the last transactions
+(never corrupt the file). synchronous=FULL syncs the WAL on every commit, so
+a committed transaction also survives a power loss, at some cost per commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..errors import (
+    BackendError,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    TransientBackendError,
+)
+from .base import CollectionSpec, Filter, Op, Query, Row, conflict_detail
+
+SYNCHRONOUS = ("normal", "full")
+_COLUMN_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL"}
+_COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+_CHUNK = 500  # ids per IN (...) lookup
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _translate(exc: sqlite3.Error) -> BackendError:
+    message = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in message or "busy" in message
+    ):
+        return TransientBackendError(f"SQLite is busy: {message}")
+    return BackendError(f"SQLite failed: {message}")
+
+
+def _missing_table(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
+
+
+class _Statements:
+    """The SQL text for one collection, built once."""
+
+    def __init__(self, spec: CollectionSpec) -> None:
+        table = _quote(spec.name)
+        columns = ", ".join(_quote(c) for c in spec.columns)
+        marks = ", ".join("?" * len(spec.columns))
+        settings = ", ".join(f"{_quote(c)} = ?" for c in spec.columns[1:])
+        self.insert = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+        self.update = f"UPDATE {table} SET {settings} WHERE id = ? AND version = ?"
+
+
+class SQLiteBackend:
+    def __init__(
+        self, path: str, *, synchronous: str = "normal", timeout: float = 5.0
+    ) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ConfigurationError(
+                f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}"
+            )
+        self._path = path
+        self._synchronous = synchronous
+        self._timeout = timeout
+        self._local = threading.local()
+        self._connections: dict[int, sqlite3.Connection] = {}
+        self._registry_lock = threading.Lock()
+        self._write_lock: threading.Lock | threading.RLock = threading.Lock()
+        self._ensured: dict[str, CollectionSpec] = {}
+        self._statements: dict[str, tuple[CollectionSpec, _Statements]] = {}
+        self._conn()  # open now, so a bad path fails at open()
+
+    # -- connections ---------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        try:
+            conn: sqlite3.Connection = self._local.conn
+            return conn
+        except AttributeError:
+            conn = self._connect()
+            self._local.conn = conn
+            return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=self._path.startswith("file:"),
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+        except sqlite3.Error as exc:
+            raise ConfigurationError(
+                f"cannot open SQLite database {self._path!r}: {exc}"
+            ) from exc
+        alive = {thread.ident for thread in threading.enumerate()}
+        with self._registry_lock:
+            for ident in [i for i in self._connections if i not in alive]:
+                self._connections.pop(ident).close()
+            self._connections[threading.get_ident()] = conn
+        return conn
+
+    def close(self) -> None:
+        with self._registry_lock:
+            for conn in self._connections.values():
+                conn.close()
+            self._connections.clear()
+
+    # -- collections ---------------------------------------------------------
+    def _sql(self, spec: CollectionSpec) -> _Statements:
+        cached = self._statements.get(spec.name)
+        if cached is not None and cached[0] is spec:
+            return cached[1]
+        statements = _Statements(spec)
+        self._statements[spec.name] = (spec, statements)
+        return statements
+
+    def ensure_collection(self, spec: CollectionSpec) -> None:
+        if self._ensured.get(spec.name) is spec:
+            return
+        own = not self._in_transaction()
+        if own:
+            self.begin()
+        try:
+            self._create(self._conn(), spec)
+        except sqlite3.Error as exc:
+            if own:
+                self.rollback()
+            raise _translate(exc) from exc
+        if own:
+            self.commit()
+        else:
+            self._local.ddl = True  # forget ensured tables if this rolls back
+        self._ensured[spec.name] = spec
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
+        table = _quote(spec.name)
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            "id TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL)"
+        )
+        existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for index in spec.indexes:
+            column = _quote(index.name)
+            if index.name not in existing:
+                conn.execute(
+                    f"ALTER TABLE {table} ADD COLUMN {column} {_COLUMN_TYPES[index.kind]}"
+                )
+                conn.execute(
+                    f"UPDATE {table} SET {column} = json_extract(body, ?)",
+                    (_path(index.name),),
+                )
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {_quote(spec.name + '__' + index.name)} "
+                f"ON {table} ({column})"
+            )
+
+    # -- transactions --------------------------------------------------------
+    def _in_transaction(self) -> bool:
+        return bool(getattr(self._local, "active", False))
+
+    def begin(self) -> None:
+        if not self._write_lock.acquire(timeout=self._timeout):
+            raise TransientBackendError(
+                f"timed out after {self._timeout}s waiting for the write lock"
+            )
+        try:
+            self._conn().execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._write_lock.release()
+            raise _translate(exc) from exc
+        self._local.active = True
+        self._local.ddl = False
+
+    def commit(self) -> None:
+        try:
+            self._conn().execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.rollback()
+            raise _translate(exc) from exc
+        self._end()
+
+    def rollback(self) -> None:
+        try:
+            conn = self._conn()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        finally:
+            if getattr(self._local, "ddl", False):
+                self._ensured.clear()
+            self._end()
+
+    def _end(self) -> None:
+        self._local.active = False
+        self._write_lock.release()
+
+    def _execute(self, sql: str) -> None:
+        try:
+            self._conn().execute(sql)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    def savepoint(self, name: str) -> None:
+        self._execute(f"SAVEPOINT {_quote(name)}")
+
+    def release(self, name: str) -> None:
+        self._execute(f"RELEASE {_quote(name)}")
+
+    def rollback_to(self, name: str) -> None:
+        self._execute(f"ROLLBACK TO {_quote(name)}")
+        self._execute(f"RELEASE {_quote(name)}")
+        if getattr(self._local, "ddl", False):
+            self._ensured.clear()
+
+    # -- rows ----------------------------------------------------------------
+    def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
+        conn = self._conn()
+        statements = self._sql(spec)
+        if len(rows) == 1:
+            row = rows[0]
+            if row[1] == 1:
+                self._insert(conn, spec, statements.insert, rows, single=True)
+            else:
+                self._update(conn, spec, statements.update, rows)
+            return
+        inserts = [row for row in rows if row[1] == 1]
+        if inserts:
+            self._insert(conn, spec, statements.insert, inserts, single=False)
+        if len(inserts) < len(rows):
+            self._update(conn, spec, statements.update, [r for r in rows if r[1] != 1])
+
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        spec: CollectionSpec,
+        sql: str,
+        rows: Sequence[Row],
+        *,
+        single: bool,
+    ) -> None:
+        try:
+            if single:
+                conn.execute(sql, rows[0])
+            else:
+                conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            stored = self._versions(conn, spec.name, [row[0] for row in rows])
+            id = next((row[0] for row in rows if row[0] in stored), None)
+            if id is None:
+                raise _translate(exc) from exc
+            raise ConflictError(
+                spec.name, id, f"already stored at version {stored[id]}"
+            ) from exc
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    def _update(
+        self, conn: sqlite3.Connection, spec: CollectionSpec, sql: str, rows: Sequence[Row]
+    ) -> None:
+        """Checks every expected version first (this transaction holds the write
+        lock, so nobody can change them in between), then updates in one go."""
+        try:
+            if len(rows) == 1:  # one row: its rowcount says it all
+                row = rows[0]
+                if conn.execute(sql, (*row[1:], row[0], row[1] - 1)).rowcount == 1:
+                    return
+            stored = self._versions(conn, spec.name, [row[0] for row in rows])
+            for row in rows:
+                version = stored.get(row[0], 0)
+                if version != row[1] - 1:
+                    raise ConflictError(spec.name, row[0], conflict_detail(version, row[1] - 1))
+                stored[row[0]] = row[1]
+            cursor = conn.executemany(sql, [(*row[1:], row[0], row[1] - 1) for row in rows])
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        if cursor.rowcount != len(rows):
+            raise BackendError(
+                f"{spec.name}: updated {cursor.rowcount} of {len(rows)} rows; "
+                "was the table changed outside a write transaction?"
+            )
+
+    @staticmethod
+    def _versions(conn: sqlite3.Connection, table: str, ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            found.update(
+                conn.execute(
+                    f"SELECT id, version FROM {_quote(table)} WHERE id IN "
+                    f"({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        return found
+
+    def delete(self, collection: str, id: str, version: int | None) -> None:
+        conn = self._conn()
+        table = _quote(collection)
+        try:
+            if version is None:
+                cursor = conn.execute(f"DELETE FROM {table} WHERE id = ?", (id,))
+            else:
+                cursor = conn.execute(
+                    f"DELETE FROM {table} WHERE id = ? AND version = ?", (id, version)
+                )
+            if cursor.rowcount:
+                return
+            stored = self._versions(conn, collection, [id])
+        except sqlite3.Error as exc:
+            if _missing_table(exc):
+                raise NotFoundError(collection, id) from None
+            raise _translate(exc) from exc
+        if id not in stored:
+            raise NotFoundError(collection, id)
+        raise ConflictError(collection, id, conflict_detail(stored[id], version or 0))
+
+    def get(self, collection: str, id: str) -> str | None:
+        try:
+            row = (
+                self._conn()
+                .execute(f"SELECT body FROM {_quote(collection)} WHERE id = ?", (id,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            if _missing_table(exc):
+                return None
+            raise _translate(exc) from exc
+        return None if row is None else str(row[0])
+
+    def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
+        conn = self._conn()
+        found: dict[str, str] = {}
+        ids = list(ids)
+        try:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                found.update(
+                    conn.execute(
+                        f"SELECT id, body FROM {_quote(collection)} WHERE id IN "
+                        f"({', '.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                )
+        except sqlite3.Error as exc:
+            if _missing_table(exc):
+                return {}
+            raise _translate(exc) from exc
+        return found
+
+    def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
+        where, params = _where(query.filters)
+        order = "".join(
+            f"{_expression(o.field, o.column)} {'DESC' if o.descending else 'ASC'}, "
+            for o in query.order
+        )
+        sql = f"SELECT body FROM {_quote(spec.name)}{where} ORDER BY {order}id"
+        if query.limit is not None or query.offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if query.limit is None else query.limit, query.offset]
+        try:
+            cursor = self._conn().execute(sql, params)
+            for (body,) in cursor:
+                yield body
+        except sqlite3.Error as exc:
+            if _missing_table(exc):
+                return
+            raise _translate(exc) from exc
+
+    def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
+        where, params = _where(filters)
+        try:
+            row = (
+                self._conn()
+                .execute(f"SELECT count(*) FROM {_quote(spec.name)}{where}", params)
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            if _missing_table(exc):
+                return 0
+            raise _translate(exc) from exc
+        return int(row[0])
+
+    def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
+        """SQLite's query plan for a select (what an index lookup looks like)."""
+        where, params = _where(query.filters)
+        sql = f"EXPLAIN QUERY PLAN SELECT body FROM {_quote(spec.name)}{where}"
+        return [str(row[3]) for row in self._conn().execute(sql, params)]
+
+
+class SQLiteMemoryBackend(SQLiteBackend):
+    """`sqlite://:memory:`: one private in-memory database, one connection.
+
+    The connection is shared by every thread, so each operation holds the
+    (reentrant) write lock; a transaction holds it from begin to end, and
+    selects read their rows before letting go of it.
+    """
+
+    def __init__(self, *, timeout: float = 5.0) -> None:
+        super().__init__(f"file:statekeep-{uuid.uuid4().hex}?mode=memory", timeout=timeout)
+        self._write_lock = threading.RLock()
+
+    def _conn(self) -> sqlite3.Connection:
+        try:
+            return self._shared
+        except AttributeError:
+            self._shared: sqlite3.Connection = self._connect()
+            return self._shared
+
+    def get(self, collection: str, id: str) -> str | None:
+        with self._write_lock:
+            return super().get(collection, id)
+
+    def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
+        with self._write_lock:
+            return super().get_many(collection, ids)
+
+    def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
+        with self._write_lock:
+            bodies = list(super().select(spec, query))
+        yield from bodies
+
+    def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
+        with self._write_lock:
+            return super().count(spec, filters)
+
+
+def _path(field: str) -> str:
+    return '$."' + field + '"'
+
+
+def _expression(field: str, column: bool) -> str:
+    if column:
+        return _quote(field)
+    return "json_extract(body, '" + _path(field).replace("'", "''") + "')"
+
+
+def _where(filters: Sequence[Filter]) -> tuple[str, list[Any]]:
+    params: list[Any] = []
+    parts = [_condition(f, params) for f in filters]
+    return ((" WHERE " + " AND ".join(parts)) if parts else ""), params
+
+
+def _condition(f: Filter, params: list[Any]) -> str:
+    expr = _expression(f.field, f.column)
+    if f.op is Op.EQ:
+        params.append(f.value)
+        return f"{expr} IS ?"
+    if f.op is Op.NE:
+        params.append(f.value)
+        return f"{expr} IS NOT ?"
+    if f.op in _COMPARISONS:
+        params.append(f.value)
+        return f"{expr} {_COMPARISONS[f.op]} ?"
+    if f.op is Op.PREFIX:
+        return _prefix(expr, f.value, params)
+    values = [v for v in f.value if v is not None]
+    has_null = len(values) < len(f.value)
+    params.extend(values)
+    member = f"{expr} IN ({', '.join('?' * len(values))})"
+    if f.op is Op.IN:
+        return f"({member}{f' OR {expr} IS NULL' if has_null else ''})"
+    if has_null:  # NOT IN (..., None): neither null nor a listed value
+        return f"({expr} IS NOT NULL AND NOT {member})"
+    return f"({expr} IS NULL OR NOT {member})"
+
+
+def _prefix(expr: str, prefix: str, params: list[Any]) -> str:
+    """`expr` starts with `prefix`, as a range an index can serve."""
+    stem = prefix.rstrip("\U0010ffff")
+    if not stem:
+        params.append(prefix)
+        return f"(typeof({expr}) = 'text' AND {expr} >= ?)"
+    params.extend((prefix, stem[:-1] + chr(ord(stem[-1]) + 1)))
+    return f"({expr} >= ? AND {expr} < ?)"

@@ -1,0 +1,89 @@
+"""The errors statekeep raises, all under one root.
+
+    StatekeepError
+    ├── ConfigurationError       a bad URL, option, entity class or missing default store
+    ├── StoreClosedError         the store was used after close()
+    ├── NotFoundError            no entity with that id (also a LookupError)
+    ├── ConflictError            a stale version: someone else saved first
+    ├── ValidationError          bad data for an entity (also a ValueError); .errors() has pydantic's details
+    ├── QueryError               a condition or ordering that cannot be run (also a ValueError)
+    │   └── UnknownFieldError    a field the entity does not have (also an AttributeError)
+    └── BackendError             the database driver failed; the driver's error is chained
+        └── TransientBackendError  a failure worth retrying (locked, busy, unavailable)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BackendError",
+    "ConfigurationError",
+    "ConflictError",
+    "NotFoundError",
+    "QueryError",
+    "StatekeepError",
+    "StoreClosedError",
+    "TransientBackendError",
+    "UnknownFieldError",
+    "ValidationError",
+]
+
+
+class StatekeepError(Exception):
+    """The root of every error statekeep raises on purpose."""
+
+
+class ConfigurationError(StatekeepError):
+    pass
+
+
+class StoreClosedError(StatekeepError):
+    pass
+
+
+class NotFoundError(StatekeepError, LookupError):
+    def __init__(self, collection: str, id: str) -> None:
+        super().__init__(f"no {collection} with id {id!r}")
+        self.collection = collection
+        self.id = id
+
+
+class ConflictError(StatekeepError):
+    def __init__(self, collection: str, id: str, detail: str) -> None:
+        super().__init__(f"{collection} {id!r}: {detail}")
+        self.collection = collection
+        self.id = id
+
+
+class ValidationError(StatekeepError, ValueError):
+    """Data that does not fit an entity; wraps pydantic's error when there is one."""
+
+    def __init__(self, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self._details = details or []
+
+    def errors(self) -> list[Any]:
+        """pydantic's list of error details (location, message, type, input)."""
+        return list(self._details)
+
+
+class QueryError(StatekeepError, ValueError):
+    pass
+
+
+class UnknownFieldError(QueryError, AttributeError):
+    def __init__(self, entity: str, field: str, known: list[str]) -> None:
+        super().__init__(
+            f"{entity} has no field {field!r}; its fields are: {', '.join(known)}"
+        )
+        self.entity = entity
+        self.field = field
+
+
+class BackendError(StatekeepError):
+    """The database driver failed. The driver's own exception is the __cause__."""
+
+
+class TransientBackendError(BackendError):
+    """A failure that may pass if the same work is tried again later."""

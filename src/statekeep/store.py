@@ -1,0 +1,283 @@
+"""The Store: save, save_many, get, find, count, delete and transactions."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from ._transaction import Frames, Transaction
+from .backends import open_backend
+from .backends.base import CollectionSpec, Query, Row
+from .conditions import Condition, FieldRef, Ordering
+from .entity import Entity
+from .errors import (
+    ConfigurationError,
+    NotFoundError,
+    QueryError,
+    StoreClosedError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from ._schema import EntityInfo
+
+E = TypeVar("E", bound=Entity)
+OrderBy = str | FieldRef | Ordering | Sequence[str | FieldRef | Ordering] | None
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def open(url: str, **options: Any) -> Store:  # noqa: A001 - statekeep.open(url)
+    """Open a store: `memory://`, `sqlite:///app.db` (relative), `sqlite:////abs/app.db`,
+    `sqlite://:memory:`. Options go as keywords or in the URL's query string
+    (SQLite: synchronous=normal|full, timeout=seconds)."""
+    return Store(url, **options)
+
+
+class Store:
+    def __init__(self, url: str, **options: Any) -> None:
+        self.url = url
+        self._backend = open_backend(url, options)
+        self._frames = Frames()
+        self.state = State.OPEN
+
+    # -- lifecycle -----------------------------------------------------------
+    def close(self) -> None:
+        if self.state is State.OPEN:
+            self.state = State.CLOSED
+            self._backend.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.url} {self.state.value}>"
+
+    def _info(self, cls: Any) -> EntityInfo:
+        if self.state is not State.OPEN:
+            raise StoreClosedError(f"the store {self.url} is closed")
+        info: EntityInfo | None = getattr(cls, "__statekeep__", None)
+        if info is None or not isinstance(cls, type):
+            raise ConfigurationError(f"expected an Entity subclass, got {cls!r}")
+        return info
+
+    def _entity_info(self, entity: Any) -> EntityInfo:
+        if not isinstance(entity, Entity):
+            if self.state is not State.OPEN:
+                raise StoreClosedError(f"the store {self.url} is closed")
+            raise ValidationError(f"expected an entity, got {entity!r}")
+        return self._info(type(entity))
+
+    # -- transactions --------------------------------------------------------
+    def transaction(self) -> Transaction:
+        """An atomic block; nested blocks are savepoints."""
+        if self.state is not State.OPEN:
+            raise StoreClosedError(f"the store {self.url} is closed")
+        return Transaction(self._backend, self._frames)
+
+    def _put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
+        backend = self._backend
+        backend.ensure_collection(spec)
+        if self._frames.stack:
+            backend.put(spec, rows)
+            return
+        backend.begin()
+        try:
+            backend.put(spec, rows)
+        except BaseException:
+            backend.rollback()
+            raise
+        backend.commit()
+
+    # -- writes --------------------------------------------------------------
+    def save(self, entity: E) -> E:
+        """Store the entity; its version moves forward by one.
+
+        Raises ConflictError, changing nothing, when the stored version is not
+        the entity's (someone else saved it first)."""
+        info = self._entity_info(entity)
+        fields = entity.__dict__
+        old = fields["version"]
+        fields["version"] = old + 1
+        try:
+            self._put(info.spec, (info.row(entity),))
+        except BaseException:
+            fields["version"] = old
+            raise
+        stack = self._frames.stack
+        if stack:
+            stack[-1].note(entity, old)
+        return entity
+
+    def save_many(
+        self, entities: Iterable[Entity], *, chunk_size: int = 1000, atomic: bool = True
+    ) -> int:
+        """Store any number of entities in chunks (bounded memory); returns how many.
+
+        atomic=True (the default): all in one transaction (a savepoint when
+        nested). atomic=False: a transaction per chunk."""
+        if self.state is not State.OPEN:
+            raise StoreClosedError(f"the store {self.url} is closed")
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ConfigurationError(f"chunk_size must be a positive int, not {chunk_size!r}")
+        if atomic:
+            with self.transaction():
+                return self._save_chunks(entities, chunk_size, atomic)
+        return self._save_chunks(entities, chunk_size, atomic)
+
+    def _save_chunks(self, entities: Iterable[Entity], chunk_size: int, atomic: bool) -> int:
+        saved = 0
+        chunk: list[Entity] = []
+        for entity in entities:
+            chunk.append(entity)
+            if len(chunk) == chunk_size:
+                saved += self._save_chunk(chunk, atomic)
+                chunk = []
+        if chunk:
+            saved += self._save_chunk(chunk, atomic)
+        return saved
+
+    def _save_chunk(self, chunk: list[Entity], atomic: bool) -> int:
+        olds = [entity.__dict__.get("version", 0) for entity in chunk]
+        try:
+            groups = self._rows_by_collection(chunk)
+            if atomic:
+                for spec, rows in groups:
+                    self._backend.ensure_collection(spec)
+                    self._backend.put(spec, rows)
+            else:
+                with self.transaction():
+                    for spec, rows in groups:
+                        self._backend.ensure_collection(spec)
+                        self._backend.put(spec, rows)
+        except BaseException:
+            for entity, old in zip(chunk, olds):
+                entity.__dict__["version"] = old
+            raise
+        stack = self._frames.stack
+        if stack:
+            frame = stack[-1]
+            for entity, old in zip(chunk, olds):
+                frame.note(entity, old)
+        return len(chunk)
+
+    def _rows_by_collection(self, chunk: list[Entity]) -> list[tuple[CollectionSpec, list[Row]]]:
+        """Moves each version forward and makes the rows, grouped by class."""
+        groups: dict[type, tuple[CollectionSpec, list[Row]]] = {}
+        info: EntityInfo | None = None
+        cls: type | None = None
+        rows: list[Row] = []
+        for entity in chunk:
+            if type(entity) is not cls:
+                info = self._entity_info(entity)
+                cls = type(entity)
+                rows = groups.setdefault(cls, (info.spec, []))[1]
+            assert info is not None
+            entity.__dict__["version"] += 1
+            rows.append(info.row(entity))
+        return list(groups.values())
+
+    @overload
+    def delete(self, target: Entity) -> None: ...
+    @overload
+    def delete(self, target: type[Entity], id: str) -> None: ...
+
+    def delete(self, target: Entity | type[Entity], id: str | None = None) -> None:
+        """Delete an entity (ConflictError if it is stale) or a type and id.
+
+        NotFoundError when nothing is stored under that id."""
+        if isinstance(target, Entity):
+            if id is not None:
+                raise QueryError("delete(entity) takes no id; use delete(Type, id)")
+            info = self._entity_info(target)
+            self._delete(info.spec, target.id, target.version)
+            old = target.version
+            target.__dict__["version"] = 0
+            stack = self._frames.stack
+            if stack:
+                stack[-1].note(target, old)
+            return
+        info = self._info(target)
+        self._delete(info.spec, _id(id), None)
+
+    def _delete(self, spec: CollectionSpec, id: str, version: int | None) -> None:
+        backend = self._backend
+        backend.ensure_collection(spec)
+        if self._frames.stack:
+            backend.delete(spec.name, id, version)
+            return
+        backend.begin()
+        try:
+            backend.delete(spec.name, id, version)
+        except BaseException:
+            backend.rollback()
+            raise
+        backend.commit()
+
+    # -- reads ---------------------------------------------------------------
+    def get(self, cls: type[E], id: str) -> E:
+        """The entity stored under id; NotFoundError if there is none."""
+        info = self._info(cls)
+        self._backend.ensure_collection(info.spec)
+        body = self._backend.get(info.spec.name, _id(id))
+        if body is None:
+            raise NotFoundError(info.spec.name, id)
+        loaded: E = info.load(body)
+        return loaded
+
+    def get_many(self, cls: type[E], ids: Iterable[str]) -> dict[str, E]:
+        """The stored entities among ids, by id (missing ids are left out)."""
+        info = self._info(cls)
+        if isinstance(ids, str):
+            raise QueryError("get_many() takes a list of ids, not one string")
+        wanted = [_id(i) for i in ids]
+        self._backend.ensure_collection(info.spec)
+        found = self._backend.get_many(info.spec.name, wanted)
+        return {i: info.load(found[i]) for i in wanted if i in found}
+
+    def find(
+        self,
+        cls: type[E],
+        *conditions: Condition,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int = 0,
+        **equals: Any,
+    ) -> Iterator[E]:
+        """The matching entities, lazily: `find(Todo, Todo.f.done == False, order_by="-title")`.
+
+        Conditions are ANDed; keywords are equality conditions. Without
+        order_by the results come in id order (ties are always broken by id)."""
+        info = self._info(cls)
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise QueryError(f"limit must be an int >= 0 or None, not {limit!r}")
+        if not isinstance(offset, int) or offset < 0:
+            raise QueryError(f"offset must be an int >= 0, not {offset!r}")
+        query = Query(info.filters(conditions, equals), info.orders(order_by), limit, offset)
+        self._backend.ensure_collection(info.spec)
+        return map(info.load, self._backend.select(info.spec, query))
+
+    def count(self, cls: type[Entity], *conditions: Condition, **equals: Any) -> int:
+        info = self._info(cls)
+        filters = info.filters(conditions, equals)
+        self._backend.ensure_collection(info.spec)
+        return self._backend.count(info.spec, filters)
+
+
+def _id(id: Any) -> str:
+    if not isinstance(id, str) or not id:
+        raise QueryError(f"an id is a non-empty string, not {id!r}")
+    return id
