@@ -74,8 +74,7 @@ class EntityInfo:
         indexed = [
             name
             for name, info in fields.items()
-            if name not in ("id", "version")
-            and any(isinstance(m, Indexed) for m in info.metadata)
+            if name not in ("id", "version") and any(isinstance(m, Indexed) for m in info.metadata)
         ]
         for name in indexed:
             if name.lower() in _RESERVED:
@@ -103,7 +102,7 @@ class EntityInfo:
     def adapter(self, name: str) -> pydantic.TypeAdapter[Any]:
         adapter = self._adapters.get(name)
         if adapter is None:
-            adapter = pydantic.TypeAdapter(self.cls.model_fields[name].annotation)
+            adapter = pydantic.TypeAdapter[Any](self.cls.model_fields[name].annotation or Any)
             self._adapters[name] = adapter
         return adapter
 

@@ -2,14 +2,17 @@
 
 Saving an entity moves its version forward at once (so saving it twice in one
 transaction works); when a block rolls back, the versions it moved go back
-too, so the entity can be saved again. The block keeps weak references only,
-so `save_many` over a generator stays in bounded memory.
+too, so the entity can be saved again. A block holds entities weakly, except
+those of a list given to save_many, which the caller holds anyway: holding them
+costs a pointer each, where a weak reference is an object the garbage
+collector has to visit.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -18,30 +21,35 @@ from .backends.base import Backend
 if TYPE_CHECKING:
     from .entity import Entity
 
+# (entities or weak references to them, their versions before the block)
+_Record = tuple[Sequence[Any], Sequence[int], bool]
+
 
 class Frame:
     """One open block: its savepoint name (None for the outermost) and undo records."""
 
-    __slots__ = ("name", "refs", "versions")
+    __slots__ = ("name", "records")
 
     def __init__(self, name: str | None) -> None:
         self.name = name
-        self.refs: list[weakref.ref[Any]] = []
-        self.versions: list[int] = []
+        self.records: list[_Record] = []
 
     def note(self, entity: Entity, old_version: int) -> None:
-        self.refs.append(weakref.ref(entity))
-        self.versions.append(old_version)
+        self.records.append(((weakref.ref(entity),), (old_version,), True))
+
+    def note_many(self, entities: list[Entity], old_versions: list[int], *, weak: bool) -> None:
+        held = list(map(weakref.ref, entities)) if weak else entities
+        self.records.append((held, old_versions, weak))
 
     def absorb(self, inner: Frame) -> None:
-        self.refs.extend(inner.refs)
-        self.versions.extend(inner.versions)
+        self.records.extend(inner.records)
 
     def undo(self) -> None:
-        for ref, version in zip(reversed(self.refs), reversed(self.versions)):
-            entity = ref()
-            if entity is not None:
-                entity.__dict__["version"] = version
+        for held, versions, weak in reversed(self.records):
+            for item, version in zip(reversed(held), reversed(versions), strict=True):
+                entity = item() if weak else item
+                if entity is not None:
+                    entity.__dict__["version"] = version
 
 
 class Frames(threading.local):

@@ -16,9 +16,9 @@ _default: Store | None = None
 class use:  # noqa: N801 - reads as a function: statekeep.use(store)
     """Make `store` the default store; as a context manager, only inside the block.
 
-        statekeep.use(store)          # from now on
-        with statekeep.use(store):    # until the block ends, then the previous one
-            ...
+    statekeep.use(store)          # from now on
+    with statekeep.use(store):    # until the block ends, then the previous one
+        ...
     """
 
     def __init__(self, store: Store) -> None:

@@ -39,7 +39,7 @@ class Ordering:
 class FieldRef:
     """One field of an entity class, for building conditions and orderings."""
 
-    __slots__ = ("owner", "name")
+    __slots__ = ("name", "owner")
 
     def __init__(self, owner: type, name: str) -> None:
         self.owner = owner

@@ -1,15 +1,15 @@
 """The errors statekeep raises, all under one root.
 
-    StatekeepError
-    ├── ConfigurationError       a bad URL, option, entity class or missing default store
-    ├── StoreClosedError         the store was used after close()
-    ├── NotFoundError            no entity with that id (also a LookupError)
-    ├── ConflictError            a stale version: someone else saved first
-    ├── ValidationError          bad data for an entity (also a ValueError); .errors() has pydantic's details
-    ├── QueryError               a condition or ordering that cannot be run (also a ValueError)
-    │   └── UnknownFieldError    a field the entity does not have (also an AttributeError)
-    └── BackendError             the database driver failed; the driver's error is chained
-        └── TransientBackendError  a failure worth retrying (locked, busy, unavailable)
+StatekeepError
+├── ConfigurationError       a bad URL, option, entity class or missing default store
+├── StoreClosedError         the store was used after close()
+├── NotFoundError            no entity with that id (also a LookupError)
+├── ConflictError            a stale version: someone else saved first
+├── ValidationError          bad data for an entity (a ValueError); .errors() has the details
+├── QueryError               a condition or ordering that cannot be run (also a ValueError)
+│   └── UnknownFieldError    a field the entity does not have (also an AttributeError)
+└── BackendError             the database driver failed; the driver's error is chained
+    └── TransientBackendError  a failure worth retrying (locked, busy, unavailable)
 """
 
 from __future__ import annotations
@@ -74,9 +74,7 @@ class QueryError(StatekeepError, ValueError):
 
 class UnknownFieldError(QueryError, AttributeError):
     def __init__(self, entity: str, field: str, known: list[str]) -> None:
-        super().__init__(
-            f"{entity} has no field {field!r}; its fields are: {', '.join(known)}"
-        )
+        super().__init__(f"{entity} has no field {field!r}; its fields are: {', '.join(known)}")
         self.entity = entity
         self.field = field
 

@@ -32,7 +32,7 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-def open(url: str, **options: Any) -> Store:  # noqa: A001 - statekeep.open(url)
+def open(url: str, **options: Any) -> Store:
     """Open a store: `memory://`, `sqlite:///app.db` (relative), `sqlite:////abs/app.db`,
     `sqlite://:memory:`. Options go as keywords or in the URL's query string
     (SQLite: synchronous=normal|full, timeout=seconds)."""
@@ -139,18 +139,19 @@ class Store:
         return self._save_chunks(entities, chunk_size, atomic)
 
     def _save_chunks(self, entities: Iterable[Entity], chunk_size: int, atomic: bool) -> int:
+        held = isinstance(entities, (list, tuple))  # the caller holds every entity
         saved = 0
         chunk: list[Entity] = []
         for entity in entities:
             chunk.append(entity)
             if len(chunk) == chunk_size:
-                saved += self._save_chunk(chunk, atomic)
+                saved += self._save_chunk(chunk, atomic, held)
                 chunk = []
         if chunk:
-            saved += self._save_chunk(chunk, atomic)
+            saved += self._save_chunk(chunk, atomic, held)
         return saved
 
-    def _save_chunk(self, chunk: list[Entity], atomic: bool) -> int:
+    def _save_chunk(self, chunk: list[Entity], atomic: bool, held: bool) -> int:
         olds = [entity.__dict__.get("version", 0) for entity in chunk]
         try:
             groups = self._rows_by_collection(chunk)
@@ -164,14 +165,12 @@ class Store:
                         self._backend.ensure_collection(spec)
                         self._backend.put(spec, rows)
         except BaseException:
-            for entity, old in zip(chunk, olds):
+            for entity, old in zip(chunk, olds, strict=True):
                 entity.__dict__["version"] = old
             raise
         stack = self._frames.stack
         if stack:
-            frame = stack[-1]
-            for entity, old in zip(chunk, olds):
-                frame.note(entity, old)
+            stack[-1].note_many(chunk, olds, weak=not held)
         return len(chunk)
 
     def _rows_by_collection(self, chunk: list[Entity]) -> list[tuple[CollectionSpec, list[Row]]]:

@@ -38,7 +38,9 @@ def open_backend(url: str, options: dict[str, Any]) -> Backend:
     return factory(rest, merged)
 
 
-def _take(options: dict[str, str], allowed: dict[str, Callable[[str], Any]], url: str) -> dict[str, Any]:
+def _take(
+    options: dict[str, str], allowed: dict[str, Callable[[str], Any]], url: str
+) -> dict[str, Any]:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigurationError(
@@ -65,7 +67,7 @@ def _sqlite(rest: str, options: dict[str, str]) -> Backend:
             "sqlite URLs name a file: sqlite:///relative/app.db, sqlite:////absolute/app.db "
             "or sqlite://:memory:"
         )
-    allowed = {"synchronous": str.lower, "timeout": float}
+    allowed: dict[str, Callable[[str], Any]] = {"synchronous": str.lower, "timeout": float}
     return SQLiteBackend(path, **_take(options, allowed, "sqlite://"))
 
 

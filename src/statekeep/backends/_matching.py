@@ -67,9 +67,7 @@ def field_getter(spec: CollectionSpec, field: str, column: bool) -> Getter:
 
 
 def matcher(spec: CollectionSpec, filters: Sequence[Filter]) -> Callable[[Row], bool]:
-    checks = [
-        (field_getter(spec, f.field, f.column), f.op, f.value) for f in filters
-    ]
+    checks = [(field_getter(spec, f.field, f.column), f.op, f.value) for f in filters]
     return lambda row: all(_compare(op, get(row), value) for get, op, value in checks)
 
 

@@ -44,9 +44,7 @@ def _quote(name: str) -> str:
 
 def _translate(exc: sqlite3.Error) -> BackendError:
     message = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and (
-        "locked" in message or "busy" in message
-    ):
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
         return TransientBackendError(f"SQLite is busy: {message}")
     return BackendError(f"SQLite failed: {message}")
 
@@ -68,9 +66,7 @@ class _Statements:
 
 
 class SQLiteBackend:
-    def __init__(
-        self, path: str, *, synchronous: str = "normal", timeout: float = 5.0
-    ) -> None:
+    def __init__(self, path: str, *, synchronous: str = "normal", timeout: float = 5.0) -> None:
         if synchronous not in SYNCHRONOUS:
             raise ConfigurationError(
                 f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}"
@@ -108,9 +104,7 @@ class SQLiteBackend:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
         except sqlite3.Error as exc:
-            raise ConfigurationError(
-                f"cannot open SQLite database {self._path!r}: {exc}"
-            ) from exc
+            raise ConfigurationError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         alive = {thread.ident for thread in threading.enumerate()}
         with self._registry_lock:
             for ident in [i for i in self._connections if i not in alive]:
@@ -162,9 +156,7 @@ class SQLiteBackend:
         for index in spec.indexes:
             column = _quote(index.name)
             if index.name not in existing:
-                conn.execute(
-                    f"ALTER TABLE {table} ADD COLUMN {column} {_COLUMN_TYPES[index.kind]}"
-                )
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {_COLUMN_TYPES[index.kind]}")
                 conn.execute(
                     f"UPDATE {table} SET {column} = json_extract(body, ?)",
                     (_path(index.name),),
@@ -269,9 +261,7 @@ class SQLiteBackend:
             id = next((row[0] for row in rows if row[0] in stored), None)
             if id is None:
                 raise _translate(exc) from exc
-            raise ConflictError(
-                spec.name, id, f"already stored at version {stored[id]}"
-            ) from exc
+            raise ConflictError(spec.name, id, f"already stored at version {stored[id]}") from exc
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
 
