@@ -87,7 +87,7 @@ class EntityInfo:
         )
         self.columns = frozenset(("id", "version", *indexed))
         self._adapters: dict[str, pydantic.TypeAdapter[Any]] = {}
-        self._to_json = cls.__pydantic_serializer__.to_json
+        self._to_json: Callable[..., bytes] | None = None  # once the model is complete
         self._indexed = tuple(
             (name, self._json_mode(name, fields[name].annotation)) for name in indexed
         )
@@ -109,8 +109,11 @@ class EntityInfo:
     # -- rows ----------------------------------------------------------------
     def row(self, entity: Entity) -> Row:
         """The row for the entity as it is now (its version already set)."""
+        to_json = self._to_json
+        if to_json is None:
+            to_json = self._to_json = self.cls.__pydantic_serializer__.to_json
         try:
-            body = self._to_json(entity, warnings="error").decode()
+            body = to_json(entity, warnings="error").decode()
         except pydantic_core.PydanticSerializationError as exc:
             raise ValidationError(
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: {exc}"
