@@ -8,7 +8,7 @@ produces many small segments. The demo keeps them in one SQLite file:
    one transaction), behind a progress bar;
 3. update: flag clipping segments and mark most sessions complete, in one
    transaction (and show that a stale copy cannot overwrite newer data);
-4. delete a session recorded on a faulty device, with all its segments, in
+4. delete a session recorded with a loose cable, with all its segments, in
    one transaction;
 5. query by indexed fields and show a few results;
 6. print counts, throughput, timings and the size of the file.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -44,7 +45,7 @@ import statekeep
 
 SESSIONS = 50
 DEVICES = 8
-FAULTY_DEVICE = "mic-07"
+LOOSE_CABLE = "mic-07"  # its first take is unusable and gets deleted
 STILL_RECORDING = 10  # the newest sessions are still recording
 CLIP_DB = -1.0  # peaks above this are flagged as clipping
 PROGRESS_STEP = 1_000  # advance the progress bar every this many segments
@@ -91,6 +92,7 @@ class Report:
     segments_deleted: int = 0
     file_bytes: int = 0  # db + wal, while the store is open
     closed_bytes: int = 0  # after close() folded the WAL into the file
+    stored: dict[str, int] = field(default_factory=dict)  # counted at the end
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -118,7 +120,8 @@ def run(path: str | None, segments: int) -> int:
     console.print(Text("The database is kept at:", style="bold"))
     console.print(Text(db_path), soft_wrap=True)
     console.print(Text("Inspect it with:", style="bold"))
-    console.print(Text(f'sqlite3 {db_path} "select count(*) from segment"'), soft_wrap=True)
+    hint = f'sqlite3 {shlex.quote(db_path)} "select count(*) from segment"'
+    console.print(Text(hint), soft_wrap=True)
     return 0
 
 
@@ -165,8 +168,8 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
             progress.update(task, completed=segments)
         report.timings["write segments"] = time.perf_counter() - started
         console.print(
-            f"[green]2.[/] wrote {report.segments_written:,} segments with save_many "
-            f"in {report.timings['write segments']:.2f} s"
+            f"[green]2.[/] wrote {report.segments_written:,} segments with one save_many "
+            f"(one transaction) in {report.timings['write segments']:.2f} s"
         )
 
         # 3. update: flag clipping segments, complete all but the newest sessions
@@ -195,10 +198,12 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
         )
         _show_conflict(store, sessions[-1].id, console)
 
-        # 4. delete the sessions of the faulty device, with their segments
+        # 4. delete the first take on the device with a loose cable, with its segments
         started = time.perf_counter()
         with store.transaction():
-            faulty = list(store.find(RecordingSession, device=FAULTY_DEVICE, limit=1))
+            faulty = list(
+                store.find(RecordingSession, device=LOOSE_CABLE, order_by="started", limit=1)
+            )
             for session in faulty:
                 doomed = list(store.find(Segment, session_id=session.id))
                 for segment in doomed:
@@ -209,14 +214,21 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
         report.timings["delete"] = time.perf_counter() - started
         for session in faulty:
             console.print(
-                f"[green]4.[/] in one transaction: deleted session {session.name!r} "
-                f"(faulty {FAULTY_DEVICE}) and its {report.segments_deleted:,} segments"
+                f"[green]4.[/] in one transaction: deleted {session.name!r} "
+                f"({LOOSE_CABLE} had a loose cable)\n"
+                f"   and its {report.segments_deleted:,} segments"
             )
 
         # 5. queries on indexed fields
         started = time.perf_counter()
         console.print("[green]5.[/] queries on indexed fields:")
         _show_queries(store, console)
+        report.stored = {
+            "sessions": store.count(RecordingSession),
+            "complete sessions": store.count(RecordingSession, state="complete"),
+            "segments": store.count(Segment),
+            "flagged segments": store.count(Segment, flagged=True),
+        }
         report.timings["queries"] = time.perf_counter() - started
 
         report.file_bytes = _file_size(db_path)
@@ -339,8 +351,8 @@ def _show_queries(store: statekeep.Store, console: Console) -> None:
     if clips:
         console.print(
             f"   clipping in {session.name!r} at: "
-            + ", ".join(f"{s.start_ms / 1000:.1f} s" for s in clips[:6])
-            + (", ..." if len(clips) > 6 else "")
+            + ", ".join(f"{s.start_ms / 1000:.1f} s" for s in clips[:4])
+            + (", ..." if len(clips) > 4 else "")
         )
 
 
@@ -370,7 +382,8 @@ def _summary(report: Report) -> Table:
         "deleted",
         f"{report.sessions_deleted} session, {report.segments_deleted:,} segments",
     )
-    table.add_row("segments left", f"{report.segments_written - report.segments_deleted:,}")
+    for what, count in report.stored.items():
+        table.add_row(f"stored now: {what}", f"{count:,}", end_section=what == "flagged segments")
     table.add_row(
         "save_many throughput",
         _rate(report.segments_written, timings["write segments"]) + " segments",

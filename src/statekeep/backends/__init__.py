@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from ..errors import ConfigurationError
 from .base import Backend
@@ -61,7 +61,7 @@ def _memory(rest: str, options: dict[str, str]) -> Backend:
 def _sqlite(rest: str, options: dict[str, str]) -> Backend:
     if rest in (":memory:", "/:memory:"):
         return SQLiteMemoryBackend(**_take(options, {"timeout": float}, "sqlite://:memory:"))
-    path = rest[1:] if rest.startswith("/") else rest
+    path = unquote(rest[1:] if rest.startswith("/") else rest)  # %3F for a ? in a name
     if not path:
         raise ConfigurationError(
             "sqlite URLs name a file: sqlite:///relative/app.db, sqlite:////absolute/app.db "

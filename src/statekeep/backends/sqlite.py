@@ -75,7 +75,7 @@ class SQLiteBackend:
         self._synchronous = synchronous
         self._timeout = timeout
         self._local = threading.local()
-        self._connections: dict[int, sqlite3.Connection] = {}
+        self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         self._registry_lock = threading.Lock()
         self._write_lock: threading.Lock | threading.RLock = threading.Lock()
         self._ensured: dict[str, CollectionSpec] = {}
@@ -107,10 +107,23 @@ class SQLiteBackend:
             raise ConfigurationError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         alive = {thread.ident for thread in threading.enumerate()}
         with self._registry_lock:
-            for ident in [i for i in self._connections if i not in alive]:
-                self._connections.pop(ident).close()
-            self._connections[threading.get_ident()] = conn
+            for key in [k for k in self._connections if k[0] not in alive]:
+                self._connections.pop(key).close()
+            self._connections[(threading.get_ident(), id(conn))] = conn
         return conn
+
+    def _reader(self) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
+        """An idle read connection of this thread, and the list to give it back to.
+
+        A lazy select reads through a connection of its own: in WAL mode it
+        sees the database as it was when it started, whatever this thread
+        writes meanwhile (on one connection, a write during a read is undefined).
+        """
+        try:
+            idle: list[sqlite3.Connection] = self._local.readers
+        except AttributeError:
+            idle = self._local.readers = []
+        return (idle.pop() if idle else self._connect()), idle
 
     def close(self) -> None:
         with self._registry_lock:
@@ -368,14 +381,25 @@ class SQLiteBackend:
         if query.limit is not None or query.offset:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if query.limit is None else query.limit, query.offset]
+        if self._in_transaction():  # must see its own writes: read them all now
+            try:
+                rows = self._conn().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                if _missing_table(exc):
+                    return
+                raise _translate(exc) from exc
+            for (body,) in rows:
+                yield body
+            return
+        conn, idle = self._reader()
         try:
-            cursor = self._conn().execute(sql, params)
-            for (body,) in cursor:
+            for (body,) in conn.execute(sql, params):
                 yield body
         except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return
-            raise _translate(exc) from exc
+            if not _missing_table(exc):
+                raise _translate(exc) from exc
+        finally:
+            idle.append(conn)
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
         where, params = _where(filters)
@@ -416,6 +440,9 @@ class SQLiteMemoryBackend(SQLiteBackend):
         except AttributeError:
             self._shared: sqlite3.Connection = self._connect()
             return self._shared
+
+    def _reader(self) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
+        return self._conn(), []  # selects read everything at once, under the lock
 
     def get(self, collection: str, id: str) -> str | None:
         with self._write_lock:
