@@ -1,0 +1,1 @@
+"""The conformance suite: one contract, run unchanged against every backend."""

@@ -1,0 +1,163 @@
+"""Closing, reopening, and what survives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+import statekeep
+from statekeep import ConflictError, NotFoundError, StoreClosedError
+
+from .models import Note, Todo
+
+CALLS: dict[str, Callable[[statekeep.Store, Todo], Any]] = {
+    "save": lambda s, t: s.save(Todo(title="new")),
+    "save stored": lambda s, t: s.save(t),
+    "save a non-entity": lambda s, t: s.save(cast(Any, 42)),
+    "save_many": lambda s, t: s.save_many([Todo(title="new")]),
+    "save_many empty": lambda s, t: s.save_many([]),
+    "get": lambda s, t: s.get(Todo, t.id),
+    "get_many": lambda s, t: s.get_many(Todo, [t.id]),
+    "find": lambda s, t: s.find(Todo),
+    "count": lambda s, t: s.count(Todo),
+    "delete entity": lambda s, t: s.delete(t),
+    "delete by id": lambda s, t: s.delete(Todo, t.id),
+    "transaction": lambda s, t: s.transaction(),
+}
+
+
+@pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
+def test_use_after_close_raises_store_closed(
+    store_url: str, call: Callable[[statekeep.Store, Todo], Any]
+) -> None:
+    store = statekeep.open(store_url)
+    todo = store.save(Todo(title="stored"))
+    store.close()
+    with pytest.raises(StoreClosedError):
+        call(store, todo)
+    assert todo.version == 1
+
+
+def test_close_twice_and_context_manager(store_url: str) -> None:
+    with statekeep.open(store_url) as store:
+        store.save(Todo(title="x"))
+    with pytest.raises(StoreClosedError):
+        store.count(Todo)
+    store.close()  # closing again is harmless
+    with pytest.raises(StoreClosedError):
+        store.get(Todo, "x")
+
+
+def test_a_result_read_after_close_raises_store_closed(store_url: str) -> None:
+    store = statekeep.open(store_url)
+    store.save_many(Todo(title=f"t{i}") for i in range(10))
+    found = store.find(Todo)
+    store.close()
+    with pytest.raises(StoreClosedError):
+        list(found)
+
+
+def test_active_record_on_a_closed_default_store(store_url: str) -> None:
+    store = statekeep.open(store_url)
+    todo = store.save(Todo(title="x"))
+    store.close()
+    with statekeep.use(store):
+        with pytest.raises(StoreClosedError):
+            todo.save()
+        with pytest.raises(StoreClosedError):
+            Todo.get(todo.id)
+        with pytest.raises(StoreClosedError):
+            Todo.count()
+    assert todo.version == 1
+
+
+@pytest.mark.requires("persistent")
+def test_data_survives_reopening(store_url: str) -> None:
+    with statekeep.open(store_url) as first:
+        kept = first.save(Todo(id="kept", title="kept", priority=1))
+        edited = first.save(Todo(id="edited", title="draft"))
+        edited.title = "final"
+        first.save(edited)
+        gone = first.save(Todo(id="gone", title="gone"))
+        first.delete(gone)
+        first.save(Note(id="n", text="note"))
+        first.save_many(Todo(id=f"bulk-{i:04d}", title="bulk") for i in range(1500))
+    with statekeep.open(store_url) as second:
+        assert second.get(Todo, "kept") == kept
+        assert (second.get(Todo, "edited").title, second.get(Todo, "edited").version) == (
+            "final",
+            2,
+        )
+        with pytest.raises(NotFoundError):
+            second.get(Todo, "gone")
+        assert second.get(Note, "n").text == "note"
+        assert second.count(Todo, title="bulk") == 1500
+        assert [t.id for t in second.find(Todo, priority=1)] == ["kept"]
+        # versions carry on: a stale copy still conflicts, a fresh one saves
+        kept.title = "changed"
+        second.save(kept)
+        assert kept.version == 2
+        stale = Todo(id="edited", title="stale", version=1)
+        with pytest.raises(ConflictError):
+            second.save(stale)
+    with statekeep.open(store_url) as third:
+        assert (third.get(Todo, "kept").title, third.get(Todo, "kept").version) == ("changed", 2)
+
+
+@pytest.mark.requires("persistent")
+def test_rolled_back_work_does_not_survive_reopening(store_url: str) -> None:
+    with statekeep.open(store_url) as first:
+        first.save(Todo(id="committed", title="yes"))
+        with pytest.raises(RuntimeError), first.transaction():
+            first.save(Todo(id="rolled-back", title="no"))
+            raise RuntimeError
+    with statekeep.open(store_url) as second:
+        assert [t.id for t in second.find(Todo)] == ["committed"]
+
+
+@pytest.mark.requires("persistent")
+def test_a_second_store_sees_only_committed_work(store_url: str, store: statekeep.Store) -> None:
+    with statekeep.open(store_url) as other:
+        store.save(Todo(id="before", title="before"))
+        with store.transaction():
+            store.save(Todo(id="inside", title="inside"))
+            assert [t.id for t in other.find(Todo)] == ["before"]
+            with pytest.raises(NotFoundError):
+                other.get(Todo, "inside")
+        assert [t.id for t in other.find(Todo)] == ["before", "inside"]
+        # and writes from the other store are checked against the same versions
+        mine = store.get(Todo, "before")
+        theirs = other.get(Todo, "before")
+        other.save(theirs)
+        with pytest.raises(ConflictError):
+            store.save(mine)
+
+
+@pytest.mark.requires("persistent", "sqlite")
+def test_relative_and_absolute_sqlite_urls(
+    backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with statekeep.open("sqlite:///relative.db") as relative:
+        relative.save(Todo(id="r", title="relative"))
+    assert (tmp_path / "relative.db").is_file()
+    with statekeep.open(f"sqlite:///{tmp_path / 'relative.db'}") as absolute:
+        assert absolute.get(Todo, "r").title == "relative"
+    (tmp_path / "sub").mkdir()
+    with statekeep.open("sqlite:///sub/nested.db?synchronous=full&timeout=2") as nested:
+        nested.save(Todo(id="n", title="nested"))
+    with statekeep.open("sqlite:///sub/nested.db", synchronous="normal") as again:
+        assert again.get(Todo, "n").title == "nested"
+
+
+def test_stores_opened_separately_are_independent(
+    make_store: Callable[[], statekeep.Store],
+) -> None:
+    first, second = make_store(), make_store()
+    first.save(Todo(id="only-in-first", title="x"))
+    assert second.count(Todo) == 0
+    with pytest.raises(NotFoundError):
+        second.get(Todo, "only-in-first")
