@@ -12,12 +12,26 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pydantic
 import pydantic_core
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
-from .backends.base import CollectionSpec, Filter, Index, IndexKind, Op, Order, Row
+from .backends.base import (
+    CollectionSpec,
+    Field,
+    Filter,
+    Index,
+    IndexKind,
+    Op,
+    Order,
+    Row,
+    Scalar,
+    time_key_of,
+)
 from .conditions import Condition, FieldRef, Ordering
 from .errors import ConfigurationError, QueryError, UnknownFieldError, ValidationError
 
@@ -43,6 +57,20 @@ def as_validation_error(exc: pydantic.ValidationError, what: str = "") -> Valida
     return ValidationError(f"{prefix}{exc}", exc.errors(include_url=False))
 
 
+def check_storable(value: int | str, what: str) -> None:
+    """Refuse what no backend can hold as a column value or parameter:
+    integers beyond 64 bits and text that is not valid Unicode (lone surrogates)."""
+    if isinstance(value, str):
+        if value.isascii():
+            return
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise QueryError(f"{what}: text with unpaired surrogates: {value!r}") from exc
+    elif not -(2**63) <= value < 2**63 and not isinstance(value, bool):
+        raise QueryError(f"{what}: {value} does not fit in 64 bits")
+
+
 def _base_type(annotation: Any) -> Any:
     """int | None -> int; anything else unchanged."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -52,13 +80,30 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
+def _is_time(annotation: Any) -> bool:
+    base = _base_type(annotation)
+    return isinstance(base, type) and issubclass(base, datetime)
+
+
 def _index_kind(annotation: Any) -> IndexKind:
     base = _base_type(annotation)
+    if _is_time(base):
+        return "time"
     if isinstance(base, type) and issubclass(base, int):
         return "integer"
     if isinstance(base, type) and issubclass(base, float):
         return "real"
     return "text"
+
+
+def _default(info: FieldInfo, time: bool) -> Scalar:
+    """The field's default as a comparable scalar (None when it has none)."""
+    if info.default is PydanticUndefined or info.default_factory is not None:
+        return None
+    if time and isinstance(info.default, datetime):
+        return time_key_of(info.default)
+    plain = pydantic_core.to_jsonable_python(info.default)
+    return plain if isinstance(plain, _PLAIN) else None
 
 
 class EntityInfo:
@@ -81,22 +126,36 @@ class EntityInfo:
                 raise ConfigurationError(
                     f"{cls.__name__}.{name} cannot be indexed: {name!r} is a reserved column"
                 )
+        columns = {"id", "version", *indexed}
+        self.fields = {
+            name: Field(
+                name,
+                name in columns,
+                _is_time(info.annotation),
+                _default(info, _is_time(info.annotation)),
+            )
+            for name, info in fields.items()
+        }
         self.spec = CollectionSpec(
             collection,
-            tuple(Index(name, _index_kind(fields[name].annotation)) for name in indexed),
+            tuple(
+                Index(name, _index_kind(fields[name].annotation), self.fields[name].default)
+                for name in indexed
+            ),
         )
-        self.columns = frozenset(("id", "version", *indexed))
         self._adapters: dict[str, pydantic.TypeAdapter[Any]] = {}
         self._to_json: Callable[..., bytes] | None = None  # once the model is complete
         self._indexed = tuple(
-            (name, self._json_mode(name, fields[name].annotation)) for name in indexed
+            (name, self._column_value(name, fields[name].annotation)) for name in indexed
         )
 
-    def _json_mode(self, name: str, annotation: Any) -> Callable[[Any], Any] | None:
-        """How to turn the field's value into its JSON-mode scalar (None: as it is)."""
+    def _column_value(self, name: str, annotation: Any) -> Callable[[Any], Any] | None:
+        """How to turn the field's value into its column value (None: as it is)."""
         base = _base_type(annotation)
         if base in _PLAIN:
             return None
+        if _is_time(base):
+            return lambda value: None if value is None else time_key_of(value)
         return lambda value: self.adapter(name).dump_python(value, mode="json")
 
     def adapter(self, name: str) -> pydantic.TypeAdapter[Any]:
@@ -166,9 +225,10 @@ class EntityInfo:
         elif op is Op.PREFIX:
             if not isinstance(value, str):
                 raise QueryError(f"startswith() takes a string, not {value!r}")
+            check_storable(value, f"{self.cls.__name__}.{name}")
         else:
             value = self._scalar(name, value, nullable=op in (Op.EQ, Op.NE))
-        return Filter(name, op, value, name in self.columns)
+        return Filter(self.fields[name], op, value)
 
     def _scalar(self, name: str, value: Any, *, nullable: bool) -> Any:
         if value is None:
@@ -177,12 +237,18 @@ class EntityInfo:
             raise QueryError(f"{self.cls.__name__}.{name}: only == and != compare with None")
         adapter = self.adapter(name)
         try:
-            plain = adapter.dump_python(adapter.validate_python(value), mode="json")
+            valid = adapter.validate_python(value)
+            if self.fields[name].time and isinstance(valid, datetime):
+                plain = time_key_of(valid)
+            else:
+                plain = adapter.dump_python(valid, mode="json")
         except pydantic.ValidationError as exc:
             raise as_validation_error(
                 exc, f"{value!r} is not a valid value for {self.cls.__name__}.{name}"
             ) from exc
-        if plain is not None and not isinstance(plain, _PLAIN):
+        if isinstance(plain, (int, str)):
+            check_storable(plain, f"{self.cls.__name__}.{name}")
+        elif plain is not None and not isinstance(plain, _PLAIN):
             raise QueryError(
                 f"{self.cls.__name__}.{name} holds {type(plain).__name__} values; "
                 "conditions compare single values (text, numbers, booleans, dates)"
@@ -192,9 +258,15 @@ class EntityInfo:
     def orders(self, order_by: Any) -> tuple[Order, ...]:
         if order_by is None:
             return ()
-        items: Iterable[Any] = (
-            [order_by] if isinstance(order_by, (str, FieldRef, Ordering)) else order_by
-        )
+        if isinstance(order_by, (str, FieldRef, Ordering)):
+            items: Iterable[Any] = [order_by]
+        elif isinstance(order_by, (list, tuple)):
+            items = order_by
+        else:
+            raise QueryError(
+                f"order_by takes a field name, {self.cls.__name__}.f.<field>[.desc()] "
+                f"or a list of them, not {order_by!r}"
+            )
         result = []
         for item in items:
             if isinstance(item, FieldRef):
@@ -209,5 +281,5 @@ class EntityInfo:
                     f"{self.cls.__name__}.f.<field>[.desc()], not {item!r}"
                 )
             name = self._field(name)
-            result.append(Order(name, descending, name in self.columns))
+            result.append(Order(self.fields[name], descending))
         return tuple(result)

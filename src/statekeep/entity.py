@@ -37,7 +37,8 @@ def snake_case(name: str) -> str:
 class Entity(pydantic.BaseModel):
     """A typed, versioned document kept by a Store."""
 
-    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+    # JSON has no infinities: they are stored as the strings "Infinity", "NaN" and read back.
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", ser_json_inf_nan="strings")
 
     __statekeep__: ClassVar[EntityInfo]
     f: ClassVar[Fields]
@@ -65,7 +66,8 @@ class Entity(pydantic.BaseModel):
         super().__pydantic_init_subclass__(**kwargs)
         if collection is not None and not isinstance(collection, str):
             raise ConfigurationError(f"collection must be a string, not {collection!r}")
-        cls.__statekeep__ = EntityInfo(cls, collection or snake_case(cls.__name__))
+        name = snake_case(cls.__name__) if collection is None else collection
+        cls.__statekeep__ = EntityInfo(cls, name)
         cls.f = Fields(cls, cls.model_fields)
 
     # -- Active Record, over the default store -------------------------------

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._schema import check_storable
 from ._transaction import Frames, Transaction
 from .backends import open_backend
 from .backends.base import CollectionSpec, Query, Row
@@ -152,20 +154,15 @@ class Store:
         return saved
 
     def _save_chunk(self, chunk: list[Entity], atomic: bool, held: bool) -> int:
-        olds = [entity.__dict__.get("version", 0) for entity in chunk]
+        olds: list[int] = []
         try:
-            groups = self._rows_by_collection(chunk)
-            if atomic:
+            groups = self._rows_by_collection(chunk, olds)
+            with nullcontext() if atomic else self.transaction():
                 for spec, rows in groups:
                     self._backend.ensure_collection(spec)
                     self._backend.put(spec, rows)
-            else:
-                with self.transaction():
-                    for spec, rows in groups:
-                        self._backend.ensure_collection(spec)
-                        self._backend.put(spec, rows)
         except BaseException:
-            for entity, old in zip(chunk, olds, strict=True):
+            for entity, old in zip(chunk, olds, strict=False):
                 entity.__dict__["version"] = old
             raise
         stack = self._frames.stack
@@ -173,8 +170,11 @@ class Store:
             stack[-1].note_many(chunk, olds, weak=not held)
         return len(chunk)
 
-    def _rows_by_collection(self, chunk: list[Entity]) -> list[tuple[CollectionSpec, list[Row]]]:
-        """Moves each version forward and makes the rows, grouped by class."""
+    def _rows_by_collection(
+        self, chunk: list[Entity], olds: list[int]
+    ) -> list[tuple[CollectionSpec, list[Row]]]:
+        """Moves each version forward (noting the old one in olds) and makes
+        the rows, grouped by class."""
         groups: dict[type, tuple[CollectionSpec, list[Row]]] = {}
         info: EntityInfo | None = None
         cls: type | None = None
@@ -185,7 +185,10 @@ class Store:
                 cls = type(entity)
                 rows = groups.setdefault(cls, (info.spec, []))[1]
             assert info is not None
-            entity.__dict__["version"] += 1
+            fields = entity.__dict__
+            old = fields["version"]
+            olds.append(old)
+            fields["version"] = old + 1
             rows.append(info.row(entity))
         return list(groups.values())
 
@@ -267,7 +270,17 @@ class Store:
             raise QueryError(f"offset must be an int >= 0, not {offset!r}")
         query = Query(info.filters(conditions, equals), info.orders(order_by), limit, offset)
         self._backend.ensure_collection(info.spec)
-        return map(info.load, self._backend.select(info.spec, query))
+        return self._results(info, self._backend.select(info.spec, query))
+
+    def _results(self, info: EntityInfo, bodies: Iterator[str]) -> Iterator[Any]:
+        load = info.load
+        while True:
+            if self.state is not State.OPEN:
+                raise StoreClosedError(f"the store {self.url} was closed before iteration ended")
+            body = next(bodies, None)
+            if body is None:
+                return
+            yield load(body)
 
     def count(self, cls: type[Entity], *conditions: Condition, **equals: Any) -> int:
         info = self._info(cls)
@@ -279,4 +292,5 @@ class Store:
 def _id(id: Any) -> str:
     if not isinstance(id, str) or not id:
         raise QueryError(f"an id is a non-empty string, not {id!r}")
+    check_storable(id, "id")
     return id

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .base import CollectionSpec, Filter, Op, Order, Row
+from .base import CollectionSpec, Field, Filter, Op, Order, Row, time_key
 
 
 def _rank(value: Any) -> int:
@@ -53,21 +53,24 @@ def _compare(op: Op, value: Any, target: Any) -> bool:
 Getter = Callable[[Row], Any]
 
 
-def field_getter(spec: CollectionSpec, field: str, column: bool) -> Getter:
-    """A function reading one field's JSON-mode value from a row."""
-    if column:
-        position = spec.columns.index(field)
+def field_getter(spec: CollectionSpec, field: Field) -> Getter:
+    """A function reading one field's comparable value from a row."""
+    if field.column:
+        position = spec.columns.index(field.name)
         return lambda row: row[position]
+    name, default = field.name, field.default
+    convert = time_key if field.time else None
 
     def from_body(row: Row) -> Any:
         document = json.loads(row[2])
-        return document.get(field) if isinstance(document, dict) else None
+        value = document.get(name, default) if isinstance(document, dict) else None
+        return value if convert is None else convert(value)
 
     return from_body
 
 
 def matcher(spec: CollectionSpec, filters: Sequence[Filter]) -> Callable[[Row], bool]:
-    checks = [(field_getter(spec, f.field, f.column), f.op, f.value) for f in filters]
+    checks = [(field_getter(spec, f.field), f.op, f.value) for f in filters]
     return lambda row: all(_compare(op, get(row), value) for get, op, value in checks)
 
 
@@ -75,6 +78,19 @@ def ordered(spec: CollectionSpec, rows: Iterable[Row], order: Sequence[Order]) -
     """Rows sorted by `order`, ties broken by id (stable sorts, last key first)."""
     result = sorted(rows, key=lambda row: row[0])
     for o in reversed(order):
-        get = field_getter(spec, o.field, o.column)
+        get = field_getter(spec, o.field)
         result.sort(key=lambda row: sort_key(get(row)), reverse=o.descending)
     return result
+
+
+def indexed_values(spec: CollectionSpec, body: str) -> tuple[Any, ...]:
+    """The values of spec's indexed fields, read from a body."""
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        document = {}
+    return tuple(
+        time_key(document.get(index.name, index.default))
+        if index.kind == "time"
+        else document.get(index.name, index.default)
+        for index in spec.indexes
+    )

@@ -21,11 +21,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 Scalar = None | bool | int | float | str
 Row = tuple[Any, ...]
-IndexKind = Literal["text", "integer", "real"]
+IndexKind = Literal["text", "integer", "real", "time"]
 
 # Columns every collection has; indexed fields get a column of their own name.
 BASE_COLUMNS = ("id", "version", "body")
@@ -33,10 +34,14 @@ BASE_COLUMNS = ("id", "version", "body")
 
 @dataclass(frozen=True, slots=True)
 class Index:
-    """A field materialised as a column with an index."""
+    """A field materialised as a column with an index.
+
+    kind "time" holds time keys (see time_key); `default` is the value of rows
+    whose body lacks the field (written before the field existed)."""
 
     name: str
     kind: IndexKind
+    default: Scalar = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,20 @@ class CollectionSpec:
     @property
     def columns(self) -> tuple[str, ...]:
         return BASE_COLUMNS + tuple(index.name for index in self.indexes)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A field as a query sees it.
+
+    column: the field is a column (id, version or an indexed field); otherwise
+    the backend reads it from the JSON body. time: it holds datetimes, compared
+    by their time keys. default: its value where a body lacks it."""
+
+    name: str
+    column: bool
+    time: bool = False
+    default: Scalar = None
 
 
 class Op(enum.Enum):
@@ -65,23 +84,20 @@ class Op(enum.Enum):
 class Filter:
     """One condition on a field.
 
-    `column` is true when the field is a column (id, version or an indexed
-    field); otherwise the backend reads it from the JSON body. EQ and NE are
-    null-safe (None equals None); the other comparisons never match None.
-    IN and NOT_IN take a tuple of scalars.
+    EQ and NE are null-safe (None equals None); the other comparisons never
+    match None. IN and NOT_IN take a tuple of scalars. Values of time fields
+    are time keys.
     """
 
-    field: str
+    field: Field
     op: Op
     value: Any
-    column: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    field: str
+    field: Field
     descending: bool
-    column: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +108,25 @@ class Query:
     order: tuple[Order, ...] = ()
     limit: int | None = None
     offset: int = 0
+
+
+def time_key_of(moment: datetime) -> str:
+    """A datetime as text whose order is time order: ISO 8601 with
+    microseconds, aware ones in UTC with a Z, naive ones as they are."""
+    if moment.tzinfo is None:
+        return moment.isoformat(timespec="microseconds")
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
+
+
+def time_key(value: Any) -> Any:
+    """The time key of a datetime's JSON text; anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return time_key_of(datetime.fromisoformat(value))
+    except ValueError:
+        return value
 
 
 class Backend(Protocol):

@@ -8,7 +8,6 @@ write transaction runs at a time, as in SQLite.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -179,10 +178,9 @@ class MemoryBackend:
 
     def close(self) -> None:
         with self._data_lock:
-            self._rows.clear()
+            self._rows = {}
 
 
 def _reindex(row: Row, spec: CollectionSpec) -> Row:
     """The row with its indexed values read anew from the body."""
-    document = json.loads(row[2])
-    return tuple(row[:3]) + tuple(document.get(index.name) for index in spec.indexes)
+    return tuple(row[:3]) + _matching.indexed_values(spec, row[2])

@@ -29,11 +29,23 @@ from ..errors import (
     ConflictError,
     NotFoundError,
     TransientBackendError,
+    ValidationError,
 )
-from .base import CollectionSpec, Filter, Op, Query, Row, conflict_detail
+from .base import (
+    CollectionSpec,
+    Field,
+    Filter,
+    Index,
+    Op,
+    Order,
+    Query,
+    Row,
+    conflict_detail,
+    time_key,
+)
 
 SYNCHRONOUS = ("normal", "full")
-_COLUMN_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL"}
+_COLUMN_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "time": "TEXT"}
 _COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 _CHUNK = 500  # ids per IN (...) lookup
 
@@ -103,6 +115,7 @@ class SQLiteBackend:
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+            conn.create_function("statekeep_time", 1, time_key, deterministic=True)
         except sqlite3.Error as exc:
             raise ConfigurationError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         alive = {thread.ident for thread in threading.enumerate()}
@@ -143,20 +156,34 @@ class SQLiteBackend:
     def ensure_collection(self, spec: CollectionSpec) -> None:
         if self._ensured.get(spec.name) is spec:
             return
-        own = not self._in_transaction()
-        if own:
-            self.begin()
-        try:
-            self._create(self._conn(), spec)
+        try:  # a read first: a complete table needs no write lock
+            complete = self._complete(self._conn(), spec)
         except sqlite3.Error as exc:
-            if own:
-                self.rollback()
             raise _translate(exc) from exc
-        if own:
-            self.commit()
-        else:
-            self._local.ddl = True  # forget ensured tables if this rolls back
+        if not complete:
+            own = not self._in_transaction()
+            if own:
+                self.begin()
+            try:
+                self._create(self._conn(), spec)
+            except sqlite3.Error as exc:
+                if own:
+                    self.rollback()
+                raise _translate(exc) from exc
+            if own:
+                self.commit()
+            else:
+                self._local.ddl = True  # forget ensured tables if this rolls back
         self._ensured[spec.name] = spec
+
+    @staticmethod
+    def _complete(conn: sqlite3.Connection, spec: CollectionSpec) -> bool:
+        table = _quote(spec.name)
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        indexes = {row[1] for row in conn.execute(f"PRAGMA index_list({table})")}
+        return bool(columns) and all(
+            index.name in columns and _index_name(spec, index) in indexes for index in spec.indexes
+        )
 
     @staticmethod
     def _create(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
@@ -170,14 +197,11 @@ class SQLiteBackend:
             column = _quote(index.name)
             if index.name not in existing:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {_COLUMN_TYPES[index.kind]}")
-                conn.execute(
-                    f"UPDATE {table} SET {column} = json_extract(body, ?)",
-                    (_path(index.name),),
-                )
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {_quote(spec.name + '__' + index.name)} "
-                f"ON {table} ({column})"
-            )
+                field = Field(index.name, False, index.kind == "time", index.default)
+                value, params = _expression(field)
+                conn.execute(f"UPDATE {table} SET {column} = {value}", params)
+            index_name = _quote(_index_name(spec, index))
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {index_name} ON {table} ({column})")
 
     # -- transactions --------------------------------------------------------
     def _in_transaction(self) -> bool:
@@ -277,6 +301,8 @@ class SQLiteBackend:
             raise ConflictError(spec.name, id, f"already stored at version {stored[id]}") from exc
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
+        except OverflowError as exc:
+            raise _too_big(spec) from exc
 
     def _update(
         self, conn: sqlite3.Connection, spec: CollectionSpec, sql: str, rows: Sequence[Row]
@@ -297,6 +323,8 @@ class SQLiteBackend:
             cursor = conn.executemany(sql, [(*row[1:], row[0], row[1] - 1) for row in rows])
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
+        except OverflowError as exc:
+            raise _too_big(spec) from exc
         if cursor.rowcount != len(rows):
             raise BackendError(
                 f"{spec.name}: updated {cursor.rowcount} of {len(rows)} rows; "
@@ -373,10 +401,7 @@ class SQLiteBackend:
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
         where, params = _where(query.filters)
-        order = "".join(
-            f"{_expression(o.field, o.column)} {'DESC' if o.descending else 'ASC'}, "
-            for o in query.order
-        )
+        order = "".join(f"{_order_term(o, params)}, " for o in query.order)
         sql = f"SELECT body FROM {_quote(spec.name)}{where} ORDER BY {order}id"
         if query.limit is not None or query.offset:
             sql += " LIMIT ? OFFSET ?"
@@ -462,14 +487,38 @@ class SQLiteMemoryBackend(SQLiteBackend):
             return super().count(spec, filters)
 
 
+def _too_big(spec: CollectionSpec) -> ValidationError:
+    names = ", ".join(i.name for i in spec.indexes if i.kind == "integer")
+    return ValidationError(
+        f"{spec.name}: an indexed integer ({names}) does not fit SQLite's 64 bits"
+    )
+
+
+def _index_name(spec: CollectionSpec, index: Index) -> str:
+    return f"{spec.name}__{index.name}"
+
+
 def _path(field: str) -> str:
     return '$."' + field + '"'
 
 
-def _expression(field: str, column: bool) -> str:
-    if column:
-        return _quote(field)
-    return "json_extract(body, '" + _path(field).replace("'", "''") + "')"
+def _expression(field: Field) -> tuple[str, tuple[Any, ...]]:
+    """SQL for a field's comparable value, and the parameters it takes."""
+    if field.column:
+        return _quote(field.name), ()
+    path = "'" + _path(field.name).replace("'", "''") + "'"
+    expr = f"json_extract(body, {path})"
+    params: tuple[Any, ...] = ()
+    if field.default is not None:  # bodies written before the field existed lack it
+        expr = f"CASE WHEN json_type(body, {path}) IS NULL THEN ? ELSE {expr} END"
+        params = (field.default,)
+    return (f"statekeep_time({expr})" if field.time else expr), params
+
+
+def _order_term(order: Order, params: list[Any]) -> str:
+    text, own = _expression(order.field)
+    params.extend(own)
+    return f"{text} {'DESC' if order.descending else 'ASC'}"
 
 
 def _where(filters: Sequence[Filter]) -> tuple[str, list[Any]]:
@@ -479,34 +528,32 @@ def _where(filters: Sequence[Filter]) -> tuple[str, list[Any]]:
 
 
 def _condition(f: Filter, params: list[Any]) -> str:
-    expr = _expression(f.field, f.column)
+    """SQL for one filter; params gets its parameters in placeholder order."""
+    text, own = _expression(f.field)
+
+    def expr(*then: Any) -> str:  # the expression, once more, followed by `then`
+        params.extend(own)
+        params.extend(then)
+        return text
+
     if f.op is Op.EQ:
-        params.append(f.value)
-        return f"{expr} IS ?"
+        return f"{expr(f.value)} IS ?"
     if f.op is Op.NE:
-        params.append(f.value)
-        return f"{expr} IS NOT ?"
+        return f"{expr(f.value)} IS NOT ?"
     if f.op in _COMPARISONS:
-        params.append(f.value)
-        return f"{expr} {_COMPARISONS[f.op]} ?"
+        return f"{expr(f.value)} {_COMPARISONS[f.op]} ?"
     if f.op is Op.PREFIX:
-        return _prefix(expr, f.value, params)
+        stem = f.value.rstrip("\U0010ffff")
+        if not stem:  # every text starts with it
+            return f"(typeof({expr()}) = 'text' AND {expr(f.value)} >= ?)"
+        upper = stem[:-1] + chr(ord(stem[-1]) + 1)  # a range an index can serve
+        return f"({expr(f.value)} >= ? AND {expr(upper)} < ?)"
     values = [v for v in f.value if v is not None]
     has_null = len(values) < len(f.value)
-    params.extend(values)
-    member = f"{expr} IN ({', '.join('?' * len(values))})"
+    marks = ", ".join("?" * len(values))
     if f.op is Op.IN:
-        return f"({member}{f' OR {expr} IS NULL' if has_null else ''})"
+        member = f"{expr(*values)} IN ({marks})"
+        return f"({member} OR {expr()} IS NULL)" if has_null else f"({member})"
     if has_null:  # NOT IN (..., None): neither null nor a listed value
-        return f"({expr} IS NOT NULL AND NOT {member})"
-    return f"({expr} IS NULL OR NOT {member})"
-
-
-def _prefix(expr: str, prefix: str, params: list[Any]) -> str:
-    """`expr` starts with `prefix`, as a range an index can serve."""
-    stem = prefix.rstrip("\U0010ffff")
-    if not stem:
-        params.append(prefix)
-        return f"(typeof({expr}) = 'text' AND {expr} >= ?)"
-    params.extend((prefix, stem[:-1] + chr(ord(stem[-1]) + 1)))
-    return f"({expr} >= ? AND {expr} < ?)"
+        return f"({expr()} IS NOT NULL AND NOT {expr(*values)} IN ({marks}))"
+    return f"({expr()} IS NULL OR NOT {expr(*values)} IN ({marks}))"
