@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RESERVED = {"body"}
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
 _PLAIN = (str, int, float, bool)
 
 
@@ -59,8 +60,11 @@ def as_validation_error(exc: pydantic.ValidationError, what: str = "") -> Valida
 
 def check_storable(value: int | str, what: str) -> None:
     """Refuse what no backend can hold as a column value or parameter:
-    integers beyond 64 bits and text that is not valid Unicode (lone surrogates)."""
+    integers beyond 64 bits, NUL characters (SQLite cuts text there, PostgreSQL
+    refuses it) and text that is not valid Unicode (lone surrogates)."""
     if isinstance(value, str):
+        if "\x00" in value:
+            raise QueryError(f"{what}: text with a NUL character: {value!r}")
         if value.isascii():
             return
         try:
@@ -177,6 +181,11 @@ class EntityInfo:
             raise ValidationError(
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: {exc}"
             ) from exc
+        if "\\u0000" in body and _NUL.search(body):
+            raise ValidationError(
+                f"{type(entity).__name__} {entity.id!r} cannot be stored: "
+                "its text holds a NUL character (\\x00), which databases cut or refuse"
+            )
         if not self._indexed:
             return (entity.id, entity.version, body)
         values = [

@@ -38,8 +38,21 @@ class Frame:
         self.records.append(((weakref.ref(entity),), (old_version,), True))
 
     def note_many(self, entities: list[Entity], old_versions: list[int], *, weak: bool) -> None:
-        held = list(map(weakref.ref, entities)) if weak else entities
-        self.records.append((held, old_versions, weak))
+        if not weak:
+            self.records.append((entities, old_versions, False))
+            return
+        self._compact_last()
+        self.records.append((list(map(weakref.ref, entities)), old_versions, True))
+
+    def _compact_last(self) -> None:
+        """Drops the gone entities of the last weak record, so that save_many
+        over a generator holds about one chunk of records, not one per entity."""
+        if not self.records or not self.records[-1][2]:
+            return
+        refs, versions, _ = self.records.pop()
+        live = [(ref, v) for ref, v in zip(refs, versions, strict=True) if ref() is not None]
+        if live:
+            self.records.append(([r for r, _ in live], [v for _, v in live], True))
 
     def absorb(self, inner: Frame) -> None:
         self.records.extend(inner.records)

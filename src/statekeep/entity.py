@@ -52,6 +52,10 @@ class Entity(pydantic.BaseModel):
         except pydantic.ValidationError as exc:
             raise as_validation_error(exc) from exc
 
+    # Tells pydantic this __init__ only translates errors, so validating stored
+    # JSON (model_validate_json) need not go through it.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
     def __setattr__(self, name: str, value: Any) -> None:
         try:
             super().__setattr__(name, value)

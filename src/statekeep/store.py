@@ -162,8 +162,8 @@ class Store:
                     self._backend.ensure_collection(spec)
                     self._backend.put(spec, rows)
         except BaseException:
-            for entity, old in zip(chunk, olds, strict=False):
-                entity.__dict__["version"] = old
+            for entity, old in reversed(list(zip(chunk, olds, strict=False))):
+                entity.__dict__["version"] = old  # last first: an entity may repeat
             raise
         stack = self._frames.stack
         if stack:

@@ -92,6 +92,7 @@ class SQLiteBackend:
         self._write_lock: threading.Lock | threading.RLock = threading.Lock()
         self._ensured: dict[str, CollectionSpec] = {}
         self._statements: dict[str, tuple[CollectionSpec, _Statements]] = {}
+        self._get_sql: dict[str, str] = {}
         self._conn()  # open now, so a bad path fails at open()
 
     # -- connections ---------------------------------------------------------
@@ -367,12 +368,11 @@ class SQLiteBackend:
         raise ConflictError(collection, id, conflict_detail(stored[id], version or 0))
 
     def get(self, collection: str, id: str) -> str | None:
+        sql = self._get_sql.get(collection)
+        if sql is None:
+            sql = self._get_sql[collection] = f"SELECT body FROM {_quote(collection)} WHERE id = ?"
         try:
-            row = (
-                self._conn()
-                .execute(f"SELECT body FROM {_quote(collection)} WHERE id = ?", (id,))
-                .fetchone()
-            )
+            row = self._conn().execute(sql, (id,)).fetchone()
         except sqlite3.Error as exc:
             if _missing_table(exc):
                 return None

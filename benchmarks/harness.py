@@ -1,0 +1,125 @@
+"""What every benchmark shares: sizes, results, and interleaved best-of timing."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+# A trial is made untimed (fresh file, fresh objects) and returns the timed
+# work and the clean-up: make() -> (run, cleanup).
+Run = Callable[[], object]
+Cleanup = Callable[[], None]
+Trial = Callable[[], tuple[Run, Cleanup]]
+Progress = Callable[[str], None]
+
+RAW_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {table} "
+    "(id TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL)"
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    save_many: int = 100_000
+    save: int = 10_000
+    get: int = 10_000
+    get_stored: int = 100_000  # rows in the table the gets read from
+    memory: int = 1_000_000
+    repeats: int = 5
+    slow_repeats: int = 3  # for SQLAlchemy, ~10x slower: its ratios need less precision
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            save_many=2_000,
+            save=500,
+            get=500,
+            get_stored=2_000,
+            memory=20_000,
+            repeats=2,
+            slow_repeats=1,
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the table. ratio is ops/s relative to the benchmark's limit."""
+
+    benchmark: str
+    contender: str
+    ops_per_s: float | None = None
+    ratio: float | None = None
+    target: str = ""
+    passed: bool | None = None  # None: no target on this row
+    detail: str = ""  # what the target was judged on, when it is not the ratio
+
+
+def raw_connection(path: str, *, autocommit: bool) -> sqlite3.Connection:
+    """A plain sqlite3 connection with statekeep's settings: WAL, synchronous=NORMAL."""
+    conn = sqlite3.connect(path, isolation_level=None if autocommit else "DEFERRED")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def remove_db(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path + suffix)
+
+
+def best_of(
+    trials: dict[str, Trial],
+    sizes: Sizes,
+    progress: Progress,
+    label: str,
+    slow: Collection[str] = (),
+) -> dict[str, float]:
+    """The best wall time of each trial over sizes.repeats rounds (the slow
+    ones take part in the first sizes.slow_repeats rounds only).
+
+    Rounds interleave the contenders and rotate who goes first, so a slow
+    spell of a noisy machine hits all of them, not one. Every trial runs on
+    fresh objects and files, after a full garbage collection."""
+    best = dict.fromkeys(trials, math.inf)
+    names = list(trials)
+    repeats = sizes.repeats
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            if name in slow and round_ >= sizes.slow_repeats:
+                continue
+            progress(f"{label}: {name} (round {round_ + 1}/{repeats})")
+            run, cleanup = trials[name]()
+            gc.collect()
+            start = time.perf_counter()
+            run()
+            elapsed = time.perf_counter() - start
+            cleanup()
+            del run, cleanup
+            best[name] = min(best[name], elapsed)
+    return best
+
+
+def ratio_target(
+    benchmark: str,
+    contender: str,
+    ops: float,
+    limit_ops: float,
+    minimum: float,
+) -> Result:
+    ratio = ops / limit_ops
+    return Result(
+        benchmark,
+        contender,
+        ops,
+        ratio,
+        target=f">= {minimum:.2f}x limit",
+        passed=ratio >= minimum,
+    )
