@@ -21,7 +21,6 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from ..errors import (
     BackendError,
@@ -31,27 +30,12 @@ from ..errors import (
     TransientBackendError,
     ValidationError,
 )
-from .base import (
-    CollectionSpec,
-    Field,
-    Filter,
-    Index,
-    Op,
-    Order,
-    Query,
-    Row,
-    conflict_detail,
-    time_key,
-)
+from ._sqlite_sql import COLUMN_TYPES, Statements, expression, index_name, order_term, quote
+from ._sqlite_sql import where as where_clause
+from .base import CollectionSpec, Field, Filter, Query, Row, conflict_detail, time_key
 
 SYNCHRONOUS = ("normal", "full")
-_COLUMN_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "time": "TEXT"}
-_COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 _CHUNK = 500  # ids per IN (...) lookup
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _translate(exc: sqlite3.Error) -> BackendError:
@@ -63,18 +47,6 @@ def _translate(exc: sqlite3.Error) -> BackendError:
 
 def _missing_table(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
-
-
-class _Statements:
-    """The SQL text for one collection, built once."""
-
-    def __init__(self, spec: CollectionSpec) -> None:
-        table = _quote(spec.name)
-        columns = ", ".join(_quote(c) for c in spec.columns)
-        marks = ", ".join("?" * len(spec.columns))
-        settings = ", ".join(f"{_quote(c)} = ?" for c in spec.columns[1:])
-        self.insert = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
-        self.update = f"UPDATE {table} SET {settings} WHERE id = ? AND version = ?"
 
 
 class SQLiteBackend:
@@ -91,7 +63,7 @@ class SQLiteBackend:
         self._registry_lock = threading.Lock()
         self._write_lock: threading.Lock | threading.RLock = threading.Lock()
         self._ensured: dict[str, CollectionSpec] = {}
-        self._statements: dict[str, tuple[CollectionSpec, _Statements]] = {}
+        self._statements: dict[str, tuple[CollectionSpec, Statements]] = {}
         self._get_sql: dict[str, str] = {}
         self._conn()  # open now, so a bad path fails at open()
 
@@ -146,11 +118,11 @@ class SQLiteBackend:
             self._connections.clear()
 
     # -- collections ---------------------------------------------------------
-    def _sql(self, spec: CollectionSpec) -> _Statements:
+    def _sql(self, spec: CollectionSpec) -> Statements:
         cached = self._statements.get(spec.name)
         if cached is not None and cached[0] is spec:
             return cached[1]
-        statements = _Statements(spec)
+        statements = Statements(spec)
         self._statements[spec.name] = (spec, statements)
         return statements
 
@@ -179,30 +151,30 @@ class SQLiteBackend:
 
     @staticmethod
     def _complete(conn: sqlite3.Connection, spec: CollectionSpec) -> bool:
-        table = _quote(spec.name)
+        table = quote(spec.name)
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         indexes = {row[1] for row in conn.execute(f"PRAGMA index_list({table})")}
         return bool(columns) and all(
-            index.name in columns and _index_name(spec, index) in indexes for index in spec.indexes
+            index.name in columns and index_name(spec, index) in indexes for index in spec.indexes
         )
 
     @staticmethod
     def _create(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
-        table = _quote(spec.name)
+        table = quote(spec.name)
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {table} ("
             "id TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL)"
         )
         existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         for index in spec.indexes:
-            column = _quote(index.name)
+            column = quote(index.name)
             if index.name not in existing:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {_COLUMN_TYPES[index.kind]}")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {COLUMN_TYPES[index.kind]}")
                 field = Field(index.name, False, index.kind == "time", index.default)
-                value, params = _expression(field)
+                value, params = expression(field)
                 conn.execute(f"UPDATE {table} SET {column} = {value}", params)
-            index_name = _quote(_index_name(spec, index))
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {index_name} ON {table} ({column})")
+            named = quote(index_name(spec, index))
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {named} ON {table} ({column})")
 
     # -- transactions --------------------------------------------------------
     def _in_transaction(self) -> bool:
@@ -252,14 +224,14 @@ class SQLiteBackend:
             raise _translate(exc) from exc
 
     def savepoint(self, name: str) -> None:
-        self._execute(f"SAVEPOINT {_quote(name)}")
+        self._execute(f"SAVEPOINT {quote(name)}")
 
     def release(self, name: str) -> None:
-        self._execute(f"RELEASE {_quote(name)}")
+        self._execute(f"RELEASE {quote(name)}")
 
     def rollback_to(self, name: str) -> None:
-        self._execute(f"ROLLBACK TO {_quote(name)}")
-        self._execute(f"RELEASE {_quote(name)}")
+        self._execute(f"ROLLBACK TO {quote(name)}")
+        self._execute(f"RELEASE {quote(name)}")
         if getattr(self._local, "ddl", False):
             self._ensured.clear()
 
@@ -339,7 +311,7 @@ class SQLiteBackend:
             chunk = ids[start : start + _CHUNK]
             found.update(
                 conn.execute(
-                    f"SELECT id, version FROM {_quote(table)} WHERE id IN "
+                    f"SELECT id, version FROM {quote(table)} WHERE id IN "
                     f"({', '.join('?' * len(chunk))})",
                     chunk,
                 )
@@ -348,7 +320,7 @@ class SQLiteBackend:
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
         conn = self._conn()
-        table = _quote(collection)
+        table = quote(collection)
         try:
             if version is None:
                 cursor = conn.execute(f"DELETE FROM {table} WHERE id = ?", (id,))
@@ -370,7 +342,7 @@ class SQLiteBackend:
     def get(self, collection: str, id: str) -> str | None:
         sql = self._get_sql.get(collection)
         if sql is None:
-            sql = self._get_sql[collection] = f"SELECT body FROM {_quote(collection)} WHERE id = ?"
+            sql = self._get_sql[collection] = f"SELECT body FROM {quote(collection)} WHERE id = ?"
         try:
             row = self._conn().execute(sql, (id,)).fetchone()
         except sqlite3.Error as exc:
@@ -388,7 +360,7 @@ class SQLiteBackend:
                 chunk = ids[start : start + _CHUNK]
                 found.update(
                     conn.execute(
-                        f"SELECT id, body FROM {_quote(collection)} WHERE id IN "
+                        f"SELECT id, body FROM {quote(collection)} WHERE id IN "
                         f"({', '.join('?' * len(chunk))})",
                         chunk,
                     )
@@ -400,9 +372,9 @@ class SQLiteBackend:
         return found
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
-        where, params = _where(query.filters)
-        order = "".join(f"{_order_term(o, params)}, " for o in query.order)
-        sql = f"SELECT body FROM {_quote(spec.name)}{where} ORDER BY {order}id"
+        where, params = where_clause(query.filters)
+        order = "".join(f"{order_term(o, params)}, " for o in query.order)
+        sql = f"SELECT body FROM {quote(spec.name)}{where} ORDER BY {order}id"
         if query.limit is not None or query.offset:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if query.limit is None else query.limit, query.offset]
@@ -427,11 +399,11 @@ class SQLiteBackend:
             idle.append(conn)
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
-        where, params = _where(filters)
+        where, params = where_clause(filters)
         try:
             row = (
                 self._conn()
-                .execute(f"SELECT count(*) FROM {_quote(spec.name)}{where}", params)
+                .execute(f"SELECT count(*) FROM {quote(spec.name)}{where}", params)
                 .fetchone()
             )
         except sqlite3.Error as exc:
@@ -442,8 +414,8 @@ class SQLiteBackend:
 
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         """SQLite's query plan for a select (what an index lookup looks like)."""
-        where, params = _where(query.filters)
-        sql = f"EXPLAIN QUERY PLAN SELECT body FROM {_quote(spec.name)}{where}"
+        where, params = where_clause(query.filters)
+        sql = f"EXPLAIN QUERY PLAN SELECT body FROM {quote(spec.name)}{where}"
         return [str(row[3]) for row in self._conn().execute(sql, params)]
 
 
@@ -492,68 +464,3 @@ def _too_big(spec: CollectionSpec) -> ValidationError:
     return ValidationError(
         f"{spec.name}: an indexed integer ({names}) does not fit SQLite's 64 bits"
     )
-
-
-def _index_name(spec: CollectionSpec, index: Index) -> str:
-    return f"{spec.name}__{index.name}"
-
-
-def _path(field: str) -> str:
-    return '$."' + field + '"'
-
-
-def _expression(field: Field) -> tuple[str, tuple[Any, ...]]:
-    """SQL for a field's comparable value, and the parameters it takes."""
-    if field.column:
-        return _quote(field.name), ()
-    path = "'" + _path(field.name).replace("'", "''") + "'"
-    expr = f"json_extract(body, {path})"
-    params: tuple[Any, ...] = ()
-    if field.default is not None:  # bodies written before the field existed lack it
-        expr = f"CASE WHEN json_type(body, {path}) IS NULL THEN ? ELSE {expr} END"
-        params = (field.default,)
-    return (f"statekeep_time({expr})" if field.time else expr), params
-
-
-def _order_term(order: Order, params: list[Any]) -> str:
-    text, own = _expression(order.field)
-    params.extend(own)
-    return f"{text} {'DESC' if order.descending else 'ASC'}"
-
-
-def _where(filters: Sequence[Filter]) -> tuple[str, list[Any]]:
-    params: list[Any] = []
-    parts = [_condition(f, params) for f in filters]
-    return ((" WHERE " + " AND ".join(parts)) if parts else ""), params
-
-
-def _condition(f: Filter, params: list[Any]) -> str:
-    """SQL for one filter; params gets its parameters in placeholder order."""
-    text, own = _expression(f.field)
-
-    def expr(*then: Any) -> str:  # the expression, once more, followed by `then`
-        params.extend(own)
-        params.extend(then)
-        return text
-
-    if f.op is Op.EQ:
-        return f"{expr(f.value)} IS ?"
-    if f.op is Op.NE:
-        return f"{expr(f.value)} IS NOT ?"
-    if f.op in _COMPARISONS:
-        return f"{expr(f.value)} {_COMPARISONS[f.op]} ?"
-    if f.op is Op.PREFIX:
-        stem = f.value.rstrip("\U0010ffff")
-        if not stem:  # every text starts with it
-            return f"(typeof({expr()}) = 'text' AND {expr(f.value)} >= ?)"
-        upper = stem[:-1] + chr(ord(stem[-1]) + 1)  # a range an index can serve
-        return f"({expr(f.value)} >= ? AND {expr(upper)} < ?)"
-    values = [v for v in f.value if v is not None]
-    has_null = len(values) < len(f.value)
-    marks = ", ".join("?" * len(values))
-    if f.op is Op.IN:
-        member = f"{expr(*values)} IN ({marks})"
-        return f"({member} OR {expr()} IS NULL)" if has_null else f"({member})"
-    if has_null:  # NOT IN (..., None): neither null nor a listed value
-        return f"({expr()} IS NOT NULL AND NOT {expr(*values)} IN ({marks}))"
-    return f"({expr()} IS NULL OR NOT {expr(*values)} IN ({marks}))"

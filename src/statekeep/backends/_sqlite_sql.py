@@ -1,0 +1,95 @@
+"""The SQL the SQLite backend runs, written from specs and queries.
+
+Names are quoted; values always travel as parameters, never in the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .base import CollectionSpec, Field, Filter, Index, Op, Order
+
+COLUMN_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "time": "TEXT"}
+_COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Statements:
+    """The SQL text for one collection, built once."""
+
+    def __init__(self, spec: CollectionSpec) -> None:
+        table = quote(spec.name)
+        columns = ", ".join(quote(c) for c in spec.columns)
+        marks = ", ".join("?" * len(spec.columns))
+        settings = ", ".join(f"{quote(c)} = ?" for c in spec.columns[1:])
+        self.insert = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+        self.update = f"UPDATE {table} SET {settings} WHERE id = ? AND version = ?"
+
+
+def index_name(spec: CollectionSpec, index: Index) -> str:
+    return f"{spec.name}__{index.name}"
+
+
+def path_of(field: str) -> str:
+    return '$."' + field + '"'
+
+
+def expression(field: Field) -> tuple[str, tuple[Any, ...]]:
+    """SQL for a field's comparable value, and the parameters it takes."""
+    if field.column:
+        return quote(field.name), ()
+    path = "'" + path_of(field.name).replace("'", "''") + "'"
+    expr = f"json_extract(body, {path})"
+    params: tuple[Any, ...] = ()
+    if field.default is not None:  # bodies written before the field existed lack it
+        expr = f"CASE WHEN json_type(body, {path}) IS NULL THEN ? ELSE {expr} END"
+        params = (field.default,)
+    return (f"statekeep_time({expr})" if field.time else expr), params
+
+
+def order_term(order: Order, params: list[Any]) -> str:
+    text, own = expression(order.field)
+    params.extend(own)
+    return f"{text} {'DESC' if order.descending else 'ASC'}"
+
+
+def where(filters: Sequence[Filter]) -> tuple[str, list[Any]]:
+    params: list[Any] = []
+    parts = [_condition(f, params) for f in filters]
+    return ((" WHERE " + " AND ".join(parts)) if parts else ""), params
+
+
+def _condition(f: Filter, params: list[Any]) -> str:
+    """SQL for one filter; params gets its parameters in placeholder order."""
+    text, own = expression(f.field)
+
+    def expr(*then: Any) -> str:  # the expression, once more, followed by `then`
+        params.extend(own)
+        params.extend(then)
+        return text
+
+    if f.op is Op.EQ:
+        return f"{expr(f.value)} IS ?"
+    if f.op is Op.NE:
+        return f"{expr(f.value)} IS NOT ?"
+    if f.op in _COMPARISONS:
+        return f"{expr(f.value)} {_COMPARISONS[f.op]} ?"
+    if f.op is Op.PREFIX:
+        stem = f.value.rstrip("\U0010ffff")
+        if not stem:  # every text starts with it
+            return f"(typeof({expr()}) = 'text' AND {expr(f.value)} >= ?)"
+        upper = stem[:-1] + chr(ord(stem[-1]) + 1)  # a range an index can serve
+        return f"({expr(f.value)} >= ? AND {expr(upper)} < ?)"
+    values = [v for v in f.value if v is not None]
+    has_null = len(values) < len(f.value)
+    marks = ", ".join("?" * len(values))
+    if f.op is Op.IN:
+        member = f"{expr(*values)} IN ({marks})"
+        return f"({member} OR {expr()} IS NULL)" if has_null else f"({member})"
+    if has_null:  # NOT IN (..., None): neither null nor a listed value
+        return f"({expr()} IS NOT NULL AND NOT {expr(*values)} IN ({marks}))"
+    return f"({expr()} IS NULL OR NOT {expr(*values)} IN ({marks}))"
