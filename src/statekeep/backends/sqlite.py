@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from itertools import groupby
 
 from ..errors import (
     BackendError,
@@ -246,11 +247,13 @@ class SQLiteBackend:
             else:
                 self._update(conn, spec, statements.update, rows)
             return
-        inserts = [row for row in rows if row[1] == 1]
-        if inserts:
-            self._insert(conn, spec, statements.insert, inserts, single=False)
-        if len(inserts) < len(rows):
-            self._update(conn, spec, statements.update, [r for r in rows if r[1] != 1])
+        # in the order given (a later row may build on an earlier one), a run
+        # of inserts or of updates per statement
+        for new, run in groupby(rows, key=lambda row: row[1] == 1):
+            if new:
+                self._insert(conn, spec, statements.insert, list(run), single=False)
+            else:
+                self._update(conn, spec, statements.update, list(run))
 
     def _insert(
         self,

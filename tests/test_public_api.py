@@ -1,0 +1,136 @@
+"""The public API is what `statekeep/__init__.py` exports: pinned here, so that
+adding or removing a name is a decision someone makes, not an accident."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import pytest
+
+import statekeep
+import statekeep.errors
+
+PUBLIC = [
+    "BackendError",
+    "Condition",
+    "ConfigurationError",
+    "ConflictError",
+    "Entity",
+    "FieldRef",
+    "Indexed",
+    "NotFoundError",
+    "Ordering",
+    "QueryError",
+    "StatekeepError",
+    "Store",
+    "StoreClosedError",
+    "TransientBackendError",
+    "UnknownFieldError",
+    "ValidationError",
+    "errors",
+    "open",
+    "use",
+]
+
+ERRORS = [
+    "BackendError",
+    "ConfigurationError",
+    "ConflictError",
+    "NotFoundError",
+    "QueryError",
+    "StatekeepError",
+    "StoreClosedError",
+    "TransientBackendError",
+    "UnknownFieldError",
+    "ValidationError",
+]
+
+# The tree drawn in the docstring of statekeep/errors.py: error -> its direct bases.
+ERROR_TREE: dict[str, tuple[type[BaseException], ...]] = {
+    "StatekeepError": (Exception,),
+    "ConfigurationError": (statekeep.errors.StatekeepError,),
+    "StoreClosedError": (statekeep.errors.StatekeepError,),
+    "NotFoundError": (statekeep.errors.StatekeepError, LookupError),
+    "ConflictError": (statekeep.errors.StatekeepError,),
+    "ValidationError": (statekeep.errors.StatekeepError, ValueError),
+    "QueryError": (statekeep.errors.StatekeepError, ValueError),
+    "UnknownFieldError": (statekeep.errors.QueryError, AttributeError),
+    "BackendError": (statekeep.errors.StatekeepError,),
+    "TransientBackendError": (statekeep.errors.BackendError,),
+}
+
+
+def _error_classes() -> dict[str, type[BaseException]]:
+    """Every exception class defined in statekeep.errors (not imported into it)."""
+    return {
+        name: value
+        for name, value in vars(statekeep.errors).items()
+        if inspect.isclass(value)
+        and issubclass(value, BaseException)
+        and value.__module__ == statekeep.errors.__name__
+    }
+
+
+def test_all_is_pinned() -> None:
+    assert statekeep.__all__ == PUBLIC
+
+
+def test_all_is_sorted_without_duplicates() -> None:
+    assert sorted(set(PUBLIC)) == PUBLIC
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_every_public_name_exists(name: str) -> None:
+    assert getattr(statekeep, name, None) is not None
+
+
+def test_star_import_gives_exactly_all() -> None:
+    namespace: dict[str, object] = {}
+    exec("from statekeep import *", namespace)
+    del namespace["__builtins__"]
+    assert sorted(namespace) == PUBLIC
+
+
+@pytest.mark.parametrize("name", sorted(set(PUBLIC) - {"errors"}))
+def test_public_names_are_statekeeps_own(name: str) -> None:
+    """Nothing exported is a re-exported third-party object (pydantic, ...)."""
+    module = getattr(statekeep, name).__module__
+    assert module == "statekeep" or module.startswith("statekeep."), module
+
+
+def test_errors_module_is_exported() -> None:
+    assert statekeep.errors is statekeep.__dict__["errors"]
+    assert statekeep.errors.__name__ == "statekeep.errors"
+
+
+def test_errors_all_is_pinned() -> None:
+    assert statekeep.errors.__all__ == ERRORS
+
+
+def test_errors_all_names_every_error_class() -> None:
+    assert sorted(_error_classes()) == ERRORS
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_every_error_is_a_statekeep_error(name: str) -> None:
+    error = getattr(statekeep.errors, name)
+    assert inspect.isclass(error)
+    assert issubclass(error, statekeep.errors.StatekeepError)
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_every_error_is_exported_from_statekeep(name: str) -> None:
+    assert name in statekeep.__all__
+    assert getattr(statekeep, name) is getattr(statekeep.errors, name)
+
+
+def test_error_tree_is_pinned() -> None:
+    assert sorted(ERROR_TREE) == ERRORS
+    found = {name: cls.__bases__ for name, cls in _error_classes().items()}
+    assert found == ERROR_TREE
+
+
+@pytest.mark.parametrize("name", ERRORS)
+def test_every_error_is_drawn_in_the_errors_docstring(name: str) -> None:
+    assert re.search(rf"\b{name}\b", statekeep.errors.__doc__ or "")
