@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
+from itertools import islice
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -143,13 +144,8 @@ class Store:
     def _save_chunks(self, entities: Iterable[Entity], chunk_size: int, atomic: bool) -> int:
         held = isinstance(entities, (list, tuple))  # the caller holds every entity
         saved = 0
-        chunk: list[Entity] = []
-        for entity in entities:
-            chunk.append(entity)
-            if len(chunk) == chunk_size:
-                saved += self._save_chunk(chunk, atomic, held)
-                chunk = []
-        if chunk:
+        iterator = iter(entities)
+        while chunk := list(islice(iterator, chunk_size)):
             saved += self._save_chunk(chunk, atomic, held)
         return saved
 
@@ -175,22 +171,16 @@ class Store:
     ) -> list[tuple[CollectionSpec, list[Row]]]:
         """Moves each version forward (noting the old one in olds) and makes
         the rows, grouped by class."""
-        groups: dict[type, tuple[CollectionSpec, list[Row]]] = {}
-        info: EntityInfo | None = None
-        cls: type | None = None
-        rows: list[Row] = []
+        if len(set(map(type, chunk))) == 1:  # the usual case: one class
+            info = self._entity_info(chunk[0])
+            return [(info.spec, info.advance(chunk, olds))]
+        groups: dict[type, tuple[EntityInfo, list[Row]]] = {}
         for entity in chunk:
-            if type(entity) is not cls:
-                info = self._entity_info(entity)
-                cls = type(entity)
-                rows = groups.setdefault(cls, (info.spec, []))[1]
-            assert info is not None
-            fields = entity.__dict__
-            old = fields["version"]
-            olds.append(old)
-            fields["version"] = old + 1
-            rows.append(info.row(entity))
-        return list(groups.values())
+            group = groups.get(type(entity))
+            if group is None:
+                group = groups[type(entity)] = (self._entity_info(entity), [])
+            group[1].extend(group[0].advance([entity], olds))
+        return [(info.spec, rows) for info, rows in groups.values()]
 
     @overload
     def delete(self, target: Entity) -> None: ...

@@ -22,6 +22,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from itertools import groupby
+from operator import itemgetter
 
 from ..errors import (
     BackendError,
@@ -246,6 +247,9 @@ class SQLiteBackend:
                 self._insert(conn, spec, statements.insert, rows, single=True)
             else:
                 self._update(conn, spec, statements.update, rows)
+            return
+        if max(map(itemgetter(1), rows)) == 1:  # all new: the usual case
+            self._insert(conn, spec, statements.insert, rows, single=False)
             return
         # in the order given (a later row may build on an earlier one), a run
         # of inserts or of updates per statement
