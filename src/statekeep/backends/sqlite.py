@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
+from typing import Any
 
 from ..errors import (
     BackendError,
@@ -313,17 +314,7 @@ class SQLiteBackend:
 
     @staticmethod
     def _versions(conn: sqlite3.Connection, table: str, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            found.update(
-                conn.execute(
-                    f"SELECT id, version FROM {quote(table)} WHERE id IN "
-                    f"({', '.join('?' * len(chunk))})",
-                    chunk,
-                )
-            )
-        return found
+        return _by_id(conn, "version", table, ids)
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
         conn = self._conn()
@@ -359,24 +350,12 @@ class SQLiteBackend:
         return None if row is None else str(row[0])
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
-        conn = self._conn()
-        found: dict[str, str] = {}
-        ids = list(ids)
         try:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                found.update(
-                    conn.execute(
-                        f"SELECT id, body FROM {quote(collection)} WHERE id IN "
-                        f"({', '.join('?' * len(chunk))})",
-                        chunk,
-                    )
-                )
+            return _by_id(self._conn(), "body", collection, list(ids))
         except sqlite3.Error as exc:
             if _missing_table(exc):
                 return {}
             raise _translate(exc) from exc
-        return found
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
         where, params = where_clause(query.filters)
@@ -424,6 +403,17 @@ class SQLiteBackend:
         where, params = where_clause(query.filters)
         sql = f"EXPLAIN QUERY PLAN SELECT body FROM {quote(spec.name)}{where}"
         return [str(row[3]) for row in self._conn().execute(sql, params)]
+
+
+def _by_id(conn: sqlite3.Connection, column: str, table: str, ids: list[str]) -> dict[str, Any]:
+    """{id: column} of the rows among ids, looked up a chunk of ids at a time."""
+    found: dict[str, Any] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT id, {column} FROM {quote(table)} WHERE id IN ({marks})"
+        found.update(conn.execute(sql, chunk))
+    return found
 
 
 class SQLiteMemoryBackend(SQLiteBackend):
