@@ -10,9 +10,9 @@ collector has to visit.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Sequence
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from .backends.base import Backend
 if TYPE_CHECKING:
     from .entity import Entity
 
-# (entities or weak references to them, their versions before the block)
+# (entities or weak references to them, their versions before the block, weak?)
 _Record = tuple[Sequence[Any], Sequence[int], bool]
 
 
@@ -65,11 +65,28 @@ class Frame:
                     entity.__dict__["version"] = version
 
 
-class Frames(threading.local):
-    """The open blocks of the current thread, outermost first."""
+class Frames:
+    """The open blocks of the current context, outermost first.
+
+    Held in a ContextVar: each thread, and each asyncio task, sees its own
+    stack (a task started inside a block sees that block as open)."""
 
     def __init__(self) -> None:
-        self.stack: list[Frame] = []
+        self._var: ContextVar[tuple[Frame, ...]] = ContextVar("statekeep_frames", default=())
+
+    @property
+    def stack(self) -> tuple[Frame, ...]:
+        return self._var.get()
+
+    def innermost(self) -> Frame | None:
+        stack = self._var.get()
+        return stack[-1] if stack else None
+
+    def push(self, frame: Frame) -> Token[tuple[Frame, ...]]:
+        return self._var.set((*self._var.get(), frame))
+
+    def pop(self, token: Token[tuple[Frame, ...]]) -> None:
+        self._var.reset(token)
 
 
 class Transaction:
@@ -78,16 +95,19 @@ class Transaction:
     def __init__(self, backend: Backend, frames: Frames) -> None:
         self._backend = backend
         self._frames = frames
+        self._frame: Frame | None = None
+        self._token: Token[tuple[Frame, ...]] | None = None
 
     def __enter__(self) -> Transaction:
-        stack = self._frames.stack
-        if stack:
-            name = f"statekeep_{len(stack)}"
-            self._backend.savepoint(name)
-        else:
-            name = None
+        if self._frame is not None:
+            raise RuntimeError("this transaction block is already open; call transaction() again")
+        depth = len(self._frames.stack)
+        frame = Frame(f"statekeep_{depth}" if depth else None)
+        if frame.name is None:
             self._backend.begin()
-        stack.append(Frame(name))
+        else:
+            self._backend.savepoint(frame.name)
+        self._frame, self._token = frame, self._frames.push(frame)
         return self
 
     def __exit__(
@@ -96,8 +116,10 @@ class Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack = self._frames.stack
-        frame = stack.pop()
+        frame, token = self._frame, self._token
+        assert frame is not None and token is not None, "__exit__ without __enter__"
+        self._frame = self._token = None
+        self._frames.pop(token)
         if exc_type is not None:
             frame.undo()
             if frame.name is None:
@@ -113,5 +135,6 @@ class Transaction:
         except BaseException:
             frame.undo()
             raise
-        if stack:
-            stack[-1].absorb(frame)
+        outer = self._frames.innermost()
+        if outer is not None:
+            outer.absorb(frame)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from itertools import islice
 from types import TracebackType
@@ -69,9 +69,12 @@ class Store:
     def __repr__(self) -> str:
         return f"<Store {self.url} {self.state.value}>"
 
-    def _info(self, cls: Any) -> EntityInfo:
+    def _check_open(self) -> None:
         if self.state is not State.OPEN:
             raise StoreClosedError(f"the store {self.url} is closed")
+
+    def _info(self, cls: Any) -> EntityInfo:
+        self._check_open()
         info: EntityInfo | None = getattr(cls, "__statekeep__", None)
         if info is None or not isinstance(cls, type):
             raise ConfigurationError(f"expected an Entity subclass, got {cls!r}")
@@ -79,31 +82,34 @@ class Store:
 
     def _entity_info(self, entity: Any) -> EntityInfo:
         if not isinstance(entity, Entity):
-            if self.state is not State.OPEN:
-                raise StoreClosedError(f"the store {self.url} is closed")
+            self._check_open()
             raise ValidationError(f"expected an entity, got {entity!r}")
         return self._info(type(entity))
 
     # -- transactions --------------------------------------------------------
     def transaction(self) -> Transaction:
         """An atomic block; nested blocks are savepoints."""
-        if self.state is not State.OPEN:
-            raise StoreClosedError(f"the store {self.url} is closed")
+        self._check_open()
         return Transaction(self._backend, self._frames)
 
-    def _put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
-        backend = self._backend
-        backend.ensure_collection(spec)
+    def _atomic(self, work: Callable[[], None]) -> None:
+        """Runs work inside the open transaction, or in a transaction of its own."""
         if self._frames.stack:
-            backend.put(spec, rows)
+            work()
             return
+        backend = self._backend
         backend.begin()
         try:
-            backend.put(spec, rows)
+            work()
         except BaseException:
             backend.rollback()
             raise
         backend.commit()
+
+    def _note(self, entity: Entity, old_version: int) -> None:
+        frame = self._frames.innermost()
+        if frame is not None:
+            frame.note(entity, old_version)
 
     # -- writes --------------------------------------------------------------
     def save(self, entity: E) -> E:
@@ -115,14 +121,15 @@ class Store:
         fields = entity.__dict__
         old = fields["version"]
         fields["version"] = old + 1
+        backend = self._backend
         try:
-            self._put(info.spec, (info.row(entity),))
+            rows = (info.row(entity),)
+            backend.ensure_collection(info.spec)
+            self._atomic(lambda: backend.put(info.spec, rows))
         except BaseException:
             fields["version"] = old
             raise
-        stack = self._frames.stack
-        if stack:
-            stack[-1].note(entity, old)
+        self._note(entity, old)
         return entity
 
     def save_many(
@@ -132,8 +139,7 @@ class Store:
 
         atomic=True (the default): all in one transaction (a savepoint when
         nested). atomic=False: a transaction per chunk."""
-        if self.state is not State.OPEN:
-            raise StoreClosedError(f"the store {self.url} is closed")
+        self._check_open()
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ConfigurationError(f"chunk_size must be a positive int, not {chunk_size!r}")
         if atomic:
@@ -161,9 +167,9 @@ class Store:
             for entity, old in reversed(list(zip(chunk, olds, strict=False))):
                 entity.__dict__["version"] = old  # last first: an entity may repeat
             raise
-        stack = self._frames.stack
-        if stack:
-            stack[-1].note_many(chunk, olds, weak=not held)
+        frame = self._frames.innermost()
+        if frame is not None:
+            frame.note_many(chunk, olds, weak=not held)
         return len(chunk)
 
     def _rows_by_collection(
@@ -198,32 +204,20 @@ class Store:
             self._delete(info.spec, target.id, target.version)
             old = target.version
             target.__dict__["version"] = 0
-            stack = self._frames.stack
-            if stack:
-                stack[-1].note(target, old)
+            self._note(target, old)
             return
         info = self._info(target)
         self._delete(info.spec, _id(id), None)
 
     def _delete(self, spec: CollectionSpec, id: str, version: int | None) -> None:
-        backend = self._backend
-        backend.ensure_collection(spec)
-        if self._frames.stack:
-            backend.delete(spec.name, id, version)
-            return
-        backend.begin()
-        try:
-            backend.delete(spec.name, id, version)
-        except BaseException:
-            backend.rollback()
-            raise
-        backend.commit()
+        self._backend.ensure_collection(spec)
+        self._atomic(lambda: self._backend.delete(spec.name, id, version))
 
     # -- reads ---------------------------------------------------------------
     def get(self, cls: type[E], id: str) -> E:
         """The entity stored under id; NotFoundError if there is none."""
         info = self._info(cls)
-        self._backend.ensure_collection(info.spec)
+        self._backend.ensure_collection(info.spec, create=False)
         body = self._backend.get(info.spec.name, _id(id))
         if body is None:
             raise NotFoundError(info.spec.name, id)
@@ -236,7 +230,7 @@ class Store:
         if isinstance(ids, str):
             raise QueryError("get_many() takes a list of ids, not one string")
         wanted = [_id(i) for i in ids]
-        self._backend.ensure_collection(info.spec)
+        self._backend.ensure_collection(info.spec, create=False)
         found = self._backend.get_many(info.spec.name, wanted)
         return {i: info.load(found[i]) for i in wanted if i in found}
 
@@ -259,14 +253,13 @@ class Store:
         if not isinstance(offset, int) or offset < 0:
             raise QueryError(f"offset must be an int >= 0, not {offset!r}")
         query = Query(info.filters(conditions, equals), info.orders(order_by), limit, offset)
-        self._backend.ensure_collection(info.spec)
+        self._backend.ensure_collection(info.spec, create=False)
         return self._results(info, self._backend.select(info.spec, query))
 
     def _results(self, info: EntityInfo, bodies: Iterator[str]) -> Iterator[Any]:
         load = info.load
         while True:
-            if self.state is not State.OPEN:
-                raise StoreClosedError(f"the store {self.url} was closed before iteration ended")
+            self._check_open()
             body = next(bodies, None)
             if body is None:
                 return
@@ -275,7 +268,7 @@ class Store:
     def count(self, cls: type[Entity], *conditions: Condition, **equals: Any) -> int:
         info = self._info(cls)
         filters = info.filters(conditions, equals)
-        self._backend.ensure_collection(info.spec)
+        self._backend.ensure_collection(info.spec, create=False)
         return self._backend.count(info.spec, filters)
 
 

@@ -52,22 +52,30 @@ def _take(
         raise ConfigurationError(f"bad option for {url}: {exc}") from exc
 
 
+def _seconds(text: str) -> float:
+    """A lock timeout: a finite number of seconds >= 0."""
+    seconds = float(text)
+    if not 0 <= seconds < 1e6:
+        raise ValueError(f"timeout must be between 0 and 1e6 seconds, not {text}")
+    return seconds
+
+
 def _memory(rest: str, options: dict[str, str]) -> Backend:
     if rest:
         raise ConfigurationError(f"memory:// takes no path, got {rest!r}")
-    return MemoryBackend(**_take(options, {"lock_timeout": float}, "memory://"))
+    return MemoryBackend(**_take(options, {"timeout": _seconds}, "memory://"))
 
 
 def _sqlite(rest: str, options: dict[str, str]) -> Backend:
     if rest in (":memory:", "/:memory:"):
-        return SQLiteMemoryBackend(**_take(options, {"timeout": float}, "sqlite://:memory:"))
+        return SQLiteMemoryBackend(**_take(options, {"timeout": _seconds}, "sqlite://:memory:"))
     path = unquote(rest[1:] if rest.startswith("/") else rest)  # %3F for a ? in a name
     if not path:
         raise ConfigurationError(
             "sqlite URLs name a file: sqlite:///relative/app.db, sqlite:////absolute/app.db "
             "or sqlite://:memory:"
         )
-    allowed: dict[str, Callable[[str], Any]] = {"synchronous": str.lower, "timeout": float}
+    allowed: dict[str, Callable[[str], Any]] = {"synchronous": str.lower, "timeout": _seconds}
     return SQLiteBackend(path, **_take(options, allowed, "sqlite://"))
 
 

@@ -130,11 +130,18 @@ def time_key(value: Any) -> Any:
 
 
 class Backend(Protocol):
-    def ensure_collection(self, spec: CollectionSpec) -> None:
-        """Create the collection, or add the columns of new indexed fields."""
+    def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
+        """Create the collection, or add the columns of new indexed fields.
 
-    def begin(self) -> None: ...
-    def commit(self) -> None: ...
+        Reads call it with create=False: a missing collection may stay missing
+        (reads find it empty), so that a read never waits for a writer."""
+
+    def begin(self) -> None:
+        """Start the calling thread's transaction (BackendError if it has one)."""
+
+    def commit(self) -> None:
+        """Commit, or roll back and raise; either way the transaction is over."""
+
     def rollback(self) -> None: ...
     def savepoint(self, name: str) -> None: ...
     def release(self, name: str) -> None: ...

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import ConflictError, NotFoundError, TransientBackendError
+from ..errors import BackendError, ConflictError, NotFoundError, TransientBackendError
 from . import _matching
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
@@ -29,16 +29,16 @@ class _Transaction:
 
 
 class MemoryBackend:
-    def __init__(self, *, lock_timeout: float = 5.0) -> None:
+    def __init__(self, *, timeout: float = 5.0) -> None:
         self._rows: dict[str, dict[str, Row]] = {}
         self._specs: dict[str, CollectionSpec] = {}
         self._write_lock = threading.Lock()
         self._data_lock = threading.Lock()
         self._local = threading.local()
-        self._lock_timeout = lock_timeout
+        self._timeout = timeout
 
     # -- collections ---------------------------------------------------------
-    def ensure_collection(self, spec: CollectionSpec) -> None:
+    def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
         known = self._specs.get(spec.name)
         if known is spec:
             return
@@ -57,9 +57,14 @@ class MemoryBackend:
         return txn
 
     def begin(self) -> None:
-        if not self._write_lock.acquire(timeout=self._lock_timeout):
+        if getattr(self._local, "txn", None) is not None:
+            raise BackendError(
+                "this thread already has a transaction open (in another asyncio task?); "
+                "a thread runs one transaction at a time"
+            )
+        if not self._write_lock.acquire(timeout=self._timeout):
             raise TransientBackendError(
-                f"timed out after {self._lock_timeout}s waiting for the write lock"
+                f"timed out after {self._timeout}s waiting for the write lock"
             )
         self._local.txn = _Transaction()
 
@@ -78,8 +83,9 @@ class MemoryBackend:
         self._end()
 
     def _end(self) -> None:
-        self._local.txn = None
-        self._write_lock.release()
+        if getattr(self._local, "txn", None) is not None:
+            self._local.txn = None
+            self._write_lock.release()
 
     def savepoint(self, name: str) -> None:
         txn = self._txn()
@@ -99,7 +105,7 @@ class MemoryBackend:
                 txn.changes[key] = previous
             else:
                 del txn.changes[key]
-        del txn.savepoints[position + 1 :]
+        del txn.savepoints[position:]  # as SQLite's ROLLBACK TO + RELEASE
 
     @staticmethod
     def _savepoint_index(txn: _Transaction, name: str) -> int:
@@ -115,8 +121,8 @@ class MemoryBackend:
         return self._rows.get(key[0], {}).get(key[1])
 
     def _change(self, txn: _Transaction, key: _Key, row: Row | None) -> None:
-        had = key in txn.changes
-        txn.journal.append((key, had, txn.changes.get(key)))
+        if txn.savepoints:  # only a savepoint can undo part of a transaction
+            txn.journal.append((key, key in txn.changes, txn.changes.get(key)))
         txn.changes[key] = row
 
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:

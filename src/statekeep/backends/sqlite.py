@@ -68,7 +68,10 @@ class SQLiteBackend:
         self._ensured: dict[str, CollectionSpec] = {}
         self._statements: dict[str, tuple[CollectionSpec, Statements]] = {}
         self._get_sql: dict[str, str] = {}
-        self._conn()  # open now, so a bad path fails at open()
+        try:
+            self._conn()  # open now, so a bad path fails at open()
+        except BackendError as exc:
+            raise ConfigurationError(str(exc)) from exc.__cause__
 
     # -- connections ---------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -93,7 +96,7 @@ class SQLiteBackend:
             conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
             conn.create_function("statekeep_time", 1, time_key, deterministic=True)
         except sqlite3.Error as exc:
-            raise ConfigurationError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
+            raise BackendError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         alive = {thread.ident for thread in threading.enumerate()}
         with self._registry_lock:
             for key in [k for k in self._connections if k[0] not in alive]:
@@ -129,37 +132,48 @@ class SQLiteBackend:
         self._statements[spec.name] = (spec, statements)
         return statements
 
-    def ensure_collection(self, spec: CollectionSpec) -> None:
+    def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
         if self._ensured.get(spec.name) is spec:
             return
+        in_transaction = self._in_transaction()
+        if in_transaction and self._local.pending.get(spec.name) is spec:
+            return
         try:  # a read first: a complete table needs no write lock
-            complete = self._complete(self._conn(), spec)
+            state = self._table_state(self._conn(), spec)
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
-        if not complete:
-            own = not self._in_transaction()
-            if own:
+        if state == "missing" and not create:
+            return  # reads treat a missing table as empty
+        if state != "complete":
+            if not in_transaction:
                 self.begin()
             try:
                 self._create(self._conn(), spec)
-            except sqlite3.Error as exc:
-                if own:
+            except BaseException as exc:
+                if not in_transaction:
                     self.rollback()
-                raise _translate(exc) from exc
-            if own:
+                if isinstance(exc, sqlite3.Error):
+                    raise _translate(exc) from exc
+                raise
+            if not in_transaction:
                 self.commit()
-            else:
-                self._local.ddl = True  # forget ensured tables if this rolls back
-        self._ensured[spec.name] = spec
+        if in_transaction:  # known to others only once committed
+            self._local.pending[spec.name] = spec
+        else:
+            self._ensured[spec.name] = spec
 
     @staticmethod
-    def _complete(conn: sqlite3.Connection, spec: CollectionSpec) -> bool:
+    def _table_state(conn: sqlite3.Connection, spec: CollectionSpec) -> str:
+        """missing, incomplete (an index column or index to add) or complete."""
         table = quote(spec.name)
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if not columns:
+            return "missing"
         indexes = {row[1] for row in conn.execute(f"PRAGMA index_list({table})")}
-        return bool(columns) and all(
+        complete = all(
             index.name in columns and index_name(spec, index) in indexes for index in spec.indexes
         )
+        return "complete" if complete else "incomplete"
 
     @staticmethod
     def _create(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
@@ -184,41 +198,64 @@ class SQLiteBackend:
         return bool(getattr(self._local, "active", False))
 
     def begin(self) -> None:
+        conn = self._conn()  # before the lock: opening a connection may fail
+        if self._in_transaction():
+            raise BackendError(
+                "this thread already has a transaction open (in another asyncio task?); "
+                "a thread runs one transaction at a time"
+            )
         if not self._write_lock.acquire(timeout=self._timeout):
             raise TransientBackendError(
                 f"timed out after {self._timeout}s waiting for the write lock"
             )
-        try:
-            self._conn().execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            self._write_lock.release()
-            raise _translate(exc) from exc
         self._local.active = True
-        self._local.ddl = False
+        self._local.pending = {}
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:  # KeyboardInterrupt too: never keep the lock
+            self._abandon(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc) from exc
+            raise
 
     def commit(self) -> None:
+        conn = self._conn()
         try:
-            self._conn().execute("COMMIT")
-        except sqlite3.Error as exc:
-            self.rollback()
-            raise _translate(exc) from exc
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            self._abandon(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc) from exc
+            raise
+        self._ensured.update(self._local.pending)
         self._end()
 
     def rollback(self) -> None:
+        conn = self._conn()
         try:
-            conn = self._conn()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
         finally:
-            if getattr(self._local, "ddl", False):
-                self._ensured.clear()
+            self._end()
+
+    def _abandon(self, conn: sqlite3.Connection) -> None:
+        """Ends a transaction that failed to begin or commit, whatever happens."""
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:  # the lock must go even if SQLite cannot roll back
+            conn.close()
+            self._local.__dict__.pop("conn", None)
+        finally:
             self._end()
 
     def _end(self) -> None:
-        self._local.active = False
-        self._write_lock.release()
+        if self._in_transaction():  # set from taking the lock until here
+            self._local.active = False
+            self._local.pending = {}
+            self._write_lock.release()
 
     def _execute(self, sql: str) -> None:
         try:
@@ -235,8 +272,7 @@ class SQLiteBackend:
     def rollback_to(self, name: str) -> None:
         self._execute(f"ROLLBACK TO {quote(name)}")
         self._execute(f"RELEASE {quote(name)}")
-        if getattr(self._local, "ddl", False):
-            self._ensured.clear()
+        self._local.pending = {}  # tables it made may be gone: check again
 
     # -- rows ----------------------------------------------------------------
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
@@ -437,6 +473,10 @@ class SQLiteMemoryBackend(SQLiteBackend):
 
     def _reader(self) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
         return self._conn(), []  # selects read everything at once, under the lock
+
+    def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
+        with self._write_lock:  # the shared connection sees uncommitted tables
+            super().ensure_collection(spec, create=create)
 
     def get(self, collection: str, id: str) -> str | None:
         with self._write_lock:
