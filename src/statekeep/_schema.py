@@ -7,12 +7,17 @@ every value against the field's type on the way).
 
 from __future__ import annotations
 
+import decimal
+import enum
+import functools
 import re
 import types
 import typing
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from datetime import time as clock_time
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -85,19 +90,58 @@ def _base_type(annotation: Any) -> Any:
 
 
 def _is_time(annotation: Any) -> bool:
-    base = _base_type(annotation)
-    return isinstance(base, type) and issubclass(base, datetime)
+    return _json_types(annotation) == {datetime}
 
 
-def _index_kind(annotation: Any) -> IndexKind:
-    base = _base_type(annotation)
-    if _is_time(base):
+def _json_types(annotation: Any) -> set[type] | None:
+    """The JSON scalar types a field's values take (datetime for datetimes),
+    or None when it holds something else (lists, dicts, models, Any)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        found: set[type] = set()
+        for member in typing.get_args(annotation):
+            if member is type(None):
+                continue
+            kinds = _json_types(member)
+            if kinds is None:
+                return None
+            found |= kinds
+        return found
+    if origin is typing.Literal:
+        return {_plain_type(value) for value in typing.get_args(annotation)}
+    if not isinstance(annotation, type):
+        return None
+    if issubclass(annotation, enum.Enum):
+        return {_plain_type(member.value) for member in annotation}
+    if issubclass(annotation, datetime):
+        return {datetime}
+    if issubclass(annotation, (bool, int, float, str)):
+        return {_plain_type(annotation())}
+    if issubclass(annotation, (date, clock_time, uuid.UUID, decimal.Decimal)):
+        return {str}  # JSON text
+    return None
+
+
+def _plain_type(value: Any) -> type:
+    return int if isinstance(value, bool) else type(value)
+
+
+def _index_kind(owner: str, name: str, annotation: Any) -> IndexKind:
+    kinds = _json_types(annotation)
+    if not kinds:
+        raise ConfigurationError(
+            f"{owner}.{name} cannot be indexed: an index holds single values "
+            "(text, numbers, booleans, dates, enums), not lists, dicts or models"
+        )
+    if kinds == {datetime}:
         return "time"
-    if isinstance(base, type) and issubclass(base, int):
+    if kinds == {int}:
         return "integer"
-    if isinstance(base, type) and issubclass(base, float):
+    if kinds <= {int, float}:
         return "real"
-    return "text"
+    if kinds == {str}:
+        return "text"
+    return "any"  # mixed kinds: stored as they come, ordered as SQLite orders types
 
 
 def _default(info: FieldInfo, time: bool) -> Scalar:
@@ -143,12 +187,19 @@ class EntityInfo:
         self.spec = CollectionSpec(
             collection,
             tuple(
-                Index(name, _index_kind(fields[name].annotation), self.fields[name].default)
+                Index(
+                    name,
+                    _index_kind(cls.__name__, name, fields[name].annotation),
+                    self.fields[name].default,
+                )
                 for name in indexed
             ),
         )
         self._adapters: dict[str, pydantic.TypeAdapter[Any]] = {}
         self._to_json: Callable[..., bytes] | None = None  # once the model is complete
+        self._by_name = any(  # bodies use field names, whatever the aliases
+            info.alias is not None or info.validation_alias is not None for info in fields.values()
+        )
         self._indexed = tuple(
             (name, self._column_value(name, fields[name].annotation)) for name in indexed
         )
@@ -205,8 +256,11 @@ class EntityInfo:
 
     def _serializer(self) -> Callable[..., bytes]:
         to_json = self._to_json
-        if to_json is None:
-            to_json = self._to_json = self.cls.__pydantic_serializer__.to_json
+        if to_json is None:  # the body holds fields by name, and no computed fields
+            to_json = self.cls.__pydantic_serializer__.to_json
+            if self.cls.model_computed_fields:
+                to_json = functools.partial(to_json, exclude_computed_fields=True)
+            self._to_json = to_json
         return to_json
 
     def _row(self, entity: Entity, to_json: Callable[..., bytes]) -> Row:
@@ -232,6 +286,8 @@ class EntityInfo:
 
     def load(self, body: str) -> Any:
         try:
+            if self._by_name:
+                return self.cls.model_validate_json(body, by_name=True)
             return self.cls.model_validate_json(body)
         except pydantic.ValidationError as exc:
             raise as_validation_error(
@@ -326,5 +382,10 @@ class EntityInfo:
                     f"{self.cls.__name__}.f.<field>[.desc()], not {item!r}"
                 )
             name = self._field(name)
+            if _json_types(self.cls.model_fields[name].annotation) is None:
+                raise QueryError(
+                    f"cannot order by {self.cls.__name__}.{name}: ordering takes a field of "
+                    "single values (text, numbers, booleans, dates, enums)"
+                )
             result.append(Order(self.fields[name], descending))
         return tuple(result)

@@ -11,7 +11,7 @@ collector has to visit.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -92,9 +92,10 @@ class Frames:
 class Transaction:
     """`with store.transaction():` — commits on success, rolls back on an exception."""
 
-    def __init__(self, backend: Backend, frames: Frames) -> None:
+    def __init__(self, backend: Backend, frames: Frames, check_open: Callable[[], None]) -> None:
         self._backend = backend
         self._frames = frames
+        self._check_open = check_open
         self._frame: Frame | None = None
         self._token: Token[tuple[Frame, ...]] | None = None
 
@@ -120,6 +121,11 @@ class Transaction:
         assert frame is not None and token is not None, "__exit__ without __enter__"
         self._frame = self._token = None
         self._frames.pop(token)
+        try:
+            self._check_open()  # closed inside the block: nothing was committed
+        except BaseException:
+            frame.undo()
+            raise
         if exc_type is not None:
             frame.undo()
             if frame.name is None:

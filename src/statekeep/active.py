@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -11,23 +12,31 @@ if TYPE_CHECKING:
     from .store import Store
 
 _default: Store | None = None
+_scoped: ContextVar[Store | None] = ContextVar("statekeep_store", default=None)
 
 
 class use:  # noqa: N801 - reads as a function: statekeep.use(store)
-    """Make `store` the default store; as a context manager, only inside the block.
+    """Make `store` the default store.
 
-    statekeep.use(store)          # from now on
-    with statekeep.use(store):    # until the block ends, then the previous one
-        ...
+        statekeep.use(store)          # from now on, for every thread
+        with statekeep.use(store):    # inside the block only, for this thread or task
+            ...
+
+    As a context manager it leaves the process-wide default as it was: the
+    store is the default only for code running in the block's context.
     """
 
     def __init__(self, store: Store) -> None:
         global _default
         self._previous = _default
+        self._token: Token[Store | None] | None = None
         self.store = store
         _default = store
 
     def __enter__(self) -> Store:
+        global _default
+        _default = self._previous  # the block's store is not for other threads
+        self._token = _scoped.set(self.store)
         return self.store
 
     def __exit__(
@@ -36,15 +45,17 @@ class use:  # noqa: N801 - reads as a function: statekeep.use(store)
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        global _default
-        _default = self._previous
+        if self._token is not None:
+            _scoped.reset(self._token)
+            self._token = None
 
 
 def current_store() -> Store:
-    if _default is None:
+    store = _scoped.get() or _default
+    if store is None:
         raise ConfigurationError(
             "no default store: call statekeep.use(store) first, e.g. "
             "statekeep.use(statekeep.open('sqlite:///app.db')), "
             "or call the store's methods directly (store.save(entity))"
         )
-    return _default
+    return store

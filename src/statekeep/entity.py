@@ -37,8 +37,8 @@ def snake_case(name: str) -> str:
 class Entity(pydantic.BaseModel):
     """A typed, versioned document kept by a Store."""
 
-    # JSON has no infinities: they are stored as the strings "Infinity", "NaN" and read back.
-    model_config = ConfigDict(validate_assignment=True, extra="forbid", ser_json_inf_nan="strings")
+    # JSON has no infinity or NaN, and no database compares them alike: refused.
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False)
 
     __statekeep__: ClassVar[EntityInfo]
     f: ClassVar[Fields]

@@ -90,7 +90,7 @@ class Store:
     def transaction(self) -> Transaction:
         """An atomic block; nested blocks are savepoints."""
         self._check_open()
-        return Transaction(self._backend, self._frames)
+        return Transaction(self._backend, self._frames, self._check_open)
 
     def _atomic(self, work: Callable[[], None]) -> None:
         """Runs work inside the open transaction, or in a transaction of its own."""

@@ -15,11 +15,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import statekeep
+import statekeep.active
 from statekeep.errors import BackendError, ConfigurationError
 
 from .models import Todo
@@ -182,3 +184,48 @@ def _read_while_writing(writer: statekeep.Store, reader: statekeep.Store) -> Non
 def test_bad_timeouts_are_refused_at_open(store_url: str, timeout: str) -> None:
     with pytest.raises(ConfigurationError):
         statekeep.open(store_url, timeout=timeout)
+
+
+def test_a_conflict_in_a_batch_names_the_entity_that_conflicts(store: statekeep.Store) -> None:
+    store.save(Todo(id="existing", title="old"))
+    batch = [Todo(id="fresh-1", title="a"), Todo(id="fresh-2", title="b")]
+    batch.append(Todo(id="existing", title="new"))
+    with pytest.raises(statekeep.ConflictError) as caught:
+        store.save_many(batch)
+    assert caught.value.id == "existing"
+    assert [t.id for t in store.find(Todo)] == ["existing"]
+
+
+def test_closing_the_store_inside_a_transaction_commits_nothing(store_url: str) -> None:
+    store = statekeep.open(store_url)
+    todo = Todo(title="never")
+    with pytest.raises(statekeep.StoreClosedError), store.transaction():
+        store.save(todo)
+        store.close()
+    assert todo.version == 0
+    with statekeep.open(store_url) as again:
+        assert again.count(Todo) == 0
+
+
+def test_use_as_a_block_is_seen_only_by_its_own_thread(
+    make_store: Callable[[], statekeep.Store],
+) -> None:
+    everyone, mine = make_store(), make_store()
+    statekeep.use(everyone)
+    ready, done = threading.Event(), threading.Event()
+    seen: list[statekeep.Store] = []
+
+    def other_thread() -> None:
+        ready.wait()
+        seen.append(statekeep.active.current_store())
+        done.set()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    with statekeep.use(mine):
+        ready.set()
+        done.wait()
+        assert statekeep.active.current_store() is mine
+    thread.join()
+    assert seen == [everyone]
+    assert statekeep.active.current_store() is everyone

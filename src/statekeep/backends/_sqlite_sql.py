@@ -10,7 +10,7 @@ from typing import Any
 
 from .base import CollectionSpec, Field, Filter, Index, Op, Order
 
-COLUMN_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "time": "TEXT"}
+COLUMN_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "time": "TEXT", "any": ""}
 _COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 
 
@@ -82,7 +82,10 @@ def _condition(f: Filter, params: list[Any]) -> str:
         stem = f.value.rstrip("\U0010ffff")
         if not stem:  # every text starts with it
             return f"(typeof({expr()}) = 'text' AND {expr(f.value)} >= ?)"
-        upper = stem[:-1] + chr(ord(stem[-1]) + 1)  # a range an index can serve
+        following = ord(stem[-1]) + 1
+        if 0xD800 <= following <= 0xDFFF:  # no text holds a lone surrogate
+            following = 0xE000
+        upper = stem[:-1] + chr(following)  # a range an index can serve
         return f"({expr(f.value)} >= ? AND {expr(upper)} < ?)"
     values = [v for v in f.value if v is not None]
     has_null = len(values) < len(f.value)

@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 
 Scalar = None | bool | int | float | str
 Row = tuple[Any, ...]
-IndexKind = Literal["text", "integer", "real", "time"]
+IndexKind = Literal["text", "integer", "real", "time", "any"]
 
 # Columns every collection has; indexed fields get a column of their own name.
 BASE_COLUMNS = ("id", "version", "body")

@@ -305,17 +305,20 @@ class SQLiteBackend:
         *,
         single: bool,
     ) -> None:
+        before = conn.total_changes
         try:
             if single:
                 conn.execute(sql, rows[0])
             else:
                 conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
-            stored = self._versions(conn, spec.name, [row[0] for row in rows])
-            id = next((row[0] for row in rows if row[0] in stored), None)
-            if id is None:
+            failed = rows[conn.total_changes - before]  # the rows before it went in
+            stored = self._versions(conn, spec.name, [failed[0]])
+            if failed[0] not in stored:
                 raise _translate(exc) from exc
-            raise ConflictError(spec.name, id, f"already stored at version {stored[id]}") from exc
+            raise ConflictError(
+                spec.name, failed[0], f"already stored at version {stored[failed[0]]}"
+            ) from exc
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
         except OverflowError as exc:
