@@ -11,6 +11,7 @@ from .errors import (
     ConflictError,
     NotFoundError,
     QueryError,
+    QueueFullError,
     StatekeepError,
     StoreClosedError,
     TransientBackendError,
@@ -18,6 +19,7 @@ from .errors import (
     ValidationError,
 )
 from .store import Store, open
+from .writebehind import DeadLetter, Policy, Priority, Receipt, Stats, WriteBehindOptions
 
 __version__ = "0.1.0"
 
@@ -26,18 +28,25 @@ __all__ = [
     "Condition",
     "ConfigurationError",
     "ConflictError",
+    "DeadLetter",
     "Entity",
     "FieldRef",
     "Indexed",
     "NotFoundError",
     "Ordering",
+    "Policy",
+    "Priority",
     "QueryError",
+    "QueueFullError",
+    "Receipt",
     "StatekeepError",
+    "Stats",
     "Store",
     "StoreClosedError",
     "TransientBackendError",
     "UnknownFieldError",
     "ValidationError",
+    "WriteBehindOptions",
     "errors",
     "open",
     "use",

@@ -6,6 +6,7 @@ StatekeepError
 ├── NotFoundError            no entity with that id (also a LookupError)
 ├── ConflictError            a stale version: someone else saved first
 ├── ValidationError          bad data for an entity (a ValueError); .errors() has the details
+├── QueueFullError           the write-behind queue is full (policy block or raise)
 ├── QueryError               a condition or ordering that cannot be run (also a ValueError)
 │   └── UnknownFieldError    a field the entity does not have (also an AttributeError)
 └── BackendError             the database driver failed; the driver's error is chained
@@ -22,6 +23,7 @@ __all__ = [
     "ConflictError",
     "NotFoundError",
     "QueryError",
+    "QueueFullError",
     "StatekeepError",
     "StoreClosedError",
     "TransientBackendError",
@@ -66,6 +68,10 @@ class ValidationError(StatekeepError, ValueError):
     def errors(self) -> list[Any]:
         """pydantic's list of error details (location, message, type, input)."""
         return list(self._details)
+
+
+class QueueFullError(StatekeepError):
+    """The write-behind queue holds max_pending writes and the policy says no."""
 
 
 class QueryError(StatekeepError, ValueError):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from itertools import islice
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -22,6 +24,8 @@ from .errors import (
     StoreClosedError,
     ValidationError,
 )
+from .writebehind import Priority, Receipt, WriteBehind, WriteBehindOptions
+from .writebehind._shutdown import watch
 
 if TYPE_CHECKING:
     from ._schema import EntityInfo
@@ -43,15 +47,28 @@ def open(url: str, **options: Any) -> Store:
 
 
 class Store:
-    def __init__(self, url: str, **options: Any) -> None:
+    def __init__(
+        self, url: str, *, writebehind: WriteBehindOptions | None = None, **options: Any
+    ) -> None:
         self.url = url
         self._backend = open_backend(url, options)
         self._frames = Frames()
         self.state = State.OPEN
+        self._writebehind_options = writebehind or WriteBehindOptions()
+        self._engine: WriteBehind | None = None
+        self._engine_lock = threading.Lock()
+        journal = self._journal_dir()
+        if journal is not None and any(journal.glob("segment-*.log")):
+            self._writebehind()  # writes a crash left behind are stored now
 
     # -- lifecycle -----------------------------------------------------------
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Stores what was enqueued (waiting up to timeout, by default the
+        write-behind drain_timeout; what is still pending then stays in the
+        journal for the next open) and releases everything."""
         if self.state is State.OPEN:
+            if self._engine is not None:
+                self._engine.close(timeout)
             self.state = State.CLOSED
             self._backend.close()
 
@@ -213,6 +230,81 @@ class Store:
         self._backend.ensure_collection(spec)
         self._atomic(lambda: self._backend.delete(spec.name, id, version))
 
+    # -- write-behind --------------------------------------------------------
+    @property
+    def writebehind(self) -> WriteBehind:
+        """The write-behind engine: stats(), dead_letters(), requeue()."""
+        self._check_open()
+        return self._writebehind()
+
+    def _writebehind(self) -> WriteBehind:
+        engine = self._engine
+        if engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = WriteBehind(
+                        self._backend, self._writebehind_options, self._journal_dir()
+                    )
+                    watch(self)
+                engine = self._engine
+        return engine
+
+    def _journal_dir(self) -> Path | None:
+        journal = self._writebehind_options.journal
+        if journal == "auto":
+            location = self._backend.location
+            return None if location is None else Path(location + ".writebehind")
+        return None if journal is None else Path(journal)
+
+    def enqueue(
+        self,
+        entity: Entity,
+        priority: Priority = Priority.NORMAL,
+        *,
+        deadline: float | None = None,
+        expect_version: int | None = None,
+    ) -> Receipt:
+        """Hands the entity's current content to the write-behind queue; no I/O
+        here. The last content enqueued wins (expect_version= makes the write
+        conditional, as save() is). deadline: seconds by which it must be stored."""
+        info = self._entity_info(entity)
+        return self._writebehind().enqueue(
+            info.spec,
+            info.row(entity),
+            priority=_priority(priority),
+            deadline=_deadline(deadline),
+            expect=_expect(expect_version),
+        )
+
+    def enqueue_delete(
+        self,
+        target: Entity | type[Entity],
+        id: str | None = None,
+        *,
+        priority: Priority = Priority.NORMAL,
+        deadline: float | None = None,
+        expect_version: int | None = None,
+    ) -> Receipt:
+        """Queues the deletion of an entity, or of a type and id."""
+        if isinstance(target, Entity):
+            info, key = self._entity_info(target), target.id
+        else:
+            info, key = self._info(target), _id(id)
+        return self._writebehind().enqueue(
+            info.spec,
+            (key, 0),
+            delete=True,
+            priority=_priority(priority),
+            deadline=_deadline(deadline),
+            expect=_expect(expect_version),
+        )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until everything enqueued so far is stored (or failed for good);
+        False if timeout passed first."""
+        self._check_open()
+        return self._engine.flush(timeout) if self._engine is not None else True
+
     # -- reads ---------------------------------------------------------------
     def get(self, cls: type[E], id: str) -> E:
         """The entity stored under id; NotFoundError if there is none."""
@@ -277,3 +369,30 @@ def _id(id: Any) -> str:
         raise QueryError(f"an id is a non-empty string, not {id!r}")
     check_storable(id, "id")
     return id
+
+
+def _priority(priority: Any) -> Priority:
+    try:
+        return Priority(priority)
+    except ValueError:
+        raise QueryError(f"priority must be a statekeep Priority, not {priority!r}") from None
+
+
+def _deadline(deadline: Any) -> float | None:
+    if deadline is None:
+        return None
+    if (
+        isinstance(deadline, bool)
+        or not isinstance(deadline, (int, float))
+        or not (0 <= deadline < 1e9)
+    ):
+        raise QueryError(f"deadline is a number of seconds from now, not {deadline!r}")
+    return float(deadline)
+
+
+def _expect(version: Any) -> int | None:
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise QueryError(f"expect_version is a stored version (an int >= 0), not {version!r}")
+    return version

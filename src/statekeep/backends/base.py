@@ -130,6 +130,10 @@ def time_key(value: Any) -> Any:
 
 
 class Backend(Protocol):
+    # A file-system path that auxiliary files (the write-behind journal) may
+    # live beside, or None for a database that does not outlive its process.
+    location: str | None
+
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
         """Create the collection, or add the columns of new indexed fields.
 
@@ -152,6 +156,9 @@ class Backend(Protocol):
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
         """Remove a row (NotFoundError if absent; ConflictError if version differs)."""
+
+    def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
+        """The stored versions of the rows among ids (as this transaction sees them)."""
 
     def get(self, collection: str, id: str) -> str | None:
         """The body of one row, or None."""

@@ -36,6 +36,7 @@ class MemoryBackend:
         self._data_lock = threading.Lock()
         self._local = threading.local()
         self._timeout = timeout
+        self.location: str | None = None
 
     # -- collections ---------------------------------------------------------
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
@@ -144,6 +145,11 @@ class MemoryBackend:
         if version is not None and current[1] != version:
             raise ConflictError(collection, id, conflict_detail(current[1], version))
         self._change(txn, key, _ABSENT)
+
+    def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
+        txn = getattr(self._local, "txn", None)
+        found = {id: self._current(txn, (collection, id)) for id in ids}
+        return {id: row[1] for id, row in found.items() if row is not None}
 
     def get(self, collection: str, id: str) -> str | None:
         row = self._current(getattr(self._local, "txn", None), (collection, id))

@@ -59,6 +59,7 @@ class SQLiteBackend:
                 f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}"
             )
         self._path = path
+        self.location: str | None = None if path.startswith("file:") else path
         self._synchronous = synchronous
         self._timeout = timeout
         self._local = threading.local()
@@ -375,6 +376,14 @@ class SQLiteBackend:
         if id not in stored:
             raise NotFoundError(collection, id)
         raise ConflictError(collection, id, conflict_detail(stored[id], version or 0))
+
+    def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
+        try:
+            return self._versions(self._conn(), collection, list(ids))
+        except sqlite3.Error as exc:
+            if _missing_table(exc):
+                return {}
+            raise _translate(exc) from exc
 
     def get(self, collection: str, id: str) -> str | None:
         sql = self._get_sql.get(collection)

@@ -1,0 +1,587 @@
+"""The write-behind engine: a pending set, a journal thread and a flusher thread.
+
+enqueue() only moves Python objects: it coalesces the write into the pending
+set (one entry per entity: the last content wins, every receipt is kept) and
+wakes the threads. The journal thread appends new content to the journal and
+marks receipts durable; the flusher takes due writes in batches, stores them in
+one transaction, and marks them stored. A transient failure puts the batch back
+and retries with exponential backoff and jitter; a permanent one is narrowed to
+the writes that cause it, which go to the dead-letter list with their error.
+
+For one entity the stored content is always the last enqueued: a write taken
+into a batch leaves the pending set, so a newer write of the same entity waits
+for the next batch, and a batch that fails merges back under any newer write.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import Backend, CollectionSpec, Row
+from ..errors import (
+    BackendError,
+    NotFoundError,
+    QueueFullError,
+    StatekeepError,
+    StoreClosedError,
+    TransientBackendError,
+)
+from ._journal import Journal
+from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
+from ._receipt import Receipt
+from ._records import DeadLetterFile, record_of, restamp, spec_of
+
+Key = tuple[str, str]
+
+
+class _Item:
+    """One entity's pending write (the latest content of every coalesced one)."""
+
+    __slots__ = (
+        "deadline",
+        "delete",
+        "expect",
+        "first_seq",
+        "key",
+        "old_version",
+        "priority",
+        "receipts",
+        "resolved",
+        "row",
+        "segments",
+        "seq",
+        "since",
+        "spec",
+    )
+
+    def __init__(self, key: Key, spec: CollectionSpec, seq: int, since: float) -> None:
+        self.key = key
+        self.spec = spec
+        self.seq = self.first_seq = seq
+        self.since = since
+        self.row: Row = ()
+        self.delete = False
+        self.old_version = 0
+        self.expect: int | None = None
+        self.priority = Priority.LOW
+        self.deadline: float | None = None
+        self.receipts: list[Receipt] = []
+        self.segments: list[int] = []
+        self.resolved = False
+
+
+class WriteBehind:
+    def __init__(
+        self, backend: Backend, options: WriteBehindOptions, journal_dir: Path | None
+    ) -> None:
+        self.options = options
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # receipts, room, flushes
+        self._work = threading.Condition(self._lock)  # the flusher
+        self._journal_work = threading.Condition(self._lock)  # the journal thread
+        self._items: dict[Key, _Item] = {}
+        self._queues: dict[Priority, dict[Key, None]] = {p: {} for p in Priority}
+        self._unjournaled: dict[Key, None] = {}
+        self._in_flight: dict[Key, _Item] = {}
+        self._deadlines: list[tuple[float, int, Key]] = []
+        self._seq = 0
+        self._flushing = 0
+        self._retry_at = 0.0
+        self._attempt = 0
+        self._high = False
+        self._state = "new"  # new -> running -> closing -> closed
+        self._threads: list[threading.Thread] = []
+        self._stored = self._retried = self._dead = self._shed = 0
+        self._last_error: str | None = None
+        self._journal = Journal(journal_dir, fsync=options.fsync) if journal_dir else None
+        self._dead_file = DeadLetterFile(journal_dir) if journal_dir else None
+        self._dead_letters: list[DeadLetter] = self._dead_file.load() if self._dead_file else []
+        if self._journal is not None:
+            self._recover(self._journal)
+
+    # -- the caller's side ---------------------------------------------------
+    def enqueue(
+        self,
+        spec: CollectionSpec,
+        row: Row,
+        *,
+        delete: bool = False,
+        priority: Priority = Priority.NORMAL,
+        deadline: float | None = None,
+        expect: int | None = None,
+    ) -> Receipt:
+        """Takes a write; does no I/O. row is (id, version as read, body, *indexed)."""
+        receipt = Receipt(self._changed)
+        now = time.monotonic()
+        key = (spec.name, row[0])
+        with self._lock:
+            if self._state in ("closing", "closed"):
+                raise StoreClosedError("the store is closing: enqueue refused")
+            if self._state == "new":
+                self._start()
+            item = self._items.get(key)
+            if item is None:
+                self._make_room(priority, now)
+                item = self._items.get(key)
+            self._seq += 1
+            if item is None:
+                item = self._items[key] = _Item(key, spec, self._seq, now)
+                item.priority = priority
+                self._queues[priority][key] = None
+            elif priority > item.priority:  # coalesced into a more urgent write
+                del self._queues[item.priority][key]
+                self._queues[priority][key] = None
+                item.priority = priority
+            item.spec, item.row, item.delete = spec, row, delete
+            item.old_version, item.expect, item.seq = row[1], expect, self._seq
+            item.receipts.append(receipt)
+            if deadline is not None:
+                due = now + deadline
+                if item.deadline is None or due < item.deadline:
+                    item.deadline = due
+                    heapq.heappush(self._deadlines, (due, self._seq, key))
+            self._unjournaled[key] = None
+            self._journal_work.notify()
+            if (
+                priority is Priority.CRITICAL
+                or deadline is not None
+                or len(self._items) == 1
+                or len(self._queues[priority]) >= self.options.max_batch
+            ):
+                self._work.notify()
+            if not self._high and len(self._items) >= 0.9 * self.options.max_pending:
+                self._high = True
+                self._emit("health.high", pending=len(self._items))
+        return receipt
+
+    def _make_room(self, priority: Priority, now: float) -> None:
+        """Called with the lock held when a new entity would join the pending set."""
+        limit = self.options.max_pending
+        if len(self._items) < limit:
+            return
+        policy = self.options.policy
+        if policy is Policy.SHED_LOW and self._queues[Priority.LOW]:
+            key = next(iter(self._queues[Priority.LOW]))
+            self._shed_item(key)
+            return
+        if policy is Policy.BLOCK and self._changed.wait_for(
+            lambda: len(self._items) < limit or self._state != "running",
+            self.options.block_timeout,
+        ):
+            if self._state != "running":
+                raise StoreClosedError("the store closed while enqueue waited for room")
+            return
+        raise QueueFullError(f"{len(self._items)} writes are pending (max_pending={limit})")
+
+    def _shed_item(self, key: Key) -> None:
+        item = self._items.pop(key)
+        del self._queues[item.priority][key]
+        self._unjournaled.pop(key, None)
+        self._shed += 1
+        error = QueueFullError(
+            f"{key[0]} {key[1]!r}: shed to make room (policy shed_low, "
+            f"max_pending={self.options.max_pending})"
+        )
+        self._resolve(item, error=error)
+        self._emit("shed", collection=key[0], id=key[1])
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until every write enqueued so far is stored (or failed for good)."""
+        with self._lock:
+            if self._state == "new":
+                return True
+            target = self._seq
+            self._flushing += 1
+            self._work.notify()
+            try:
+                return self._changed.wait_for(lambda: self._settled(target), timeout)
+            finally:
+                self._flushing -= 1
+
+    def _settled(self, target: int) -> bool:
+        return not any(
+            item.first_seq <= target
+            for items in (self._items, self._in_flight)
+            for item in items.values()
+        )
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Drains for up to timeout (drain_timeout by default), then stops the
+        threads; writes still pending stay in the journal for the next open."""
+        with self._lock:
+            if self._state in ("new", "closed"):
+                self._state = "closed"
+                if self._journal is not None:
+                    self._journal.close()
+                return True
+            self._state = "closing"
+            self._flushing += 1
+            self._work.notify_all()
+            self._journal_work.notify_all()
+            self._changed.notify_all()
+            drained = self._changed.wait_for(
+                lambda: self._settled(self._seq),
+                self.options.drain_timeout if timeout is None else timeout,
+            )
+            self._state = "closed"
+            self._work.notify_all()
+            self._journal_work.notify_all()
+        for thread in self._threads:
+            thread.join()
+        if self._journal is not None:
+            self._journal.close()
+        return drained
+
+    def stats(self) -> Stats:
+        with self._lock:
+            now = time.monotonic()
+            oldest = min((i.since for i in self._items.values()), default=now)
+            return Stats(
+                pending={p.name: len(q) for p, q in self._queues.items()},
+                in_flight=len(self._in_flight),
+                stored=self._stored,
+                retried=self._retried,
+                dead_lettered=self._dead,
+                shed=self._shed,
+                last_error=self._last_error,
+                oldest_pending_age=now - oldest,
+            )
+
+    def dead_letters(self) -> list[DeadLetter]:
+        with self._lock:
+            return list(self._dead_letters)
+
+    def requeue(self, letter: DeadLetter) -> Receipt:
+        """Tries a dead-lettered write again (and forgets it as dead)."""
+        with self._lock:
+            self._dead_letters = [d for d in self._dead_letters if d is not letter]
+            if self._dead_file is not None:
+                self._dead_file.rewrite(self._dead_letters)
+        record = letter.record
+        return self.enqueue(
+            spec_of(record),
+            tuple(record["r"]),
+            delete=record["o"] == "delete",
+            priority=Priority(record["p"]),
+            expect=record["e"],
+        )
+
+    def _emit(self, name: str, **info: Any) -> None:
+        if self.options.on_event is not None:
+            self.options.on_event(name, info)
+
+    # -- threads -------------------------------------------------------------
+    def _start(self) -> None:
+        self._state = "running"
+        self._threads = [
+            threading.Thread(target=self._journal_loop, name="statekeep-journal", daemon=True),
+            threading.Thread(target=self._flush_loop, name="statekeep-flusher", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _journal_loop(self) -> None:
+        while True:
+            with self._lock:
+                self._journal_work.wait_for(
+                    lambda: bool(self._unjournaled) or self._state == "closed"
+                )
+                if not self._unjournaled:
+                    return
+                keys, self._unjournaled = self._unjournaled, {}
+                items = [self._items.get(k) or self._in_flight.get(k) for k in keys]
+                batch = [(item, item.seq, list(item.receipts)) for item in items if item]
+                records = [
+                    record_of(
+                        item.spec,
+                        item.row,
+                        item.delete,
+                        item.expect,
+                        item.priority,
+                        item.deadline,
+                        item.seq,
+                    )
+                    for item, _, _ in batch
+                ]
+            if self._journal is None:
+                continue  # no journal (an in-memory database): durable means stored
+            try:
+                segment = self._journal.append(records) if records else 0
+            except BackendError as exc:
+                with self._lock:
+                    self._last_error = str(exc)
+                    self._unjournaled.update(dict.fromkeys(keys))
+                time.sleep(self.options.retry_base)
+                continue
+            release = []
+            with self._lock:
+                for item, _, receipts in batch:
+                    if item.resolved:
+                        release.append(segment)
+                        continue
+                    item.segments.append(segment)
+                    for receipt in receipts:
+                        receipt.durable = True
+                self._changed.notify_all()
+            if release:
+                self._journal.release(release)
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._lock:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+            outcome = self._store(batch)
+            self._settle(batch, outcome)
+
+    def _next_batch(self) -> list[_Item] | None:
+        """Waits (lock held) until a batch is due; None when it is time to stop."""
+        while True:
+            now = time.monotonic()
+            if self._state == "closed":
+                return None
+            if now >= self._retry_at:
+                batch = self._take(now)
+                if batch:
+                    return batch
+                wake = self._next_due(now)
+            else:
+                wake = self._retry_at
+            self._work.wait(None if wake is None else max(wake - now, 0.0005))
+
+    def _take(self, now: float) -> list[_Item]:
+        o = self.options
+        everything = self._flushing > 0 or self._state == "closing"
+        keys: dict[Key, None] = {}
+        critical = self._queues[Priority.CRITICAL]
+        normal, low = self._queues[Priority.NORMAL], self._queues[Priority.LOW]
+        keys.update(dict.fromkeys(_first(critical, o.max_batch)))
+        while self._deadlines and self._deadlines[0][0] - o.window / 2 <= now:
+            _, _, key = heapq.heappop(self._deadlines)
+            if key in self._items and len(keys) < o.max_batch:
+                keys[key] = None
+        if normal and (
+            everything
+            or len(normal) >= o.max_batch
+            or self._items[next(iter(normal))].since + o.window <= now
+        ):
+            keys.update(dict.fromkeys(_first(normal, o.max_batch - len(keys))))
+        if low and (
+            everything
+            or self._items[next(iter(low))].since + (o.window if not normal else o.low_max_age)
+            <= now
+        ):
+            keys.update(dict.fromkeys(_first(low, o.max_batch - len(keys))))
+        batch = []
+        for key in keys:
+            item = self._items.pop(key)
+            del self._queues[item.priority][key]
+            self._in_flight[key] = item
+            batch.append(item)
+        return batch
+
+    def _next_due(self, now: float) -> float | None:
+        o = self.options
+        times = []
+        if self._queues[Priority.CRITICAL]:
+            return now
+        normal, low = self._queues[Priority.NORMAL], self._queues[Priority.LOW]
+        if normal:
+            times.append(self._items[next(iter(normal))].since + o.window)
+        if low:
+            wait = o.low_max_age if normal else o.window
+            times.append(self._items[next(iter(low))].since + wait)
+        if self._deadlines:
+            times.append(self._deadlines[0][0] - o.window / 2)
+        return min(times) if times else None
+
+    # -- storing -------------------------------------------------------------
+    def _store(self, batch: list[_Item]) -> dict[Key, int | StatekeepError]:
+        """Stores the batch in one transaction; on a permanent failure, narrows
+        it down one write at a time. Returns each key's stored version, or the
+        error that stopped it (a TransientBackendError: try again later)."""
+        try:
+            return self._write(batch)
+        except TransientBackendError as exc:
+            return dict.fromkeys((item.key for item in batch), exc)
+        except StatekeepError as exc:
+            if len(batch) == 1:
+                return {batch[0].key: exc}
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop the flusher
+            failure = BackendError(f"unexpected failure while storing: {exc!r}")
+            failure.__cause__ = exc
+            if len(batch) == 1:
+                return {batch[0].key: failure}
+        outcome: dict[Key, int | StatekeepError] = {}
+        for item in batch:
+            outcome.update(self._store([item]))
+        return outcome
+
+    def _write(self, batch: list[_Item]) -> dict[Key, int | StatekeepError]:
+        backend = self._backend
+        backend.begin()
+        try:
+            stored = self._stored_versions(batch)
+            versions: dict[Key, int | StatekeepError] = {}
+            rows: dict[str, tuple[CollectionSpec, list[Row]]] = {}
+            for item in batch:
+                collection, id = item.key
+                if item.delete:
+                    try:
+                        backend.delete(collection, id, item.expect)
+                    except NotFoundError:
+                        if item.expect is not None:
+                            raise
+                    versions[item.key] = 0
+                    continue
+                base = item.expect if item.expect is not None else stored.get(item.key, 0)
+                version = base + 1
+                row = item.row
+                body = restamp(row[2], item.old_version, version)
+                rows.setdefault(collection, (item.spec, []))[1].append(
+                    (id, version, body, *row[3:])
+                )
+                versions[item.key] = version
+            for spec, spec_rows in rows.values():
+                backend.put(spec, spec_rows)
+        except BaseException:
+            backend.rollback()
+            raise
+        backend.commit()
+        return versions
+
+    def _stored_versions(self, batch: list[_Item]) -> dict[Key, int]:
+        found: dict[Key, int] = {}
+        by_collection: dict[str, tuple[CollectionSpec, list[str]]] = {}
+        for item in batch:
+            by_collection.setdefault(item.key[0], (item.spec, []))[1].append(item.key[1])
+        for collection, (spec, ids) in by_collection.items():
+            self._backend.ensure_collection(spec)
+            for id, version in self._backend.versions(collection, ids).items():
+                found[(collection, id)] = version
+        return found
+
+    def _settle(self, batch: list[_Item], outcome: dict[Key, int | StatekeepError]) -> None:
+        release: list[int] = []
+        callbacks: list[Callable[[], None]] = []
+        dead: list[tuple[_Item, StatekeepError]] = []
+        with self._lock:
+            transient = None
+            for item in batch:
+                self._in_flight.pop(item.key, None)
+                result = outcome[item.key]
+                if isinstance(result, TransientBackendError):
+                    transient = result
+                    self._put_back(item)
+                elif isinstance(result, StatekeepError):
+                    dead.append((item, result))
+                    release.extend(item.segments)
+                    callbacks.extend(self._resolve(item, error=result))
+                else:
+                    self._stored += 1
+                    release.extend(item.segments)
+                    callbacks.extend(self._resolve(item, version=result))
+            if transient is not None:
+                self._attempt += 1
+                self._retried += 1
+                self._last_error = str(transient)
+                delay = min(
+                    self.options.retry_cap, self.options.retry_base * 2 ** (self._attempt - 1)
+                )
+                delay *= random.uniform(0.5, 1.0)
+                self._retry_at = time.monotonic() + delay
+                self._emit("retry", attempt=self._attempt, delay=delay, error=str(transient))
+            else:
+                self._attempt = 0
+            for item, error in dead:
+                self._dead += 1
+                self._last_error = str(error)
+                letter = DeadLetter(
+                    item.key[0],
+                    item.key[1],
+                    item.delete,
+                    f"{type(error).__name__}: {error}",
+                    record_of(
+                        item.spec, item.row, item.delete, item.expect, item.priority, None, item.seq
+                    ),
+                )
+                self._dead_letters.append(letter)
+                if self._dead_file is not None:
+                    self._dead_file.append(letter)
+                self._emit("dead_letter", collection=item.key[0], id=item.key[1], error=str(error))
+            if self._high and len(self._items) < 0.7 * self.options.max_pending:
+                self._high = False
+                self._emit("health.ok", pending=len(self._items))
+            self._changed.notify_all()
+        if release and self._journal is not None:
+            self._journal.release(release)
+        for callback in callbacks:
+            callback()
+
+    def _put_back(self, item: _Item) -> None:
+        newer = self._items.get(item.key)
+        if newer is not None:  # a later write of the entity waits: it wins
+            newer.receipts[:0] = item.receipts
+            newer.segments.extend(item.segments)
+            newer.first_seq = min(newer.first_seq, item.first_seq)
+            return
+        self._items[item.key] = item
+        queue = self._queues[item.priority]
+        queue[item.key] = None
+        if item.deadline is not None:
+            heapq.heappush(self._deadlines, (item.deadline, item.seq, item.key))
+
+    def _resolve(
+        self, item: _Item, *, version: int | None = None, error: StatekeepError | None = None
+    ) -> list[Callable[[], None]]:
+        """Completes the receipts of a write (lock held); returns their await callbacks."""
+        item.resolved = True
+        if item.key not in self._items:  # else a newer write of it still needs journaling
+            self._unjournaled.pop(item.key, None)
+        callbacks = []
+        for receipt in item.receipts:
+            if error is None:
+                receipt.version, receipt.stored, receipt.durable = version, True, True
+            else:
+                receipt.error = error
+            callbacks.extend(receipt._settle())
+        return callbacks
+
+    # -- recovery ------------------------------------------------------------
+    def _recover(self, journal: Journal) -> None:
+        now, wall = time.monotonic(), time.time()
+        for segment, record in journal.recover():
+            spec = spec_of(record)
+            row = tuple(record["r"])
+            key = (spec.name, row[0])
+            item = self._items.get(key)
+            self._seq += 1
+            if item is None:
+                item = self._items[key] = _Item(key, spec, self._seq, now)
+                item.priority = Priority(record["p"])
+                self._queues[item.priority][key] = None
+            item.spec, item.row, item.delete = spec, row, record["o"] == "delete"
+            item.old_version, item.expect, item.seq = row[1], record["e"], self._seq
+            item.segments.append(segment)
+            if record["d"] is not None:
+                item.deadline = now + max(0.0, record["d"] - wall)
+                heapq.heappush(self._deadlines, (item.deadline, self._seq, key))
+        if self._items:
+            with self._lock:
+                self._start()
+                self._work.notify()
+
+
+def _first(queue: dict[Key, None], count: int) -> Iterable[Key]:
+    for position, key in enumerate(queue):
+        if position >= count:
+            return
+        yield key

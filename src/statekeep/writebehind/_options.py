@@ -1,0 +1,93 @@
+"""Write-behind settings, priorities, back-pressure policies and statistics."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Priority(enum.IntEnum):
+    """CRITICAL is written at once; NORMAL within the batch window; LOW when
+    nothing else waits (or once it is low_max_age old)."""
+
+    LOW = 0
+    NORMAL = 1
+    CRITICAL = 2
+
+
+class Policy(enum.Enum):
+    """What enqueue does when max_pending writes are waiting."""
+
+    BLOCK = "block"  # wait for room (up to block_timeout), then QueueFullError
+    RAISE = "raise"  # QueueFullError at once
+    SHED_LOW = "shed_low"  # drop the oldest LOW write (its receipt fails), else raise
+
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class WriteBehindOptions:
+    max_pending: int = 10_000
+    policy: Policy = Policy.BLOCK
+    block_timeout: float | None = 30.0
+    window: float = 0.1  # NORMAL writes wait at most this long for company
+    max_batch: int = 1000
+    low_max_age: float = 5.0
+    retry_base: float = 0.1
+    retry_cap: float = 30.0
+    drain_timeout: float = 10.0  # how long close() waits for pending writes
+    journal: str | None = "auto"  # a directory, "auto" (beside a database file) or None
+    fsync: bool = False  # fsync the journal: durable across power loss too
+    on_event: Event | None = None  # ("health.high" | "health.ok" | "shed" | "retry" | ...)
+
+    def __post_init__(self) -> None:
+        from ..errors import ConfigurationError
+
+        if not isinstance(self.policy, Policy):
+            try:
+                object.__setattr__(self, "policy", Policy(self.policy))
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"policy must be one of {[p.value for p in Policy]}, not {self.policy!r}"
+                ) from exc
+        positive = {
+            "max_pending": self.max_pending,
+            "max_batch": self.max_batch,
+            "window": self.window,
+            "low_max_age": self.low_max_age,
+            "retry_base": self.retry_base,
+            "retry_cap": self.retry_cap,
+        }
+        for name, value in positive.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ConfigurationError(f"{name} must be a positive number, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Stats:
+    pending: dict[str, int] = field(default_factory=dict)  # by priority name
+    in_flight: int = 0
+    stored: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    shed: int = 0
+    last_error: str | None = None
+    oldest_pending_age: float = 0.0  # seconds
+
+    @property
+    def total_pending(self) -> int:
+        return sum(self.pending.values())
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A write that failed for good, with its error; requeue() tries it again."""
+
+    collection: str
+    id: str
+    delete: bool
+    error: str
+    record: dict[str, Any] = field(repr=False)

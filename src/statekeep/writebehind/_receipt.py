@@ -1,0 +1,90 @@
+"""Receipts: what enqueue() hands back, to tell and to wait."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+from ..errors import StatekeepError
+
+
+class Receipt:
+    """One enqueued write: `durable` once it would survive a crash, `stored`
+    once it is in the database (then `version` is its stored version), or
+    `error` once it failed for good (dead-lettered or shed).
+
+    Waits share their engine's condition, so a receipt costs no lock of its own.
+    """
+
+    __slots__ = ("_callbacks", "_changed", "durable", "error", "stored", "version")
+
+    def __init__(self, changed: threading.Condition) -> None:
+        self._changed = changed
+        self._callbacks: list[Callable[[], None]] | None = None
+        self.durable = False
+        self.stored = False
+        self.version: int | None = None
+        self.error: StatekeepError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.stored or self.error is not None
+
+    def wait_durable(self, timeout: float | None = None) -> bool:
+        """True once durable (or stored); False on timeout. Raises the error if it failed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.durable or self.error is not None, timeout)
+        self._raise()
+        return self.durable
+
+    def wait_stored(self, timeout: float | None = None) -> bool:
+        """True once stored; False on timeout. Raises the error if it failed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.done, timeout)
+        self._raise()
+        return self.stored
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def __await__(self) -> Generator[Any, None, Receipt]:
+        """`await receipt`: until stored (raises the error if it failed)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(_settle, future)
+
+        with self._changed:
+            if not self.done:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(wake)
+            else:
+                future.set_result(None)
+        yield from future.__await__()
+        self._raise()
+        return self
+
+    # -- for the engine, which holds the condition ---------------------------
+    def _settle(self) -> list[Callable[[], None]]:
+        callbacks, self._callbacks = self._callbacks or [], None
+        return callbacks
+
+    def __repr__(self) -> str:
+        state = (
+            "failed"
+            if self.error
+            else "stored"
+            if self.stored
+            else ("durable" if self.durable else "pending")
+        )
+        return f"<Receipt {state}>"
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

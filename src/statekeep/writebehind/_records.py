@@ -1,0 +1,93 @@
+"""Journal records and dead letters: plain JSON-able dicts, no entity classes.
+
+A record carries everything needed to store the write after a restart,
+before the application has imported its entity classes: the collection spec,
+the row, and how it was enqueued.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import CollectionSpec, Index, Row
+from ._options import DeadLetter, Priority
+
+
+def record_of(
+    spec: CollectionSpec,
+    row: Row,
+    delete: bool,
+    expect: int | None,
+    priority: Priority,
+    deadline: float | None,
+    seq: int,
+) -> dict[str, Any]:
+    wall = None if deadline is None else time.time() + (deadline - time.monotonic())
+    return {
+        "s": seq,
+        "o": "delete" if delete else "put",
+        "c": spec.name,
+        "x": [[i.name, i.kind, i.default] for i in spec.indexes],
+        "r": list(row),
+        "e": expect,
+        "p": int(priority),
+        "d": wall,
+    }
+
+
+def spec_of(record: dict[str, Any]) -> CollectionSpec:
+    return CollectionSpec(record["c"], tuple(Index(n, k, d) for n, k, d in record["x"]))
+
+
+def restamp(body: str, old: int, new: int) -> str:
+    """The entity's JSON body with its version field changed from old to new.
+
+    An entity's body starts {"id":"...","version":N,...}: the first
+    ',"version":' is that field (a JSON string cannot hold an unescaped quote)."""
+    marker = f',"version":{old}'
+    at = body.find(',"version":')
+    end = at + len(marker)
+    if at < 0 or not body.startswith(marker, at) or body[end : end + 1] not in (",", "}"):
+        raise ValueError(f"not an entity body with version {old}: {body[:80]!r}")
+    return f'{body[:at]},"version":{new}{body[end:]}'
+
+
+class DeadLetterFile:
+    """Dead letters kept as JSON lines beside the journal, across restarts."""
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / "dead-letters.jsonl"
+
+    def load(self) -> list[DeadLetter]:
+        if not self._path.exists():
+            return []
+        letters = []
+        for line in self._path.read_text().splitlines():
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line
+            letters.append(DeadLetter(**data))
+        return letters
+
+    def append(self, letter: DeadLetter) -> None:
+        with self._path.open("a") as file:
+            file.write(json.dumps(_plain(letter)) + "\n")
+
+    def rewrite(self, letters: list[DeadLetter]) -> None:
+        temporary = self._path.with_suffix(".tmp")
+        temporary.write_text("".join(json.dumps(_plain(d)) + "\n" for d in letters))
+        temporary.replace(self._path)
+
+
+def _plain(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "collection": letter.collection,
+        "id": letter.id,
+        "delete": letter.delete,
+        "error": letter.error,
+        "record": letter.record,
+    }
