@@ -147,8 +147,9 @@ class WriteBehind:
                 if item.deadline is None or due < item.deadline:
                     item.deadline = due
                     heapq.heappush(self._deadlines, (due, self._seq, key))
-            self._unjournaled[key] = None
-            self._journal_work.notify()
+            if self._journal is not None:  # else durable means stored
+                self._unjournaled[key] = None
+                self._journal_work.notify()
             if (
                 priority is Priority.CRITICAL
                 or deadline is not None
@@ -281,9 +282,12 @@ class WriteBehind:
     def _start(self) -> None:
         self._state = "running"
         self._threads = [
-            threading.Thread(target=self._journal_loop, name="statekeep-journal", daemon=True),
-            threading.Thread(target=self._flush_loop, name="statekeep-flusher", daemon=True),
+            threading.Thread(target=self._flush_loop, name="statekeep-flusher", daemon=True)
         ]
+        if self._journal is not None:
+            self._threads.append(
+                threading.Thread(target=self._journal_loop, name="statekeep-journal", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
 
@@ -297,21 +301,10 @@ class WriteBehind:
                     return
                 keys, self._unjournaled = self._unjournaled, {}
                 items = [self._items.get(k) or self._in_flight.get(k) for k in keys]
-                batch = [(item, item.seq, list(item.receipts)) for item in items if item]
-                records = [
-                    record_of(
-                        item.spec,
-                        item.row,
-                        item.delete,
-                        item.expect,
-                        item.priority,
-                        item.deadline,
-                        item.seq,
-                    )
-                    for item, _, _ in batch
-                ]
-            if self._journal is None:
-                continue  # no journal (an in-memory database): durable means stored
+                batch = [(item, list(item.receipts), _content(item)) for item in items if item]
+            # outside the lock: building records is the costly part
+            records = [record_of(*content) for _, _, content in batch]
+            assert self._journal is not None
             try:
                 segment = self._journal.append(records) if records else 0
             except BackendError as exc:
@@ -322,7 +315,7 @@ class WriteBehind:
                 continue
             release = []
             with self._lock:
-                for item, _, receipts in batch:
+                for item, receipts, _ in batch:
                     if item.resolved:
                         release.append(segment)
                         continue
@@ -578,6 +571,11 @@ class WriteBehind:
             with self._lock:
                 self._start()
                 self._work.notify()
+
+
+def _content(item: _Item) -> tuple[Any, ...]:
+    """What a journal record of the item holds, as of now."""
+    return (item.spec, item.row, item.delete, item.expect, item.priority, item.deadline, item.seq)
 
 
 def _first(queue: dict[Key, None], count: int) -> Iterable[Key]:
