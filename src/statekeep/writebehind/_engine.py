@@ -38,6 +38,7 @@ from ._receipt import Receipt
 from ._records import DeadLetterFile, record_of, restamp, spec_of
 
 Key = tuple[str, str]
+_GATHER = 0.001  # seconds the journal thread lets writes gather before a batch
 
 
 class _Item:
@@ -96,6 +97,7 @@ class WriteBehind:
         self._retry_at = 0.0
         self._attempt = 0
         self._high = False
+        self._journal_idle = False
         self._state = "new"  # new -> running -> closing -> closed
         self._threads: list[threading.Thread] = []
         self._stored = self._retried = self._dead = self._shed = 0
@@ -149,7 +151,9 @@ class WriteBehind:
                     heapq.heappush(self._deadlines, (due, self._seq, key))
             if self._journal is not None:  # else durable means stored
                 self._unjournaled[key] = None
-                self._journal_work.notify()
+                if self._journal_idle:
+                    self._journal_idle = False
+                    self._journal_work.notify()
             if (
                 priority is Priority.CRITICAL
                 or deadline is not None
@@ -294,11 +298,15 @@ class WriteBehind:
     def _journal_loop(self) -> None:
         while True:
             with self._lock:
+                self._journal_idle = True
                 self._journal_work.wait_for(
                     lambda: bool(self._unjournaled) or self._state == "closed"
                 )
+                self._journal_idle = False
                 if not self._unjournaled:
                     return
+            time.sleep(_GATHER)  # let a batch gather (enqueue does not wake a busy thread)
+            with self._lock:
                 keys, self._unjournaled = self._unjournaled, {}
                 items = [self._items.get(k) or self._in_flight.get(k) for k in keys]
                 batch = [(item, list(item.receipts), _content(item)) for item in items if item]
