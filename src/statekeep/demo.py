@@ -1,17 +1,28 @@
 """The recording-sessions demo behind `statekeep demo` (and `make demo`).
 
 A recorder ingests audio from ~50 devices at once: each recording session
-produces many small segments. The demo keeps them in one SQLite file:
+produces many small segments, and every so often a waveform thumbnail. The
+demo keeps them in one SQLite file, written behind the recorder's back with
+`store.enqueue`, by priority:
 
-1. create the sessions;
-2. write the segments with `save_many` over a generator (bounded memory,
-   one transaction), behind a progress bar;
+- CRITICAL: session state changes (a session starts, pauses, resumes), stored
+  at once, and waited for where the recorder needs to know;
+- NORMAL: the segments, coalesced into batches;
+- LOW: the thumbnails, written when no segment is waiting (or once 5 s old).
+
+The steps:
+
+1. create the sessions (CRITICAL enqueues, waited for with `wait_stored`);
+2. stream the segments and thumbnails through the write-behind queue behind a
+   live panel of its statistics, pausing and resuming one session on the way
+   (CRITICAL, one of them waited for), then `store.flush()`; for comparison,
+   the same writes with one `save_many` into a scratch file;
 3. update: flag clipping segments and mark most sessions complete, in one
    transaction (and show that a stale copy cannot overwrite newer data);
-4. delete a session recorded with a loose cable, with all its segments, in
-   one transaction;
+4. delete a session recorded with a loose cable, with all its segments and
+   thumbnails, in one transaction;
 5. query by indexed fields and show a few results;
-6. print counts, throughput, timings and the size of the file.
+6. print counts, throughputs, timings and the size of the file.
 
 The file is left in place so it can be inspected with the `sqlite3` shell.
 """
@@ -21,34 +32,37 @@ from __future__ import annotations
 import os
 import random
 import shlex
+import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Literal
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 import statekeep
+from statekeep import Priority, Receipt
 
 SESSIONS = 50
 DEVICES = 8
-LOOSE_CABLE = "mic-07"  # its first take is unusable and gets deleted
+LOOSE_CABLE = "mic-07"  # its first take is unusable: paused while streaming, later deleted
 STILL_RECORDING = 10  # the newest sessions are still recording
 CLIP_DB = -1.0  # peaks above this are flagged as clipping
-PROGRESS_STEP = 1_000  # advance the progress bar every this many segments
+THUMBNAIL_EVERY = 50  # a waveform thumbnail per this many segments of a session
+PAUSE_AT, RESUME_AT = 0.4, 0.6  # where in the stream the loose cable drops out, and back
+SWEEP_STEP = 1_000  # look at the receipts every this many writes
+LIVE_REFRESH = 8  # panel refreshes per second (on a terminal)
+BAR_WIDTH = 24
+WAIT_TIMEOUT = 10.0  # seconds a CRITICAL write is waited for
 SEED = 20240521
 
 WORDS = (
@@ -63,7 +77,7 @@ class RecordingSession(statekeep.Entity):
 
     name: str
     device: Annotated[str, statekeep.Indexed()]
-    state: Annotated[Literal["recording", "complete"], statekeep.Indexed()] = "recording"
+    state: Annotated[Literal["recording", "paused", "complete"], statekeep.Indexed()] = "recording"
     started: datetime
 
 
@@ -79,6 +93,20 @@ class Segment(statekeep.Entity):
     flagged: Annotated[bool, statekeep.Indexed()] = False
 
 
+class Thumbnail(statekeep.Entity):
+    """A waveform overview of THUMBNAIL_EVERY segments of one session: the
+    peak of each, for a timeline view. Nice to have, so it is written LOW."""
+
+    session_id: Annotated[str, statekeep.Indexed()]
+    first_index: int
+    start_ms: int
+    duration_ms: int
+    peaks: list[float]
+
+
+Write = tuple[Priority, Segment | Thumbnail]
+
+
 @dataclass
 class Report:
     """What the demo measured, for the summary (and for tests)."""
@@ -86,10 +114,24 @@ class Report:
     path: str
     sessions: int = 0
     segments_written: int = 0
+    thumbnails_written: int = 0
+    state_changes: int = 0  # CRITICAL writes of sessions: created, paused, resumed
     segments_flagged: int = 0
     sessions_completed: int = 0
     sessions_deleted: int = 0
     segments_deleted: int = 0
+    thumbnails_deleted: int = 0
+    enqueued: dict[str, int] = field(default_factory=dict)  # by priority name
+    stored_by_priority: dict[str, int] = field(default_factory=dict)  # receipts stored
+    failed: dict[str, int] = field(default_factory=dict)  # receipts failed
+    peak_pending: dict[str, int] = field(default_factory=dict)  # seen while streaming
+    sessions_wait: float = 0.0  # enqueue of the sessions until all were stored
+    critical_wait: float = 0.0  # enqueue of the pause until it was stored
+    normal_pending_at_pause: int = 0
+    enqueue_seconds: float = 0.0  # time the caller spent inside enqueue()
+    enqueue_longest: float = 0.0  # the longest single enqueue() (waiting for room)
+    compared_writes: int = 0  # written by save_many into the scratch file
+    journal_segments: int = -1  # segment files left in <db>.writebehind after close
     file_bytes: int = 0  # db + wal, while the store is open
     closed_bytes: int = 0  # after close() folded the WAL into the file
     stored: dict[str, int] = field(default_factory=dict)  # counted at the end
@@ -98,6 +140,11 @@ class Report:
     @property
     def updates(self) -> int:
         return self.segments_flagged + self.sessions_completed
+
+    @property
+    def streamed(self) -> int:
+        """Writes enqueued while streaming: segments, thumbnails, pause and resume."""
+        return self.segments_written + self.thumbnails_written + self.state_changes - self.sessions
 
 
 def run(path: str | None, segments: int) -> int:
@@ -135,7 +182,7 @@ def _choose_path(path: str | None) -> str:
 def _path_problem(db_path: str) -> str | None:
     if "?" in db_path:
         return f"{db_path}: the path cannot contain '?' (it would end the store URL)"
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", ".writebehind"):
         if os.path.exists(db_path + suffix):
             return (
                 f"{db_path + suffix} already exists; the demo writes a new database: "
@@ -151,25 +198,55 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
     """The steps, on an open store; returns what they did and how long each took."""
     report = Report(db_path)
     rng = random.Random(SEED)
+    receipts = _Receipts()
     with statekeep.open(f"sqlite:///{db_path}") as store:
-        # 1. create the sessions
+        # 1. create the sessions: CRITICAL, and the recorder waits until they are stored
         started = time.perf_counter()
         sessions = list(_make_sessions(rng))
-        report.sessions = store.save_many(sessions)
-        report.timings["create sessions"] = time.perf_counter() - started
-        console.print(f"[green]1.[/] created {report.sessions} recording sessions")
-
-        # 2. write the segments
-        started = time.perf_counter()
-        with _progress(console) as progress:
-            task = progress.add_task("writing segments", total=segments)
-            stream = _tracked(_make_segments(rng, sessions, segments), progress, task)
-            report.segments_written = store.save_many(stream, chunk_size=1_000)
-            progress.update(task, completed=segments)
-        report.timings["write segments"] = time.perf_counter() - started
+        created = [store.enqueue(session, Priority.CRITICAL) for session in sessions]
+        for receipt in created:
+            receipts.add(Priority.CRITICAL, receipt)
+        report.sessions = sum(receipt.wait_stored(WAIT_TIMEOUT) for receipt in created)
+        report.sessions_wait = time.perf_counter() - started
+        report.state_changes = len(created)
+        report.timings["create sessions"] = report.sessions_wait
         console.print(
-            f"[green]2.[/] wrote {report.segments_written:,} segments with one save_many "
-            f"(one transaction) in {report.timings['write segments']:.2f} s"
+            f"[green]1.[/] created {report.sessions} recording sessions (CRITICAL): "
+            f"stored {report.sessions_wait * 1000:.1f} ms later (wait_stored)"
+        )
+
+        # 2. stream the segments and thumbnails through the write-behind queue
+        started = time.perf_counter()
+        _stream(store, sessions, segments, receipts, report, console)
+        streamed = time.perf_counter()
+        report.timings["write segments"] = streamed - started
+        receipts.sweep()
+        report.enqueued = dict(receipts.enqueued)
+        report.stored_by_priority = dict(receipts.stored)
+        report.failed = dict(receipts.failed)
+        console.print(
+            f"[green]2.[/] enqueued {report.segments_written:,} segments (NORMAL) and "
+            f"{report.thumbnails_written:,} thumbnails (LOW) in "
+            f"{report.timings['write segments'] - report.timings['flush']:.2f} s,\n"
+            f"   {report.enqueue_seconds:.2f} s of it inside enqueue(); "
+            f"store.flush() returned {report.timings['flush']:.2f} s later"
+        )
+        console.print(
+            "   stored: "
+            + ", ".join(f"{receipts.stored[p.name]:,} {p.name}" for p in reversed(Priority))
+            + f"; {sum(receipts.failed.values())} failed"
+        )
+
+        started = time.perf_counter()
+        report.compared_writes = _compare_save_many(sessions, segments)
+        compared = report.timings["save_many (scratch file)"] = time.perf_counter() - started
+        streaming = _per_second(report.streamed, report.timings["write segments"])
+        batching = _per_second(report.compared_writes, compared)
+        console.print(
+            f"   end to end: {streaming:,.0f} writes/s; one save_many of the same "
+            f"{report.compared_writes:,} writes\n"
+            f"   into a scratch file: {batching:,.0f} writes/s"
+            + (f" (write-behind: {streaming / batching:.2f}x)" if streaming and batching else "")
         )
 
         # 3. update: flag clipping segments, complete all but the newest sessions
@@ -208,144 +285,17 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
                 doomed = list(store.find(Segment, session_id=session.id))
                 for segment in doomed:
                     store.delete(segment)
-                store.delete(session)
-                report.segments_deleted += len(doomed)
-                report.sessions_deleted += 1
-        report.timings["delete"] = time.perf_counter() - started
-        for session in faulty:
-            console.print(
-                f"[green]4.[/] in one transaction: deleted {session.name!r} "
-                f"({LOOSE_CABLE} had a loose cable)\n"
-                f"   and its {report.segments_deleted:,} segments"
-            )
-
-        # 5. queries on indexed fields
-        started = time.perf_counter()
-        console.print("[green]5.[/] queries on indexed fields:")
-        _show_queries(store, console)
-        report.stored = {
-            "sessions": store.count(RecordingSession),
-            "complete sessions": store.count(RecordingSession, state="complete"),
-            "segments": store.count(Segment),
-            "flagged segments": store.count(Segment, flagged=True),
-        }
-        report.timings["queries"] = time.perf_counter() - started
-
-        report.file_bytes = _file_size(db_path)
-    report.closed_bytes = _file_size(db_path)
-    return report
-
-
-# -- data ----------------------------------------------------------------------
-def _make_sessions(rng: random.Random) -> Iterator[RecordingSession]:
-    base = datetime(2024, 5, 21, 9, 0, tzinfo=UTC)
-    for number in range(SESSIONS):
-        device = f"mic-{number % DEVICES:02d}"
-        yield RecordingSession(
-            name=f"take-{number + 1:02d}",
-            device=device,
-            started=base + timedelta(minutes=number * 7 + rng.randrange(5)),
-        )
-
-
-def _make_segments(
-    rng: random.Random, sessions: list[RecordingSession], count: int
-) -> Iterator[Segment]:
-    """Segments as they arrive: the sessions record at once, so they interleave."""
-    clock = [0] * len(sessions)
-    for number in range(count):
-        slot = number % len(sessions)
-        duration = rng.randrange(200, 800)
-        # mostly well below full scale; a few percent clip
-        peak = min(0.0, round(rng.gauss(-12.0, 5.5), 2))
-        words = rng.choices(WORDS, k=rng.randrange(2, 7))
-        yield Segment(
-            session_id=sessions[slot].id,
-            index=number // len(sessions),
-            start_ms=clock[slot],
-            duration_ms=duration,
-            peak_db=peak,
-            transcript=" ".join(words),
-        )
-        clock[slot] += duration
-
-
-def _tracked(items: Iterable[Segment], progress: Progress, task: TaskID) -> Iterator[Segment]:
-    """Passes the items through, advancing the bar every PROGRESS_STEP items."""
-    pending = 0
-    for item in items:
-        yield item
-        pending += 1
-        if pending == PROGRESS_STEP:
-            progress.advance(task, pending)
-            pending = 0
-    if pending:
-        progress.advance(task, pending)
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("   {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
-# -- steps that only show things -------------------------------------------------
-def _show_conflict(store: statekeep.Store, session_id: str, console: Console) -> None:
-    """Two copies of one session: the second save is refused, nothing is lost."""
-    mine = store.get(RecordingSession, session_id)
-    theirs = store.get(RecordingSession, session_id)
-    theirs.name += " (edited elsewhere)"
-    store.save(theirs)
-    mine.name += " (stale)"
-    try:
-        store.save(mine)
-    except statekeep.ConflictError:
+                first = next(
+                    store.find(Thumbnail, session_id=session.id, order_by="first_index", limit=1),
+                    None,
+                )
+    if first is not None:
         console.print(
-            f"   a stale copy of {theirs.name!r} was refused with ConflictError",
-            style="dim",
-            markup=False,
+            f"   its waveform thumbnails: {store.count(Thumbnail, session_id=session.id)}; "
+            f"the first covers {first.start_ms / 1000:.1f}-"
+            f"{(first.start_ms + first.duration_ms) / 1000:.1f} s, "
+            f"{len(first.peaks)} peaks up to {max(first.peaks):.1f} dB"
         )
-    else:  # pragma: no cover - would be a bug in statekeep
-        raise AssertionError("saving a stale copy should raise ConflictError")
-
-
-def _show_queries(store: statekeep.Store, console: Console) -> None:
-    by_state = {
-        state: store.count(RecordingSession, state=state) for state in ("recording", "complete")
-    }
-    console.print(
-        f"   sessions by state: {by_state['complete']} complete, {by_state['recording']} recording"
-    )
-    console.print(f"   flagged segments: {store.count(Segment, flagged=True):,}")
-
-    session = next(store.find(RecordingSession, state="complete", order_by="-started", limit=1))
-    total = store.count(Segment, session_id=session.id)
-    flagged = store.count(Segment, session_id=session.id, flagged=True)
-    console.print(
-        f"   session {session.name!r} on {session.device}: "
-        f"{total:,} segments, {flagged} flagged; the first five:"
-    )
-    table = Table(box=None, padding=(0, 2), show_edge=False)
-    for column in ("#", "start", "length", "peak", "flag", "transcript"):
-        if column == "transcript":
-            table.add_column(column, no_wrap=True, overflow="ellipsis")
-        else:
-            table.add_column(column, justify="right")
-    for segment in store.find(Segment, session_id=session.id, order_by="index", limit=5):
-        table.add_row(
-            str(segment.index),
-            f"{segment.start_ms / 1000:.2f} s",
-            f"{segment.duration_ms} ms",
-            f"{segment.peak_db:.1f} dB",
-            "clip" if segment.flagged else "",
-            segment.transcript,
-        )
-    console.print(table)
 
     clips = list(store.find(Segment, session_id=session.id, flagged=True, order_by="start_ms"))
     if clips:
@@ -365,8 +315,16 @@ def _file_size(db_path: str) -> int:
     )
 
 
+def _per_second(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+
+
 def _rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.0f}/s" if seconds > 0 else "-"
+
+
+def _by_priority(counts: dict[str, int]) -> str:
+    return " / ".join(f"{counts.get(p.name, 0):,}" for p in reversed(Priority))
 
 
 def _summary(report: Report) -> Table:
@@ -376,27 +334,67 @@ def _summary(report: Report) -> Table:
     table.add_column("value", justify="right")
     table.add_row("sessions created", f"{report.sessions:,}")
     table.add_row("segments written", f"{report.segments_written:,}")
+    table.add_row("thumbnails written", f"{report.thumbnails_written:,}")
+    table.add_row("session state changes", f"{report.state_changes:,}")
     table.add_row("segments flagged", f"{report.segments_flagged:,}")
     table.add_row("sessions completed", f"{report.sessions_completed:,}")
     table.add_row(
-        "deleted",
-        f"{report.sessions_deleted} session, {report.segments_deleted:,} segments",
+        "deleted: sessions / segments / thumbnails",
+        f"{report.sessions_deleted} / {report.segments_deleted:,} / {report.thumbnails_deleted:,}",
     )
     for what, count in report.stored.items():
-        table.add_row(f"stored now: {what}", f"{count:,}", end_section=what == "flagged segments")
+        table.add_row(f"stored now: {what}", f"{count:,}", end_section=what == "thumbnails")
+    table.add_row("enqueued: critical / normal / low", _by_priority(report.enqueued))
+    table.add_row("stored: critical / normal / low", _by_priority(report.stored_by_priority))
+    table.add_row("failed writes", f"{sum(report.failed.values()):,}")
+    table.add_row("peak pending: critical / normal / low", _by_priority(report.peak_pending))
     table.add_row(
-        "save_many throughput",
-        _rate(report.segments_written, timings["write segments"]) + " segments",
-        end_section=False,
+        f"wait_stored: {report.sessions} new sessions", f"{report.sessions_wait * 1000:,.1f} ms"
+    )
+    table.add_row(
+        "wait_stored: CRITICAL pause",
+        f"{report.critical_wait * 1000:,.1f} ms" if report.critical_wait else "-",
+    )
+    enqueues = sum(report.enqueued.values())
+    table.add_row(
+        "time in enqueue(): mean / max",
+        f"{report.enqueue_seconds / max(enqueues, 1) * 1e6:,.1f} us / "
+        f"{report.enqueue_longest * 1000:,.1f} ms",
+    )
+    table.add_row(
+        "journal segments after close",
+        f"{report.journal_segments}",
+        end_section=True,
+    )
+    table.add_row(
+        "enqueue throughput (until stored)",
+        _rate(report.streamed, timings["write segments"]) + " writes",
+    )
+    table.add_row(
+        "save_many throughput (same writes)",
+        _rate(report.compared_writes, timings["save_many (scratch file)"]) + " writes",
     )
     table.add_row("update throughput", _rate(report.updates, timings["update"]) + " entities")
     table.add_row(
         "delete throughput",
-        _rate(report.segments_deleted + report.sessions_deleted, timings["delete"]) + " entities",
+        _rate(
+            report.segments_deleted + report.thumbnails_deleted + report.sessions_deleted,
+            timings["delete"],
+        )
+        + " entities",
         end_section=True,
     )
-    for step in ("create sessions", "write segments", "update", "delete", "queries"):
-        table.add_row(f"time: {step}", f"{timings[step]:.3f} s")
+    for step in (
+        "create sessions",
+        "write segments",
+        "flush",
+        "save_many (scratch file)",
+        "update",
+        "delete",
+        "queries",
+    ):
+        label = "enqueue + flush" if step == "write segments" else step
+        table.add_row(f"time: {label}", f"{timings[step]:.3f} s")
     table.add_row("file size (db + wal)", f"{report.file_bytes / 1_048_576:,.1f} MiB")
     table.add_row("file size after close", f"{report.closed_bytes / 1_048_576:,.1f} MiB")
     return table

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from itertools import groupby
+from itertools import chain, groupby
 from operator import itemgetter
 from typing import Any
 
@@ -282,48 +282,53 @@ class SQLiteBackend:
         if len(rows) == 1:
             row = rows[0]
             if row[1] == 1:
-                self._insert(conn, spec, statements.insert, rows, single=True)
+                self._insert(conn, spec, rows)
             else:
                 self._update(conn, spec, statements.update, rows)
             return
         if max(map(itemgetter(1), rows)) == 1:  # all new: the usual case
-            self._insert(conn, spec, statements.insert, rows, single=False)
+            self._insert(conn, spec, rows)
             return
         # in the order given (a later row may build on an earlier one), a run
         # of inserts or of updates per statement
         for new, run in groupby(rows, key=lambda row: row[1] == 1):
             if new:
-                self._insert(conn, spec, statements.insert, list(run), single=False)
+                self._insert(conn, spec, list(run))
             else:
                 self._update(conn, spec, statements.update, list(run))
 
-    def _insert(
-        self,
-        conn: sqlite3.Connection,
-        spec: CollectionSpec,
-        sql: str,
-        rows: Sequence[Row],
-        *,
-        single: bool,
-    ) -> None:
-        before = conn.total_changes
-        try:
-            if single:
-                conn.execute(sql, rows[0])
-            else:
-                conn.executemany(sql, rows)
-        except sqlite3.IntegrityError as exc:
-            failed = rows[conn.total_changes - before]  # the rows before it went in
-            stored = self._versions(conn, spec.name, [failed[0]])
-            if failed[0] not in stored:
+    def _insert(self, conn: sqlite3.Connection, spec: CollectionSpec, rows: Sequence[Row]) -> None:
+        statements = self._sql(spec)
+        step = statements.rows_per_insert
+        for start in range(0, len(rows), step):
+            part = rows[start : start + step]
+            try:
+                if len(part) == 1:
+                    conn.execute(statements.insert, part[0])
+                else:
+                    conn.execute(statements.insert_many(len(part)), list(chain(*part)))
+            except sqlite3.IntegrityError as exc:  # the statement inserted none of its rows
+                raise self._insert_conflict(conn, spec, part) or _translate(exc) from exc
+            except sqlite3.Error as exc:
                 raise _translate(exc) from exc
-            raise ConflictError(
-                spec.name, failed[0], f"already stored at version {stored[failed[0]]}"
-            ) from exc
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
-        except OverflowError as exc:
-            raise _too_big(spec) from exc
+            except OverflowError as exc:
+                raise _too_big(spec) from exc
+
+    def _insert_conflict(
+        self, conn: sqlite3.Connection, spec: CollectionSpec, part: Sequence[Row]
+    ) -> ConflictError | None:
+        """The ConflictError for the first row of part that cannot be inserted."""
+        stored = self._versions(conn, spec.name, [row[0] for row in part])
+        seen: set[str] = set()
+        for row in part:
+            if row[0] in stored:
+                return ConflictError(
+                    spec.name, row[0], f"already stored at version {stored[row[0]]}"
+                )
+            if row[0] in seen:
+                return ConflictError(spec.name, row[0], "already stored at version 1")
+            seen.add(row[0])
+        return None
 
     def _update(
         self, conn: sqlite3.Connection, spec: CollectionSpec, sql: str, rows: Sequence[Row]
