@@ -285,16 +285,341 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
                 doomed = list(store.find(Segment, session_id=session.id))
                 for segment in doomed:
                     store.delete(segment)
-                first = next(
-                    store.find(Thumbnail, session_id=session.id, order_by="first_index", limit=1),
-                    None,
-                )
+                thumbnails = list(store.find(Thumbnail, session_id=session.id))
+                for thumbnail in thumbnails:
+                    store.delete(thumbnail)
+                store.delete(session)
+                report.segments_deleted += len(doomed)
+                report.thumbnails_deleted += len(thumbnails)
+                report.sessions_deleted += 1
+        report.timings["delete"] = time.perf_counter() - started
+        for session in faulty:
+            console.print(
+                f"[green]4.[/] in one transaction: deleted {session.name!r} "
+                f"({LOOSE_CABLE} had a loose cable)\n"
+                f"   with its {report.segments_deleted:,} segments and "
+                f"{report.thumbnails_deleted:,} thumbnails"
+            )
+
+        # 5. queries on indexed fields
+        started = time.perf_counter()
+        console.print("[green]5.[/] queries on indexed fields:")
+        _show_queries(store, console)
+        report.stored = {
+            "sessions": store.count(RecordingSession),
+            "complete sessions": store.count(RecordingSession, state="complete"),
+            "segments": store.count(Segment),
+            "flagged segments": store.count(Segment, flagged=True),
+            "thumbnails": store.count(Thumbnail),
+        }
+        report.timings["queries"] = time.perf_counter() - started
+
+        report.file_bytes = _file_size(db_path)
+    report.closed_bytes = _file_size(db_path)
+    report.journal_segments = len(list(Path(db_path + ".writebehind").glob("segment-*.log")))
+    return report
+
+
+# -- step 2: the stream ----------------------------------------------------------
+def _stream(
+    store: statekeep.Store,
+    sessions: list[RecordingSession],
+    segments: int,
+    receipts: _Receipts,
+    report: Report,
+    console: Console,
+) -> None:
+    """Enqueues the writes behind a live panel, then flushes; fills in the report."""
+    loose = next(session for session in sessions if session.device == LOOSE_CABLE)
+    pause_at, resume_at = int(segments * PAUSE_AT), int(segments * RESUME_AT)
+    changes = 2 if segments else 0
+    panel = _Panel(store, segments + _thumbnail_count(segments) + changes)
+    before = receipts.count
+    spent = longest = 0.0
+    number = 0  # segments so far
+    with Live(panel, console=console, refresh_per_second=LIVE_REFRESH):
+        for priority, entity in _make_writes(random.Random(SEED + 1), sessions, segments):
+            if priority is Priority.NORMAL:
+                if number == pause_at:
+                    loose.state = "paused"
+                    _pause(store, loose, receipts, report, console)
+                if number == resume_at:
+                    loose.state = "recording"
+                    receipts.add(Priority.CRITICAL, store.enqueue(loose, Priority.CRITICAL))
+                    console.print(
+                        f"   {LOOSE_CABLE} is back: {loose.name!r} resumes "
+                        "(CRITICAL, not waited for)",
+                        markup=False,
+                    )
+                number += 1
+            began = time.perf_counter()
+            receipt = store.enqueue(entity, priority)
+            took = time.perf_counter() - began
+            spent += took
+            longest = max(longest, took)
+            receipts.add(priority, receipt)
+            if receipts.count % SWEEP_STEP == 0:
+                receipts.sweep()
+                panel.sample(receipts.count - before)
+        panel.sample(receipts.count - before)
+        began = time.perf_counter()
+        store.flush()
+        report.timings["flush"] = time.perf_counter() - began
+        panel.finish()
+    if not console.is_terminal:
+        console.line()  # rich ends the last render with a new line on terminals only
+    report.segments_written = receipts.enqueued[Priority.NORMAL.name]
+    report.thumbnails_written = receipts.enqueued[Priority.LOW.name]
+    report.state_changes += changes
+    report.enqueue_seconds, report.enqueue_longest = spent, longest
+    report.peak_pending = panel.peak
+
+
+def _pause(
+    store: statekeep.Store,
+    session: RecordingSession,
+    receipts: _Receipts,
+    report: Report,
+    console: Console,
+) -> None:
+    """The loose cable: the pause is CRITICAL, and the recorder waits until it is stored."""
+    stats = store.writebehind.stats()
+    report.normal_pending_at_pause = stats.pending[Priority.NORMAL.name] + stats.in_flight
+    began = time.perf_counter()
+    receipt = store.enqueue(session, Priority.CRITICAL)
+    receipts.add(Priority.CRITICAL, receipt)
+    stored = receipt.wait_stored(WAIT_TIMEOUT)
+    report.critical_wait = time.perf_counter() - began
+    if stored:
+        outcome = f"stored {report.critical_wait * 1000:.1f} ms later (wait_stored)"
+    else:
+        outcome = f"NOT stored within {WAIT_TIMEOUT:.0f} s"
+    console.print(
+        f"   {LOOSE_CABLE}'s cable came loose: {session.name!r} paused (CRITICAL),\n"
+        f"   {outcome} while {report.normal_pending_at_pause:,} NORMAL writes were queued",
+        markup=False,
+    )
+
+
+def _compare_save_many(sessions: list[RecordingSession], segments: int) -> int:
+    """The same segments and thumbnails with one save_many, into a scratch file."""
+    folder = tempfile.mkdtemp(prefix="statekeep-demo-save-many-")
+    try:
+        with statekeep.open(f"sqlite:///{os.path.join(folder, 'scratch.db')}") as scratch:
+            writes = _make_writes(random.Random(SEED + 1), sessions, segments)
+            return scratch.save_many((entity for _, entity in writes), chunk_size=1_000)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Receipts:
+    """The receipts of the enqueued writes, by priority, counted once done."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.waiting: dict[Priority, deque[Receipt]] = {p: deque() for p in Priority}
+        self.enqueued: dict[str, int] = dict.fromkeys((p.name for p in Priority), 0)
+        self.stored: dict[str, int] = dict.fromkeys((p.name for p in Priority), 0)
+        self.failed: dict[str, int] = dict.fromkeys((p.name for p in Priority), 0)
+
+    def add(self, priority: Priority, receipt: Receipt) -> None:
+        self.count += 1
+        self.enqueued[priority.name] += 1
+        self.waiting[priority].append(receipt)
+
+    def sweep(self) -> None:
+        """Counts the receipts done so far (they complete about in order)."""
+        for priority, waiting in self.waiting.items():
+            while waiting and waiting[0].done:
+                receipt = waiting.popleft()
+                counts = self.stored if receipt.stored else self.failed
+                counts[priority.name] += 1
+
+
+class _Panel:
+    """The live view of `store.writebehind.stats()`: rich renders it (calls
+    __rich__) at each refresh on a terminal, and once at the end elsewhere."""
+
+    def __init__(self, store: statekeep.Store, expected: int) -> None:
+        self._engine = store.writebehind
+        first = self._engine.stats()
+        self._base = first.stored  # the sessions were stored before the stream
+        self._expected = expected
+        self._enqueued = 0
+        self._began = time.monotonic()
+        self._samples: deque[tuple[float, int]] = deque([(self._began, 0)])
+        self._finished: float | None = None
+        self.peak: dict[str, int] = dict.fromkeys(first.pending, 0)
+
+    def sample(self, enqueued: int) -> None:
+        """From the enqueuing thread: how far it is, and the pending peaks."""
+        self._enqueued = enqueued
+        for name, count in self._engine.stats().pending.items():
+            self.peak[name] = max(self.peak.get(name, 0), count)
+
+    def finish(self) -> None:
+        self._finished = time.monotonic()
+
+    def __rich__(self) -> Panel:
+        stats = self._engine.stats()
+        now = time.monotonic()
+        stored = stats.stored - self._base
+        if self._finished is None:  # stored/s over the last second
+            self._samples.append((now, stored))
+            while len(self._samples) > 2 and now - self._samples[1][0] >= 1.0:
+                self._samples.popleft()
+            since, before = self._samples[0]
+            rate = f"{(stored - before) / max(now - since, 1e-9):,.0f}"
+        else:
+            rate = f"{stored / max(self._finished - self._began, 1e-9):,.0f} on average"
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column()
+        grid.add_column(justify="right")
+        total = max(self._expected, 1)
+        grid.add_row(
+            "enqueued",
+            ProgressBar(total, self._enqueued, width=BAR_WIDTH),
+            f"{self._enqueued:,} / {self._expected:,}",
+        )
+        grid.add_row("stored", ProgressBar(total, stored, width=BAR_WIDTH), f"{stored:,}")
+        pending = Text()
+        for priority in reversed(Priority):
+            pending.append(f"{priority.name} ", style="dim")
+            pending.append(f"{stats.pending.get(priority.name, 0):,}  ")
+        grid.add_row("pending", pending, "")
+        grid.add_row("in flight", f"{stats.in_flight:,}", "")
+        grid.add_row("stored/s", rate, "")
+        grid.add_row("oldest pending", f"{stats.oldest_pending_age:.2f} s", "")
+        if stats.retried or stats.dead_lettered or stats.last_error:
+            problem = f"retried {stats.retried:,}, dead-lettered {stats.dead_lettered:,}"
+            if stats.last_error:
+                problem += f"\nlast error: {stats.last_error}"
+            grid.add_row("problems", Text(problem, style="red"), "")
+        return Panel(grid, title="write-behind: store.writebehind.stats()", expand=False)
+
+
+# -- data ----------------------------------------------------------------------
+def _make_sessions(rng: random.Random) -> Iterator[RecordingSession]:
+    base = datetime(2024, 5, 21, 9, 0, tzinfo=UTC)
+    for number in range(SESSIONS):
+        device = f"mic-{number % DEVICES:02d}"
+        yield RecordingSession(
+            name=f"take-{number + 1:02d}",
+            device=device,
+            started=base + timedelta(minutes=number * 7 + rng.randrange(5)),
+        )
+
+
+def _make_writes(
+    rng: random.Random, sessions: list[RecordingSession], count: int
+) -> Iterator[Write]:
+    """Segments as they arrive (the sessions record at once, so they interleave),
+    NORMAL; after every THUMBNAIL_EVERY segments of a session, its thumbnail, LOW."""
+    clock = [0] * len(sessions)
+    peaks: list[list[float]] = [[] for _ in sessions]
+    since = [0] * len(sessions)  # where the next thumbnail starts
+    for number in range(count):
+        slot = number % len(sessions)
+        duration = rng.randrange(200, 800)
+        # mostly well below full scale; a few percent clip
+        peak = min(0.0, round(rng.gauss(-12.0, 5.5), 2))
+        words = rng.choices(WORDS, k=rng.randrange(2, 7))
+        index = number // len(sessions)
+        yield (
+            Priority.NORMAL,
+            Segment(
+                session_id=sessions[slot].id,
+                index=index,
+                start_ms=clock[slot],
+                duration_ms=duration,
+                peak_db=peak,
+                transcript=" ".join(words),
+            ),
+        )
+        clock[slot] += duration
+        peaks[slot].append(peak)
+        if len(peaks[slot]) == THUMBNAIL_EVERY:
+            yield (
+                Priority.LOW,
+                Thumbnail(
+                    session_id=sessions[slot].id,
+                    first_index=index + 1 - THUMBNAIL_EVERY,
+                    start_ms=since[slot],
+                    duration_ms=clock[slot] - since[slot],
+                    peaks=peaks[slot],
+                ),
+            )
+            peaks[slot], since[slot] = [], clock[slot]
+
+
+def _thumbnail_count(segments: int) -> int:
+    """How many thumbnails _make_writes makes for this many segments."""
+    each, extra = divmod(segments, SESSIONS)
+    return sum((each + (slot < extra)) // THUMBNAIL_EVERY for slot in range(SESSIONS))
+
+
+# -- steps that only show things -------------------------------------------------
+def _show_conflict(store: statekeep.Store, session_id: str, console: Console) -> None:
+    """Two copies of one session: the second save is refused, nothing is lost."""
+    mine = store.get(RecordingSession, session_id)
+    theirs = store.get(RecordingSession, session_id)
+    theirs.name += " (edited elsewhere)"
+    store.save(theirs)
+    mine.name += " (stale)"
+    try:
+        store.save(mine)
+    except statekeep.ConflictError:
+        console.print(
+            f"   a stale copy of {theirs.name!r} was refused with ConflictError",
+            style="dim",
+            markup=False,
+        )
+    else:  # pragma: no cover - would be a bug in statekeep
+        raise AssertionError("saving a stale copy should raise ConflictError")
+
+
+def _show_queries(store: statekeep.Store, console: Console) -> None:
+    by_state = {
+        state: store.count(RecordingSession, state=state) for state in ("recording", "complete")
+    }
+    console.print(
+        f"   sessions by state: {by_state['complete']} complete, {by_state['recording']} recording"
+    )
+    console.print(f"   flagged segments: {store.count(Segment, flagged=True):,}")
+
+    session = next(store.find(RecordingSession, state="complete", order_by="-started", limit=1))
+    total = store.count(Segment, session_id=session.id)
+    flagged = store.count(Segment, session_id=session.id, flagged=True)
+    console.print(
+        f"   session {session.name!r} on {session.device}: "
+        f"{total:,} segments, {flagged} flagged; the first five:"
+    )
+    table = Table(box=None, padding=(0, 2), show_edge=False)
+    for column in ("#", "start", "length", "peak", "flag", "transcript"):
+        if column == "transcript":
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        else:
+            table.add_column(column, justify="right")
+    for segment in store.find(Segment, session_id=session.id, order_by="index", limit=5):
+        table.add_row(
+            str(segment.index),
+            f"{segment.start_ms / 1000:.2f} s",
+            f"{segment.duration_ms} ms",
+            f"{segment.peak_db:.1f} dB",
+            "clip" if segment.flagged else "",
+            segment.transcript,
+        )
+    console.print(table)
+
+    first = next(
+        store.find(Thumbnail, session_id=session.id, order_by="first_index", limit=1), None
+    )
     if first is not None:
         console.print(
-            f"   its waveform thumbnails: {store.count(Thumbnail, session_id=session.id)}; "
+            f"   {store.count(Thumbnail, session_id=session.id)} waveform thumbnails; "
             f"the first covers {first.start_ms / 1000:.1f}-"
-            f"{(first.start_ms + first.duration_ms) / 1000:.1f} s, "
-            f"{len(first.peaks)} peaks up to {max(first.peaks):.1f} dB"
+            f"{(first.start_ms + first.duration_ms) / 1000:.1f} s, peak {max(first.peaks):.1f} dB"
         )
 
     clips = list(store.find(Segment, session_id=session.id, flagged=True, order_by="start_ms"))

@@ -25,7 +25,6 @@ from .errors import (
     ValidationError,
 )
 from .writebehind import Priority, Receipt, WriteBehind, WriteBehindOptions
-from .writebehind._shutdown import watch
 
 if TYPE_CHECKING:
     from ._schema import EntityInfo
@@ -245,7 +244,6 @@ class Store:
                     self._engine = WriteBehind(
                         self._backend, self._writebehind_options, self._journal_dir()
                     )
-                    watch(self)
                 engine = self._engine
         return engine
 
@@ -287,6 +285,8 @@ class Store:
     ) -> Receipt:
         """Queues the deletion of an entity, or of a type and id."""
         if isinstance(target, Entity):
+            if id is not None:
+                raise QueryError("enqueue_delete(entity) takes no id; use (Type, id)")
             info, key = self._entity_info(target), target.id
         else:
             info, key = self._info(target), _id(id)

@@ -32,10 +32,11 @@ from ..errors import (
     StoreClosedError,
     TransientBackendError,
 )
-from ._journal import Journal
+from ._journal import Journal, RecordId
 from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt
 from ._records import DeadLetterFile, record_of, restamp, spec_of
+from ._shutdown import unwatch, watch
 
 Key = tuple[str, str]
 _GATHER = 0.001  # seconds the journal thread lets writes gather before a batch
@@ -53,9 +54,9 @@ class _Item:
         "old_version",
         "priority",
         "receipts",
+        "records",
         "resolved",
         "row",
-        "segments",
         "seq",
         "since",
         "spec",
@@ -73,7 +74,7 @@ class _Item:
         self.priority = Priority.LOW
         self.deadline: float | None = None
         self.receipts: list[Receipt] = []
-        self.segments: list[int] = []
+        self.records: list[tuple[int, RecordId]] = []  # (segment, id) in the journal
         self.resolved = False
 
 
@@ -93,11 +94,13 @@ class WriteBehind:
         self._in_flight: dict[Key, _Item] = {}
         self._deadlines: list[tuple[float, int, Key]] = []
         self._seq = 0
+        self._run = random.getrandbits(62)  # with _seq, names this run's journal records
         self._flushing = 0
         self._retry_at = 0.0
         self._attempt = 0
         self._high = False
         self._journal_idle = False
+        self._wake_at: float | None = 0.0  # when the flusher plans to look again
         self._state = "new"  # new -> running -> closing -> closed
         self._threads: list[threading.Thread] = []
         self._stored = self._retried = self._dead = self._shed = 0
@@ -154,12 +157,11 @@ class WriteBehind:
                 if self._journal_idle:
                     self._journal_idle = False
                     self._journal_work.notify()
-            if (
-                priority is Priority.CRITICAL
-                or deadline is not None
-                or len(self._items) == 1
-                or len(self._queues[priority]) >= self.options.max_batch
-            ):
+            due = self._due(item, now)
+            if (self._wake_at is None or due < self._wake_at) or len(
+                self._queues[item.priority]
+            ) >= self.options.max_batch:
+                self._wake_at = now  # wake the flusher: this write is due before it planned
                 self._work.notify()
             if not self._high and len(self._items) >= 0.9 * self.options.max_pending:
                 self._high = True
@@ -194,7 +196,10 @@ class WriteBehind:
             f"{key[0]} {key[1]!r}: shed to make room (policy shed_low, "
             f"max_pending={self.options.max_pending})"
         )
-        self._resolve(item, error=error)
+        for callback in self._resolve(item, error=error):
+            callback()
+        if self._journal is not None:
+            self._journal.resolve(item.records)  # a restart must not bring it back
         self._emit("shed", collection=key[0], id=key[1])
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -242,6 +247,7 @@ class WriteBehind:
             thread.join()
         if self._journal is not None:
             self._journal.close()
+        unwatch(self)
         return drained
 
     def stats(self) -> Stats:
@@ -285,6 +291,7 @@ class WriteBehind:
     # -- threads -------------------------------------------------------------
     def _start(self) -> None:
         self._state = "running"
+        watch(self)
         self._threads = [
             threading.Thread(target=self._flush_loop, name="statekeep-flusher", daemon=True)
         ]
@@ -311,7 +318,7 @@ class WriteBehind:
                 items = [self._items.get(k) or self._in_flight.get(k) for k in keys]
                 batch = [(item, list(item.receipts), _content(item)) for item in items if item]
             # outside the lock: building records is the costly part
-            records = [record_of(*content) for _, _, content in batch]
+            records = [record_of(*content, run=self._run) for _, _, content in batch]
             assert self._journal is not None
             try:
                 segment = self._journal.append(records) if records else 0
@@ -321,18 +328,18 @@ class WriteBehind:
                     self._unjournaled.update(dict.fromkeys(keys))
                 time.sleep(self.options.retry_base)
                 continue
-            release = []
+            resolved = []
             with self._lock:
-                for item, receipts, _ in batch:
-                    if item.resolved:
-                        release.append(segment)
+                for item, receipts, content in batch:
+                    written = (segment, (self._run, content[-1]))
+                    if item.resolved:  # stored while being journaled
+                        resolved.append(written)
                         continue
-                    item.segments.append(segment)
+                    item.records.append(written)
                     for receipt in receipts:
                         receipt.durable = True
                 self._changed.notify_all()
-            if release:
-                self._journal.release(release)
+            self._journal.resolve(resolved)
 
     def _flush_loop(self) -> None:
         while True:
@@ -356,7 +363,9 @@ class WriteBehind:
                 wake = self._next_due(now)
             else:
                 wake = self._retry_at
+            self._wake_at = wake
             self._work.wait(None if wake is None else max(wake - now, 0.0005))
+            self._wake_at = time.monotonic()  # awake: enqueue need not wake it
 
     def _take(self, now: float) -> list[_Item]:
         o = self.options
@@ -388,6 +397,20 @@ class WriteBehind:
             self._in_flight[key] = item
             batch.append(item)
         return batch
+
+    def _due(self, item: _Item, now: float) -> float:
+        """When the flusher should take this pending write."""
+        o = self.options
+        if item.priority is Priority.CRITICAL:
+            due = now
+        elif item.priority is Priority.NORMAL:
+            due = item.since + o.window
+        else:
+            wait = o.low_max_age if self._queues[Priority.NORMAL] else o.window
+            due = item.since + wait
+        if item.deadline is not None:
+            due = min(due, item.deadline - o.window / 2)
+        return due
 
     def _next_due(self, now: float) -> float | None:
         o = self.options
@@ -471,7 +494,7 @@ class WriteBehind:
         return found
 
     def _settle(self, batch: list[_Item], outcome: dict[Key, int | StatekeepError]) -> None:
-        release: list[int] = []
+        resolved: list[tuple[int, RecordId]] = []
         callbacks: list[Callable[[], None]] = []
         dead: list[tuple[_Item, StatekeepError]] = []
         with self._lock:
@@ -484,11 +507,11 @@ class WriteBehind:
                     self._put_back(item)
                 elif isinstance(result, StatekeepError):
                     dead.append((item, result))
-                    release.extend(item.segments)
+                    resolved.extend(item.records)
                     callbacks.extend(self._resolve(item, error=result))
                 else:
                     self._stored += 1
-                    release.extend(item.segments)
+                    resolved.extend(item.records)
                     callbacks.extend(self._resolve(item, version=result))
             if transient is not None:
                 self._attempt += 1
@@ -511,7 +534,14 @@ class WriteBehind:
                     item.delete,
                     f"{type(error).__name__}: {error}",
                     record_of(
-                        item.spec, item.row, item.delete, item.expect, item.priority, None, item.seq
+                        item.spec,
+                        item.row,
+                        item.delete,
+                        item.expect,
+                        item.priority,
+                        None,
+                        item.seq,
+                        run=self._run,
                     ),
                 )
                 self._dead_letters.append(letter)
@@ -522,8 +552,8 @@ class WriteBehind:
                 self._high = False
                 self._emit("health.ok", pending=len(self._items))
             self._changed.notify_all()
-        if release and self._journal is not None:
-            self._journal.release(release)
+        if self._journal is not None:
+            self._journal.resolve(resolved)
         for callback in callbacks:
             callback()
 
@@ -531,7 +561,7 @@ class WriteBehind:
         newer = self._items.get(item.key)
         if newer is not None:  # a later write of the entity waits: it wins
             newer.receipts[:0] = item.receipts
-            newer.segments.extend(item.segments)
+            newer.records.extend(item.records)
             newer.first_seq = min(newer.first_seq, item.first_seq)
             return
         self._items[item.key] = item
@@ -571,7 +601,7 @@ class WriteBehind:
                 self._queues[item.priority][key] = None
             item.spec, item.row, item.delete = spec, row, record["o"] == "delete"
             item.old_version, item.expect, item.seq = row[1], record["e"], self._seq
-            item.segments.append(segment)
+            item.records.append((segment, (record["u"], record["s"])))
             if record["d"] is not None:
                 item.deadline = now + max(0.0, record["d"] - wall)
                 heapq.heappush(self._deadlines, (item.deadline, self._seq, key))

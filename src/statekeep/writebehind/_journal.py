@@ -2,13 +2,18 @@
 
 A batch of records is framed as <u32 length><u32 crc32><payload>, the payload
 being the batch in marshal format (plain dicts, lists, text and numbers: fast
-to write, and loading it runs no code), with one write() per batch. A record written to the file
-survives kill -9 of the process (the OS has it); with fsync=True it also
-survives a power loss. A segment is deleted once every record in it has been
-stored (or superseded by a later write of the same entity), so a write that is
-already stored keeps no second copy for long. On open, the records of the
-remaining segments are read back in order; a torn tail (a crash mid-write)
-ends its segment, and appends always go to a new segment.
+to write, and loading it runs no code), with one write() per batch. A record
+written to the file survives kill -9 of the process (the OS has it); with
+fsync=True it also survives a power loss.
+
+Every record has an id (the run that wrote it, a sequence number). Once a
+write is stored, superseded or given up, a marker frame naming its records'
+ids is appended, so that a restart does not store it again. Segments are
+deleted oldest first, once none of their records is pending: a marker always
+lives in a newer segment than the records it names, so it is never deleted
+before them. On open, the records of the remaining segments that no marker
+names are read back in order; a torn tail (a crash mid-write) ends its
+segment, and appends always go to a new segment.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ..errors import BackendError
 
 _HEADER = struct.Struct("<II")
 _SEGMENT_BYTES = 16 * 1024 * 1024
+RecordId = tuple[int, int]  # (run, sequence number)
 
 
 class Journal:
@@ -32,13 +38,13 @@ class Journal:
         self.directory = directory
         self._fsync = fsync
         self._lock = threading.Lock()
-        self._live: dict[int, int] = {}  # segment -> records not yet resolved
         try:
             directory.mkdir(parents=True, exist_ok=True)
             existing = sorted(self._number(p) for p in directory.glob("segment-*.log"))
         except OSError as exc:
             raise BackendError(f"cannot use journal directory {directory}: {exc}") from exc
-        self._recovered = existing
+        # every segment file there is -> how many of its records are pending
+        self._live: dict[int, int] = dict.fromkeys(existing, 0)
         self._current = (existing[-1] + 1) if existing else 1
         self._fd: int | None = None
         self._size = 0
@@ -51,56 +57,73 @@ class Journal:
         return self.directory / f"segment-{segment:08d}.log"
 
     def recover(self) -> list[tuple[int, dict[str, Any]]]:
-        """(segment, record) of every intact record left by earlier runs, in order."""
+        """(segment, record) of every pending record left by earlier runs, in order."""
         found: list[tuple[int, dict[str, Any]]] = []
-        for segment in self._recovered:
+        done: set[RecordId] = set()
+        for segment in sorted(self._live):
             data = self._path(segment).read_bytes()
-            position, count = 0, 0
+            position = 0
             while position + _HEADER.size <= len(data):
                 length, checksum = _HEADER.unpack_from(data, position)
                 payload = data[position + _HEADER.size : position + _HEADER.size + length]
                 if len(payload) < length or zlib.crc32(payload) != checksum:
                     break  # a torn tail: the crash happened while writing it
-                records = marshal.loads(payload)
-                found.extend((segment, record) for record in records)
+                for record in marshal.loads(payload):
+                    if "done" in record:
+                        done.update((run, seq) for run, seq in record["done"])
+                    else:
+                        found.append((segment, record))
                 position += _HEADER.size + length
-                count += len(records)
-            with self._lock:
-                self._live[segment] = count
-            if count == 0:
-                self._unlink(segment)
-        return found
+        pending = [(segment, r) for segment, r in found if (r["u"], r["s"]) not in done]
+        with self._lock:
+            for segment, _ in pending:
+                self._live[segment] += 1
+            self._sweep()
+        return pending
 
-    def append(self, records: list[Any]) -> int:
+    def append(self, records: list[dict[str, Any]]) -> int:
         """Writes records in one go; returns the segment that holds them."""
+        segment = self._write(records)
+        with self._lock:
+            self._live[segment] = self._live.get(segment, 0) + len(records)
+        return segment
+
+    def resolve(self, records: list[tuple[int, RecordId]]) -> None:
+        """These (segment, record id) are stored, superseded or given up: a
+        marker says so first, then their segments may go."""
+        if not records:
+            return
+        self._write([{"done": [list(record_id) for _, record_id in records]}])
+        with self._lock:
+            for segment, _ in records:
+                self._live[segment] -= 1
+            self._sweep()
+
+    def _write(self, records: list[dict[str, Any]]) -> int:
         payload = marshal.dumps(records)
         data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        with self._lock:
-            if self._fd is None or self._size >= _SEGMENT_BYTES:
-                self._open_next()
-            assert self._fd is not None
-            segment = self._current
-            self._live[segment] = self._live.get(segment, 0) + len(records)
-            fd = self._fd
+        with self._lock:  # held while writing: _sweep() may close the segment
+            try:
+                if self._fd is None or self._size >= _SEGMENT_BYTES:
+                    self._open_next()
+                assert self._fd is not None
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+                if self._fsync:
+                    os.fsync(self._fd)
+            except OSError as exc:
+                raise BackendError(f"cannot write the journal in {self.directory}: {exc}") from exc
             self._size += len(data)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if self._fsync:
-                os.fsync(fd)
-        except OSError as exc:
-            raise BackendError(f"cannot write the journal in {self.directory}: {exc}") from exc
-        return segment
+            return self._current
 
     def _open_next(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
-            previous = self._current
+            self._fd = None
             self._current += 1
-            if self._live.get(previous, 0) == 0:
-                self._unlink(previous)
         self._fd = os.open(self._path(self._current), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self._live.setdefault(self._current, 0)
         self._size = 0
         if self._fsync:
             directory = os.open(self.directory, os.O_RDONLY)
@@ -109,27 +132,22 @@ class Journal:
             finally:
                 os.close(directory)
 
-    def release(self, segments: list[int]) -> None:
-        """One record in each of these segments is resolved."""
-        with self._lock:
-            for segment in segments:
-                left = self._live[segment] = self._live.get(segment, 1) - 1
-                if left <= 0 and segment != self._current:
-                    del self._live[segment]
-                    self._unlink(segment)
-
-    def _unlink(self, segment: int) -> None:
-        self._path(segment).unlink(missing_ok=True)
-
-    def segments(self) -> list[int]:
-        with self._lock:
-            return sorted(self._live)
+    def _sweep(self) -> None:
+        """Deletes segments, oldest first, while none of their records is pending."""
+        for segment in sorted(self._live):
+            if self._live[segment] > 0:
+                return
+            if segment == self._current and self._fd is not None:
+                os.close(self._fd)  # the next append starts a new segment
+                self._fd = None
+                self._current += 1
+            del self._live[segment]
+            self._path(segment).unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            if self._live.get(self._current, 0) == 0:
-                self._live.pop(self._current, None)
-                self._unlink(self._current)
+                self._current += 1
+            self._sweep()

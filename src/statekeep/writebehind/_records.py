@@ -24,9 +24,12 @@ def record_of(
     priority: Priority,
     deadline: float | None,
     seq: int,
+    *,
+    run: int,
 ) -> dict[str, Any]:
     wall = None if deadline is None else time.time() + (deadline - time.monotonic())
     return {
+        "u": run,
         "s": seq,
         "o": "delete" if delete else "put",
         "c": spec.name,

@@ -1,5 +1,5 @@
-"""Stores with write-behind work are closed (drained) at interpreter exit and
-on SIGTERM, when the application did not close them itself."""
+"""Write-behind engines are closed (drained) at interpreter exit and on
+SIGTERM, when the application did not close its store, or dropped it."""
 
 from __future__ import annotations
 
@@ -7,25 +7,24 @@ import atexit
 import os
 import signal
 import threading
-import weakref
 from types import FrameType
 from typing import Protocol
 
 
 class Closable(Protocol):
-    def close(self) -> None: ...
+    def close(self) -> object: ...
 
 
-_open: weakref.WeakSet[Closable] = weakref.WeakSet()
+_open: set[Closable] = set()  # strong: a dropped store's engine still drains
 _installed = False
 _guard = threading.Lock()
 
 
-def watch(store: Closable) -> None:
-    """Close this store at exit or on SIGTERM if it is still open then."""
+def watch(engine: Closable) -> None:
+    """Close this engine at exit or on SIGTERM if it is still open then."""
     global _installed
     with _guard:
-        _open.add(store)
+        _open.add(engine)
         if _installed:
             return
         _installed = True
@@ -37,9 +36,16 @@ def watch(store: Closable) -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def unwatch(engine: Closable) -> None:
+    with _guard:
+        _open.discard(engine)
+
+
 def close_all() -> None:
-    for store in list(_open):
-        store.close()
+    with _guard:
+        engines = list(_open)
+    for engine in engines:
+        engine.close()
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
