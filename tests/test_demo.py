@@ -1,19 +1,42 @@
-"""The demo (`statekeep demo`) runs, exits 0 and leaves the data it says it wrote."""
+"""The demo (`statekeep demo`) runs, exits 0 and leaves the data it says it wrote:
+segments (NORMAL), thumbnails (LOW) and session state changes (CRITICAL), all
+through the write-behind queue, with nothing left in its journal."""
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 import statekeep
-from statekeep.demo import SESSIONS, STILL_RECORDING, RecordingSession, Segment, run
+from statekeep.demo import (
+    SESSIONS,
+    STILL_RECORDING,
+    THUMBNAIL_EVERY,
+    RecordingSession,
+    Segment,
+    Thumbnail,
+    demo,
+    run,
+)
 
-SEGMENTS = 2_000
+SEGMENTS = 5_000
 PER_SESSION = SEGMENTS // SESSIONS
+THUMBNAILS_PER_SESSION = PER_SESSION // THUMBNAIL_EVERY
+PANEL_TITLE = "write-behind: store.writebehind.stats()"
+
+
+def journal_segments(db: Path) -> list[Path]:
+    return sorted(Path(f"{db}.writebehind").glob("segment-*"))
+
+
+def test_there_are_thumbnails_to_check() -> None:
+    assert THUMBNAILS_PER_SESSION >= 2
 
 
 def test_demo_in_process_leaves_the_expected_data(
@@ -26,17 +49,24 @@ def test_demo_in_process_leaves_the_expected_data(
     out = capsys.readouterr().out
     assert str(path) in out
     assert f'sqlite3 {path} "select count(*) from segment"' in out
+    # not a terminal: the live panel is printed once, at the end, without escapes
+    assert out.count(PANEL_TITLE) == 1
+    assert "\x1b" not in out
+    assert len(out.splitlines()) < 120
 
-    # one session (and its segments) deleted; all but the newest ten completed,
-    # the deleted one among them
+    # one session (and its segments and thumbnails) deleted; all but the newest
+    # ten completed, the deleted one among them
     sessions_left = SESSIONS - 1
     segments_left = SEGMENTS - PER_SESSION
+    thumbnails_left = sessions_left * THUMBNAILS_PER_SESSION
     with statekeep.open(f"sqlite:///{path}") as store:
         assert store.count(RecordingSession) == sessions_left
         assert store.count(RecordingSession, state="recording") == STILL_RECORDING
         assert store.count(RecordingSession, state="complete") == sessions_left - STILL_RECORDING
+        assert store.count(RecordingSession, state="paused") == 0
         assert store.count(RecordingSession, device="mic-07") == SESSIONS // 8 - 1
         assert store.count(Segment) == segments_left
+        assert store.count(Thumbnail) == thumbnails_left
         flagged = store.count(Segment, flagged=True)
         assert 0 < flagged < segments_left
         assert flagged == store.count(Segment, Segment.f.peak_db > -1.0)
@@ -46,22 +76,83 @@ def test_demo_in_process_leaves_the_expected_data(
             starts = [s.start_ms for s in segments]
             assert starts == sorted(starts)
             assert all(s.version == (2 if s.flagged else 1) for s in segments)
+            # each thumbnail shows the peaks of the segments it covers
+            thumbnails = list(store.find(Thumbnail, session_id=session.id, order_by="first_index"))
+            assert [t.first_index for t in thumbnails] == [
+                n * THUMBNAIL_EVERY for n in range(THUMBNAILS_PER_SESSION)
+            ]
+            for thumbnail in thumbnails:
+                covered = segments[thumbnail.first_index : thumbnail.first_index + THUMBNAIL_EVERY]
+                assert thumbnail.peaks == [s.peak_db for s in covered]
+                assert thumbnail.start_ms == covered[0].start_ms
+                assert thumbnail.duration_ms == sum(s.duration_ms for s in covered)
+                assert thumbnail.version == 1
 
+    assert journal_segments(path) == []
     db = sqlite3.connect(path)
     try:
         assert db.execute("select count(*) from recording_session").fetchone() == (sessions_left,)
         assert db.execute("select count(*) from segment").fetchone() == (segments_left,)
+        assert db.execute("select count(*) from thumbnail").fetchone() == (thumbnails_left,)
         assert db.execute("select count(*) from segment where flagged = 1").fetchone() == (flagged,)
         assert db.execute(
             "select count(*) from segment where json_extract(body, '$.peak_db') > -1.0"
         ).fetchone() == (flagged,)
-        orphans = db.execute(
-            "select count(*) from segment s left join recording_session r "
-            "on r.id = s.session_id where r.id is null"
-        ).fetchone()
-        assert orphans == (0,)
+        for table in ("segment", "thumbnail"):
+            orphans = db.execute(
+                f"select count(*) from {table} s left join recording_session r "
+                "on r.id = s.session_id where r.id is null"
+            ).fetchone()
+            assert orphans == (0,), table
+        assert db.execute("pragma integrity_check").fetchone() == ("ok",)
     finally:
         db.close()
+
+
+def test_demo_stores_every_write_by_priority(tmp_path: Path) -> None:
+    path = tmp_path / "report.db"
+    out = io.StringIO()
+
+    report = demo(str(path), SEGMENTS, Console(file=out, width=100))
+
+    thumbnails = SESSIONS * THUMBNAILS_PER_SESSION
+    # CRITICAL: the sessions created, then one of them paused and resumed
+    expected = {"CRITICAL": SESSIONS + 2, "NORMAL": SEGMENTS, "LOW": thumbnails}
+    assert report.enqueued == expected
+    assert report.stored_by_priority == expected  # every receipt says stored
+    assert report.failed == {"CRITICAL": 0, "NORMAL": 0, "LOW": 0}
+    assert report.sessions == SESSIONS
+    assert report.segments_written == SEGMENTS
+    assert report.thumbnails_written == thumbnails
+    assert report.state_changes == SESSIONS + 2
+    assert report.streamed == SEGMENTS + thumbnails + 2
+    assert report.compared_writes == SEGMENTS + thumbnails  # the save_many comparison
+    assert 0 < report.critical_wait < 10  # the pause was waited for, and stored
+    assert 0 < report.sessions_wait < 10
+    assert report.stored["thumbnails"] == thumbnails - THUMBNAILS_PER_SESSION
+    assert report.thumbnails_deleted == THUMBNAILS_PER_SESSION
+    # nothing is left for the next open: the journal holds no segment
+    assert report.journal_segments == 0
+    assert Path(f"{path}.writebehind").is_dir()
+    assert journal_segments(path) == []
+    text = out.getvalue()
+    assert "paused (CRITICAL)" in text and "stored " in text
+    assert "save_many" in text
+    assert text.count(PANEL_TITLE) == 1
+    # the scratch file of the save_many comparison is gone, and nothing else is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.db", "report.db.writebehind"]
+
+
+def test_demo_live_panel_on_a_terminal(tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+
+    report = demo(str(tmp_path / "tty.db"), SEGMENTS, console)
+
+    assert report.stored_by_priority["NORMAL"] == SEGMENTS
+    text = out.getvalue()
+    assert PANEL_TITLE in text
+    assert "on average" in text  # the last frame, after flush
 
 
 def test_demo_refuses_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,6 +162,19 @@ def test_demo_refuses_an_existing_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert run(str(path), 10) == 2
 
     assert path.read_bytes() == b"precious"
+    assert "already exists" in capsys.readouterr().out
+
+
+def test_demo_refuses_a_leftover_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pending writes of another database would be stored into the new one."""
+    path = tmp_path / "fresh.db"
+    Path(f"{path}.writebehind").mkdir()
+
+    assert run(str(path), 10) == 2
+
+    assert not path.exists()
     assert "already exists" in capsys.readouterr().out
 
 
@@ -85,6 +189,20 @@ def test_demo_with_no_segments(tmp_path: Path) -> None:
     with statekeep.open(f"sqlite:///{path}") as store:
         assert store.count(RecordingSession) == SESSIONS - 1
         assert store.count(Segment) == 0
+        assert store.count(Thumbnail) == 0
+    assert journal_segments(path) == []
+
+
+@pytest.mark.parametrize(
+    ("segments", "thumbnails"), [(1, 0), (7, 0), (SESSIONS * THUMBNAIL_EVERY + 3, SESSIONS)]
+)
+def test_demo_with_few_segments(tmp_path: Path, segments: int, thumbnails: int) -> None:
+    report = demo(str(tmp_path / "few.db"), segments, Console(file=io.StringIO()))
+
+    assert report.enqueued["NORMAL"] == report.stored_by_priority["NORMAL"] == segments
+    assert report.enqueued["LOW"] == report.stored_by_priority["LOW"] == thumbnails
+    assert report.stored_by_priority["CRITICAL"] == SESSIONS + 2
+    assert report.journal_segments == 0
 
 
 def test_demo_console_script(tmp_path: Path) -> None:
@@ -103,9 +221,14 @@ def test_demo_console_script(tmp_path: Path) -> None:
     assert done.stderr == ""
     assert str(path) in done.stdout
     assert f"sqlite3 '{path}' \"select count(*) from segment\"" in done.stdout
+    assert done.stdout.count(PANEL_TITLE) == 1
+    assert len(done.stdout.splitlines()) < 120
     db = sqlite3.connect(path)
     try:
         count = db.execute("select count(*) from segment").fetchone()
+        thumbnails = db.execute("select count(*) from thumbnail").fetchone()
     finally:
         db.close()
     assert count == (SEGMENTS - PER_SESSION,)
+    assert thumbnails == ((SESSIONS - 1) * THUMBNAILS_PER_SESSION,)
+    assert journal_segments(path) == []
