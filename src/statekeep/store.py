@@ -372,6 +372,8 @@ def _id(id: Any) -> str:
 
 
 def _priority(priority: Any) -> Priority:
+    if type(priority) is Priority:
+        return priority
     try:
         return Priority(priority)
     except ValueError:

@@ -99,6 +99,7 @@ class WriteBehind:
         self._retry_at = 0.0
         self._attempt = 0
         self._high = False
+        self._high_mark = 0.9 * options.max_pending
         self._journal_idle = False
         self._wake_at: float | None = 0.0  # when the flusher plans to look again
         self._state = "new"  # new -> running -> closing -> closed
@@ -127,15 +128,15 @@ class WriteBehind:
         now = time.monotonic()
         key = (spec.name, row[0])
         with self._lock:
-            if self._state in ("closing", "closed"):
-                raise StoreClosedError("the store is closing: enqueue refused")
-            if self._state == "new":
+            if self._state != "running":
+                if self._state != "new":
+                    raise StoreClosedError("the store is closing: enqueue refused")
                 self._start()
-            item = self._items.get(key)
-            if item is None:
-                self._make_room(priority, now)
-                item = self._items.get(key)
             self._seq += 1
+            item = self._items.get(key)
+            if item is None and len(self._items) >= self.options.max_pending:
+                self._make_room(priority, now)  # may wait, and so let others in
+                item = self._items.get(key)
             if item is None:
                 item = self._items[key] = _Item(key, spec, self._seq, now)
                 item.priority = priority
@@ -157,22 +158,22 @@ class WriteBehind:
                 if self._journal_idle:
                     self._journal_idle = False
                     self._journal_work.notify()
-            due = self._due(item, now)
-            if (self._wake_at is None or due < self._wake_at) or len(
-                self._queues[item.priority]
-            ) >= self.options.max_batch:
+            wake_at = self._wake_at
+            if (
+                wake_at is None
+                or self._due(item, now) < wake_at
+                or len(self._queues[item.priority]) >= self.options.max_batch
+            ):
                 self._wake_at = now  # wake the flusher: this write is due before it planned
                 self._work.notify()
-            if not self._high and len(self._items) >= 0.9 * self.options.max_pending:
+            if not self._high and len(self._items) >= self._high_mark:
                 self._high = True
                 self._emit("health.high", pending=len(self._items))
         return receipt
 
     def _make_room(self, priority: Priority, now: float) -> None:
-        """Called with the lock held when a new entity would join the pending set."""
+        """Called with the lock held when a new entity would join a full pending set."""
         limit = self.options.max_pending
-        if len(self._items) < limit:
-            return
         policy = self.options.policy
         if policy is Policy.SHED_LOW and self._queues[Priority.LOW]:
             key = next(iter(self._queues[Priority.LOW]))
