@@ -16,6 +16,7 @@ for the next batch, and a batch that fails merges back under any newer write.
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 import threading
 import time
@@ -39,6 +40,7 @@ from ._records import DeadLetterFile, record_of, restamp, spec_of
 from ._shutdown import unwatch, watch
 
 Key = tuple[str, str]
+_log = logging.getLogger("statekeep.writebehind")
 _GATHER = 0.001  # seconds the journal thread lets writes gather before a batch
 
 
@@ -286,8 +288,12 @@ class WriteBehind:
         )
 
     def _emit(self, name: str, **info: Any) -> None:
-        if self.options.on_event is not None:
+        if self.options.on_event is None:
+            return
+        try:
             self.options.on_event(name, info)
+        except Exception:  # noqa: BLE001 - the application's callback must not stop the pipeline
+            _log.exception("statekeep write-behind: the on_event callback failed on %s", name)
 
     # -- threads -------------------------------------------------------------
     def _start(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,7 @@ class WriteBehindOptions:
     retry_base: float = 0.1
     retry_cap: float = 30.0
     drain_timeout: float = 10.0  # how long close() waits for pending writes
-    journal: str | None = "auto"  # a directory, "auto" (beside a database file) or None
+    journal: str | os.PathLike[str] | None = "auto"  # a folder, "auto" (beside a file) or None
     fsync: bool = False  # fsync the journal: durable across power loss too
     on_event: Event | None = None  # ("health.high" | "health.ok" | "shed" | "retry" | ...)
 
@@ -64,6 +65,23 @@ class WriteBehindOptions:
         for name, value in positive.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ConfigurationError(f"{name} must be a positive number, not {value!r}")
+        for name in ("block_timeout", "drain_timeout"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0
+            ):
+                raise ConfigurationError(f"{name} must be seconds >= 0 or None, not {value!r}")
+        if self.on_event is not None and not callable(self.on_event):
+            raise ConfigurationError(f"on_event must be callable, not {self.on_event!r}")
+        if self.journal is not None and not isinstance(self.journal, (str, os.PathLike)):
+            raise ConfigurationError(
+                f"journal must be a path, 'auto' or None, not {self.journal!r}"
+            )
+        for name in ("max_pending", "max_batch"):
+            if not isinstance(getattr(self, name), int):
+                raise ConfigurationError(
+                    f"{name} must be a whole number, not {getattr(self, name)!r}"
+                )
 
 
 @dataclass(frozen=True)
