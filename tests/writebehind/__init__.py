@@ -1,0 +1,2 @@
+"""Tests of the write-behind pipeline (store.enqueue), on every backend of the
+conformance registry."""

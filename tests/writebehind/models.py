@@ -1,0 +1,27 @@
+"""Entities the write-behind tests store (each in a collection of its own).
+
+The crash test's child process imports this module too, so it stays free of
+anything but statekeep."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from statekeep import Entity, Indexed
+
+
+class Reading(Entity, collection="wb_reading"):
+    """A per-entity counter and a payload derived from it: content tells its age."""
+
+    counter: Annotated[int, Indexed()] = 0
+    payload: str = ""
+
+
+class Doc(Entity, collection="wb_doc"):
+    title: str = ""
+    n: int = 0
+
+
+def payload_of(id: str, counter: int) -> str:
+    """The payload a Reading with this id and counter carries (checked on read)."""
+    return f"{id}:{counter}:" + "x" * (counter % 17)

@@ -1,0 +1,110 @@
+"""A database outage: the backend fails with a transient error for a while,
+then recovers. Nothing is lost, retries back off, receipts complete."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from statekeep import Priority
+
+from ._support import Recorder, eventually
+from .conftest import OpenStore
+from .models import Doc
+
+OUTAGE = 0.4  # seconds
+
+
+@pytest.mark.parametrize("fail_in", ["begin", "put"])
+def test_nothing_is_lost_in_an_outage_and_retries_back_off(
+    open_store: OpenStore, wrap, fail_in: str
+) -> None:
+    events = Recorder()
+    store = open_store(window=0.01, retry_base=0.01, retry_cap=30.0, on_event=events)
+    backend = wrap(store)
+    backend.outage(OUTAGE, fail_in)
+    down_until = backend.down_until
+
+    receipts = {}
+    for n in range(40):
+        priority = (Priority.LOW, Priority.NORMAL, Priority.CRITICAL)[n % 3]
+        receipts[f"d{n}"] = store.enqueue(Doc(id=f"d{n}", title=f"first {n}", n=n), priority)
+    time.sleep(OUTAGE / 2)  # mid-outage: more writes, some of the same entities
+    for n in range(20, 60):
+        receipts[f"d{n}"] = store.enqueue(Doc(id=f"d{n}", title=f"last {n}", n=n))
+    assert not any(r.stored for r in receipts.values()), "stored during the outage"
+
+    for id, receipt in receipts.items():
+        assert receipt.wait_stored(timeout=30), id
+    assert time.monotonic() >= down_until
+    assert all(r.error is None and r.version == 1 for r in receipts.values())
+    expected = {f"d{n}": (f"first {n}" if n < 20 else f"last {n}") for n in range(60)}
+    assert {d.id: d.title for d in store.find(Doc)} == expected
+
+    retries = events.of("retry")
+    assert len(retries) >= 3, retries
+    delays = [r["delay"] for r in retries]
+    # exponential backoff with jitter: never shorter than the one before, and growing
+    assert all(b >= a for a, b in itertools.pairwise(delays)), delays
+    assert delays[-1] > 2 * delays[0], delays
+    assert [r["attempt"] for r in retries] == list(range(1, len(retries) + 1))
+    assert all("injected outage" in r["error"] for r in retries)
+    # no attempt came sooner than the delay announced before it
+    attempts = backend.attempts
+    failures = len(backend.failures)
+    assert failures == len(retries)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)][: len(delays)]
+    assert all(gap >= delay * 0.99 for gap, delay in zip(gaps, delays, strict=False)), (
+        gaps,
+        delays,
+    )
+    stats = store.writebehind.stats()
+    assert stats.retried == len(retries)
+    assert stats.stored == 60 and stats.total_pending == 0 and stats.in_flight == 0
+    assert stats.dead_lettered == 0 and "injected outage" in (stats.last_error or "")
+
+
+def test_retry_delays_stop_growing_at_the_cap(open_store: OpenStore, wrap) -> None:
+    events = Recorder()
+    store = open_store(window=0.01, retry_base=0.01, retry_cap=0.04, on_event=events)
+    backend = wrap(store)
+    backend.outage(0.25)
+    receipt = store.enqueue(Doc(id="a", title="x"), Priority.CRITICAL)
+    assert receipt.wait_stored(timeout=30)
+    delays = [r["delay"] for r in events.of("retry")]
+    assert len(delays) >= 5, delays
+    assert max(delays) <= 0.04
+    assert store.get(Doc, "a").title == "x"
+
+
+@pytest.mark.requires("persistent")
+def test_durable_during_an_outage_and_stored_after_it(open_store: OpenStore, wrap) -> None:
+    """With a journal, a write is durable while the database is down."""
+    store = open_store(window=0.01, retry_base=0.02)
+    backend = wrap(store)
+    backend.outage(3600)
+    receipt = store.enqueue(Doc(id="a", title="x"), Priority.CRITICAL)
+    assert receipt.wait_durable(timeout=10)
+    eventually(lambda: len(backend.failures) >= 2, what="retries during the outage")
+    assert not receipt.stored
+    backend.recover()
+    assert receipt.wait_stored(timeout=30)
+    assert store.get(Doc, "a").title == "x"
+
+
+def test_await_receipt_after_an_outage(open_store: OpenStore, wrap) -> None:
+    import asyncio
+
+    store = open_store(window=0.01, retry_base=0.02)
+    backend = wrap(store)
+    backend.outage(0.15)
+
+    async def main() -> int | None:
+        receipt = store.enqueue(Doc(id="a", title="awaited"))
+        done = await asyncio.wait_for(receipt, timeout=30)
+        return done.version
+
+    assert asyncio.run(main()) == 1
+    assert store.get(Doc, "a").title == "awaited"
