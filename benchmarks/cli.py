@@ -5,19 +5,21 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
 
-from . import get, machine, memory, report, save, save_many
-from .harness import Progress, Result, Sizes
+from . import get, machine, memory, report, save, save_many, writebehind
+from .harness import ExtraTable, Progress, Result, Sizes
 
-BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], list[Result]]] = {
+# Each returns its rows of the results table, and maybe extra tables of its own.
+BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTable]]] = {
     "save_many": save_many.run,
     "save": save.run,
     "get": get.run,
     "memory": memory.run,
+    "writebehind": writebehind.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -25,7 +27,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="statekeep side by side with raw sqlite3 and SQLAlchemy. "
+        description="statekeep side by side with raw sqlite3, SQLAlchemy and persist-queue. "
         f"A full run writes {DOCS.relative_to(DOCS.parent.parent)}; --quick and "
         "--only runs write only to an explicit --output.",
     )
@@ -58,26 +60,36 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         output = None
 
     title = "Results" + (" (--quick: sizes too small to judge)" if args.quick else "")
+    described = machine.describe()  # before the run: the commit that is measured
     results: list[Result] = []
+    tables: list[ExtraTable] = []
     start = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="statekeep-bench-") as workdir,
         console.status("starting") as status,
     ):
         for name in chosen:
-            results += BENCHMARKS[name](sizes, workdir, status.update)
+            for row in BENCHMARKS[name](sizes, workdir, status.update):
+                if isinstance(row, ExtraTable):
+                    tables.append(row)
+                else:
+                    results.append(row)
     elapsed = time.perf_counter() - start
 
     report.print_table(
-        console, results, f"{title}, best of {sizes.repeats} (SQLAlchemy: {sizes.slow_repeats})"
+        console,
+        results,
+        f"{title}, best of {sizes.repeats} (SQLAlchemy, persist-queue: {sizes.slow_repeats})",
     )
+    for table in tables:
+        report.print_extra(console, table)
     failed = report.failures(results)
     console.print(
         ("[bold red]" if failed else "[green]") + report.summary(results) + "[/]",
         f"({elapsed:.0f} s)",
     )
     if output is not None:
-        text = report.markdown(results, machine.describe(), sizes, title)
+        text = report.markdown(results, described, sizes, title, tables)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
         console.print(f"wrote {output}")

@@ -8,7 +8,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 # A trial is made untimed (fresh file, fresh objects) and returns the timed
@@ -31,8 +31,17 @@ class Sizes:
     get: int = 10_000
     get_stored: int = 100_000  # rows in the table the gets read from
     memory: int = 1_000_000
+    # write-behind (store.enqueue)
+    offered_rate: int = 50_000  # writes/s of the caller-side latency runs
+    offered_seconds: float = 2.0  # length of each paced latency run
+    latency_runs: int = 3  # paced runs per thread count; the median (by p99) is reported
+    enqueue_many: int = 100_000  # end-to-end throughput, against save_many
+    queue: int = 10_000  # against persist-queue, which is ~30x slower
+    caller: int = 10_000  # against a loop of save() in the caller
+    curve_rates: tuple[int, ...] = (100, 1_000, 10_000, 50_000)
+    curve_seconds: float = 2.0  # per offered rate
     repeats: int = 5
-    slow_repeats: int = 3  # for SQLAlchemy, ~10x slower: its ratios need less precision
+    slow_repeats: int = 3  # for SQLAlchemy and persist-queue: their ratios need less precision
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -42,6 +51,12 @@ class Sizes:
             get=500,
             get_stored=2_000,
             memory=20_000,
+            offered_seconds=0.1,
+            latency_runs=1,
+            enqueue_many=2_000,
+            queue=300,
+            caller=500,
+            curve_seconds=0.25,
             repeats=2,
             slow_repeats=1,
         )
@@ -58,6 +73,25 @@ class Result:
     target: str = ""
     passed: bool | None = None  # None: no target on this row
     detail: str = ""  # what the target was judged on, when it is not the ratio
+
+
+@dataclass(frozen=True)
+class ExtraTable:
+    """A table of figures that do not fit the results' columns, printed and
+    written after the results (e.g. the write-behind batch-size curve)."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    note: str = ""
+
+
+def percentile(ordered: Sequence[int | float], fraction: float) -> float:
+    """The nearest-rank percentile of already sorted values (fraction in [0, 1])."""
+    if not ordered:
+        return math.nan
+    rank = max(math.ceil(fraction * len(ordered)), 1)
+    return float(ordered[rank - 1])
 
 
 def raw_connection(path: str, *, autocommit: bool) -> sqlite3.Connection:

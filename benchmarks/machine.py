@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import persistqueue  # type: ignore[import-untyped]
 import psutil  # type: ignore[import-untyped]
 import pydantic
 import pydantic_core
@@ -64,5 +65,6 @@ def describe() -> list[tuple[str, str]]:
         ("SQLite", sqlite3.sqlite_version),
         ("pydantic", f"{pydantic.VERSION} (pydantic-core {pydantic_core.__version__})"),
         ("SQLAlchemy", sqlalchemy.__version__),
+        ("persist-queue", persistqueue.__version__),
         ("statekeep", f"{statekeep.__version__}, commit {_commit()}"),
     ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Console
 from rich.table import Table
 
-from .harness import Result, Sizes
+from .harness import ExtraTable, Result, Sizes
 
 HEADERS = ("Benchmark", "Contender", "ops/s", "vs limit", "Target", "Result")
 
@@ -18,9 +20,9 @@ edit `benchmarks/report.py` and run it again.*
 Every hot path of statekeep runs side by side, in one process run, with the
 raw driver doing the same work (**the limit**: `sqlite3` with the same schema,
 WAL and `synchronous=NORMAL`, and the same pydantic JSON) and with the tool a
-user would otherwise pick (SQLAlchemy 2 ORM, given the same pragmas). The
-figures that matter are the ratios to the limit: they hold on a noisy machine
-where the absolute ops/s do not.
+user would otherwise pick (SQLAlchemy 2 ORM, given the same pragmas; for
+write-behind, persist-queue). The figures that matter are the ratios to the
+limit: they hold on a noisy machine where the absolute ops/s do not.
 
 - **save_many**: `store.save_many(models)` of new entities (title str, done
   bool, priority int, three tags, a datetime; nothing indexed) into a fresh
@@ -42,11 +44,42 @@ where the absolute ops/s do not.
   interpreter, pydantic and SQLite need anyway. ops/s here include making
   the entities.
 
+Write-behind (`store.enqueue`, default options: journal beside the file,
+window 100 ms, `max_batch` 1000, `max_pending` 10,000 with the `block`
+policy), always into a SQLite file and with the save_many entities:
+
+- **enqueue latency**: every `enqueue()` call timed with `perf_counter_ns` at
+  an offered load of {rate:,} writes/s, from one thread and from four (each
+  holding its share: it sleeps until its next write is due and writes at once
+  when it is late). ops/s is the offered rate achieved; a run that falls
+  short was held back by the GIL the producers share with statekeep's
+  threads, or by back-pressure (enqueue blocks once `max_pending` writes
+  wait). The median run of {latency_runs} by p99 is shown. The entities
+  made beforehand are frozen out of the garbage collector (`gc.freeze`): they
+  are the benchmark's; a producer making each just before enqueuing it would
+  not keep them all alive.
+- **enqueue until stored**: `enqueue()` of every entity as fast as the caller
+  can, then `flush()`: the time until all are stored, against `save_many` of
+  the same entities into a fresh file (the reference).
+- **durable queue**: persist-queue's `SQLiteAckQueue`, the disk queue a user
+  would otherwise put in front of the database: `put` of every entity, then
+  `get`, `store.save()` and `ack` of each, in one thread (no lock or GIL
+  contention to slow it), acked rows cleared every thousand (else each `get`
+  scans past them), its connection given `synchronous=NORMAL` like ours.
+  statekeep: `enqueue` + `flush` of the same entities.
+- **time in the caller's thread**: a loop of `enqueue()` against a loop of
+  `save()`, as the caller sees it; the background threads' work competes for
+  the GIL and counts, the drain after the loop does not.
+- **batch size and latency by offered rate** (the table after the results):
+  one thread offering NORMAL writes; the mean batch is rows per transaction
+  (the backend's `put` calls counted), enqueue -> stored is from the
+  `enqueue()` call until a watcher thread sees the receipt stored.
+
 Method: models and files are made before the clock starts, each contender
 gets its own equal list, every table exists beforehand, a full garbage
 collection precedes each run, and each figure is the best of {repeats} runs
-({slow_repeats} for SQLAlchemy, which is ten times slower), interleaved with the
-other contenders with a rotating start. Targets are judged on ratios; ops/s
+({slow_repeats} for SQLAlchemy and persist-queue, which are ten times slower),
+interleaved with the other contenders with a rotating start. Targets are judged on ratios; ops/s
 are for orientation only.
 
 Run `python -m benchmarks --help` for the options: `--quick` (a smoke run in
@@ -106,6 +139,17 @@ def print_table(console: Console, results: list[Result], title: str) -> None:
     console.print(table)
 
 
+def print_extra(console: Console, extra: ExtraTable) -> None:
+    table = Table(
+        title=extra.title, title_justify="left", caption=extra.note, caption_justify="left"
+    )
+    for header in extra.headers:
+        table.add_column(header, justify="right")
+    for row in extra.rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def summary(results: list[Result]) -> str:
     failed = failures(results)
     judged = sum(r.passed is not None for r in results)
@@ -116,12 +160,22 @@ def summary(results: list[Result]) -> str:
 
 
 def markdown(
-    results: list[Result], machine: list[tuple[str, str]], sizes: Sizes, title: str
+    results: list[Result],
+    machine: list[tuple[str, str]],
+    sizes: Sizes,
+    title: str,
+    extras: Sequence[ExtraTable] = (),
 ) -> str:
     def line(values: tuple[str, ...]) -> str:
         return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
-    out = [INTRO.format(repeats=sizes.repeats, slow_repeats=sizes.slow_repeats), "## Machine", ""]
+    intro = INTRO.format(
+        repeats=sizes.repeats,
+        slow_repeats=sizes.slow_repeats,
+        rate=sizes.offered_rate,
+        latency_runs=sizes.latency_runs,
+    )
+    out = [intro, "## Machine", ""]
     out += [line(("", "")), line(("---", "---"))]
     out += [line((f"**{key}**", value)) for key, value in machine]
     out += ["", f"## {title}", "", line(HEADERS)]
@@ -134,4 +188,9 @@ def markdown(
         previous = result.benchmark
         out.append(line(row))
     out += ["", f"**{summary(results)}**", ""]
+    for extra in extras:
+        out += [f"## {extra.title}", "", line(extra.headers)]
+        out.append(line(tuple("---:" for _ in extra.headers)))
+        out += [line(row) for row in extra.rows]
+        out += ["", extra.note, ""] if extra.note else [""]
     return "\n".join(out)
