@@ -266,9 +266,16 @@ class Store:
         here. The last content enqueued wins (expect_version= makes the write
         conditional, as save() is). deadline: seconds by which it must be stored."""
         info = self._entity_info(entity)
+        fields = entity.__dict__
+        version = fields["version"]
+        fields["version"] = version + 1  # the body for the version it will most likely get
+        try:
+            row = info.row(entity)
+        finally:
+            fields["version"] = version
         return self._writebehind().enqueue(
             info.spec,
-            info.row(entity),
+            row,
             priority=_priority(priority),
             deadline=_deadline(deadline),
             expect=_expect(expect_version),

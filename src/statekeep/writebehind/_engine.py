@@ -48,12 +48,12 @@ class _Item:
     """One entity's pending write (the latest content of every coalesced one)."""
 
     __slots__ = (
+        "body_version",
         "deadline",
         "delete",
         "expect",
         "first_seq",
         "key",
-        "old_version",
         "priority",
         "receipts",
         "records",
@@ -71,7 +71,7 @@ class _Item:
         self.since = since
         self.row: Row = ()
         self.delete = False
-        self.old_version = 0
+        self.body_version = 0
         self.expect: int | None = None
         self.priority = Priority.LOW
         self.deadline: float | None = None
@@ -148,7 +148,7 @@ class WriteBehind:
                 self._queues[priority][key] = None
                 item.priority = priority
             item.spec, item.row, item.delete = spec, row, delete
-            item.old_version, item.expect, item.seq = row[1], expect, self._seq
+            item.body_version, item.expect, item.seq = row[1], expect, self._seq
             item.receipts.append(receipt)
             if deadline is not None:
                 due = now + deadline
@@ -161,12 +161,14 @@ class WriteBehind:
                     self._journal_idle = False
                     self._journal_work.notify()
             wake_at = self._wake_at
-            if (
-                wake_at is None
-                or self._due(item, now) < wake_at
-                or len(self._queues[item.priority]) >= self.options.max_batch
+            if wake_at is None or (
+                wake_at > now  # asleep: wake it if this write is due before it planned
+                and (
+                    self._due(item, now) < wake_at
+                    or len(self._queues[item.priority]) >= self.options.max_batch
+                )
             ):
-                self._wake_at = now  # wake the flusher: this write is due before it planned
+                self._wake_at = now
                 self._work.notify()
             if not self._high and len(self._items) >= self._high_mark:
                 self._high = True
@@ -476,7 +478,9 @@ class WriteBehind:
                 base = item.expect if item.expect is not None else stored.get(item.key, 0)
                 version = base + 1
                 row = item.row
-                body = restamp(row[2], item.old_version, version)
+                body = row[2]  # written for body_version, usually the version it gets
+                if version != item.body_version:
+                    body = restamp(body, item.body_version, version)
                 rows.setdefault(collection, (item.spec, []))[1].append(
                     (id, version, body, *row[3:])
                 )
@@ -506,20 +510,29 @@ class WriteBehind:
         dead: list[tuple[_Item, StatekeepError]] = []
         with self._lock:
             transient = None
+            in_flight, items, unjournaled = self._in_flight, self._items, self._unjournaled
             for item in batch:
-                self._in_flight.pop(item.key, None)
-                result = outcome[item.key]
-                if isinstance(result, TransientBackendError):
+                key = item.key
+                del in_flight[key]
+                result = outcome[key]
+                if type(result) is int:  # stored: the usual case, kept short
+                    self._stored += 1
+                    item.resolved = True
+                    if key not in items:  # else a newer write of it still needs journaling
+                        unjournaled.pop(key, None)
+                    for receipt in item.receipts:
+                        receipt.version, receipt.stored, receipt.durable = result, True, True
+                        if receipt._callbacks:
+                            callbacks.extend(receipt._settle())
+                    resolved.extend(item.records)
+                elif isinstance(result, TransientBackendError):
                     transient = result
                     self._put_back(item)
-                elif isinstance(result, StatekeepError):
+                else:
+                    assert isinstance(result, StatekeepError)
                     dead.append((item, result))
                     resolved.extend(item.records)
                     callbacks.extend(self._resolve(item, error=result))
-                else:
-                    self._stored += 1
-                    resolved.extend(item.records)
-                    callbacks.extend(self._resolve(item, version=result))
             if transient is not None:
                 self._attempt += 1
                 self._retried += 1
@@ -607,7 +620,7 @@ class WriteBehind:
                 item.priority = Priority(record["p"])
                 self._queues[item.priority][key] = None
             item.spec, item.row, item.delete = spec, row, record["o"] == "delete"
-            item.old_version, item.expect, item.seq = row[1], record["e"], self._seq
+            item.body_version, item.expect, item.seq = row[1], record["e"], self._seq
             item.records.append((segment, (record["u"], record["s"])))
             if record["d"] is not None:
                 item.deadline = now + max(0.0, record["d"] - wall)

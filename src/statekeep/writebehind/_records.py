@@ -33,12 +33,23 @@ def record_of(
         "s": seq,
         "o": "delete" if delete else "put",
         "c": spec.name,
-        "x": [[i.name, i.kind, i.default] for i in spec.indexes],
-        "r": list(row),
+        "x": _indexes(spec),
+        "r": row,
         "e": expect,
         "p": int(priority),
         "d": wall,
     }
+
+
+_index_lists: dict[int, tuple[CollectionSpec, list[list[Any]]]] = {}
+
+
+def _indexes(spec: CollectionSpec) -> list[list[Any]]:
+    """spec's indexes as plain lists, made once per spec."""
+    known = _index_lists.get(id(spec))
+    if known is None or known[0] is not spec:
+        known = _index_lists[id(spec)] = (spec, [[i.name, i.kind, i.default] for i in spec.indexes])
+    return known[1]
 
 
 def spec_of(record: dict[str, Any]) -> CollectionSpec:
