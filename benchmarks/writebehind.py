@@ -88,10 +88,15 @@ def _counted_sqlite(rest: str, options: dict[str, str]) -> Backend:
 register_backend(_COUNTED, _counted_sqlite)
 
 
-def _open(path: str, *, counted: bool = False) -> statekeep.Store:
+def _open(path: str, *, counted: bool = False, strict: bool = False) -> statekeep.Store:
     """A store on a fresh file, its table made and its write-behind threads
-    started (by one stored write) before any clock starts."""
-    store = statekeep.open(f"{_COUNTED if counted else 'sqlite'}:///{path}")
+    started (by one stored write) before any clock starts. strict: every
+    commit and journal batch fsynced (durable across a power loss)."""
+    store = statekeep.open(
+        f"{_COUNTED if counted else 'sqlite'}:///{path}",
+        synchronous="full" if strict else "normal",
+        writebehind=statekeep.WriteBehindOptions(fsync=strict),
+    )
     store.count(_models.BenchTodo)
     warm = _models.BenchTodo(**_models.fields(-1, random.Random(0)))
     store.enqueue(warm).wait_stored(10)
@@ -393,15 +398,26 @@ def _against_queue(sizes: Sizes, workdir: str, progress: Progress) -> list[Resul
 
 # -- 4. against save() in the caller ----------------------------------------------
 def _against_save(sizes: Sizes, workdir: str, progress: Progress) -> list[Result]:
-    n = sizes.caller
+    """Both with the default durability (a process crash loses nothing) and
+    strict (a power loss loses nothing: synchronous=full, fsynced journal)."""
+    results: list[Result] = []
+    for strict in (False, True):
+        n = sizes.caller // 4 if strict else sizes.caller
+        results.extend(_caller_side(n, sizes, workdir, progress, strict=strict))
+    return results
+
+
+def _caller_side(
+    n: int, sizes: Sizes, workdir: str, progress: Progress, *, strict: bool
+) -> list[Result]:
     rows = _models.field_rows(n, seed=7)
     ids = _models.new_ids(n)
-    names = (f"{workdir}/caller_{i}.db" for i in itertools.count())
+    names = (f"{workdir}/caller_{strict}_{i}.db" for i in itertools.count())
 
     def save_trial() -> tuple[Run, Cleanup]:
         path = next(names)
         models = _models.entities(rows, ids)
-        store = _open(path)
+        store = _open(path, strict=strict)
 
         def write() -> None:
             save = store.save
@@ -413,7 +429,7 @@ def _against_save(sizes: Sizes, workdir: str, progress: Progress) -> list[Result
     def enqueue_trial() -> tuple[Run, Cleanup]:
         path = next(names)
         models = _models.entities(rows, ids)
-        store = _open(path)
+        store = _open(path, strict=strict)
 
         def write() -> None:
             enqueue = store.enqueue
@@ -422,15 +438,16 @@ def _against_save(sizes: Sizes, workdir: str, progress: Progress) -> list[Result
 
         return write, lambda: _close(store, path, n)  # drained untimed
 
+    kind = "strict: synchronous=full, fsync" if strict else "default durability"
     best = best_of(
         {SAVE_LOOP: save_trial, ENQUEUE_CALLER: enqueue_trial},
         sizes,
         progress,
-        "write-behind vs save() loop",
+        f"write-behind vs save() loop ({kind})",
     )
     ops = {name: n / seconds for name, seconds in best.items()}
     ratio = ops[ENQUEUE_CALLER] / ops[SAVE_LOOP]
-    label = f"{n:,} writes, time in the caller's thread"
+    label = f"{n:,} writes, time in the caller's thread ({kind})"
     per_call = 1e6 / ops[ENQUEUE_CALLER]
     return [
         Result(label, f"{SAVE_LOOP} (reference)", ops[SAVE_LOOP], 1.0),
