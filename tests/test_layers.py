@@ -32,6 +32,7 @@ ERRORS = f"{PACKAGE}.errors"
 DOMAIN = [f"{PACKAGE}.entity", f"{PACKAGE}._schema", f"{PACKAGE}.conditions"]
 ABOVE_DOMAIN = [f"{PACKAGE}.store", f"{PACKAGE}.cli", f"{PACKAGE}.demo"]
 ENTRY_POINTS = [f"{PACKAGE}.cli", f"{PACKAGE}.demo"]
+WRITEBEHIND = f"{PACKAGE}.writebehind"
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,23 @@ def test_backends_import_only_the_standard_library_and_errors() -> None:
         and not (_stdlib(i.target) or _inside(i.target, BACKENDS) or i.target == ERRORS)
     ]
     assert wrong == []
+
+
+def test_writebehind_knows_rows_not_entities() -> None:
+    """Write-behind sits below the entity layer: it queues rows for a backend,
+    and knows nothing of pydantic models, entities or the Store."""
+    wrong = {
+        target: " -> ".join(str(i) for i in chain)
+        for target, chain in _runtime_closure(WRITEBEHIND).items()
+        if target == PACKAGE or any(_inside(target, above) for above in [*DOMAIN, *ABOVE_DOMAIN])
+    }
+    assert wrong == {}
+    models = [
+        str(i)
+        for i in IMPORTS
+        if _inside(i.source, WRITEBEHIND) and i.target.split(".")[0] == "pydantic"
+    ]
+    assert models == []
 
 
 def test_errors_import_nothing_from_statekeep() -> None:
