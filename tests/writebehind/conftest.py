@@ -5,50 +5,27 @@ test to the backends with those capabilities, as in the conformance suite."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import statekeep
-from conformance.conftest import BACKENDS, CAPABILITIES, Backend
+
+# the same registry, marker and per-backend parametrisation as the conformance suite
+from conformance.conftest import (  # noqa: F401 - pytest finds hooks and fixtures by name
+    Backend,
+    pytest_configure,
+    pytest_generate_tests,
+    store_url,
+)
 
 from ._support import FaultyBackend, install
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "requires(*capabilities): run only on backends that have all of them"
-    )
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" not in metafunc.fixturenames:
-        return
-    needed: set[str] = set()
-    for mark in metafunc.definition.iter_markers("requires"):
-        needed.update(mark.args)
-    unknown = needed - CAPABILITIES.keys()
-    if unknown:
-        raise pytest.UsageError(f"unknown backend capabilities {sorted(unknown)}")
-    cases = [b for b in BACKENDS if needed <= b.capabilities]
-    metafunc.parametrize("backend", cases, ids=[b.name for b in cases])
-
-
-@pytest.fixture
-def store_url(backend: Backend, tmp_path: Path) -> str:
-    """This test's store; opening the URL again is what a new process sees
-    (for persistent backends)."""
-    directory = tmp_path / "main"
-    directory.mkdir()
-    return backend.url(directory)
-
 
 OpenStore = Callable[..., statekeep.Store]
 
 
 @pytest.fixture
-def open_store(store_url: str) -> Iterator[OpenStore]:
+def open_store(store_url: str) -> Iterator[OpenStore]:  # noqa: F811 - the fixture
     """open_store(**write-behind options) opens store_url; all closed at the end."""
     opened: list[statekeep.Store] = []
 
