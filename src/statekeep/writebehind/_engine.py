@@ -54,6 +54,7 @@ class _Item:
         "expect",
         "first_seq",
         "key",
+        "merged_into",
         "priority",
         "receipts",
         "records",
@@ -78,6 +79,7 @@ class _Item:
         self.receipts: list[Receipt] = []
         self.records: list[tuple[int, RecordId]] = []  # (segment, id) in the journal
         self.resolved = False
+        self.merged_into: _Item | None = None
 
 
 class WriteBehind:
@@ -100,6 +102,8 @@ class WriteBehind:
         self._flushing = 0
         self._retry_at = 0.0
         self._attempt = 0
+        self._events: list[tuple[str, dict[str, Any]]] = []
+        self._unresolved: list[tuple[int, RecordId]] = []  # markers a journal error held up
         self._high = False
         self._high_mark = 0.9 * options.max_pending
         self._journal_idle = False
@@ -129,6 +133,25 @@ class WriteBehind:
         receipt = Receipt(self._changed)
         now = time.monotonic()
         key = (spec.name, row[0])
+        try:
+            self._enqueue(receipt, now, key, spec, row, delete, priority, deadline, expect)
+        finally:
+            if self._events:
+                self._deliver()
+        return receipt
+
+    def _enqueue(
+        self,
+        receipt: Receipt,
+        now: float,
+        key: Key,
+        spec: CollectionSpec,
+        row: Row,
+        delete: bool,
+        priority: Priority,
+        deadline: float | None,
+        expect: int | None,
+    ) -> None:
         with self._lock:
             if self._state != "running":
                 if self._state != "new":
@@ -173,7 +196,6 @@ class WriteBehind:
             if not self._high and len(self._items) >= self._high_mark:
                 self._high = True
                 self._emit("health.high", pending=len(self._items))
-        return receipt
 
     def _make_room(self, priority: Priority, now: float) -> None:
         """Called with the lock held when a new entity would join a full pending set."""
@@ -203,8 +225,8 @@ class WriteBehind:
         )
         for callback in self._resolve(item, error=error):
             callback()
-        if self._journal is not None:
-            self._journal.resolve(item.records)  # a restart must not bring it back
+        self._unresolved.extend(item.records)  # marked by a background thread: no I/O here
+        self._work.notify()
         self._emit("shed", collection=key[0], id=key[1])
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -250,6 +272,7 @@ class WriteBehind:
             self._journal_work.notify_all()
         for thread in self._threads:
             thread.join()
+        self._mark_resolved([])  # what a shed or a journal error left unmarked
         if self._journal is not None:
             self._journal.close()
         unwatch(self)
@@ -275,27 +298,38 @@ class WriteBehind:
             return list(self._dead_letters)
 
     def requeue(self, letter: DeadLetter) -> Receipt:
-        """Tries a dead-lettered write again (and forgets it as dead)."""
-        with self._lock:
-            self._dead_letters = [d for d in self._dead_letters if d is not letter]
-            if self._dead_file is not None:
-                self._dead_file.rewrite(self._dead_letters)
+        """Tries a dead-lettered write again; it stops being dead once enqueued."""
         record = letter.record
-        return self.enqueue(
+        receipt = self.enqueue(
             spec_of(record),
             tuple(record["r"]),
             delete=record["o"] == "delete",
             priority=Priority(record["p"]),
             expect=record["e"],
         )
+        with self._lock:
+            self._dead_letters = [d for d in self._dead_letters if d is not letter]
+            if self._dead_file is not None:
+                self._dead_file.rewrite(self._dead_letters)
+        return receipt
 
     def _emit(self, name: str, **info: Any) -> None:
-        if self.options.on_event is None:
+        """Notes an event (lock held); _deliver() hands it over once the lock is free,
+        so that a callback may use the engine."""
+        if self.options.on_event is not None:
+            self._events.append((name, info))
+
+    def _deliver(self) -> None:
+        callback = self.options.on_event
+        if callback is None or not self._events:
             return
-        try:
-            self.options.on_event(name, info)
-        except Exception:  # noqa: BLE001 - the application's callback must not stop the pipeline
-            _log.exception("statekeep write-behind: the on_event callback failed on %s", name)
+        with self._lock:
+            events, self._events = self._events, []
+        for name, info in events:
+            try:
+                callback(name, info)
+            except Exception:  # noqa: BLE001 - the application's callback must not stop us
+                _log.exception("statekeep write-behind: the on_event callback failed on %s", name)
 
     # -- threads -------------------------------------------------------------
     def _start(self) -> None:
@@ -341,6 +375,8 @@ class WriteBehind:
             with self._lock:
                 for item, receipts, content in batch:
                     written = (segment, (self._run, content[-1]))
+                    while item.merged_into is not None:  # put back under a newer write
+                        item = item.merged_into
                     if item.resolved:  # stored while being journaled
                         resolved.append(written)
                         continue
@@ -348,7 +384,7 @@ class WriteBehind:
                     for receipt in receipts:
                         receipt.durable = True
                 self._changed.notify_all()
-            self._journal.resolve(resolved)
+            self._mark_resolved(resolved)
 
     def _flush_loop(self) -> None:
         while True:
@@ -572,10 +608,27 @@ class WriteBehind:
                 self._high = False
                 self._emit("health.ok", pending=len(self._items))
             self._changed.notify_all()
-        if self._journal is not None:
-            self._journal.resolve(resolved)
+        self._mark_resolved(resolved)
         for callback in callbacks:
             callback()
+        self._deliver()
+
+    def _mark_resolved(self, records: list[tuple[int, RecordId]]) -> None:
+        """Writes the journal marker for these records (and any a journal error
+        held up before); on an error they wait for the next try."""
+        if self._journal is None:
+            return
+        with self._lock:
+            if self._unresolved:
+                records, self._unresolved = [*self._unresolved, *records], []
+        if not records:
+            return
+        try:
+            self._journal.resolve(records)
+        except BackendError as exc:
+            with self._lock:
+                self._last_error = str(exc)
+                self._unresolved.extend(records)
 
     def _put_back(self, item: _Item) -> None:
         newer = self._items.get(item.key)
@@ -583,6 +636,12 @@ class WriteBehind:
             newer.receipts[:0] = item.receipts
             newer.records.extend(item.records)
             newer.first_seq = min(newer.first_seq, item.first_seq)
+            item.merged_into = newer  # a journal write of item in progress lands on newer
+            if self._journal is not None:  # journal newer again: its receipts then all
+                self._unjournaled[item.key] = None  # become durable, moved ones included
+                if self._journal_idle:
+                    self._journal_idle = False
+                    self._journal_work.notify()
             return
         self._items[item.key] = item
         queue = self._queues[item.priority]
@@ -622,6 +681,10 @@ class WriteBehind:
             item.spec, item.row, item.delete = spec, row, record["o"] == "delete"
             item.body_version, item.expect, item.seq = row[1], record["e"], self._seq
             item.records.append((segment, (record["u"], record["s"])))
+            if record["p"] > item.priority:
+                del self._queues[item.priority][key]
+                item.priority = Priority(record["p"])
+                self._queues[item.priority][key] = None
             if record["d"] is not None:
                 item.deadline = now + max(0.0, record["d"] - wall)
                 heapq.heappush(self._deadlines, (item.deadline, self._seq, key))

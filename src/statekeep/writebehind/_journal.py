@@ -83,23 +83,23 @@ class Journal:
 
     def append(self, records: list[dict[str, Any]]) -> int:
         """Writes records in one go; returns the segment that holds them."""
-        segment = self._write(records)
-        with self._lock:
-            self._live[segment] = self._live.get(segment, 0) + len(records)
-        return segment
+        return self._write(records, pending=len(records))
 
     def resolve(self, records: list[tuple[int, RecordId]]) -> None:
         """These (segment, record id) are stored, superseded or given up: a
         marker says so first, then their segments may go."""
         if not records:
             return
-        self._write([{"done": [list(record_id) for _, record_id in records]}])
+        self._write([{"done": [list(record_id) for _, record_id in records]}], pending=0)
         with self._lock:
             for segment, _ in records:
                 self._live[segment] -= 1
             self._sweep()
 
-    def _write(self, records: list[dict[str, Any]]) -> int:
+    def _write(self, records: list[dict[str, Any]], *, pending: int) -> int:
+        """Appends a frame; pending of its records count as pending from the
+        moment they are written (in the same hold of the lock, so a sweep can
+        never delete the segment between the two)."""
         payload = marshal.dumps(records)
         data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         with self._lock:  # held while writing: _sweep() may close the segment
@@ -115,6 +115,7 @@ class Journal:
             except OSError as exc:
                 raise BackendError(f"cannot write the journal in {self.directory}: {exc}") from exc
             self._size += len(data)
+            self._live[self._current] += pending
             return self._current
 
     def _open_next(self) -> None:

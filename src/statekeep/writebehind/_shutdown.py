@@ -49,6 +49,13 @@ def close_all() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # The handler runs on the main thread, which may hold an engine's lock at
+    # this very moment: drain on a thread of its own, then die of SIGTERM (a
+    # second SIGTERM meanwhile ends the process at once).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    threading.Thread(target=_drain_then_die, name="statekeep-sigterm").start()
+
+
+def _drain_then_die() -> None:
     close_all()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # then die of SIGTERM, as without us
     os.kill(os.getpid(), signal.SIGTERM)
