@@ -102,6 +102,17 @@ def stored_then_saved(url: str, ready: str) -> None:
     time.sleep(3600)
 
 
+def enqueue_forever(url: str, ready: str) -> None:
+    """Enqueues without a pause (so a signal most likely lands inside enqueue)."""
+    store = statekeep.open(url)
+    store.enqueue(Doc(id="first", title="first")).wait_stored()
+    Path(ready).write_text("ready")
+    n = 0
+    while True:
+        store.enqueue(Doc(id=f"d{n % 1000}", title="busy", n=n))
+        n += 1
+
+
 kept: list[statekeep.Store] = []
 
 
@@ -124,6 +135,8 @@ def main(argv: list[str]) -> None:
         hold(url, rest[0], int(rest[1]))
     elif mode == "stored-then-saved":
         stored_then_saved(url, rest[0])
+    elif mode == "enqueue-forever":
+        enqueue_forever(url, rest[0])
     elif mode in ("exit", "exit-dropped"):
         exit_without_close(url, int(rest[0]), keep=mode == "exit")
     else:

@@ -226,3 +226,38 @@ def test_dead_letters_are_kept_across_a_restart(open_store: OpenStore) -> None:
     assert len(reopened.writebehind.dead_letters()) == 1
     reopened.close()
     assert [d.id for d in open_store().writebehind.dead_letters()] == ["x"]
+
+
+def test_a_requeue_that_cannot_be_enqueued_keeps_the_dead_letter(open_store: OpenStore) -> None:
+    store = open_store(max_pending=1, policy="raise", window=3600, low_max_age=3600)
+    store.save(Doc(id="x", title="stored"))
+    store.enqueue(Doc(id="x", title="stale"), expect_version=7)
+    assert store.flush(timeout=30)
+    [letter] = store.writebehind.dead_letters()
+    store.enqueue(Doc(id="y", title="fills the queue"))
+    with pytest.raises(statekeep.QueueFullError):
+        store.writebehind.requeue(letter)
+    assert store.writebehind.dead_letters() == [letter]  # not dropped on the way
+
+
+def test_an_on_event_callback_may_use_the_store(open_store: OpenStore) -> None:
+    """Callbacks run with no engine lock held: reading stats or enqueueing from
+    one neither deadlocks nor stalls the pipeline."""
+    seen: list[tuple[str, int]] = []
+    holder: list[statekeep.Store] = []
+
+    def on_event(name: str, info: dict[str, object]) -> None:
+        store = holder[0]
+        seen.append((name, store.writebehind.stats().total_pending))
+        if name == "dead_letter":
+            store.enqueue(Doc(id="from-callback", title="enqueued by a callback"))
+
+    store = open_store(max_pending=10, on_event=on_event)
+    holder.append(store)
+    receipts = [store.enqueue(Doc(id=f"d{n}", title="t")) for n in range(9)]
+    receipts.append(store.enqueue(Doc(id="d0", title="stale"), expect_version=5))
+    assert store.flush(timeout=30)
+    assert any(name == "health.high" for name, _ in seen), seen
+    assert any(name == "dead_letter" for name, _ in seen)
+    assert store.flush(timeout=30)
+    assert store.get(Doc, "from-callback").title == "enqueued by a callback"

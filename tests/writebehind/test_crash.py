@@ -214,3 +214,28 @@ def test_sigterm_drains_the_store_then_ends_the_process(store_url: str, tmp_path
     with statekeep.open(store_url) as store:
         assert store.count(Doc) == 30
         assert all(d.title.startswith("held") for d in store.find(Doc))
+
+
+@pytest.mark.requires("persistent")
+def test_sigterm_while_the_main_thread_enqueues_never_hangs(store_url: str, tmp_path: Path) -> None:
+    """The handler runs on the main thread, possibly inside enqueue while it
+    holds the engine's lock: it must not wait for that lock itself."""
+    for trial in range(8):
+        ready = tmp_path / f"ready-{trial}"
+        log = tmp_path / f"child-{trial}.log"
+        with log.open("wb") as output:
+            child = subprocess.Popen(
+                [sys.executable, CHILD, "enqueue-forever", store_url, str(ready)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_file(ready, child, log)
+        time.sleep(0.05 + 0.03 * trial)
+        child.send_signal(signal.SIGTERM)
+        try:
+            code = child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            raise AssertionError(f"trial {trial}: still running 30 s after SIGTERM") from None
+        assert code == -signal.SIGTERM, log.read_text()

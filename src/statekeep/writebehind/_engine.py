@@ -607,11 +607,12 @@ class WriteBehind:
             if self._high and len(self._items) < 0.7 * self.options.max_pending:
                 self._high = False
                 self._emit("health.ok", pending=len(self._items))
-            self._changed.notify_all()
         self._mark_resolved(resolved)
         for callback in callbacks:
             callback()
-        self._deliver()
+        self._deliver()  # before waking flush(): its events are out when it returns
+        with self._lock:
+            self._changed.notify_all()
 
     def _mark_resolved(self, records: list[tuple[int, RecordId]]) -> None:
         """Writes the journal marker for these records (and any a journal error
