@@ -27,59 +27,21 @@ from typing import Any
 from ..backends.base import Backend, CollectionSpec, Row
 from ..errors import (
     BackendError,
-    NotFoundError,
     QueueFullError,
     StatekeepError,
     StoreClosedError,
     TransientBackendError,
 )
+from ._item import Item, Key
 from ._journal import Journal, RecordId
 from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt
-from ._records import DeadLetterFile, record_of, restamp, spec_of
+from ._records import DeadLetterFile, record_of, spec_of
 from ._shutdown import unwatch, watch
+from ._storing import store_batch
 
-Key = tuple[str, str]
 _log = logging.getLogger("statekeep.writebehind")
 _GATHER = 0.001  # seconds the journal thread lets writes gather before a batch
-
-
-class _Item:
-    """One entity's pending write (the latest content of every coalesced one)."""
-
-    __slots__ = (
-        "body_version",
-        "deadline",
-        "delete",
-        "expect",
-        "first_seq",
-        "key",
-        "merged_into",
-        "priority",
-        "receipts",
-        "records",
-        "resolved",
-        "row",
-        "seq",
-        "since",
-        "spec",
-    )
-
-    def __init__(self, key: Key, spec: CollectionSpec, seq: int, since: float) -> None:
-        self.key = key
-        self.spec = spec
-        self.seq = self.first_seq = seq
-        self.since = since
-        self.row: Row = ()
-        self.delete = False
-        self.body_version = 0
-        self.expect: int | None = None
-        self.priority = Priority.LOW
-        self.deadline: float | None = None
-        self.receipts: list[Receipt] = []
-        self.records: list[tuple[int, RecordId]] = []  # (segment, id) in the journal
-        self.resolved = False
-        self.merged_into: _Item | None = None
 
 
 class WriteBehind:
@@ -92,10 +54,10 @@ class WriteBehind:
         self._changed = threading.Condition(self._lock)  # receipts, room, flushes
         self._work = threading.Condition(self._lock)  # the flusher
         self._journal_work = threading.Condition(self._lock)  # the journal thread
-        self._items: dict[Key, _Item] = {}
+        self._items: dict[Key, Item] = {}
         self._queues: dict[Priority, dict[Key, None]] = {p: {} for p in Priority}
         self._unjournaled: dict[Key, None] = {}
-        self._in_flight: dict[Key, _Item] = {}
+        self._in_flight: dict[Key, Item] = {}
         self._deadlines: list[tuple[float, int, Key]] = []
         self._seq = 0
         self._run = random.getrandbits(62)  # with _seq, names this run's journal records
@@ -163,7 +125,7 @@ class WriteBehind:
                 self._make_room(priority, now)  # may wait, and so let others in
                 item = self._items.get(key)
             if item is None:
-                item = self._items[key] = _Item(key, spec, self._seq, now)
+                item = self._items[key] = Item(key, spec, self._seq, now)
                 item.priority = priority
                 self._queues[priority][key] = None
             elif priority > item.priority:  # coalesced into a more urgent write
@@ -392,10 +354,10 @@ class WriteBehind:
                 batch = self._next_batch()
                 if batch is None:
                     return
-            outcome = self._store(batch)
+            outcome = store_batch(self._backend, batch)
             self._settle(batch, outcome)
 
-    def _next_batch(self) -> list[_Item] | None:
+    def _next_batch(self) -> list[Item] | None:
         """Waits (lock held) until a batch is due; None when it is time to stop."""
         while True:
             now = time.monotonic()
@@ -412,7 +374,7 @@ class WriteBehind:
             self._work.wait(None if wake is None else max(wake - now, 0.0005))
             self._wake_at = time.monotonic()  # awake: enqueue need not wake it
 
-    def _take(self, now: float) -> list[_Item]:
+    def _take(self, now: float) -> list[Item]:
         o = self.options
         everything = self._flushing > 0 or self._state == "closing"
         keys: dict[Key, None] = {}
@@ -443,7 +405,7 @@ class WriteBehind:
             batch.append(item)
         return batch
 
-    def _due(self, item: _Item, now: float) -> float:
+    def _due(self, item: Item, now: float) -> float:
         """When the flusher should take this pending write."""
         o = self.options
         if item.priority is Priority.CRITICAL:
@@ -473,77 +435,10 @@ class WriteBehind:
         return min(times) if times else None
 
     # -- storing -------------------------------------------------------------
-    def _store(self, batch: list[_Item]) -> dict[Key, int | StatekeepError]:
-        """Stores the batch in one transaction; on a permanent failure, narrows
-        it down one write at a time. Returns each key's stored version, or the
-        error that stopped it (a TransientBackendError: try again later)."""
-        try:
-            return self._write(batch)
-        except TransientBackendError as exc:
-            return dict.fromkeys((item.key for item in batch), exc)
-        except StatekeepError as exc:
-            if len(batch) == 1:
-                return {batch[0].key: exc}
-        except Exception as exc:  # noqa: BLE001 - a bug must not stop the flusher
-            failure = BackendError(f"unexpected failure while storing: {exc!r}")
-            failure.__cause__ = exc
-            if len(batch) == 1:
-                return {batch[0].key: failure}
-        outcome: dict[Key, int | StatekeepError] = {}
-        for item in batch:
-            outcome.update(self._store([item]))
-        return outcome
-
-    def _write(self, batch: list[_Item]) -> dict[Key, int | StatekeepError]:
-        backend = self._backend
-        backend.begin()
-        try:
-            stored = self._stored_versions(batch)
-            versions: dict[Key, int | StatekeepError] = {}
-            rows: dict[str, tuple[CollectionSpec, list[Row]]] = {}
-            for item in batch:
-                collection, id = item.key
-                if item.delete:
-                    try:
-                        backend.delete(collection, id, item.expect)
-                    except NotFoundError:
-                        if item.expect is not None:
-                            raise
-                    versions[item.key] = 0
-                    continue
-                base = item.expect if item.expect is not None else stored.get(item.key, 0)
-                version = base + 1
-                row = item.row
-                body = row[2]  # written for body_version, usually the version it gets
-                if version != item.body_version:
-                    body = restamp(body, item.body_version, version)
-                rows.setdefault(collection, (item.spec, []))[1].append(
-                    (id, version, body, *row[3:])
-                )
-                versions[item.key] = version
-            for spec, spec_rows in rows.values():
-                backend.put(spec, spec_rows)
-        except BaseException:
-            backend.rollback()
-            raise
-        backend.commit()
-        return versions
-
-    def _stored_versions(self, batch: list[_Item]) -> dict[Key, int]:
-        found: dict[Key, int] = {}
-        by_collection: dict[str, tuple[CollectionSpec, list[str]]] = {}
-        for item in batch:
-            by_collection.setdefault(item.key[0], (item.spec, []))[1].append(item.key[1])
-        for collection, (spec, ids) in by_collection.items():
-            self._backend.ensure_collection(spec)
-            for id, version in self._backend.versions(collection, ids).items():
-                found[(collection, id)] = version
-        return found
-
-    def _settle(self, batch: list[_Item], outcome: dict[Key, int | StatekeepError]) -> None:
+    def _settle(self, batch: list[Item], outcome: dict[Key, int | StatekeepError]) -> None:
         resolved: list[tuple[int, RecordId]] = []
         callbacks: list[Callable[[], None]] = []
-        dead: list[tuple[_Item, StatekeepError]] = []
+        dead: list[tuple[Item, StatekeepError]] = []
         with self._lock:
             transient = None
             in_flight, items, unjournaled = self._in_flight, self._items, self._unjournaled
@@ -631,7 +526,7 @@ class WriteBehind:
                 self._last_error = str(exc)
                 self._unresolved.extend(records)
 
-    def _put_back(self, item: _Item) -> None:
+    def _put_back(self, item: Item) -> None:
         newer = self._items.get(item.key)
         if newer is not None:  # a later write of the entity waits: it wins
             newer.receipts[:0] = item.receipts
@@ -651,7 +546,7 @@ class WriteBehind:
             heapq.heappush(self._deadlines, (item.deadline, item.seq, item.key))
 
     def _resolve(
-        self, item: _Item, *, version: int | None = None, error: StatekeepError | None = None
+        self, item: Item, *, version: int | None = None, error: StatekeepError | None = None
     ) -> list[Callable[[], None]]:
         """Completes the receipts of a write (lock held); returns their await callbacks."""
         item.resolved = True
@@ -676,7 +571,7 @@ class WriteBehind:
             item = self._items.get(key)
             self._seq += 1
             if item is None:
-                item = self._items[key] = _Item(key, spec, self._seq, now)
+                item = self._items[key] = Item(key, spec, self._seq, now)
                 item.priority = Priority(record["p"])
                 self._queues[item.priority][key] = None
             item.spec, item.row, item.delete = spec, row, record["o"] == "delete"
@@ -695,7 +590,7 @@ class WriteBehind:
                 self._work.notify()
 
 
-def _content(item: _Item) -> tuple[Any, ...]:
+def _content(item: Item) -> tuple[Any, ...]:
     """What a journal record of the item holds, as of now."""
     return (item.spec, item.row, item.delete, item.expect, item.priority, item.deadline, item.seq)
 

@@ -1,0 +1,48 @@
+"""One entity's pending write, as the engine keeps it."""
+
+from __future__ import annotations
+
+from ..backends.base import CollectionSpec, Row
+from ._journal import RecordId
+from ._options import Priority
+from ._receipt import Receipt
+
+Key = tuple[str, str]  # (collection, id)
+
+
+class Item:
+    """One entity's pending write (the latest content of every coalesced one)."""
+
+    __slots__ = (
+        "body_version",
+        "deadline",
+        "delete",
+        "expect",
+        "first_seq",
+        "key",
+        "merged_into",
+        "priority",
+        "receipts",
+        "records",
+        "resolved",
+        "row",
+        "seq",
+        "since",
+        "spec",
+    )
+
+    def __init__(self, key: Key, spec: CollectionSpec, seq: int, since: float) -> None:
+        self.key = key
+        self.spec = spec
+        self.seq = self.first_seq = seq
+        self.since = since
+        self.row: Row = ()
+        self.delete = False
+        self.body_version = 0
+        self.expect: int | None = None
+        self.priority = Priority.LOW
+        self.deadline: float | None = None
+        self.receipts: list[Receipt] = []
+        self.records: list[tuple[int, RecordId]] = []  # (segment, id) in the journal
+        self.resolved = False
+        self.merged_into: Item | None = None
