@@ -55,6 +55,23 @@ def wait_for_file(
         time.sleep(0.002)
 
 
+def start_ready_child(
+    mode: str, store_url: str, directory: Path, *args: str, name: str = "child"
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Starts _child.py in mode and waits until it says it is ready; returns
+    the process and its log."""
+    ready = directory / f"{name}.ready"
+    log = directory / f"{name}.log"
+    with log.open("wb") as output:
+        child = subprocess.Popen(
+            [sys.executable, CHILD, mode, store_url, str(ready), *args],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for_file(ready, child, log)
+    return child, log
+
+
 def read_acks(path: Path) -> tuple[dict[str, int], int, bool]:
     """The highest acknowledged counter by id, how many acks, and whether the child finished."""
     acked: dict[str, int] = {}
@@ -140,15 +157,7 @@ def test_durable_writes_of_a_killed_process_are_stored_at_open(
 ) -> None:
     """Durable but never stored (the window is an hour): after SIGKILL, opening
     the store stores them, without any enqueue or flush."""
-    ready = tmp_path / "ready"
-    log = tmp_path / "child.log"
-    with log.open("wb") as output:
-        child = subprocess.Popen(
-            [sys.executable, CHILD, "hold", store_url, str(ready), "50"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    wait_for_file(ready, child, log)
+    child, _ = start_ready_child("hold", store_url, tmp_path, "50")
     child.send_signal(signal.SIGKILL)
     child.wait()
     with statekeep.open(store_url) as store:
@@ -163,15 +172,7 @@ def test_durable_writes_of_a_killed_process_are_stored_at_open(
 def test_a_stored_write_is_not_replayed_after_a_crash(store_url: str, tmp_path: Path) -> None:
     """A write stored before the crash needs no recovery: replaying it would
     overwrite what was saved after it."""
-    ready = tmp_path / "ready"
-    log = tmp_path / "child.log"
-    with log.open("wb") as output:
-        child = subprocess.Popen(
-            [sys.executable, CHILD, "stored-then-saved", store_url, str(ready)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    wait_for_file(ready, child, log)
+    child, _ = start_ready_child("stored-then-saved", store_url, tmp_path)
     child.send_signal(signal.SIGKILL)
     child.wait()
     with statekeep.open(store_url) as store:
@@ -199,15 +200,7 @@ def test_interpreter_exit_drains_an_unclosed_store(store_url: str, mode: str) ->
 
 @pytest.mark.requires("persistent")
 def test_sigterm_drains_the_store_then_ends_the_process(store_url: str, tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
-    log = tmp_path / "child.log"
-    with log.open("wb") as output:
-        child = subprocess.Popen(
-            [sys.executable, CHILD, "hold", store_url, str(ready), "30"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    wait_for_file(ready, child, log)
+    child, log = start_ready_child("hold", store_url, tmp_path, "30")
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=60) == -signal.SIGTERM, log.read_text()
     assert segments(store_url) == []  # stored before the process ended
@@ -221,15 +214,9 @@ def test_sigterm_while_the_main_thread_enqueues_never_hangs(store_url: str, tmp_
     """The handler runs on the main thread, possibly inside enqueue while it
     holds the engine's lock: it must not wait for that lock itself."""
     for trial in range(8):
-        ready = tmp_path / f"ready-{trial}"
-        log = tmp_path / f"child-{trial}.log"
-        with log.open("wb") as output:
-            child = subprocess.Popen(
-                [sys.executable, CHILD, "enqueue-forever", store_url, str(ready)],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_file(ready, child, log)
+        child, log = start_ready_child(
+            "enqueue-forever", store_url, tmp_path, name=f"child-{trial}"
+        )
         time.sleep(0.05 + 0.03 * trial)
         child.send_signal(signal.SIGTERM)
         try:

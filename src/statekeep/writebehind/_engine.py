@@ -441,21 +441,13 @@ class WriteBehind:
         dead: list[tuple[Item, StatekeepError]] = []
         with self._lock:
             transient = None
-            in_flight, items, unjournaled = self._in_flight, self._items, self._unjournaled
             for item in batch:
-                key = item.key
-                del in_flight[key]
-                result = outcome[key]
-                if type(result) is int:  # stored: the usual case, kept short
+                del self._in_flight[item.key]
+                result = outcome[item.key]
+                if type(result) is int:  # stored
                     self._stored += 1
-                    item.resolved = True
-                    if key not in items:  # else a newer write of it still needs journaling
-                        unjournaled.pop(key, None)
-                    for receipt in item.receipts:
-                        receipt.version, receipt.stored, receipt.durable = result, True, True
-                        if receipt._callbacks:
-                            callbacks.extend(receipt._settle())
                     resolved.extend(item.records)
+                    callbacks.extend(self._resolve(item, version=result))
                 elif isinstance(result, TransientBackendError):
                     transient = result
                     self._put_back(item)
@@ -558,7 +550,8 @@ class WriteBehind:
                 receipt.version, receipt.stored, receipt.durable = version, True, True
             else:
                 receipt.error = error
-            callbacks.extend(receipt._settle())
+            if receipt._callbacks:  # only awaited receipts have any
+                callbacks.extend(receipt._settle())
         return callbacks
 
     # -- recovery ------------------------------------------------------------
