@@ -1,9 +1,10 @@
 """The backend registry and the fixtures the conformance tests share.
 
 A backend joins the suite with one line in BACKENDS: a name, a function that
-makes a fresh store's URL (given an empty directory it may put files in), and
-the capabilities it has. Every test that uses the `backend` fixture (directly
-or through `store`/`store_url`) runs once per backend; a test marked
+makes a fresh store's URL (given an empty directory it may put files in), the
+capabilities it has and, for a server, what removes a store when its test
+ends. Every test that uses the `backend` fixture (directly or through
+`store`/`store_url`) runs once per backend; a test marked
 `@pytest.mark.requires("persistent")` runs only on backends with that capability.
 """
 
@@ -13,9 +14,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 
+import _postgres
 import statekeep
 
 from .models import Note, Todo
@@ -23,6 +26,8 @@ from .models import Note, Todo
 CAPABILITIES = {
     "persistent": "data survives close() and is there when the same URL is opened again",
     "sqlite": "SQLite underneath: the backend has explain(spec, query) (EXPLAIN QUERY PLAN)",
+    "postgresql": "PostgreSQL underneath: the backend has explain(spec, query) (EXPLAIN)",
+    "files": "plain files underneath: one JSON document per entity",
 }
 
 
@@ -31,6 +36,18 @@ class Backend:
     name: str
     url: Callable[[Path], str]
     capabilities: frozenset[str] = frozenset()
+    cleanup: Callable[[str], None] | None = None  # removes what url() made
+
+
+def _postgres_url(directory: Path) -> str:
+    """A schema of this store's own on the test server (skips or fails if unreachable)."""
+    return _postgres.with_query(_postgres.server_url(), schema=_postgres.fresh_schema())
+
+
+def _drop_postgres_schema(url: str) -> None:
+    base, _, query = url.partition("?")
+    schema = dict(parse_qsl(query))["schema"]
+    _postgres.drop_schema(base, schema)
 
 
 BACKENDS = (
@@ -39,6 +56,13 @@ BACKENDS = (
         "sqlite-file", lambda d: f"sqlite:///{d / 'store.db'}", frozenset({"persistent", "sqlite"})
     ),
     Backend("sqlite-memory", lambda d: "sqlite://:memory:", frozenset({"sqlite"})),
+    Backend(
+        "postgresql",
+        _postgres_url,
+        frozenset({"persistent", "postgresql"}),
+        cleanup=_drop_postgres_schema,
+    ),
+    Backend("files", lambda d: f"files:///{d / 'files'}", frozenset({"persistent", "files"})),
 )
 
 
@@ -62,11 +86,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def store_url(backend: Backend, tmp_path: Path) -> str:
+def store_url(backend: Backend, tmp_path: Path) -> Iterator[str]:
     """The URL of this test's store; open it again to see what a new process would see."""
     directory = tmp_path / "main"
     directory.mkdir()
-    return backend.url(directory)
+    url = backend.url(directory)
+    yield url
+    if backend.cleanup is not None:
+        backend.cleanup(url)
 
 
 @pytest.fixture
@@ -89,6 +116,8 @@ def make_store(backend: Backend, tmp_path: Path) -> Iterator[Callable[[], statek
     yield make
     for extra in opened:
         extra.close()
+        if backend.cleanup is not None:
+            backend.cleanup(extra.url)
 
 
 def snapshot(store: statekeep.Store) -> dict[tuple[str, str], dict[str, Any]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import statekeep
+from statekeep.backends import open_backend
 from statekeep.errors import TransientBackendError
 
 FLUSHER = "statekeep-flusher"
@@ -146,8 +147,14 @@ def db_path(url: str) -> Path:
 
 
 def journal_dir(url: str) -> Path:
-    path = db_path(url)
-    return path.with_name(path.name + ".writebehind")
+    """Where a store of url keeps its write-behind journal (beside its backend's location)."""
+    backend = open_backend(url, {})
+    try:
+        location = backend.location
+    finally:
+        backend.close()
+    assert location is not None, f"{url} has no journal"
+    return Path(location + ".writebehind")
 
 
 def segments(url: str) -> list[Path]:

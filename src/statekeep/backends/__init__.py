@@ -1,4 +1,8 @@
-"""Backends by URL scheme: `memory://`, `sqlite:///app.db`, `sqlite://:memory:`."""
+"""Backends by URL scheme: `memory://`, `sqlite:///app.db`, `sqlite://:memory:`,
+`postgresql://user@host:port/db` and `files:///dir`.
+
+The PostgreSQL and files backends are imported when first opened, so that
+psycopg is needed only by the applications that use it."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from ..errors import ConfigurationError
+from ._parse import flag as _flag
+from ._parse import seconds as _seconds
 from .base import Backend
 from .memory import MemoryBackend
 from .sqlite import SQLiteBackend, SQLiteMemoryBackend
@@ -52,14 +58,6 @@ def _take(
         raise ConfigurationError(f"bad option for {url}: {exc}") from exc
 
 
-def _seconds(text: str) -> float:
-    """A lock timeout: a finite number of seconds >= 0."""
-    seconds = float(text)
-    if not 0 <= seconds < 1e6:
-        raise ValueError(f"timeout must be between 0 and 1e6 seconds, not {text}")
-    return seconds
-
-
 def _memory(rest: str, options: dict[str, str]) -> Backend:
     if rest:
         raise ConfigurationError(f"memory:// takes no path, got {rest!r}")
@@ -79,5 +77,33 @@ def _sqlite(rest: str, options: dict[str, str]) -> Backend:
     return SQLiteBackend(path, **_take(options, allowed, "sqlite://"))
 
 
+def _files(rest: str, options: dict[str, str]) -> Backend:
+    path = unquote(rest[1:] if rest.startswith("/") else rest)
+    if not path:
+        raise ConfigurationError(
+            "files URLs name a directory: files:///relative/dir or files:////absolute/dir"
+        )
+    from .files import FilesBackend
+
+    allowed: dict[str, Callable[[str], Any]] = {"fsync": _flag, "timeout": _seconds}
+    return FilesBackend(path, **_take(options, allowed, "files://"))
+
+
+def _postgresql(scheme: str) -> Factory:
+    def factory(rest: str, options: dict[str, str]) -> Backend:
+        try:
+            from .postgres import OPTIONS, PostgresBackend
+        except ImportError as exc:  # psycopg is an optional dependency
+            raise ConfigurationError(
+                f"{scheme}:// needs psycopg and psycopg_pool: pip install 'statekeep[postgresql]'"
+            ) from exc
+        return PostgresBackend(f"{scheme}://{rest}", **_take(options, OPTIONS, f"{scheme}://"))
+
+    return factory
+
+
 register_backend("memory", _memory)
 register_backend("sqlite", _sqlite)
+register_backend("files", _files)
+register_backend("postgresql", _postgresql("postgresql"))
+register_backend("postgres", _postgresql("postgres"))

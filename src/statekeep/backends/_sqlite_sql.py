@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import CollectionSpec, Field, Filter, Index, Op, Order
+from .base import CollectionSpec, Field, Filter, Index, Op, Order, prefix_range
 
 COLUMN_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "time": "TEXT", "any": ""}
 _COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
@@ -92,14 +92,10 @@ def _condition(f: Filter, params: list[Any]) -> str:
     if f.op in _COMPARISONS:
         return f"{expr(f.value)} {_COMPARISONS[f.op]} ?"
     if f.op is Op.PREFIX:
-        stem = f.value.rstrip("\U0010ffff")
-        if not stem:  # every text starts with it
-            return f"(typeof({expr()}) = 'text' AND {expr(f.value)} >= ?)"
-        following = ord(stem[-1]) + 1
-        if 0xD800 <= following <= 0xDFFF:  # no text holds a lone surrogate
-            following = 0xE000
-        upper = stem[:-1] + chr(following)  # a range an index can serve
-        return f"({expr(f.value)} >= ? AND {expr(upper)} < ?)"
+        lower, upper = prefix_range(f.value)
+        if upper is None:
+            return f"(typeof({expr()}) = 'text' AND {expr(lower)} >= ?)"
+        return f"({expr(lower)} >= ? AND {expr(upper)} < ?)"
     values = [v for v in f.value if v is not None]
     has_null = len(values) < len(f.value)
     marks = ", ".join("?" * len(values))

@@ -129,6 +129,18 @@ def time_key(value: Any) -> Any:
         return value
 
 
+def prefix_range(prefix: str) -> tuple[str, str | None]:
+    """The text range [lower, upper) that holds exactly the texts starting
+    with prefix (upper None: no bound), so that an index can serve it."""
+    stem = prefix.rstrip("\U0010ffff")
+    if not stem:  # every text starts with it
+        return prefix, None
+    following = ord(stem[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # no text holds a lone surrogate
+        following = 0xE000
+    return prefix, stem[:-1] + chr(following)
+
+
 class Backend(Protocol):
     # A file-system path that auxiliary files (the write-behind journal) may
     # live beside, or None for a database that does not outlive its process.

@@ -1,0 +1,149 @@
+"""What a files store looks like on disk: folder and file names, and documents.
+
+    <root>/
+      .statekeep/format.json   {"format": "statekeep-files", "version": 1, "names": ...}
+      .statekeep/lock          the writers' lock (flock)
+      .statekeep/staging/      the documents of the transaction being committed
+      <collection>/<id>.json   one document per entity
+
+A name is its text with the characters a file name cannot or should not hold
+percent-encoded as UTF-8 (`/` is %2F, `%` is %25, a leading `.` is %2E, a space
+%20, control characters, `\\` `:` `*` `?` `"` `<` `>` `|` `~` too); letters,
+digits and `-_.+@=,` stay as they are, and so does printable non-ASCII text.
+A name longer than NAME_BYTES is cut and ends in `~` and the SHA-256 of the
+text (the id is then read from the document). A store made on a file system
+that folds case or Unicode normalisation (macOS by default) says
+"names": "folded" in format.json and escapes upper-case letters and all
+non-ASCII text as well, so that two ids never share one file.
+
+A document is `{"id": ..., "version": n, "body": <the entity's JSON>}` and a
+newline, written in that order with no spaces, so a reader takes the body
+text out of it without parsing it; anything else that is valid JSON of that
+shape (a file edited by hand) is read through `json.loads`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import unicodedata
+from urllib.parse import unquote
+
+FORMAT = "statekeep-files"
+VERSION = 1
+META = ".statekeep"
+SUFFIX = ".json"
+NAME_BYTES = 200  # longer names are cut and hashed (file systems allow 255 bytes)
+_KEEP = 120  # bytes of the text kept in front of a hashed name's hash
+
+_ASCII_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.+@=,")
+_PLAIN = re.compile(r"[A-Za-z0-9_\-+@=,][A-Za-z0-9_.\-+@=,]{0,199}")
+_FOLDED = re.compile(r"[a-z0-9_\-+@=,][a-z0-9_.\-+@=,]{0,199}")
+_DOCUMENT = re.compile(r'\{"id":"((?:[^"\\]|\\.)*)","version":([1-9][0-9]*),"body":')
+_SIMPLE_ID = re.compile(r'[^"\\\x00-\x1f\x7f]*')
+
+
+def _escaped(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode())
+
+
+class Names:
+    """Folder names for collections and file names for ids, both ways."""
+
+    def __init__(self, *, folded: bool) -> None:
+        self.folded = folded
+        self._simple = _FOLDED if folded else _PLAIN
+
+    def _piece(self, char: str, first: bool) -> str:
+        if char in _ASCII_SAFE:
+            if (first and char == ".") or (self.folded and char.isupper()):
+                return _escaped(char)
+            return char
+        if char.isascii() or self.folded or not char.isprintable():
+            return _escaped(char)
+        return char
+
+    def encode(self, text: str) -> str:
+        """The text as a name (without the .json of a file)."""
+        if self._simple.fullmatch(text):
+            return text
+        pieces = [self._piece(char, n == 0) for n, char in enumerate(text)]
+        name = "".join(pieces)
+        if len(name.encode()) <= NAME_BYTES:
+            return name
+        kept, size = [], 0
+        for piece in pieces:
+            size += len(piece.encode())
+            if size > _KEEP:
+                break
+            kept.append(piece)
+        return "".join(kept) + "~" + hashlib.sha256(text.encode()).hexdigest()
+
+    @staticmethod
+    def decode(name: str) -> str | None:
+        """The text of a name, or None for a hashed name (its text is not in it)."""
+        if "~" in name:
+            return None
+        return unquote(name, errors="strict") if "%" in name else name
+
+    def file(self, id: str) -> str:
+        return self.encode(id) + SUFFIX
+
+
+def probe_folding(directory: str) -> bool:
+    """Whether the file system under directory treats names that differ in
+    case, or in Unicode normalisation, as one name."""
+    name = unicodedata.normalize("NFC", "probe-\u00c5")
+    probe = os.path.join(directory, name)
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o666)
+    os.close(fd)
+    try:
+        twins = ("probe-\u00e5", unicodedata.normalize("NFD", name))
+        return any(os.path.exists(os.path.join(directory, twin)) for twin in twins)
+    finally:
+        os.unlink(probe)
+
+
+def format_text(*, folded: bool) -> bytes:
+    names = "folded" if folded else "plain"
+    return json.dumps({"format": FORMAT, "version": VERSION, "names": names}).encode() + b"\n"
+
+
+def read_format(data: bytes) -> bool:
+    """Whether names are folded, from format.json; ValueError if it is not ours."""
+    try:
+        fields = json.loads(data)
+    except ValueError as exc:
+        raise ValueError(f"format.json is not JSON ({exc})") from None
+    if not isinstance(fields, dict) or fields.get("format") != FORMAT:
+        raise ValueError("format.json does not describe a statekeep files store")
+    if fields.get("version") != VERSION:
+        raise ValueError(f"format version {fields.get('version')!r}; this statekeep reads 1")
+    if fields.get("names") not in ("plain", "folded"):
+        raise ValueError(f"unknown names {fields.get('names')!r} in format.json")
+    return bool(fields["names"] == "folded")
+
+
+def document(id: str, version: int, body: str) -> bytes:
+    """The file content for one stored entity."""
+    quoted = f'"{id}"' if _SIMPLE_ID.fullmatch(id) else json.dumps(id, ensure_ascii=False)
+    return f'{{"id":{quoted},"version":{version},"body":{body}}}\n'.encode()
+
+
+def parse(data: bytes) -> tuple[str, int, str]:
+    """(id, version, body) of a document; ValueError if it is not one."""
+    text = data.decode()
+    match = _DOCUMENT.match(text)
+    if match is not None and text.endswith("}\n"):  # as written by document()
+        raw = match.group(1)
+        id = json.loads(f'"{raw}"') if "\\" in raw else raw
+        return id, int(match.group(2)), text[match.end() : -2]
+    fields = json.loads(text)
+    if not isinstance(fields, dict) or not {"id", "version", "body"} <= fields.keys():
+        raise ValueError('a document is {"id": ..., "version": ..., "body": {...}}')
+    id, version = fields["id"], fields["version"]
+    if not isinstance(id, str) or type(version) is not int or version < 1:
+        raise ValueError("a document's id is text and its version an int >= 1")
+    return id, version, json.dumps(fields["body"], ensure_ascii=False, separators=(",", ":"))

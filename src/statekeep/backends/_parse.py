@@ -1,0 +1,20 @@
+"""Parsers for backend options given as text (in a URL's query string)."""
+
+from __future__ import annotations
+
+
+def seconds(text: str) -> float:
+    """A lock timeout: a finite number of seconds >= 0."""
+    seconds = float(text)
+    if not 0 <= seconds < 1e6:
+        raise ValueError(f"timeout must be between 0 and 1e6 seconds, not {text}")
+    return seconds
+
+
+def flag(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, not {text!r}")

@@ -1,0 +1,335 @@
+"""The SQL the PostgreSQL backend runs, written from specs and queries.
+
+PostgreSQL is typed and SQLite is not, yet a query must give the same answer
+on both. The rules SQLite applies (and _matching mirrors) are: None < numbers
+(booleans count as 0 and 1) < text, text compared byte by byte, EQ and NE
+null-safe, the other comparisons never true for None. Here:
+
+- a typed column (text, time, integer, real) holds one kind, so a comparison
+  with a value of another kind has a fixed answer, worked out in Python;
+- a JSON value (a field read from the body, or an indexed field of mixed
+  kinds, a jsonb column) is compared through three expressions: its rank
+  (0 null, 1 number or boolean, 2 text), its number and its text;
+- text is compared with the "C" collation: byte order, as SQLite's BINARY.
+
+Names are quoted; values travel as parameters, never in the text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import ConfigurationError
+from .base import CollectionSpec, Field, Filter, Index, IndexKind, Op, Order, prefix_range
+
+COLUMN_TYPES: dict[IndexKind, str] = {
+    "text": 'text COLLATE "C"',
+    "time": 'text COLLATE "C"',
+    "integer": "bigint",
+    "real": "double precision",
+    "any": "jsonb",
+}
+ARRAY_TYPES: dict[IndexKind, str] = {
+    "text": "text[]",
+    "time": "text[]",
+    "integer": "bigint[]",
+    "real": "float8[]",
+    "any": "jsonb[]",
+}
+_RANKED: dict[str, int] = {"text": 2, "time": 2, "integer": 1, "real": 1}
+_COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+_MAX_NAME = 63  # bytes: PostgreSQL cuts longer names short, silently
+
+TIME_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION {schema}.statekeep_time(value text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $function$
+BEGIN
+    -- the time key of ISO 8601 text (statekeep.backends.base.time_key):
+    -- aware times in UTC with a Z, naive ones as they are, anything else unchanged
+    IF value IS NULL OR value !~ ('^\d{{4}}-?\d\d-?\d\d([T ]\d\d(:?\d\d(:?\d\d([.,]\d+)?)?)?)?'
+                                  '([Zz]|[+-]\d\d(:?\d\d(:?\d\d([.,]\d+)?)?)?)?$') THEN
+        RETURN value;
+    END IF;
+    IF value ~ '[T ].*([Zz]|[+-]\d\d(:?\d\d)?(:?\d\d([.,]\d+)?)?)$' THEN
+        RETURN to_char(value::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || 'Z';
+    END IF;
+    RETURN to_char(value::timestamp, 'YYYY-MM-DD"T"HH24:MI:SS.US');
+EXCEPTION WHEN others THEN
+    RETURN value;
+END
+$function$
+"""
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A string constant in a statement run with parameters (standard_conforming_strings:
+    only quotes are special to PostgreSQL; psycopg reads % as the start of a placeholder)."""
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"
+
+
+def checked_name(name: str, what: str) -> str:
+    if len(name.encode()) > _MAX_NAME:
+        raise ConfigurationError(
+            f"{what} {name!r} is longer than PostgreSQL's {_MAX_NAME}-byte limit for names"
+        )
+    return name
+
+
+def index_name(spec: CollectionSpec, index: Index) -> str:
+    name = f"{spec.name}__{index.name}"
+    if len(name.encode()) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return f"{name.encode()[:40].decode(errors='ignore')}__{digest}"
+
+
+class Statements:
+    """The SQL text for one collection, built once."""
+
+    def __init__(self, schema: str, spec: CollectionSpec) -> None:
+        self.table = table = f"{quote(schema)}.{quote(spec.name)}"
+        columns = ", ".join(quote(c) for c in spec.columns)
+        marks = ", ".join(["%s"] * len(spec.columns))
+        settings = ", ".join(f"{quote(c)} = %s" for c in spec.columns[1:])
+        arrays = ", ".join(
+            f"%s::{t}" for t in ("text[]", "bigint[]", "jsonb[]", *_array_types(spec))
+        )
+        from_unnest = f"unnest({arrays}) AS u({columns})"
+        self.insert = (
+            f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+        )
+        self.update = f"UPDATE {table} SET {settings} WHERE id = %s AND version = %s"
+        self.insert_many = (
+            f"INSERT INTO {table} ({columns}) SELECT * FROM {from_unnest} "
+            "ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        self.update_many = (
+            f"UPDATE {table} AS t SET "
+            + ", ".join(f"{quote(c)} = u.{quote(c)}" for c in spec.columns[1:])
+            + f" FROM {from_unnest} WHERE t.id = u.id AND t.version = u.version - 1"
+        )
+        self.lock_versions = f"SELECT id, version FROM {table} WHERE id = ANY(%s) FOR UPDATE"
+        self.get = f"SELECT body FROM {table} WHERE id = %s"
+
+
+def _array_types(spec: CollectionSpec) -> list[str]:
+    return [ARRAY_TYPES[index.kind] for index in spec.indexes]
+
+
+def create_table(schema: str, spec: CollectionSpec) -> list[str]:
+    table = f"{quote(schema)}.{quote(spec.name)}"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {table} ("
+        'id text COLLATE "C" PRIMARY KEY, version bigint NOT NULL, body jsonb NOT NULL)'
+    ]
+
+
+def add_index(schema: str, spec: CollectionSpec, index: Index, has_column: bool) -> list[str]:
+    """Adds an indexed field's column, fills it from the bodies, and indexes it."""
+    table = f"{quote(schema)}.{quote(spec.name)}"
+    column = quote(checked_name(index.name, "an indexed field name"))
+    statements = []
+    if not has_column:
+        statements.append(f"ALTER TABLE {table} ADD COLUMN {column} {COLUMN_TYPES[index.kind]}")
+        field = Field(index.name, False, index.kind == "time", index.default)
+        statements.append(f"UPDATE {table} SET {column} = {_stored(field, index.kind, schema)}")
+    named = quote(index_name(spec, index))
+    statements.append(f"CREATE INDEX IF NOT EXISTS {named} ON {table} ({column})")
+    return statements
+
+
+# -- values as JSON -----------------------------------------------------------
+
+
+def _json_of(field: Field) -> str:
+    """A body field as jsonb; a body without it has the field's default."""
+    value = f"body -> {literal(field.name)}"
+    if field.default is None:
+        return value
+    return f"COALESCE({value}, {literal(json.dumps(field.default))}::jsonb)"
+
+
+def _rank(x: str) -> str:
+    return (
+        f"(CASE jsonb_typeof({x}) WHEN 'number' THEN 1 WHEN 'boolean' THEN 1 "
+        f"WHEN 'string' THEN 2 WHEN 'object' THEN 2 WHEN 'array' THEN 2 ELSE 0 END)"
+    )
+
+
+def _number(x: str) -> str:
+    return (
+        f"(CASE jsonb_typeof({x}) WHEN 'number' THEN ({x})::numeric "
+        f"WHEN 'boolean' THEN (CASE WHEN ({x})::boolean THEN 1 ELSE 0 END)::numeric END)"
+    )
+
+
+def _text(x: str, time: bool, schema: str) -> str:
+    text = (
+        f"(CASE jsonb_typeof({x}) WHEN 'string' THEN {x} #>> '{{}}' "
+        f"WHEN 'object' THEN ({x})::text WHEN 'array' THEN ({x})::text END)"
+    )
+    if time:
+        text = f"{quote(schema)}.statekeep_time({text})"
+    return f'({text} COLLATE "C")'
+
+
+def _is_null(x: str) -> str:
+    return f"({x} IS NULL OR jsonb_typeof({x}) = 'null')"
+
+
+def _stored(field: Field, kind: IndexKind, schema: str) -> str:
+    """SQL for the value an indexed column of `kind` holds, read from the body."""
+    x = _json_of(field)
+    if kind in ("text", "time"):
+        return _text(x, kind == "time", schema)
+    if kind == "integer":
+        return f"{_number(x)}::bigint"
+    if kind == "real":
+        return f"{_number(x)}::float8"
+    return f"NULLIF({x}, 'null'::jsonb)"
+
+
+# -- where and order by -------------------------------------------------------
+
+
+def _value_rank(value: Any) -> int:
+    if value is None:
+        return 0
+    return 2 if isinstance(value, str) else 1
+
+
+def _number_text(value: Any) -> str:
+    return str(int(value)) if isinstance(value, bool) else repr(value)
+
+
+class Query:
+    """Builds WHERE and ORDER BY for one collection; collects the parameters."""
+
+    def __init__(self, schema: str, spec: CollectionSpec) -> None:
+        self._schema = schema
+        self._kinds = {index.name: index.kind for index in spec.indexes}
+        self._kinds.update(id="text", version="integer")
+        self.params: list[Any] = []
+
+    def where(self, filters: Sequence[Filter]) -> str:
+        parts = [self._condition(f) for f in filters]
+        return (" WHERE " + " AND ".join(parts)) if parts else ""
+
+    def order_by(self, orders: Sequence[Order]) -> str:
+        terms = [term for o in orders for term in self._order_terms(o)]
+        return " ORDER BY " + ", ".join([*terms, "id"])
+
+    def _kind(self, field: Field) -> IndexKind:
+        return self._kinds[field.name] if field.column else "any"
+
+    def _order_terms(self, o: Order) -> list[str]:
+        way = "DESC" if o.descending else "ASC"
+        kind = self._kind(o.field)
+        if kind != "any":
+            nulls = "LAST" if o.descending else "FIRST"
+            return [f"{quote(o.field.name)} {way} NULLS {nulls}"]
+        x = self._json(o.field)
+        return [f"{part} {way}" for part in (_rank(x), _number(x), self._text(x, o.field))]
+
+    def _json(self, field: Field) -> str:
+        return quote(field.name) if field.column else _json_of(field)
+
+    def _text(self, x: str, field: Field) -> str:
+        return _text(x, field.time, self._schema)
+
+    def _param(self, value: Any, cast: str = "") -> str:
+        self.params.append(value)
+        return f"%s{cast}"
+
+    def _condition(self, f: Filter) -> str:
+        kind = self._kind(f.field)
+        if kind == "any":
+            return self._json_condition(f)
+        return self._column_condition(f, quote(f.field.name), _RANKED[kind])
+
+    # a typed column: every stored value has rank `rank`, or is NULL
+    def _column_condition(self, f: Filter, column: str, rank: int) -> str:
+        op, value = f.op, f.value
+        if op in (Op.IN, Op.NOT_IN):
+            same = [v for v in value if _value_rank(v) == rank]
+            parts = []
+            if same:
+                values = [int(v) if isinstance(v, bool) else v for v in same]
+                parts.append(f"COALESCE({column} = ANY({self._param(values)}), FALSE)")
+            if None in value:
+                parts.append(f"{column} IS NULL")
+            member = " OR ".join(parts) or "FALSE"
+            return f"({member})" if op is Op.IN else f"NOT ({member})"
+        theirs = _value_rank(value)
+        if isinstance(value, bool):
+            value = int(value)
+        if op is Op.EQ:
+            if value is None:
+                return f"{column} IS NULL"
+            return f"{column} = {self._param(value)}" if theirs == rank else "FALSE"
+        if op is Op.NE:
+            if value is None:
+                return f"{column} IS NOT NULL"
+            return f"{column} IS DISTINCT FROM {self._param(value)}" if theirs == rank else "TRUE"
+        if value is None:
+            return "FALSE"
+        if op is Op.PREFIX:
+            return self._prefix(column, value) if rank == 2 else "FALSE"
+        if theirs == rank:
+            return f"{column} {_COMPARISONS[op]} {self._param(value)}"
+        below = op in (Op.LT, Op.LE)  # asks for stored values below the value's kind
+        return f"{column} IS NOT NULL" if below == (theirs > rank) else "FALSE"
+
+    def _prefix(self, text: str, prefix: str) -> str:
+        lower, upper = prefix_range(prefix)
+        if upper is None:
+            return f"{text} >= {self._param(lower)}"
+        return f"({text} >= {self._param(lower)} AND {text} < {self._param(upper)})"
+
+    # a JSON value: any rank
+    def _json_condition(self, f: Filter) -> str:
+        x = self._json(f.field)
+        number, text = _number(x), self._text(x, f.field)
+        op, value = f.op, f.value
+        if op in (Op.IN, Op.NOT_IN):
+            numbers = [_number_text(v) for v in value if _value_rank(v) == 1]
+            texts = [v for v in value if _value_rank(v) == 2]
+            parts = []
+            if numbers:
+                parts.append(
+                    f"COALESCE({number} = ANY({self._param(numbers, '::numeric[]')}), FALSE)"
+                )
+            if texts:
+                parts.append(f"COALESCE({text} = ANY({self._param(texts, '::text[]')}), FALSE)")
+            if None in value:
+                parts.append(_is_null(x))
+            member = " OR ".join(parts) or "FALSE"
+            return f"({member})" if op is Op.IN else f"NOT ({member})"
+        if value is None:
+            if op is Op.EQ:
+                return _is_null(x)
+            return f"NOT {_is_null(x)}" if op is Op.NE else "FALSE"
+        if op is Op.PREFIX:
+            return self._prefix(text, value) if isinstance(value, str) else "FALSE"
+        if isinstance(value, str):
+            mine, other_rank = text, 1
+            param = self._param(value)
+        else:
+            mine, other_rank = number, 2
+            param = self._param(_number_text(value), "::numeric")
+        if op is Op.EQ:
+            return f"{mine} = {param}"
+        if op is Op.NE:
+            return f"{mine} IS DISTINCT FROM {param}"
+        compared = f"{mine} {_COMPARISONS[op]} {param}"
+        below = op in (Op.LT, Op.LE)
+        if below == (other_rank == 1):  # the other kind lies on the asked side
+            return f"({compared} OR {_rank(x)} = {other_rank})"
+        return compared

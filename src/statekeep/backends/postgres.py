@@ -1,0 +1,647 @@
+"""The PostgreSQL backend: a table per collection in a schema, psycopg 3 and a pool.
+
+A table has the columns id (text, primary key), version, body (jsonb) and one
+column per indexed field, each with an index of its own. Several processes,
+on several machines, may use one database: versions are checked by the
+statements themselves (`UPDATE ... WHERE version = ...`, `INSERT ... ON
+CONFLICT DO NOTHING`), so PostgreSQL's row locks decide who wins and the
+loser gets a ConflictError.
+
+Each thread's transaction holds a connection of the pool from begin to
+commit; reads outside a transaction borrow one per call (and a lazy select
+for as long as it is iterated, reading a snapshot). Every call has a time
+limit: `connect_timeout` to connect, `timeout` to get a connection of the pool
+and to wait for a row lock, `statement_timeout` for a statement. A lost
+connection, a server that is down or restarting, a lock or pool wait that
+times out: each raises TransientBackendError (the write-behind queue retries
+those), and the pool reconnects by itself when the server is back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg.types.string import TextLoader
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from ..errors import (
+    BackendError,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    StatekeepError,
+    TransientBackendError,
+    ValidationError,
+)
+from . import _postgres_sql as pgsql
+from ._parse import seconds
+from .base import CollectionSpec, Filter, Query, Row, conflict_detail
+
+# libpq connection parameters a URL may carry besides statekeep's own options
+_LIBPQ = (
+    "application_name",
+    "channel_binding",
+    "gssencmode",
+    "keepalives",
+    "keepalives_count",
+    "keepalives_idle",
+    "keepalives_interval",
+    "options",
+    "passfile",
+    "password",
+    "sslcert",
+    "sslcrl",
+    "sslkey",
+    "sslmode",
+    "sslrootcert",
+    "target_session_attrs",
+)
+
+
+def _size(text: str) -> int:
+    size = int(text)
+    if not 0 <= size <= 1000:
+        raise ValueError(f"pool sizes are between 0 and 1000, not {text}")
+    return size
+
+
+OPTIONS: dict[str, Callable[[str], Any]] = {
+    "schema": str,
+    "timeout": seconds,
+    "connect_timeout": seconds,
+    "statement_timeout": seconds,
+    "pool_min": _size,
+    "pool_max": _size,
+    **{name: str for name in _LIBPQ},
+}
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_NUL_IN_JSON = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_INT64 = (-(2**63), 2**63 - 1)
+_FETCH = 2000  # rows per round trip of a lazy select
+
+
+def _state_dir() -> Path:
+    """Where files of a database without a path of its own live (the write-behind journal)."""
+    explicit = os.environ.get("STATEKEEP_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "statekeep"
+
+
+def translate(exc: BaseException, doing: str) -> StatekeepError:
+    """A driver or pool exception as one of statekeep's."""
+    if isinstance(exc, PoolTimeout):
+        return TransientBackendError(f"PostgreSQL: no connection while {doing}: {exc}")
+    if isinstance(exc, PoolClosed):
+        return BackendError(f"PostgreSQL: the store's connections are closed ({doing})")
+    if isinstance(exc, psycopg.OperationalError):  # connection, shutdown, timeouts, deadlocks
+        return TransientBackendError(f"PostgreSQL failed while {doing}: {exc}".strip())
+    if isinstance(exc, psycopg.InterfaceError) and "closed" in str(exc):
+        return TransientBackendError(f"PostgreSQL connection lost while {doing}: {exc}")
+    if isinstance(exc, (psycopg.DataError, UnicodeError)):
+        return ValidationError(f"PostgreSQL refused a value while {doing}: {exc}")
+    return BackendError(f"PostgreSQL failed while {doing}: {exc}".strip())
+
+
+def _lost(exc: BaseException) -> bool:
+    """Did the connection itself fail (so nothing ran, or nothing can be known)?"""
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and not isinstance(
+        exc, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
+    )
+
+
+class PostgresBackend:
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "public",
+        timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        **libpq: str,
+    ) -> None:
+        if not _SCHEMA_NAME.match(schema):
+            raise ConfigurationError(
+                f"schema must be lower-case letters, digits and _ (at most 63), not {schema!r}"
+            )
+        if pool_max < max(1, pool_min):
+            raise ConfigurationError(f"pool_max ({pool_max}) must be >= pool_min and >= 1")
+        self.schema = schema
+        self._timeout = timeout
+        parts = urlsplit(url)
+        database = unquote(parts.path.lstrip("/")) or "postgres"
+        self.location: str | None = str(
+            _state_dir()
+            / f"postgresql-{parts.hostname or 'local'}-{parts.port or 5432}-{database}-{schema}"
+        )
+        settings = (
+            f"-c statement_timeout={int(statement_timeout * 1000)} "
+            f"-c lock_timeout={int(timeout * 1000)}"
+        )
+        extra_options = libpq.pop("options", "")
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(1, round(connect_timeout)),
+            "options": f"{settings} {extra_options}".strip(),
+            "application_name": libpq.pop("application_name", "statekeep"),
+            **libpq,
+        }
+        self._pool = ConnectionPool(
+            url.split("?", 1)[0],
+            kwargs=kwargs,
+            min_size=pool_min,
+            max_size=pool_max,
+            timeout=timeout,
+            configure=_configure,
+            open=False,
+            name=f"statekeep-{schema}",
+        )
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._in_use: dict[int, psycopg.Connection[Any]] = {}  # by thread: open transactions
+        self._tables: dict[str, CollectionSpec] = {}  # ensured, committed
+        self._exists: set[str] = set()  # tables known to exist
+        self._statements: dict[str, tuple[CollectionSpec, pgsql.Statements]] = {}
+        self._closed = False
+        try:
+            self._pool.open(wait=True, timeout=max(timeout, connect_timeout))
+            self._setup_schema()
+        except (PoolTimeout, psycopg.Error) as exc:
+            self._pool.close()
+            raise ConfigurationError(
+                f"cannot use PostgreSQL at {_safe(url)} (schema {schema}): {exc}"
+            ) from exc
+
+    def _setup_schema(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"statekeep:{self.schema}",)
+            )
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {pgsql.quote(self.schema)}")
+            conn.execute(pgsql.TIME_FUNCTION.format(schema=pgsql.quote(self.schema)))
+
+    # -- connections ---------------------------------------------------------
+    def _txn(self) -> psycopg.Connection[Any] | None:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        return conn
+
+    @contextmanager
+    def _connection(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
+        """The thread's transaction connection, or one borrowed from the pool."""
+        conn = self._txn()
+        if conn is not None:
+            try:
+                yield conn
+            except (psycopg.Error, UnicodeError) as exc:
+                raise translate(exc, doing) from exc
+            return
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.Error, PoolTimeout, PoolClosed, UnicodeError) as exc:
+            if _lost(exc):
+                self._pool.check()  # drop the other dead connections now, not one failure each
+            raise translate(exc, doing) from exc
+
+    def _read(self, doing: str, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+        """Runs a read; outside a transaction, once more on a fresh connection
+        if the first one turns out to be dead (a read can safely run twice)."""
+        for attempt in (1, 2):
+            try:
+                with self._connection(doing) as conn:
+                    return work(conn)
+            except TransientBackendError as exc:
+                if attempt == 2 or self._txn() is not None or not _lost(exc.__cause__ or exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            in_use, self._in_use = list(self._in_use.values()), {}
+        for conn in in_use:  # their transactions end uncommitted
+            conn.close()
+        self._pool.close()
+
+    # -- collections ---------------------------------------------------------
+    def _sql(self, spec: CollectionSpec) -> pgsql.Statements:
+        cached = self._statements.get(spec.name)
+        if cached is not None and cached[0] is spec:
+            return cached[1]
+        statements = pgsql.Statements(self.schema, spec)
+        self._statements[spec.name] = (spec, statements)
+        return statements
+
+    def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
+        if self._tables.get(spec.name) is spec:
+            return
+        txn = self._txn()
+        if txn is not None and self._local.pending.get(spec.name) is spec:
+            return
+        pgsql.checked_name(spec.name, "a collection name")
+        missing, to_add = self._read("looking up a table", lambda conn: self._state(conn, spec))
+        if missing and not create:
+            return  # reads treat a missing table as empty
+        if not missing and txn is None:
+            self._exists.add(spec.name)
+        if missing or to_add:
+            work = self._create_in(spec, missing)
+            if txn is not None:
+                with self._connection("creating a table") as conn:
+                    work(conn)
+            else:
+                with self._connection("creating a table") as conn, conn.transaction():
+                    work(conn)
+        if txn is not None:  # known to others only once committed
+            self._local.pending[spec.name] = spec
+        else:
+            self._tables[spec.name] = spec
+            self._exists.add(spec.name)
+
+    def _state(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> tuple[bool, bool]:
+        """(the table is missing, an indexed column or index is missing)."""
+        table = f"{pgsql.quote(self.schema)}.{pgsql.quote(spec.name)}"
+        columns = {
+            name
+            for (name,) in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                "AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            )
+        }
+        if not columns:
+            return True, bool(spec.indexes)
+        indexes = {
+            name
+            for (name,) in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+                (self.schema, spec.name),
+            )
+        }
+        incomplete = any(
+            index.name not in columns or pgsql.index_name(spec, index) not in indexes
+            for index in spec.indexes
+        )
+        return False, incomplete
+
+    def _create_in(
+        self, spec: CollectionSpec, missing: bool
+    ) -> Callable[[psycopg.Connection[Any]], None]:
+        def create(conn: psycopg.Connection[Any]) -> None:
+            key = f"statekeep:{self.schema}.{spec.name}"
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+            for statement in pgsql.create_table(self.schema, spec):
+                conn.execute(statement, ())
+            table = f"{pgsql.quote(self.schema)}.{pgsql.quote(spec.name)}"
+            columns = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                    "AND attnum > 0 AND NOT attisdropped",
+                    (table,),
+                )
+            }
+            for index in spec.indexes:
+                for statement in pgsql.add_index(self.schema, spec, index, index.name in columns):
+                    conn.execute(statement, ())  # with parameters: literals escape %
+
+        return create
+
+    def _known(self, collection: str) -> bool:
+        """Does the table exist (as this thread sees it)? Reads of a missing one find nothing."""
+        if collection in self._exists:
+            return True
+        pending: dict[str, CollectionSpec] | None = getattr(self._local, "pending", None)
+        return pending is not None and collection in pending
+
+    # -- transactions --------------------------------------------------------
+    def begin(self) -> None:
+        if self._txn() is not None:
+            raise BackendError(
+                "this thread already has a transaction open (in another asyncio task?); "
+                "a thread runs one transaction at a time"
+            )
+        for attempt in (1, 2):
+            try:
+                conn = self._pool.getconn()
+            except (PoolTimeout, PoolClosed) as exc:
+                raise translate(exc, "starting a transaction") from exc
+            try:
+                conn.execute("BEGIN")
+            except BaseException as exc:
+                self._pool.putconn(conn)
+                if isinstance(exc, psycopg.Error):
+                    if attempt == 1 and _lost(exc):  # nothing ran: a fresh connection may work
+                        self._pool.check()
+                        continue
+                    raise translate(exc, "starting a transaction") from exc
+                raise
+            break
+        self._local.conn = conn
+        self._local.pending = {}
+        with self._lock:
+            self._in_use[threading.get_ident()] = conn
+
+    def _end(self, statement: str) -> None:
+        conn = self._txn()
+        if conn is None:
+            raise BackendError("no transaction is open on this thread")
+        self._local.conn = None
+        pending, self._local.pending = self._local.pending, {}
+        with self._lock:
+            owned = self._in_use.pop(threading.get_ident(), None) is conn
+        try:
+            if owned and not conn.closed:
+                conn.execute(statement)
+        except psycopg.Error as exc:
+            if statement == "COMMIT":
+                raise translate(exc, "committing") from exc
+        finally:
+            if owned:
+                self._pool.putconn(conn)  # a broken connection is thrown away
+        if statement == "COMMIT":
+            if not owned:
+                raise BackendError("the store was closed before the transaction could commit")
+            self._tables.update(pending)
+            self._exists.update(pending)
+
+    def commit(self) -> None:
+        self._end("COMMIT")
+
+    def rollback(self) -> None:
+        self._end("ROLLBACK")
+
+    def _execute(self, statement: str, doing: str) -> None:
+        with self._connection(doing) as conn:
+            conn.execute(statement)
+
+    def savepoint(self, name: str) -> None:
+        self._execute(f"SAVEPOINT {pgsql.quote(name)}", "making a savepoint")
+
+    def release(self, name: str) -> None:
+        self._execute(f"RELEASE SAVEPOINT {pgsql.quote(name)}", "releasing a savepoint")
+
+    def rollback_to(self, name: str) -> None:
+        self._execute(f"ROLLBACK TO SAVEPOINT {pgsql.quote(name)}", "rolling back")
+        self._execute(f"RELEASE SAVEPOINT {pgsql.quote(name)}", "rolling back")
+        self._local.pending = {}  # tables it made may be gone: check again
+
+    # -- rows ----------------------------------------------------------------
+    def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
+        convert = _converter(spec)
+        with self._connection(f"storing {spec.name}") as conn:
+            if len(rows) == 1:
+                self._put_one(conn, spec, convert(rows[0]))
+                return
+            converted = list(map(convert, rows))
+            if len({row[0] for row in converted}) < len(converted):
+                for row in converted:  # an entity twice: each write builds on the one before
+                    self._put_one(conn, spec, row)
+                return
+            new = [row for row in converted if row[1] == 1]
+            if new:
+                self._insert_many(conn, spec, new)
+            if len(new) < len(converted):
+                self._update_many(conn, spec, [row for row in converted if row[1] != 1])
+
+    def _put_one(self, conn: psycopg.Connection[Any], spec: CollectionSpec, row: Row) -> None:
+        statements = self._sql(spec)
+        if row[1] == 1:
+            if conn.execute(statements.insert, row).rowcount == 1:
+                return
+        elif conn.execute(statements.update, (*row[1:], row[0], row[1] - 1)).rowcount == 1:
+            return
+        stored = self._versions(conn, spec.name, [row[0]]).get(row[0], 0)
+        raise ConflictError(spec.name, row[0], conflict_detail(stored, row[1] - 1))
+
+    def _insert_many(
+        self, conn: psycopg.Connection[Any], spec: CollectionSpec, rows: list[Row]
+    ) -> None:
+        inserted = conn.execute(self._sql(spec).insert_many, _columns(rows)).fetchall()
+        if len(inserted) == len(rows):
+            return
+        done = {id for (id,) in inserted}
+        first = next(row[0] for row in rows if row[0] not in done)
+        stored = self._versions(conn, spec.name, [first]).get(first, 0)
+        raise ConflictError(spec.name, first, conflict_detail(stored, 0))
+
+    def _update_many(
+        self, conn: psycopg.Connection[Any], spec: CollectionSpec, rows: list[Row]
+    ) -> None:
+        """Locks the rows and checks every expected version first, then updates in one go."""
+        statements = self._sql(spec)
+        stored = dict(
+            conn.execute(statements.lock_versions, ([row[0] for row in rows],)).fetchall()
+        )
+        for row in rows:
+            version = stored.get(row[0], 0)
+            if version != row[1] - 1:
+                raise ConflictError(spec.name, row[0], conflict_detail(version, row[1] - 1))
+        updated = conn.execute(statements.update_many, _columns(rows)).rowcount
+        if updated != len(rows):
+            raise BackendError(f"{spec.name}: updated {updated} of {len(rows)} locked rows")
+
+    def _versions(
+        self, conn: psycopg.Connection[Any], collection: str, ids: list[str]
+    ) -> dict[str, int]:
+        if not self._known(collection):
+            return {}
+        table = f"{pgsql.quote(self.schema)}.{pgsql.quote(collection)}"
+        rows = conn.execute(f"SELECT id, version FROM {table} WHERE id = ANY(%s)", (ids,))
+        return dict(rows.fetchall())
+
+    def delete(self, collection: str, id: str, version: int | None) -> None:
+        table = f"{pgsql.quote(self.schema)}.{pgsql.quote(collection)}"
+        with self._connection(f"deleting from {collection}") as conn:
+            if not self._known(collection):
+                raise NotFoundError(collection, id)
+            if version is None:
+                cursor = conn.execute(f"DELETE FROM {table} WHERE id = %s", (id,))
+            else:
+                cursor = conn.execute(
+                    f"DELETE FROM {table} WHERE id = %s AND version = %s", (id, version)
+                )
+            if cursor.rowcount:
+                return
+            stored = self._versions(conn, collection, [id])
+        if id not in stored:
+            raise NotFoundError(collection, id)
+        raise ConflictError(collection, id, conflict_detail(stored[id], version or 0))
+
+    def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
+        wanted = list(ids)
+        return dict(
+            self._read(
+                f"reading {collection}", lambda conn: self._versions(conn, collection, wanted)
+            )
+        )
+
+    def get(self, collection: str, id: str) -> str | None:
+        if not self._known(collection):
+            return None
+        table = f"{pgsql.quote(self.schema)}.{pgsql.quote(collection)}"
+        sql = f"SELECT body FROM {table} WHERE id = %s"
+
+        def work(conn: psycopg.Connection[Any]) -> str | None:
+            row = conn.execute(sql, (id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        result: str | None = self._read(f"reading {collection}", work)
+        return result
+
+    def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
+        if not self._known(collection):
+            return {}
+        table = f"{pgsql.quote(self.schema)}.{pgsql.quote(collection)}"
+        sql = f"SELECT id, body FROM {table} WHERE id = ANY(%s)"
+        wanted = list(ids)
+        return dict(
+            self._read(
+                f"reading {collection}", lambda conn: conn.execute(sql, (wanted,)).fetchall()
+            )
+        )
+
+    def _select_sql(self, spec: CollectionSpec, query: Query) -> tuple[str, list[Any]]:
+        built = pgsql.Query(self.schema, spec)
+        where = built.where(query.filters)
+        order = built.order_by(query.order)
+        text = f"SELECT body FROM {self._sql(spec).table}{where}{order}"
+        if query.limit is not None:
+            text += f" LIMIT {int(query.limit)}"
+        if query.offset:
+            text += f" OFFSET {int(query.offset)}"
+        return text, built.params
+
+    def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
+        if not self._known(spec.name):
+            return iter(())
+        text, params = self._select_sql(spec, query)
+        if self._txn() is not None:  # must see its own writes: read them all now
+            bodies = self._read(
+                f"finding {spec.name}", lambda conn: conn.execute(text, params).fetchall()
+            )
+            return (body for (body,) in bodies)
+        return self._stream(spec.name, text, params)
+
+    def _stream(self, collection: str, text: str, params: list[Any]) -> Iterator[str]:
+        """Reads a snapshot through a cursor on the server, a batch at a time."""
+        doing = f"finding {collection}"
+        with self._connection(doing) as conn:
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    with conn.cursor(name=f"statekeep_{next(_cursor_numbers)}") as cursor:
+                        cursor.itersize = _FETCH
+                        cursor.execute(text, params)
+                        for (body,) in cursor:
+                            yield body
+            except (psycopg.Error, UnicodeError) as exc:
+                raise translate(exc, doing) from exc
+
+    def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
+        if not self._known(spec.name):
+            return 0
+        built = pgsql.Query(self.schema, spec)
+        text = f"SELECT count(*) FROM {self._sql(spec).table}{built.where(filters)}"
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(text, built.params).fetchone()
+            return int(row[0]) if row else 0
+
+        result: int = self._read(f"counting {spec.name}", work)
+        return result
+
+    def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
+        """PostgreSQL's plan for a select (what an index lookup looks like)."""
+        text, params = self._select_sql(spec, query)
+        with self._connection("explaining") as conn:
+            return [str(row[0]) for row in conn.execute(f"EXPLAIN {text}", params)]
+
+
+_cursor_numbers = itertools.count()
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.adapters.register_loader("jsonb", TextLoader)  # bodies stay JSON text
+    conn.adapters.register_loader("json", TextLoader)
+
+
+def _safe(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def _columns(rows: list[Row]) -> list[list[Any]]:
+    """Rows as one list per column (for unnest)."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _converter(spec: CollectionSpec) -> Callable[[Row], Row]:
+    """Checks a row against what PostgreSQL can hold and gives each indexed
+    value the type of its column (booleans as 0/1, mixed kinds as JSON)."""
+    kinds = [index.kind for index in spec.indexes]
+    text_positions = [3 + i for i, kind in enumerate(kinds) if kind in ("text", "time")]
+    fixes: list[tuple[int, Callable[[Any, CollectionSpec, str], Any]]] = [
+        (3 + i, {"integer": _integer, "real": _real, "any": _jsonb}[kind])
+        for i, kind in enumerate(kinds)
+        if kind in ("integer", "real", "any")
+    ]
+
+    def convert(row: Row) -> Row:
+        body = row[2]
+        if "\\u0000" in body and _NUL_IN_JSON.search(body):
+            raise ValidationError(
+                f"{spec.name} {row[0]!r}: PostgreSQL cannot store text with NUL (\\x00) characters"
+            )
+        if "\x00" in row[0] or any(row[p] is not None and "\x00" in row[p] for p in text_positions):
+            raise ValidationError(
+                f"{spec.name} {row[0]!r}: PostgreSQL cannot store text with NUL (\\x00) characters"
+            )
+        if not fixes:
+            return row
+        fixed = list(row)
+        for position, fix in fixes:
+            fixed[position] = fix(fixed[position], spec, row[0])
+        return tuple(fixed)
+
+    return convert
+
+
+def _integer(value: Any, spec: CollectionSpec, id: str) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+        names = ", ".join(i.name for i in spec.indexes if i.kind == "integer")
+        raise ValidationError(
+            f"{spec.name} {id!r}: an indexed integer ({names}) does not fit 64 bits"
+        )
+    return value
+
+
+def _real(value: Any, spec: CollectionSpec, id: str) -> Any:
+    try:
+        return None if value is None else float(value)
+    except OverflowError:
+        raise ValidationError(f"{spec.name} {id!r}: {value} does not fit a float") from None
+
+
+def _jsonb(value: Any, spec: CollectionSpec, id: str) -> Any:
+    return None if value is None else Jsonb(value)
