@@ -91,6 +91,11 @@ def with_query(url: str, **params: str) -> str:
     return url + separator + "&".join(f"{key}={value}" for key, value in params.items())
 
 
+# Commits in the tests need not wait for the disk: what they check does not
+# depend on it, and a commit's fsync would take most of the suite's time.
+FAST_COMMITS = "options=-c%20synchronous_commit%3Doff"
+
+
 def fresh_schema() -> str:
     return f"sk_test_{uuid.uuid4().hex[:16]}"
 

@@ -41,7 +41,8 @@ class Backend:
 
 def _postgres_url(directory: Path) -> str:
     """A schema of this store's own on the test server (skips or fails if unreachable)."""
-    return _postgres.with_query(_postgres.server_url(), schema=_postgres.fresh_schema())
+    url = _postgres.with_query(_postgres.server_url(), schema=_postgres.fresh_schema())
+    return f"{url}&{_postgres.FAST_COMMITS}"
 
 
 def _drop_postgres_schema(url: str) -> None:
