@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint format clean
+.PHONY: demo test bench lint format clean postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/statekeep demo
 
-test: $(STAMP)
+# The local PostgreSQL server the tests and benchmarks use, started if it is
+# down (a server elsewhere: set STATEKEEP_TEST_POSTGRES_URL and this does nothing).
+postgres:
+	@if [ -z "$$STATEKEEP_TEST_POSTGRES_URL" ] && command -v pg_ctlcluster >/dev/null \
+		&& ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+		echo "starting PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; \
+		for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+
+test: $(STAMP) postgres
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) postgres
 	$(BIN)/python -m benchmarks
 
 lint: $(STAMP)

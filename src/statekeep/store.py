@@ -40,8 +40,11 @@ class State(enum.Enum):
 
 def open(url: str, **options: Any) -> Store:
     """Open a store: `memory://`, `sqlite:///app.db` (relative), `sqlite:////abs/app.db`,
-    `sqlite://:memory:`. Options go as keywords or in the URL's query string
-    (SQLite: synchronous=normal|full, timeout=seconds)."""
+    `sqlite://:memory:`, `postgresql://user@host:5432/db`, `files:///dir` (relative)
+    or `files:////abs/dir`. Options go as keywords or in the URL's query string
+    (SQLite: synchronous=normal|full, timeout=seconds; PostgreSQL: schema,
+    timeout, connect_timeout, statement_timeout, pool_min, pool_max and libpq's
+    parameters; files: fsync=true|false, timeout)."""
     return Store(url, **options)
 
 
