@@ -41,6 +41,7 @@ ARRAY_TYPES: dict[IndexKind, str] = {
 }
 _RANKED: dict[str, int] = {"text": 2, "time": 2, "integer": 1, "real": 1}
 _COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+OUTBOX_COLUMNS = "(position bigserial PRIMARY KEY, body text NOT NULL)"
 _MAX_NAME = 63  # bytes: PostgreSQL cuts longer names short, silently
 
 TIME_FUNCTION = r"""
@@ -115,7 +116,10 @@ class Statements:
             + ", ".join(f"{quote(c)} = u.{quote(c)}" for c in spec.columns[1:])
             + f" FROM {from_unnest} WHERE t.id = u.id AND t.version = u.version - 1"
         )
-        self.lock_versions = f"SELECT id, version FROM {table} WHERE id = ANY(%s) FOR UPDATE"
+        # rows locked in id order: two batches over the same rows cannot deadlock
+        self.lock_versions = (
+            f"SELECT id, version FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+        )
         self.get = f"SELECT body FROM {table} WHERE id = %s"
 
 

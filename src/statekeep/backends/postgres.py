@@ -23,8 +23,10 @@ import itertools
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -174,10 +176,14 @@ class PostgresBackend:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._in_use: dict[int, psycopg.Connection[Any]] = {}  # by thread: open transactions
+        self._listeners: list[psycopg.Connection[Any]] = []
         self._tables: dict[str, CollectionSpec] = {}  # ensured, committed
         self._exists: set[str] = set()  # tables known to exist
         self._statements: dict[str, tuple[CollectionSpec, pgsql.Statements]] = {}
         self._closed = False
+        self._outbox = f"{pgsql.quote(schema)}.statekeep_outbox"
+        self._channel = pgsql.quote(f"statekeep_{schema}"[:63])
+        self._conninfo = (url.split("?", 1)[0], kwargs)
         try:
             self._pool.open(wait=True, timeout=max(timeout, connect_timeout))
             self._setup_schema()
@@ -194,6 +200,7 @@ class PostgresBackend:
             )
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {pgsql.quote(self.schema)}")
             conn.execute(pgsql.TIME_FUNCTION.format(schema=pgsql.quote(self.schema)))
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {self._outbox} {pgsql.OUTBOX_COLUMNS}")
 
     # -- connections ---------------------------------------------------------
     def _txn(self) -> psycopg.Connection[Any] | None:
@@ -236,6 +243,10 @@ class PostgresBackend:
             in_use, self._in_use = list(self._in_use.values()), {}
         for conn in in_use:  # their transactions end uncommitted
             conn.close()
+        with self._lock:
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener.close()
         self._pool.close()
 
     # -- collections ---------------------------------------------------------
@@ -413,6 +424,9 @@ class PostgresBackend:
                 for row in converted:  # an entity twice: each write builds on the one before
                     self._put_one(conn, spec, row)
                 return
+            # in id order, so that batches racing over the same ids wait for
+            # each other instead of deadlocking
+            converted.sort(key=itemgetter(0))
             new = [row for row in converted if row[1] == 1]
             if new:
                 self._insert_many(conn, spec, new)
@@ -565,6 +579,55 @@ class PostgresBackend:
 
         result: int = self._read(f"counting {spec.name}", work)
         return result
+
+    # -- the outbox ----------------------------------------------------------
+    # Positions come from a sequence. Appends take a transaction-level advisory
+    # lock (held until commit), so events are committed in position order: a
+    # reader that has seen position n will never see a smaller one appear.
+    # Appends come last in a transaction, so the lock is held for its commit only.
+    def append_events(self, bodies: Sequence[str]) -> None:
+        with self._connection("writing events") as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._outbox,))
+            conn.execute(
+                f"INSERT INTO {self._outbox} (body) SELECT b FROM unnest(%s::text[]) "
+                "WITH ORDINALITY AS u(b, n) ORDER BY n",
+                (list(bodies),),
+            )
+            conn.execute(f"NOTIFY {self._channel}")  # sent when the transaction commits
+
+    def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        sql = (
+            f"SELECT position, body FROM {self._outbox} "
+            "WHERE position > %s ORDER BY position LIMIT %s"
+        )
+        rows: list[tuple[int, str]] = self._read(
+            "reading events", lambda conn: conn.execute(sql, (after, limit)).fetchall()
+        )
+        return rows
+
+    def wait_events(self, after: int, timeout: float) -> None:
+        """Waits for a NOTIFY from a commit that added events (LISTEN on a
+        connection of this thread's own, outside the pool)."""
+        listener: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
+        try:
+            if listener is None or listener.closed:
+                listener = psycopg.connect(self._conninfo[0], **self._conninfo[1])
+                listener.execute(f"LISTEN {self._channel}")
+                self._local.listener = listener
+                with self._lock:
+                    self._listeners.append(listener)
+            for _ in listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            if listener is not None:
+                listener.close()
+            time.sleep(min(timeout, 0.5))  # the server is away: the caller reads (and fails) again
+
+    def prune_events(self, upto: int) -> int:
+        with self._connection("pruning events") as conn:
+            return conn.execute(
+                f"DELETE FROM {self._outbox} WHERE position <= %s", (upto,)
+            ).rowcount
 
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         """PostgreSQL's plan for a select (what an index lookup looks like)."""
