@@ -156,11 +156,13 @@ def _default(info: FieldInfo, time: bool) -> Scalar:
 
 class EntityInfo:
     def __init__(self, cls: type[Entity], collection: str) -> None:
-        if not _NAME.fullmatch(collection) or collection.lower().startswith("sqlite_"):
+        if not _NAME.fullmatch(collection) or collection.lower().startswith(
+            ("sqlite_", "statekeep_")
+        ):
             raise ConfigurationError(
                 f"collection name {collection!r} of {cls.__name__} must be 1-63 letters, "
                 "digits or underscores, start with a letter or underscore, "
-                "and not start with 'sqlite_'"
+                "and not start with 'sqlite_' or 'statekeep_' (the store's own tables)"
             )
         self.cls = cls
         fields = cls.model_fields

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .backends.base import Backend
 
@@ -26,13 +26,16 @@ _Record = tuple[Sequence[Any], Sequence[int], bool]
 
 
 class Frame:
-    """One open block: its savepoint name (None for the outermost) and undo records."""
+    """One open block: its savepoint name (None for the outermost), undo
+    records, and the events of its changes (delivered only once the outermost
+    block commits; dropped with the block if it rolls back)."""
 
-    __slots__ = ("name", "records")
+    __slots__ = ("events", "name", "records")
 
     def __init__(self, name: str | None) -> None:
         self.name = name
         self.records: list[_Record] = []
+        self.events: list[Any] = []
 
     def note(self, entity: Entity, old_version: int) -> None:
         self.records.append(((weakref.ref(entity),), (old_version,), True))
@@ -56,6 +59,7 @@ class Frame:
 
     def absorb(self, inner: Frame) -> None:
         self.records.extend(inner.records)
+        self.events.extend(inner.events)
 
     def undo(self) -> None:
         for held, versions, weak in reversed(self.records):
@@ -89,13 +93,27 @@ class Frames:
         self._var.reset(token)
 
 
+class CommitHooks(Protocol):
+    """What happens to a transaction's events: written with it, delivered after it."""
+
+    def before_commit(self, events: list[Any]) -> None: ...
+    def after_commit(self, events: list[Any]) -> None: ...
+
+
 class Transaction:
     """`with store.transaction():` — commits on success, rolls back on an exception."""
 
-    def __init__(self, backend: Backend, frames: Frames, check_open: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        frames: Frames,
+        check_open: Callable[[], None],
+        hooks: CommitHooks,
+    ) -> None:
         self._backend = backend
         self._frames = frames
         self._check_open = check_open
+        self._hooks = hooks
         self._frame: Frame | None = None
         self._token: Token[tuple[Frame, ...]] | None = None
 
@@ -135,6 +153,12 @@ class Transaction:
             return
         try:
             if frame.name is None:
+                if frame.events:
+                    try:
+                        self._hooks.before_commit(frame.events)
+                    except BaseException:
+                        self._backend.rollback()
+                        raise
                 self._backend.commit()
             else:
                 self._backend.release(frame.name)
@@ -144,3 +168,5 @@ class Transaction:
         outer = self._frames.innermost()
         if outer is not None:
             outer.absorb(frame)
+        elif frame.events:
+            self._hooks.after_commit(frame.events)

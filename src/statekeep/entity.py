@@ -12,8 +12,9 @@ methods over the default store (`statekeep.use`).
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 import pydantic
 from pydantic import ConfigDict, Field
@@ -22,7 +23,8 @@ from . import active
 from ._ids import new_id
 from ._schema import EntityInfo, as_validation_error
 from .conditions import Condition, Fields
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ValidationError
+from .events import Created, Deleted, Event, Lifecycle, Updated
 
 if TYPE_CHECKING:
     from .store import OrderBy
@@ -32,6 +34,68 @@ def snake_case(name: str) -> str:
     """RecordingSession -> recording_session, HTTPLog -> http_log."""
     name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+class _LifecycleClass:
+    """`Todo.Created`: the class of one entity class's lifecycle events, made
+    on first use (a pydantic model per entity class and kind would slow every
+    class definition down)."""
+
+    def __init__(self, base: type[Lifecycle]) -> None:
+        self.base = base
+
+    def __get__(self, instance: Any, owner: type[Entity]) -> type[Lifecycle]:
+        key = (owner, self.base)
+        found = _lifecycle_classes.get(key)
+        if found is None:
+            fields: dict[str, Any] = {}
+            if self.base is not Deleted:
+                fields["entity"] = (owner | None, None)
+            found = cast(
+                "type[Lifecycle]",
+                pydantic.create_model(
+                    f"{owner.__name__}{self.base.__name__}",
+                    __base__=self.base,
+                    __module__=owner.__module__,
+                    **fields,
+                ),
+            )
+            found.__qualname__ = f"{owner.__qualname__}.{self.base.__name__}"
+            setattr(found, "__statekeep_collection__", owner.__statekeep__.spec.name)  # noqa: B010
+            _lifecycle_classes[key] = found
+        return found
+
+
+_lifecycle_classes: dict[tuple[type, type], type[Lifecycle]] = {}
+# entity classes by collection (the latest defined wins), to read events back
+_by_collection: dict[str, type[Entity]] = {}
+# domain events recorded on entities, until they are saved: id(entity) -> (ref, events)
+_recorded: dict[int, tuple[weakref.ref[Entity], list[Event]]] = {}
+
+
+def entity_class(collection: str) -> type[Entity] | None:
+    return _by_collection.get(collection)
+
+
+def take_recorded(entity: Entity) -> list[Event]:
+    """The domain events recorded on entity since it was last saved (and forgets them)."""
+    entry = _recorded.pop(id(entity), None)
+    return entry[1] if entry is not None and entry[0]() is entity else []
+
+
+def put_back_recorded(entity: Entity, events: list[Event]) -> None:
+    """Records events again, ahead of any recorded since (their save failed)."""
+    if events:
+        _record(entity)[:0] = events
+
+
+def _record(entity: Entity) -> list[Event]:
+    key = id(entity)
+    entry = _recorded.get(key)
+    if entry is None or entry[0]() is not entity:
+        ref = weakref.ref(entity, lambda _, key=key: _recorded.pop(key, None))  # type: ignore[misc]
+        entry = _recorded[key] = (ref, [])
+    return entry[1]
 
 
 class Entity(pydantic.BaseModel):
@@ -45,6 +109,11 @@ class Entity(pydantic.BaseModel):
 
     id: str = Field(default_factory=new_id, min_length=1)
     version: int = Field(default=0, ge=0)
+
+    # this class's lifecycle events: subscribe with store.on(Todo.Created)
+    Created: ClassVar[type[Created]] = _LifecycleClass(Created)  # type: ignore[assignment]
+    Updated: ClassVar[type[Updated]] = _LifecycleClass(Updated)  # type: ignore[assignment]
+    Deleted: ClassVar[type[Deleted]] = _LifecycleClass(Deleted)  # type: ignore[assignment]
 
     def __init__(self, /, **data: Any) -> None:
         try:
@@ -73,6 +142,17 @@ class Entity(pydantic.BaseModel):
         name = snake_case(cls.__name__) if collection is None else collection
         cls.__statekeep__ = EntityInfo(cls, name)
         cls.f = Fields(cls, cls.model_fields)
+        _by_collection[name] = cls
+
+    # -- domain events -------------------------------------------------------
+    def record(self, event: Event) -> None:
+        """Records a domain event; it is stored with this entity's next save, in
+        the same transaction, and delivered once that commits."""
+        if not isinstance(event, Event) or isinstance(event, Lifecycle):
+            raise ValidationError(
+                f"record() takes a domain event (a statekeep.Event subclass), not {event!r}"
+            )
+        _record(self).append(event)
 
     # -- Active Record, over the default store -------------------------------
     def save(self) -> Self:

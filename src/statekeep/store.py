@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._emit import Emitter, decode
 from ._schema import check_storable
 from ._transaction import Frames, Transaction
 from .backends import open_backend
@@ -24,6 +26,9 @@ from .errors import (
     StoreClosedError,
     ValidationError,
 )
+from .events import Event, Subscription
+from .events._bus import Handler, matcher_for
+from .events._durable import DurableSubscription
 from .writebehind import Priority, Receipt, WriteBehind, WriteBehindOptions
 
 if TYPE_CHECKING:
@@ -50,10 +55,19 @@ def open(url: str, **options: Any) -> Store:
 
 class Store:
     def __init__(
-        self, url: str, *, writebehind: WriteBehindOptions | None = None, **options: Any
+        self,
+        url: str,
+        *,
+        writebehind: WriteBehindOptions | None = None,
+        outbox: bool = False,
+        **options: Any,
     ) -> None:
+        if not isinstance(outbox, bool):
+            raise ConfigurationError(f"outbox must be True or False, not {outbox!r}")
         self.url = url
         self._backend = open_backend(url, options)
+        self._emitter = Emitter(self._backend, outbox)
+        self._subscriptions: dict[str, DurableSubscription] = {}
         self._frames = Frames()
         self.state = State.OPEN
         self._writebehind_options = writebehind or WriteBehindOptions()
@@ -71,7 +85,10 @@ class Store:
         if self.state is State.OPEN:
             if self._engine is not None:
                 self._engine.close(timeout)
+            for subscription in list(self._subscriptions.values()):
+                subscription.stop()
             self.state = State.CLOSED
+            self._emitter.bus.close()
             self._backend.close()
 
     def __enter__(self) -> Store:
@@ -109,21 +126,31 @@ class Store:
     def transaction(self) -> Transaction:
         """An atomic block; nested blocks are savepoints."""
         self._check_open()
-        return Transaction(self._backend, self._frames, self._check_open)
+        return Transaction(self._backend, self._frames, self._check_open, self._emitter)
 
-    def _atomic(self, work: Callable[[], None]) -> None:
-        """Runs work inside the open transaction, or in a transaction of its own."""
-        if self._frames.stack:
+    def _atomic(self, work: Callable[[], None], events: list[Event] | None = None) -> None:
+        """Runs work inside the open transaction, or in a transaction of its own.
+
+        work may add to events; they are written to the outbox with the
+        transaction and delivered once it commits."""
+        frame = self._frames.innermost()
+        if frame is not None:
             work()
+            if events:
+                frame.events.extend(events)
             return
         backend = self._backend
         backend.begin()
         try:
             work()
+            if events:
+                self._emitter.before_commit(events)
         except BaseException:
             backend.rollback()
             raise
         backend.commit()
+        if events:
+            self._emitter.after_commit(events)
 
     def _note(self, entity: Entity, old_version: int) -> None:
         frame = self._frames.innermost()
@@ -141,12 +168,20 @@ class Store:
         old = fields["version"]
         fields["version"] = old + 1
         backend = self._backend
+        emitter = self._emitter
+        events: list[Event] = []
+
+        def work() -> None:
+            backend.put(info.spec, rows)
+            events.extend(emitter.saved(entity, old))
+
         try:
             rows = (info.row(entity),)
             backend.ensure_collection(info.spec)
-            self._atomic(lambda: backend.put(info.spec, rows))
+            self._atomic(work, events)
         except BaseException:
             fields["version"] = old
+            emitter.restore(entity, events)
             raise
         self._note(entity, old)
         return entity
@@ -176,15 +211,25 @@ class Store:
 
     def _save_chunk(self, chunk: list[Entity], atomic: bool, held: bool) -> int:
         olds: list[int] = []
+        events: list[Event] = []
+        emitter = self._emitter
         try:
             groups = self._rows_by_collection(chunk, olds)
             with nullcontext() if atomic else self.transaction():
                 for spec, rows in groups:
                     self._backend.ensure_collection(spec)
                     self._backend.put(spec, rows)
+                if emitter.active:
+                    frame = self._frames.innermost()
+                    assert frame is not None  # save_many always runs in a transaction block
+                    for entity, old in zip(chunk, olds, strict=True):
+                        events.extend(emitter.saved(entity, old))
+                    frame.events.extend(events)
         except BaseException:
             for entity, old in reversed(list(zip(chunk, olds, strict=False))):
                 entity.__dict__["version"] = old  # last first: an entity may repeat
+            for entity in chunk:
+                emitter.restore(entity, events)
             raise
         frame = self._frames.innermost()
         if frame is not None:
@@ -220,17 +265,26 @@ class Store:
             if id is not None:
                 raise QueryError("delete(entity) takes no id; use delete(Type, id)")
             info = self._entity_info(target)
-            self._delete(info.spec, target.id, target.version)
+            self._delete(info, target.id, target.version)
             old = target.version
             target.__dict__["version"] = 0
             self._note(target, old)
             return
-        info = self._info(target)
-        self._delete(info.spec, _id(id), None)
+        self._delete(self._info(target), _id(id), None)
 
-    def _delete(self, spec: CollectionSpec, id: str, version: int | None) -> None:
-        self._backend.ensure_collection(spec)
-        self._atomic(lambda: self._backend.delete(spec.name, id, version))
+    def _delete(self, info: EntityInfo, id: str, version: int | None) -> None:
+        backend, spec = self._backend, info.spec
+        events: list[Event] = []
+
+        def work() -> None:
+            deleted = version
+            if deleted is None and self._emitter.active:
+                deleted = backend.versions(spec.name, [id]).get(id, 0)
+            backend.delete(spec.name, id, version)
+            events.extend(self._emitter.deleted(info.cls, id, deleted or 0))
+
+        backend.ensure_collection(spec)
+        self._atomic(work, events)
 
     # -- write-behind --------------------------------------------------------
     @property
@@ -315,6 +369,78 @@ class Store:
         self._check_open()
         return self._engine.flush(timeout) if self._engine is not None else True
 
+    # -- events --------------------------------------------------------------
+    @overload
+    def on(
+        self, target: Any, handler: None = None, *, priority: int = 0
+    ) -> Callable[[Handler], Handler]: ...
+    @overload
+    def on(self, target: Any, handler: Handler, *, priority: int = 0) -> Subscription: ...
+
+    def on(
+        self, target: Any, handler: Handler | None = None, *, priority: int = 0
+    ) -> Callable[[Handler], Handler] | Subscription:
+        """Calls handler with every matching event once its change is committed.
+
+        target: an event class (`Todo.Created`, `statekeep.Created`, a domain
+        event class, `statekeep.Event` for all), an entity class (all its
+        events) or a pattern (`"todo.*"`). Higher priorities run first. As a
+        decorator (`@store.on(Todo.Created)`) it returns the function."""
+        self._check_open()
+        if handler is None:
+
+            def decorate(function: Handler) -> Handler:
+                self._emitter.bus.add(target, function, priority)
+                return function
+
+            matcher_for(target)  # a bad target fails here, not at decoration
+            return decorate
+        return self._emitter.bus.add(target, handler, priority)
+
+    def off(self, handler: Handler | Subscription) -> int:
+        """Unsubscribes a subscription, or every subscription of a handler; returns how many."""
+        return self._emitter.bus.remove(handler)
+
+    def subscribe(
+        self, name: str, handler: Handler, *, events: Sequence[Any] | None = None
+    ) -> DurableSubscription:
+        """A durable subscription: handler gets every event (or those matching
+        `events`) from the outbox at least once, in commit order, resuming from
+        its checkpoint after a restart, in whichever process subscribes under
+        this name. Needs a store opened with outbox=True (by every writer)."""
+        self._check_open()
+        if not self._emitter.outbox:
+            raise ConfigurationError(
+                "durable subscriptions read the outbox: open the store (and every store "
+                "that writes to this database) with outbox=True"
+            )
+        if not isinstance(name, str) or not 0 < len(name) <= 200 or name != name.strip():
+            raise ConfigurationError(f"a subscription name is 1-200 characters, not {name!r}")
+        if not callable(handler):
+            raise ConfigurationError(f"an event handler must be callable, not {handler!r}")
+        running = self._subscriptions.get(name)
+        if running is not None and running.running:
+            raise ConfigurationError(f"subscription {name!r} is already running in this store")
+        if isinstance(events, (str, type)):
+            events = [events]
+        matchers = [matcher_for(target)[0] for target in (events or ["*"])]
+        loop = _running_loop()
+        subscription = DurableSubscription(
+            self._backend,
+            name,
+            handler,
+            lambda collection, kind: any(m(collection, kind) for m in matchers),
+            decode,
+            loop=loop,
+            on_stop=self._forget,
+        )
+        self._subscriptions[name] = subscription
+        return subscription
+
+    def _forget(self, subscription: DurableSubscription) -> None:
+        if self._subscriptions.get(subscription.name) is subscription:
+            del self._subscriptions[subscription.name]
+
     # -- reads ---------------------------------------------------------------
     def get(self, cls: type[E], id: str) -> E:
         """The entity stored under id; NotFoundError if there is none."""
@@ -372,6 +498,13 @@ class Store:
         filters = info.filters(conditions, equals)
         self._backend.ensure_collection(info.spec, create=False)
         return self._backend.count(info.spec, filters)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _id(id: Any) -> str:

@@ -184,6 +184,20 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+    # -- the outbox: events written with the data, read back in commit order --
+    def append_events(self, bodies: Sequence[str]) -> None:
+        """Adds event bodies (JSON text) to the outbox, in this thread's transaction."""
+
+    def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """Committed events after position `after`, as (position, body), in commit
+        order: an event read here never has a later one committed before it."""
+
+    def wait_events(self, after: int, timeout: float) -> None:
+        """Returns once events after `after` may have been committed, or at timeout."""
+
+    def prune_events(self, upto: int) -> int:
+        """Deletes the events at positions <= upto; returns how many."""
+
 
 def conflict_detail(stored: int, expected: int) -> str:
     """Why a write expecting `expected` met `stored` (0: no row)."""

@@ -8,9 +8,11 @@ write transaction runs at a time, as in SQLite.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from ..errors import BackendError, ConflictError, NotFoundError, TransientBackendError
 from . import _matching
@@ -26,6 +28,7 @@ class _Transaction:
     # (key, had a change before, that change) for undoing back to a savepoint
     journal: list[tuple[_Key, bool, Row | None]] = field(default_factory=list)
     savepoints: list[tuple[str, int]] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
 
 
 class MemoryBackend:
@@ -37,6 +40,9 @@ class MemoryBackend:
         self._local = threading.local()
         self._timeout = timeout
         self.location: str | None = None
+        self._events: list[tuple[int, str]] = []  # the outbox, in commit order
+        self._last_event = 0
+        self._new_events = threading.Condition(self._data_lock)
 
     # -- collections ---------------------------------------------------------
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
@@ -78,6 +84,11 @@ class MemoryBackend:
                     rows.pop(id, None)
                 else:
                     rows[id] = row
+            if txn.events:
+                first = self._last_event + 1
+                self._events.extend(enumerate(txn.events, first))
+                self._last_event += len(txn.events)
+                self._new_events.notify_all()
         self._end()
 
     def rollback(self) -> None:
@@ -191,6 +202,27 @@ class MemoryBackend:
     def close(self) -> None:
         with self._data_lock:
             self._rows = {}
+            self._events = []
+
+    # -- the outbox ----------------------------------------------------------
+    def append_events(self, bodies: Sequence[str]) -> None:
+        self._txn().events.extend(bodies)
+
+    def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        with self._data_lock:
+            start = bisect.bisect_right(self._events, after, key=itemgetter(0))
+            return self._events[start : start + limit]
+
+    def wait_events(self, after: int, timeout: float) -> None:
+        with self._new_events:
+            if self._last_event <= after:
+                self._new_events.wait(timeout)
+
+    def prune_events(self, upto: int) -> int:
+        with self._data_lock:
+            cut = bisect.bisect_right(self._events, upto, key=itemgetter(0))
+            del self._events[:cut]
+            return cut
 
 
 def _reindex(row: Row, spec: CollectionSpec) -> Row:

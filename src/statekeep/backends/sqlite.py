@@ -38,6 +38,15 @@ from ._sqlite_sql import where as where_clause
 from .base import CollectionSpec, Field, Filter, Query, Row, conflict_detail, time_key
 
 SYNCHRONOUS = ("normal", "full")
+_OUTBOX_TABLE = (
+    "CREATE TABLE IF NOT EXISTS statekeep_outbox "
+    "(position INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)"
+)
+_OUTBOX_INSERT = "INSERT INTO statekeep_outbox (body) VALUES (?)"
+_OUTBOX_READ = (
+    "SELECT position, body FROM statekeep_outbox WHERE position > ? ORDER BY position LIMIT ?"
+)
+_OUTBOX_PRUNE = "DELETE FROM statekeep_outbox WHERE position <= ?"
 _CHUNK = 500  # ids per IN (...) lookup
 
 
@@ -69,6 +78,8 @@ class SQLiteBackend:
         self._ensured: dict[str, CollectionSpec] = {}
         self._statements: dict[str, tuple[CollectionSpec, Statements]] = {}
         self._get_sql: dict[str, str] = {}
+        self._new_events = threading.Condition()  # commits of this process that added events
+        self._event_count = 0
         try:
             self._conn()  # open now, so a bad path fails at open()
         except BackendError as exc:
@@ -211,6 +222,7 @@ class SQLiteBackend:
             )
         self._local.active = True
         self._local.pending = {}
+        self._local.appended = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
         except BaseException as exc:  # KeyboardInterrupt too: never keep the lock
@@ -229,7 +241,12 @@ class SQLiteBackend:
                 raise _translate(exc) from exc
             raise
         self._ensured.update(self._local.pending)
+        appended = self._local.appended
         self._end()
+        if appended:
+            with self._new_events:
+                self._event_count += appended
+                self._new_events.notify_all()
 
     def rollback(self) -> None:
         conn = self._conn()
@@ -451,6 +468,45 @@ class SQLiteBackend:
             raise _translate(exc) from exc
         return int(row[0])
 
+    # -- the outbox: a table whose positions are never reused -----------------
+    def append_events(self, bodies: Sequence[str]) -> None:
+        conn = self._conn()
+        try:
+            conn.execute(_OUTBOX_TABLE)  # in the transaction: gone again if it rolls back
+            conn.executemany(_OUTBOX_INSERT, [(body,) for body in bodies])
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        self._local.appended += len(bodies)
+
+    def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        try:
+            return self._conn().execute(_OUTBOX_READ, (after, limit)).fetchall()
+        except sqlite3.Error as exc:
+            if _missing_table(exc):
+                return []
+            raise _translate(exc) from exc
+
+    def wait_events(self, after: int, timeout: float) -> None:
+        """Wakes at once for this process's commits; other processes' are
+        seen when the caller reads again after timeout (it polls)."""
+        with self._new_events:
+            seen = self._event_count
+            self._new_events.wait_for(lambda: self._event_count != seen, timeout)
+
+    def prune_events(self, upto: int) -> int:
+        self.begin()
+        try:
+            cursor = self._conn().execute(_OUTBOX_PRUNE, (upto,))
+        except BaseException as exc:
+            self.rollback()
+            if isinstance(exc, sqlite3.Error):
+                if _missing_table(exc):
+                    return 0
+                raise _translate(exc) from exc
+            raise
+        self.commit()
+        return cursor.rowcount
+
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         """SQLite's query plan for a select (what an index lookup looks like)."""
         where, params = where_clause(query.filters)
@@ -511,6 +567,10 @@ class SQLiteMemoryBackend(SQLiteBackend):
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
         with self._write_lock:
             return super().count(spec, filters)
+
+    def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        with self._write_lock:
+            return super().read_events(after, limit)
 
 
 def _too_big(spec: CollectionSpec) -> ValidationError:

@@ -1,0 +1,228 @@
+"""The in-process bus: who listens to which events, and calling them.
+
+A subscription's target is an event class (`Todo.Created`, `Created`, a
+domain event class, or `Event` for everything), an entity class (all of its
+events), or a pattern over event names (`"todo.*"`, `"*.deleted"`). Handlers
+run in priority order (higher first, then in the order they subscribed), each
+event to every handler before the next event, events in the order their
+changes were made (per entity: in version order).
+
+Plain functions run in the thread that committed, right after the commit.
+Coroutine functions run on the event loop that was running where they
+subscribed (or on the bus's own loop thread), scheduled without waiting, so
+they never block a writer. A handler that raises does not stop the others
+or the write: the error is logged, counted and passed to `on_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import inspect
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigurationError
+from ._event import Event, Lifecycle
+
+log = logging.getLogger("statekeep.events")
+
+Handler = Callable[[Any], Any]
+# (collection, kind) -> does the subscription want it?
+Matcher = Callable[[str, str], bool]
+
+
+def matcher_for(target: Any) -> tuple[Matcher, str]:
+    """A matcher for a subscription target, and how to describe it."""
+    if isinstance(target, str):
+        if not target or target != target.strip():
+            raise ConfigurationError(f"an event pattern is text like 'todo.*', not {target!r}")
+        pattern = target
+        return (lambda collection, kind: fnmatch.fnmatchcase(f"{collection}.{kind}", pattern)), (
+            repr(target)
+        )
+    if isinstance(target, type):
+        bound = getattr(target, "__statekeep_collection__", None)
+        if issubclass(target, Event):
+            kind = target.kind
+            if target is Event:
+                return (lambda collection, k: True), "every event"
+            if target is Lifecycle or (bound is not None and kind == "lifecycle"):
+                kinds = ("created", "updated", "deleted")
+                return _pair(bound, kinds), target.__name__
+            return _pair(bound, (kind,)), target.__name__
+        spec = getattr(getattr(target, "__statekeep__", None), "spec", None)
+        name = getattr(spec, "name", None)
+        if isinstance(name, str):  # an entity class: all of its events
+            return (lambda collection, kind: collection == name), target.__name__
+    raise ConfigurationError(
+        f"cannot subscribe to {target!r}: give an event class (Todo.Created, a statekeep.Event "
+        "subclass), an entity class, or a pattern like 'todo.*'"
+    )
+
+
+def _pair(collection: str | None, kinds: tuple[str, ...]) -> Matcher:
+    if collection is None:
+        return lambda c, kind: kind in kinds
+    return lambda c, kind: c == collection and kind in kinds
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One handler on one target; `cancel()` unsubscribes it."""
+
+    target: str
+    handler: Handler
+    priority: int
+    order: int
+    matches: Matcher
+    loop: asyncio.AbstractEventLoop | None
+    bus: Bus = field(repr=False)
+
+    @property
+    def is_async(self) -> bool:
+        return self.loop is not None
+
+    def cancel(self) -> None:
+        self.bus.remove(self)
+
+
+@dataclass
+class BusStats:
+    delivered: int = 0
+    failed: int = 0
+
+
+class Bus:
+    def __init__(self) -> None:
+        self._subscriptions: list[Subscription] = []
+        self._by_name: dict[tuple[str, str], tuple[Subscription, ...]] = {}
+        self._lock = threading.Lock()
+        self._order = itertools.count()
+        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self.stats = BusStats()
+        self.on_error: list[Callable[[Subscription, Event, BaseException], None]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._subscriptions)
+
+    def add(self, target: Any, handler: Handler, priority: int = 0) -> Subscription:
+        if not callable(handler):
+            raise ConfigurationError(f"an event handler must be callable, not {handler!r}")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise ConfigurationError(f"priority must be an int, not {priority!r}")
+        matches, described = matcher_for(target)
+        loop = None
+        if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
+        ):
+            loop = _running_loop() or self._background_loop()
+        subscription = Subscription(
+            described, handler, priority, next(self._order), matches, loop, self
+        )
+        with self._lock:
+            self._subscriptions.append(subscription)
+            self._subscriptions.sort(key=lambda s: (-s.priority, s.order))
+            self._by_name = {}
+        return subscription
+
+    def remove(self, subscription_or_handler: Subscription | Handler) -> int:
+        """Removes a subscription, or every subscription of a handler; returns how many."""
+        with self._lock:
+            before = len(self._subscriptions)
+            self._subscriptions = [
+                s
+                for s in self._subscriptions
+                if s is not subscription_or_handler and s.handler is not subscription_or_handler
+            ]
+            self._by_name = {}
+            return before - len(self._subscriptions)
+
+    def handlers(self, collection: str, kind: str) -> tuple[Subscription, ...]:
+        key = (collection, kind)
+        found = self._by_name.get(key)
+        if found is None:
+            with self._lock:
+                found = tuple(s for s in self._subscriptions if s.matches(collection, kind))
+                self._by_name[key] = found
+        return found
+
+    def wants(self, collection: str, kind: str) -> bool:
+        return bool(self.handlers(collection, kind))
+
+    def dispatch(self, events: Iterable[Event]) -> None:
+        for event in events:
+            for subscription in self.handlers(event.collection, event.kind):
+                self.call(subscription, event)
+
+    def call(self, subscription: Subscription, event: Event) -> None:
+        if subscription.loop is not None:
+            self._schedule(subscription, event)
+            return
+        try:
+            subscription.handler(event)
+        except Exception as exc:  # noqa: BLE001 - a handler's error must not break the write
+            self.failed(subscription, event, exc)
+        else:
+            self.stats.delivered += 1
+
+    def _schedule(self, subscription: Subscription, event: Event) -> None:
+        loop = subscription.loop
+        assert loop is not None
+        try:
+            future = asyncio.run_coroutine_threadsafe(subscription.handler(event), loop)
+        except RuntimeError as exc:  # the loop is closed
+            self.failed(subscription, event, exc)
+            return
+
+        def done(future: Any) -> None:
+            if future.cancelled():
+                return
+            error = future.exception()
+            if error is None:
+                self.stats.delivered += 1
+            else:
+                self.failed(subscription, event, error)
+
+        future.add_done_callback(done)
+
+    def failed(self, subscription: Subscription, event: Event, error: BaseException) -> None:
+        self.stats.failed += 1
+        log.error(
+            "event handler %r failed on %s %s",
+            subscription.handler,
+            event.name,
+            event.event_id,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        for report in list(self.on_error):
+            try:
+                report(subscription, event, error)
+            except Exception:
+                log.exception("on_error callback %r failed", report)
+
+    def _background_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._own_loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="statekeep-events-loop", daemon=True
+                ).start()
+                self._own_loop = loop
+            return self._own_loop
+
+    def close(self) -> None:
+        loop, self._own_loop = self._own_loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

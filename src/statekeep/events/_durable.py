@@ -1,0 +1,249 @@
+"""Durable subscriptions: named consumers of the outbox that resume where they stopped.
+
+A durable subscription reads the outbox (written in the same transaction as
+the data, see the backends' append_events) in commit order, hands each event
+it wants to its handler, and keeps its position, the checkpoint, in the
+database (the statekeep_subscriptions collection). After a crash it resumes
+from the checkpoint, so every event is delivered at least once and, as the
+outbox is in commit order, the events of one entity in version order. Events
+delivered again after a crash carry the same event_id: handlers that must
+act once remember the ids they have handled.
+
+A handler that raises is called again with the same event after a backoff
+(doubling from 0.1 s up to `max_backoff`), and nothing after it is delivered
+meanwhile. The checkpoint is written after every batch, and at most every
+`checkpoint_every` seconds while a batch is being delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import Backend, CollectionSpec, Query
+from ..errors import ConflictError, StatekeepError
+from ._bus import Matcher
+from ._event import Event
+
+log = logging.getLogger("statekeep.events")
+
+CHECKPOINTS = CollectionSpec("statekeep_subscriptions")
+Decode = Callable[[str], Event]
+
+
+@dataclass
+class SubscriptionStats:
+    position: int = 0
+    delivered: int = 0
+    skipped: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
+class DurableSubscription:
+    """A named consumer running on a thread of its own; `stop()` ends it."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        name: str,
+        handler: Callable[[Any], Any],
+        wants: Matcher,
+        decode: Decode,
+        *,
+        batch: int = 500,
+        poll: float = 0.05,
+        max_backoff: float = 10.0,
+        checkpoint_every: float = 0.2,
+        loop: asyncio.AbstractEventLoop | None = None,
+        on_stop: Callable[[DurableSubscription], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._backend = backend
+        self._handler = handler
+        self._wants = wants
+        self._decode = decode
+        self._batch = batch
+        self._poll = poll
+        self._max_backoff = max_backoff
+        self._checkpoint_every = checkpoint_every
+        self._loop = loop
+        self._on_stop = on_stop
+        self._stopping = threading.Event()
+        self._version = 0
+        self.stats = SubscriptionStats()
+        self.stats.position = self._load()
+        self._caught_up = threading.Condition()
+        self._empty_reads = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"statekeep-subscription-{name}", daemon=True
+        )
+        self._thread.start()
+
+    # -- checkpoints ---------------------------------------------------------
+    def _load(self) -> int:
+        self._backend.ensure_collection(CHECKPOINTS, create=False)
+        body = self._backend.get(CHECKPOINTS.name, self.name)
+        if body is None:
+            self._version = 0
+            return 0
+        stored = json.loads(body)
+        self._version = int(stored["version"])
+        return int(stored["position"])
+
+    def _save(self, position: int) -> None:
+        backend = self._backend
+        version = self._version + 1
+        body = json.dumps({"id": self.name, "version": version, "position": position})
+        backend.ensure_collection(CHECKPOINTS)
+        backend.begin()
+        try:
+            backend.put(CHECKPOINTS, [(self.name, version, body)])
+        except BaseException:
+            backend.rollback()
+            raise
+        backend.commit()
+        self._version = version
+
+    # -- the loop ------------------------------------------------------------
+    def _run(self) -> None:
+        position = self.stats.position
+        saved = position
+        idle = self._poll / 8
+        try:
+            while not self._stopping.is_set():
+                try:
+                    events = self._backend.read_events(position, self._batch)
+                except StatekeepError as exc:
+                    self._note_failure(exc)
+                    self._stopping.wait(min(self._max_backoff, 1.0))
+                    continue
+                if not events:
+                    if saved != position:
+                        saved = self._checkpoint(position, saved)
+                    with self._caught_up:
+                        self._empty_reads += 1
+                        self._caught_up.notify_all()
+                    self._backend.wait_events(position, idle)
+                    idle = min(idle * 2, self._poll)  # adaptive: fast after activity
+                    continue
+                idle = self._poll / 8
+                last_save = time.monotonic()
+                for event_position, body in events:
+                    if not self._deliver(body):
+                        break  # stopping
+                    position = self.stats.position = event_position
+                    if time.monotonic() - last_save > self._checkpoint_every:
+                        saved = self._checkpoint(position, saved)
+                        last_save = time.monotonic()
+                saved = self._checkpoint(position, saved)
+        finally:
+            if saved != position:
+                self._checkpoint(position, saved)
+            with self._caught_up:
+                self._caught_up.notify_all()
+            if self._on_stop is not None:
+                self._on_stop(self)
+
+    def _checkpoint(self, position: int, saved: int) -> int:
+        if position == saved:
+            return saved
+        try:
+            self._save(position)
+        except ConflictError:  # another consumer of this name moved it: take theirs
+            log.warning("subscription %s: checkpoint moved by another consumer", self.name)
+            self._load()
+            return saved
+        except StatekeepError as exc:
+            self._note_failure(exc)
+            return saved
+        return position
+
+    def _deliver(self, body: str) -> bool:
+        """Delivers one event until the handler takes it; False if stopping first."""
+        event = self._decode(body)
+        collection, _, kind = event.name.partition(".")
+        if not self._wants(collection, kind):
+            self.stats.skipped += 1
+            return True
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                self._call(event)
+            except Exception as exc:  # noqa: BLE001 - any failure: retry after a backoff
+                self._note_failure(exc, event)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            self.stats.delivered += 1
+            return True
+        return False
+
+    def _call(self, event: Event) -> None:
+        result = self._handler(event)
+        if inspect.isawaitable(result):
+            if self._loop is not None:  # on the application's loop; wait, to keep the order
+                asyncio.run_coroutine_threadsafe(_awaited(result), self._loop).result()
+            else:
+                asyncio.run(_awaited(result))
+
+    def _note_failure(self, error: BaseException, event: Event | None = None) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = f"{type(error).__name__}: {error}"
+        what = f"{event.name} {event.event_id}" if event is not None else "reading the outbox"
+        log.error(
+            "subscription %s failed on %s",
+            self.name,
+            what,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+
+    # -- control -------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        return self.stats.position
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Waits until everything committed before the call has been handled (the
+        subscription has read the outbox to its end since); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._caught_up:
+            target = self._empty_reads + 2  # a read that began after this call
+            while self._empty_reads < target and self._thread.is_alive():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._caught_up.wait(0.05 if left is None else min(left, 0.05))
+            return self._empty_reads >= target
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stops after the event being handled; the checkpoint is saved."""
+        self._stopping.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+
+async def _awaited(result: Any) -> Any:
+    return await result
+
+
+def prune(backend: Backend, retention_events: int = 0) -> int:
+    """Deletes the events every durable subscription has passed (keeping the
+    last retention_events of them); returns how many."""
+    backend.ensure_collection(CHECKPOINTS, create=False)
+    positions = [int(json.loads(body)["position"]) for body in backend.select(CHECKPOINTS, Query())]
+    if not positions:
+        return 0
+    upto = min(positions) - retention_events
+    return backend.prune_events(upto) if upto > 0 else 0

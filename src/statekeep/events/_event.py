@@ -1,0 +1,98 @@
+"""Events: what happened to an entity, as an immutable record.
+
+Every event has a unique id (ordered by time, for idempotent handlers), the
+moment it happened, and the entity it is about: its collection, id and the
+version the change produced. Its name is `<collection>.<kind>`:
+`todo.created`, `todo.updated`, `todo.deleted` for the lifecycle events the
+store emits, `session.session_completed` for a domain event an entity records
+(`session.record(SessionCompleted(...))`).
+
+Domain events are subclasses of Event with fields of their own:
+
+    class SessionCompleted(statekeep.Event):
+        minutes: int
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pydantic
+from pydantic import ConfigDict, Field
+
+from .._ids import new_id
+
+
+def _snake_case(name: str) -> str:
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+# domain event classes by kind, to read them back from an outbox
+_DOMAIN: dict[str, type[Event]] = {}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(pydantic.BaseModel):
+    """Something that happened to an entity; subclass it for domain events."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # the part after the dot of the event's name (snake_case of the class name)
+    kind: ClassVar[str] = "event"
+
+    event_id: str = Field(default_factory=new_id)
+    at: datetime = Field(default_factory=_now)
+    collection: str = ""
+    entity_id: str = ""
+    version: int = 0
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.__name__ == "Lifecycle" or issubclass(cls, globals().get("Lifecycle", ())):
+            return  # the store's own events, one class per entity class and kind
+        if "kind" not in cls.__dict__:
+            cls.kind = _snake_case(cls.__name__)
+        _DOMAIN[cls.kind] = cls  # the latest defined wins
+
+    @property
+    def name(self) -> str:
+        """`<collection>.<kind>`, e.g. `todo.created`."""
+        return f"{self.collection}.{self.kind}"
+
+
+class Lifecycle(Event):
+    """An entity was created, updated or deleted (emitted by the store)."""
+
+    kind: ClassVar[str] = "lifecycle"
+
+
+class Created(Lifecycle):
+    kind: ClassVar[str] = "created"
+    entity: Any = None
+
+
+class Updated(Lifecycle):
+    kind: ClassVar[str] = "updated"
+    entity: Any = None
+
+
+class Deleted(Lifecycle):
+    kind: ClassVar[str] = "deleted"
+
+
+LIFECYCLE: dict[str, type[Lifecycle]] = {
+    "created": Created,
+    "updated": Updated,
+    "deleted": Deleted,
+}
+
+
+def domain_class(kind: str) -> type[Event] | None:
+    return _DOMAIN.get(kind)
