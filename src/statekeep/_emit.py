@@ -17,6 +17,7 @@ from .entity import Entity, entity_class, put_back_recorded, take_recorded
 from .errors import BackendError
 from .events import LIFECYCLE, Bus, Event, domain_class
 from .events._event import Created
+from .writebehind._storing import Change
 
 
 class Emitter:
@@ -57,6 +58,33 @@ class Emitter:
             return []
         collection = cls.__statekeep__.spec.name
         return [cls.Deleted.model_construct(collection=collection, entity_id=id, version=version)]
+
+    def batch_events(self, changes: Sequence[Change]) -> list[Event]:
+        """The events of a write-behind batch (writebehind.BatchHooks): the
+        same lifecycle events as save and delete make."""
+        if not self.active:
+            return []
+        events: list[Event] = []
+        for spec, id, before, version, body in changes:
+            collection = spec.name
+            owner = entity_class(collection)
+            kind = "deleted" if version == 0 else "created" if before == 0 else "updated"
+            if not self.outbox and not self.bus.wants(collection, kind):
+                continue
+            base = LIFECYCLE[kind]
+            cls: Any = getattr(owner, base.__name__) if owner is not None else base
+            if body is None:
+                events.append(
+                    cls.model_construct(collection=collection, entity_id=id, version=before)
+                )
+                continue
+            entity = owner.model_validate_json(body) if owner is not None else json.loads(body)
+            events.append(
+                cls.model_construct(
+                    collection=collection, entity_id=id, version=version, entity=entity
+                )
+            )
+        return events
 
     @staticmethod
     def restore(entity: Entity, events: Sequence[Event]) -> None:

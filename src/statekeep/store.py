@@ -299,7 +299,10 @@ class Store:
             with self._engine_lock:
                 if self._engine is None:
                     self._engine = WriteBehind(
-                        self._backend, self._writebehind_options, self._journal_dir()
+                        self._backend,
+                        self._writebehind_options,
+                        self._journal_dir(),
+                        self._emitter,
                     )
                 engine = self._engine
         return engine

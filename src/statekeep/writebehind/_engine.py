@@ -38,7 +38,7 @@ from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt
 from ._records import DeadLetterFile, record_of, spec_of
 from ._shutdown import unwatch, watch
-from ._storing import store_batch
+from ._storing import BatchHooks, store_batch
 
 _log = logging.getLogger("statekeep.writebehind")
 _GATHER = 0.001  # seconds the journal thread lets writes gather before a batch
@@ -46,10 +46,15 @@ _GATHER = 0.001  # seconds the journal thread lets writes gather before a batch
 
 class WriteBehind:
     def __init__(
-        self, backend: Backend, options: WriteBehindOptions, journal_dir: Path | None
+        self,
+        backend: Backend,
+        options: WriteBehindOptions,
+        journal_dir: Path | None,
+        hooks: BatchHooks | None = None,
     ) -> None:
         self.options = options
         self._backend = backend
+        self._hooks = hooks
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # receipts, room, flushes
         self._work = threading.Condition(self._lock)  # the flusher
@@ -354,7 +359,7 @@ class WriteBehind:
                 batch = self._next_batch()
                 if batch is None:
                     return
-            outcome = store_batch(self._backend, batch)
+            outcome = store_batch(self._backend, batch, self._hooks)
             self._settle(batch, outcome)
 
     def _next_batch(self) -> list[Item] | None:

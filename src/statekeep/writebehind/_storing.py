@@ -4,18 +4,35 @@ writes that cause it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Protocol
+
 from ..backends.base import Backend, CollectionSpec, Row
 from ..errors import BackendError, NotFoundError, StatekeepError, TransientBackendError
 from ._item import Item, Key
 from ._records import restamp
 
+# (spec, id, stored version before, version now (0: deleted), body or None)
+Change = tuple[CollectionSpec, str, int, int, str | None]
 
-def store_batch(backend: Backend, batch: list[Item]) -> dict[Key, int | StatekeepError]:
+
+class BatchHooks(Protocol):
+    """What the store does with a stored batch's changes: the events they make,
+    written with the batch and delivered once it commits."""
+
+    def batch_events(self, changes: Sequence[Change]) -> list[Any]: ...
+    def before_commit(self, events: list[Any]) -> None: ...
+    def after_commit(self, events: list[Any]) -> None: ...
+
+
+def store_batch(
+    backend: Backend, batch: list[Item], hooks: BatchHooks | None = None
+) -> dict[Key, int | StatekeepError]:
     """Stores the batch in one transaction; on a permanent failure, narrows
     it down one write at a time. Returns each key's stored version, or the
     error that stopped it (a TransientBackendError: try again later)."""
     try:
-        return _write(backend, batch)
+        return _write(backend, batch, hooks)
     except TransientBackendError as exc:
         return dict.fromkeys((item.key for item in batch), exc)
     except StatekeepError as exc:
@@ -28,16 +45,20 @@ def store_batch(backend: Backend, batch: list[Item]) -> dict[Key, int | Statekee
             return {batch[0].key: failure}
     outcome: dict[Key, int | StatekeepError] = {}
     for item in batch:
-        outcome.update(store_batch(backend, [item]))
+        outcome.update(store_batch(backend, [item], hooks))
     return outcome
 
 
-def _write(backend: Backend, batch: list[Item]) -> dict[Key, int | StatekeepError]:
+def _write(
+    backend: Backend, batch: list[Item], hooks: BatchHooks | None
+) -> dict[Key, int | StatekeepError]:
     backend.begin()
+    events: list[Any] = []
     try:
         stored = _stored_versions(backend, batch)
         versions: dict[Key, int | StatekeepError] = {}
         rows: dict[str, tuple[CollectionSpec, list[Row]]] = {}
+        changes: list[Change] = []
         for item in batch:
             collection, id = item.key
             if item.delete:
@@ -46,6 +67,8 @@ def _write(backend: Backend, batch: list[Item]) -> dict[Key, int | StatekeepErro
                 except NotFoundError:
                     if item.expect is not None:
                         raise
+                else:
+                    changes.append((item.spec, id, stored.get(item.key, 0), 0, None))
                 versions[item.key] = 0
                 continue
             base = item.expect if item.expect is not None else stored.get(item.key, 0)
@@ -56,12 +79,20 @@ def _write(backend: Backend, batch: list[Item]) -> dict[Key, int | StatekeepErro
                 body = restamp(body, item.body_version, version)
             rows.setdefault(collection, (item.spec, []))[1].append((id, version, body, *row[3:]))
             versions[item.key] = version
+            changes.append((item.spec, id, version - 1, version, body))
         for spec, spec_rows in rows.values():
             backend.put(spec, spec_rows)
+        if hooks is not None and changes:
+            events = hooks.batch_events(changes)
+            if events:
+                hooks.before_commit(events)
     except BaseException:
         backend.rollback()
         raise
     backend.commit()
+    if events:
+        assert hooks is not None
+        hooks.after_commit(events)
     return versions
 
 
