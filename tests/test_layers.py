@@ -1,9 +1,11 @@
 """Layers import one way only, checked by reading the imports of every module.
 
     cli, demo                 (only cli imports demo; nobody imports cli)
-    store, active
+    store, active, _emit
     entity, _schema, conditions   (store only under `if TYPE_CHECKING:`)
-    backends                  (standard library, statekeep.backends, statekeep.errors)
+    writebehind, events       (rows and events: no entities, no store)
+    backends                  (standard library, statekeep.backends, statekeep.errors,
+                               and PostgreSQL's driver in the PostgreSQL backend only)
     errors                    (nothing from statekeep)
 
 Imports are read with `ast`, so a module is checked whether or not it is
@@ -33,6 +35,9 @@ DOMAIN = [f"{PACKAGE}.entity", f"{PACKAGE}._schema", f"{PACKAGE}.conditions"]
 ABOVE_DOMAIN = [f"{PACKAGE}.store", f"{PACKAGE}.cli", f"{PACKAGE}.demo"]
 ENTRY_POINTS = [f"{PACKAGE}.cli", f"{PACKAGE}.demo"]
 WRITEBEHIND = f"{PACKAGE}.writebehind"
+EVENTS = f"{PACKAGE}.events"
+POSTGRES = f"{PACKAGE}.backends.postgres"
+DRIVERS = {"psycopg", "psycopg_pool"}  # optional: imported by the PostgreSQL backend only
 
 
 @dataclass(frozen=True)
@@ -214,14 +219,36 @@ def test_every_internal_import_names_a_module_that_exists() -> None:
 
 
 def test_backends_import_only_the_standard_library_and_errors() -> None:
-    """Backends move rows: no pydantic, no entities, no store."""
+    """Backends move rows: no pydantic, no entities, no store; the PostgreSQL
+    driver only in the PostgreSQL backend (an optional dependency)."""
     wrong = [
         str(i)
         for i in IMPORTS
         if _inside(i.source, BACKENDS)
         and not (_stdlib(i.target) or _inside(i.target, BACKENDS) or i.target == ERRORS)
+        and not (i.source == POSTGRES and i.target.split(".")[0] in DRIVERS)
     ]
     assert wrong == []
+
+
+def test_only_the_postgresql_backend_imports_its_driver() -> None:
+    wrong = [
+        str(i)
+        for i in IMPORTS
+        if i.target.split(".")[0] in DRIVERS and not i.source.startswith(POSTGRES)
+    ]
+    assert wrong == []
+
+
+def test_events_know_no_entities_and_no_store() -> None:
+    """The events layer sits beside write-behind: events, the bus, the outbox
+    consumers; the store and the entity layer build on it, not the other way."""
+    wrong = {
+        target: " -> ".join(str(i) for i in chain)
+        for target, chain in _runtime_closure(EVENTS).items()
+        if target == PACKAGE or any(_inside(target, above) for above in [*DOMAIN, *ABOVE_DOMAIN])
+    }
+    assert wrong == {}
 
 
 def test_writebehind_knows_rows_not_entities() -> None:

@@ -5,6 +5,8 @@ from ._schema import Indexed
 from .active import use
 from .conditions import Condition, FieldRef, Ordering
 from .entity import Entity
+from .events import Created, Deleted, Event, Lifecycle, Subscription, Updated
+from .events._durable import DurableSubscription
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -28,10 +30,15 @@ __all__ = [
     "Condition",
     "ConfigurationError",
     "ConflictError",
+    "Created",
     "DeadLetter",
+    "Deleted",
+    "DurableSubscription",
     "Entity",
+    "Event",
     "FieldRef",
     "Indexed",
+    "Lifecycle",
     "NotFoundError",
     "Ordering",
     "Policy",
@@ -43,8 +50,10 @@ __all__ = [
     "Stats",
     "Store",
     "StoreClosedError",
+    "Subscription",
     "TransientBackendError",
     "UnknownFieldError",
+    "Updated",
     "ValidationError",
     "WriteBehindOptions",
     "errors",
