@@ -28,7 +28,7 @@ from .errors import (
 )
 from .events import Event, Subscription
 from .events._bus import Handler, matcher_for
-from .events._durable import DurableSubscription
+from .events._durable import DurableSubscription, prune
 from .writebehind import Priority, Receipt, WriteBehind, WriteBehindOptions
 
 if TYPE_CHECKING:
@@ -60,10 +60,20 @@ class Store:
         *,
         writebehind: WriteBehindOptions | None = None,
         outbox: bool = False,
+        outbox_retention: int | None = 0,
         **options: Any,
     ) -> None:
         if not isinstance(outbox, bool):
             raise ConfigurationError(f"outbox must be True or False, not {outbox!r}")
+        if outbox_retention is not None and (
+            not isinstance(outbox_retention, int)
+            or isinstance(outbox_retention, bool)
+            or outbox_retention < 0
+        ):
+            raise ConfigurationError(
+                f"outbox_retention is a number of events >= 0, or None, not {outbox_retention!r}"
+            )
+        self._outbox_retention = outbox_retention
         self.url = url
         self._backend = open_backend(url, options)
         self._emitter = Emitter(self._backend, outbox)
@@ -436,9 +446,19 @@ class Store:
             decode,
             loop=loop,
             on_stop=self._forget,
+            retention=self._outbox_retention,
         )
         self._subscriptions[name] = subscription
         return subscription
+
+    def prune_events(self, keep: int = 0) -> int:
+        """Deletes the outbox events every durable subscription has passed,
+        but the last `keep` of them; returns how many. (Subscriptions do it
+        themselves every few seconds, keeping `outbox_retention`.)"""
+        self._check_open()
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+            raise ConfigurationError(f"keep is a number of events >= 0, not {keep!r}")
+        return prune(self._backend, keep)
 
     def _forget(self, subscription: DurableSubscription) -> None:
         if self._subscriptions.get(subscription.name) is subscription:

@@ -64,6 +64,8 @@ class DurableSubscription:
         checkpoint_every: float = 0.2,
         loop: asyncio.AbstractEventLoop | None = None,
         on_stop: Callable[[DurableSubscription], None] | None = None,
+        retention: int | None = None,
+        prune_every: float = 5.0,
     ) -> None:
         self.name = name
         self._backend = backend
@@ -76,6 +78,9 @@ class DurableSubscription:
         self._checkpoint_every = checkpoint_every
         self._loop = loop
         self._on_stop = on_stop
+        self._retention = retention
+        self._prune_every = prune_every
+        self._pruned_at = time.monotonic()
         self._stopping = threading.Event()
         self._version = 0
         self.stats = SubscriptionStats()
@@ -164,6 +169,12 @@ class DurableSubscription:
         except StatekeepError as exc:
             self._note_failure(exc)
             return saved
+        if self._retention is not None and time.monotonic() - self._pruned_at > self._prune_every:
+            self._pruned_at = time.monotonic()
+            try:
+                prune(self._backend, self._retention)
+            except StatekeepError as exc:
+                self._note_failure(exc)
         return position
 
     def _deliver(self, body: str) -> bool:
@@ -240,7 +251,8 @@ async def _awaited(result: Any) -> Any:
 
 def prune(backend: Backend, retention_events: int = 0) -> int:
     """Deletes the events every durable subscription has passed (keeping the
-    last retention_events of them); returns how many."""
+    last retention_events of them); returns how many. With no subscription
+    at all, nothing is deleted (a first subscriber starts at the beginning)."""
     backend.ensure_collection(CHECKPOINTS, create=False)
     positions = [int(json.loads(body)["position"]) for body in backend.select(CHECKPOINTS, Query())]
     if not positions:
