@@ -5,8 +5,6 @@ from ._schema import Indexed
 from .active import use
 from .conditions import Condition, FieldRef, Ordering
 from .entity import Entity
-from .events import Created, Deleted, Event, Lifecycle, Subscription, Updated
-from .events._durable import DurableSubscription
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -20,6 +18,8 @@ from .errors import (
     UnknownFieldError,
     ValidationError,
 )
+from .events import Created, Deleted, Event, Lifecycle, Subscription, Updated
+from .events._durable import DurableSubscription
 from .store import Store, open
 from .writebehind import DeadLetter, Policy, Priority, Receipt, Stats, WriteBehindOptions
 
