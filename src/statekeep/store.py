@@ -16,6 +16,7 @@ from ._emit import Emitter, decode
 from ._schema import check_storable
 from ._transaction import Frames, Transaction
 from .backends import open_backend
+from .backends._parse import redacted
 from .backends.base import CollectionSpec, Query, Row
 from .conditions import Condition, FieldRef, Ordering
 from .entity import Entity
@@ -113,11 +114,11 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Store {self.url} {self.state.value}>"
+        return f"<Store {redacted(self.url)} {self.state.value}>"
 
     def _check_open(self) -> None:
         if self.state is not State.OPEN:
-            raise StoreClosedError(f"the store {self.url} is closed")
+            raise StoreClosedError(f"the store {redacted(self.url)} is closed")
 
     def _info(self, cls: Any) -> EntityInfo:
         self._check_open()

@@ -1,9 +1,11 @@
-"""What a files store looks like on disk: folder and file names, and documents.
+"""What a files store looks like on disk: names, documents and the outbox.
 
     <root>/
       .statekeep/format.json   {"format": "statekeep-files", "version": 1, "names": ...}
       .statekeep/lock          the writers' lock (flock)
       .statekeep/staging/      the documents of the transaction being committed
+      .statekeep/outbox/       events: <first position>.jsonl per transaction, and
+                               `last`, the last position ever given
       <collection>/<id>.json   one document per entity
 
 A name is its text with the characters a file name cannot or should not hold
@@ -24,19 +26,25 @@ shape (a file edited by hand) is read through `json.loads`.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
 import re
+import secrets
 import unicodedata
 from urllib.parse import unquote
 
 FORMAT = "statekeep-files"
 VERSION = 1
 META = ".statekeep"
+OUTBOX = f"{META}/outbox"  # relative to the root, as a commit's manifest names folders
+LAST = "last"
 SUFFIX = ".json"
+EVENTS = ".jsonl"
 NAME_BYTES = 200  # longer names are cut and hashed (file systems allow 255 bytes)
 _KEEP = 120  # bytes of the text kept in front of a hashed name's hash
+_READ = 65536
 
 _ASCII_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.+@=,")
 _PLAIN = re.compile(r"[A-Za-z0-9_\-+@=,][A-Za-z0-9_.\-+@=,]{0,199}")
@@ -86,7 +94,10 @@ class Names:
         """The text of a name, or None for a hashed name (its text is not in it)."""
         if "~" in name:
             return None
-        return unquote(name, errors="strict") if "%" in name else name
+        try:
+            return unquote(name, errors="strict") if "%" in name else name
+        except UnicodeDecodeError:  # not a name this module made
+            return None
 
     def file(self, id: str) -> str:
         return self.encode(id) + SUFFIX
@@ -95,12 +106,12 @@ class Names:
 def probe_folding(directory: str) -> bool:
     """Whether the file system under directory treats names that differ in
     case, or in Unicode normalisation, as one name."""
-    name = unicodedata.normalize("NFC", "probe-\u00c5")
+    name = unicodedata.normalize("NFC", f"probe-{secrets.token_hex(8)}-\u00c5")
     probe = os.path.join(directory, name)
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o666)
     os.close(fd)
     try:
-        twins = ("probe-\u00e5", unicodedata.normalize("NFD", name))
+        twins = (name[:-1] + "\u00e5", unicodedata.normalize("NFD", name))
         return any(os.path.exists(os.path.join(directory, twin)) for twin in twins)
     finally:
         os.unlink(probe)
@@ -126,6 +137,24 @@ def read_format(data: bytes) -> bool:
     return bool(fields["names"] == "folded")
 
 
+def read_file(path: str) -> bytes | None:
+    """A file's bytes, or None if there is no such file (OSError otherwise)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        data = os.read(fd, _READ)
+        if len(data) < _READ:  # the whole file: short reads happen at the end only
+            return data
+        parts = [data]
+        while part := os.read(fd, _READ):
+            parts.append(part)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def document(id: str, version: int, body: str) -> bytes:
     """The file content for one stored entity."""
     quoted = f'"{id}"' if _SIMPLE_ID.fullmatch(id) else json.dumps(id, ensure_ascii=False)
@@ -147,3 +176,36 @@ def parse(data: bytes) -> tuple[str, int, str]:
     if not isinstance(id, str) or type(version) is not int or version < 1:
         raise ValueError("a document's id is text and its version an int >= 1")
     return id, version, json.dumps(fields["body"], ensure_ascii=False, separators=(",", ":"))
+
+
+def events_name(first: int) -> str:
+    return f"{first:020d}{EVENTS}"
+
+
+def events_text(bodies: list[str]) -> bytes:
+    """A transaction's events, a line each (JSON holds no newline but as blank space)."""
+    return "".join(body.replace("\n", " ") + "\n" for body in bodies).encode()
+
+
+def event_files(folder: str) -> list[tuple[int, str]]:
+    """(first position, file name) of every events file, in position order."""
+    names = [name for name in os.listdir(folder) if name.endswith(EVENTS)]
+    return sorted((int(name[: -len(EVENTS)]), name) for name in names)
+
+
+def read_events(folder: str, after: int, limit: int) -> list[tuple[int, str]] | None:
+    """Up to limit (position, body) after `after`, or None if a file went away
+    while reading (pruned: list again)."""
+    files = event_files(folder)
+    start = max(0, bisect.bisect_right(files, (after, "~")) - 1)  # the file holding after + 1
+    found: list[tuple[int, str]] = []
+    for first, name in files[start:]:
+        data = read_file(f"{folder}/{name}")
+        if data is None:
+            return None
+        for position, body in enumerate(data.decode().split("\n")[:-1], first):
+            if position > after:
+                found.append((position, body))
+                if len(found) == limit:
+                    return found
+    return found

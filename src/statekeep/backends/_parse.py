@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 
 def seconds(text: str) -> float:
     """A lock timeout: a finite number of seconds >= 0."""
@@ -18,3 +20,14 @@ def flag(text: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"expected true or false, not {text!r}")
+
+
+def redacted(url: str) -> str:
+    """The URL as it may be shown: a password in it replaced by ***."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    return url.replace(f":{password}@", ":***@", 1)

@@ -266,7 +266,10 @@ class Query:
             parts = []
             if same:
                 values = [int(v) if isinstance(v, bool) else v for v in same]
-                parts.append(f"COALESCE({column} = ANY({self._param(values)}), FALSE)")
+                if rank == 1 and any(isinstance(v, float) for v in values):
+                    values = [float(v) for v in values]  # one array type
+                member = f"{column} = ANY({self._param(values)})"  # IN: an index can serve it
+                parts.append(member if op is Op.IN else f"COALESCE({member}, FALSE)")
             if None in value:
                 parts.append(f"{column} IS NULL")
             member = " OR ".join(parts) or "FALSE"

@@ -33,8 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg.types.string import TextLoader
-from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from ..errors import (
     BackendError,
@@ -46,7 +45,8 @@ from ..errors import (
     ValidationError,
 )
 from . import _postgres_sql as pgsql
-from ._parse import seconds
+from ._parse import redacted, seconds
+from ._postgres_pool import Connections
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
 # libpq connection parameters a URL may carry besides statekeep's own options
@@ -141,6 +141,13 @@ class PostgresBackend:
             raise ConfigurationError(
                 f"schema must be lower-case letters, digits and _ (at most 63), not {schema!r}"
             )
+        if schema.startswith("pg_") or schema == "information_schema":
+            raise ConfigurationError(f"schema {schema!r} is PostgreSQL's own; choose another")
+        if connect_timeout < 1:
+            raise ConfigurationError(
+                f"connect_timeout must be at least 1 second (libpq counts whole seconds, "
+                f"and 0 would wait for ever), not {connect_timeout}"
+            )
         if pool_max < max(1, pool_min):
             raise ConfigurationError(f"pool_max ({pool_max}) must be >= pool_min and >= 1")
         self.schema = schema
@@ -163,15 +170,8 @@ class PostgresBackend:
             "application_name": libpq.pop("application_name", "statekeep"),
             **libpq,
         }
-        self._pool = ConnectionPool(
-            url.split("?", 1)[0],
-            kwargs=kwargs,
-            min_size=pool_min,
-            max_size=pool_max,
-            timeout=timeout,
-            configure=_configure,
-            open=False,
-            name=f"statekeep-{schema}",
+        self._connections = Connections(
+            url.split("?", 1)[0], kwargs, size=(pool_min, pool_max), timeout=timeout
         )
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -183,24 +183,28 @@ class PostgresBackend:
         self._closed = False
         self._outbox = f"{pgsql.quote(schema)}.statekeep_outbox"
         self._channel = pgsql.quote(f"statekeep_{schema}"[:63])
-        self._conninfo = (url.split("?", 1)[0], kwargs)
-        try:
-            self._pool.open(wait=True, timeout=max(timeout, connect_timeout))
-            self._setup_schema()
-        except (PoolTimeout, psycopg.Error) as exc:
-            self._pool.close()
+        try:  # one connection first: it fails at once, saying why
+            conn = self._connections.connect()
+        except psycopg.Error as exc:
             raise ConfigurationError(
-                f"cannot use PostgreSQL at {_safe(url)} (schema {schema}): {exc}"
+                f"cannot connect to PostgreSQL at {redacted(url)}: {str(exc).strip()}"
             ) from exc
+        try:
+            with conn.transaction():
+                self._setup_schema(conn)
+        except psycopg.Error as exc:
+            raise ConfigurationError(
+                f"cannot set up schema {schema} at {redacted(url)}: {str(exc).strip()}"
+            ) from exc
+        finally:
+            conn.close()
+        self._connections.open()
 
-    def _setup_schema(self) -> None:
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"statekeep:{self.schema}",)
-            )
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {pgsql.quote(self.schema)}")
-            conn.execute(pgsql.TIME_FUNCTION.format(schema=pgsql.quote(self.schema)))
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {self._outbox} {pgsql.OUTBOX_COLUMNS}")
+    def _setup_schema(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"statekeep:{self.schema}",))
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {pgsql.quote(self.schema)}")
+        conn.execute(pgsql.TIME_FUNCTION.format(schema=pgsql.quote(self.schema)))
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {self._outbox} {pgsql.OUTBOX_COLUMNS}")
 
     # -- connections ---------------------------------------------------------
     def _txn(self) -> psycopg.Connection[Any] | None:
@@ -218,12 +222,17 @@ class PostgresBackend:
                 raise translate(exc, doing) from exc
             return
         try:
-            with self._pool.connection() as conn:
-                yield conn
-        except (psycopg.Error, PoolTimeout, PoolClosed, UnicodeError) as exc:
-            if _lost(exc):
-                self._pool.check()  # drop the other dead connections now, not one failure each
+            conn, pooled = self._connections.borrow()
+        except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
             raise translate(exc, doing) from exc
+        try:
+            yield conn
+        except (psycopg.Error, UnicodeError) as exc:
+            if _lost(exc):
+                self._connections.lost()
+            raise translate(exc, doing) from exc
+        finally:
+            self._connections.give_back(conn, pooled)
 
     def _read(self, doing: str, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
         """Runs a read; outside a transaction, once more on a fresh connection
@@ -247,7 +256,7 @@ class PostgresBackend:
             listeners, self._listeners = self._listeners, []
         for listener in listeners:
             listener.close()
-        self._pool.close()
+        self._connections.close()
 
     # -- collections ---------------------------------------------------------
     def _sql(self, spec: CollectionSpec) -> pgsql.Statements:
@@ -349,21 +358,22 @@ class PostgresBackend:
             )
         for attempt in (1, 2):
             try:
-                conn = self._pool.getconn()
-            except (PoolTimeout, PoolClosed) as exc:
+                conn, pooled = self._connections.borrow()
+            except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
                 raise translate(exc, "starting a transaction") from exc
             try:
                 conn.execute("BEGIN")
             except BaseException as exc:
-                self._pool.putconn(conn)
+                self._connections.give_back(conn, pooled)
                 if isinstance(exc, psycopg.Error):
                     if attempt == 1 and _lost(exc):  # nothing ran: a fresh connection may work
-                        self._pool.check()
+                        self._connections.lost()
                         continue
                     raise translate(exc, "starting a transaction") from exc
                 raise
             break
         self._local.conn = conn
+        self._local.pooled = pooled
         self._local.pending = {}
         with self._lock:
             self._in_use[threading.get_ident()] = conn
@@ -384,7 +394,7 @@ class PostgresBackend:
                 raise translate(exc, "committing") from exc
         finally:
             if owned:
-                self._pool.putconn(conn)  # a broken connection is thrown away
+                self._connections.give_back(conn, self._local.pooled)
         if statement == "COMMIT":
             if not owned:
                 raise BackendError("the store was closed before the transaction could commit")
@@ -611,7 +621,7 @@ class PostgresBackend:
         listener: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
         try:
             if listener is None or listener.closed:
-                listener = psycopg.connect(self._conninfo[0], **self._conninfo[1])
+                listener = self._connections.connect()
                 listener.execute(f"LISTEN {self._channel}")
                 self._local.listener = listener
                 with self._lock:
@@ -637,18 +647,6 @@ class PostgresBackend:
 
 
 _cursor_numbers = itertools.count()
-
-
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    conn.adapters.register_loader("jsonb", TextLoader)  # bodies stay JSON text
-    conn.adapters.register_loader("json", TextLoader)
-
-
-def _safe(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
 
 
 def _columns(rows: list[Row]) -> list[list[Any]]:

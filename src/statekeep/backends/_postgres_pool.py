@@ -1,0 +1,76 @@
+"""The PostgreSQL backend's connections: a psycopg pool, and what to do when
+the pool has none to give.
+
+After an outage psycopg_pool reconnects with a growing backoff (1, 2, 4, 8,
+16 s...), so it may still be waiting when the server is back. Once a
+connection has been lost, this makes connections of its own, one per call,
+until the pool has idle connections again: a call fails at once while the
+server is down and works as soon as it is back. A pool that is merely busy
+(all its connections in use) is waited for, never bypassed, so a healthy
+store never opens more than pool_max connections.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.string import TextLoader
+from psycopg_pool import ConnectionPool
+
+Connection = psycopg.Connection[Any]
+
+
+def configure(conn: Connection) -> None:
+    conn.adapters.register_loader("jsonb", TextLoader)  # bodies stay JSON text
+    conn.adapters.register_loader("json", TextLoader)
+
+
+class Connections:
+    def __init__(
+        self, conninfo: str, kwargs: dict[str, Any], *, size: tuple[int, int], timeout: float
+    ) -> None:
+        self.conninfo = conninfo
+        self.kwargs = kwargs
+        self._pool = ConnectionPool(
+            conninfo,
+            kwargs=kwargs,
+            min_size=size[0],
+            max_size=size[1],
+            timeout=timeout,
+            configure=configure,
+            open=False,
+        )
+        self._down = False
+
+    def connect(self) -> Connection:
+        """A connection of its own (not the pool's): close it after use."""
+        conn = psycopg.connect(self.conninfo, **self.kwargs)
+        configure(conn)
+        return conn
+
+    def open(self) -> None:
+        self._pool.open(wait=False)
+
+    def borrow(self) -> tuple[Connection, bool]:
+        """A connection, and whether it is the pool's (give it back with give_back)."""
+        if self._down:
+            if not self._pool.get_stats().get("pool_available", 0):
+                return self.connect(), False  # fails at once while the server is away
+            self._down = False  # the pool has connections again
+        return self._pool.getconn(), True
+
+    def give_back(self, conn: Connection, pooled: bool) -> None:
+        if pooled:
+            self._pool.putconn(conn)  # the pool throws a broken connection away
+        else:
+            conn.close()
+
+    def lost(self) -> None:
+        """A connection turned out dead: check the pool's others at once, and
+        make connections directly until the pool has some again."""
+        self._down = True
+        self._pool.check()
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,506 @@
+"""The files backend: a folder per collection, a JSON document per entity.
+
+`files:///data/app` keeps each entity in `app/<collection>/<id>.json`, which
+people, `jq` and other tools can read (the layout: _files_layout.py). Writes
+are staged in files of their own as a transaction goes and committed all at
+once through a manifest (the protocol: _files_commit.py), so a crash at any
+moment leaves every entity in its old or its new state and every transaction
+whole.
+
+One writer at a time: threads of a process queue on a lock, then take an
+flock that excludes the writers of other processes, each waiting up to
+`timeout` seconds in all (TransientBackendError after that). Readers take no
+lock and never wait: each document is replaced by an atomic rename, so a
+reader sees it whole, old or new. A transaction's own reads see its staged
+changes (an overlay, with a journal for savepoints, as in the memory backend).
+
+find reads every document of the collection and filters and orders them in
+Python (_matching.py); parsed documents are cached by file identity (inode,
+size, times), so a repeated find reads only the files that changed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import (
+    BackendError,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    TransientBackendError,
+)
+from . import _matching
+from ._files_commit import Delete, Put, Staging, WriterLock, failure, sync_path
+from ._files_layout import (
+    LAST,
+    META,
+    OUTBOX,
+    SUFFIX,
+    Names,
+    document,
+    event_files,
+    events_name,
+    events_text,
+    format_text,
+    parse,
+    probe_folding,
+    read_events,
+    read_file,
+    read_format,
+)
+from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
+
+_Key = tuple[str, str]  # (collection, id)
+_Change = tuple[int, str] | None  # (version, staged file) or None: deleted
+_Stamp = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
+_RACY_NS = 1_000_000_000  # files changed this recently are read again (coarse clocks)
+
+
+@dataclass
+class _Transaction:
+    token: str
+    changes: dict[_Key, _Change] = field(default_factory=dict)
+    # (key, had a change before, that change) for undoing back to a savepoint
+    journal: list[tuple[_Key, bool, _Change]] = field(default_factory=list)
+    savepoints: list[tuple[str, int]] = field(default_factory=list)
+    staged: int = 0  # files staged so far (they are named <token>-<n>.json)
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Cache:
+    """One collection's parsed documents by file name, for one set of indexes."""
+
+    indexes: tuple[Index, ...]
+    rows: dict[str, tuple[_Stamp, Row]] = field(default_factory=dict)
+
+
+class FilesBackend:
+    def __init__(self, path: str, *, timeout: float = 5.0, fsync: bool = True) -> None:
+        self._root = os.path.abspath(path)
+        self.location: str | None = self._root
+        self._timeout = timeout
+        self._fsync = fsync
+        meta = os.path.join(self._root, META)
+        try:
+            os.makedirs(os.path.join(meta, "staging"), exist_ok=True)
+            os.makedirs(os.path.join(self._root, OUTBOX), exist_ok=True)
+            self._names = Names(folded=self._format(meta))
+            self._lock = WriterLock(os.path.join(meta, "lock"))
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot open a files store at {path!r}: {exc}") from exc
+        self._staging = Staging(self._root, os.path.join(meta, "staging"), fsync=fsync)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._cache: dict[str, _Cache] = {}
+        self._folders: dict[str, str] = {}  # collection: its folder's path
+        self._outbox = os.path.join(self._root, OUTBOX)
+        self._new_events = threading.Condition()  # commits of this process that added events
+        self._event_commits = 0
+        self._closed = False
+        if self._lock.acquire(0):  # else a live writer has recovered (at its begin)
+            try:
+                self._staging.recover()
+            finally:
+                self._lock.release()
+
+    def _format(self, meta: str) -> bool:
+        """Whether names are folded: as format.json says, or as the file system
+        needs it (written once, when the store is made)."""
+        path = os.path.join(meta, "format.json")
+        try:
+            with open(path, "rb") as file:
+                return read_format(file.read())
+        except FileNotFoundError:
+            pass
+        folded = probe_folding(meta)
+        temporary = f"{path}.{secrets.token_hex(8)}.tmp"
+        with open(temporary, "wb") as file:
+            file.write(format_text(folded=folded))
+            if self._fsync:
+                os.fsync(file.fileno())
+        os.replace(temporary, path)
+        if self._fsync:
+            sync_path(meta, directory=True)
+        return folded
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        if txn is not None:
+            self.rollback()
+        self._closed = True
+        self._lock.close()  # a transaction of another thread can no longer commit
+        self._cache = {}
+
+    # -- collections ---------------------------------------------------------
+    def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
+        """Nothing to do: a collection's folder is made by the first commit
+        that writes to it, and indexed values are read from the documents."""
+
+    def _folder(self, collection: str) -> str:
+        folder = self._folders.get(collection)
+        if folder is None:
+            folder = self._folders[collection] = f"{self._root}/{self._names.encode(collection)}"
+        return folder
+
+    def _path(self, collection: str, id: str) -> str:
+        return f"{self._folder(collection)}/{self._names.file(id)}"
+
+    # -- transactions --------------------------------------------------------
+    def _txn(self) -> _Transaction:
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        if txn is None:
+            raise RuntimeError("no transaction is open on this thread")
+        if self._closed:
+            raise BackendError(f"the files store {self._root} is closed")
+        return txn
+
+    def begin(self) -> None:
+        if getattr(self._local, "txn", None) is not None:
+            raise BackendError(
+                "this thread already has a transaction open (in another asyncio task?); "
+                "a thread runs one transaction at a time"
+            )
+        if self._closed:
+            raise BackendError(f"the files store {self._root} is closed")
+        deadline = time.monotonic() + self._timeout
+        if not self._write_lock.acquire(timeout=self._timeout):
+            raise TransientBackendError(
+                f"timed out after {self._timeout}s waiting for the write lock"
+            )
+        try:
+            if not self._lock.acquire(max(0.0, deadline - time.monotonic())):
+                raise TransientBackendError(
+                    f"timed out after {self._timeout}s waiting for the write lock of "
+                    f"{self._root} (another process is writing)"
+                )
+            try:
+                self._staging.recover()  # what a writer that crashed left behind
+            except BaseException:
+                self._lock.release()
+                raise
+        except BaseException:  # KeyboardInterrupt too: never keep a lock
+            self._write_lock.release()
+            raise
+        self._local.txn = _Transaction(secrets.token_hex(4))
+
+    def commit(self) -> None:
+        txn = self._txn()
+        try:
+            puts: list[Put] = []
+            deletes: list[Delete] = []
+            for (collection, id), change in txn.changes.items():
+                folder, name = self._names.encode(collection), self._names.file(id)
+                if change is None:
+                    deletes.append((folder, name))
+                else:
+                    puts.append((folder, name, change[1]))
+            if txn.events:  # last: the data is in place before its events show
+                puts.extend(self._stage_events(txn))
+            if puts or deletes:
+                self._staging.commit(puts, deletes)
+        finally:  # a failed commit cleans up after itself, or leaves a recovery
+            self._end(txn, discard=False)
+        if txn.events:
+            with self._new_events:
+                self._event_commits += 1
+                self._new_events.notify_all()
+
+    def rollback(self) -> None:
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        if txn is not None:
+            self._end(txn, discard=True)
+
+    def _end(self, txn: _Transaction, *, discard: bool) -> None:
+        """Discards what was staged (on rollback) and lets the next writer in."""
+        self._local.txn = None
+        try:
+            if discard and txn.staged and not self._closed:
+                self._staging.discard()
+        finally:
+            try:
+                if not self._closed:
+                    self._lock.release()
+            finally:
+                self._write_lock.release()
+
+    def savepoint(self, name: str) -> None:
+        txn = self._txn()
+        txn.savepoints.append((name, len(txn.journal)))
+
+    def release(self, name: str) -> None:
+        txn = self._txn()
+        del txn.savepoints[self._savepoint_index(txn, name) :]
+
+    def rollback_to(self, name: str) -> None:
+        txn = self._txn()
+        position = self._savepoint_index(txn, name)
+        mark = txn.savepoints[position][1]
+        while len(txn.journal) > mark:
+            key, had, previous = txn.journal.pop()
+            if had:
+                txn.changes[key] = previous
+            else:
+                del txn.changes[key]
+        del txn.savepoints[position:]  # as SQLite's ROLLBACK TO + RELEASE
+
+    @staticmethod
+    def _savepoint_index(txn: _Transaction, name: str) -> int:
+        for position in range(len(txn.savepoints) - 1, -1, -1):
+            if txn.savepoints[position][0] == name:
+                return position
+        raise RuntimeError(f"no savepoint named {name!r}")
+
+    def _change(self, txn: _Transaction, key: _Key, change: _Change) -> None:
+        if txn.savepoints:  # only a savepoint can undo part of a transaction
+            txn.journal.append((key, key in txn.changes, txn.changes.get(key)))
+        txn.changes[key] = change
+
+    # -- documents -----------------------------------------------------------
+    def _read(self, path: str, id: str | None) -> tuple[str, int, str] | None:
+        """(id, version, body) of the document at path, or None if there is none.
+
+        id: the id it must hold; None: whatever id it holds, whose file name
+        must be the file's (a copied or renamed file is an error, not an entity)."""
+        try:
+            data = read_file(path)
+        except OSError as exc:
+            raise failure("read", path, exc) from exc
+        if data is None:
+            return None
+        try:
+            found = parse(data)
+        except ValueError as exc:
+            raise BackendError(f"{path} is not a statekeep document: {exc}") from exc
+        held = found[0]
+        if held != id if id is not None else self._names.file(held) != os.path.basename(path):
+            raise BackendError(f"{path} holds the document of id {held!r}, which belongs elsewhere")
+        return found
+
+    def _staged(self, collection: str, id: str, staged: str) -> tuple[str, int, str]:
+        found = self._read(self._staging.path(staged), id)
+        if found is None:
+            raise BackendError(f"the staged document of {collection} {id!r} is gone")
+        return found
+
+    def _stored(self, txn: _Transaction | None, collection: str, id: str) -> tuple[int, str] | None:
+        """(version, body) as the calling thread sees it, or None."""
+        if txn is not None and (collection, id) in txn.changes:
+            change = txn.changes[(collection, id)]
+            found = None if change is None else self._staged(collection, id, change[1])
+        else:
+            found = self._read(self._path(collection, id), id)
+        return None if found is None else (found[1], found[2])
+
+    def _version(self, txn: _Transaction | None, collection: str, id: str) -> int:
+        if txn is not None and (collection, id) in txn.changes:
+            change = txn.changes[(collection, id)]
+            return 0 if change is None else change[0]
+        found = self._read(self._path(collection, id), id)
+        return 0 if found is None else found[1]
+
+    # -- rows ----------------------------------------------------------------
+    def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
+        """Checks every row's version first, then stages them all: a put that
+        raises has changed nothing."""
+        txn = self._txn()
+        collection = spec.name
+        expected: dict[str, int] = {}  # versions as this batch leaves them
+        for row in rows:
+            id, version = row[0], row[1]
+            stored = expected.get(id)
+            if stored is None:
+                stored = self._version(txn, collection, id)
+            if stored != version - 1:
+                raise ConflictError(collection, id, conflict_detail(stored, version - 1))
+            expected[id] = version
+        staged = []
+        for row in rows:
+            txn.staged += 1
+            name = f"{txn.token}-{txn.staged}{SUFFIX}"
+            self._staging.write(name, document(row[0], row[1], row[2]))
+            staged.append(((collection, row[0]), (row[1], name)))
+        for key, change in staged:
+            self._change(txn, key, change)
+
+    def delete(self, collection: str, id: str, version: int | None) -> None:
+        txn = self._txn()
+        stored = self._version(txn, collection, id)
+        if stored == 0:
+            raise NotFoundError(collection, id)
+        if version is not None and stored != version:
+            raise ConflictError(collection, id, conflict_detail(stored, version))
+        self._change(txn, (collection, id), None)
+
+    def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
+        txn = getattr(self._local, "txn", None)
+        found = {id: self._version(txn, collection, id) for id in ids}
+        return {id: version for id, version in found.items() if version}
+
+    def get(self, collection: str, id: str) -> str | None:
+        found = self._stored(getattr(self._local, "txn", None), collection, id)
+        return None if found is None else found[1]
+
+    def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
+        txn = getattr(self._local, "txn", None)
+        found = {id: self._stored(txn, collection, id) for id in ids}
+        return {id: stored[1] for id, stored in found.items() if stored is not None}
+
+    def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
+        matches = _matching.matcher(spec, query.filters)
+        rows = _matching.ordered(
+            spec, (row for row in self._visible(spec) if matches(row)), query.order
+        )
+        end = None if query.limit is None else query.offset + query.limit
+        for row in rows[query.offset : end]:
+            yield str(row[2])
+
+    def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
+        if not filters:  # a listing is enough: no document read, none checked
+            return self._count_all(spec.name)
+        matches = _matching.matcher(spec, filters)
+        return sum(1 for row in self._visible(spec) if matches(row))
+
+    def _count_all(self, collection: str) -> int:
+        folder = self._folder(collection)
+        try:
+            names = {n for n in os.listdir(folder) if n.endswith(SUFFIX) and n[0] != "."}
+        except FileNotFoundError:
+            names = set()
+        except OSError as exc:
+            raise failure("list", folder, exc) from exc
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        if txn is not None:
+            for (changed, id), change in txn.changes.items():
+                if changed == collection:
+                    (names.discard if change is None else names.add)(self._names.file(id))
+        return len(names)
+
+    def _visible(self, spec: CollectionSpec) -> list[Row]:
+        """Every row of the collection as the calling thread sees it."""
+        rows = self._scan(spec)
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        if txn is not None:
+            for (collection, id), change in txn.changes.items():
+                if collection != spec.name:
+                    continue
+                if change is None:
+                    rows.pop(id, None)
+                    continue
+                found = self._staged(collection, id, change[1])
+                rows[id] = (id, found[1], found[2], *_matching.indexed_values(spec, found[2]))
+        return list(rows.values())
+
+    def _scan(self, spec: CollectionSpec) -> dict[str, Row]:
+        """The committed rows of a collection by id, read through the cache."""
+        folder = self._folder(spec.name)
+        cache = self._cache.get(spec.name)
+        if cache is None or cache.indexes != spec.indexes:
+            cache = self._cache[spec.name] = _Cache(spec.indexes)
+        cached, fresh = cache.rows, {}
+        racy = time.time_ns() - _RACY_NS
+        rows: dict[str, Row] = {}
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if not name.endswith(SUFFIX) or name.startswith("."):
+                        continue
+                    try:
+                        info = entry.stat()
+                    except FileNotFoundError:  # deleted since the listing
+                        continue
+                    stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+                    hit = cached.get(name)
+                    if hit is not None and hit[0] == stamp:
+                        row = hit[1]
+                    else:
+                        found = self._read(entry.path, None)
+                        if found is None:
+                            continue
+                        id, version, body = found
+                        row = (id, version, body, *_matching.indexed_values(spec, body))
+                    if info.st_ctime_ns < racy:  # else it may change within the same stamp
+                        fresh[name] = (stamp, row)
+                    rows[row[0]] = row
+        except FileNotFoundError:
+            pass  # no folder: nothing was ever committed to the collection
+        except OSError as exc:
+            raise failure("list", folder, exc) from exc
+        cache.rows = fresh
+        return rows
+
+    # -- the outbox: a file of events per transaction, positions never reused --
+    def append_events(self, bodies: Sequence[str]) -> None:
+        self._txn().events.extend(bodies)
+
+    def _stage_events(self, txn: _Transaction) -> list[Put]:
+        """Stages the transaction's events and the new last position (under the lock)."""
+        try:
+            data = read_file(f"{self._outbox}/{LAST}")
+            last = int(data) if data else self._last_in_files()
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"cannot read the last event position in {self._outbox}") from exc
+        events, counter = f"{txn.token}-events{SUFFIX}", f"{txn.token}-last"
+        self._staging.write(events, events_text(txn.events))
+        self._staging.write(counter, f"{last + len(txn.events)}\n".encode())
+        return [(OUTBOX, events_name(last + 1), events), (OUTBOX, LAST, counter)]
+
+    def _last_in_files(self) -> int:
+        """The last position, from the events files (when `last` is missing)."""
+        files = event_files(self._outbox)
+        if not files:
+            return 0
+        first, name = files[-1]
+        data = read_file(f"{self._outbox}/{name}") or b""
+        return first + data.count(b"\n") - 1
+
+    def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        try:
+            while (found := read_events(self._outbox, after, limit)) is None:
+                pass  # pruned while read: list again
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"cannot read the events in {self._outbox}: {exc}") from exc
+        return found
+
+    def wait_events(self, after: int, timeout: float) -> None:
+        """Wakes at once for this process's commits; other processes' are
+        seen when the caller reads again after timeout (it polls)."""
+        with self._new_events:
+            seen = self._event_commits
+            self._new_events.wait_for(lambda: self._event_commits != seen, timeout)
+
+    def prune_events(self, upto: int) -> int:
+        """Deletes the files of events up to `upto`, and rewrites the one that
+        holds `upto` and later events, in a transaction of its own."""
+        self.begin()
+        txn = self._txn()
+        committing = False
+        try:
+            pruned, puts, deletes = 0, [], []
+            for first, name in event_files(self._outbox):
+                if first > upto:
+                    break
+                bodies = (read_file(f"{self._outbox}/{name}") or b"").decode().split("\n")[:-1]
+                deletes.append((OUTBOX, name))
+                kept = bodies[upto - first + 1 :]
+                pruned += len(bodies) - len(kept)
+                if kept:
+                    self._staging.write(f"{txn.token}-kept", events_text(kept))
+                    puts.append((OUTBOX, events_name(upto + 1), f"{txn.token}-kept"))
+            committing = True
+            if deletes:
+                self._staging.commit(puts, deletes)
+        except OSError as exc:
+            raise failure("prune the events in", self._outbox, exc) from exc
+        finally:  # a failed commit cleans up after itself, or leaves a recovery
+            self._end(txn, discard=not committing)
+        return pruned
