@@ -52,10 +52,13 @@ def _take(
         raise ConfigurationError(
             f"unknown option(s) {', '.join(unknown)} for {url}; known: {', '.join(sorted(allowed))}"
         )
-    try:
-        return {key: allowed[key](value) for key, value in options.items()}
-    except ValueError as exc:
-        raise ConfigurationError(f"bad option for {url}: {exc}") from exc
+    taken: dict[str, Any] = {}
+    for key, value in options.items():
+        try:
+            taken[key] = allowed[key](value)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad option {key}={value!r} for {url}: {exc}") from exc
+    return taken
 
 
 def _memory(rest: str, options: dict[str, str]) -> Backend:

@@ -32,7 +32,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from ..errors import (
@@ -40,13 +39,13 @@ from ..errors import (
     ConfigurationError,
     ConflictError,
     NotFoundError,
-    StatekeepError,
     TransientBackendError,
-    ValidationError,
 )
 from . import _postgres_sql as pgsql
 from ._parse import redacted, seconds
+from ._postgres_errors import lost, translate
 from ._postgres_pool import Connections
+from ._postgres_rows import columns, converter
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
 # libpq connection parameters a URL may carry besides statekeep's own options
@@ -87,7 +86,6 @@ OPTIONS: dict[str, Callable[[str], Any]] = {
     **{name: str for name in _LIBPQ},
 }
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_INT64 = (-(2**63), 2**63 - 1)
 _FETCH = 2000  # rows per round trip of a lazy select
 
 
@@ -100,28 +98,6 @@ def _state_dir() -> Path:
         os.path.expanduser("~"), ".local", "state"
     )
     return Path(base) / "statekeep"
-
-
-def translate(exc: BaseException, doing: str) -> StatekeepError:
-    """A driver or pool exception as one of statekeep's."""
-    if isinstance(exc, PoolTimeout):
-        return TransientBackendError(f"PostgreSQL: no connection while {doing}: {exc}")
-    if isinstance(exc, PoolClosed):
-        return BackendError(f"PostgreSQL: the store's connections are closed ({doing})")
-    if isinstance(exc, psycopg.OperationalError):  # connection, shutdown, timeouts, deadlocks
-        return TransientBackendError(f"PostgreSQL failed while {doing}: {exc}".strip())
-    if isinstance(exc, psycopg.InterfaceError) and "closed" in str(exc):
-        return TransientBackendError(f"PostgreSQL connection lost while {doing}: {exc}")
-    if isinstance(exc, (psycopg.DataError, UnicodeError)):
-        return ValidationError(f"PostgreSQL refused a value while {doing}: {exc}")
-    return BackendError(f"PostgreSQL failed while {doing}: {exc}".strip())
-
-
-def _lost(exc: BaseException) -> bool:
-    """Did the connection itself fail (so nothing ran, or nothing can be known)?"""
-    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and not isinstance(
-        exc, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
-    )
 
 
 class PostgresBackend:
@@ -228,7 +204,7 @@ class PostgresBackend:
         try:
             yield conn
         except (psycopg.Error, UnicodeError) as exc:
-            if _lost(exc):
+            if lost(exc):
                 self._connections.lost()
             raise translate(exc, doing) from exc
         finally:
@@ -242,7 +218,7 @@ class PostgresBackend:
                 with self._connection(doing) as conn:
                     return work(conn)
             except TransientBackendError as exc:
-                if attempt == 2 or self._txn() is not None or not _lost(exc.__cause__ or exc):
+                if attempt == 2 or self._txn() is not None or not lost(exc.__cause__ or exc):
                     raise
         raise AssertionError("unreachable")
 
@@ -366,7 +342,7 @@ class PostgresBackend:
             except BaseException as exc:
                 self._connections.give_back(conn, pooled)
                 if isinstance(exc, psycopg.Error):
-                    if attempt == 1 and _lost(exc):  # nothing ran: a fresh connection may work
+                    if attempt == 1 and lost(exc):  # nothing ran: a fresh connection may work
                         self._connections.lost()
                         continue
                     raise translate(exc, "starting a transaction") from exc
@@ -424,7 +400,7 @@ class PostgresBackend:
 
     # -- rows ----------------------------------------------------------------
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
-        convert = _converter(spec)
+        convert = converter(spec)
         with self._connection(f"storing {spec.name}") as conn:
             if len(rows) == 1:
                 self._put_one(conn, spec, convert(rows[0]))
@@ -456,7 +432,7 @@ class PostgresBackend:
     def _insert_many(
         self, conn: psycopg.Connection[Any], spec: CollectionSpec, rows: list[Row]
     ) -> None:
-        inserted = conn.execute(self._sql(spec).insert_many, _columns(rows)).fetchall()
+        inserted = conn.execute(self._sql(spec).insert_many, columns(rows)).fetchall()
         if len(inserted) == len(rows):
             return
         done = {id for (id,) in inserted}
@@ -476,7 +452,7 @@ class PostgresBackend:
             version = stored.get(row[0], 0)
             if version != row[1] - 1:
                 raise ConflictError(spec.name, row[0], conflict_detail(version, row[1] - 1))
-        updated = conn.execute(statements.update_many, _columns(rows)).rowcount
+        updated = conn.execute(statements.update_many, columns(rows)).rowcount
         if updated != len(rows):
             raise BackendError(f"{spec.name}: updated {updated} of {len(rows)} locked rows")
 
@@ -647,53 +623,3 @@ class PostgresBackend:
 
 
 _cursor_numbers = itertools.count()
-
-
-def _columns(rows: list[Row]) -> list[list[Any]]:
-    """Rows as one list per column (for unnest)."""
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
-def _converter(spec: CollectionSpec) -> Callable[[Row], Row]:
-    """Checks a row against what PostgreSQL can hold and gives each indexed
-    value the type of its column (booleans as 0/1, mixed kinds as JSON).
-    (Text holding NUL, which PostgreSQL cannot store, never gets this far:
-    the entity layer refuses it on every backend.)"""
-    kinds = [index.kind for index in spec.indexes]
-    fixes: list[tuple[int, Callable[[Any, CollectionSpec, str], Any]]] = [
-        (3 + i, {"integer": _integer, "real": _real, "any": _jsonb}[kind])
-        for i, kind in enumerate(kinds)
-        if kind in ("integer", "real", "any")
-    ]
-
-    def convert(row: Row) -> Row:
-        if not fixes:
-            return row
-        fixed = list(row)
-        for position, fix in fixes:
-            fixed[position] = fix(fixed[position], spec, row[0])
-        return tuple(fixed)
-
-    return convert
-
-
-def _integer(value: Any, spec: CollectionSpec, id: str) -> Any:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
-        names = ", ".join(i.name for i in spec.indexes if i.kind == "integer")
-        raise ValidationError(
-            f"{spec.name} {id!r}: an indexed integer ({names}) does not fit 64 bits"
-        )
-    return value
-
-
-def _real(value: Any, spec: CollectionSpec, id: str) -> Any:
-    try:
-        return None if value is None else float(value)
-    except OverflowError:
-        raise ValidationError(f"{spec.name} {id!r}: {value} does not fit a float") from None
-
-
-def _jsonb(value: Any, spec: CollectionSpec, id: str) -> Any:
-    return None if value is None else Jsonb(value)

@@ -1,0 +1,111 @@
+"""Helpers of the event tests: a recorder, waiting, reading the outbox."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import statekeep
+from statekeep import Event, NotFoundError
+
+OUTBOX_METHODS = ("append_events", "read_events", "wait_events", "prune_events")
+
+
+def has_outbox(store: statekeep.Store) -> bool:
+    return all(callable(getattr(store._backend, name, None)) for name in OUTBOX_METHODS)
+
+
+def close_store(store: statekeep.Store) -> None:
+    """Closes a store, and the bus's own event loop with it.
+
+    Bus.close() only stops that loop; it never closes it, so the loop (and
+    its self-pipe sockets) warn "unclosed" when garbage-collected, in whatever
+    test runs then (test_async.py::test_bug_bus_close_leaves_its_loop_open)."""
+    loop = store._emitter.bus._own_loop
+    store.close()
+    if loop is not None:
+        wait_for(lambda: not loop.is_running(), what="the bus's loop to stop")
+        loop.close()
+
+
+class Recorder:
+    """A handler that keeps what it was given (thread-safe)."""
+
+    def __init__(self, action: Callable[[Event], Any] | None = None) -> None:
+        self.events: list[Event] = []
+        self.threads: list[str] = []
+        self._lock = threading.Lock()
+        self._action = action
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+            self.threads.append(threading.current_thread().name)
+        if self._action is not None:
+            self._action(event)
+
+    @property
+    def seen(self) -> list[tuple[str, str, int]]:
+        """(name, entity_id, version) of each event, in delivery order."""
+        with self._lock:
+            return [(e.name, e.entity_id, e.version) for e in self.events]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.events)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.events.clear()
+            self.threads.clear()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "it") -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"waited {timeout}s for {what}")
+        time.sleep(0.002)
+
+
+def read_elsewhere(store: statekeep.Store, cls: type[statekeep.Entity], id: str) -> int | None:
+    """The stored version of (cls, id) as another thread reads it (None: absent).
+
+    Another thread sees committed data only; a reader that cannot get in
+    within 5 s (the writer still holds the database) fails the test."""
+    found: dict[str, int | None] = {}
+
+    def read() -> None:
+        try:
+            found["version"] = store.get(cls, id).version
+        except NotFoundError:
+            found["version"] = None
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive(), "a reader could not get at the store while a handler ran"
+    return found["version"]
+
+
+def outbox(store: statekeep.Store, after: int = 0) -> list[tuple[int, str]]:
+    """Every committed outbox entry after position `after`."""
+    entries: list[tuple[int, str]] = []
+    while True:
+        batch = store._backend.read_events(after, 1000)
+        if not batch:
+            return entries
+        entries.extend(batch)
+        after = batch[-1][0]
+
+
+def outbox_events(store: statekeep.Store) -> list[Event]:
+    from statekeep._emit import decode
+
+    return [decode(body) for _, body in outbox(store)]
+
+
+def names(events: list[Event]) -> list[tuple[str, str, int]]:
+    return [(e.name, e.entity_id, e.version) for e in events]

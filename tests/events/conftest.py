@@ -1,0 +1,66 @@
+"""Every event test runs once per backend of the conformance registry
+(tests/conformance/conftest.py: BACKENDS); `@pytest.mark.requires(...)` keeps a
+test to the backends with those capabilities, as in the conformance suite.
+
+Tests that need the outbox (durable subscriptions, cross-process delivery)
+use `outbox_store`, which skips a backend that has no outbox methods yet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import statekeep
+
+# the same registry, marker and per-backend parametrisation as the conformance suite
+from conformance.conftest import (  # noqa: F401 - pytest finds hooks and fixtures by name
+    Backend,
+    pytest_configure,
+    pytest_generate_tests,
+    store_url,
+)
+
+from ._support import close_store, has_outbox
+
+OpenStore = Callable[..., statekeep.Store]
+
+
+@pytest.fixture
+def open_store(store_url: str) -> Iterator[OpenStore]:  # noqa: F811 - the fixture
+    """open_store(**options) opens store_url (again); all closed at the end.
+
+    memory:// and sqlite://:memory: give a new, empty database each time."""
+    opened: list[statekeep.Store] = []
+
+    def open_(**options: Any) -> statekeep.Store:
+        store = statekeep.open(store_url, **options)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        close_store(store)
+
+
+@pytest.fixture
+def store(open_store: OpenStore) -> statekeep.Store:
+    """A store without an outbox: events go to in-process handlers only."""
+    return open_store()
+
+
+@pytest.fixture
+def outbox_store(open_store: OpenStore, backend: Backend) -> statekeep.Store:
+    """A store opened with outbox=True (skips a backend without an outbox).
+
+    Its subscriptions never prune the outbox (outbox_retention=None), so that
+    a test can read the outbox afterwards as the record of what was committed;
+    test_durable.py tests pruning with stores of its own."""
+    opened = open_store(outbox=True, outbox_retention=None)
+    if not has_outbox(opened):
+        pytest.skip(
+            f"the {backend.name} backend has no outbox yet "
+            "(append_events/read_events/wait_events/prune_events)"
+        )
+    return opened
