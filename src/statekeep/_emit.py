@@ -41,14 +41,7 @@ class Emitter:
         kind = cls.Created if old_version == 0 else cls.Updated
         collection = cls.__statekeep__.spec.name
         version = entity.version
-        events: list[Event] = [
-            kind.model_construct(
-                collection=collection,
-                entity_id=entity.id,
-                version=version,
-                entity=entity.model_copy(),
-            )
-        ]
+        events: list[Event] = [kind.made(collection, entity.id, version, entity=entity.__copy__())]
         update = {"collection": collection, "entity_id": entity.id, "version": version}
         events.extend(event.model_copy(update=update) for event in recorded)
         return events
@@ -57,7 +50,7 @@ class Emitter:
         if not self.active:
             return []
         collection = cls.__statekeep__.spec.name
-        return [cls.Deleted.model_construct(collection=collection, entity_id=id, version=version)]
+        return [cls.Deleted.made(collection, id, version)]
 
     def batch_events(self, changes: Sequence[Change]) -> list[Event]:
         """The events of a write-behind batch (writebehind.BatchHooks): the
