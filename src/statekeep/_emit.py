@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
+
+import pydantic
 
 from .backends.base import Backend
-from .entity import Entity, entity_class, put_back_recorded, take_recorded
+from .entity import Entity, entity_class, has_recorded, take_recorded
 from .errors import BackendError
 from .events import LIFECYCLE, Bus, Event, domain_class
-from .events._event import Created
+from .events._event import Created, UnknownEvent
 from .writebehind._storing import Change
+
+# a save's events, and the domain events it took from the entity
+Saved = tuple[list[Event], list[Event]]
 
 
 class Emitter:
@@ -31,20 +36,23 @@ class Emitter:
         return self.outbox or bool(self.bus)
 
     # -- making events -------------------------------------------------------
-    def saved(self, entity: Entity, old_version: int) -> list[Event]:
-        """The events of one save: created or updated, then what it recorded
-        (with nobody listening and no outbox, recorded events are dropped)."""
-        recorded = take_recorded(entity)
+    def saved(self, entity: Entity, old_version: int, body: str) -> Saved:
+        """The events of one save (created or updated, made from the body the
+        save stored, then what the entity recorded), and the recorded events
+        taken from the entity (to put back if the save does not last). With
+        nobody listening and no outbox, recorded events are dropped."""
+        recorded = take_recorded(entity) if has_recorded() else []
         if not self.active:
-            return []
+            return [], []
         cls = type(entity)
         kind = cls.Created if old_version == 0 else cls.Updated
         collection = cls.__statekeep__.spec.name
         version = entity.version
-        events: list[Event] = [kind.made(collection, entity.id, version, entity=entity.__copy__())]
+        snapshot = cls.model_validate_json(body)  # its own object: later changes do not leak in
+        events: list[Event] = [kind.made(collection, entity.id, version, entity=snapshot)]
         update = {"collection": collection, "entity_id": entity.id, "version": version}
         events.extend(event.model_copy(update=update) for event in recorded)
-        return events
+        return events, recorded
 
     def deleted(self, cls: type[Entity], id: str, version: int) -> list[Event]:
         if not self.active:
@@ -67,22 +75,11 @@ class Emitter:
             base = LIFECYCLE[kind]
             cls: Any = getattr(owner, base.__name__) if owner is not None else base
             if body is None:
-                events.append(
-                    cls.model_construct(collection=collection, entity_id=id, version=before)
-                )
+                events.append(cls.made(collection, id, before))
                 continue
             entity = owner.model_validate_json(body) if owner is not None else json.loads(body)
-            events.append(
-                cls.model_construct(
-                    collection=collection, entity_id=id, version=version, entity=entity
-                )
-            )
+            events.append(cls.made(collection, id, version, entity=entity))
         return events
-
-    @staticmethod
-    def restore(entity: Entity, events: Sequence[Event]) -> None:
-        """Puts an unsaved entity's recorded events back (its save failed)."""
-        put_back_recorded(entity, [e for e in events[1:] if e.entity_id == entity.id])
 
     # -- commit hooks (statekeep._transaction.CommitHooks) ----------------------
     def before_commit(self, events: list[Any]) -> None:
@@ -101,37 +98,30 @@ def encode(event: Event) -> str:
 
 def decode(body: str) -> Event:
     """An event read back from the outbox, as the class it was made as, as far
-    as this process knows that class (else as a plain Event with its fields)."""
+    as this process knows that class (else as an Event keeping its fields).
+    BackendError only for an entry that is not an event at all."""
     try:
         document = json.loads(body)
-        kind, fields = document["kind"], document["event"]
+        kind, fields = str(document["kind"]), dict(document["event"])
     except (ValueError, KeyError, TypeError) as exc:
         raise BackendError(f"an outbox entry is not an event: {body[:200]!r}") from exc
     cls: type[Event] | None
     if kind in LIFECYCLE:
-        owner = entity_class(fields.get("collection", ""))
+        owner = entity_class(str(fields.get("collection", "")))
         cls = getattr(owner, LIFECYCLE[kind].__name__) if owner is not None else LIFECYCLE[kind]
     else:
         cls = domain_class(kind)
-    if cls is None:
-        return _Unknown.model_validate({**fields, "unknown_kind": kind})
+    for attempt in (cls, LIFECYCLE.get(kind)):  # the class as it is now, then the generic one
+        if attempt is None:
+            continue
+        try:
+            return attempt.model_validate(fields)
+        except pydantic.ValidationError:
+            continue  # the class changed since the event was stored
     try:
-        return cls.model_validate(fields)
-    except Exception:  # noqa: BLE001 - the class changed since: keep what was stored
-        if kind in LIFECYCLE:
-            return LIFECYCLE[kind].model_validate({**fields, "entity": fields.get("entity")})
-        return _Unknown.model_validate({**fields, "unknown_kind": kind})
-
-
-class _Unknown(Event, extra="allow"):
-    """An event whose class this process does not define."""
-
-    kind: ClassVar[str] = "statekeep_unknown"
-    unknown_kind: str = ""
-
-    @property
-    def name(self) -> str:
-        return f"{self.collection}.{self.unknown_kind}"
+        return UnknownEvent.model_validate({**fields, "unknown_kind": kind})
+    except pydantic.ValidationError:
+        return UnknownEvent.model_validate({"unknown_kind": kind, "raw": body})
 
 
 __all__ = ["Created", "Emitter", "decode", "encode"]

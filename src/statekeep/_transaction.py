@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .backends.base import Backend
+from .entity import put_back_recorded
 
 if TYPE_CHECKING:
     from .entity import Entity
@@ -30,12 +31,14 @@ class Frame:
     records, and the events of its changes (delivered only once the outermost
     block commits; dropped with the block if it rolls back)."""
 
-    __slots__ = ("events", "name", "records")
+    __slots__ = ("events", "name", "records", "taken")
 
     def __init__(self, name: str | None) -> None:
         self.name = name
         self.records: list[_Record] = []
         self.events: list[Any] = []
+        # domain events taken from entities by their saves: back to them on undo
+        self.taken: list[tuple[Entity, list[Any]]] = []
 
     def note(self, entity: Entity, old_version: int) -> None:
         self.records.append(((weakref.ref(entity),), (old_version,), True))
@@ -60,8 +63,11 @@ class Frame:
     def absorb(self, inner: Frame) -> None:
         self.records.extend(inner.records)
         self.events.extend(inner.events)
+        self.taken.extend(inner.taken)
 
     def undo(self) -> None:
+        for entity, taken in reversed(self.taken):
+            put_back_recorded(entity, taken)
         for held, versions, weak in reversed(self.records):
             for item, version in zip(reversed(held), reversed(versions), strict=True):
                 entity = item() if weak else item

@@ -77,6 +77,11 @@ def entity_class(collection: str) -> type[Entity] | None:
     return _by_collection.get(collection)
 
 
+def has_recorded() -> bool:
+    """Has any entity recorded events not yet saved? (One check for a whole batch.)"""
+    return bool(_recorded)
+
+
 def take_recorded(entity: Entity) -> list[Event]:
     """The domain events recorded on entity since it was last saved (and forgets them)."""
     entry = _recorded.pop(id(entity), None)

@@ -19,7 +19,7 @@ from .backends import open_backend
 from .backends._parse import redacted
 from .backends.base import CollectionSpec, Query, Row
 from .conditions import Condition, FieldRef, Ordering
-from .entity import Entity
+from .entity import Entity, has_recorded, put_back_recorded
 from .errors import (
     ConfigurationError,
     NotFoundError,
@@ -163,10 +163,12 @@ class Store:
         if events:
             self._emitter.after_commit(events)
 
-    def _note(self, entity: Entity, old_version: int) -> None:
+    def _note(self, entity: Entity, old_version: int, taken: list[Event] | None = None) -> None:
         frame = self._frames.innermost()
         if frame is not None:
             frame.note(entity, old_version)
+            if taken:
+                frame.taken.append((entity, taken))
 
     # -- writes --------------------------------------------------------------
     def save(self, entity: E) -> E:
@@ -181,10 +183,13 @@ class Store:
         backend = self._backend
         emitter = self._emitter
         events: list[Event] = []
+        taken: list[Event] = []
 
         def work() -> None:
             backend.put(info.spec, rows)
-            events.extend(emitter.saved(entity, old))
+            made, took = emitter.saved(entity, old, rows[0][2])
+            events.extend(made)
+            taken.extend(took)
 
         try:
             rows = (info.row(entity),)
@@ -192,9 +197,9 @@ class Store:
             self._atomic(work, events)
         except BaseException:
             fields["version"] = old
-            emitter.restore(entity, events)
+            put_back_recorded(entity, taken)
             raise
-        self._note(entity, old)
+        self._note(entity, old, taken)
         return entity
 
     def save_many(
@@ -222,7 +227,6 @@ class Store:
 
     def _save_chunk(self, chunk: list[Entity], atomic: bool, held: bool) -> int:
         olds: list[int] = []
-        events: list[Event] = []
         emitter = self._emitter
         try:
             groups = self._rows_by_collection(chunk, olds)
@@ -230,17 +234,18 @@ class Store:
                 for spec, rows in groups:
                     self._backend.ensure_collection(spec)
                     self._backend.put(spec, rows)
-                if emitter.active:
+                if emitter.active or has_recorded():
                     frame = self._frames.innermost()
                     assert frame is not None  # save_many always runs in a transaction block
-                    for entity, old in zip(chunk, olds, strict=True):
-                        events.extend(emitter.saved(entity, old))
-                    frame.events.extend(events)
+                    bodies = _bodies_in_order(chunk, groups)
+                    for entity, old, body in zip(chunk, olds, bodies, strict=True):
+                        made, took = emitter.saved(entity, old, body)
+                        frame.events.extend(made)
+                        if took:  # the block puts them back if it rolls back
+                            frame.taken.append((entity, took))
         except BaseException:
             for entity, old in reversed(list(zip(chunk, olds, strict=False))):
                 entity.__dict__["version"] = old  # last first: an entity may repeat
-            for entity in chunk:
-                emitter.restore(entity, events)
             raise
         frame = self._frames.innermost()
         if frame is not None:
@@ -522,6 +527,16 @@ class Store:
         filters = info.filters(conditions, equals)
         self._backend.ensure_collection(info.spec, create=False)
         return self._backend.count(info.spec, filters)
+
+
+def _bodies_in_order(
+    chunk: list[Entity], groups: list[tuple[CollectionSpec, list[Row]]]
+) -> Iterator[str]:
+    """The stored body of each entity of chunk, in chunk order (rows are grouped by class)."""
+    if len(groups) == 1:
+        return (row[2] for row in groups[0][1])
+    by_collection = {spec.name: iter(rows) for spec, rows in groups}
+    return (next(by_collection[type(e).__statekeep__.spec.name])[2] for e in chunk)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

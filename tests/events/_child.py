@@ -13,7 +13,8 @@ python _child.py write URL PREFIX COUNT READY GO
     optimistic retries, a transaction every tenth change) and exits.
 python _child.py ticks URL COUNT PAUSE
     saves COUNT Ticks, one by one, PAUSE seconds apart; each carries the
-    wall-clock time just before its save (the latency measurement).
+    wall-clock time just before its save (the latency measurement), and
+    prints "took SECONDS" for each save.
 """
 
 from __future__ import annotations
@@ -82,8 +83,11 @@ def write(url: str, prefix: str, count: int, ready: str, go: str) -> None:
 
 def ticks(url: str, count: int, pause: float) -> None:
     store = statekeep.open(url, outbox=True)
+    store.save(Item(id=f"warm-up-{os.getpid()}"))  # connections made, not measured
     for n in range(count):
-        store.save(Tick(id=f"tick{n:05}", sent=time.time()))
+        sent = time.time()
+        store.save(Tick(id=f"tick{n:05}", sent=sent))
+        print(f"took {time.time() - sent:.6f}")
         time.sleep(pause)
     store.close()
 

@@ -22,7 +22,7 @@ def close_store(store: statekeep.Store) -> None:
 
     Bus.close() only stops that loop; it never closes it, so the loop (and
     its self-pipe sockets) warn "unclosed" when garbage-collected, in whatever
-    test runs then (test_async.py::test_bug_bus_close_leaves_its_loop_open)."""
+    test runs then (test_async.py::test_regression_bus_close_leaves_its_loop_open)."""
     loop = store._emitter.bus._own_loop
     store.close()
     if loop is not None:

@@ -6,7 +6,7 @@ module too, so it stays free of anything but statekeep and those models."""
 
 from __future__ import annotations
 
-from conformance.models import Note, Todo
+from conformance.models import Counter, Note, Todo
 from statekeep import Entity, Event
 
 
@@ -38,4 +38,13 @@ class Tick(Entity, collection="ev_tick"):
     sent: float = 0.0
 
 
-__all__ = ["Item", "Note", "Session", "SessionAbandoned", "SessionCompleted", "Tick", "Todo"]
+__all__ = [
+    "Counter",
+    "Item",
+    "Note",
+    "Session",
+    "SessionAbandoned",
+    "SessionCompleted",
+    "Tick",
+    "Todo",
+]

@@ -4,6 +4,7 @@ rollback; in the order the changes were made; for every kind of write
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ import statekeep
 from statekeep import ConflictError, NotFoundError
 
 from ._support import Recorder, names, outbox, outbox_events, read_elsewhere, wait_for
-from .models import Note, Todo
+from .models import Counter, Note, Todo
 
 
 class BoomError(Exception):
@@ -321,3 +322,50 @@ def test_write_behind_events_go_to_the_outbox(outbox_store: statekeep.Store) -> 
         ("todo.created", "a", 1),
     ]
     assert names(outbox_events(store))[2:] == [("todo.deleted", "a", 1)]
+
+
+def test_concurrent_writers_each_deliver_in_their_own_thread(store: statekeep.Store) -> None:
+    """In-process handlers run in the committing thread (docs/events.md): a slow
+    handler of one writer holds up that writer only, so another thread's later
+    version can reach the other handlers first. Both are delivered; one global
+    order is what durable subscriptions give."""
+    store.save(Todo(id="a", title="v1"))
+    slow_gate, in_slow = threading.Event(), threading.Event()
+    versions: list[int] = []
+
+    def slow(event: statekeep.Event) -> None:  # e.g. a handler that calls a web service
+        if event.version == 2:
+            in_slow.set()
+            slow_gate.wait(10)
+
+    store.on(Todo.Updated, slow, priority=10)
+    store.on(Todo.Updated, lambda e: versions.append(e.version))
+
+    def first_writer() -> None:
+        todo = store.get(Todo, "a")
+        todo.title = "v2"
+        store.save(todo)
+
+    writer = threading.Thread(target=first_writer)
+    writer.start()
+    try:
+        assert in_slow.wait(10)  # v2 is committed; its handlers are running
+        todo = store.get(Todo, "a")
+        todo.title = "v3"
+        store.save(todo)  # v3 committed and delivered from this thread
+        assert versions == [3]  # not held up by the other writer's slow handler
+    finally:
+        slow_gate.set()
+        writer.join()
+    assert versions == [3, 2]
+
+
+def test_regression_events_share_mutable_fields_with_the_entity(store: statekeep.Store) -> None:
+    recorder = Recorder()
+    store.on(Counter, recorder)
+    counter = Counter(id="c", winners=["ada"])
+    with store.transaction():
+        store.save(counter)
+        counter.winners.append("grace")  # in place: no assignment
+        store.save(counter)
+    assert [e.entity.winners for e in recorder.events] == [["ada"], ["ada", "grace"]]

@@ -141,12 +141,7 @@ def test_an_object_with_an_async_call_is_an_async_handler(store: statekeep.Store
     wait_for(lambda: got == ["statekeep-events-loop"], what="the handler")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Bus.close() stops its own loop but never closes it (nor joins its "
-    "thread); the loop and its self-pipe sockets warn 'unclosed' when garbage-collected",
-)
-def test_bug_bus_close_leaves_its_loop_open(open_store: object) -> None:
+def test_regression_bus_close_leaves_its_loop_open(open_store: object) -> None:
     store = open_store()  # type: ignore[operator]
 
     async def handler(event: statekeep.Event) -> None:
@@ -164,12 +159,7 @@ def test_bug_bus_close_leaves_its_loop_open(open_store: object) -> None:
             loop.close()  # what close_store() does for every other test
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Bus._schedule makes the handler's coroutine before finding the loop "
-    "closed and never closes it: 'coroutine was never awaited' (an error under -W error)",
-)
-def test_bug_a_handler_whose_loop_closed_leaves_a_coroutine_never_awaited(
+def test_regression_a_handler_whose_loop_closed_leaves_a_coroutine_never_awaited(
     store: statekeep.Store,
 ) -> None:
     made: list[Coroutine[Any, Any, None]] = []

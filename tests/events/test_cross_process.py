@@ -260,6 +260,7 @@ def test_a_consumer_killed_in_mid_stream_sees_every_event_at_least_once(
             versions[line.entity_id] = line.version
         runs.append((first, first + len(segment), min(reached, first + len(segment)) - first))
         reached = max(reached, first + len(segment))
+    print(f"seed {seed}: runs (first, end, redelivered) {runs}")  # shown on failure, or -s
     assert reached == len(ids), context
     assert len(runs) == KILLS + 1, (runs, context)
     assert all(end < len(ids) for _, end, _ in runs[:-1]), f"a kill was not mid-stream {runs}"

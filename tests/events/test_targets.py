@@ -153,12 +153,7 @@ def test_a_failed_save_in_a_transaction_keeps_the_recorded_event(store: statekee
     assert recorder.seen == [("session.session_completed", "s", 2)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a transaction that rolls back restores the entity's version but "
-    "drops the domain events its save took; saving the entity again loses them",
-)
-def test_bug_a_rolled_back_transaction_loses_recorded_events(store: statekeep.Store) -> None:
+def test_regression_a_rolled_back_transaction_loses_recorded_events(store: statekeep.Store) -> None:
     recorder = Recorder()
     store.on(SessionCompleted, recorder)
     session = Session(id="s")
@@ -171,13 +166,7 @@ def test_bug_a_rolled_back_transaction_loses_recorded_events(store: statekeep.St
     assert recorder.seen == [("session.session_completed", "s", 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when save_many(atomic=False) fails to commit a chunk, Emitter.restore "
-    "puts the chunk's lifecycle events of every entity but the first back as recorded "
-    "domain events; the next save delivers a stale second Created",
-)
-def test_bug_save_many_chunk_failure_records_lifecycle_events(
+def test_regression_save_many_chunk_failure_records_lifecycle_events(
     outbox_store: statekeep.Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = outbox_store
@@ -205,12 +194,9 @@ def test_bug_save_many_chunk_failure_records_lifecycle_events(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: save() drops recorded events when nobody listens and there is no "
-    "outbox; save_many() keeps them, so a later save delivers them with a wrong version",
-)
-def test_bug_save_many_without_listeners_keeps_recorded_events(store: statekeep.Store) -> None:
+def test_regression_save_many_without_listeners_keeps_recorded_events(
+    store: statekeep.Store,
+) -> None:
     one, many = Session(id="one"), Session(id="many")
     one.record(SessionCompleted(minutes=1))
     many.record(SessionCompleted(minutes=1))
@@ -310,3 +296,19 @@ def test_a_handler_may_write_to_the_store(store: statekeep.Store) -> None:
         store.save(Todo(id="b", title="x"))
     assert recorder.seen == [("note.created", "audit-a", 1), ("note.created", "audit-b", 1)]
     assert store.count(Note) == 2
+
+
+def test_enqueue_leaves_recorded_domain_events_for_the_next_save(store: statekeep.Store) -> None:
+    """Documented (docs/events.md): the write-behind queue makes lifecycle
+    events; domain events recorded on the entity wait for its next save."""
+    recorder = Recorder()
+    store.on(Session, recorder)
+    session = Session(id="s")
+    session.record(SessionCompleted(minutes=4))
+    store.enqueue(session)
+    assert store.flush(10)
+    assert recorder.seen == [("session.created", "s", 1)]
+    session = store.get(Session, "s")
+    session.record(SessionCompleted(minutes=5))
+    store.save(session)
+    assert recorder.seen[1:] == [("session.updated", "s", 2), ("session.session_completed", "s", 2)]

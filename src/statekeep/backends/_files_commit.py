@@ -12,15 +12,14 @@ A transaction writes each new document into the staging folder as it goes
    `manifest`, then syncs the staging folder: the transaction is committed;
 3. renames the staged files into place and unlinks the deleted ones, then syncs
    every collection folder it touched;
-4. unlinks what is left in the staging folder, the manifest last.
+4. unlinks what is left in the staging folder, the manifest last, and syncs
+   the staging folder (a manifest must not come back after a power loss and
+   repeat its deletes over what later transactions wrote).
 
 A crash before the rename of step 2 leaves no manifest: the staged files are
 discarded. A crash after it leaves the manifest: the steps 3 and 4 run again
 (a staged file that is gone was already renamed into place), by the next
-writer, under the lock, before it does anything else. The manifest's removal
-is made durable by the next commit's sync of the staging folder, before that
-commit can change anything, so a manifest that comes back after a power loss
-only repeats changes that nothing has overwritten since.
+writer, under the lock, before it does anything else.
 
 With fsync off, no step syncs: a process crash still leaves every entity old or
 new and every transaction whole, but a power loss may lose the last
@@ -130,9 +129,9 @@ class Staging:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                written = os.write(fd, data)
+                if written < len(data):  # rare: a signal, a full disk
+                    _write_rest(fd, data, written)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -157,9 +156,13 @@ class Staging:
                 self._clear()
             raise error from exc
         try:
-            if not single:
+            if single:
+                self._clear()
+            else:
                 self._apply(puts, deletes)
-            self._clear()
+                self._clear()
+                if self.fsync:
+                    sync_path(self.directory, directory=True)
         except OSError as exc:
             raise BackendError(
                 f"the transaction is committed, but completing it failed ({exc}); "
@@ -184,9 +187,8 @@ class Staging:
         temporary = self.path(MANIFEST + ".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
-            view = memoryview("".join(lines).encode())
-            while view:
-                view = view[os.write(fd, view) :]
+            data = "".join(lines).encode()
+            _write_rest(fd, data, os.write(fd, data))
             if self.fsync:
                 os.fsync(fd)
         finally:
@@ -290,3 +292,9 @@ class Staging:
 def _plain(name: str) -> bool:
     """A name inside one folder (so that a manifest never reaches outside the store)."""
     return name not in ("", ".", "..") and "/" not in name
+
+
+def _write_rest(fd: int, data: bytes, written: int) -> None:
+    view = memoryview(data)[written:]
+    while view:
+        view = view[os.write(fd, view) :]

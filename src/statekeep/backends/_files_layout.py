@@ -189,7 +189,10 @@ def events_text(bodies: list[str]) -> bytes:
 
 def event_files(folder: str) -> list[tuple[int, str]]:
     """(first position, file name) of every events file, in position order."""
-    names = [name for name in os.listdir(folder) if name.endswith(EVENTS)]
+    try:
+        names = [name for name in os.listdir(folder) if name.endswith(EVENTS)]
+    except FileNotFoundError:  # removed by hand: no events
+        return []
     return sorted((int(name[: -len(EVENTS)]), name) for name in names)
 
 

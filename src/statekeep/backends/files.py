@@ -17,6 +17,8 @@ changes (an overlay, with a journal for savepoints, as in the memory backend).
 find reads every document of the collection and filters and orders them in
 Python (_matching.py); parsed documents are cached by file identity (inode,
 size, times), so a repeated find reads only the files that changed.
+
+The outbox is a file of events per transaction, committed with its documents.
 """
 
 from __future__ import annotations
@@ -476,6 +478,11 @@ class FilesBackend:
         seen when the caller reads again after timeout (it polls)."""
         with self._new_events:
             seen = self._event_commits
+            try:
+                if int(read_file(f"{self._outbox}/{LAST}") or 0) > after:
+                    return
+            except (OSError, ValueError):
+                pass  # the caller's read reports it
             self._new_events.wait_for(lambda: self._event_commits != seen, timeout)
 
     def prune_events(self, upto: int) -> int:

@@ -479,6 +479,7 @@ class SQLiteBackend:
         self._local.appended += len(bodies)
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        self._local.events_seen = self._event_count  # what wait_events waits to change
         try:
             return self._conn().execute(_OUTBOX_READ, (after, limit)).fetchall()
         except sqlite3.Error as exc:
@@ -489,8 +490,10 @@ class SQLiteBackend:
     def wait_events(self, after: int, timeout: float) -> None:
         """Wakes at once for this process's commits; other processes' are
         seen when the caller reads again after timeout (it polls)."""
+        seen = getattr(self._local, "events_seen", None)
         with self._new_events:
-            seen = self._event_count
+            if seen is None:  # no read on this thread yet
+                seen = self._event_count
             self._new_events.wait_for(lambda: self._event_count != seen, timeout)
 
     def prune_events(self, upto: int) -> int:

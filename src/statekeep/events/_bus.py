@@ -104,6 +104,8 @@ class Bus:
         self._lock = threading.Lock()
         self._order = itertools.count()
         self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._own_thread: threading.Thread | None = None
+        self._stats_lock = threading.Lock()
         self.stats = BusStats()
         self.on_error: list[Callable[[Subscription, Event, BaseException], None]] = []
 
@@ -168,14 +170,17 @@ class Bus:
         except Exception as exc:  # noqa: BLE001 - a handler's error must not break the write
             self.failed(subscription, event, exc)
         else:
-            self.stats.delivered += 1
+            with self._stats_lock:
+                self.stats.delivered += 1
 
     def _schedule(self, subscription: Subscription, event: Event) -> None:
         loop = subscription.loop
         assert loop is not None
+        coroutine = subscription.handler(event)
         try:
-            future = asyncio.run_coroutine_threadsafe(subscription.handler(event), loop)
+            future = asyncio.run_coroutine_threadsafe(coroutine, loop)
         except RuntimeError as exc:  # the loop is closed
+            coroutine.close()
             self.failed(subscription, event, exc)
             return
 
@@ -184,14 +189,16 @@ class Bus:
                 return
             error = future.exception()
             if error is None:
-                self.stats.delivered += 1
+                with self._stats_lock:
+                    self.stats.delivered += 1
             else:
                 self.failed(subscription, event, error)
 
         future.add_done_callback(done)
 
     def failed(self, subscription: Subscription, event: Event, error: BaseException) -> None:
-        self.stats.failed += 1
+        with self._stats_lock:
+            self.stats.failed += 1
         log.error(
             "event handler %r failed on %s %s",
             subscription.handler,
@@ -209,16 +216,27 @@ class Bus:
         with self._lock:
             if self._own_loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(
+                thread = threading.Thread(
                     target=loop.run_forever, name="statekeep-events-loop", daemon=True
-                ).start()
-                self._own_loop = loop
+                )
+                thread.start()
+                self._own_loop, self._own_thread = loop, thread
             return self._own_loop
 
-    def close(self) -> None:
-        loop, self._own_loop = self._own_loop, None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
+    def close(self, timeout: float = 5.0) -> None:
+        """Stops the bus's own loop once the handlers it is running finish."""
+        with self._lock:
+            loop, self._own_loop = self._own_loop, None
+            thread, self._own_thread = self._own_thread, None
+        if loop is None or thread is None:
+            return
+        if thread is threading.current_thread():  # closed from one of its handlers
+            loop.call_soon(loop.stop)
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        if not thread.is_alive():
+            loop.close()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

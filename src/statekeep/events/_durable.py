@@ -11,8 +11,11 @@ act once remember the ids they have handled.
 
 A handler that raises is called again with the same event after a backoff
 (doubling from 0.1 s up to `max_backoff`), and nothing after it is delivered
-meanwhile. The checkpoint is written after every batch, and at most every
-`checkpoint_every` seconds while a batch is being delivered.
+meanwhile. The checkpoint is written every `checkpoint_every` seconds while
+events flow, whenever the subscription has caught up, and when it stops: a
+checkpoint is a write transaction, and writing one per batch would make the
+subscription queue behind busy writers (a crash redelivers at most the last
+second of events).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class DurableSubscription:
         batch: int = 500,
         poll: float = 0.05,
         max_backoff: float = 10.0,
-        checkpoint_every: float = 0.2,
+        checkpoint_every: float = 1.0,
         loop: asyncio.AbstractEventLoop | None = None,
         on_stop: Callable[[DurableSubscription], None] | None = None,
         retention: int | None = None,
@@ -119,9 +122,22 @@ class DurableSubscription:
 
     # -- the loop ------------------------------------------------------------
     def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._consume()
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the subscription
+                self._note_failure(exc)
+                self._stopping.wait(1.0)
+        with self._caught_up:
+            self._caught_up.notify_all()
+        if self._on_stop is not None:
+            self._on_stop(self)
+
+    def _consume(self) -> None:
         position = self.stats.position
         saved = position
         idle = self._poll / 8
+        last_save = time.monotonic()
         try:
             while not self._stopping.is_set():
                 try:
@@ -140,7 +156,6 @@ class DurableSubscription:
                     idle = min(idle * 2, self._poll)  # adaptive: fast after activity
                     continue
                 idle = self._poll / 8
-                last_save = time.monotonic()
                 for event_position, body in events:
                     if not self._deliver(body):
                         break  # stopping
@@ -148,14 +163,9 @@ class DurableSubscription:
                     if time.monotonic() - last_save > self._checkpoint_every:
                         saved = self._checkpoint(position, saved)
                         last_save = time.monotonic()
-                saved = self._checkpoint(position, saved)
         finally:
             if saved != position:
                 self._checkpoint(position, saved)
-            with self._caught_up:
-                self._caught_up.notify_all()
-            if self._on_stop is not None:
-                self._on_stop(self)
 
     def _checkpoint(self, position: int, saved: int) -> int:
         if position == saved:
@@ -179,7 +189,12 @@ class DurableSubscription:
 
     def _deliver(self, body: str) -> bool:
         """Delivers one event until the handler takes it; False if stopping first."""
-        event = self._decode(body)
+        try:
+            event = self._decode(body)
+        except StatekeepError as exc:  # not an event at all: logged, counted, passed over
+            self._note_failure(exc)
+            self.stats.skipped += 1
+            return True
         collection, _, kind = event.name.partition(".")
         if not self._wants(collection, kind):
             self.stats.skipped += 1
@@ -199,11 +214,19 @@ class DurableSubscription:
 
     def _call(self, event: Event) -> None:
         result = self._handler(event)
-        if inspect.isawaitable(result):
-            if self._loop is not None:  # on the application's loop; wait, to keep the order
-                asyncio.run_coroutine_threadsafe(_awaited(result), self._loop).result()
+        if not inspect.isawaitable(result):
+            return
+        loop = self._loop
+        if loop is not None and not loop.is_closed():  # on the application's loop
+            coroutine = _awaited(result)
+            try:
+                future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+            except RuntimeError:  # closed meanwhile: run it here instead
+                coroutine.close()
             else:
-                asyncio.run(_awaited(result))
+                future.result()  # waited for, to keep the order
+                return
+        asyncio.run(_awaited(result))
 
     def _note_failure(self, error: BaseException, event: Event | None = None) -> None:
         self.stats.failures += 1

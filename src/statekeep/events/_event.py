@@ -23,6 +23,7 @@ import pydantic
 from pydantic import ConfigDict, Field
 
 from .._ids import new_id
+from ..errors import ConfigurationError
 
 
 def _snake_case(name: str) -> str:
@@ -32,6 +33,9 @@ def _snake_case(name: str) -> str:
 
 # domain event classes by kind, to read them back from an outbox
 _DOMAIN: dict[str, type[Event]] = {}
+_RESERVED_KINDS = frozenset(
+    {"created", "updated", "deleted", "lifecycle", "event", "statekeep_unknown"}
+)
 
 
 def _now() -> datetime:
@@ -55,10 +59,16 @@ class Event(pydantic.BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        if cls.__name__ == "Lifecycle" or issubclass(cls, globals().get("Lifecycle", ())):
-            return  # the store's own events, one class per entity class and kind
+        if cls.__module__ == __name__ or issubclass(cls, globals().get("Lifecycle", ())):
+            return  # the store's own events (one class per entity class and kind for lifecycle)
         if "kind" not in cls.__dict__:
             cls.kind = _snake_case(cls.__name__)
+        if cls.kind in _RESERVED_KINDS:
+            raise ConfigurationError(
+                f"{cls.__name__}: a domain event cannot be of kind {cls.kind!r} "
+                f"({', '.join(sorted(_RESERVED_KINDS))} are the store's own); rename it "
+                "or set kind = '...' in the class"
+            )
         _DOMAIN[cls.kind] = cls  # the latest defined wins
 
     @property
@@ -106,6 +116,19 @@ class Updated(Lifecycle):
 
 class Deleted(Lifecycle):
     kind: ClassVar[str] = "deleted"
+
+
+class UnknownEvent(Event, extra="allow"):
+    """An event read from the outbox whose class this process does not define
+    (or no longer defines as it was): its fields are kept as they were stored."""
+
+    kind: ClassVar[str] = "statekeep_unknown"
+    unknown_kind: str = ""
+    raw: str = ""  # the stored entry, when not even the common fields could be read
+
+    @property
+    def name(self) -> str:
+        return f"{self.collection}.{self.unknown_kind}"
 
 
 LIFECYCLE: dict[str, type[Lifecycle]] = {
