@@ -4,7 +4,8 @@ python _files_child.py transfer URL ACKS SEED
     runs transactions back to back until it is killed. Transaction n moves
     money between a few Accounts (the sum stays TOTAL), rewrites a few Slots,
     creates Token k<n> and deletes k<n-1>, and records in the Ledger which
-    entities it wrote; each of them carries txn=n. After commit returns it
+    entities it wrote; each of them carries txn=n. The store has an outbox,
+    so every transaction also writes its events. After commit returns it
     appends "n" and a newline to ACKS with one os.write().
 python _files_child.py increment URL DONE TIMES
     adds 1 to Counter "shared" TIMES times (get, add, save; again on a
@@ -66,7 +67,7 @@ def seed_store(store: statekeep.Store) -> None:
 def transfer(url: str, acks: str, seed: int) -> None:
     rng = random.Random(seed)
     fd = os.open(acks, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    store = statekeep.open(url)
+    store = statekeep.open(url, outbox=True)
     ledger = store.get(Ledger, "ledger")
     n = ledger.txn
     while True:

@@ -5,7 +5,8 @@ names, several processes on one folder, documents other tools read.
 A child (_files_child.py) commits transactions back to back and is killed
 with SIGKILL at a random moment; after each kill a fresh open must find every
 document whole, every transaction all or nothing, every acknowledged
-transaction there, and nothing left in the staging folder.
+transaction there with its events in the outbox, and nothing left in the
+staging folder.
 
 STATEKEEP_STRESS=1 runs 200 kill points instead of 24;
 STATEKEEP_CRASH_SEED=n replays one run's kill points;
@@ -106,6 +107,12 @@ def check_after_kill(url: str, acked: list[int], before: int) -> tuple[int, list
         accounts = list(store.find(Account))
         slots = list(store.find(Slot))
         tokens = [token.id for token in store.find(Token)]
+        events = store._backend.read_events(0, 10**9)
+    if [position for position, _ in events] != list(range(1, len(events) + 1)):
+        problems.append("the outbox's positions are not 1, 2, 3, ...")
+    ledger_events = [json.loads(body)["event"] for _, body in events if '"fx_ledger"' in body]
+    if [event["version"] for event in ledger_events] != list(range(2, last + 2)):
+        problems.append(f"the ledger's events do not match its {last} transactions")
     if acked and last < acked[-1]:
         problems.append(f"acknowledged transaction {acked[-1]} lost (last is {last})")
     if last < before:
@@ -116,7 +123,7 @@ def check_after_kill(url: str, acked: list[int], before: int) -> tuple[int, list
         problems.append(f"tokens {tokens} after transaction {last} (deletes not atomic)")
     if len(accounts) != ACCOUNTS or sum(a.balance for a in accounts) != TOTAL:
         problems.append(f"accounts hold {sum(a.balance for a in accounts)}, not {TOTAL}")
-    entities = {f"{type(e).__name__}:{e.id}": e.txn for e in (*accounts, *slots)}
+    entities = {f"Account:{a.id}": a.txn for a in accounts} | {f"Slot:{s.id}": s.txn for s in slots}
     ahead = {key: txn for key, txn in entities.items() if txn > last}
     if ahead:
         problems.append(f"part of transaction {last + 1} without its ledger: {ahead}")
@@ -439,8 +446,8 @@ def test_the_syncs_of_a_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
 ) -> None:
     """n documents into an existing collection: n files, the manifest, the
-    staging folder and the collection's folder; a transaction of one change
-    needs no manifest (docs/files.md)."""
+    staging folder (twice) and the collection's folder; a transaction of one
+    change needs no manifest (docs/files.md)."""
     calls: list[int] = []
     real = os.fsync
 
@@ -452,7 +459,7 @@ def test_the_syncs_of_a_commit(
         store.save(Counter(id="first"))
         monkeypatch.setattr(os, "fsync", counted)
         store.save_many(Counter(id=f"c{n}") for n in range(100))
-        assert len(calls) == (103 if fsync else 0)
+        assert len(calls) == (104 if fsync else 0)
         calls.clear()
         store.save(Counter(id="one more"))
         assert len(calls) == (2 if fsync else 0)
@@ -463,4 +470,35 @@ def test_the_syncs_of_a_commit(
         with store.transaction():
             store.delete(Counter, "one more")
             store.save(Counter(id="another"))
-        assert len(calls) == (4 if fsync else 0)
+        assert len(calls) == (5 if fsync else 0)
+
+
+# -- the outbox ------------------------------------------------------------------
+
+
+def test_the_outbox_keeps_positions_through_pruning_and_reopening(tmp_path: Path) -> None:
+    with statekeep.open(url_of(tmp_path)) as store:
+        backend: Any = store._backend
+        for n in range(3):
+            backend.begin()
+            backend.append_events([f'{{"n":{n},"k":{k}}}' for k in range(4)])
+            backend.commit()
+        assert [p for p, _ in backend.read_events(0, 100)] == list(range(1, 13))
+        assert backend.read_events(5, 3) == [
+            (6, '{"n":1,"k":1}'),
+            (7, '{"n":1,"k":2}'),
+            (8, '{"n":1,"k":3}'),
+        ]
+        assert backend.prune_events(6) == 6  # one file gone, one cut in two
+        assert [p for p, _ in backend.read_events(0, 100)] == list(range(7, 13))
+        assert backend.prune_events(12) == 6
+        assert backend.read_events(0, 100) == []
+    with statekeep.open(url_of(tmp_path)) as store:
+        backend = store._backend
+        backend.begin()
+        backend.append_events(['{"after":"reopening"}'])
+        backend.commit()
+        assert backend.read_events(0, 100) == [(13, '{"after":"reopening"}')]
+    outbox = tmp_path / ".statekeep" / "outbox"
+    assert sorted(os.listdir(outbox)) == ["00000000000000000013.jsonl", "last"]
+    assert (outbox / "last").read_text() == "13\n"
