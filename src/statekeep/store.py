@@ -31,6 +31,7 @@ from .events import Event, Subscription
 from .events._bus import Handler, matcher_for
 from .events._durable import DurableSubscription, prune
 from .writebehind import Priority, Receipt, WriteBehind, WriteBehindOptions
+from .writebehind._claim import claimable_leftovers
 
 if TYPE_CHECKING:
     from ._schema import EntityInfo
@@ -85,7 +86,7 @@ class Store:
         self._engine: WriteBehind | None = None
         self._engine_lock = threading.Lock()
         journal = self._journal_dir()
-        if journal is not None and any(journal.glob("segment-*.log")):
+        if journal is not None and claimable_leftovers(journal):
             self._writebehind()  # writes a crash left behind are stored now
 
     # -- lifecycle -----------------------------------------------------------

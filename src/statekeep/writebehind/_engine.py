@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import random
 import threading
 import time
@@ -32,6 +33,7 @@ from ..errors import (
     StoreClosedError,
     TransientBackendError,
 )
+from ._claim import claim
 from ._item import Item, Key
 from ._journal import Journal, RecordId
 from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
@@ -79,8 +81,13 @@ class WriteBehind:
         self._threads: list[threading.Thread] = []
         self._stored = self._retried = self._dead = self._shed = 0
         self._last_error: str | None = None
-        self._journal = Journal(journal_dir, fsync=options.fsync) if journal_dir else None
-        self._dead_file = DeadLetterFile(journal_dir) if journal_dir else None
+        self._journal: Journal | None = None
+        self._dead_file: DeadLetterFile | None = None
+        self._claim: int | None = None  # the lock on our journal directory
+        if journal_dir is not None:
+            directory, self._claim = claim(journal_dir)
+            self._journal = Journal(directory, fsync=options.fsync)
+            self._dead_file = DeadLetterFile(directory)
         self._dead_letters: list[DeadLetter] = self._dead_file.load() if self._dead_file else []
         if self._journal is not None:
             self._recover(self._journal)
@@ -222,8 +229,7 @@ class WriteBehind:
         with self._lock:
             if self._state in ("new", "closed"):
                 self._state = "closed"
-                if self._journal is not None:
-                    self._journal.close()
+                self._close_journal()
                 return True
             self._state = "closing"
             self._flushing += 1
@@ -240,10 +246,16 @@ class WriteBehind:
         for thread in self._threads:
             thread.join()
         self._mark_resolved([])  # what a shed or a journal error left unmarked
-        if self._journal is not None:
-            self._journal.close()
+        self._close_journal()
         unwatch(self)
         return drained
+
+    def _close_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            os.close(claim)  # the directory is free for the next engine
 
     def stats(self) -> Stats:
         with self._lock:

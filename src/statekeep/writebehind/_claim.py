@@ -1,0 +1,92 @@
+"""Which journal directory a write-behind engine may use: one it holds a lock on.
+
+Several stores may write behind into one database at the same time (other
+processes, or other Store objects in one process). Each needs a journal of
+its own: a store that opened another's live journal would take its pending
+writes for a crashed run's and store them a second time. So an engine holds
+an exclusive lock (flock) on a journal directory for as long as it runs: the
+database's `<db>.writebehind/` if it is free, else a free (or new)
+`<db>.writebehind/more-<n>/`. A lock that is free means its owner is gone
+(the OS releases it when a process dies), so the records left in that
+directory are a crashed run's: the engine that claims it recovers them. Free
+directories with leftovers are claimed first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from ..errors import BackendError
+
+LOCK = "lock"
+_MORE = "more-"
+
+
+def _candidates(base: Path) -> list[Path]:
+    extra = sorted(
+        (p for p in base.glob(f"{_MORE}*") if p.is_dir()),
+        key=lambda p: int(p.name[len(_MORE) :]) if p.name[len(_MORE) :].isdigit() else 0,
+    )
+    return [base, *extra]
+
+
+def _try_lock(directory: Path) -> int | None:
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _has_leftovers(directory: Path) -> bool:
+    return any(directory.glob("segment-*.log"))
+
+
+def claim(base: Path) -> tuple[Path, int]:
+    """A journal directory under base that this engine now holds, and the
+    descriptor whose lock it holds (close it to let go)."""
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        free: list[tuple[Path, int]] = []
+        for directory in _candidates(base):
+            fd = _try_lock(directory)
+            if fd is None:
+                continue
+            if _has_leftovers(directory):
+                for _, other in free:
+                    os.close(other)
+                return directory, fd
+            free.append((directory, fd))
+        if free:
+            for _, other in free[1:]:
+                os.close(other)
+            return free[0]
+        number = len(_candidates(base))
+        while True:
+            directory = base / f"{_MORE}{number}"
+            directory.mkdir(exist_ok=True)
+            fd = _try_lock(directory)
+            if fd is not None:
+                return directory, fd
+            number += 1
+    except OSError as exc:
+        raise BackendError(f"cannot use journal directory {base}: {exc}") from exc
+
+
+def claimable_leftovers(base: Path) -> bool:
+    """Are there records of a crashed run under base (in a directory nobody holds)?"""
+    try:
+        for directory in _candidates(base) if base.is_dir() else []:
+            if not _has_leftovers(directory):
+                continue
+            fd = _try_lock(directory)
+            if fd is not None:
+                os.close(fd)
+                return True
+    except OSError:
+        return False
+    return False
