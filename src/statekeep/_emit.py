@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import pydantic
 
+from ._ids import new_id
 from .backends.base import Backend
 from .entity import Entity, entity_class, has_recorded, take_recorded
 from .errors import BackendError
@@ -21,8 +23,10 @@ from .events import LIFECYCLE, Bus, Event, domain_class
 from .events._event import Created, UnknownEvent
 from .writebehind._storing import Change
 
+# an event, or (when no handler of this process wants it) just its outbox JSON
+Pending = Event | str
 # a save's events, and the domain events it took from the entity
-Saved = tuple[list[Event], list[Event]]
+Saved = tuple[list[Pending], list[Event]]
 
 
 class Emitter:
@@ -45,55 +49,84 @@ class Emitter:
         if not self.active:
             return [], []
         cls = type(entity)
-        kind = cls.Created if old_version == 0 else cls.Updated
         collection = cls.__statekeep__.spec.name
         version = entity.version
-        snapshot = cls.model_validate_json(body)  # its own object: later changes do not leak in
-        events: list[Event] = [kind.made(collection, entity.id, version, entity=snapshot)]
+        kind = "created" if old_version == 0 else "updated"
+        events: list[Pending] = [self._lifecycle(cls, kind, collection, entity.id, version, body)]
         update = {"collection": collection, "entity_id": entity.id, "version": version}
         events.extend(event.model_copy(update=update) for event in recorded)
         return events, recorded
 
-    def deleted(self, cls: type[Entity], id: str, version: int) -> list[Event]:
+    def deleted(self, cls: type[Entity], id: str, version: int) -> list[Pending]:
         if not self.active:
             return []
         collection = cls.__statekeep__.spec.name
-        return [cls.Deleted.made(collection, id, version)]
+        return [self._lifecycle(cls, "deleted", collection, id, version, None)]
 
-    def batch_events(self, changes: Sequence[Change]) -> list[Event]:
+    def batch_events(self, changes: Sequence[Change]) -> list[Pending]:
         """The events of a write-behind batch (writebehind.BatchHooks): the
         same lifecycle events as save and delete make."""
         if not self.active:
             return []
-        events: list[Event] = []
+        events: list[Pending] = []
         for spec, id, before, version, body in changes:
             collection = spec.name
-            owner = entity_class(collection)
             kind = "deleted" if version == 0 else "created" if before == 0 else "updated"
             if not self.outbox and not self.bus.wants(collection, kind):
                 continue
-            base = LIFECYCLE[kind]
-            cls: Any = getattr(owner, base.__name__) if owner is not None else base
-            if body is None:
-                events.append(cls.made(collection, id, before))
-                continue
-            entity = owner.model_validate_json(body) if owner is not None else json.loads(body)
-            events.append(cls.made(collection, id, version, entity=entity))
+            owner = entity_class(collection)
+            stamp = before if body is None else version
+            events.append(self._lifecycle(owner, kind, collection, id, stamp, body))
         return events
+
+    def _lifecycle(
+        self,
+        owner: type[Entity] | None,
+        kind: str,
+        collection: str,
+        id: str,
+        version: int,
+        body: str | None,
+    ) -> Pending:
+        """A lifecycle event; only its outbox JSON when no handler in this
+        process wants it (no pydantic model to make, no entity to parse)."""
+        if not self.bus.wants(collection, kind):
+            return _outbox_entry(kind, collection, id, version, body)
+        base = LIFECYCLE[kind]
+        cls: Any = getattr(owner, base.__name__) if owner is not None else base
+        if body is None:
+            return cast(Event, cls.made(collection, id, version))
+        # the entity as stored, an object of its own: later changes do not leak in
+        entity = owner.model_validate_json(body) if owner is not None else json.loads(body)
+        return cast(Event, cls.made(collection, id, version, entity=entity))
 
     # -- commit hooks (statekeep._transaction.CommitHooks) ----------------------
     def before_commit(self, events: list[Any]) -> None:
         if self.outbox and events:
-            self._backend.append_events([encode(event) for event in events])
+            self._backend.append_events(
+                [event if isinstance(event, str) else encode(event) for event in events]
+            )
 
     def after_commit(self, events: list[Any]) -> None:
         if self.bus:
-            self.bus.dispatch(events)
+            self.bus.dispatch(event for event in events if not isinstance(event, str))
 
 
 def encode(event: Event) -> str:
     """An event as outbox JSON: its kind and collection, then its fields."""
     return f'{{"kind":{json.dumps(event.kind)},"event":{event.model_dump_json()}}}'
+
+
+def _outbox_entry(kind: str, collection: str, id: str, version: int, body: str | None) -> str:
+    """The outbox JSON of a lifecycle event, as encode() would write it, made
+    straight from the stored body."""
+    at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    entity = "" if body is None else f',"entity":{body}'
+    return (
+        f'{{"kind":"{kind}","event":{{"event_id":"{new_id()}","at":"{at}",'
+        f'"collection":"{collection}","entity_id":{json.dumps(id)},"version":{version}'
+        f"{entity}}}}}"
+    )
 
 
 def decode(body: str) -> Event:

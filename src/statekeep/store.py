@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ._emit import Emitter, decode
+from ._emit import Emitter, Pending, decode
 from ._schema import check_storable
 from ._transaction import Frames, Transaction
 from .backends import open_backend
@@ -140,7 +140,7 @@ class Store:
         self._check_open()
         return Transaction(self._backend, self._frames, self._check_open, self._emitter)
 
-    def _atomic(self, work: Callable[[], None], events: list[Event] | None = None) -> None:
+    def _atomic(self, work: Callable[[], None], events: list[Pending] | None = None) -> None:
         """Runs work inside the open transaction, or in a transaction of its own.
 
         work may add to events; they are written to the outbox with the
@@ -183,7 +183,7 @@ class Store:
         fields["version"] = old + 1
         backend = self._backend
         emitter = self._emitter
-        events: list[Event] = []
+        events: list[Pending] = []
         taken: list[Event] = []
 
         def work() -> None:
@@ -291,7 +291,7 @@ class Store:
 
     def _delete(self, info: EntityInfo, id: str, version: int | None) -> None:
         backend, spec = self._backend, info.spec
-        events: list[Event] = []
+        events: list[Pending] = []
 
         def work() -> None:
             deleted = version
