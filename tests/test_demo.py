@@ -1,10 +1,14 @@
 """The demo (`statekeep demo`) runs, exits 0 and leaves the data it says it wrote:
 segments (NORMAL), thumbnails (LOW) and session state changes (CRITICAL), all
-through the write-behind queue, with nothing left in its journal."""
+through the write-behind queue, with nothing left in its journal. Its events
+arrive: the in-process handler sees the sessions' state changes, and the
+durable subscriber in a child process enriches every segment stored."""
 
 from __future__ import annotations
 
 import io
+import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -29,10 +33,29 @@ SEGMENTS = 5_000
 PER_SESSION = SEGMENTS // SESSIONS
 THUMBNAILS_PER_SESSION = PER_SESSION // THUMBNAIL_EVERY
 PANEL_TITLE = "write-behind: store.writebehind.stats()"
+COMPLETED = SESSIONS - STILL_RECORDING
 
 
 def journal_segments(db: Path) -> list[Path]:
     return sorted(Path(f"{db}.writebehind").glob("segment-*"))
+
+
+def summary_value(out: str, label: str) -> str:
+    """The value of the summary table's row that starts with label."""
+    rows = [line for line in out.splitlines() if line.startswith(f"│ {label}")]
+    assert len(rows) == 1, (label, rows)
+    return rows[0].split("│")[-2].strip()
+
+
+def assert_events_in_summary(out: str, segments: int) -> None:
+    stored = summary_value(out, "stored: critical / normal / low").split(" / ")
+    assert stored[1] == f"{segments:,}"
+    assert summary_value(out, "segments enriched (process ") == stored[1]
+    assert summary_value(out, "handler failures: in-process / durable") == "0 / 0"
+    assert summary_value(out, "store.on: paused / resumed / completed") == f"1 / 1 / {COMPLETED}"
+    delivered = summary_value(out, "events delivered: in-process / durable")
+    assert delivered == f"{COMPLETED + 3} / {segments:,}"
+    assert summary_value(out, "enricher catch-up after flush").endswith(" s")
 
 
 def test_there_are_thumbnails_to_check() -> None:
@@ -53,6 +76,9 @@ def test_demo_in_process_leaves_the_expected_data(
     assert out.count(PANEL_TITLE) == 1
     assert "\x1b" not in out
     assert len(out.splitlines()) < 120
+    assert_events_in_summary(out, SEGMENTS)
+    assert "enricher (durable subscriber, process " in out
+    assert f"{SEGMENTS:,} segments enriched" in out
 
     # one session (and its segments and thumbnails) deleted; all but the newest
     # ten completed, the deleted one among them
@@ -131,6 +157,21 @@ def test_demo_stores_every_write_by_priority(tmp_path: Path) -> None:
     assert 0 < report.sessions_wait < 10
     assert report.stored["thumbnails"] == thumbnails - THUMBNAILS_PER_SESSION
     assert report.thumbnails_deleted == THUMBNAILS_PER_SESSION
+    # events: the durable subscriber, in another process, enriched every segment stored
+    events = report.events
+    assert events.caught_up
+    assert events.enriched == events.durable_delivered == report.stored_by_priority["NORMAL"]
+    assert events.durable_failures == 0
+    assert events.enricher_pid is not None and events.enricher_pid != os.getpid()
+    assert sum(events.loudness.values()) == SEGMENTS
+    assert events.loudness["clipping"] == report.segments_flagged  # both: peak > CLIP_DB
+    assert 0 <= events.lag_at_flush <= report.streamed + SESSIONS
+    assert 0 < events.catch_up < 60
+    # in-process: the pause, the resume and the completions; and the edit that
+    # _show_conflict saves (a change of name, not of state)
+    assert events.session_changes == {"paused": 1, "resumed": 1, "completed": COMPLETED}
+    assert events.in_process_delivered == COMPLETED + 3
+    assert events.in_process_failures == 0
     # nothing is left for the next open: the journal holds no segment
     assert report.journal_segments == 0
     assert Path(f"{path}.writebehind").is_dir()
@@ -139,6 +180,9 @@ def test_demo_stores_every_write_by_priority(tmp_path: Path) -> None:
     assert "paused (CRITICAL)" in text and "stored " in text
     assert "save_many" in text
     assert text.count(PANEL_TITLE) == 1
+    # the panel's last frame: every segment enriched, no lag
+    assert re.search(rf"enriched +━+ +{SEGMENTS:,} segments", text)
+    assert re.search(r"outbox +written ([\d,]+) +handled \1 +lag 0 ", text)
     # the scratch file of the save_many comparison is gone, and nothing else is left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.db", "report.db.writebehind"]
 
@@ -203,6 +247,9 @@ def test_demo_with_few_segments(tmp_path: Path, segments: int, thumbnails: int) 
     assert report.enqueued["LOW"] == report.stored_by_priority["LOW"] == thumbnails
     assert report.stored_by_priority["CRITICAL"] == SESSIONS + 2
     assert report.journal_segments == 0
+    assert report.events.caught_up
+    assert report.events.enriched == segments
+    assert report.events.durable_failures == report.events.in_process_failures == 0
 
 
 def test_demo_console_script(tmp_path: Path) -> None:
@@ -223,6 +270,7 @@ def test_demo_console_script(tmp_path: Path) -> None:
     assert f"sqlite3 '{path}' \"select count(*) from segment\"" in done.stdout
     assert done.stdout.count(PANEL_TITLE) == 1
     assert len(done.stdout.splitlines()) < 120
+    assert_events_in_summary(done.stdout, SEGMENTS)
     db = sqlite3.connect(path)
     try:
         count = db.execute("select count(*) from segment").fetchone()

@@ -10,19 +10,27 @@ demo keeps them in one SQLite file, written behind the recorder's back with
 - NORMAL: the segments, coalesced into batches;
 - LOW: the thumbnails, written when no segment is waiting (or once 5 s old).
 
+Every change is an event. The store keeps an outbox (`outbox=True`): a
+handler in this process (`store.on(RecordingSession.Updated)`) counts the
+sessions' state changes, and a durable subscriber, "enricher", in a child
+process with a store of its own on the same file, gives each new segment a
+loudness class (see statekeep._demo_events).
+
 The steps:
 
 1. create the sessions (CRITICAL enqueues, waited for with `wait_stored`);
 2. stream the segments and thumbnails through the write-behind queue behind a
    live panel of its statistics, pausing and resuming one session on the way
-   (CRITICAL, one of them waited for), then `store.flush()`; for comparison,
-   the same writes with one `save_many` into a scratch file;
+   (CRITICAL, one of them waited for), then `store.flush()`, and wait until
+   the enricher has caught up; for comparison, the same writes with one
+   `save_many` into a scratch file (also with an outbox);
 3. update: flag clipping segments and mark most sessions complete, in one
    transaction (and show that a stale copy cannot overwrite newer data);
 4. delete a session recorded with a loose cable, with all its segments and
    thumbnails, in one transaction;
 5. query by indexed fields and show a few results;
-6. print counts, throughputs, timings and the size of the file.
+6. stop the enricher; print counts, events, throughputs, timings and the
+   size of the file.
 
 The file is left in place so it can be inspected with the `sqlite3` shell.
 """
@@ -52,6 +60,8 @@ from rich.text import Text
 import statekeep
 from statekeep import Priority, Receipt
 
+from ._demo_events import Enricher, EventsReport, SessionChanges, event_rows
+
 SESSIONS = 50
 DEVICES = 8
 LOOSE_CABLE = "mic-07"  # its first take is unusable: paused while streaming, later deleted
@@ -63,6 +73,7 @@ SWEEP_STEP = 1_000  # look at the receipts every this many writes
 LIVE_REFRESH = 8  # panel refreshes per second (on a terminal)
 BAR_WIDTH = 24
 WAIT_TIMEOUT = 10.0  # seconds a CRITICAL write is waited for
+CATCH_UP_TIMEOUT = 60.0  # seconds the enricher is given to catch up after the flush
 SEED = 20240521
 
 WORDS = (
@@ -135,6 +146,7 @@ class Report:
     file_bytes: int = 0  # db + wal, while the store is open
     closed_bytes: int = 0  # after close() folded the WAL into the file
     stored: dict[str, int] = field(default_factory=dict)  # counted at the end
+    events: EventsReport = field(default_factory=EventsReport)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -199,7 +211,12 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
     report = Report(db_path)
     rng = random.Random(SEED)
     receipts = _Receipts()
-    with statekeep.open(f"sqlite:///{db_path}") as store:
+    changes = SessionChanges()
+    with (
+        statekeep.open(f"sqlite:///{db_path}", outbox=True) as store,
+        Enricher(db_path, Segment, CLIP_DB) as enricher,
+    ):
+        store.on(RecordingSession.Updated, changes)
         # 1. create the sessions: CRITICAL, and the recorder waits until they are stored
         started = time.perf_counter()
         sessions = list(_make_sessions(rng))
@@ -216,10 +233,7 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
         )
 
         # 2. stream the segments and thumbnails through the write-behind queue
-        started = time.perf_counter()
-        _stream(store, sessions, segments, receipts, report, console)
-        streamed = time.perf_counter()
-        report.timings["write segments"] = streamed - started
+        _stream(store, enricher, sessions, segments, receipts, report, console)
         receipts.sweep()
         report.enqueued = dict(receipts.enqueued)
         report.stored_by_priority = dict(receipts.stored)
@@ -235,6 +249,14 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
             "   stored: "
             + ", ".join(f"{receipts.stored[p.name]:,} {p.name}" for p in reversed(Priority))
             + f"; {sum(receipts.failed.values())} failed"
+        )
+        events = report.events
+        outcome = enricher.outcome(events.caught_up, events.catch_up, CATCH_UP_TIMEOUT)
+        console.print(
+            f"   enricher (durable subscriber, process {enricher.pid}): "
+            f"{enricher.progress()[0]:,} segments enriched;\n"
+            f"   {events.lag_at_flush:,} events behind when flush returned, {outcome}",
+            markup=False,
         )
 
         started = time.perf_counter()
@@ -314,6 +336,8 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
         }
         report.timings["queries"] = time.perf_counter() - started
 
+        enricher.fill(report.events, enricher.stop())
+        changes.fill(report.events)
         report.file_bytes = _file_size(db_path)
     report.closed_bytes = _file_size(db_path)
     report.journal_segments = len(list(Path(db_path + ".writebehind").glob("segment-*.log")))
@@ -323,17 +347,21 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
 # -- step 2: the stream ----------------------------------------------------------
 def _stream(
     store: statekeep.Store,
+    enricher: Enricher,
     sessions: list[RecordingSession],
     segments: int,
     receipts: _Receipts,
     report: Report,
     console: Console,
 ) -> None:
-    """Enqueues the writes behind a live panel, then flushes; fills in the report."""
+    """Enqueues the writes behind a live panel, flushes, and waits for the
+    enricher to catch up; fills in the report."""
     loose = next(session for session in sessions if session.device == LOOSE_CABLE)
     pause_at, resume_at = int(segments * PAUSE_AT), int(segments * RESUME_AT)
     changes = 2 if segments else 0
-    panel = _Panel(store, segments + _thumbnail_count(segments) + changes)
+    panel = _Panel(store, enricher, segments + _thumbnail_count(segments) + changes, segments)
+    events = report.events
+    started = time.perf_counter()
     before = receipts.count
     spent = longest = 0.0
     number = 0  # segments so far
@@ -364,8 +392,14 @@ def _stream(
         panel.sample(receipts.count - before)
         began = time.perf_counter()
         store.flush()
-        report.timings["flush"] = time.perf_counter() - began
+        flushed = time.perf_counter()
+        report.timings["flush"] = flushed - began
+        report.timings["write segments"] = flushed - started
         panel.finish()
+        _, handled, written = enricher.progress()
+        events.lag_at_flush = written - handled
+        events.caught_up = enricher.wait_idle(CATCH_UP_TIMEOUT)
+        events.catch_up = time.perf_counter() - flushed
     if not console.is_terminal:
         console.line()  # rich ends the last render with a new line on terminals only
     report.segments_written = receipts.enqueued[Priority.NORMAL.name]
@@ -405,7 +439,8 @@ def _compare_save_many(sessions: list[RecordingSession], segments: int) -> int:
     """The same segments and thumbnails with one save_many, into a scratch file."""
     folder = tempfile.mkdtemp(prefix="statekeep-demo-save-many-")
     try:
-        with statekeep.open(f"sqlite:///{os.path.join(folder, 'scratch.db')}") as scratch:
+        url = f"sqlite:///{os.path.join(folder, 'scratch.db')}"
+        with statekeep.open(url, outbox=True) as scratch:
             writes = _make_writes(random.Random(SEED + 1), sessions, segments)
             return scratch.save_many((entity for _, entity in writes), chunk_size=1_000)
     finally:
@@ -437,11 +472,16 @@ class _Receipts:
 
 
 class _Panel:
-    """The live view of `store.writebehind.stats()`: rich renders it (calls
-    __rich__) at each refresh on a terminal, and once at the end elsewhere."""
+    """The live view of `store.writebehind.stats()` and of the enricher: rich
+    renders it (calls __rich__) at each refresh on a terminal, and once at the
+    end elsewhere."""
 
-    def __init__(self, store: statekeep.Store, expected: int) -> None:
+    def __init__(
+        self, store: statekeep.Store, enricher: Enricher, expected: int, segments: int
+    ) -> None:
         self._engine = store.writebehind
+        self._enricher = enricher
+        self._segments = segments
         first = self._engine.stats()
         self._base = first.stored  # the sessions were stored before the stream
         self._expected = expected
@@ -491,12 +531,31 @@ class _Panel:
         grid.add_row("in flight", f"{stats.in_flight:,}", "")
         grid.add_row("stored/s", rate, "")
         grid.add_row("oldest pending", f"{stats.oldest_pending_age:.2f} s", "")
+        enriched, handled, written = self._enricher.progress()
+        grid.add_row(
+            "enriched",
+            ProgressBar(max(self._segments, 1), enriched, width=BAR_WIDTH),
+            f"{enriched:,} segments",
+        )
+        lag = Text()
+        for what, count in (("written", written), ("handled", handled), ("lag", written - handled)):
+            lag.append(f"{what} ", style="dim")
+            lag.append(f"{count:,}  ")
+        grid.add_row("outbox", lag, "")
+        failures = self._enricher.latest.get("failures", 0)
+        if failures:
+            grid.add_row("enricher", Text(f"{failures:,} handler failures", style="red"), "")
         if stats.retried or stats.dead_lettered or stats.last_error:
             problem = f"retried {stats.retried:,}, dead-lettered {stats.dead_lettered:,}"
             if stats.last_error:
                 problem += f"\nlast error: {stats.last_error}"
             grid.add_row("problems", Text(problem, style="red"), "")
-        return Panel(grid, title="write-behind: store.writebehind.stats()", expand=False)
+        return Panel(
+            grid,
+            title="write-behind: store.writebehind.stats()",
+            subtitle=f"events: durable subscriber 'enricher' in process {self._enricher.pid}",
+            expand=False,
+        )
 
 
 # -- data ----------------------------------------------------------------------
@@ -709,6 +768,8 @@ def _summary(report: Report) -> Table:
         + " entities",
         end_section=True,
     )
+    for what, value in event_rows(report.events):
+        table.add_row(what, value, end_section=what.startswith("enricher catch-up"))
     for step in (
         "create sessions",
         "write segments",
