@@ -49,3 +49,12 @@ def engine(path: str) -> sa.Engine:
 
 def objects(rows: list[dict[str, Any]], ids: list[str]) -> list[OrmTodo]:
     return [OrmTodo(id=id, **row) for id, row in zip(ids, rows, strict=True)]
+
+
+def postgres_engine(url: str, schema: str) -> sa.Engine:
+    """An engine on psycopg 3 (`postgresql+psycopg://`) whose tables live in
+    schema (the benchmark run's own), with the mapped table created."""
+    address = sa.engine.make_url(url).set(drivername="postgresql+psycopg")
+    eng = sa.create_engine(address, connect_args={"options": f"-c search_path={schema}"})
+    Base.metadata.create_all(eng)
+    return eng

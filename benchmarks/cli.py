@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import get, machine, memory, report, save, save_many, writebehind
+from . import files, get, machine, memory, postgres, report, save, save_many, writebehind
 from .harness import ExtraTable, Progress, Result, Sizes
 
 # Each returns its rows of the results table, and maybe extra tables of its own.
@@ -20,6 +20,8 @@ BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTa
     "get": get.run,
     "memory": memory.run,
     "writebehind": writebehind.run,
+    "postgres": postgres.run,
+    "files": files.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -27,7 +29,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="statekeep side by side with raw sqlite3, SQLAlchemy and persist-queue. "
+        description="statekeep side by side with raw sqlite3 and psycopg, SQLAlchemy and "
+        "persist-queue. "
         f"A full run writes {DOCS.relative_to(DOCS.parent.parent)}; --quick and "
         "--only runs write only to an explicit --output.",
     )

@@ -31,6 +31,11 @@ class Sizes:
     get: int = 10_000
     get_stored: int = 100_000  # rows in the table the gets read from
     memory: int = 1_000_000
+    # PostgreSQL (skipped when no server answers) and files
+    pg_save_many: int = 100_000
+    pg_get: int = 10_000
+    pg_get_stored: int = 100_000
+    files_save_many: int = 10_000
     # write-behind (store.enqueue)
     offered_rate: int = 50_000  # writes/s of the caller-side latency runs
     offered_seconds: float = 2.0  # length of each paced latency run
@@ -51,6 +56,10 @@ class Sizes:
             get=500,
             get_stored=2_000,
             memory=20_000,
+            pg_save_many=2_000,
+            pg_get=500,
+            pg_get_stored=2_000,
+            files_save_many=300,
             offered_seconds=0.1,
             latency_runs=1,
             enqueue_many=2_000,

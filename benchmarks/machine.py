@@ -18,6 +18,8 @@ import sqlalchemy
 
 import statekeep
 
+from . import _postgres
+
 
 def _cpu_model() -> str:
     try:
@@ -53,6 +55,14 @@ def _commit() -> str:
     return head + ("+ (uncommitted changes in src/)" if dirty else "")
 
 
+def _psycopg_version() -> str:
+    try:
+        import psycopg
+    except ImportError:
+        return "not installed"
+    return f"{psycopg.__version__} ({psycopg.pq.__impl__} implementation)"
+
+
 def describe() -> list[tuple[str, str]]:
     physical = psutil.cpu_count(logical=False)
     return [
@@ -66,5 +76,7 @@ def describe() -> list[tuple[str, str]]:
         ("pydantic", f"{pydantic.VERSION} (pydantic-core {pydantic_core.__version__})"),
         ("SQLAlchemy", sqlalchemy.__version__),
         ("persist-queue", persistqueue.__version__),
+        ("psycopg", _psycopg_version()),
+        ("PostgreSQL", _postgres.server_version(_postgres.configured_url())),
         ("statekeep", f"{statekeep.__version__}, commit {_commit()}"),
     ]

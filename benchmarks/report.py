@@ -19,10 +19,11 @@ edit `benchmarks/report.py` and run it again.*
 
 Every hot path of statekeep runs side by side, in one process run, with the
 raw driver doing the same work (**the limit**: `sqlite3` with the same schema,
-WAL and `synchronous=NORMAL`, and the same pydantic JSON) and with the tool a
-user would otherwise pick (SQLAlchemy 2 ORM, given the same pragmas; for
-write-behind, persist-queue). The figures that matter are the ratios to the
-limit: they hold on a noisy machine where the absolute ops/s do not.
+WAL and `synchronous=NORMAL`, and the same pydantic JSON; psycopg 3 for
+PostgreSQL) and with the tool a user would otherwise pick (SQLAlchemy 2 ORM,
+given the same pragmas; for write-behind, persist-queue). The figures that
+matter are the ratios to the limit: they hold on a noisy machine where the
+absolute ops/s do not.
 
 - **save_many**: `store.save_many(models)` of new entities (title str, done
   bool, priority int, three tags, a datetime; nothing indexed) into a fresh
@@ -43,6 +44,41 @@ limit: they hold on a noisy machine where the absolute ops/s do not.
   `executemany` of the same generator, a thousand rows at a time: what the
   interpreter, pydantic and SQLite need anyway. ops/s here include making
   the entities.
+
+PostgreSQL (the server in the machine table, `STATEKEEP_BENCH_POSTGRES_URL`;
+each run makes a schema of its own and drops it afterwards; without a server
+these rows say so and nothing else), over local TCP with the client and the
+server on the same cores:
+
+- **PostgreSQL save_many**: the save_many entities, one transaction, into an
+  emptied table (`TRUNCATE` and a `CHECKPOINT` before every run). Limit:
+  psycopg `COPY ... FROM STDIN` of `(id, version, model_dump_json())` rows,
+  serialisation timed, into a table like statekeep's (`id text COLLATE "C"`
+  primary key, `version bigint`, `body jsonb`; the model has no indexed
+  field, so no other column or index), in text and in binary format (jsonb's
+  binary format is a version byte and the text): the faster is the limit,
+  the other is shown. ORM: `session.add_all` + `commit` through
+  `postgresql+psycopg://`.
+- **PostgreSQL get**: `store.get` of distinct random ids. Limit: one psycopg
+  connection (autocommit), one cursor, `SELECT body ... WHERE id = %s`
+  prepared on the server (`prepare=True`), bodies as text +
+  `Model.model_validate_json`. ORM (for reference): `session.get` in one
+  session.
+
+{postgres_note}
+Files (`files:///dir`, a JSON document per entity, committed through a
+manifest):
+
+- **files save_many**: the save_many entities into a fresh folder, one
+  transaction, with fsync on (the default) and off (an `os.sync()` before
+  every run; the folders are deleted only at the end, as deleting ten
+  thousand files on a file system mounted with `discard` slows the next run
+  down). Reference: what a user
+  would write by hand for durable JSON files: a temporary file per entity,
+  `fsync`, `rename`, and one fsync of the folder at the end (durable file by
+  file, not all or none). Each row counts the fsync calls of its run
+  (`os.fsync` and `os.fdatasync` wrapped in the benchmark process for the
+  length of the run, then restored).
 
 Write-behind (`store.enqueue`, default options: journal beside the file,
 window 100 ms, `max_batch` 1000, `max_pending` 10,000 with the `block`
@@ -85,6 +121,30 @@ are for orientation only.
 Run `python -m benchmarks --help` for the options: `--quick` (a smoke run in
 seconds, writes nothing unless `--output` is given), `--only NAME`,
 `--repeats N`.
+"""
+
+
+# What the scratch comparisons of the PostgreSQL insert found (not re-run by
+# make bench; written down here so the next change to save_many can start from it).
+POSTGRES_NOTE = """\
+*How PostgreSQL save_many inserts, measured outside `make bench`* (a scratch
+run on this machine, 100,000 entities, best of 7, as ratios to binary COPY
+in the same run): statekeep inserts each chunk with `INSERT ... SELECT FROM
+unnest(%s::text[], %s::bigint[], %s::jsonb[]) ON CONFLICT (id) DO NOTHING
+RETURNING id`. Nearly all its time goes to psycopg writing the three lists
+as array literals in *text* format, which quotes every JSON body with a
+Python regular expression: 0.13x, at 1,000 or 10,000 rows a chunk alike. The
+same statement with the arrays in binary (`%b`) gives 0.41x; binary COPY into
+a temporary staging table + `INSERT ... SELECT ... ON CONFLICT DO NOTHING`
+0.36x at 1,000 rows a chunk and 0.44x at 10,000; binary COPY straight into
+the table under a savepoint (the INSERT only after a unique violation) 0.49x
+and 0.57x. `RETURNING id` against a plain rowcount made no difference beyond
+the noise in any of them. *PostgreSQL get*, the same way: statekeep's own
+Python is some 6 us of client CPU a call (3 of them the pool's getconn and
+putconn); psycopg's new cursor per `conn.execute` costs 12 us more than one
+kept cursor; and the pool, grown to two connections while it opened, hands
+them out in turn, so consecutive gets alternate between two server
+processes (15-25 us of wall time a get on this machine).
 """
 
 
@@ -174,6 +234,7 @@ def markdown(
         slow_repeats=sizes.slow_repeats,
         rate=sizes.offered_rate,
         latency_runs=sizes.latency_runs,
+        postgres_note=POSTGRES_NOTE,
     )
     out = [intro, "## Machine", ""]
     out += [line(("", "")), line(("---", "---"))]
