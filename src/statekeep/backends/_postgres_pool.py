@@ -15,15 +15,29 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.adapt import Dumper
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool
 
 Connection = psycopg.Connection[Any]
 
 
+class _JsonbText(Dumper):
+    """JSON text in jsonb's binary format (a version byte, then the text), for
+    binary COPY: registered by type only, so it serves set_types(["jsonb"])
+    and nothing else."""
+
+    format = psycopg.pq.Format.BINARY
+    oid = psycopg.adapters.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + str(obj).encode()
+
+
 def configure(conn: Connection) -> None:
     conn.adapters.register_loader("jsonb", TextLoader)  # bodies stay JSON text
     conn.adapters.register_loader("json", TextLoader)
+    conn.adapters.register_dumper(None, _JsonbText)
 
 
 class Connections:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
-
-from psycopg.types.json import Jsonb
 
 from ..errors import ValidationError
 from .base import CollectionSpec, Row
@@ -60,4 +59,4 @@ def _real(value: Any, spec: CollectionSpec, id: str) -> Any:
 
 
 def _jsonb(value: Any, spec: CollectionSpec, id: str) -> Any:
-    return None if value is None else Jsonb(value)
+    return None if value is None else json.dumps(value)  # JSON text, as the bodies

@@ -39,6 +39,13 @@ ARRAY_TYPES: dict[IndexKind, str] = {
     "real": "float8[]",
     "any": "jsonb[]",
 }
+COPY_TYPES: dict[IndexKind, str] = {
+    "text": "text",
+    "time": "text",
+    "integer": "int8",
+    "real": "float8",
+    "any": "jsonb",
+}
 _RANKED: dict[str, int] = {"text": 2, "time": 2, "integer": 1, "real": 1}
 _COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 OUTBOX_COLUMNS = "(position bigserial PRIMARY KEY, body text NOT NULL)"
@@ -99,24 +106,23 @@ class Statements:
         columns = ", ".join(quote(c) for c in spec.columns)
         marks = ", ".join(["%s"] * len(spec.columns))
         settings = ", ".join(f"{quote(c)} = %s" for c in spec.columns[1:])
+        # %b: arrays in binary (in text, psycopg quotes every JSON body with a regex)
         arrays = ", ".join(
-            f"%s::{t}" for t in ("text[]", "bigint[]", "jsonb[]", *_array_types(spec))
+            f"%b::{t}" for t in ("text[]", "bigint[]", "jsonb[]", *_array_types(spec))
         )
         from_unnest = f"unnest({arrays}) AS u({columns})"
         self.insert = (
             f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
         )
         self.update = f"UPDATE {table} SET {settings} WHERE id = %s AND version = %s"
-        self.insert_many = (
-            f"INSERT INTO {table} ({columns}) SELECT * FROM {from_unnest} "
-            "ON CONFLICT (id) DO NOTHING RETURNING id"
-        )
         self.update_many = (
             f"UPDATE {table} AS t SET "
             + ", ".join(f"{quote(c)} = u.{quote(c)}" for c in spec.columns[1:])
             + f" FROM {from_unnest} WHERE t.id = u.id AND t.version = u.version - 1"
         )
         # rows locked in id order: two batches over the same rows cannot deadlock
+        self.copy = f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)"
+        self.copy_types = ["text", "int8", "jsonb", *(COPY_TYPES[i.kind] for i in spec.indexes)]
         self.lock_versions = (
             f"SELECT id, version FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
         )

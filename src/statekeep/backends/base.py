@@ -164,7 +164,11 @@ class Backend(Protocol):
     def rollback_to(self, name: str) -> None: ...
 
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
-        """Store rows whose stored version is version - 1; else ConflictError."""
+        """Store rows whose stored version is version - 1; else ConflictError.
+
+        After an exception from a put of several rows the transaction may be
+        unusable (PostgreSQL aborts it): the caller rolls back, to a savepoint
+        or all of it."""
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
         """Remove a row (NotFoundError if absent; ConflictError if version differs)."""
