@@ -10,6 +10,7 @@ collector has to visit.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
@@ -167,7 +168,12 @@ class Transaction:
                         raise
                 self._backend.commit()
             else:
-                self._backend.release(frame.name)
+                try:
+                    self._backend.release(frame.name)
+                except BaseException:  # what the block did is undone, as for an exception in it
+                    with contextlib.suppress(Exception):
+                        self._backend.rollback_to(frame.name)
+                    raise
         except BaseException:
             frame.undo()
             raise

@@ -204,14 +204,18 @@ class Store:
         return entity
 
     def save_many(
-        self, entities: Iterable[Entity], *, chunk_size: int = 1000, atomic: bool = True
+        self, entities: Iterable[Entity], *, chunk_size: int | None = None, atomic: bool = True
     ) -> int:
         """Store any number of entities in chunks (bounded memory); returns how many.
 
+        chunk_size: entities per chunk; by default what the backend does best
+        with (1,000; 10,000 on PostgreSQL, where each chunk is one COPY).
         atomic=True (the default): all in one transaction (a savepoint when
         nested). atomic=False: a transaction per chunk."""
         self._check_open()
-        if not isinstance(chunk_size, int) or chunk_size < 1:
+        if chunk_size is None:
+            chunk_size = getattr(self._backend, "chunk_rows", 1000)
+        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
             raise ConfigurationError(f"chunk_size must be a positive int, not {chunk_size!r}")
         if atomic:
             with self.transaction():

@@ -161,7 +161,7 @@ def test_memory_stays_bounded_with_a_generator(store: statekeep.Store) -> None:
     assert peak <= 2 * chunk_size
 
 
-@pytest.mark.parametrize("chunk_size", [0, -1, 1.5, "10", None])
+@pytest.mark.parametrize("chunk_size", [0, -1, 1.5, "10", True])
 def test_bad_chunk_size(
     store: statekeep.Store, assert_unchanged: Callable[[], None], chunk_size: object
 ) -> None:
@@ -170,3 +170,10 @@ def test_bad_chunk_size(
         store.save_many([todo], chunk_size=chunk_size)  # type: ignore[arg-type]
     assert todo.version == 0
     assert_unchanged()
+
+
+def test_the_default_chunk_size_is_the_backends(store: statekeep.Store) -> None:
+    """chunk_size=None (the default): as many as the backend does best with."""
+    assert store.save_many((Todo(title=f"t{i}") for i in range(2500)), chunk_size=None) == 2500
+    assert store.save_many(Todo(title=f"u{i}") for i in range(10)) == 10
+    assert store.count(Todo) == 2510
