@@ -164,6 +164,7 @@ class PostgresBackend:
         self._tables: dict[str, CollectionSpec] = {}  # ensured, committed
         self._exists: set[str] = set()  # tables known to exist
         self._statements: dict[str, tuple[CollectionSpec, pgsql.Statements]] = {}
+        self._get_sql: dict[str, str] = {}
         self._closed = False
         self._outbox = f"{pgsql.quote(schema)}.statekeep_outbox"
         self._channel = pgsql.quote(f"statekeep_{schema}"[:63])
@@ -182,7 +183,13 @@ class PostgresBackend:
             ) from exc
         finally:
             conn.close()
-        self._connections.open()
+        try:
+            self._connections.open(max(timeout, connect_timeout))
+        except PoolTimeout as exc:
+            self._connections.close()
+            raise ConfigurationError(
+                f"PostgreSQL at {redacted(url)}: the pool made no connection in time: {exc}"
+            ) from exc
 
     def _setup_schema(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"statekeep:{self.schema}",))
@@ -575,11 +582,13 @@ class PostgresBackend:
     def get(self, collection: str, id: str) -> str | None:
         if not self._known(collection):
             return None
-        table = f"{pgsql.quote(self.schema)}.{pgsql.quote(collection)}"
-        sql = f"SELECT body FROM {table} WHERE id = %s"
+        sql = self._get_sql.get(collection)
+        if sql is None:
+            table = f"{pgsql.quote(self.schema)}.{pgsql.quote(collection)}"
+            sql = self._get_sql[collection] = f"SELECT body FROM {table} WHERE id = %s"
 
         def work(conn: psycopg.Connection[Any]) -> str | None:
-            row = conn.execute(sql, (id,)).fetchone()
+            row = self._connections.cursor(conn).execute(sql, (id,), prepare=True).fetchone()
             return None if row is None else str(row[0])
 
         result: str | None = self._read(f"reading {collection}", work)
