@@ -10,7 +10,18 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import files, get, machine, memory, postgres, report, save, save_many, writebehind
+from . import (
+    events,
+    files,
+    get,
+    machine,
+    memory,
+    postgres,
+    report,
+    save,
+    save_many,
+    writebehind,
+)
 from .harness import ExtraTable, Progress, Result, Sizes
 
 # Each returns its rows of the results table, and maybe extra tables of its own.
@@ -22,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTa
     "writebehind": writebehind.run,
     "postgres": postgres.run,
     "files": files.run,
+    "events": events.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

@@ -36,6 +36,11 @@ class Sizes:
     pg_get: int = 10_000
     pg_get_stored: int = 100_000
     files_save_many: int = 10_000
+    # events
+    dispatch: int = 200_000  # events handed to the handlers
+    dispatch_saves: int = 20_000  # save() calls with 0, 1 and 10 handlers
+    durable: int = 20_000  # events through a durable subscription
+    latency_saves: int = 500  # single saves, 2 ms apart
     # write-behind (store.enqueue)
     offered_rate: int = 50_000  # writes/s of the caller-side latency runs
     offered_seconds: float = 2.0  # length of each paced latency run
@@ -60,6 +65,10 @@ class Sizes:
             pg_get=500,
             pg_get_stored=2_000,
             files_save_many=300,
+            dispatch=2_000,
+            dispatch_saves=300,
+            durable=300,
+            latency_saves=20,
             offered_seconds=0.1,
             latency_runs=1,
             enqueue_many=2_000,
