@@ -66,6 +66,22 @@ server on the same cores:
   session.
 
 {postgres_note}
+Events:
+
+- **event dispatch**: one committed event handed to 1 and to 10 plain
+  handlers by statekeep's bus (what `save()` runs after its commit) and by
+  blinker's `Signal.send` to the same number of receivers (what a user would
+  otherwise connect them to). The table after the results shows what
+  listeners add to a whole `save()` into `memory://`: making the event (with
+  its own copy of the entity, parsed from the stored JSON) and dispatching it.
+- **durable subscription**: N entities saved with `save_many` into a store
+  opened with `outbox=True`, then the time until a durable subscription
+  (another Store on the same database, in this process) has handled every
+  event: events/s from commit to handler. The latency table: single saves
+  2 ms apart, from just before `save()` to the handler. For a subscriber in
+  another process (polling on SQLite and files, LISTEN/NOTIFY on
+  PostgreSQL), see the measurements in docs/events.md.
+
 Files (`files:///dir`, a JSON document per entity, committed through a
 manifest):
 
@@ -127,24 +143,21 @@ seconds, writes nothing unless `--output` is given), `--only NAME`,
 # What the scratch comparisons of the PostgreSQL insert found (not re-run by
 # make bench; written down here so the next change to save_many can start from it).
 POSTGRES_NOTE = """\
-*How PostgreSQL save_many inserts, measured outside `make bench`* (a scratch
-run on this machine, 100,000 entities, best of 7, as ratios to binary COPY
-in the same run): statekeep inserts each chunk with `INSERT ... SELECT FROM
-unnest(%s::text[], %s::bigint[], %s::jsonb[]) ON CONFLICT (id) DO NOTHING
-RETURNING id`. Nearly all its time goes to psycopg writing the three lists
-as array literals in *text* format, which quotes every JSON body with a
-Python regular expression: 0.13x, at 1,000 or 10,000 rows a chunk alike. The
-same statement with the arrays in binary (`%b`) gives 0.41x; binary COPY into
-a temporary staging table + `INSERT ... SELECT ... ON CONFLICT DO NOTHING`
-0.36x at 1,000 rows a chunk and 0.44x at 10,000; binary COPY straight into
-the table under a savepoint (the INSERT only after a unique violation) 0.49x
-and 0.57x. `RETURNING id` against a plain rowcount made no difference beyond
-the noise in any of them. *PostgreSQL get*, the same way: statekeep's own
-Python is some 6 us of client CPU a call (3 of them the pool's getconn and
-putconn); psycopg's new cursor per `conn.execute` costs 12 us more than one
-kept cursor; and the pool, grown to two connections while it opened, hands
-them out in turn, so consecutive gets alternate between two server
-processes (15-25 us of wall time a get on this machine).
+*How PostgreSQL save_many inserts* (scratch runs outside `make bench`,
+100,000 entities, as ratios to binary COPY in the same run): statekeep first
+inserted each chunk with `INSERT ... SELECT FROM unnest(%s::text[], ...)`,
+whose time went almost all to psycopg writing the arrays as text literals
+(quoting every JSON body with a Python regular expression): 0.13x. Binary
+arrays (`%b`) gave 0.41x, binary COPY into a staging table + `INSERT ...
+SELECT` 0.36-0.44x, binary COPY straight into the table 0.49x at 1,000 rows
+a chunk and 0.57x at 10,000. statekeep now writes new rows with binary COPY
+straight into the table, in 10,000-row chunks, and keeps the COPY open from
+one chunk to the next, so the server stores a chunk while the next is
+serialised: the figure in the table above. Updates use the binary arrays.
+*PostgreSQL get*: psycopg's new cursor per `conn.execute` cost 12 us more
+than a kept cursor, and a pool grown to two connections at its first use
+alternated gets between two server processes; statekeep now keeps a cursor
+per connection and opens the pool with its first connection ready.
 """
 
 
