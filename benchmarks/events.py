@@ -220,6 +220,7 @@ def _latency(url: str, n: int) -> tuple[float, float]:
                     done.set()
 
         subscription = reader.subscribe("latency", handler, events=[_models.BenchTodo.Created])
+        subscription.wait_idle(600)  # past the throughput run's events first
         models = _models.entities(_models.field_rows(n, seed=8), _models.new_ids(n))
         for model in models:
             sent[model.id] = time.perf_counter()
