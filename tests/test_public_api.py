@@ -23,6 +23,7 @@ PUBLIC = [
     "Entity",
     "Event",
     "FieldRef",
+    "HandlerFailed",
     "Indexed",
     "Lifecycle",
     "NotFoundError",

@@ -18,7 +18,7 @@ from .errors import (
     UnknownFieldError,
     ValidationError,
 )
-from .events import Created, Deleted, Event, Lifecycle, Subscription, Updated
+from .events import Created, Deleted, Event, HandlerFailed, Lifecycle, Subscription, Updated
 from .events._durable import DurableSubscription
 from .store import Store, open
 from .writebehind import DeadLetter, Policy, Priority, Receipt, Stats, WriteBehindOptions
@@ -37,6 +37,7 @@ __all__ = [
     "Entity",
     "Event",
     "FieldRef",
+    "HandlerFailed",
     "Indexed",
     "Lifecycle",
     "NotFoundError",

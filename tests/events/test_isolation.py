@@ -96,3 +96,26 @@ def test_a_failing_handler_under_write_behind(store: statekeep.Store) -> None:
     assert store.count(Todo) == 10 and len(recorder) == 10
     assert store.writebehind.dead_letters() == []
     assert store._emitter.bus.stats.failed == 10
+
+
+def test_a_failure_is_also_an_event(store: statekeep.Store) -> None:
+    """HandlerFailed names the handler, the event and the error; a handler of
+    HandlerFailed that fails itself makes no further one (no loop)."""
+    failures: list[statekeep.HandlerFailed] = []
+    store.on(Todo.Created, failing)
+    store.on(statekeep.HandlerFailed, failures.append)
+    store.on(statekeep.HandlerFailed, failing)  # fails on every failure event
+
+    saved = store.save(Todo(id="a", title="x"))
+
+    assert saved.version == 1
+    assert len(failures) == 1
+    failure = failures[0]
+    assert (failure.handler, failure.failed_event, failure.collection) == (
+        "failing",
+        "todo.created",
+        "statekeep",
+    )
+    assert failure.error == "HandlerError: cannot handle todo.created"
+    assert failure.entity_id == "a" and failure.version == 1
+    assert store._emitter.bus.stats.failed == 2  # the handler, and the failure handler

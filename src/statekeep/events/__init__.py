@@ -1,7 +1,16 @@
 """Events: lifecycle and domain events, the in-process bus, durable subscriptions."""
 
 from ._bus import Bus, Subscription
-from ._event import LIFECYCLE, Created, Deleted, Event, Lifecycle, Updated, domain_class
+from ._event import (
+    LIFECYCLE,
+    Created,
+    Deleted,
+    Event,
+    HandlerFailed,
+    Lifecycle,
+    Updated,
+    domain_class,
+)
 
 __all__ = [
     "LIFECYCLE",
@@ -9,6 +18,7 @@ __all__ = [
     "Created",
     "Deleted",
     "Event",
+    "HandlerFailed",
     "Lifecycle",
     "Subscription",
     "Updated",

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError
-from ._event import Event, Lifecycle
+from ._event import Event, HandlerFailed, Lifecycle
 
 log = logging.getLogger("statekeep.events")
 
@@ -211,6 +211,20 @@ class Bus:
                 report(subscription, event, error)
             except Exception:
                 log.exception("on_error callback %r failed", report)
+        if isinstance(event, HandlerFailed):
+            return  # no failure about a failure
+        failure = HandlerFailed.made(
+            "statekeep",
+            event.entity_id,
+            event.version,
+            handler=getattr(subscription.handler, "__qualname__", repr(subscription.handler)),
+            failed_event=event.name,
+            failed_event_id=event.event_id,
+            error=f"{type(error).__name__}: {error}",
+        )
+        for other in self.handlers("statekeep", HandlerFailed.kind):
+            if other is not subscription:
+                self.call(other, failure)
 
     def _background_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

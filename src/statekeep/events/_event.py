@@ -118,6 +118,17 @@ class Deleted(Lifecycle):
     kind: ClassVar[str] = "deleted"
 
 
+class HandlerFailed(Event):
+    """An in-process handler raised: which, on what, and the error (collection
+    "statekeep"). A handler of HandlerFailed that raises makes no further one."""
+
+    kind: ClassVar[str] = "handler_failed"
+    handler: str = ""
+    failed_event: str = ""  # the name of the event it was handling
+    failed_event_id: str = ""
+    error: str = ""
+
+
 class UnknownEvent(Event, extra="allow"):
     """An event read from the outbox whose class this process does not define
     (or no longer defines as it was): its fields are kept as they were stored."""
