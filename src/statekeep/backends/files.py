@@ -56,6 +56,7 @@ from ._files_layout import (
     read_file,
     read_format,
 )
+from ._overlay import Overlay
 from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
 
 _Key = tuple[str, str]  # (collection, id)
@@ -65,12 +66,8 @@ _RACY_NS = 1_000_000_000  # files changed this recently are read again (coarse c
 
 
 @dataclass
-class _Transaction:
-    token: str
-    changes: dict[_Key, _Change] = field(default_factory=dict)
-    # (key, had a change before, that change) for undoing back to a savepoint
-    journal: list[tuple[_Key, bool, _Change]] = field(default_factory=list)
-    savepoints: list[tuple[str, int]] = field(default_factory=list)
+class _Transaction(Overlay[_Change]):
+    token: str = ""
     staged: int = 0  # files staged so far (they are named <token>-<n>.json)
     events: list[str] = field(default_factory=list)
 
@@ -192,7 +189,7 @@ class FilesBackend:
         except BaseException:  # KeyboardInterrupt too: never keep a lock
             self._write_lock.release()
             raise
-        self._local.txn = _Transaction(secrets.token_hex(4))
+        self._local.txn = _Transaction(token=secrets.token_hex(4))
 
     def commit(self) -> None:
         txn = self._txn()
@@ -235,36 +232,13 @@ class FilesBackend:
                 self._write_lock.release()
 
     def savepoint(self, name: str) -> None:
-        txn = self._txn()
-        txn.savepoints.append((name, len(txn.journal)))
+        self._txn().savepoint(name)
 
     def release(self, name: str) -> None:
-        txn = self._txn()
-        del txn.savepoints[self._savepoint_index(txn, name) :]
+        self._txn().release(name)
 
     def rollback_to(self, name: str) -> None:
-        txn = self._txn()
-        position = self._savepoint_index(txn, name)
-        mark = txn.savepoints[position][1]
-        while len(txn.journal) > mark:
-            key, had, previous = txn.journal.pop()
-            if had:
-                txn.changes[key] = previous
-            else:
-                del txn.changes[key]
-        del txn.savepoints[position:]  # as SQLite's ROLLBACK TO + RELEASE
-
-    @staticmethod
-    def _savepoint_index(txn: _Transaction, name: str) -> int:
-        for position in range(len(txn.savepoints) - 1, -1, -1):
-            if txn.savepoints[position][0] == name:
-                return position
-        raise RuntimeError(f"no savepoint named {name!r}")
-
-    def _change(self, txn: _Transaction, key: _Key, change: _Change) -> None:
-        if txn.savepoints:  # only a savepoint can undo part of a transaction
-            txn.journal.append((key, key in txn.changes, txn.changes.get(key)))
-        txn.changes[key] = change
+        self._txn().rollback_to(name)
 
     # -- documents -----------------------------------------------------------
     def _read(self, path: str, id: str | None) -> tuple[str, int, str] | None:
@@ -331,7 +305,7 @@ class FilesBackend:
             self._staging.write(name, document(row[0], row[1], row[2]))
             staged.append(((collection, row[0]), (row[1], name)))
         for key, change in staged:
-            self._change(txn, key, change)
+            txn.change(key, change)
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
         txn = self._txn()
@@ -340,7 +314,7 @@ class FilesBackend:
             raise NotFoundError(collection, id)
         if version is not None and stored != version:
             raise ConflictError(collection, id, conflict_detail(stored, version))
-        self._change(txn, (collection, id), None)
+        txn.change((collection, id), None)
 
     def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
         txn = getattr(self._local, "txn", None)

@@ -16,6 +16,7 @@ from operator import itemgetter
 
 from ..errors import BackendError, ConflictError, NotFoundError, TransientBackendError
 from . import _matching
+from ._overlay import Overlay
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
 _Key = tuple[str, str]
@@ -23,11 +24,7 @@ _ABSENT = None
 
 
 @dataclass
-class _Transaction:
-    changes: dict[_Key, Row | None] = field(default_factory=dict)
-    # (key, had a change before, that change) for undoing back to a savepoint
-    journal: list[tuple[_Key, bool, Row | None]] = field(default_factory=list)
-    savepoints: list[tuple[str, int]] = field(default_factory=list)
+class _Transaction(Overlay[Row | None]):
     events: list[str] = field(default_factory=list)
 
 
@@ -100,42 +97,19 @@ class MemoryBackend:
             self._write_lock.release()
 
     def savepoint(self, name: str) -> None:
-        txn = self._txn()
-        txn.savepoints.append((name, len(txn.journal)))
+        self._txn().savepoint(name)
 
     def release(self, name: str) -> None:
-        txn = self._txn()
-        del txn.savepoints[self._savepoint_index(txn, name) :]
+        self._txn().release(name)
 
     def rollback_to(self, name: str) -> None:
-        txn = self._txn()
-        position = self._savepoint_index(txn, name)
-        mark = txn.savepoints[position][1]
-        while len(txn.journal) > mark:
-            key, had, previous = txn.journal.pop()
-            if had:
-                txn.changes[key] = previous
-            else:
-                del txn.changes[key]
-        del txn.savepoints[position:]  # as SQLite's ROLLBACK TO + RELEASE
-
-    @staticmethod
-    def _savepoint_index(txn: _Transaction, name: str) -> int:
-        for position in range(len(txn.savepoints) - 1, -1, -1):
-            if txn.savepoints[position][0] == name:
-                return position
-        raise RuntimeError(f"no savepoint named {name!r}")
+        self._txn().rollback_to(name)
 
     # -- rows ----------------------------------------------------------------
     def _current(self, txn: _Transaction | None, key: _Key) -> Row | None:
         if txn is not None and key in txn.changes:
             return txn.changes[key]
         return self._rows.get(key[0], {}).get(key[1])
-
-    def _change(self, txn: _Transaction, key: _Key, row: Row | None) -> None:
-        if txn.savepoints:  # only a savepoint can undo part of a transaction
-            txn.journal.append((key, key in txn.changes, txn.changes.get(key)))
-        txn.changes[key] = row
 
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
         txn = self._txn()
@@ -145,7 +119,7 @@ class MemoryBackend:
             stored = 0 if current is None else current[1]
             if stored != row[1] - 1:
                 raise ConflictError(spec.name, row[0], conflict_detail(stored, row[1] - 1))
-            self._change(txn, key, tuple(row))
+            txn.change(key, tuple(row))
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
         txn = self._txn()
@@ -155,7 +129,7 @@ class MemoryBackend:
             raise NotFoundError(collection, id)
         if version is not None and current[1] != version:
             raise ConflictError(collection, id, conflict_detail(current[1], version))
-        self._change(txn, key, _ABSENT)
+        txn.change(key, _ABSENT)
 
     def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
         txn = getattr(self._local, "txn", None)

@@ -1,0 +1,53 @@
+"""A transaction's changes held in memory until commit, with savepoints.
+
+The memory and files backends keep a transaction's changes in an overlay of
+its own (other threads see only what is committed). A journal of what each
+change replaced lets a savepoint be rolled back; it is kept only while a
+savepoint is open, as only a savepoint can undo part of a transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+Key = tuple[str, str]  # (collection, id)
+V = TypeVar("V")
+
+
+@dataclass
+class Overlay(Generic[V]):
+    changes: dict[Key, V] = field(default_factory=dict)
+    # (key, had a change before, that change) for undoing back to a savepoint
+    journal: list[tuple[Key, bool, Any]] = field(default_factory=list)
+    savepoints: list[tuple[str, int]] = field(default_factory=list)
+
+    def change(self, key: Key, value: V) -> None:
+        if self.savepoints:
+            self.journal.append((key, key in self.changes, self.changes.get(key)))
+        self.changes[key] = value
+
+    def savepoint(self, name: str) -> None:
+        self.savepoints.append((name, len(self.journal)))
+
+    def release(self, name: str) -> None:
+        del self.savepoints[self._index(name) :]
+
+    def rollback_to(self, name: str) -> None:
+        """Undoes the changes since the savepoint and ends it (as SQLite's
+        ROLLBACK TO + RELEASE)."""
+        position = self._index(name)
+        mark = self.savepoints[position][1]
+        while len(self.journal) > mark:
+            key, had, previous = self.journal.pop()
+            if had:
+                self.changes[key] = previous
+            else:
+                del self.changes[key]
+        del self.savepoints[position:]
+
+    def _index(self, name: str) -> int:
+        for position in range(len(self.savepoints) - 1, -1, -1):
+            if self.savepoints[position][0] == name:
+                return position
+        raise RuntimeError(f"no savepoint named {name!r}")
