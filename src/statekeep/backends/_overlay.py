@@ -51,3 +51,20 @@ class Overlay(Generic[V]):
             if self.savepoints[position][0] == name:
                 return position
         raise RuntimeError(f"no savepoint named {name!r}")
+
+
+class Savepoints:
+    """The savepoint methods of a backend whose transactions are Overlays
+    (it provides _txn(): this thread's open transaction)."""
+
+    def _txn(self) -> Overlay[Any]:
+        raise NotImplementedError
+
+    def savepoint(self, name: str) -> None:
+        self._txn().savepoint(name)
+
+    def release(self, name: str) -> None:
+        self._txn().release(name)
+
+    def rollback_to(self, name: str) -> None:
+        self._txn().rollback_to(name)

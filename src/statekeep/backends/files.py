@@ -56,7 +56,7 @@ from ._files_layout import (
     read_file,
     read_format,
 )
-from ._overlay import Overlay
+from ._overlay import Overlay, Savepoints
 from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
 
 _Key = tuple[str, str]  # (collection, id)
@@ -80,7 +80,7 @@ class _Cache:
     rows: dict[str, tuple[_Stamp, Row]] = field(default_factory=dict)
 
 
-class FilesBackend:
+class FilesBackend(Savepoints):
     def __init__(self, path: str, *, timeout: float = 5.0, fsync: bool = True) -> None:
         self._root = os.path.abspath(path)
         self.location: str | None = self._root
@@ -230,15 +230,6 @@ class FilesBackend:
                     self._lock.release()
             finally:
                 self._write_lock.release()
-
-    def savepoint(self, name: str) -> None:
-        self._txn().savepoint(name)
-
-    def release(self, name: str) -> None:
-        self._txn().release(name)
-
-    def rollback_to(self, name: str) -> None:
-        self._txn().rollback_to(name)
 
     # -- documents -----------------------------------------------------------
     def _read(self, path: str, id: str | None) -> tuple[str, int, str] | None:

@@ -16,7 +16,7 @@ from operator import itemgetter
 
 from ..errors import BackendError, ConflictError, NotFoundError, TransientBackendError
 from . import _matching
-from ._overlay import Overlay
+from ._overlay import Overlay, Savepoints
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
 _Key = tuple[str, str]
@@ -28,7 +28,7 @@ class _Transaction(Overlay[Row | None]):
     events: list[str] = field(default_factory=list)
 
 
-class MemoryBackend:
+class MemoryBackend(Savepoints):
     def __init__(self, *, timeout: float = 5.0) -> None:
         self._rows: dict[str, dict[str, Row]] = {}
         self._specs: dict[str, CollectionSpec] = {}
@@ -95,15 +95,6 @@ class MemoryBackend:
         if getattr(self._local, "txn", None) is not None:
             self._local.txn = None
             self._write_lock.release()
-
-    def savepoint(self, name: str) -> None:
-        self._txn().savepoint(name)
-
-    def release(self, name: str) -> None:
-        self._txn().release(name)
-
-    def rollback_to(self, name: str) -> None:
-        self._txn().rollback_to(name)
 
     # -- rows ----------------------------------------------------------------
     def _current(self, txn: _Transaction | None, key: _Key) -> Row | None:
