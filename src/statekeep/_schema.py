@@ -10,6 +10,7 @@ from __future__ import annotations
 import decimal
 import enum
 import functools
+import json
 import re
 import types
 import typing
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RESERVED = {"body"}
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
+_INT64 = range(-(2**63), 2**63)
 _PLAIN = (str, int, float, bool)
 
 
@@ -78,6 +80,19 @@ def check_storable(value: int | str, what: str) -> None:
             raise QueryError(f"{what}: text with unpaired surrogates: {value!r}") from exc
     elif not -(2**63) <= value < 2**63 and not isinstance(value, bool):
         raise QueryError(f"{what}: {value} does not fit in 64 bits")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _has_non_finite(body: str) -> bool:
+    """Does the JSON text hold NaN or an infinity (not merely those words in a string)?"""
+    try:
+        json.loads(body, parse_constant=_refuse_constant)
+    except ValueError:
+        return True
+    return False
 
 
 def _base_type(annotation: Any) -> Any:
@@ -205,6 +220,11 @@ class EntityInfo:
         self._indexed = tuple(
             (name, self._column_value(name, fields[name].annotation)) for name in indexed
         )
+        self._load_options: dict[str, Any] = {}
+        if cls.model_config.get("extra") in (None, "forbid"):
+            self._load_options["extra"] = "ignore"
+        if self._by_name:
+            self._load_options["by_name"] = True
 
     def _column_value(self, name: str, annotation: Any) -> Callable[[Any], Any] | None:
         """How to turn the field's value into its column value (None: as it is)."""
@@ -248,8 +268,8 @@ class EntityInfo:
                 olds.append(old)
                 fields["version"] = old + 1
                 body = to_json(entity, warnings="error").decode()
-                if "\\u0000" in body and _NUL.search(body):
-                    self._row(entity, to_json)  # raises the error
+                if "\\u0000" in body or "NaN" in body or "Infinity" in body:
+                    self._row(entity, to_json)  # raises the error, if there is one
                 rows.append((fields["id"], old + 1, body))
         except pydantic_core.PydanticSerializationError:
             self._row(entity, to_json)  # raises the error with its message
@@ -277,6 +297,11 @@ class EntityInfo:
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: "
                 "its text holds a NUL character (\\x00), which databases cut or refuse"
             )
+        if ("NaN" in body or "Infinity" in body) and _has_non_finite(body):
+            raise ValidationError(
+                f"{type(entity).__name__} {entity.id!r} cannot be stored: it holds an "
+                "infinite or NaN number, which JSON cannot hold and no two databases compare alike"
+            )
         fields = entity.__dict__
         if not self._indexed:
             return (fields["id"], fields["version"], body)
@@ -284,13 +309,20 @@ class EntityInfo:
             fields[name] if convert is None else convert(fields[name])
             for name, convert in self._indexed
         ]
+        for (name, _), value in zip(self._indexed, values, strict=True):
+            if type(value) is int and value not in _INT64:
+                raise ValidationError(
+                    f"{type(entity).__name__} {entity.id!r} cannot be stored: its indexed field "
+                    f"{name!r} holds {value}, beyond the 64 bits an index column holds"
+                )
         return (fields["id"], fields["version"], body, *values)
 
     def load(self, body: str) -> Any:
         try:
-            if self._by_name:
-                return self.cls.model_validate_json(body, by_name=True)
-            return self.cls.model_validate_json(body)
+            # keys of fields the model no longer has are ignored (unless the
+            # model keeps extra keys): rows written before a field was removed
+            # or renamed stay readable
+            return self.cls.model_validate_json(body, **self._load_options)
         except pydantic.ValidationError as exc:
             raise as_validation_error(
                 exc, f"stored {self.spec.name} does not fit {self.cls.__name__}"

@@ -106,8 +106,15 @@ def _record(entity: Entity) -> list[Event]:
 class Entity(pydantic.BaseModel):
     """A typed, versioned document kept by a Store."""
 
-    # JSON has no infinity or NaN, and no database compares them alike: refused.
-    model_config = ConfigDict(validate_assignment=True, extra="forbid", allow_inf_nan=False)
+    # JSON has no infinity or NaN, and no database compares them alike: refused
+    # in float fields when set, and anywhere else in the body when saved
+    # (serialised as constants, so that they cannot pass for null).
+    model_config = ConfigDict(
+        validate_assignment=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        ser_json_inf_nan="constants",
+    )
 
     __statekeep__: ClassVar[EntityInfo]
     f: ClassVar[Fields]
