@@ -49,7 +49,7 @@ def registered(rows: Iterable[tuple[str, str, str, object]]) -> dict[str, tuple[
     found: dict[str, tuple[Index, bool]] = {}
     for name, kind, default, ready in rows:
         if kind in KINDS:
-            found[name] = (Index(name, kind, json.loads(default)), bool(ready))  # type: ignore[arg-type]
+            found[name] = (Index(name, kind, json.loads(default)), bool(ready))
     return found
 
 

@@ -84,7 +84,8 @@ def filled(index: Index, body: str = "body") -> str:
     path = "'" + path_of(index.name).replace("'", "''") + "'"
     expr = f"json_extract({body}, {path})"
     if index.default is not None:  # bodies written before the field existed lack it
-        expr = f"CASE WHEN json_type({body}, {path}) IS NULL THEN {literal(index.default)} ELSE {expr} END"
+        default = literal(index.default)
+        expr = f"CASE WHEN json_type({body}, {path}) IS NULL THEN {default} ELSE {expr} END"
     return f"statekeep_time({expr})" if index.kind == "time" else expr
 
 

@@ -44,7 +44,7 @@ from ._sqlite_sql import (
     quote,
 )
 from ._sqlite_sql import where as where_clause
-from .base import CollectionSpec, Field, Filter, Query, Row, conflict_detail, time_key
+from .base import CollectionSpec, Filter, Query, Row, conflict_detail, time_key
 
 SYNCHRONOUS = ("normal", "full")
 _OUTBOX_TABLE = (
