@@ -21,9 +21,15 @@ from .base import CollectionSpec, Row
 
 class OpenCopy:
     def __init__(
-        self, conn: psycopg.Connection[Any], spec: CollectionSpec, sql: str, types: list[str]
+        self,
+        conn: psycopg.Connection[Any],
+        spec: CollectionSpec,
+        sql: str,
+        types: list[str],
+        stamp: int,
     ) -> None:
         self.spec = spec
+        self._stamp = (stamp,)  # each row's last value (see _layout)
         self.first_id: str | None = None
         self._cursor = conn.cursor()
         self._context = self._cursor.copy(sql)
@@ -37,9 +43,9 @@ class OpenCopy:
     def write(self, rows: list[Row]) -> None:
         if self.first_id is None and rows:
             self.first_id = rows[0][0]
-        write_row = self._copy.write_row
+        write_row, stamp = self._copy.write_row, self._stamp
         for row in rows:
-            write_row(row)
+            write_row(row + stamp)
 
     def finish(self) -> None:
         """Ends the COPY and waits for the server to store it (psycopg errors as they come)."""

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
+from ._layout import REGISTRY, STAMP, stamp
 from .base import CollectionSpec, Field, Filter, Index, IndexKind, Op, Order, prefix_range
 
 COLUMN_TYPES: dict[IndexKind, str] = {
@@ -91,7 +92,11 @@ def checked_name(name: str, what: str) -> str:
 
 
 def index_name(spec: CollectionSpec, index: Index) -> str:
-    name = f"{spec.name}__{index.name}"
+    return _short(f"{spec.name}__{index.name}")
+
+
+def _short(name: str) -> str:
+    """name, or a shortened name with a digest when it is longer than PostgreSQL keeps."""
     if len(name.encode()) <= _MAX_NAME:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:12]
@@ -103,26 +108,38 @@ class Statements:
 
     def __init__(self, schema: str, spec: CollectionSpec) -> None:
         self.table = table = f"{quote(schema)}.{quote(spec.name)}"
+        # the columns this writer maintains (see _layout): in the statements'
+        # text, and a value of each row COPY sends
+        self.stamp = layout = stamp(spec.indexes)
         columns = ", ".join(quote(c) for c in spec.columns)
         marks = ", ".join(["%s"] * len(spec.columns))
         settings = ", ".join(f"{quote(c)} = %s" for c in spec.columns[1:])
+        settings += f", {STAMP} = {layout}"
         # %b: arrays in binary (in text, psycopg quotes every JSON body with a regex)
         arrays = ", ".join(
             f"%b::{t}" for t in ("text[]", "bigint[]", "jsonb[]", *_array_types(spec))
         )
         from_unnest = f"unnest({arrays}) AS u({columns})"
         self.insert = (
-            f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+            f"INSERT INTO {table} ({columns}, {STAMP}) VALUES ({marks}, {layout}) "
+            "ON CONFLICT (id) DO NOTHING"
         )
         self.update = f"UPDATE {table} SET {settings} WHERE id = %s AND version = %s"
         self.update_many = (
             f"UPDATE {table} AS t SET "
             + ", ".join(f"{quote(c)} = u.{quote(c)}" for c in spec.columns[1:])
-            + f" FROM {from_unnest} WHERE t.id = u.id AND t.version = u.version - 1"
+            + f", {STAMP} = {layout} FROM {from_unnest} "
+            "WHERE t.id = u.id AND t.version = u.version - 1"
         )
         # rows locked in id order: two batches over the same rows cannot deadlock
-        self.copy = f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)"
-        self.copy_types = ["text", "int8", "jsonb", *(COPY_TYPES[i.kind] for i in spec.indexes)]
+        self.copy = f"COPY {table} ({columns}, {STAMP}) FROM STDIN (FORMAT BINARY)"
+        self.copy_types = [
+            "text",
+            "int8",
+            "jsonb",
+            *(COPY_TYPES[i.kind] for i in spec.indexes),
+            "int4",
+        ]
         self.lock_versions = (
             f"SELECT id, version FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
         )
@@ -133,26 +150,75 @@ def _array_types(spec: CollectionSpec) -> list[str]:
     return [ARRAY_TYPES[index.kind] for index in spec.indexes]
 
 
+REGISTRY_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {schema}." + REGISTRY + " (collection text NOT NULL, "
+    "name text NOT NULL, kind text NOT NULL, dflt text NOT NULL, ready boolean NOT NULL, "
+    "PRIMARY KEY (collection, name))"
+)
+
+
 def create_table(schema: str, spec: CollectionSpec) -> list[str]:
     table = f"{quote(schema)}.{quote(spec.name)}"
     return [
         f"CREATE TABLE IF NOT EXISTS {table} ("
-        'id text COLLATE "C" PRIMARY KEY, version bigint NOT NULL, body jsonb NOT NULL)'
+        'id text COLLATE "C" PRIMARY KEY, version bigint NOT NULL, body jsonb NOT NULL, '
+        f"{STAMP} integer)",
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {STAMP} integer",
     ]
 
 
-def add_index(schema: str, spec: CollectionSpec, index: Index, has_column: bool) -> list[str]:
-    """Adds an indexed field's column, fills it from the bodies, and indexes it."""
+def build_column(schema: str, spec: CollectionSpec, index: Index, has_column: bool) -> list[str]:
+    """Makes an indexed field's column anew, empty (fill_triggers and a fill follow)."""
     table = f"{quote(schema)}.{quote(spec.name)}"
     column = quote(checked_name(index.name, "an indexed field name"))
-    statements = []
-    if not has_column:
-        statements.append(f"ALTER TABLE {table} ADD COLUMN {column} {COLUMN_TYPES[index.kind]}")
-        field = Field(index.name, False, index.kind == "time", index.default)
-        statements.append(f"UPDATE {table} SET {column} = {_stored(field, index.kind, schema)}")
-    named = quote(index_name(spec, index))
-    statements.append(f"CREATE INDEX IF NOT EXISTS {named} ON {table} ({column})")
+    statements = [f"DROP INDEX IF EXISTS {quote(schema)}.{quote(index_name(spec, index))}"]
+    if has_column:  # of another kind, or of unknown freshness
+        statements.append(f"ALTER TABLE {table} DROP COLUMN {column}")
+    statements.append(f"ALTER TABLE {table} ADD COLUMN {column} {COLUMN_TYPES[index.kind]}")
     return statements
+
+
+def fill_triggers(schema: str, collection: str, columns: Sequence[Index]) -> list[str]:
+    """A trigger that fills every registered column from the body of a row
+    whose stamp is not theirs (see _layout)."""
+    table = f"{quote(schema)}.{quote(collection)}"
+    function = f"{quote(schema)}.{quote(_short(f'{collection}__statekeep_fill'))}"
+    statements = [f"DROP TRIGGER IF EXISTS statekeep_fill ON {table}"]
+    if not columns:
+        return statements
+    layout = stamp(columns)
+    values = ", ".join(
+        _stored(Field(i.name, False, i.kind == "time", i.default), i.kind, schema) for i in columns
+    )
+    targets = ", ".join(f"NEW.{quote(i.name)}" for i in columns)
+    statements.append(
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fill$\n"
+        f"BEGIN\n    SELECT {values} INTO {targets} FROM (SELECT NEW.body AS body) AS row;\n"
+        f"    NEW.{STAMP} := {layout};\n    RETURN NEW;\nEND\n$fill$"
+    )
+    statements.append(
+        f"CREATE TRIGGER statekeep_fill BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
+        f"WHEN (NEW.{STAMP} IS DISTINCT FROM {layout}) EXECUTE FUNCTION {function}()"
+    )
+    return statements
+
+
+def fill_batch(schema: str, collection: str, columns: Sequence[Index]) -> str:
+    """Refills (through the trigger) the stale rows among the next ids after %s."""
+    table = f"{quote(schema)}.{quote(collection)}"
+    return (
+        f"WITH batch AS (SELECT id FROM {table} WHERE id > %s ORDER BY id LIMIT %s), "
+        f"stale AS (UPDATE {table} AS t SET {STAMP} = NULL FROM batch "
+        f"WHERE t.id = batch.id AND t.{STAMP} IS DISTINCT FROM {stamp(columns)}) "
+        "SELECT max(id) FROM batch"
+    )
+
+
+def create_index(schema: str, spec: CollectionSpec, index: Index, concurrently: bool) -> str:
+    table = f"{quote(schema)}.{quote(spec.name)}"
+    how = "CONCURRENTLY " if concurrently else ""
+    named = quote(index_name(spec, index))
+    return f"CREATE INDEX {how}IF NOT EXISTS {named} ON {table} ({quote(index.name)})"
 
 
 # -- values as JSON -----------------------------------------------------------

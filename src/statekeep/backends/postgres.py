@@ -42,6 +42,7 @@ from ..errors import (
     StatekeepError,
     TransientBackendError,
 )
+from . import _layout as layout
 from . import _postgres_sql as pgsql
 from ._parse import redacted, seconds
 from ._postgres_copy import OpenCopy
@@ -89,6 +90,7 @@ OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _FETCH = 2000  # rows per round trip of a lazy select
+_FILL_ROWS = 5000  # rows per transaction when a new column is filled
 _TAKEN = re.compile(r"^Key \(id\)=\((.*)\) already exists", re.DOTALL)
 
 
@@ -196,6 +198,7 @@ class PostgresBackend:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {pgsql.quote(self.schema)}")
         conn.execute(pgsql.TIME_FUNCTION.format(schema=pgsql.quote(self.schema)))
         conn.execute(f"CREATE TABLE IF NOT EXISTS {self._outbox} {pgsql.OUTBOX_COLUMNS}")
+        conn.execute(pgsql.REGISTRY_TABLE.format(schema=pgsql.quote(self.schema)))
 
     # -- connections ---------------------------------------------------------
     def _txn(self) -> psycopg.Connection[Any] | None:
@@ -280,29 +283,30 @@ class PostgresBackend:
         if txn is not None and self._local.pending.get(spec.name) is spec:
             return
         pgsql.checked_name(spec.name, "a collection name")
-        missing, to_add = self._read("looking up a table", lambda conn: self._state(conn, spec))
+        missing, to_do = self._read("looking up a table", lambda conn: self._state(conn, spec))
         if missing and not create:
             return  # reads treat a missing table as empty
         if not missing and txn is None:
             self._exists.add(spec.name)
-        if missing or to_add:
-            work = self._create_in(spec, missing)
-            if txn is not None:
-                with self._connection("creating a table") as conn:
-                    work(conn)
+        if missing or to_do:
+            if txn is not None:  # all in the caller's transaction: others see it at commit
+                with self._connection("adding a collection's columns") as conn:
+                    self._build(conn, spec)
+                    self._fill(conn, spec, concurrently=False)
             else:
-                with self._connection("creating a table") as conn, conn.transaction():
-                    work(conn)
+                with self._connection("adding a collection's columns") as conn:
+                    with conn.transaction():
+                        self._build(conn, spec)
+                    self._fill(conn, spec, concurrently=True)
         if txn is not None:  # known to others only once committed
             self._local.pending[spec.name] = spec
         else:
             self._tables[spec.name] = spec
             self._exists.add(spec.name)
 
-    def _state(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> tuple[bool, bool]:
-        """(the table is missing, an indexed column or index is missing)."""
+    def _columns(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> set[str]:
         table = f"{pgsql.quote(self.schema)}.{pgsql.quote(spec.name)}"
-        columns = {
+        return {
             name
             for (name,) in conn.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
@@ -310,8 +314,22 @@ class PostgresBackend:
                 (table,),
             )
         }
+
+    def _plan(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> layout.Plan:
+        rows = conn.execute(
+            f"SELECT name, kind, dflt, ready FROM {pgsql.quote(self.schema)}.{layout.REGISTRY} "
+            "WHERE collection = %s",
+            (spec.name,),
+        ).fetchall()
+        return layout.plan(spec.indexes, layout.registered(rows), self._columns(conn, spec))
+
+    def _state(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> tuple[bool, bool]:
+        """(the table is missing, a column is to add, rebuild, fill or index)."""
+        columns = self._columns(conn, spec)
         if not columns:
-            return True, bool(spec.indexes)
+            return True, True
+        if layout.STAMP not in columns or self._plan(conn, spec).needed:
+            return False, True
         indexes = {
             name
             for (name,) in conn.execute(
@@ -319,34 +337,73 @@ class PostgresBackend:
                 (self.schema, spec.name),
             )
         }
-        incomplete = any(
-            index.name not in columns or pgsql.index_name(spec, index) not in indexes
-            for index in spec.indexes
-        )
-        return False, incomplete
+        return False, any(pgsql.index_name(spec, index) not in indexes for index in spec.indexes)
 
-    def _create_in(
-        self, spec: CollectionSpec, missing: bool
-    ) -> Callable[[psycopg.Connection[Any]], None]:
-        def create(conn: psycopg.Connection[Any]) -> None:
-            key = f"statekeep:{self.schema}.{spec.name}"
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
-            for statement in pgsql.create_table(self.schema, spec):
+    def _build(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> None:
+        """Makes the table, and the columns of spec that are new, retyped or of
+        unknown freshness, registered but not yet filled (see _layout). A short
+        transaction: the rows are filled afterwards, in batches."""
+        key = f"statekeep:{self.schema}.{spec.name}"
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+        for statement in pgsql.create_table(self.schema, spec):
+            conn.execute(statement, ())
+        plan = self._plan(conn, spec)
+        if not plan.build:
+            return
+        columns = self._columns(conn, spec)
+        for index in plan.build:
+            for statement in pgsql.build_column(self.schema, spec, index, index.name in columns):
                 conn.execute(statement, ())
-            table = f"{pgsql.quote(self.schema)}.{pgsql.quote(spec.name)}"
-            columns = {
-                name
-                for (name,) in conn.execute(
-                    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-                    "AND attnum > 0 AND NOT attisdropped",
-                    (table,),
-                )
-            }
-            for index in spec.indexes:
-                for statement in pgsql.add_index(self.schema, spec, index, index.name in columns):
-                    conn.execute(statement, ())  # with parameters: literals escape %
+            conn.execute(
+                f"INSERT INTO {pgsql.quote(self.schema)}.{layout.REGISTRY} "
+                "VALUES (%s, %s, %s, %s, false) ON CONFLICT (collection, name) "
+                "DO UPDATE SET kind = excluded.kind, dflt = excluded.dflt, ready = false",
+                (spec.name, index.name, index.kind, layout.default_json(index)),
+            )
+        for statement in pgsql.fill_triggers(self.schema, spec.name, plan.columns):
+            conn.execute(statement, ())  # with parameters: literals escape %
 
-        return create
+    def _fill(
+        self, conn: psycopg.Connection[Any], spec: CollectionSpec, concurrently: bool
+    ) -> None:
+        """Fills the registered columns of every row stamped otherwise, a batch
+        of rows per transaction (writers wait at most for one batch), then
+        indexes spec's columns and marks them ready. One process fills a
+        collection at a time; the others wait for it, then find little to do."""
+        key = f"statekeep-fill:{self.schema}.{spec.name}"
+        if concurrently:  # a lock of the session: the fill spans transactions
+            while not _scalar(conn, "SELECT pg_try_advisory_lock(hashtext(%s))", (key,)):
+                time.sleep(0.05)
+        else:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+        try:
+            plan = self._plan(conn, spec)
+            batch = pgsql.fill_batch(self.schema, spec.name, plan.columns)
+            after: str | None = ""
+            while plan.needed and after is not None:
+                after = _scalar(conn, batch, (after, _FILL_ROWS))
+            self._index(conn, spec, concurrently)
+            conn.execute(
+                f"UPDATE {pgsql.quote(self.schema)}.{layout.REGISTRY} SET ready = true "
+                "WHERE collection = %s AND NOT ready",
+                (spec.name,),
+            )
+        finally:
+            if concurrently:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+    def _index(
+        self, conn: psycopg.Connection[Any], spec: CollectionSpec, concurrently: bool
+    ) -> None:
+        for index in spec.indexes:
+            named = pgsql.index_name(spec, index)
+            valid = conn.execute(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+                (f"{pgsql.quote(self.schema)}.{pgsql.quote(named)}",),
+            ).fetchone()
+            if valid is not None and not valid[0]:  # a concurrent build that was cut short
+                conn.execute(f"DROP INDEX {pgsql.quote(self.schema)}.{pgsql.quote(named)}")
+            conn.execute(pgsql.create_index(self.schema, spec, index, concurrently))
 
     def _known(self, collection: str) -> bool:
         """Does the table exist (as this thread sees it)? Reads of a missing one find nothing."""
@@ -487,7 +544,9 @@ class PostgresBackend:
         try:
             if copy is None:
                 statements = self._sql(spec)
-                copy = OpenCopy(conn, spec, statements.copy, statements.copy_types)
+                copy = OpenCopy(
+                    conn, spec, statements.copy, statements.copy_types, statements.stamp
+                )
                 self._local.copy = copy
             copy.write(rows)
         except psycopg.Error as exc:
@@ -713,3 +772,8 @@ class PostgresBackend:
 
 
 _cursor_numbers = itertools.count()
+
+
+def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> Any:
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else row[0]
