@@ -157,14 +157,13 @@ REGISTRY_TABLE = (
 )
 
 
-def create_table(schema: str, spec: CollectionSpec) -> list[str]:
+def create_table(schema: str, spec: CollectionSpec) -> str:
     table = f"{quote(schema)}.{quote(spec.name)}"
-    return [
+    return (
         f"CREATE TABLE IF NOT EXISTS {table} ("
         'id text COLLATE "C" PRIMARY KEY, version bigint NOT NULL, body jsonb NOT NULL, '
-        f"{STAMP} integer)",
-        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {STAMP} integer",
-    ]
+        f"{STAMP} integer)"
+    )
 
 
 def build_column(schema: str, spec: CollectionSpec, index: Index, has_column: bool) -> list[str]:

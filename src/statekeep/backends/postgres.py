@@ -91,6 +91,7 @@ OPTIONS: dict[str, Callable[[str], Any]] = {
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _FETCH = 2000  # rows per round trip of a lazy select
 _FILL_ROWS = 5000  # rows per transaction when a new column is filled
+_SMALL = 50_000  # rows: a table this small gets a new column in one transaction
 _TAKEN = re.compile(r"^Key \(id\)=\((.*)\) already exists", re.DOTALL)
 
 
@@ -291,13 +292,14 @@ class PostgresBackend:
         if missing or to_do:
             if txn is not None:  # all in the caller's transaction: others see it at commit
                 with self._connection("adding a collection's columns") as conn:
-                    self._build(conn, spec)
-                    self._fill(conn, spec, concurrently=False)
+                    if self._build(conn, spec):
+                        self._fill(conn, spec, concurrently=False)
             else:
                 with self._connection("adding a collection's columns") as conn:
                     with conn.transaction():
-                        self._build(conn, spec)
-                    self._fill(conn, spec, concurrently=True)
+                        large = self._build(conn, spec)
+                    if large:
+                        self._fill(conn, spec, concurrently=True)
         if txn is not None:  # known to others only once committed
             self._local.pending[spec.name] = spec
         else:
@@ -339,29 +341,50 @@ class PostgresBackend:
         }
         return False, any(pgsql.index_name(spec, index) not in indexes for index in spec.indexes)
 
-    def _build(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> None:
+    def _build(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> bool:
         """Makes the table, and the columns of spec that are new, retyped or of
-        unknown freshness, registered but not yet filled (see _layout). A short
-        transaction: the rows are filled afterwards, in batches."""
+        unknown freshness (see _layout). A small table is filled and indexed
+        here, in this transaction; for a large one (the result is True) the
+        columns are only registered here, in a short transaction, and _fill
+        fills them afterwards, in batches."""
         key = f"statekeep:{self.schema}.{spec.name}"
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
-        for statement in pgsql.create_table(self.schema, spec):
-            conn.execute(statement, ())
-        plan = self._plan(conn, spec)
-        if not plan.build:
-            return
+        table = f"{pgsql.quote(self.schema)}.{pgsql.quote(spec.name)}"
+        conn.execute(pgsql.create_table(self.schema, spec), ())
         columns = self._columns(conn, spec)
+        if layout.STAMP not in columns:  # a table made before stamps
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {layout.STAMP} integer")
+        plan = self._plan(conn, spec)
+        small = (
+            _scalar(conn, f"SELECT count(*) FROM (SELECT FROM {table} LIMIT %s) AS s", (_SMALL,))
+            < _SMALL
+        )
         for index in plan.build:
             for statement in pgsql.build_column(self.schema, spec, index, index.name in columns):
                 conn.execute(statement, ())
             conn.execute(
                 f"INSERT INTO {pgsql.quote(self.schema)}.{layout.REGISTRY} "
-                "VALUES (%s, %s, %s, %s, false) ON CONFLICT (collection, name) "
-                "DO UPDATE SET kind = excluded.kind, dflt = excluded.dflt, ready = false",
-                (spec.name, index.name, index.kind, layout.default_json(index)),
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (collection, name) "
+                "DO UPDATE SET kind = excluded.kind, dflt = excluded.dflt, ready = excluded.ready",
+                (spec.name, index.name, index.kind, layout.default_json(index), small),
             )
-        for statement in pgsql.fill_triggers(self.schema, spec.name, plan.columns):
-            conn.execute(statement, ())  # with parameters: literals escape %
+        if plan.build:
+            for statement in pgsql.fill_triggers(self.schema, spec.name, plan.columns):
+                conn.execute(statement, ())  # with parameters: literals escape %
+        if not small:
+            return True
+        if plan.needed:
+            conn.execute(f"UPDATE {table} SET {layout.STAMP} = NULL")  # the trigger fills
+            self._ready(conn, spec)
+        self._index(conn, spec, concurrently=False)
+        return False
+
+    def _ready(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> None:
+        conn.execute(
+            f"UPDATE {pgsql.quote(self.schema)}.{layout.REGISTRY} SET ready = true "
+            "WHERE collection = %s AND NOT ready",
+            (spec.name,),
+        )
 
     def _fill(
         self, conn: psycopg.Connection[Any], spec: CollectionSpec, concurrently: bool
@@ -382,14 +405,15 @@ class PostgresBackend:
             after: str | None = ""
             while plan.needed and after is not None:
                 after = _scalar(conn, batch, (after, _FILL_ROWS))
+            if concurrently:  # waits for older transactions, then for none
+                conn.execute("SET lock_timeout = 0")
+                conn.execute("SET statement_timeout = 0")
             self._index(conn, spec, concurrently)
-            conn.execute(
-                f"UPDATE {pgsql.quote(self.schema)}.{layout.REGISTRY} SET ready = true "
-                "WHERE collection = %s AND NOT ready",
-                (spec.name,),
-            )
+            self._ready(conn, spec)
         finally:
             if concurrently:
+                conn.execute("RESET lock_timeout")
+                conn.execute("RESET statement_timeout")
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
     def _index(
@@ -401,7 +425,9 @@ class PostgresBackend:
                 "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
                 (f"{pgsql.quote(self.schema)}.{pgsql.quote(named)}",),
             ).fetchone()
-            if valid is not None and not valid[0]:  # a concurrent build that was cut short
+            if valid is not None and valid[0]:
+                continue  # (CREATE INDEX IF NOT EXISTS would lock the table first)
+            if valid is not None:  # a concurrent build that was cut short
                 conn.execute(f"DROP INDEX {pgsql.quote(self.schema)}.{pgsql.quote(named)}")
             conn.execute(pgsql.create_index(self.schema, spec, index, concurrently))
 
