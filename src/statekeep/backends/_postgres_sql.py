@@ -186,14 +186,12 @@ def fill_triggers(schema: str, collection: str, columns: Sequence[Index]) -> lis
     if not columns:
         return statements
     layout = stamp(columns)
-    values = ", ".join(
-        _stored(Field(i.name, False, i.kind == "time", i.default), i.kind, schema) for i in columns
+    assignments = "".join(
+        f"    NEW.{quote(i.name)} := {filled(schema, i, 'NEW.body')};\n" for i in columns
     )
-    targets = ", ".join(f"NEW.{quote(i.name)}" for i in columns)
     statements.append(
         f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fill$\n"
-        f"BEGIN\n    SELECT {values} INTO {targets} FROM (SELECT NEW.body AS body) AS row;\n"
-        f"    NEW.{STAMP} := {layout};\n    RETURN NEW;\nEND\n$fill$"
+        f"BEGIN\n{assignments}    NEW.{STAMP} := {layout};\n    RETURN NEW;\nEND\n$fill$"
     )
     statements.append(
         f"CREATE TRIGGER statekeep_fill BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
@@ -202,13 +200,22 @@ def fill_triggers(schema: str, collection: str, columns: Sequence[Index]) -> lis
     return statements
 
 
+def filled(schema: str, index: Index, body: str = "body") -> str:
+    """SQL for the value an indexed column holds, read from a body."""
+    field = Field(index.name, False, index.kind == "time", index.default)
+    return _stored(field, index.kind, schema, body)
+
+
 def fill_batch(schema: str, collection: str, columns: Sequence[Index]) -> str:
-    """Refills (through the trigger) the stale rows among the next ids after %s."""
+    """Fills the registered columns of the stale rows among the next ids after
+    %s; the result is the last id of the batch (None past the end)."""
     table = f"{quote(schema)}.{quote(collection)}"
+    layout = stamp(columns)
+    settings = "".join(f"{quote(i.name)} = {filled(schema, i)}, " for i in columns)
     return (
         f"WITH batch AS (SELECT id FROM {table} WHERE id > %s ORDER BY id LIMIT %s), "
-        f"stale AS (UPDATE {table} AS t SET {STAMP} = NULL FROM batch "
-        f"WHERE t.id = batch.id AND t.{STAMP} IS DISTINCT FROM {stamp(columns)}) "
+        f"stale AS (UPDATE {table} AS t SET {settings}{STAMP} = {layout} FROM batch "
+        f"WHERE t.id = batch.id AND t.{STAMP} IS DISTINCT FROM {layout}) "
         "SELECT max(id) FROM batch"
     )
 
@@ -223,9 +230,9 @@ def create_index(schema: str, spec: CollectionSpec, index: Index, concurrently: 
 # -- values as JSON -----------------------------------------------------------
 
 
-def _json_of(field: Field) -> str:
+def _json_of(field: Field, body: str = "body") -> str:
     """A body field as jsonb; a body without it has the field's default."""
-    value = f"body -> {literal(field.name)}"
+    value = f"{body} -> {literal(field.name)}"
     if field.default is None:
         return value
     return f"COALESCE({value}, {literal(json.dumps(field.default))}::jsonb)"
@@ -259,9 +266,9 @@ def _is_null(x: str) -> str:
     return f"({x} IS NULL OR jsonb_typeof({x}) = 'null')"
 
 
-def _stored(field: Field, kind: IndexKind, schema: str) -> str:
+def _stored(field: Field, kind: IndexKind, schema: str, body: str = "body") -> str:
     """SQL for the value an indexed column of `kind` holds, read from the body."""
-    x = _json_of(field)
+    x = _json_of(field, body)
     if kind in ("text", "time"):
         return _text(x, kind == "time", schema)
     if kind == "integer":

@@ -90,7 +90,7 @@ OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _FETCH = 2000  # rows per round trip of a lazy select
-_FILL_ROWS = 5000  # rows per transaction when a new column is filled
+_FILL_ROWS = 20_000  # rows per transaction when a new column is filled
 _SMALL = 50_000  # rows: a table this small gets a new column in one transaction
 _TAKEN = re.compile(r"^Key \(id\)=\((.*)\) already exists", re.DOTALL)
 
@@ -374,7 +374,7 @@ class PostgresBackend:
         if not small:
             return True
         if plan.needed:
-            conn.execute(f"UPDATE {table} SET {layout.STAMP} = NULL")  # the trigger fills
+            conn.execute(pgsql.fill_batch(self.schema, spec.name, plan.columns), ("", _SMALL))
             self._ready(conn, spec)
         self._index(conn, spec, concurrently=False)
         return False
