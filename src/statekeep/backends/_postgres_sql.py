@@ -206,17 +206,23 @@ def filled(schema: str, index: Index, body: str = "body") -> str:
     return _stored(field, index.kind, schema, body)
 
 
-def fill_batch(schema: str, collection: str, columns: Sequence[Index]) -> str:
-    """Fills the registered columns of the stale rows among the next ids after
-    %s; the result is the last id of the batch (None past the end)."""
+def batch_end(schema: str, collection: str) -> str:
+    """The last of the next %s ids after %s (None past the end): one batch of a fill."""
+    table = f"{quote(schema)}.{quote(collection)}"
+    return f"SELECT max(id) FROM (SELECT id FROM {table} WHERE id > %s ORDER BY id LIMIT %s) AS b"
+
+
+def fill_range(schema: str, collection: str, columns: Sequence[Index], bounded: bool) -> str:
+    """Fills the registered columns of the stale rows with ids in (%s, %s]
+    (not bounded: after %s). A range of the primary key, not a join with a
+    batch of ids: for that the planner chose to scan the whole table."""
     table = f"{quote(schema)}.{quote(collection)}"
     layout = stamp(columns)
     settings = "".join(f"{quote(i.name)} = {filled(schema, i)}, " for i in columns)
+    upper = "AND id <= %s " if bounded else ""
     return (
-        f"WITH batch AS (SELECT id FROM {table} WHERE id > %s ORDER BY id LIMIT %s), "
-        f"stale AS (UPDATE {table} AS t SET {settings}{STAMP} = {layout} FROM batch "
-        f"WHERE t.id = batch.id AND t.{STAMP} IS DISTINCT FROM {layout}) "
-        "SELECT max(id) FROM batch"
+        f"UPDATE {table} SET {settings}{STAMP} = {layout} "
+        f"WHERE id > %s {upper}AND {STAMP} IS DISTINCT FROM {layout}"
     )
 
 

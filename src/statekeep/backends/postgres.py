@@ -374,10 +374,38 @@ class PostgresBackend:
         if not small:
             return True
         if plan.needed:
-            conn.execute(pgsql.fill_batch(self.schema, spec.name, plan.columns), ("", _SMALL))
+            self._fill_rows(conn, spec, plan, "", None)
             self._ready(conn, spec)
         self._index(conn, spec, concurrently=False)
         return False
+
+    def _fill_rows(
+        self,
+        conn: psycopg.Connection[Any],
+        spec: CollectionSpec,
+        plan: layout.Plan,
+        after: str,
+        rows: int | None,
+    ) -> None:
+        """Fills the registered columns of the rows with ids after `after`, all
+        at once (rows None) or a statement of that many rows at a time (each
+        its own transaction on an autocommit connection)."""
+        fill = pgsql.fill_range(self.schema, spec.name, plan.columns, rows is not None)
+        if rows is None:
+            conn.execute(fill, (after,), prepare=False)
+            return
+        # rows stored after the columns were registered were filled as they
+        # were written (by their writer or by the trigger): up to the last id
+        # there is now, then, not after a writer that keeps adding ids
+        table = f"{pgsql.quote(self.schema)}.{pgsql.quote(spec.name)}"
+        final = _scalar(conn, f"SELECT max(id) FROM {table}", ())
+        end = pgsql.batch_end(self.schema, spec.name)
+        while final is not None and after < final:
+            last = _scalar(conn, end, (after, rows))
+            if last is None:
+                break
+            conn.execute(fill, (after, last), prepare=False)
+            after = last
 
     def _ready(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> None:
         conn.execute(
@@ -401,10 +429,8 @@ class PostgresBackend:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
         try:
             plan = self._plan(conn, spec)
-            batch = pgsql.fill_batch(self.schema, spec.name, plan.columns)
-            after: str | None = ""
-            while plan.needed and after is not None:
-                after = _scalar(conn, batch, (after, _FILL_ROWS))
+            if plan.needed:
+                self._fill_rows(conn, spec, plan, "", _FILL_ROWS)
             if concurrently:  # waits for older transactions, then for none
                 conn.execute("SET lock_timeout = 0")
                 conn.execute("SET statement_timeout = 0")
@@ -801,5 +827,5 @@ _cursor_numbers = itertools.count()
 
 
 def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> Any:
-    row = conn.execute(sql, params).fetchone()
+    row = conn.execute(sql, params, prepare=False).fetchone()
     return None if row is None else row[0]
