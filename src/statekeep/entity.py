@@ -19,6 +19,7 @@ replaces it. Field names that would hide the class's own API (`save`, `find`,
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 import weakref
@@ -78,8 +79,8 @@ class _LifecycleClass:
 _lifecycle_classes: dict[tuple[type, type], type[Lifecycle]] = {}
 # entity classes by collection (the latest defined wins), to read events back
 _by_collection: dict[str, type[Entity]] = {}
-# every class of each collection, by lower-cased collection name, and whether it is shared
-_classes_of: dict[str, list[tuple[type[Entity], bool]]] = {}
+# the classes of each collection, by lower-cased collection name: (class, shared?, its file)
+_classes_of: dict[str, list[tuple[type[Entity], bool, str | None]]] = {}
 # domain events recorded on entities, until they are saved: id(entity) -> (ref, events)
 _recorded: dict[int, tuple[weakref.ref[Entity], list[Event]]] = {}
 
@@ -116,16 +117,14 @@ def _record(entity: Entity) -> list[Event]:
 
 def _check_field_names(cls: type) -> None:
     """Refuses fields that would hide what statekeep gives every entity class."""
-    for name in cls.__dict__.get("__annotations__", {}):
+    for name in inspect.get_annotations(cls):
         if name in ("id", "version"):
             raise ConfigurationError(
                 f"{cls.__qualname__}.{name}: {name!r} is statekeep's own field and cannot be "
                 "redefined (id: a non-empty string, generated when absent: pass id=... to "
                 "set one; version: managed by the store)"
             )
-        if name in _ENTITY_API or (
-            name.startswith("model_") and hasattr(pydantic.BaseModel, name)
-        ):
+        if name in _ENTITY_API or (name.startswith("model_") and hasattr(pydantic.BaseModel, name)):
             raise ConfigurationError(
                 f"{cls.__qualname__}.{name}: a field cannot be called {name!r}, a name "
                 f"every entity class uses ({', '.join(sorted(_ENTITY_API))} and "
@@ -133,25 +132,24 @@ def _check_field_names(cls: type) -> None:
             )
 
 
-def _same_definition(one: type, other: type) -> bool:
-    """The same class defined again: a reload, a module run as a script and
-    imported, a class made in a function called twice."""
-    if one.__qualname__ != other.__qualname__:
-        return False
-    if one.__module__ == other.__module__:
-        return True
-    file = getattr(sys.modules.get(one.__module__), "__file__", None)
-    return file is not None and file == getattr(sys.modules.get(other.__module__), "__file__", 0)
+def _file_of(cls: type) -> str | None:
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return file if isinstance(file, str) else None
 
 
 def _claim_collection(cls: type[Entity], name: str, shared: bool) -> None:
-    """Registers cls as a class of the collection, or refuses an accidental twin."""
+    """Registers cls as a class of the collection, or refuses an accidental twin.
+
+    The same class defined again (a reload, a module run as a script and
+    imported, a class made in a function called twice) replaces the old one."""
+    file = _file_of(cls)
     others = [
-        (other, other_shared)
-        for other, other_shared in _classes_of.get(name.lower(), [])
-        if not _same_definition(cls, other)
+        (other, other_shared, other_file)
+        for other, other_shared, other_file in _classes_of.get(name.lower(), [])
+        if other.__qualname__ != cls.__qualname__
+        or (other.__module__ != cls.__module__ and (file is None or other_file != file))
     ]
-    for other, other_shared in others:
+    for other, other_shared, _ in others:
         theirs = other.__statekeep__.spec.name
         where = f"{other.__module__}.{other.__qualname__}"
         if theirs != name:
@@ -167,7 +165,7 @@ def _claim_collection(cls: type[Entity], name: str, shared: bool) -> None:
                 f"(class {cls.__name__}(Entity, collection='...')), or, if they are meant "
                 f"to share it, say so with shared=True"
             )
-    _classes_of[name.lower()] = [*others, (cls, shared)]
+    _classes_of[name.lower()] = [*others, (cls, shared, file)]
 
 
 class Entity(pydantic.BaseModel):
