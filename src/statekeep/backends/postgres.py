@@ -20,6 +20,7 @@ those), and the pool reconnects by itself when the server is back.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import threading
@@ -44,6 +45,7 @@ from ..errors import (
 )
 from . import _postgres_sql as pgsql
 from ._parse import redacted, seconds
+from ._postgres_analyze import Analyzer
 from ._postgres_copy import OpenCopy
 from ._postgres_errors import lost, translate
 from ._postgres_pool import Connections
@@ -90,6 +92,7 @@ OPTIONS: dict[str, Callable[[str], Any]] = {
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _FETCH = 2000  # rows per round trip of a lazy select
 _TAKEN = re.compile(r"^Key \(id\)=\((.*)\) already exists", re.DOTALL)
+_log = logging.getLogger("statekeep.postgresql")
 
 
 def _state_dir() -> Path:
@@ -165,6 +168,7 @@ class PostgresBackend:
         self._exists: set[str] = set()  # tables known to exist
         self._statements: dict[str, tuple[CollectionSpec, pgsql.Statements]] = {}
         self._get_sql: dict[str, str] = {}
+        self._analyzer = Analyzer()  # ANALYZE after bulk loads: see _postgres_analyze
         self._closed = False
         self._outbox = f"{pgsql.quote(schema)}.statekeep_outbox"
         self._channel = pgsql.quote(f"statekeep_{schema}"[:63])
@@ -381,6 +385,7 @@ class PostgresBackend:
         self._local.conn = conn
         self._local.pooled = pooled
         self._local.pending = {}
+        self._local.written = {}  # rows put, by table
         with self._lock:
             self._in_use[threading.get_ident()] = conn
 
@@ -398,6 +403,7 @@ class PostgresBackend:
             self._abandon_copy()
         self._local.conn = None
         pending, self._local.pending = self._local.pending, {}
+        written, self._local.written = self._local.written, {}
         with self._lock:
             owned = self._in_use.pop(threading.get_ident(), None) is conn
         try:
@@ -414,6 +420,17 @@ class PostgresBackend:
                 raise BackendError("the store was closed before the transaction could commit")
             self._tables.update(pending)
             self._exists.update(pending)
+            self._analyze(written)
+
+    def _analyze(self, written: dict[str, int]) -> None:
+        """Analyzes the tables a bulk load has changed (the commit stands if it fails)."""
+        for table, rows in self._analyzer.committed(written):
+            qualified = f"{pgsql.quote(self.schema)}.{pgsql.quote(table)}"
+            try:
+                with self._connection_outside(f"analyzing {table}") as conn:
+                    self._analyzer.run(conn, table, qualified, rows)
+            except StatekeepError as exc:  # autovacuum will do it later
+                _log.warning("statekeep: ANALYZE %s after a bulk load failed: %s", qualified, exc)
 
     def commit(self) -> None:
         self._end("COMMIT")
@@ -441,6 +458,9 @@ class PostgresBackend:
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
         convert = converter(spec)
         conn = self._txn()
+        if conn is not None:
+            written: dict[str, int] = self._local.written
+            written[spec.name] = written.get(spec.name, 0) + len(rows)
         if len(rows) == 1 or conn is None:
             with self._connection(f"storing {spec.name}") as conn:
                 for row in map(convert, rows):
