@@ -47,7 +47,7 @@ from . import _postgres_sql as pgsql
 from ._parse import redacted, seconds
 from ._postgres_analyze import Analyzer
 from ._postgres_copy import OpenCopy
-from ._postgres_errors import lost, translate
+from ._postgres_errors import lost, open_failed, translate
 from ._postgres_pool import Connections
 from ._postgres_rows import columns, converter
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
@@ -175,25 +175,20 @@ class PostgresBackend:
         try:  # one connection first: it fails at once, saying why
             conn = self._connections.connect()
         except psycopg.Error as exc:
-            raise ConfigurationError(
-                f"cannot connect to PostgreSQL at {redacted(url)}: {str(exc).strip()}"
-            ) from exc
+            raise open_failed(exc, f"cannot connect to PostgreSQL at {redacted(url)}") from exc
         try:
             with conn.transaction():
                 self._setup_schema(conn)
         except psycopg.Error as exc:
-            raise ConfigurationError(
-                f"cannot set up schema {schema} at {redacted(url)}: {str(exc).strip()}"
-            ) from exc
+            raise open_failed(exc, f"cannot set up schema {schema} at {redacted(url)}") from exc
         finally:
             conn.close()
         try:
             self._connections.open(max(timeout, connect_timeout))
         except PoolTimeout as exc:
             self._connections.close()
-            raise ConfigurationError(
-                f"PostgreSQL at {redacted(url)}: the pool made no connection in time: {exc}"
-            ) from exc
+            doing = f"PostgreSQL at {redacted(url)}: the pool made no connection in time"
+            raise open_failed(exc, doing) from exc
 
     def _setup_schema(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"statekeep:{self.schema}",))
