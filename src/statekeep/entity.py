@@ -124,7 +124,11 @@ def _check_field_names(cls: type) -> None:
                 "redefined (id: a non-empty string, generated when absent: pass id=... to "
                 "set one; version: managed by the store)"
             )
-        if name in _ENTITY_API or (name.startswith("model_") and hasattr(pydantic.BaseModel, name)):
+        if name in _ENTITY_API or (
+            name.startswith("model_")
+            and name != "model_config"  # model_config: ClassVar[ConfigDict] is pydantic's own
+            and hasattr(pydantic.BaseModel, name)
+        ):
             raise ConfigurationError(
                 f"{cls.__qualname__}.{name}: a field cannot be called {name!r}, a name "
                 f"every entity class uses ({', '.join(sorted(_ENTITY_API))} and "

@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import pytest
 
@@ -231,11 +231,13 @@ def test_redefining_id_or_version_is_refused(
 def test_names_close_to_reserved_ones_work(store: statekeep.Store, assert_unchanged: Check) -> None:
     cls = define(
         "class Tally(Entity, collection='tally_near'):\n"
+        "    model_config: ClassVar[dict] = {'extra': 'ignore'}\n"  # pydantic's own, annotated
         "    counted: Annotated[int, Indexed()] = 0\n"
         "    model_name: str = ''\n"
         "    F: int = 0\n"
         "    created: bool = False\n",
         "app_near",
+        ClassVar=ClassVar,
     )["Tally"]
     store.save(cls(id="t", counted=3, model_name="m", F=1, created=True))
     loaded = store.get(cls, "t")
