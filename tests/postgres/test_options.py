@@ -9,6 +9,7 @@ owner: they fail until it is fixed.
 
 from __future__ import annotations
 
+import secrets
 import socket
 import time
 import traceback
@@ -337,6 +338,27 @@ def test_passwords_are_hidden_by_the_store(pg_url: str) -> None:
 
 
 # -- values PostgreSQL cannot hold ---------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["id", "indexed"])
+def test_a_value_too_large_for_an_index_row_is_a_validation_error(
+    store: statekeep.Store, where: str
+) -> None:
+    """PostgreSQL's "index row size exceeds maximum" is permanent: a
+    ValidationError, never a TransientBackendError the write-behind would
+    retry for ever."""
+    huge = secrets.token_hex(20_000)  # 40,000 characters that do not compress away
+    entity = Doc(id=huge, title="fine") if where == "id" else Doc(id="huge", title=huge)
+    with pytest.raises(ValidationError):
+        store.save(entity)
+    assert entity.version == 0
+    with pytest.raises(ValidationError):
+        store.save_many([Doc(id="good", title="good"), entity, Doc(id="good2")])
+    receipt = store.enqueue(entity)
+    assert store.flush(timeout=10)
+    assert isinstance(receipt.error, ValidationError)
+    assert store.writebehind.stats().retried == 0
+    assert store.count(Doc) == 0
 
 
 NUL_CASES = {

@@ -34,6 +34,11 @@ def translate(exc: BaseException, doing: str) -> StatekeepError:
         return TransientBackendError(f"PostgreSQL: no connection while {doing}: {exc}")
     if isinstance(exc, PoolClosed):
         return BackendError(f"PostgreSQL: the store's connections are closed ({doing})")
+    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):  # permanent: retrying cannot help
+        return ValidationError(
+            f"PostgreSQL cannot hold a value while {doing} (an id or indexed value must fit "
+            f"an index row, about 2,700 bytes once compressed): {exc}".strip()
+        )
     if isinstance(exc, psycopg.OperationalError):  # connection, shutdown, timeouts, deadlocks
         return TransientBackendError(f"PostgreSQL failed while {doing}: {exc}".strip())
     if isinstance(exc, psycopg.InterfaceError) and "closed" in str(exc):
@@ -46,7 +51,12 @@ def translate(exc: BaseException, doing: str) -> StatekeepError:
 def lost(exc: BaseException) -> bool:
     """Did the connection itself fail (so nothing ran, or nothing can be known)?"""
     return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and not isinstance(
-        exc, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
+        exc,
+        (
+            psycopg.errors.QueryCanceled,
+            psycopg.errors.LockNotAvailable,
+            psycopg.errors.ProgramLimitExceeded,
+        ),
     )
 
 
