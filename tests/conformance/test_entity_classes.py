@@ -228,6 +228,39 @@ def test_redefining_id_or_version_is_refused(
     assert_unchanged()
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ["Title: Annotated[str, Indexed()] = ''", "title: Annotated[str, Indexed()] = ''"],
+        ["ID: Annotated[str, Indexed()] = ''"],
+        ["Version: Annotated[int, Indexed()] = 0"],
+    ],
+    ids=["Title and title", "ID", "Version"],
+)
+def test_indexed_fields_whose_names_differ_only_in_case_are_refused(
+    store: statekeep.Store, assert_unchanged: Check, fields: list[str]
+) -> None:
+    """One column name on SQLite, two on PostgreSQL: refused on every backend alike."""
+    body = "".join(f"    {field}\n" for field in fields)
+    with pytest.raises(ConfigurationError):
+        define(f"class CaseColumns(Entity):\n{body}", "app_columns")
+    assert_unchanged()
+
+
+def test_fields_whose_names_differ_only_in_case_work_unindexed(
+    store: statekeep.Store, assert_unchanged: Check
+) -> None:
+    cls = define(
+        "class CasePlain(Entity):\n"
+        "    Title: Annotated[str, Indexed()] = ''\n"
+        "    title: str = ''\n",
+        "app_columns",
+    )["CasePlain"]
+    store.save(cls(id="c", Title="A", title="b"))
+    assert [c.id for c in store.find(cls, Title="A", title="b")] == ["c"]
+    assert_unchanged()
+
+
 def test_names_close_to_reserved_ones_work(store: statekeep.Store, assert_unchanged: Check) -> None:
     cls = define(
         "class Tally(Entity, collection='tally_near'):\n"
