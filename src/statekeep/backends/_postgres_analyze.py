@@ -4,9 +4,10 @@ PostgreSQL plans with the statistics ANALYZE gathers. Autovacuum gathers them
 once a table has changed by about 10%, up to a minute later; until then a
 table just filled by save_many has none, and a `find` on an indexed field,
 read through a cursor in id order, walks the primary key and filters every
-row instead of using the field's index. Measured (find of 10 rows by an
-indexed field, best of 20): 27 ms at 300k rows before ANALYZE, 0.34 ms after;
-already at 10k rows the planner picks the id scan.
+row instead of using the field's index. Measured with
+`python -m benchmarks.analyze_after_load` (find of 10 rows by an indexed
+field, best of 20, on a busy 2-core machine): 27-60 ms at 300k rows before
+ANALYZE, 0.33 ms after; already at 10k rows the planner picks the id scan.
 
 So the commit of a transaction that wrote many rows to a table analyzes it:
 after the commit, on a pool connection (inside the transaction ANALYZE would
