@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sqlite3
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from statekeep import (
     NotFoundError,
     QueryError,
     StatekeepError,
+    TransientBackendError,
     UnknownFieldError,
     ValidationError,
 )
@@ -530,6 +532,22 @@ def test_a_sqlite_file_that_cannot_be_opened(
     with pytest.raises(ConfigurationError):
         statekeep.open(f"sqlite:///{tmp_path}")  # a directory
     assert_unchanged()
+
+
+def test_a_sqlite_file_locked_while_it_is_made_is_a_transient_error(tmp_path: Any) -> None:
+    """Another process making the database holds it locked: open() may work
+    again in a moment, so the error is transient, not a configuration error."""
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE made_by_another_process (a)")
+    with pytest.raises(TransientBackendError):
+        statekeep.open(f"sqlite:///{path}?timeout=0.2")
+    holder.execute("COMMIT")
+    holder.close()
+    with statekeep.open(f"sqlite:///{path}?timeout=0.2") as store:  # the same call, later
+        store.save(Note(id="n", text="opened"))
+        assert store.get(Note, "n").text == "opened"
 
 
 # -- misuse of the API: every entry point, hostile arguments ----------------
