@@ -20,7 +20,13 @@ from .backends._parse import redacted
 from .backends.base import CollectionSpec, Query, Row
 from .conditions import Condition, FieldRef, Ordering
 from .entity import Entity, has_recorded, put_back_recorded
-from .errors import ConfigurationError, NotFoundError, QueryError, StoreClosedError, ValidationError
+from .errors import (
+    ConfigurationError,
+    NotFoundError,
+    QueryError,
+    StoreClosedError,
+    ValidationError,
+)
 from .events import Event, Subscription
 from .events._bus import Handler, matcher_for
 from .events._durable import DurableSubscription, prune
