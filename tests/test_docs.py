@@ -1,12 +1,16 @@
 """Docs are tests: every ```python block in README.md and docs/ runs.
 
 The blocks of one file run in order in one namespace, in a temporary working
-directory, so a later block can use what an earlier one defined.
+directory, so a later block can use what an earlier one defined. Each file
+runs in a process of its own, as the program it shows would: its entity
+classes (a `Todo`, a `RecordingSession`) are not the test suite's.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,11 +27,26 @@ def blocks(path: Path) -> list[str]:
 @pytest.mark.parametrize(
     "path", [p for p in DOCUMENTS if blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
-def test_code_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": f"doc_{path.stem}"}
-    for number, code in enumerate(blocks(path), 1):
-        exec(compile(code, f"{path.name} block {number}", "exec", dont_inherit=True), namespace)
+def test_code_blocks_run(path: Path, tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", RUN_BLOCKS, str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+
+
+RUN_BLOCKS = f"""
+import re, sys
+from pathlib import Path
+path = Path(sys.argv[1])
+namespace = {{"__name__": "doc_" + path.stem}}
+blocks = re.compile({BLOCK.pattern!r}, re.MULTILINE | re.DOTALL).findall(path.read_text())
+for number, code in enumerate(blocks, 1):
+    exec(compile(code, f"{{path.name}} block {{number}}", "exec", dont_inherit=True), namespace)
+"""
 
 
 def test_readme_has_an_example_and_the_two_commands() -> None:

@@ -48,7 +48,7 @@ def _variant(n_kind: type, n_indexed: bool, label: str) -> type[Entity]:
         annotations["label"] = Annotated[str, Indexed()] if label == "indexed" else str
         namespace["label"] = ""
     name = f"Item_{n_kind.__name__}_{'ix' if n_indexed else 'plain'}_{label}"
-    return type(name, (Entity,), namespace, collection=COLLECTION)
+    return type(name, (Entity,), namespace, collection=COLLECTION, shared=True)
 
 
 VARIANTS = tuple(

@@ -191,6 +191,14 @@ class EntityInfo:
                 raise ConfigurationError(
                     f"{cls.__name__}.{name} cannot be indexed: {name!r} is a reserved column"
                 )
+        seen = {"id": "id", "version": "version"}
+        for name in indexed:  # columns: SQLite folds case in names, PostgreSQL does not
+            other = seen.setdefault(name.lower(), name)
+            if other != name:
+                raise ConfigurationError(
+                    f"{cls.__name__}.{name} cannot be indexed beside {other!r}: column names "
+                    "that differ only in case are one name on SQLite; rename one of them"
+                )
         columns = {"id", "version", *indexed}
         self.fields = {
             name: Field(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .backends.base import Backend
 from .entity import put_back_recorded
+from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .entity import Entity
@@ -126,7 +127,9 @@ class Transaction:
 
     def __enter__(self) -> Transaction:
         if self._frame is not None:
-            raise RuntimeError("this transaction block is already open; call transaction() again")
+            raise ConfigurationError(
+                "this transaction block is already open; call transaction() again"
+            )
         depth = len(self._frames.stack)
         frame = Frame(f"statekeep_{depth}" if depth else None)
         if frame.name is None:
@@ -143,7 +146,8 @@ class Transaction:
         tb: TracebackType | None,
     ) -> None:
         frame, token = self._frame, self._token
-        assert frame is not None and token is not None, "__exit__ without __enter__"
+        if frame is None or token is None:
+            raise ConfigurationError("this transaction block was not entered: use `with`")
         self._frame = self._token = None
         self._frames.pop(token)
         try:

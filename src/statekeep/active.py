@@ -28,6 +28,8 @@ class use:  # noqa: N801 - reads as a function: statekeep.use(store)
 
     def __init__(self, store: Store) -> None:
         global _default
+        if not callable(getattr(store, "transaction", None)):  # the Store, without importing it
+            raise ConfigurationError(f"use() takes a store (statekeep.open(url)), not {store!r}")
         self._previous = _default
         self._token: Token[Store | None] | None = None
         self.store = store

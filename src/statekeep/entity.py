@@ -7,11 +7,21 @@
 Each class gets a collection (snake_case of the class name, or the
 `collection=` class keyword), `Todo.f` for conditions, and Active Record
 methods over the default store (`statekeep.use`).
+
+A collection belongs to one class: a second class whose collection name is the
+same, compared without case (SQLite folds case, PostgreSQL and file systems may
+not), is refused when it is defined, unless one of the two says `shared=True`
+(a projection, a new version of a model). Defining the same class again (same
+qualified name, in the same module or file: a reload, a test run twice)
+replaces it. Field names that would hide the class's own API (`save`, `find`,
+`f`, `Created`, ...) or redefine `id` and `version` are refused.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
+import sys
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
@@ -69,6 +79,8 @@ class _LifecycleClass:
 _lifecycle_classes: dict[tuple[type, type], type[Lifecycle]] = {}
 # entity classes by collection (the latest defined wins), to read events back
 _by_collection: dict[str, type[Entity]] = {}
+# the classes of each collection, by lower-cased collection name: (class, shared?, its file)
+_classes_of: dict[str, list[tuple[type[Entity], bool, str | None]]] = {}
 # domain events recorded on entities, until they are saved: id(entity) -> (ref, events)
 _recorded: dict[int, tuple[weakref.ref[Entity], list[Event]]] = {}
 
@@ -101,6 +113,63 @@ def _record(entity: Entity) -> list[Event]:
         ref = weakref.ref(entity, lambda _, key=key: _recorded.pop(key, None))  # type: ignore[misc]
         entry = _recorded[key] = (ref, [])
     return entry[1]
+
+
+def _check_field_names(cls: type) -> None:
+    """Refuses fields that would hide what statekeep gives every entity class."""
+    for name in inspect.get_annotations(cls):
+        if name in ("id", "version"):
+            raise ConfigurationError(
+                f"{cls.__qualname__}.{name}: {name!r} is statekeep's own field and cannot be "
+                "redefined (id: a non-empty string, generated when absent: pass id=... to "
+                "set one; version: managed by the store)"
+            )
+        if name in _ENTITY_API or (
+            name.startswith("model_")
+            and name != "model_config"  # model_config: ClassVar[ConfigDict] is pydantic's own
+            and hasattr(pydantic.BaseModel, name)
+        ):
+            raise ConfigurationError(
+                f"{cls.__qualname__}.{name}: a field cannot be called {name!r}, a name "
+                f"every entity class uses ({', '.join(sorted(_ENTITY_API))} and "
+                "pydantic's model_* names): give the field another name"
+            )
+
+
+def _file_of(cls: type) -> str | None:
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return file if isinstance(file, str) else None
+
+
+def _claim_collection(cls: type[Entity], name: str, shared: bool) -> None:
+    """Registers cls as a class of the collection, or refuses an accidental twin.
+
+    The same class defined again (a reload, a module run as a script and
+    imported, a class made in a function called twice) replaces the old one."""
+    file = _file_of(cls)
+    others = [
+        (other, other_shared, other_file)
+        for other, other_shared, other_file in _classes_of.get(name.lower(), [])
+        if other.__qualname__ != cls.__qualname__
+        or (other.__module__ != cls.__module__ and (file is None or other_file != file))
+    ]
+    for other, other_shared, _ in others:
+        theirs = other.__statekeep__.spec.name
+        where = f"{other.__module__}.{other.__qualname__}"
+        if theirs != name:
+            raise ConfigurationError(
+                f"collection {name!r} of {cls.__qualname__} differs only in case from "
+                f"{theirs!r} of {where}: SQLite would store both in one table, PostgreSQL "
+                "in two; spell the collection name one way"
+            )
+        if not (shared or other_shared):
+            raise ConfigurationError(
+                f"{cls.__module__}.{cls.__qualname__} and {where} would both store into "
+                f"collection {name!r}: give one of them its own name "
+                f"(class {cls.__name__}(Entity, collection='...')), or, if they are meant "
+                f"to share it, say so with shared=True"
+            )
+    _classes_of[name.lower()] = [*others, (cls, shared, file)]
 
 
 class Entity(pydantic.BaseModel):
@@ -143,16 +212,25 @@ class Entity(pydantic.BaseModel):
         except pydantic.ValidationError as exc:
             raise as_validation_error(exc) from exc
 
-    def __init_subclass__(cls, collection: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, collection: str | None = None, shared: bool = False, **kwargs: Any
+    ) -> None:
         super().__init_subclass__(**kwargs)
+        _check_field_names(cls)  # before pydantic reads the fields
 
     @classmethod
-    def __pydantic_init_subclass__(cls, collection: str | None = None, **kwargs: Any) -> None:
+    def __pydantic_init_subclass__(
+        cls, collection: str | None = None, shared: bool = False, **kwargs: Any
+    ) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         if collection is not None and not isinstance(collection, str):
             raise ConfigurationError(f"collection must be a string, not {collection!r}")
+        if not isinstance(shared, bool):
+            raise ConfigurationError(f"shared must be True or False, not {shared!r}")
         name = snake_case(cls.__name__) if collection is None else collection
-        cls.__statekeep__ = EntityInfo(cls, name)
+        info = EntityInfo(cls, name)
+        _claim_collection(cls, name, shared)
+        cls.__statekeep__ = info
         cls.f = Fields(cls, cls.model_fields)
         _by_collection[name] = cls
 
@@ -197,3 +275,13 @@ class Entity(pydantic.BaseModel):
     @classmethod
     def count(cls, *conditions: Condition, **equals: Any) -> int:
         return active.current_store().count(cls, *conditions, **equals)
+
+
+# what every entity class has: a field of one of these names would hide it
+_ENTITY_API = frozenset(
+    {"f"}.union(
+        name
+        for name in vars(Entity)
+        if not name.startswith("_") and name not in Entity.model_fields and name != "model_config"
+    )
+)

@@ -1,7 +1,8 @@
 """The errors statekeep raises, all under one root.
 
 StatekeepError
-├── ConfigurationError       a bad URL, option, entity class or missing default store
+├── ConfigurationError       a bad URL, option, argument or entity class, no default store,
+│                            a transaction block used without `with`
 ├── StoreClosedError         the store was used after close()
 ├── NotFoundError            no entity with that id (also a LookupError)
 ├── ConflictError            a stale version: someone else saved first
@@ -10,7 +11,8 @@ StatekeepError
 ├── QueryError               a condition or ordering that cannot be run (also a ValueError)
 │   └── UnknownFieldError    a field the entity does not have (also an AttributeError)
 └── BackendError             the database driver failed; the driver's error is chained
-    └── TransientBackendError  a failure worth retrying (locked, busy, unavailable)
+    └── TransientBackendError  a failure worth retrying (locked, busy, unavailable,
+                               also from open(): a server that is down or has no free slot)
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from . import _arguments as check
 from ._emit import Emitter, Pending, decode
-from ._schema import check_storable
 from ._transaction import Frames, Transaction
 from .backends import open_backend
 from .backends._parse import redacted
@@ -60,13 +60,13 @@ class Store:
         self,
         url: str,
         *,
-        writebehind: WriteBehindOptions | None = None,
+        writebehind: WriteBehindOptions | dict[str, Any] | None = None,
         outbox: bool = False,
         outbox_retention: int | None = 0,
         **options: Any,
     ) -> None:
-        if not isinstance(outbox, bool):
-            raise ConfigurationError(f"outbox must be True or False, not {outbox!r}")
+        check.flag(outbox, "outbox")
+        writebehind_options = check.writebehind(writebehind)
         if outbox_retention is not None and (
             not isinstance(outbox_retention, int)
             or isinstance(outbox_retention, bool)
@@ -82,7 +82,7 @@ class Store:
         self._subscriptions: dict[str, DurableSubscription] = {}
         self._frames = Frames()
         self.state = State.OPEN
-        self._writebehind_options = writebehind or WriteBehindOptions()
+        self._writebehind_options = writebehind_options
         self._engine: WriteBehind | None = None
         self._engine_lock = threading.Lock()
         journal = self._journal_dir()
@@ -94,6 +94,7 @@ class Store:
         """Stores what was enqueued (waiting up to timeout, by default the
         write-behind drain_timeout; what is still pending then stays in the
         journal for the next open) and releases everything."""
+        timeout = check.timeout(timeout)
         if self.state is State.OPEN:
             if self._engine is not None:
                 self._engine.close(timeout)
@@ -213,11 +214,11 @@ class Store:
         atomic=True (the default): all in one transaction (a savepoint when
         nested). atomic=False: a transaction per chunk."""
         self._check_open()
+        entities = check.entities(entities)
         if chunk_size is None:
             chunk_size = getattr(self._backend, "chunk_rows", 1000)
-        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-            raise ConfigurationError(f"chunk_size must be a positive int, not {chunk_size!r}")
-        if atomic:
+        chunk_size = check.chunk_size(chunk_size)
+        if check.flag(atomic, "atomic"):
             with self.transaction():
                 return self._save_chunks(entities, chunk_size, atomic)
         return self._save_chunks(entities, chunk_size, atomic)
@@ -291,7 +292,7 @@ class Store:
             target.__dict__["version"] = 0
             self._note(target, old)
             return
-        self._delete(self._info(target), _id(id), None)
+        self._delete(self._info(target), check.an_id(id), None)
 
     def _delete(self, info: EntityInfo, id: str, version: int | None) -> None:
         backend, spec = self._backend, info.spec
@@ -357,9 +358,9 @@ class Store:
         return self._writebehind().enqueue(
             info.spec,
             row,
-            priority=_priority(priority),
-            deadline=_deadline(deadline),
-            expect=_expect(expect_version),
+            priority=check.priority(priority),
+            deadline=check.deadline(deadline),
+            expect=check.expect_version(expect_version),
         )
 
     def enqueue_delete(
@@ -377,20 +378,21 @@ class Store:
                 raise QueryError("enqueue_delete(entity) takes no id; use (Type, id)")
             info, key = self._entity_info(target), target.id
         else:
-            info, key = self._info(target), _id(id)
+            info, key = self._info(target), check.an_id(id)
         return self._writebehind().enqueue(
             info.spec,
             (key, 0),
             delete=True,
-            priority=_priority(priority),
-            deadline=_deadline(deadline),
-            expect=_expect(expect_version),
+            priority=check.priority(priority),
+            deadline=check.deadline(deadline),
+            expect=check.expect_version(expect_version),
         )
 
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until everything enqueued so far is stored (or failed for good);
         False if timeout passed first."""
         self._check_open()
+        timeout = check.timeout(timeout)
         return self._engine.flush(timeout) if self._engine is not None else True
 
     # -- events --------------------------------------------------------------
@@ -423,6 +425,8 @@ class Store:
 
     def off(self, handler: Handler | Subscription) -> int:
         """Unsubscribes a subscription, or every subscription of a handler; returns how many."""
+        if not callable(handler) and not isinstance(handler, Subscription):
+            raise ConfigurationError(f"off() takes a handler or a Subscription, not {handler!r}")
         return self._emitter.bus.remove(handler)
 
     def subscribe(
@@ -447,6 +451,8 @@ class Store:
             raise ConfigurationError(f"subscription {name!r} is already running in this store")
         if isinstance(events, (str, type)):
             events = [events]
+        elif events is not None and not isinstance(events, Iterable):
+            raise ConfigurationError(f"events takes a list of event targets, not {events!r}")
         matchers = [matcher_for(target)[0] for target in (events or ["*"])]
         loop = _running_loop()
         subscription = DurableSubscription(
@@ -480,7 +486,7 @@ class Store:
         """The entity stored under id; NotFoundError if there is none."""
         info = self._info(cls)
         self._backend.ensure_collection(info.spec, create=False)
-        body = self._backend.get(info.spec.name, _id(id))
+        body = self._backend.get(info.spec.name, check.an_id(id))
         if body is None:
             raise NotFoundError(info.spec.name, id)
         loaded: E = info.load(body)
@@ -489,9 +495,7 @@ class Store:
     def get_many(self, cls: type[E], ids: Iterable[str]) -> dict[str, E]:
         """The stored entities among ids, by id (missing ids are left out)."""
         info = self._info(cls)
-        if isinstance(ids, str):
-            raise QueryError("get_many() takes a list of ids, not one string")
-        wanted = [_id(i) for i in ids]
+        wanted = [check.an_id(i) for i in check.ids(ids)]
         self._backend.ensure_collection(info.spec, create=False)
         found = self._backend.get_many(info.spec.name, wanted)
         return {i: info.load(found[i]) for i in wanted if i in found}
@@ -510,10 +514,8 @@ class Store:
         Conditions are ANDed; keywords are equality conditions. Without
         order_by the results come in id order (ties are always broken by id)."""
         info = self._info(cls)
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise QueryError(f"limit must be an int >= 0 or None, not {limit!r}")
-        if not isinstance(offset, int) or offset < 0:
-            raise QueryError(f"offset must be an int >= 0, not {offset!r}")
+        limit = check.count(limit, "limit", least=0, none=True)
+        offset = check.count(offset, "offset", least=0)
         query = Query(info.filters(conditions, equals), info.orders(order_by), limit, offset)
         self._backend.ensure_collection(info.spec, create=False)
         return self._results(info, self._backend.select(info.spec, query))
@@ -549,39 +551,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _id(id: Any) -> str:
-    if not isinstance(id, str) or not id:
-        raise QueryError(f"an id is a non-empty string, not {id!r}")
-    check_storable(id, "id")
-    return id
-
-
-def _priority(priority: Any) -> Priority:
-    if type(priority) is Priority:
-        return priority
-    try:
-        return Priority(priority)
-    except ValueError:
-        raise QueryError(f"priority must be a statekeep Priority, not {priority!r}") from None
-
-
-def _deadline(deadline: Any) -> float | None:
-    if deadline is None:
-        return None
-    if (
-        isinstance(deadline, bool)
-        or not isinstance(deadline, (int, float))
-        or not (0 <= deadline < 1e9)
-    ):
-        raise QueryError(f"deadline is a number of seconds from now, not {deadline!r}")
-    return float(deadline)
-
-
-def _expect(version: Any) -> int | None:
-    if version is None:
-        return None
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise QueryError(f"expect_version is a stored version (an int >= 0), not {version!r}")
-    return version

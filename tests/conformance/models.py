@@ -40,11 +40,13 @@ class Keywords(Entity, collection="select"):
     group: str = ""
 
 
-class RecordingSession(Entity):
+class RecordingTake(Entity):
     name: str = ""
 
 
-class RecordingSessionAlias(Entity, collection="recording_session"):
+class RecordingTakeAlias(Entity, collection="recording_take", shared=True):
+    """The same collection on purpose: a second class for it needs shared=True."""
+
     name: str = ""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sqlite3
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from statekeep import (
     NotFoundError,
     QueryError,
     StatekeepError,
+    TransientBackendError,
     UnknownFieldError,
     ValidationError,
 )
@@ -530,3 +532,155 @@ def test_a_sqlite_file_that_cannot_be_opened(
     with pytest.raises(ConfigurationError):
         statekeep.open(f"sqlite:///{tmp_path}")  # a directory
     assert_unchanged()
+
+
+def test_a_sqlite_file_locked_while_it_is_made_is_a_transient_error(tmp_path: Any) -> None:
+    """Another process making the database holds it locked: open() may work
+    again in a moment, so the error is transient, not a configuration error."""
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE made_by_another_process (a)")
+    with pytest.raises(TransientBackendError):
+        statekeep.open(f"sqlite:///{path}?timeout=0.2")
+    holder.execute("COMMIT")
+    holder.close()
+    with statekeep.open(f"sqlite:///{path}?timeout=0.2") as store:  # the same call, later
+        store.save(Note(id="n", text="opened"))
+        assert store.get(Note, "n").text == "opened"
+
+
+# -- misuse of the API: every entry point, hostile arguments ----------------
+
+Run = Callable[[statekeep.Store], Any]
+
+
+def _handler(event: Any) -> None:
+    pass
+
+
+def _with_default(store: statekeep.Store, run: Callable[[], Any]) -> Any:
+    with statekeep.use(store):
+        return run()
+
+
+def _enter_twice(store: statekeep.Store) -> None:
+    block = store.transaction()
+    with block:
+        store.save(Todo(id="inside", title="rolled back"))
+        block.__enter__()
+
+
+MISUSES: list[tuple[str, Run, type[StatekeepError]]] = [
+    ("save_many None", lambda s: s.save_many(None), ValidationError),  # type: ignore[arg-type]
+    ("save_many a number", lambda s: s.save_many(5), ValidationError),  # type: ignore[arg-type]
+    ("save_many one entity", lambda s: s.save_many(Todo(title="x")), ValidationError),
+    ("save_many a dict", lambda s: s.save_many({"title": "x"}), ValidationError),  # type: ignore[arg-type]
+    (
+        "save_many atomic text",
+        lambda s: s.save_many([Todo(title="x")], atomic="no"),
+        ConfigurationError,
+    ),  # type: ignore[arg-type]
+    (
+        "save_many atomic None",
+        lambda s: s.save_many([Todo(title="x")], atomic=None),
+        ConfigurationError,
+    ),  # type: ignore[arg-type]
+    (
+        "save_many chunk_size True",
+        lambda s: s.save_many([Todo(title="x")], chunk_size=True),
+        ConfigurationError,
+    ),
+    (
+        "save_many chunk_size 1.5",
+        lambda s: s.save_many([Todo(title="x")], chunk_size=1.5),
+        ConfigurationError,
+    ),  # type: ignore[arg-type]
+    ("get_many None", lambda s: s.get_many(Todo, None), QueryError),  # type: ignore[arg-type]
+    ("get_many a number", lambda s: s.get_many(Todo, 5), QueryError),  # type: ignore[arg-type]
+    ("get_many bytes", lambda s: s.get_many(Todo, b"seed-1"), QueryError),
+    ("find limit True", lambda s: s.find(Todo, limit=True), QueryError),
+    ("find limit False", lambda s: s.find(Todo, limit=False), QueryError),
+    ("find offset True", lambda s: s.find(Todo, offset=True), QueryError),
+    ("find limit 2**63", lambda s: s.find(Todo, limit=2**63), QueryError),
+    ("find offset 2**70", lambda s: s.find(Todo, offset=2**70), QueryError),
+    ("find order_by None", lambda s: s.find(Todo, order_by=[None]), QueryError),  # type: ignore[list-item]
+    (
+        "Entity.find limit True",
+        lambda s: _with_default(s, lambda: Todo.find(limit=True)),
+        QueryError,
+    ),
+    ("count a number", lambda s: s.count(Todo, 5), QueryError),  # type: ignore[arg-type]
+    ("delete None", lambda s: s.delete(None), ConfigurationError),  # type: ignore[call-overload]
+    ("delete a class, no id", lambda s: s.delete(Todo), QueryError),  # type: ignore[call-overload]
+    ("enqueue None", lambda s: s.enqueue(None), ValidationError),  # type: ignore[arg-type]
+    ("enqueue priority text", lambda s: s.enqueue(Todo(title="x"), priority="high"), QueryError),  # type: ignore[arg-type]
+    ("enqueue priority True", lambda s: s.enqueue(Todo(title="x"), priority=True), QueryError),  # type: ignore[arg-type]
+    ("enqueue priority 1.0", lambda s: s.enqueue(Todo(title="x"), priority=1.0), QueryError),  # type: ignore[arg-type]
+    ("enqueue deadline nan", lambda s: s.enqueue(Todo(title="x"), deadline=math.nan), QueryError),
+    (
+        "enqueue expect_version True",
+        lambda s: s.enqueue(Todo(title="x"), expect_version=True),
+        QueryError,
+    ),
+    ("enqueue_delete a class, no id", lambda s: s.enqueue_delete(Todo), QueryError),
+    ("flush text", lambda s: s.flush("soon"), ConfigurationError),  # type: ignore[arg-type]
+    ("flush negative", lambda s: s.flush(-1), ConfigurationError),
+    ("flush nan", lambda s: s.flush(math.nan), ConfigurationError),
+    ("flush True", lambda s: s.flush(True), ConfigurationError),
+    ("on a number", lambda s: s.on(5, _handler), ConfigurationError),
+    ("on a handler that is not callable", lambda s: s.on(Todo, 5), ConfigurationError),  # type: ignore[call-overload]
+    ("on priority text", lambda s: s.on(Todo, _handler, priority="high"), ConfigurationError),  # type: ignore[call-overload]
+    ("off None", lambda s: s.off(None), ConfigurationError),  # type: ignore[arg-type]
+    ("off a number", lambda s: s.off(5), ConfigurationError),  # type: ignore[arg-type]
+    ("subscribe without outbox", lambda s: s.subscribe("billing", _handler), ConfigurationError),
+    ("prune_events True", lambda s: s.prune_events(True), ConfigurationError),
+    ("prune_events text", lambda s: s.prune_events("all"), ConfigurationError),  # type: ignore[arg-type]
+    (
+        "transaction exit without enter",
+        lambda s: s.transaction().__exit__(None, None, None),
+        ConfigurationError,
+    ),
+    ("transaction entered twice", _enter_twice, ConfigurationError),
+    ("close text", lambda s: s.close("soon"), ConfigurationError),  # type: ignore[arg-type]
+    ("close negative", lambda s: s.close(-1), ConfigurationError),
+    ("use None", lambda s: statekeep.use(None), ConfigurationError),  # type: ignore[arg-type]
+    ("use a URL", lambda s: statekeep.use("memory://"), ConfigurationError),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize(
+    ("run", "error"), [case[1:] for case in MISUSES], ids=[case[0] for case in MISUSES]
+)
+def test_misuse_is_a_typed_error_that_changes_nothing(
+    store: statekeep.Store, assert_unchanged: Check, run: Run, error: type[StatekeepError]
+) -> None:
+    with pytest.raises(error) as raised:
+        run(store)
+    assert str(raised.value)
+    assert store.state.value == "open"  # a misused close() did not close it
+    assert_unchanged()
+    assert store.flush(5)  # nothing enqueued by a refused call, or it is stored
+    assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    "writebehind",
+    [{"colour": "red"}, {"window": -1}, {"policy": "sometimes"}, {"fsync": "yes"}, 5, True, "auto"],
+)
+def test_bad_writebehind_options(
+    store: statekeep.Store, store_url: str, assert_unchanged: Check, writebehind: Any
+) -> None:
+    with pytest.raises(ConfigurationError):
+        statekeep.open(store_url, writebehind=writebehind)
+    assert_unchanged()
+
+
+def test_writebehind_options_as_a_dict(store_url: str) -> None:
+    options = {"max_pending": 1, "policy": "raise", "window": 30.0, "drain_timeout": 5.0}
+    with statekeep.open(store_url, writebehind=options) as store:
+        store.enqueue(Note(id="first", text="queued"))
+        with pytest.raises(statekeep.QueueFullError):  # max_pending=1 and policy "raise"
+            store.enqueue(Note(id="second", text="refused"))
+        assert store.flush(5)
+        assert [n.id for n in store.find(Note)] == ["first"]

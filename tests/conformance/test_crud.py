@@ -9,7 +9,7 @@ import pytest
 import statekeep
 from statekeep import NotFoundError
 
-from .models import Note, RecordingSession, RecordingSessionAlias, Todo
+from .models import Note, RecordingTake, RecordingTakeAlias, Todo
 
 
 def test_save_returns_the_entity_at_version_one(store: statekeep.Store) -> None:
@@ -139,9 +139,9 @@ def test_collections_are_separate(store: statekeep.Store) -> None:
 
 
 def test_collection_name_is_the_snake_case_class_name(store: statekeep.Store) -> None:
-    # RecordingSessionAlias names its collection "recording_session" explicitly
-    store.save(RecordingSession(id="s1", name="take one"))
-    assert store.get(RecordingSessionAlias, "s1").name == "take one"
+    # RecordingTakeAlias names its collection "recording_take" explicitly
+    store.save(RecordingTake(id="s1", name="take one"))
+    assert store.get(RecordingTakeAlias, "s1").name == "take one"
 
 
 def test_empty_store_reads(store: statekeep.Store) -> None:

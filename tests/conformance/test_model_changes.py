@@ -43,11 +43,11 @@ class PrioV1(Entity, collection="prio_task"):
     prio: Annotated[int, Indexed()] = 0
 
 
-class PrioV2(Entity, collection="prio_task"):
+class PrioV2(Entity, collection="prio_task", shared=True):
     prio: int = 0
 
 
-class PrioV3(Entity, collection="prio_task"):
+class PrioV3(Entity, collection="prio_task", shared=True):
     prio: Annotated[int, Indexed()] = 0
 
 
@@ -76,7 +76,7 @@ class JobOld(Entity, collection="rolling_job"):
     priority: int = 0
 
 
-class JobNew(Entity, collection="rolling_job"):
+class JobNew(Entity, collection="rolling_job", shared=True):
     name: Annotated[str, Indexed()]
     priority: Annotated[int, Indexed()] = 0
 
@@ -110,7 +110,7 @@ class CodeAsInt(Entity, collection="coded"):
     code: Annotated[int, Indexed()] = 0
 
 
-class CodeAsText(Entity, collection="coded"):
+class CodeAsText(Entity, collection="coded", shared=True):
     code: Annotated[str, Indexed()] = ""
 
 
@@ -141,12 +141,12 @@ class ProfileV1(Entity, collection="profile"):
     age: Annotated[int, Indexed()] = 0
 
 
-class ProfileRemoved(Entity, collection="profile"):
+class ProfileRemoved(Entity, collection="profile", shared=True):
     name: str
     age: Annotated[int, Indexed()] = 0
 
 
-class ProfileRenamed(Entity, collection="profile"):
+class ProfileRenamed(Entity, collection="profile", shared=True):
     full_name: str = Field(validation_alias=AliasChoices("full_name", "name"))
     age: Annotated[int, Indexed()] = 0
 

@@ -59,7 +59,7 @@ def test_a_new_indexed_field_on_existing_data(
 
     store.save_many(Before(id=f"{i:02d}", name=f"n{i}", size=i) for i in range(20))
 
-    class After(Entity, collection="evolving"):
+    class After(Entity, collection="evolving", shared=True):
         name: Annotated[str, Indexed()]
         size: Annotated[int, Indexed()] = 0  # was in the data, not indexed
         colour: Annotated[str | None, Indexed()] = None  # new
@@ -99,13 +99,13 @@ def test_a_new_field_with_a_default_is_found_by_its_default(
 
     if indexed:
 
-        class After(Entity, collection="growing"):
+        class After(Entity, collection="growing", shared=True):
             name: str
             tier: Annotated[int, Indexed()] = 1
 
     else:
 
-        class After(Entity, collection="growing"):  # type: ignore[no-redef]
+        class After(Entity, collection="growing", shared=True):  # type: ignore[no-redef]
             name: str
             tier: int = 1
 

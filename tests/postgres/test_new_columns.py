@@ -23,7 +23,7 @@ class JobOld(Entity, collection="big_job"):
     priority: int = 0
 
 
-class JobNew(Entity, collection="big_job"):
+class JobNew(Entity, collection="big_job", shared=True):
     name: str
     priority: Annotated[int, Indexed()] = 0
 

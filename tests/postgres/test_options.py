@@ -9,9 +9,11 @@ owner: they fail until it is fixed.
 
 from __future__ import annotations
 
+import secrets
 import socket
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -217,11 +219,13 @@ def test_pool_sizes_that_fit_work(pg_url: str) -> None:
         assert store.count(Doc) == 2
 
 
-def test_an_unreachable_server_is_a_configuration_error_soon(pg_url: str, unchanged: Check) -> None:
+def test_an_unreachable_server_is_a_transient_error_soon(pg_url: str, unchanged: Check) -> None:
+    """An application that retries transient errors at boot must not crash
+    because the database is not up yet."""
     port = closed_port()
     url = f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=1&timeout=1"
     started = time.monotonic()
-    with pytest.raises(ConfigurationError) as raised:
+    with pytest.raises(TransientBackendError) as raised:
         statekeep.open(url)
     took = time.monotonic() - started
     assert took < HANG_GUARD, f"{took:.1f}s to give up on a closed port"
@@ -238,6 +242,35 @@ def test_a_wrong_database_name_is_a_configuration_error(
         statekeep.open(url)
     assert "sk_no_such_database" in str(raised.value)
     unchanged()
+
+
+@pytest.fixture
+def limited_role(server: str) -> Iterator[str]:
+    """A role that may hold one connection (CONNECTION LIMIT 1), dropped at the end."""
+    role = f"sk_limited_{uuid.uuid4().hex[:8]}"
+    database = server.split("?", 1)[0].rsplit("/", 1)[1]
+    with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
+        conn.execute(f'GRANT CREATE ON DATABASE "{database}" TO {role}')
+    yield role
+    with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"DROP OWNED BY {role} CASCADE")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_server_out_of_connection_slots_is_a_transient_error(
+    server: str, make_url: MakeUrl, limited_role: str
+) -> None:
+    url = make_url(connect_timeout=1, timeout=1, pool_max=1).replace(
+        "postgres@", f"{limited_role}@", 1
+    )
+    with psycopg.connect(url.split("?", 1)[0], connect_timeout=5):  # the role's only slot
+        with pytest.raises(TransientBackendError) as raised:
+            statekeep.open(url)
+        assert "too many connections" in str(raised.value)
+    with statekeep.open(url) as store:  # the slot is free again: the same call works
+        store.save(Doc(id="after", title="retried"))
+        assert store.get(Doc, "after").title == "retried"
 
 
 def wrong(server: str, what: str) -> str:
@@ -266,7 +299,8 @@ def test_a_failed_open_says_why(server: str, what: str, reason: str) -> None:
     the open waits the whole `timeout` although the server said no at once.
     Expected: the ConfigurationError carries the reason, e.g. from one direct
     psycopg.connect() with the same arguments when the pool does not open."""
-    with pytest.raises(ConfigurationError) as raised:
+    error = TransientBackendError if what == "port" else ConfigurationError
+    with pytest.raises(error) as raised:
         statekeep.open(wrong(server, what))
     assert reason in str(raised.value)
 
@@ -275,13 +309,13 @@ def test_a_failed_open_says_why(server: str, what: str, reason: str) -> None:
 def test_passwords_are_hidden_in_errors(server: str, what: str) -> None:
     secret = "Sk-Secret-Pw-123"
     url = wrong(server, what).replace("@", f":{secret}@", 1)
-    with pytest.raises(ConfigurationError) as raised:
+    with pytest.raises(StatekeepError) as raised:
         statekeep.open(url)
     assert secret not in messages(raised.value)
     assert "***" in str(raised.value)
     # and a password given as an option
     url = wrong(server, what) + f"&password={secret}"
-    with pytest.raises(ConfigurationError) as raised:
+    with pytest.raises(StatekeepError) as raised:
         statekeep.open(url)
     assert secret not in messages(raised.value)
 
@@ -304,6 +338,27 @@ def test_passwords_are_hidden_by_the_store(pg_url: str) -> None:
 
 
 # -- values PostgreSQL cannot hold ---------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["id", "indexed"])
+def test_a_value_too_large_for_an_index_row_is_a_validation_error(
+    store: statekeep.Store, where: str
+) -> None:
+    """PostgreSQL's "index row size exceeds maximum" is permanent: a
+    ValidationError, never a TransientBackendError the write-behind would
+    retry for ever."""
+    huge = secrets.token_hex(20_000)  # 40,000 characters that do not compress away
+    entity = Doc(id=huge, title="fine") if where == "id" else Doc(id="huge", title=huge)
+    with pytest.raises(ValidationError):
+        store.save(entity)
+    assert entity.version == 0
+    with pytest.raises(ValidationError):
+        store.save_many([Doc(id="good", title="good"), entity, Doc(id="good2")])
+    receipt = store.enqueue(entity)
+    assert store.flush(timeout=10)
+    assert isinstance(receipt.error, ValidationError)
+    assert store.writebehind.stats().retried == 0
+    assert store.count(Doc) == 0
 
 
 NUL_CASES = {

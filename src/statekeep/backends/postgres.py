@@ -20,6 +20,7 @@ those), and the pool reconnects by itself when the server is back.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import threading
@@ -45,8 +46,9 @@ from ..errors import (
 from . import _layout as layout
 from . import _postgres_sql as pgsql
 from ._parse import redacted, seconds
+from ._postgres_analyze import Analyzer
 from ._postgres_copy import OpenCopy
-from ._postgres_errors import lost, translate
+from ._postgres_errors import lost, open_failed, translate
 from ._postgres_pool import Connections
 from ._postgres_rows import columns, converter
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
@@ -93,6 +95,7 @@ _FETCH = 2000  # rows per round trip of a lazy select
 _FILL_ROWS = 20_000  # rows per transaction when a new column is filled
 _SMALL = 50_000  # rows: a table this small gets a new column in one transaction
 _TAKEN = re.compile(r"^Key \(id\)=\((.*)\) already exists", re.DOTALL)
+_log = logging.getLogger("statekeep.postgresql")
 
 
 def _state_dir() -> Path:
@@ -168,31 +171,27 @@ class PostgresBackend:
         self._exists: set[str] = set()  # tables known to exist
         self._statements: dict[str, tuple[CollectionSpec, pgsql.Statements]] = {}
         self._get_sql: dict[str, str] = {}
+        self._analyzer = Analyzer()  # ANALYZE after bulk loads: see _postgres_analyze
         self._closed = False
         self._outbox = f"{pgsql.quote(schema)}.statekeep_outbox"
         self._channel = pgsql.quote(f"statekeep_{schema}"[:63])
         try:  # one connection first: it fails at once, saying why
             conn = self._connections.connect()
         except psycopg.Error as exc:
-            raise ConfigurationError(
-                f"cannot connect to PostgreSQL at {redacted(url)}: {str(exc).strip()}"
-            ) from exc
+            raise open_failed(exc, f"cannot connect to PostgreSQL at {redacted(url)}") from exc
         try:
             with conn.transaction():
                 self._setup_schema(conn)
         except psycopg.Error as exc:
-            raise ConfigurationError(
-                f"cannot set up schema {schema} at {redacted(url)}: {str(exc).strip()}"
-            ) from exc
+            raise open_failed(exc, f"cannot set up schema {schema} at {redacted(url)}") from exc
         finally:
             conn.close()
         try:
             self._connections.open(max(timeout, connect_timeout))
         except PoolTimeout as exc:
             self._connections.close()
-            raise ConfigurationError(
-                f"PostgreSQL at {redacted(url)}: the pool made no connection in time: {exc}"
-            ) from exc
+            doing = f"PostgreSQL at {redacted(url)}: the pool made no connection in time"
+            raise open_failed(exc, doing) from exc
 
     def _setup_schema(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"statekeep:{self.schema}",))
@@ -490,6 +489,7 @@ class PostgresBackend:
         self._local.conn = conn
         self._local.pooled = pooled
         self._local.pending = {}
+        self._local.written = {}  # rows put, by table
         with self._lock:
             self._in_use[threading.get_ident()] = conn
 
@@ -507,6 +507,7 @@ class PostgresBackend:
             self._abandon_copy()
         self._local.conn = None
         pending, self._local.pending = self._local.pending, {}
+        written, self._local.written = self._local.written, {}
         with self._lock:
             owned = self._in_use.pop(threading.get_ident(), None) is conn
         try:
@@ -523,6 +524,17 @@ class PostgresBackend:
                 raise BackendError("the store was closed before the transaction could commit")
             self._tables.update(pending)
             self._exists.update(pending)
+            self._analyze(written)
+
+    def _analyze(self, written: dict[str, int]) -> None:
+        """Analyzes the tables a bulk load has changed (the commit stands if it fails)."""
+        for table, rows in self._analyzer.committed(written):
+            qualified = f"{pgsql.quote(self.schema)}.{pgsql.quote(table)}"
+            try:
+                with self._connection_outside(f"analyzing {table}") as conn:
+                    self._analyzer.run(conn, table, qualified, rows)
+            except StatekeepError as exc:  # autovacuum will do it later
+                _log.warning("statekeep: ANALYZE %s after a bulk load failed: %s", qualified, exc)
 
     def commit(self) -> None:
         self._end("COMMIT")
@@ -550,6 +562,9 @@ class PostgresBackend:
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
         convert = converter(spec)
         conn = self._txn()
+        if conn is not None:
+            written: dict[str, int] = self._local.written
+            written[spec.name] = written.get(spec.name, 0) + len(rows)
         if len(rows) == 1 or conn is None:
             with self._connection(f"storing {spec.name}") as conn:
                 for row in map(convert, rows):

@@ -108,6 +108,8 @@ class SQLiteBackend:
         self._event_count = 0
         try:
             self._conn()  # open now, so a bad path fails at open()
+        except TransientBackendError:
+            raise  # locked by another process (making the file, say): open again later
         except BackendError as exc:
             raise ConfigurationError(str(exc)) from exc.__cause__
 
@@ -133,8 +135,9 @@ class SQLiteBackend:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
             conn.create_function("statekeep_time", 1, time_key, deterministic=True)
-        except sqlite3.Error as exc:
-            raise BackendError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
+        except sqlite3.Error as exc:  # busy or locked: transient, as for any other call
+            kind = type(_translate(exc))
+            raise kind(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         alive = {thread.ident for thread in threading.enumerate()}
         with self._registry_lock:
             for key in [k for k in self._connections if k[0] not in alive]:

@@ -71,6 +71,8 @@ class WriteBehindOptions:
                 not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0
             ):
                 raise ConfigurationError(f"{name} must be seconds >= 0 or None, not {value!r}")
+        if not isinstance(self.fsync, bool):
+            raise ConfigurationError(f"fsync must be True or False, not {self.fsync!r}")
         if self.on_event is not None and not callable(self.on_event):
             raise ConfigurationError(f"on_event must be callable, not {self.on_event!r}")
         if self.journal is not None and not isinstance(self.journal, (str, os.PathLike)):

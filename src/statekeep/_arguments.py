@@ -1,0 +1,123 @@
+"""The Store's checks of its arguments: each misuse is a typed error that says
+what to pass instead, raised before anything is read or written.
+
+What selects data (ids, limits, offsets, priorities, deadlines, versions) is a
+QueryError; what sets how a call works (chunk sizes, timeouts, options) is a
+ConfigurationError; what is not an entity where one is needed, a ValidationError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from ._schema import check_storable
+from .errors import ConfigurationError, QueryError, ValidationError
+from .writebehind import Priority, WriteBehindOptions
+
+_BIGGEST = 2**63 - 1  # what every backend can hold as a LIMIT or OFFSET
+
+
+def an_id(id: Any) -> str:
+    if not isinstance(id, str) or not id:
+        raise QueryError(f"an id is a non-empty string, not {id!r}")
+    check_storable(id, "id")
+    return id
+
+
+def ids(value: Any) -> Iterable[Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise QueryError(f"get_many() takes a list of ids, not {value!r}")
+    return value
+
+
+def entities(value: Any) -> Iterable[Any]:
+    if hasattr(value, "__statekeep__") and not isinstance(value, type):
+        raise ValidationError(
+            "save_many() takes a list (or any iterable) of entities; use save(entity) for one"
+        )
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise ValidationError(
+            f"save_many() takes a list (or any iterable) of entities, not {value!r}"
+        )
+    return value
+
+
+def count(value: Any, name: str, *, least: int, none: bool = False) -> Any:
+    """A whole number (not a bool) between least and 2**63 - 1 (or None if allowed)."""
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= _BIGGEST:
+        also = " or None" if none else ""
+        raise QueryError(f"{name} must be an int >= {least}{also}, not {value!r}")
+    return value
+
+
+def chunk_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"chunk_size must be a positive int, not {value!r}")
+    return value
+
+
+def flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ConfigurationError(f"timeout is a number of seconds >= 0, or None, not {value!r}")
+    return float(value)
+
+
+def priority(value: Any) -> Priority:
+    if type(value) is Priority:
+        return value
+    try:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(value)
+        return Priority(value)
+    except ValueError:
+        raise QueryError(f"priority must be a statekeep Priority, not {value!r}") from None
+
+
+def deadline(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < 1e9):
+        raise QueryError(f"deadline is a number of seconds from now, not {value!r}")
+    return float(value)
+
+
+def expect_version(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise QueryError(f"expect_version is a stored version (an int >= 0), not {value!r}")
+    return value
+
+
+def writebehind(value: Any) -> WriteBehindOptions:
+    """WriteBehindOptions, or a dict of its fields."""
+    if value is None:
+        return WriteBehindOptions()
+    if isinstance(value, WriteBehindOptions):
+        return value
+    if isinstance(value, dict):
+        known = [field.name for field in dataclasses.fields(WriteBehindOptions)]
+        unknown = sorted(str(key) for key in value if key not in known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown write-behind option(s) {', '.join(unknown)}; "
+                f"the options are: {', '.join(known)}"
+            )
+        return WriteBehindOptions(**value)
+    raise ConfigurationError(
+        f"writebehind takes statekeep.WriteBehindOptions(...) or a dict of its options, "
+        f"not {value!r}"
+    )
