@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._emit import Emitter, Pending, decode
 from ._schema import check_storable
-from ._transaction import Frames, Transaction
+from ._transaction import CommitHooks, Frames, Transaction
 from .backends import open_backend
 from .backends._parse import redacted
 from .backends.base import CollectionSpec, Query, Row
@@ -137,20 +137,28 @@ class Store:
     # -- transactions --------------------------------------------------------
     def transaction(self) -> Transaction:
         """An atomic block; nested blocks are savepoints."""
-        self._check_open()
-        return Transaction(self._backend, self._frames, self._check_open, self._emitter)
+        return self._transaction(self._emitter)
 
-    def _atomic(self, work: Callable[[], None], events: list[Pending] | None = None) -> None:
+    def _transaction(self, hooks: CommitHooks) -> Transaction:
+        self._check_open()
+        return Transaction(self._backend, self._frames, self._check_open, hooks)
+
+    def _atomic(
+        self, work: Callable[[], None], events: list[Pending] | None = None
+    ) -> list[Pending]:
         """Runs work inside the open transaction, or in a transaction of its own.
 
         work may add to events; they are written to the outbox with the
-        transaction and delivered once it commits."""
+        transaction. Returns the events to deliver now (none inside a block:
+        they wait for it): the caller delivers them once the entity reflects
+        the commit, so that a handler raising KeyboardInterrupt or SystemExit
+        cannot make a committed write look undone."""
         frame = self._frames.innermost()
         if frame is not None:
             work()
             if events:
                 frame.events.extend(events)
-            return
+            return []
         backend = self._backend
         backend.begin()
         try:
@@ -161,8 +169,7 @@ class Store:
             backend.rollback()
             raise
         backend.commit()
-        if events:
-            self._emitter.after_commit(events)
+        return events or []
 
     def _note(self, entity: Entity, old_version: int, taken: list[Event] | None = None) -> None:
         frame = self._frames.innermost()
@@ -195,12 +202,13 @@ class Store:
         try:
             rows = (info.row(entity),)
             backend.ensure_collection(info.spec)
-            self._atomic(work, events)
+            committed = self._atomic(work, events)
         except BaseException:
             fields["version"] = old
             put_back_recorded(entity, taken)
             raise
         self._note(entity, old, taken)
+        self._deliver(committed)
         return entity
 
     def save_many(
@@ -233,9 +241,11 @@ class Store:
     def _save_chunk(self, chunk: list[Entity], atomic: bool, held: bool) -> int:
         olds: list[int] = []
         emitter = self._emitter
+        later = _Later(emitter)  # a chunk's own transaction: delivered after the versions hold
         try:
             groups = self._rows_by_collection(chunk, olds)
-            with nullcontext() if atomic else self.transaction():
+            block = nullcontext() if atomic else self._transaction(later)
+            with block:
                 for spec, rows in groups:
                     self._backend.ensure_collection(spec)
                     self._backend.put(spec, rows)
@@ -255,6 +265,7 @@ class Store:
         frame = self._frames.innermost()
         if frame is not None:
             frame.note_many(chunk, olds, weak=not held)
+        self._deliver(later.events)
         return len(chunk)
 
     def _rows_by_collection(
@@ -286,14 +297,15 @@ class Store:
             if id is not None:
                 raise QueryError("delete(entity) takes no id; use delete(Type, id)")
             info = self._entity_info(target)
-            self._delete(info, target.id, target.version)
+            committed = self._delete(info, target.id, target.version)
             old = target.version
             target.__dict__["version"] = 0
             self._note(target, old)
+            self._deliver(committed)
             return
-        self._delete(self._info(target), _id(id), None)
+        self._deliver(self._delete(self._info(target), _id(id), None))
 
-    def _delete(self, info: EntityInfo, id: str, version: int | None) -> None:
+    def _delete(self, info: EntityInfo, id: str, version: int | None) -> list[Pending]:
         backend, spec = self._backend, info.spec
         events: list[Pending] = []
 
@@ -305,7 +317,11 @@ class Store:
             events.extend(self._emitter.deleted(info.cls, id, deleted or 0))
 
         backend.ensure_collection(spec)
-        self._atomic(work, events)
+        return self._atomic(work, events)
+
+    def _deliver(self, committed: list[Pending]) -> None:
+        if committed:
+            self._emitter.after_commit(committed)
 
     # -- write-behind --------------------------------------------------------
     @property
@@ -532,6 +548,21 @@ class Store:
         filters = info.filters(conditions, equals)
         self._backend.ensure_collection(info.spec, create=False)
         return self._backend.count(info.spec, filters)
+
+
+class _Later:
+    """Commit hooks that write the outbox with the transaction but keep its
+    events for the caller to deliver once the entities reflect the commit."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self._emitter = emitter
+        self.events: list[Pending] = []
+
+    def before_commit(self, events: list[Any]) -> None:
+        self._emitter.before_commit(events)
+
+    def after_commit(self, events: list[Any]) -> None:
+        self.events = events
 
 
 def _bodies_in_order(
