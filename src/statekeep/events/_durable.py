@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Backend, CollectionSpec, Query
-from ..errors import ConflictError, StatekeepError
+from ..errors import ConfigurationError, ConflictError, StatekeepError
 from ._bus import Matcher
 from ._event import Event
 
@@ -246,7 +246,13 @@ class DurableSubscription:
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Waits until everything committed before the call has been handled (the
-        subscription has read the outbox to its end since); False on timeout."""
+        subscription has read the outbox to its end since); False on timeout.
+        On the event loop an async handler runs on: `await wait_idle_async()`."""
+        if self._loop is not None and _running_loop() is self._loop and _is_async(self._handler):
+            raise ConfigurationError(
+                f"subscription {self.name!r}: wait_idle() on the event loop its async handler "
+                "runs on would block that handler; use `await subscription.wait_idle_async()`"
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._caught_up:
             target = self._empty_reads + 2  # a read that began after this call
@@ -257,6 +263,24 @@ class DurableSubscription:
                 self._caught_up.wait(0.05 if left is None else min(left, 0.05))
             return self._empty_reads >= target
 
+    async def wait_idle_async(self, timeout: float | None = None) -> bool:
+        """wait_idle() for a coroutine: the loop runs on (async handlers too)
+        while it waits."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._caught_up:
+            target = self._empty_reads + 2
+        pause = 0.001
+        while True:
+            with self._caught_up:
+                if self._empty_reads >= target:
+                    return True
+            if not self._thread.is_alive():
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stops after the event being handled; the checkpoint is saved."""
         self._stopping.set()
@@ -266,6 +290,18 @@ class DurableSubscription:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _is_async(handler: Callable[[Any], Any]) -> bool:
+    call = getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 
 
 async def _awaited(result: Any) -> Any:
