@@ -62,6 +62,7 @@ from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
 _Key = tuple[str, str]  # (collection, id)
 _Change = tuple[int, str] | None  # (version, staged file) or None: deleted
 _Stamp = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
+_GAP_LISTINGS = 5  # listings of the outbox before a gap in it counts as pruned
 _RACY_NS = 1_000_000_000  # files changed this recently are read again (coarse clocks)
 
 
@@ -431,9 +432,22 @@ class FilesBackend(Savepoints):
         return first + data.count(b"\n") - 1
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """Events up to the committed last position, read before the listing
+        (see _files_layout.read_events). A gap is listed again: a prune
+        rewriting the first file can hide it from one listing; a gap that
+        stays is events pruned before this reader got to them."""
         try:
-            while (found := read_events(self._outbox, after, limit)) is None:
-                pass  # pruned while read: list again
+            last = int(read_file(f"{self._outbox}/{LAST}") or 0) or self._last_in_files()
+            if last <= after:
+                return []
+            found: list[tuple[int, str]] = []  # no listing held a whole stretch: read again
+            for _ in range(_GAP_LISTINGS):
+                read = read_events(self._outbox, after, limit, last)
+                if read is None:  # pruned while read: list again
+                    continue
+                found, whole = read
+                if whole:
+                    return found
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot read the events in {self._outbox}: {exc}") from exc
         return found
