@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from ._claims import Claim
+
 Scalar = None | bool | int | float | str
 Row = tuple[Any, ...]
 IndexKind = Literal["text", "integer", "real", "time", "any"]
@@ -201,6 +203,10 @@ class Backend(Protocol):
 
     def prune_events(self, upto: int) -> int:
         """Deletes the events at positions <= upto; returns how many."""
+
+    def claim(self, name: str) -> Claim | None:
+        """Claims a durable subscription's name across processes until the claim
+        is released or its holder dies; None if another consumer holds it."""
 
 
 def conflict_detail(stored: int, expected: int) -> str:

@@ -38,6 +38,7 @@ from ..errors import (
     TransientBackendError,
 )
 from . import _matching
+from ._claims import Claim, FileClaims
 from ._files_commit import Delete, Put, Staging, WriterLock, failure, sync_path
 from ._files_layout import (
     LAST,
@@ -103,6 +104,7 @@ class FilesBackend(Savepoints):
         self._outbox = os.path.join(self._root, OUTBOX)
         self._new_events = threading.Condition()  # commits of this process that added events
         self._event_commits = 0
+        self._claims = FileClaims(os.path.join(meta, "subscriptions"))
         self._closed = False
         if self._lock.acquire(0):  # else a live writer has recovered (at its begin)
             try:
@@ -490,3 +492,7 @@ class FilesBackend(Savepoints):
         finally:  # a failed commit cleans up after itself, or leaves a recovery
             self._end(txn, discard=not committing)
         return pruned
+
+    def claim(self, name: str) -> Claim | None:
+        """An flock on a file of the name in .statekeep/subscriptions/."""
+        return self._claims.claim(name)

@@ -16,6 +16,7 @@ from operator import itemgetter
 
 from ..errors import BackendError, ConflictError, NotFoundError, TransientBackendError
 from . import _matching
+from ._claims import Claim, LocalClaims
 from ._overlay import Overlay, Savepoints
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
@@ -40,6 +41,7 @@ class MemoryBackend(Savepoints):
         self._events: list[tuple[int, str]] = []  # the outbox, in commit order
         self._last_event = 0
         self._new_events = threading.Condition(self._data_lock)
+        self._claims = LocalClaims()
 
     # -- collections ---------------------------------------------------------
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
@@ -188,6 +190,9 @@ class MemoryBackend(Savepoints):
             cut = bisect.bisect_right(self._events, upto, key=itemgetter(0))
             del self._events[:cut]
             return cut
+
+    def claim(self, name: str) -> Claim | None:
+        return self._claims.claim(name)
 
 
 def _reindex(row: Row, spec: CollectionSpec) -> Row:

@@ -43,6 +43,7 @@ from ..errors import (
     TransientBackendError,
 )
 from . import _postgres_sql as pgsql
+from ._claims import Claim
 from ._parse import redacted, seconds
 from ._postgres_copy import OpenCopy
 from ._postgres_errors import lost, translate
@@ -705,6 +706,28 @@ class PostgresBackend:
                 f"DELETE FROM {self._outbox} WHERE position <= %s", (upto,)
             ).rowcount
 
+    def claim(self, name: str) -> Claim | None:
+        """A session-level advisory lock on a connection of the claim's own:
+        it ends with the session, so a holder that dies loses it at once."""
+        try:
+            conn = self._connections.connect()
+        except psycopg.Error as exc:
+            raise translate(exc, f"claiming subscription {name!r}") from exc
+        try:
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
+                (f"statekeep:{self.schema}:subscription", name),
+            ).fetchone()
+        except psycopg.Error as exc:
+            conn.close()
+            raise translate(exc, f"claiming subscription {name!r}") from exc
+        if not (row and row[0]):
+            conn.close()
+            return None
+        with self._lock:
+            self._listeners.append(conn)  # closed with the store
+        return _SessionClaim(conn)
+
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         """PostgreSQL's plan for a select (what an index lookup looks like)."""
         text, params = self._select_sql(spec, query)
@@ -713,3 +736,22 @@ class PostgresBackend:
 
 
 _cursor_numbers = itertools.count()
+
+
+class _SessionClaim:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def held(self) -> bool:
+        """Asks the server: a connection that broke has lost the lock."""
+        if self._conn.closed:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            self._conn.close()
+            return False
+        return True
+
+    def release(self) -> None:
+        self._conn.close()  # the session ends, and its advisory locks with it

@@ -33,6 +33,7 @@ from ..errors import (
     TransientBackendError,
     ValidationError,
 )
+from ._claims import Claim, FileClaims, LocalClaims
 from ._sqlite_sql import COLUMN_TYPES, Statements, expression, index_name, order_term, quote
 from ._sqlite_sql import where as where_clause
 from .base import CollectionSpec, Field, Filter, Query, Row, conflict_detail, time_key
@@ -80,6 +81,9 @@ class SQLiteBackend:
         self._get_sql: dict[str, str] = {}
         self._new_events = threading.Condition()  # commits of this process that added events
         self._event_count = 0
+        self._claims: FileClaims | LocalClaims = (
+            LocalClaims() if self.location is None else FileClaims(f"{self.location}.subscriptions")
+        )
         try:
             self._conn()  # open now, so a bad path fails at open()
         except BackendError as exc:
@@ -509,6 +513,11 @@ class SQLiteBackend:
             raise
         self.commit()
         return cursor.rowcount
+
+    def claim(self, name: str) -> Claim | None:
+        """An flock on a file of the name in <database>.subscriptions/ (in
+        this process only for sqlite://:memory:)."""
+        return self._claims.claim(name)
 
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         """SQLite's query plan for a select (what an index lookup looks like)."""

@@ -16,11 +16,20 @@ events flow, whenever the subscription has caught up, and when it stops: a
 checkpoint is a write transaction, and writing one per batch would make the
 subscription queue behind busy writers (a crash redelivers at most the last
 second of events).
+
+A name has one consumer at a time, across processes: the subscription claims
+its name (backend.claim: an flock, or a PostgreSQL advisory lock) before it
+reads, and holds it until it stops. Another subscription under the same name
+stands by, trying to claim it every `standby_poll` seconds, and takes over
+from the checkpoint when the holder stops or dies (a SIGKILL too: the claim
+goes with the process). A holder that finds its claim lost (its connection
+broke) stops delivering, without writing its checkpoint, and stands by.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -30,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..backends._claims import Claim
 from ..backends.base import Backend, CollectionSpec, Query
 from ..errors import ConfigurationError, ConflictError, StatekeepError
 from ._bus import Matcher
@@ -69,6 +79,7 @@ class DurableSubscription:
         on_stop: Callable[[DurableSubscription], None] | None = None,
         retention: int | None = None,
         prune_every: float = 5.0,
+        standby_poll: float = 0.25,
     ) -> None:
         self.name = name
         self._backend = backend
@@ -83,6 +94,8 @@ class DurableSubscription:
         self._on_stop = on_stop
         self._retention = retention
         self._prune_every = prune_every
+        self._standby_poll = standby_poll
+        self._claim: Claim | None = None
         self._pruned_at = time.monotonic()
         self._stopping = threading.Event()
         self._version = 0
@@ -109,7 +122,9 @@ class DurableSubscription:
     def _save(self, position: int) -> None:
         backend = self._backend
         version = self._version + 1
-        body = json.dumps({"id": self.name, "version": version, "position": position})
+        body = json.dumps(
+            {"id": self.name, "version": version, "position": position, "advanced_at": time.time()}
+        )
         backend.ensure_collection(CHECKPOINTS)
         backend.begin()
         try:
@@ -122,16 +137,55 @@ class DurableSubscription:
 
     # -- the loop ------------------------------------------------------------
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        while (claim := self._claim_name()) is not None:
+            self._claim = claim
             try:
-                self._consume()
-            except Exception as exc:  # noqa: BLE001 - a bug must not end the subscription
-                self._note_failure(exc)
-                self._stopping.wait(1.0)
+                self._hold()
+            finally:
+                self._claim = None
+                claim.release()
         with self._caught_up:
             self._caught_up.notify_all()
         if self._on_stop is not None:
             self._on_stop(self)
+
+    def _claim_name(self) -> Claim | None:
+        """Claims the name, standing by while another consumer holds it; None
+        once stopping."""
+        standing_by = False
+        while not self._stopping.is_set():
+            try:
+                claim = self._backend.claim(self.name)
+            except StatekeepError as exc:
+                self._note_failure(exc)
+                claim = None
+            if claim is not None:
+                if standing_by:
+                    log.info("subscription %s: took over from the consumer before", self.name)
+                return claim
+            if not standing_by:
+                log.info("subscription %s: another consumer holds it; standing by", self.name)
+                standing_by = True
+            self._stopping.wait(self._standby_poll)
+        return None
+
+    def _hold(self) -> None:
+        """Delivers while the claim holds, from the checkpoint it finds."""
+        try:
+            self.stats.position = self._load()
+        except StatekeepError as exc:
+            self._note_failure(exc)
+            self._stopping.wait(1.0)
+            return
+        while not self._stopping.is_set():
+            try:
+                self._consume()
+            except _ClaimLostError:
+                log.warning("subscription %s: lost its claim; standing by", self.name)
+                return
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the subscription
+                self._note_failure(exc)
+                self._stopping.wait(1.0)
 
     def _consume(self) -> None:
         position = self.stats.position
@@ -165,11 +219,16 @@ class DurableSubscription:
                         last_save = time.monotonic()
         finally:
             if saved != position:
-                self._checkpoint(position, saved)
+                with contextlib.suppress(
+                    _ClaimLostError
+                ):  # then the new holder's checkpoint counts
+                    self._checkpoint(position, saved)
 
     def _checkpoint(self, position: int, saved: int) -> int:
         if position == saved:
             return saved
+        if self._claim is not None and not self._claim.held():
+            raise _ClaimLostError
         try:
             self._save(position)
         except ConflictError:  # another consumer of this name moved it: take theirs
@@ -290,6 +349,15 @@ class DurableSubscription:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def active(self) -> bool:
+        """Whether this consumer holds the name (else it stands by, or stopped)."""
+        return self._claim is not None
+
+
+class _ClaimLostError(Exception):
+    pass
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
