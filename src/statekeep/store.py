@@ -29,7 +29,8 @@ from .errors import (
 )
 from .events import Event, Subscription
 from .events._bus import Handler, matcher_for
-from .events._durable import DurableSubscription, prune
+from .events._durable import DurableSubscription
+from .events._subscriptions import SubscriptionInfo, Subscriptions
 from .writebehind import Priority, Receipt, WriteBehind, WriteBehindOptions
 from .writebehind._claim import claimable_leftovers
 
@@ -63,23 +64,25 @@ class Store:
         writebehind: WriteBehindOptions | None = None,
         outbox: bool = False,
         outbox_retention: int | None = 0,
+        outbox_stale_after: float = 3600.0,
         **options: Any,
     ) -> None:
         if not isinstance(outbox, bool):
             raise ConfigurationError(f"outbox must be True or False, not {outbox!r}")
-        if outbox_retention is not None and (
-            not isinstance(outbox_retention, int)
-            or isinstance(outbox_retention, bool)
-            or outbox_retention < 0
-        ):
-            raise ConfigurationError(
-                f"outbox_retention is a number of events >= 0, or None, not {outbox_retention!r}"
-            )
-        self._outbox_retention = outbox_retention
         self.url = url
         self._backend = open_backend(url, options)
         self._emitter = Emitter(self._backend, outbox)
-        self._subscriptions: dict[str, DurableSubscription] = {}
+        try:
+            self._durable = Subscriptions(
+                self._backend,
+                decode,
+                outbox=outbox,
+                retention=outbox_retention,
+                stale_after=outbox_stale_after,
+            )
+        except ConfigurationError:
+            self._backend.close()
+            raise
         self._frames = Frames()
         self.state = State.OPEN
         self._writebehind_options = writebehind or WriteBehindOptions()
@@ -97,8 +100,7 @@ class Store:
         if self.state is State.OPEN:
             if self._engine is not None:
                 self._engine.close(timeout)
-            for subscription in list(self._subscriptions.values()):
-                subscription.stop()
+            self._durable.stop_all()
             self.state = State.CLOSED
             self._emitter.bus.close()
             self._backend.close()
@@ -449,47 +451,28 @@ class Store:
         its checkpoint after a restart, in whichever process subscribes under
         this name. Needs a store opened with outbox=True (by every writer)."""
         self._check_open()
-        if not self._emitter.outbox:
-            raise ConfigurationError(
-                "durable subscriptions read the outbox: open the store (and every store "
-                "that writes to this database) with outbox=True"
-            )
-        if not isinstance(name, str) or not 0 < len(name) <= 200 or name != name.strip():
-            raise ConfigurationError(f"a subscription name is 1-200 characters, not {name!r}")
-        if not callable(handler):
-            raise ConfigurationError(f"an event handler must be callable, not {handler!r}")
-        running = self._subscriptions.get(name)
-        if running is not None and running.running:
-            raise ConfigurationError(f"subscription {name!r} is already running in this store")
-        if isinstance(events, (str, type)):
-            events = [events]
-        matchers = [matcher_for(target)[0] for target in (events or ["*"])]
-        loop = _running_loop()
-        subscription = DurableSubscription(
-            self._backend,
-            name,
-            handler,
-            lambda collection, kind: any(m(collection, kind) for m in matchers),
-            decode,
-            loop=loop,
-            on_stop=self._forget,
-            retention=self._outbox_retention,
-        )
-        self._subscriptions[name] = subscription
-        return subscription
+        return self._durable.subscribe(name, handler, events, _running_loop())
 
     def prune_events(self, keep: int = 0) -> int:
         """Deletes the outbox events every durable subscription has passed,
         but the last `keep` of them; returns how many. (Subscriptions do it
         themselves every few seconds, keeping `outbox_retention`.)"""
         self._check_open()
-        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
-            raise ConfigurationError(f"keep is a number of events >= 0, not {keep!r}")
-        return prune(self._backend, keep)
+        return self._durable.prune(keep)
 
-    def _forget(self, subscription: DurableSubscription) -> None:
-        if self._subscriptions.get(subscription.name) is subscription:
-            del self._subscriptions[subscription.name]
+    def subscriptions(self) -> list[SubscriptionInfo]:
+        """The durable subscriptions of this database (any process's): position,
+        when it last advanced, whether a consumer holds it, whether it is
+        behind or stalled (behind and not advanced for outbox_stale_after)."""
+        self._check_open()
+        return self._durable.infos()
+
+    def unsubscribe(self, name: str) -> None:
+        """Retires a durable subscription: drops its checkpoint, so the outbox
+        no longer keeps events for it. ConfigurationError while a consumer
+        holds the name (stop it first); NotFoundError for an unknown name."""
+        self._check_open()
+        self._durable.unsubscribe(name)
 
     # -- reads ---------------------------------------------------------------
     def get(self, cls: type[E], id: str) -> E:

@@ -196,7 +196,7 @@ def test_resume_after_close_and_reopen(
     first = Recorder()
     idle(store.subscribe("projector", first))
     write_todos(store, range(10))
-    idle(store._subscriptions["projector"])
+    idle(store._durable._running["projector"])
     store.close()
 
     writer = open_store(outbox=True)

@@ -40,14 +40,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends._claims import Claim
-from ..backends.base import Backend, CollectionSpec, Query
+from ..backends.base import Backend
 from ..errors import ConfigurationError, ConflictError, StatekeepError
 from ._bus import Matcher
+from ._checkpoints import CHECKPOINTS, prune
 from ._event import Event
 
 log = logging.getLogger("statekeep.events")
 
-CHECKPOINTS = CollectionSpec("statekeep_subscriptions")
 Decode = Callable[[str], Event]
 
 
@@ -80,6 +80,7 @@ class DurableSubscription:
         retention: int | None = None,
         prune_every: float = 5.0,
         standby_poll: float = 0.25,
+        stale_after: float | None = None,
     ) -> None:
         self.name = name
         self._backend = backend
@@ -95,6 +96,8 @@ class DurableSubscription:
         self._retention = retention
         self._prune_every = prune_every
         self._standby_poll = standby_poll
+        self._stale_after = stale_after
+        self._warned: dict[str, float] = {}  # stalled subscriptions reported, when
         self._claim: Claim | None = None
         self._pruned_at = time.monotonic()
         self._stopping = threading.Event()
@@ -241,7 +244,7 @@ class DurableSubscription:
         if self._retention is not None and time.monotonic() - self._pruned_at > self._prune_every:
             self._pruned_at = time.monotonic()
             try:
-                prune(self._backend, self._retention)
+                prune(self._backend, self._retention, self._stale_after, self._warned)
             except StatekeepError as exc:
                 self._note_failure(exc)
         return position
@@ -374,15 +377,3 @@ def _is_async(handler: Callable[[Any], Any]) -> bool:
 
 async def _awaited(result: Any) -> Any:
     return await result
-
-
-def prune(backend: Backend, retention_events: int = 0) -> int:
-    """Deletes the events every durable subscription has passed (keeping the
-    last retention_events of them); returns how many. With no subscription
-    at all, nothing is deleted (a first subscriber starts at the beginning)."""
-    backend.ensure_collection(CHECKPOINTS, create=False)
-    positions = [int(json.loads(body)["position"]) for body in backend.select(CHECKPOINTS, Query())]
-    if not positions:
-        return 0
-    upto = min(positions) - retention_events
-    return backend.prune_events(upto) if upto > 0 else 0
