@@ -201,8 +201,9 @@ class Backend(Protocol):
     def wait_events(self, after: int, timeout: float) -> None:
         """Returns once events after `after` may have been committed, or at timeout."""
 
-    def prune_events(self, upto: int) -> int:
-        """Deletes the events at positions <= upto; returns how many."""
+    def prune_events(self, upto: int, keep: int = 0) -> int:
+        """Deletes the events at positions <= upto but the last `keep` of them;
+        returns how many."""
 
     def claim(self, name: str) -> Claim | None:
         """Claims a durable subscription's name across processes until the claim

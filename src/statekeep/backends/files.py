@@ -466,9 +466,13 @@ class FilesBackend(Savepoints):
                 pass  # the caller's read reports it
             self._new_events.wait_for(lambda: self._event_commits != seen, timeout)
 
-    def prune_events(self, upto: int) -> int:
-        """Deletes the files of events up to `upto`, and rewrites the one that
-        holds `upto` and later events, in a transaction of its own."""
+    def prune_events(self, upto: int, keep: int = 0) -> int:
+        """Deletes the files of events up to `upto` (but the last `keep`: the
+        positions have no gaps), and rewrites the one that holds `upto` and
+        later events, in a transaction of its own."""
+        upto -= keep
+        if upto <= 0:
+            return 0
         self.begin()
         txn = self._txn()
         committing = False

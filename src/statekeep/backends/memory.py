@@ -185,9 +185,9 @@ class MemoryBackend(Savepoints):
             if self._last_event <= after:
                 self._new_events.wait(timeout)
 
-    def prune_events(self, upto: int) -> int:
+    def prune_events(self, upto: int, keep: int = 0) -> int:
         with self._data_lock:
-            cut = bisect.bisect_right(self._events, upto, key=itemgetter(0))
+            cut = max(0, bisect.bisect_right(self._events, upto, key=itemgetter(0)) - keep)
             del self._events[:cut]
             return cut
 

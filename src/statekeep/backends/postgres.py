@@ -47,6 +47,7 @@ from ._claims import Claim
 from ._parse import redacted, seconds
 from ._postgres_copy import OpenCopy
 from ._postgres_errors import lost, translate
+from ._postgres_outbox import Outbox
 from ._postgres_pool import Connections
 from ._postgres_rows import columns, converter
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
@@ -167,8 +168,8 @@ class PostgresBackend:
         self._statements: dict[str, tuple[CollectionSpec, pgsql.Statements]] = {}
         self._get_sql: dict[str, str] = {}
         self._closed = False
-        self._outbox = f"{pgsql.quote(schema)}.statekeep_outbox"
-        self._channel = pgsql.quote(f"statekeep_{schema}"[:63])
+        self._outbox = Outbox(schema)
+        self._channel = self._outbox.channel
         try:  # one connection first: it fails at once, saying why
             conn = self._connections.connect()
         except psycopg.Error as exc:
@@ -196,7 +197,7 @@ class PostgresBackend:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"statekeep:{self.schema}",))
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {pgsql.quote(self.schema)}")
         conn.execute(pgsql.TIME_FUNCTION.format(schema=pgsql.quote(self.schema)))
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {self._outbox} {pgsql.OUTBOX_COLUMNS}")
+        self._outbox.setup(conn)
 
     # -- connections ---------------------------------------------------------
     def _txn(self) -> psycopg.Connection[Any] | None:
@@ -657,28 +658,14 @@ class PostgresBackend:
         result: int = self._read(f"counting {spec.name}", work)
         return result
 
-    # -- the outbox ----------------------------------------------------------
-    # Positions come from a sequence. Appends take a transaction-level advisory
-    # lock (held until commit), so events are committed in position order: a
-    # reader that has seen position n will never see a smaller one appear.
-    # Appends come last in a transaction, so the lock is held for its commit only.
+    # -- the outbox: commit order without a lock (_postgres_outbox.py) ----------
     def append_events(self, bodies: Sequence[str]) -> None:
         with self._connection("writing events") as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._outbox,))
-            conn.execute(
-                f"INSERT INTO {self._outbox} (body) SELECT b FROM unnest(%s::text[]) "
-                "WITH ORDINALITY AS u(b, n) ORDER BY n",
-                (list(bodies),),
-            )
-            conn.execute(f"NOTIFY {self._channel}")  # sent when the transaction commits
+            self._outbox.append(conn, bodies)
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
-        sql = (
-            f"SELECT position, body FROM {self._outbox} "
-            "WHERE position > %s ORDER BY position LIMIT %s"
-        )
         rows: list[tuple[int, str]] = self._read(
-            "reading events", lambda conn: conn.execute(sql, (after, limit)).fetchall()
+            "reading events", lambda conn: self._outbox.read(conn, after, limit)
         )
         return rows
 
@@ -700,11 +687,9 @@ class PostgresBackend:
                 listener.close()
             time.sleep(min(timeout, 0.5))  # the server is away: the caller reads (and fails) again
 
-    def prune_events(self, upto: int) -> int:
+    def prune_events(self, upto: int, keep: int = 0) -> int:
         with self._connection("pruning events") as conn:
-            return conn.execute(
-                f"DELETE FROM {self._outbox} WHERE position <= %s", (upto,)
-            ).rowcount
+            return self._outbox.prune(conn, upto, keep)
 
     def claim(self, name: str) -> Claim | None:
         """A session-level advisory lock on a connection of the claim's own:

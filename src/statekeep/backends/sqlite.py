@@ -47,7 +47,10 @@ _OUTBOX_INSERT = "INSERT INTO statekeep_outbox (body) VALUES (?)"
 _OUTBOX_READ = (
     "SELECT position, body FROM statekeep_outbox WHERE position > ? ORDER BY position LIMIT ?"
 )
-_OUTBOX_PRUNE = "DELETE FROM statekeep_outbox WHERE position <= ?"
+_OUTBOX_PRUNE = (
+    "DELETE FROM statekeep_outbox WHERE position <= (SELECT position FROM statekeep_outbox "
+    "WHERE position <= ? ORDER BY position DESC LIMIT 1 OFFSET ?)"
+)
 _CHUNK = 500  # ids per IN (...) lookup
 
 
@@ -500,10 +503,10 @@ class SQLiteBackend:
                 seen = self._event_count
             self._new_events.wait_for(lambda: self._event_count != seen, timeout)
 
-    def prune_events(self, upto: int) -> int:
+    def prune_events(self, upto: int, keep: int = 0) -> int:
         self.begin()
         try:
-            cursor = self._conn().execute(_OUTBOX_PRUNE, (upto,))
+            cursor = self._conn().execute(_OUTBOX_PRUNE, (upto, keep))
         except BaseException as exc:
             self.rollback()
             if isinstance(exc, sqlite3.Error):

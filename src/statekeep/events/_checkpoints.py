@@ -143,5 +143,4 @@ def prune(
                 name,
                 name,
             )
-    upto = lowest - retention_events
-    return backend.prune_events(upto) if upto > 0 else 0
+    return backend.prune_events(lowest, retention_events) if lowest > 0 else 0
