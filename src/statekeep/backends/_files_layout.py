@@ -6,6 +6,7 @@
       .statekeep/staging/      the documents of the transaction being committed
       .statekeep/outbox/       events: <first position>.jsonl per transaction, and
                                `last`, the last position ever given
+      .statekeep/subscriptions/ a lock file per durable subscription name (_claims.py)
       <collection>/<id>.json   one document per entity
 
 A name is its text with the characters a file name cannot or should not hold
