@@ -162,7 +162,8 @@ class PostgresBackend:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._in_use: dict[int, psycopg.Connection[Any]] = {}  # by thread: open transactions
-        self._listeners: list[psycopg.Connection[Any]] = []
+        self._listeners: list[psycopg.Connection[Any]] = []  # and claims' connections
+        self._spare_claimers: list[psycopg.Connection[Any]] = []
         self._tables: dict[str, CollectionSpec] = {}  # ensured, committed
         self._exists: set[str] = set()  # tables known to exist
         self._statements: dict[str, tuple[CollectionSpec, pgsql.Statements]] = {}
@@ -693,24 +694,27 @@ class PostgresBackend:
 
     def claim(self, name: str) -> Claim | None:
         """A session-level advisory lock on a connection of the claim's own:
-        it ends with the session, so a holder that dies loses it at once."""
+        it ends with the session, so a holder that dies loses it at once.
+        A failed try keeps its connection for the next (a standby tries often)."""
+        with self._lock:
+            conn = self._spare_claimers.pop() if self._spare_claimers else None
         try:
-            conn = self._connections.connect()
-        except psycopg.Error as exc:
-            raise translate(exc, f"claiming subscription {name!r}") from exc
-        try:
+            if conn is None or conn.closed:
+                conn = self._connections.connect()
+                with self._lock:
+                    self._listeners.append(conn)  # closed with the store
             row = conn.execute(
                 "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
                 (f"statekeep:{self.schema}:subscription", name),
             ).fetchone()
         except psycopg.Error as exc:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise translate(exc, f"claiming subscription {name!r}") from exc
         if not (row and row[0]):
-            conn.close()
+            with self._lock:
+                self._spare_claimers.append(conn)
             return None
-        with self._lock:
-            self._listeners.append(conn)  # closed with the store
         return _SessionClaim(conn)
 
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
