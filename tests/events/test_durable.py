@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 
 import statekeep
-from statekeep.events._durable import CHECKPOINTS
+from statekeep.events._checkpoints import CHECKPOINTS
 
 from ._support import Recorder, has_outbox, names, outbox, outbox_events, wait_for
 from .models import Note, Session, SessionCompleted, Todo

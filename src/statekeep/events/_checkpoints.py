@@ -54,6 +54,33 @@ def _checkpoints(backend: Backend) -> list[tuple[str, int, float | None]]:
     return found
 
 
+def load(backend: Backend, name: str) -> tuple[int, int]:
+    """(position, version) of a subscription's checkpoint; (0, 0) if none."""
+    backend.ensure_collection(CHECKPOINTS, create=False)
+    body = backend.get(CHECKPOINTS.name, name)
+    if body is None:
+        return 0, 0
+    stored = json.loads(body)
+    return int(stored["position"]), int(stored["version"])
+
+
+def save(backend: Backend, name: str, version: int, position: int) -> int:
+    """Moves a checkpoint from version to the next (ConflictError if it moved
+    meanwhile); returns the new version."""
+    body = json.dumps(
+        {"id": name, "version": version + 1, "position": position, "advanced_at": time.time()}
+    )
+    backend.ensure_collection(CHECKPOINTS)
+    backend.begin()
+    try:
+        backend.put(CHECKPOINTS, [(name, version + 1, body)])
+    except BaseException:
+        backend.rollback()
+        raise
+    backend.commit()
+    return version + 1
+
+
 def _stalled(backend: Backend, position: int, at: float | None, stale_after: float) -> bool:
     if at is not None and time.time() - at <= stale_after:
         return False

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import json
 import logging
 import threading
 import time
@@ -43,7 +41,8 @@ from ..backends._claims import Claim
 from ..backends.base import Backend
 from ..errors import ConfigurationError, ConflictError, StatekeepError
 from ._bus import Matcher
-from ._checkpoints import CHECKPOINTS, prune
+from ._calling import call, is_async, running_loop
+from ._checkpoints import load, prune, save
 from ._event import Event
 
 log = logging.getLogger("statekeep.events")
@@ -113,30 +112,11 @@ class DurableSubscription:
 
     # -- checkpoints ---------------------------------------------------------
     def _load(self) -> int:
-        self._backend.ensure_collection(CHECKPOINTS, create=False)
-        body = self._backend.get(CHECKPOINTS.name, self.name)
-        if body is None:
-            self._version = 0
-            return 0
-        stored = json.loads(body)
-        self._version = int(stored["version"])
-        return int(stored["position"])
+        position, self._version = load(self._backend, self.name)
+        return position
 
     def _save(self, position: int) -> None:
-        backend = self._backend
-        version = self._version + 1
-        body = json.dumps(
-            {"id": self.name, "version": version, "position": position, "advanced_at": time.time()}
-        )
-        backend.ensure_collection(CHECKPOINTS)
-        backend.begin()
-        try:
-            backend.put(CHECKPOINTS, [(self.name, version, body)])
-        except BaseException:
-            backend.rollback()
-            raise
-        backend.commit()
-        self._version = version
+        self._version = save(self._backend, self.name, self._version, position)
 
     # -- the loop ------------------------------------------------------------
     def _run(self) -> None:
@@ -275,20 +255,7 @@ class DurableSubscription:
         return False
 
     def _call(self, event: Event) -> None:
-        result = self._handler(event)
-        if not inspect.isawaitable(result):
-            return
-        loop = self._loop
-        if loop is not None and not loop.is_closed():  # on the application's loop
-            coroutine = _awaited(result)
-            try:
-                future = asyncio.run_coroutine_threadsafe(coroutine, loop)
-            except RuntimeError:  # closed meanwhile: run it here instead
-                coroutine.close()
-            else:
-                future.result()  # waited for, to keep the order
-                return
-        asyncio.run(_awaited(result))
+        call(self._handler, event, self._loop)
 
     def _note_failure(self, error: BaseException, event: Event | None = None) -> None:
         self.stats.failures += 1
@@ -310,7 +277,7 @@ class DurableSubscription:
         """Waits until everything committed before the call has been handled (the
         subscription has read the outbox to its end since); False on timeout.
         On the event loop an async handler runs on: `await wait_idle_async()`."""
-        if self._loop is not None and _running_loop() is self._loop and _is_async(self._handler):
+        if self._loop is not None and running_loop() is self._loop and is_async(self._handler):
             raise ConfigurationError(
                 f"subscription {self.name!r}: wait_idle() on the event loop its async handler "
                 "runs on would block that handler; use `await subscription.wait_idle_async()`"
@@ -361,19 +328,3 @@ class DurableSubscription:
 
 class _ClaimLostError(Exception):
     pass
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _is_async(handler: Callable[[Any], Any]) -> bool:
-    call = getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
-
-
-async def _awaited(result: Any) -> Any:
-    return await result
