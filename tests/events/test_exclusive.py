@@ -124,3 +124,38 @@ def test_two_processes_never_both_handle_and_a_killed_holder_is_taken_over(
     start = committed.index(handled_b[0])
     assert start <= 201
     assert handled_b == committed[start:]
+
+
+@pytest.mark.requires("postgresql")
+def test_a_holder_that_loses_its_session_stands_by_and_the_other_takes_over(
+    outbox_store: statekeep.Store, open_store: OpenStore
+) -> None:
+    """The advisory lock goes with the claim's session: a holder whose
+    connection is cut stops delivering; the standby goes on from the checkpoint."""
+    import psycopg
+
+    writer = outbox_store
+    first, second = Recorder(), Recorder()
+    holder = writer.subscribe("billing", first)
+    wait_for(lambda: holder.active, what="the first subscription to claim its name")
+    other = open_store(outbox=True, outbox_retention=None)
+    standby = other.subscribe("billing", second)
+    writer.save(Item(id="a"))
+    assert holder.wait_idle(20)
+    server = writer.url.split("?", 1)[0]
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks "
+            "WHERE locktype = 'advisory' AND objsubid = 2 AND granted AND pid IN "
+            "(SELECT pid FROM pg_stat_activity WHERE datname = current_database()) "
+            "AND classid::bigint = (hashtext(%s)::bigint & 4294967295) "
+            "AND objid::bigint = (hashtext('billing')::bigint & 4294967295)",
+            (f"statekeep:{writer._backend.schema}:subscription",),
+        )
+    wait_for(lambda: standby.active, what="the standby to take over")
+    for n in range(5):
+        writer.save(Item(id=f"b{n}"))
+    assert standby.wait_idle(20)
+    wait_for(lambda: not holder.active, what="the first to stand by")
+    assert [e.entity_id for e in second.events][-5:] == [f"b{n}" for n in range(5)]
+    assert all(e.entity_id == "a" for e in first.events)  # nothing after its claim went

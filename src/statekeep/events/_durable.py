@@ -22,8 +22,9 @@ its name (backend.claim: an flock, or a PostgreSQL advisory lock) before it
 reads, and holds it until it stops. Another subscription under the same name
 stands by, trying to claim it every `standby_poll` seconds, and takes over
 from the checkpoint when the holder stops or dies (a SIGKILL too: the claim
-goes with the process). A holder that finds its claim lost (its connection
-broke) stops delivering, without writing its checkpoint, and stands by.
+goes with the process). A holder checks its claim before each batch: one
+that finds it lost (its PostgreSQL connection broke, and with it the lock)
+stops delivering, without writing its checkpoint, and stands by.
 """
 
 from __future__ import annotations
@@ -193,6 +194,8 @@ class DurableSubscription:
                     idle = min(idle * 2, self._poll)  # adaptive: fast after activity
                     continue
                 idle = self._poll / 8
+                if self._claim is not None and not self._claim.held():
+                    raise _ClaimLostError  # another consumer may have these events now
                 for event_position, body in events:
                     if not self._deliver(body):
                         break  # stopping
