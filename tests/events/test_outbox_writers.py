@@ -78,13 +78,13 @@ def test_concurrent_writers_of_every_size_each_event_once_in_order(
 
     def write(k: int) -> None:
         rng = random.Random(k)
-        items = [Item(id=f"w{k}-{n}") for n in range(20)]
+        items = [Item(id=f"w{k}-{n}") for n in range(200)]
         try:
-            for round in range(15):
-                batch = rng.sample(items, rng.randrange(1, 20))
+            for round in range(15):  # sizes on both sides of the COPY threshold (100)
+                batch = rng.sample(items, rng.choice([1, 3, 19, 150]))
                 for item in batch:
                     item.n = round
-                if rng.random() < 0.5:
+                if len(batch) > 19 or rng.random() < 0.5:
                     store.save_many(batch)
                 else:
                     for item in batch:
