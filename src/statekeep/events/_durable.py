@@ -136,13 +136,16 @@ class DurableSubscription:
     def _claim_name(self) -> Claim | None:
         """Claims the name, standing by while another consumer holds it; None
         once stopping."""
-        standing_by = False
+        standing_by = failing = False
         while not self._stopping.is_set():
             try:
                 claim = self._backend.claim(self.name)
             except StatekeepError as exc:
-                self._note_failure(exc)
-                claim = None
+                if not failing:  # logged once, not at every try
+                    self._note_failure(exc)
+                failing, claim = True, None
+            else:
+                failing = False
             if claim is not None:
                 if standing_by:
                     log.info("subscription %s: took over from the consumer before", self.name)
