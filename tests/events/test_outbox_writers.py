@@ -105,3 +105,31 @@ def test_concurrent_writers_of_every_size_each_event_once_in_order(
     for event in seen.events:  # per entity, versions one after another
         assert event.version == versions[event.entity_id] + 1, event
         versions[event.entity_id] = event.version
+
+
+def test_an_outbox_of_the_earlier_version_is_brought_up_to_date(
+    store_url: str, open_store: OpenStore
+) -> None:
+    """Made by a version that held one lock through commit: its events have
+    no markers, its sequence moves by one. Opening it adds what is missing."""
+    import psycopg
+
+    base, _, query = store_url.partition("?")
+    schema = dict(part.split("=", 1) for part in query.split("&"))["schema"]
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        admin.execute(
+            f'CREATE TABLE "{schema}".statekeep_outbox '
+            "(position bigserial PRIMARY KEY, body text NOT NULL)"
+        )
+        admin.execute(
+            f'INSERT INTO "{schema}".statekeep_outbox (body) VALUES (%s), (%s)',
+            (HELD, HELD.replace("0held", "1held").replace('"held"', '"held2"')),
+        )
+    store = open_store(outbox=True, outbox_retention=None)
+    seen = Recorder()
+    subscription = store.subscribe("all", seen)
+    assert subscription.wait_idle(20)
+    store.save(Item(id="new"))
+    assert subscription.wait_idle(20)
+    assert [e.entity_id for e in seen.events] == ["held", "held2", "new"]

@@ -1,25 +1,28 @@
 """The PostgreSQL outbox: events in commit order without a lock among writers.
 
-Positions come from a sequence, taken as a transaction inserts its events, so
-they are in insert order, not commit order: a transaction holding position 5
-may commit after one holding 6. A reader must not pass 6 while 5 may still
-appear. Holding an exclusive lock from the insert to the commit would settle
-that, but it makes every writer wait for every other (the commit of a
-300k-row save_many held all the others up for seconds).
+Positions come from a sequence as transactions add their events, so they are
+in the order events were added, not committed: a transaction holding
+position 5 may commit after one holding 6. A reader must not pass 6 while 5
+may still appear. An exclusive lock from the insert to the commit would
+settle that, but it makes every writer wait for every other (the commit of a
+300k-row save_many held all the others up for seconds, or out: lock timeout).
 
 Instead a transaction takes a *shared* advisory lock (writers never wait for
-each other on it) before it takes its first position, holds it to its end,
-and after its events adds a marker row:
+each other on it), then a block of BLOCK positions (one nextval of a
+sequence that moves by BLOCK; more blocks for more events), so its events
+are contiguous, and after them adds a marker row:
 
-    upto  = currval(sequence): its last event's position
+    upto  = its last event's position
     waits = the (virtual) transactions holding that lock right then, but itself
 
-Any transaction holding a position <= upto took the lock before taking it,
-so before the marker: it had ended by then (and is visible to any later
-snapshot), or it is in `waits`. A reader first finds the markers none of
-whose `waits` holds the lock any more (those have ended), then, in a later
-statement (a later snapshot, which sees what they committed), returns the
-events up to the largest `upto` among them, in position order.
+Any transaction holding a position <= upto took its block, and the lock
+before it, before the marker: it had ended by then (and is visible to any
+later snapshot), or it is in `waits`. A reader first finds the markers none
+of whose `waits` holds the lock any more (those have ended), then, in a
+later statement (a later snapshot, which sees what they committed), returns
+the events up to the largest `upto` among them, in position order. Each
+entity's events stay in version order: a transaction changing an entity
+after another committed it takes its block after that one's.
 
 What it costs: a marker row and two short statements per transaction with
 events, and delivery of a transaction's events waits for the transactions
@@ -43,6 +46,9 @@ COLUMNS = "(position bigserial PRIMARY KEY, body text NOT NULL, upto bigint, wai
 # From this many events COPY beats one INSERT ... unnest(): 100k events of
 # ~200 bytes took 0.28 s by COPY, 2.5 s by unnest (PostgreSQL 15, local).
 _COPY_FROM = 100
+# Positions a transaction takes at once: its events are contiguous (up to
+# BLOCK - 1 of them), and 2**63 / BLOCK is still 8.8e12 transactions.
+BLOCK = 1 << 20
 _LOCK_CLASS = 0x736B6F62  # "skob": the two-key advisory locks of outbox writers
 
 
@@ -50,24 +56,30 @@ class Outbox:
     def __init__(self, schema: str) -> None:
         self.table = f"{pgsql.quote(schema)}.statekeep_outbox"
         self._schema = schema
-        self._channel = pgsql.quote(f"statekeep_{schema}"[:63])
-        sequence = pgsql.literal(f"{pgsql.quote(schema)}.statekeep_outbox_position_seq")
+        self._channel_name = f"statekeep_{schema}"[:63]
+        self._channel = pgsql.quote(self._channel_name)
+        self._sequence = f"{pgsql.quote(schema)}.statekeep_outbox_position_seq"
         key = zlib.crc32(schema.encode()) & 0x7FFFFFFF
-        self._lock = f"SELECT pg_advisory_xact_lock_shared({_LOCK_CLASS}, {key})"
         holders = (
             "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'advisory' "
             f"AND classid = {_LOCK_CLASS} AND objid = {key} AND objsubid = 2 AND granted"
         )
-        self._copy = f"COPY {self.table} (body) FROM STDIN"
-        self._insert = (
-            f"INSERT INTO {self.table} (body) SELECT b FROM unnest(%s::text[]) "
-            "WITH ORDINALITY AS u(b, n) ORDER BY n"
+        # the lock first (a materialized CTE runs before the query that reads it)
+        self._take = (
+            "WITH locked AS MATERIALIZED "
+            f"(SELECT pg_advisory_xact_lock_shared({_LOCK_CLASS}, {key})) "
+            f"SELECT nextval({pgsql.literal(self._sequence)}::regclass) "
+            "FROM locked, generate_series(1, %s) ORDER BY 1"
         )
-        # no parameters: one simple query for both (NOTIFY is sent at commit)
+        self._copy = f"COPY {self.table} (position, body) FROM STDIN"
+        self._insert = (
+            f"INSERT INTO {self.table} (position, body) "
+            "SELECT p, b FROM unnest(%s::bigint[], %s::text[]) AS u(p, b)"
+        )
         self._mark = (
-            f"INSERT INTO {self.table} (body, upto, waits) VALUES ('', "
-            f"currval({sequence.replace('%%', '%')}::regclass), "
-            f"ARRAY({holders} AND pid <> pg_backend_pid())); NOTIFY {self._channel}"
+            f"INSERT INTO {self.table} (position, body, upto, waits) "
+            f"SELECT %s, '', %s, ARRAY({holders} AND pid <> pg_backend_pid()) "
+            "FROM (SELECT pg_notify(%s, '')) AS sent"  # the NOTIFY goes out at commit
         )
         self._settled = (
             f"WITH held AS MATERIALIZED (SELECT coalesce(array_agg(virtualtransaction), "
@@ -95,7 +107,7 @@ class Outbox:
     def setup(self, conn: psycopg.Connection[Any]) -> None:
         """Makes the table, or brings one of an earlier version up to date (in
         the caller's transaction, under its lock): its events, which have no
-        marker, are covered by one."""
+        marker, are covered by one, and its sequence moves by blocks."""
         conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} {COLUMNS}")
         row = conn.execute(
             "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
@@ -110,20 +122,29 @@ class Outbox:
                 f"INSERT INTO {self.table} (body, upto) "
                 f"SELECT '', coalesce(max(position), 0) FROM {self.table}"
             )
+        row = conn.execute(
+            "SELECT increment_by FROM pg_sequences WHERE schemaname = %s "
+            "AND sequencename = 'statekeep_outbox_position_seq'",
+            (self._schema,),
+        ).fetchone()
+        if row is not None and row[0] != BLOCK:
+            conn.execute(f"ALTER SEQUENCE {self._sequence} INCREMENT BY {BLOCK}")
         conn.execute(
             "CREATE INDEX IF NOT EXISTS statekeep_outbox_markers "
             f"ON {self.table} (position) WHERE upto IS NOT NULL"
         )
 
     def append(self, conn: psycopg.Connection[Any], bodies: Sequence[str]) -> None:
-        conn.execute(self._lock)  # before the first position, held to the end
+        blocks = -(-(len(bodies) + 1) // BLOCK)  # the events and their marker
+        starts = [int(row[0]) for row in conn.execute(self._take, (blocks,))]
+        positions = [starts[n // BLOCK] + n % BLOCK for n in range(len(bodies) + 1)]
         if len(bodies) >= _COPY_FROM:
             with conn.cursor().copy(self._copy) as copy:
-                for body in bodies:
-                    copy.write_row((body,))
+                for position, body in zip(positions, bodies, strict=False):
+                    copy.write_row((position, body))
         else:
-            conn.execute(self._insert, (list(bodies),))
-        conn.execute(self._mark)
+            conn.execute(self._insert, (positions[:-1], list(bodies)))
+        conn.execute(self._mark, (positions[-1], positions[-2], self._channel_name))
 
     def read(self, conn: psycopg.Connection[Any], after: int, limit: int) -> list[tuple[int, str]]:
         """Two statements, in this order: the second's snapshot sees what the
