@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ._emit import Emitter, Pending, decode
+from ._emit import Emitter, Later, Pending, decode
 from ._schema import check_storable
 from ._transaction import CommitHooks, Frames, Transaction
 from .backends import open_backend
@@ -243,7 +243,7 @@ class Store:
     def _save_chunk(self, chunk: list[Entity], atomic: bool, held: bool) -> int:
         olds: list[int] = []
         emitter = self._emitter
-        later = _Later(emitter)  # a chunk's own transaction: delivered after the versions hold
+        later = Later(emitter)  # a chunk's own transaction: delivered after the versions hold
         try:
             groups = self._rows_by_collection(chunk, olds)
             block = nullcontext() if atomic else self._transaction(later)
@@ -531,21 +531,6 @@ class Store:
         filters = info.filters(conditions, equals)
         self._backend.ensure_collection(info.spec, create=False)
         return self._backend.count(info.spec, filters)
-
-
-class _Later:
-    """Commit hooks that write the outbox with the transaction but keep its
-    events for the caller to deliver once the entities reflect the commit."""
-
-    def __init__(self, emitter: Emitter) -> None:
-        self._emitter = emitter
-        self.events: list[Pending] = []
-
-    def before_commit(self, events: list[Any]) -> None:
-        self._emitter.before_commit(events)
-
-    def after_commit(self, events: list[Any]) -> None:
-        self.events = events
 
 
 def _bodies_in_order(
