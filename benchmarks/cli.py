@@ -16,6 +16,7 @@ from . import (
     get,
     machine,
     memory,
+    outbox,
     postgres,
     report,
     save,
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTa
     "postgres": postgres.run,
     "files": files.run,
     "events": events.run,
+    "outbox": outbox.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

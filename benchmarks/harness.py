@@ -41,6 +41,7 @@ class Sizes:
     dispatch_saves: int = 20_000  # save() calls with 0, 1 and 10 handlers
     durable: int = 20_000  # events through a durable subscription
     latency_saves: int = 500  # single saves, 2 ms apart
+    outbox_rows: int = 100_000  # per save_many of the PostgreSQL outbox writers
     # write-behind (store.enqueue)
     offered_rate: int = 50_000  # writes/s of the caller-side latency runs
     offered_seconds: float = 2.0  # length of each paced latency run
@@ -69,6 +70,7 @@ class Sizes:
             dispatch_saves=300,
             durable=300,
             latency_saves=20,
+            outbox_rows=1_000,
             offered_seconds=0.1,
             latency_runs=1,
             enqueue_many=2_000,

@@ -38,6 +38,7 @@ PUBLIC = [
     "Store",
     "StoreClosedError",
     "Subscription",
+    "SubscriptionInfo",
     "TransientBackendError",
     "UnknownFieldError",
     "Updated",

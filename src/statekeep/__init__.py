@@ -19,6 +19,7 @@ from .errors import (
     ValidationError,
 )
 from .events import Created, Deleted, Event, HandlerFailed, Lifecycle, Subscription, Updated
+from .events._checkpoints import SubscriptionInfo
 from .events._durable import DurableSubscription
 from .store import Store, open
 from .writebehind import DeadLetter, Policy, Priority, Receipt, Stats, WriteBehindOptions
@@ -52,6 +53,7 @@ __all__ = [
     "Store",
     "StoreClosedError",
     "Subscription",
+    "SubscriptionInfo",
     "TransientBackendError",
     "UnknownFieldError",
     "Updated",

@@ -112,6 +112,21 @@ class Emitter:
             self.bus.dispatch(event for event in events if not isinstance(event, str))
 
 
+class Later:
+    """Commit hooks that write the outbox with the transaction but keep its
+    events for the caller to deliver once the entities reflect the commit."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self._emitter = emitter
+        self.events: list[Pending] = []
+
+    def before_commit(self, events: list[Any]) -> None:
+        self._emitter.before_commit(events)
+
+    def after_commit(self, events: list[Any]) -> None:
+        self.events = events
+
+
 def encode(event: Event) -> str:
     """An event as outbox JSON: its kind and collection, then its fields."""
     return f'{{"kind":{json.dumps(event.kind)},"event":{event.model_dump_json()}}}'
@@ -157,4 +172,4 @@ def decode(body: str) -> Event:
         return UnknownEvent.model_validate({"unknown_kind": kind, "raw": body})
 
 
-__all__ = ["Created", "Emitter", "decode", "encode"]
+__all__ = ["Created", "Emitter", "Later", "decode", "encode"]

@@ -13,8 +13,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _arguments as check
-from ._emit import Emitter, Pending, decode
-from ._transaction import Frames, Transaction
+from ._emit import Emitter, Later, Pending, decode
+from ._transaction import CommitHooks, Frames, Transaction
 from .backends import open_backend
 from .backends._parse import redacted
 from .backends.base import CollectionSpec, Query, Row
@@ -29,7 +29,8 @@ from .errors import (
 )
 from .events import Event, Subscription
 from .events._bus import Handler, matcher_for
-from .events._durable import DurableSubscription, prune
+from .events._durable import DurableSubscription
+from .events._subscriptions import SubscriptionInfo, Subscriptions
 from .writebehind import Priority, Receipt, WriteBehind, WriteBehindOptions
 from .writebehind._claim import claimable_leftovers
 
@@ -63,23 +64,25 @@ class Store:
         writebehind: WriteBehindOptions | dict[str, Any] | None = None,
         outbox: bool = False,
         outbox_retention: int | None = 0,
+        outbox_stale_after: float = 3600.0,
         **options: Any,
     ) -> None:
         check.flag(outbox, "outbox")
         writebehind_options = check.writebehind(writebehind)
-        if outbox_retention is not None and (
-            not isinstance(outbox_retention, int)
-            or isinstance(outbox_retention, bool)
-            or outbox_retention < 0
-        ):
-            raise ConfigurationError(
-                f"outbox_retention is a number of events >= 0, or None, not {outbox_retention!r}"
-            )
-        self._outbox_retention = outbox_retention
         self.url = url
         self._backend = open_backend(url, options)
         self._emitter = Emitter(self._backend, outbox)
-        self._subscriptions: dict[str, DurableSubscription] = {}
+        try:
+            self._durable = Subscriptions(
+                self._backend,
+                decode,
+                outbox=outbox,
+                retention=outbox_retention,
+                stale_after=outbox_stale_after,
+            )
+        except ConfigurationError:
+            self._backend.close()
+            raise
         self._frames = Frames()
         self.state = State.OPEN
         self._writebehind_options = writebehind_options
@@ -98,8 +101,7 @@ class Store:
         if self.state is State.OPEN:
             if self._engine is not None:
                 self._engine.close(timeout)
-            for subscription in list(self._subscriptions.values()):
-                subscription.stop()
+            self._durable.stop_all()
             self.state = State.CLOSED
             self._emitter.bus.close()
             self._backend.close()
@@ -138,20 +140,28 @@ class Store:
     # -- transactions --------------------------------------------------------
     def transaction(self) -> Transaction:
         """An atomic block; nested blocks are savepoints."""
-        self._check_open()
-        return Transaction(self._backend, self._frames, self._check_open, self._emitter)
+        return self._transaction(self._emitter)
 
-    def _atomic(self, work: Callable[[], None], events: list[Pending] | None = None) -> None:
+    def _transaction(self, hooks: CommitHooks) -> Transaction:
+        self._check_open()
+        return Transaction(self._backend, self._frames, self._check_open, hooks)
+
+    def _atomic(
+        self, work: Callable[[], None], events: list[Pending] | None = None
+    ) -> list[Pending]:
         """Runs work inside the open transaction, or in a transaction of its own.
 
         work may add to events; they are written to the outbox with the
-        transaction and delivered once it commits."""
+        transaction. Returns the events to deliver now (none inside a block:
+        they wait for it): the caller delivers them once the entity reflects
+        the commit, so that a handler raising KeyboardInterrupt or SystemExit
+        cannot make a committed write look undone."""
         frame = self._frames.innermost()
         if frame is not None:
             work()
             if events:
                 frame.events.extend(events)
-            return
+            return []
         backend = self._backend
         backend.begin()
         try:
@@ -162,8 +172,7 @@ class Store:
             backend.rollback()
             raise
         backend.commit()
-        if events:
-            self._emitter.after_commit(events)
+        return events or []
 
     def _note(self, entity: Entity, old_version: int, taken: list[Event] | None = None) -> None:
         frame = self._frames.innermost()
@@ -196,12 +205,13 @@ class Store:
         try:
             rows = (info.row(entity),)
             backend.ensure_collection(info.spec)
-            self._atomic(work, events)
+            committed = self._atomic(work, events)
         except BaseException:
             fields["version"] = old
             put_back_recorded(entity, taken)
             raise
         self._note(entity, old, taken)
+        self._deliver(committed)
         return entity
 
     def save_many(
@@ -234,9 +244,11 @@ class Store:
     def _save_chunk(self, chunk: list[Entity], atomic: bool, held: bool) -> int:
         olds: list[int] = []
         emitter = self._emitter
+        later = Later(emitter)  # a chunk's own transaction: delivered after the versions hold
         try:
             groups = self._rows_by_collection(chunk, olds)
-            with nullcontext() if atomic else self.transaction():
+            block = nullcontext() if atomic else self._transaction(later)
+            with block:
                 for spec, rows in groups:
                     self._backend.ensure_collection(spec)
                     self._backend.put(spec, rows)
@@ -256,6 +268,7 @@ class Store:
         frame = self._frames.innermost()
         if frame is not None:
             frame.note_many(chunk, olds, weak=not held)
+        self._deliver(later.events)
         return len(chunk)
 
     def _rows_by_collection(
@@ -287,14 +300,15 @@ class Store:
             if id is not None:
                 raise QueryError("delete(entity) takes no id; use delete(Type, id)")
             info = self._entity_info(target)
-            self._delete(info, target.id, target.version)
+            committed = self._delete(info, target.id, target.version)
             old = target.version
             target.__dict__["version"] = 0
             self._note(target, old)
+            self._deliver(committed)
             return
-        self._delete(self._info(target), check.an_id(id), None)
+        self._deliver(self._delete(self._info(target), check.an_id(id), None))
 
-    def _delete(self, info: EntityInfo, id: str, version: int | None) -> None:
+    def _delete(self, info: EntityInfo, id: str, version: int | None) -> list[Pending]:
         backend, spec = self._backend, info.spec
         events: list[Pending] = []
 
@@ -306,7 +320,11 @@ class Store:
             events.extend(self._emitter.deleted(info.cls, id, deleted or 0))
 
         backend.ensure_collection(spec)
-        self._atomic(work, events)
+        return self._atomic(work, events)
+
+    def _deliver(self, committed: list[Pending]) -> None:
+        if committed:
+            self._emitter.after_commit(committed)
 
     # -- write-behind --------------------------------------------------------
     @property
@@ -437,49 +455,28 @@ class Store:
         its checkpoint after a restart, in whichever process subscribes under
         this name. Needs a store opened with outbox=True (by every writer)."""
         self._check_open()
-        if not self._emitter.outbox:
-            raise ConfigurationError(
-                "durable subscriptions read the outbox: open the store (and every store "
-                "that writes to this database) with outbox=True"
-            )
-        if not isinstance(name, str) or not 0 < len(name) <= 200 or name != name.strip():
-            raise ConfigurationError(f"a subscription name is 1-200 characters, not {name!r}")
-        if not callable(handler):
-            raise ConfigurationError(f"an event handler must be callable, not {handler!r}")
-        running = self._subscriptions.get(name)
-        if running is not None and running.running:
-            raise ConfigurationError(f"subscription {name!r} is already running in this store")
-        if isinstance(events, (str, type)):
-            events = [events]
-        elif events is not None and not isinstance(events, Iterable):
-            raise ConfigurationError(f"events takes a list of event targets, not {events!r}")
-        matchers = [matcher_for(target)[0] for target in (events or ["*"])]
-        loop = _running_loop()
-        subscription = DurableSubscription(
-            self._backend,
-            name,
-            handler,
-            lambda collection, kind: any(m(collection, kind) for m in matchers),
-            decode,
-            loop=loop,
-            on_stop=self._forget,
-            retention=self._outbox_retention,
-        )
-        self._subscriptions[name] = subscription
-        return subscription
+        return self._durable.subscribe(name, handler, events, _running_loop())
 
     def prune_events(self, keep: int = 0) -> int:
         """Deletes the outbox events every durable subscription has passed,
         but the last `keep` of them; returns how many. (Subscriptions do it
         themselves every few seconds, keeping `outbox_retention`.)"""
         self._check_open()
-        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
-            raise ConfigurationError(f"keep is a number of events >= 0, not {keep!r}")
-        return prune(self._backend, keep)
+        return self._durable.prune(keep)
 
-    def _forget(self, subscription: DurableSubscription) -> None:
-        if self._subscriptions.get(subscription.name) is subscription:
-            del self._subscriptions[subscription.name]
+    def subscriptions(self) -> list[SubscriptionInfo]:
+        """The durable subscriptions of this database (any process's): position,
+        when it last advanced, whether a consumer holds it, whether it is
+        behind or stalled (behind and not advanced for outbox_stale_after)."""
+        self._check_open()
+        return self._durable.infos()
+
+    def unsubscribe(self, name: str) -> None:
+        """Retires a durable subscription: drops its checkpoint, so the outbox
+        no longer keeps events for it. ConfigurationError while a consumer
+        holds the name (stop it first); NotFoundError for an unknown name."""
+        self._check_open()
+        self._durable.unsubscribe(name)
 
     # -- reads ---------------------------------------------------------------
     def get(self, cls: type[E], id: str) -> E:

@@ -42,11 +42,15 @@ def define(source: str, module: str, **names: Any) -> dict[str, Any]:
 def test_two_classes_of_one_name_in_different_modules_are_refused(
     store: statekeep.Store, assert_unchanged: Check
 ) -> None:
-    first = define("class Session(Entity):\n    user: str = ''\n", "app_auth")["Session"]
+    first = define("class LoginSession(Entity):\n    user: str = ''\n", "app_auth")["LoginSession"]
     with pytest.raises(ConfigurationError) as raised:
-        define("class Session(Entity):\n    track: str = ''\n", "app_audio")
+        define("class LoginSession(Entity):\n    track: str = ''\n", "app_audio")
     message = str(raised.value)
-    assert "app_auth.Session" in message and "'session'" in message and "shared=True" in message
+    assert (
+        "app_auth.LoginSession" in message
+        and "'login_session'" in message
+        and "shared=True" in message
+    )
     store.save(first(id="s", user="ann"))  # the first class still owns the collection
     assert store.get(first, "s").user == "ann"
     assert_unchanged()

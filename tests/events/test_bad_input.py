@@ -109,7 +109,7 @@ def test_on_refuses_a_priority_that_is_not_an_int(
 def test_subscribe_needs_the_outbox(store: statekeep.Store, unchanged: Callable[[], None]) -> None:
     with pytest.raises(ConfigurationError, match="outbox=True"):
         store.subscribe("projector", Recorder())
-    assert store._subscriptions == {}
+    assert store._durable._running == {}
     unchanged()
 
 
@@ -136,7 +136,7 @@ def test_subscribe_refuses_bad_names(outbox_store: statekeep.Store, name: object
     store.save(Todo(id="seed", title="x"))
     with pytest.raises(ConfigurationError):
         store.subscribe(name, Recorder())  # type: ignore[arg-type]
-    assert store._subscriptions == {}
+    assert store._durable._running == {}
     assert store.count(Todo) == 1
 
 
@@ -147,7 +147,7 @@ def test_subscribe_refuses_bad_handlers_and_event_filters(outbox_store: statekee
     for events in ([5], [NotAnEvent], [""], [Todo.Created, PlainModel]):
         with pytest.raises(ConfigurationError):
             store.subscribe("projector", Recorder(), events=events)
-    assert store._subscriptions == {}
+    assert store._durable._running == {}
 
 
 def test_a_name_runs_once_per_store(outbox_store: statekeep.Store) -> None:

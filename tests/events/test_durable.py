@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 
 import statekeep
-from statekeep.events._durable import CHECKPOINTS
+from statekeep.events._checkpoints import CHECKPOINTS
 
 from ._support import Recorder, has_outbox, names, outbox, outbox_events, wait_for
 from .models import Note, Session, SessionCompleted, Todo
@@ -196,7 +196,7 @@ def test_resume_after_close_and_reopen(
     first = Recorder()
     idle(store.subscribe("projector", first))
     write_todos(store, range(10))
-    idle(store._subscriptions["projector"])
+    idle(store._durable._running["projector"])
     store.close()
 
     writer = open_store(outbox=True)
@@ -492,3 +492,43 @@ def test_regression_a_durable_async_handler_whose_loop_closed(
                 caught.clear()
     never_awaited = [m for m in messages if "never awaited" in m]
     assert (got, subscription.stats.failures, never_awaited) == (["a"], 0, [])
+
+
+def test_wait_idle_async_lets_an_async_handler_run_on_the_same_loop(
+    outbox_store: statekeep.Store,
+) -> None:
+    store = outbox_store
+
+    async def main() -> None:
+        got: list[str] = []
+
+        async def handler(event: statekeep.Event) -> None:
+            await asyncio.sleep(0)
+            got.append(event.entity_id)
+
+        subscription = store.subscribe("async", handler)
+        write_todos(store, range(5))
+        assert await subscription.wait_idle_async(20)
+        assert got == [f"t{n:03}" for n in range(5)]
+        with pytest.raises(statekeep.ConfigurationError, match="wait_idle_async"):
+            subscription.wait_idle(1)  # would block the loop the handler needs
+        await asyncio.to_thread(subscription.stop)
+        assert not await subscription.wait_idle_async(1)  # stopped: never idle again
+
+    asyncio.run(main())
+
+
+def test_wait_idle_async_times_out(outbox_store: statekeep.Store) -> None:
+    store = outbox_store
+    release = threading.Event()
+    subscription = store.subscribe("slow", lambda event: release.wait(20))
+    write_todos(store, range(1))
+
+    async def main() -> bool:
+        return await subscription.wait_idle_async(0.2)
+
+    try:
+        assert asyncio.run(main()) is False
+    finally:
+        release.set()
+    idle(subscription)

@@ -6,6 +6,7 @@
       .statekeep/staging/      the documents of the transaction being committed
       .statekeep/outbox/       events: <first position>.jsonl per transaction, and
                                `last`, the last position ever given
+      .statekeep/subscriptions/ a lock file per durable subscription name (_claims.py)
       <collection>/<id>.json   one document per entity
 
 A name is its text with the characters a file name cannot or should not hold
@@ -196,19 +197,34 @@ def event_files(folder: str) -> list[tuple[int, str]]:
     return sorted((int(name[: -len(EVENTS)]), name) for name in names)
 
 
-def read_events(folder: str, after: int, limit: int) -> list[tuple[int, str]] | None:
-    """Up to limit (position, body) after `after`, or None if a file went away
-    while reading (pruned: list again)."""
+def read_events(
+    folder: str, after: int, limit: int, last: int
+) -> tuple[list[tuple[int, str]], bool] | None:
+    """Up to limit (position, body) after `after` and up to `last`, and
+    whether they run on from after + 1 without a gap; None if a file went
+    away while reading (pruned: list again).
+
+    `last` is the committed last position, read before listing: a commit
+    moves its events file into place before `last`, so every file up to it
+    was there when the listing began and the listing holds it -- unless a
+    prune removed it. Later files a listing may hold or miss at random (a
+    folder listing is no snapshot), so they wait for the next read."""
     files = event_files(folder)
     start = max(0, bisect.bisect_right(files, (after, "~")) - 1)  # the file holding after + 1
     found: list[tuple[int, str]] = []
+    expected, whole = after + 1, True
     for first, name in files[start:]:
+        if first > last or len(found) == limit:
+            break
         data = read_file(f"{folder}/{name}")
         if data is None:
             return None
         for position, body in enumerate(data.decode().split("\n")[:-1], first):
-            if position > after:
-                found.append((position, body))
-                if len(found) == limit:
-                    return found
-    return found
+            if position < expected:  # before after, or held twice while a prune rewrites
+                continue
+            if position > last or len(found) == limit:
+                break
+            whole = whole and position == expected
+            found.append((position, body))
+            expected = position + 1
+    return found, whole

@@ -49,7 +49,6 @@ COPY_TYPES: dict[IndexKind, str] = {
 }
 _RANKED: dict[str, int] = {"text": 2, "time": 2, "integer": 1, "real": 1}
 _COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
-OUTBOX_COLUMNS = "(position bigserial PRIMARY KEY, body text NOT NULL)"
 _MAX_NAME = 63  # bytes: PostgreSQL cuts longer names short, silently
 
 TIME_FUNCTION = r"""

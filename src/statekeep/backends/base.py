@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from ._claims import Claim
+
 Scalar = None | bool | int | float | str
 Row = tuple[Any, ...]
 IndexKind = Literal["text", "integer", "real", "time", "any"]
@@ -199,8 +201,13 @@ class Backend(Protocol):
     def wait_events(self, after: int, timeout: float) -> None:
         """Returns once events after `after` may have been committed, or at timeout."""
 
-    def prune_events(self, upto: int) -> int:
-        """Deletes the events at positions <= upto; returns how many."""
+    def prune_events(self, upto: int, keep: int = 0) -> int:
+        """Deletes the events at positions <= upto but the last `keep` of them;
+        returns how many."""
+
+    def claim(self, name: str) -> Claim | None:
+        """Claims a durable subscription's name across processes until the claim
+        is released or its holder dies; None if another consumer holds it."""
 
 
 def conflict_detail(stored: int, expected: int) -> str:

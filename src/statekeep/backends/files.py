@@ -38,6 +38,7 @@ from ..errors import (
     TransientBackendError,
 )
 from . import _matching
+from ._claims import Claim, FileClaims
 from ._files_commit import Delete, Put, Staging, WriterLock, failure, sync_path
 from ._files_layout import (
     LAST,
@@ -62,6 +63,7 @@ from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
 _Key = tuple[str, str]  # (collection, id)
 _Change = tuple[int, str] | None  # (version, staged file) or None: deleted
 _Stamp = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
+_GAP_LISTINGS = 5  # listings of the outbox before a gap in it counts as pruned
 _RACY_NS = 1_000_000_000  # files changed this recently are read again (coarse clocks)
 
 
@@ -102,6 +104,7 @@ class FilesBackend(Savepoints):
         self._outbox = os.path.join(self._root, OUTBOX)
         self._new_events = threading.Condition()  # commits of this process that added events
         self._event_commits = 0
+        self._claims = FileClaims(os.path.join(meta, "subscriptions"))
         self._closed = False
         if self._lock.acquire(0):  # else a live writer has recovered (at its begin)
             try:
@@ -431,9 +434,22 @@ class FilesBackend(Savepoints):
         return first + data.count(b"\n") - 1
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """Events up to the committed last position, read before the listing
+        (see _files_layout.read_events). A gap is listed again: a prune
+        rewriting the first file can hide it from one listing; a gap that
+        stays is events pruned before this reader got to them."""
         try:
-            while (found := read_events(self._outbox, after, limit)) is None:
-                pass  # pruned while read: list again
+            last = int(read_file(f"{self._outbox}/{LAST}") or 0) or self._last_in_files()
+            if last <= after:
+                return []
+            found: list[tuple[int, str]] = []  # no listing held a whole stretch: read again
+            for _ in range(_GAP_LISTINGS):
+                read = read_events(self._outbox, after, limit, last)
+                if read is None:  # pruned while read: list again
+                    continue
+                found, whole = read
+                if whole:
+                    return found
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot read the events in {self._outbox}: {exc}") from exc
         return found
@@ -450,9 +466,13 @@ class FilesBackend(Savepoints):
                 pass  # the caller's read reports it
             self._new_events.wait_for(lambda: self._event_commits != seen, timeout)
 
-    def prune_events(self, upto: int) -> int:
-        """Deletes the files of events up to `upto`, and rewrites the one that
-        holds `upto` and later events, in a transaction of its own."""
+    def prune_events(self, upto: int, keep: int = 0) -> int:
+        """Deletes the files of events up to `upto` (but the last `keep`: the
+        positions have no gaps), and rewrites the one that holds `upto` and
+        later events, in a transaction of its own."""
+        upto -= keep
+        if upto <= 0:
+            return 0
         self.begin()
         txn = self._txn()
         committing = False
@@ -476,3 +496,7 @@ class FilesBackend(Savepoints):
         finally:  # a failed commit cleans up after itself, or leaves a recovery
             self._end(txn, discard=not committing)
         return pruned
+
+    def claim(self, name: str) -> Claim | None:
+        """An flock on a file of the name in .statekeep/subscriptions/."""
+        return self._claims.claim(name)

@@ -16,6 +16,7 @@ from operator import itemgetter
 
 from ..errors import BackendError, ConflictError, NotFoundError, TransientBackendError
 from . import _matching
+from ._claims import Claim, LocalClaims
 from ._overlay import Overlay, Savepoints
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
@@ -40,6 +41,7 @@ class MemoryBackend(Savepoints):
         self._events: list[tuple[int, str]] = []  # the outbox, in commit order
         self._last_event = 0
         self._new_events = threading.Condition(self._data_lock)
+        self._claims = LocalClaims()
 
     # -- collections ---------------------------------------------------------
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
@@ -183,11 +185,14 @@ class MemoryBackend(Savepoints):
             if self._last_event <= after:
                 self._new_events.wait(timeout)
 
-    def prune_events(self, upto: int) -> int:
+    def prune_events(self, upto: int, keep: int = 0) -> int:
         with self._data_lock:
-            cut = bisect.bisect_right(self._events, upto, key=itemgetter(0))
+            cut = max(0, bisect.bisect_right(self._events, upto, key=itemgetter(0)) - keep)
             del self._events[:cut]
             return cut
+
+    def claim(self, name: str) -> Claim | None:
+        return self._claims.claim(name)
 
 
 def _reindex(row: Row, spec: CollectionSpec) -> Row:

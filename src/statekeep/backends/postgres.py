@@ -45,10 +45,12 @@ from ..errors import (
 )
 from . import _layout as layout
 from . import _postgres_sql as pgsql
+from ._claims import Claim
 from ._parse import redacted, seconds
 from ._postgres_analyze import Analyzer
 from ._postgres_copy import OpenCopy
 from ._postgres_errors import lost, open_failed, translate
+from ._postgres_outbox import Outbox
 from ._postgres_pool import Connections
 from ._postgres_rows import columns, converter
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
@@ -166,15 +168,16 @@ class PostgresBackend:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._in_use: dict[int, psycopg.Connection[Any]] = {}  # by thread: open transactions
-        self._listeners: list[psycopg.Connection[Any]] = []
+        self._listeners: list[psycopg.Connection[Any]] = []  # and claims' connections
+        self._spare_claimers: list[psycopg.Connection[Any]] = []
         self._tables: dict[str, CollectionSpec] = {}  # ensured, committed
         self._exists: set[str] = set()  # tables known to exist
         self._statements: dict[str, tuple[CollectionSpec, pgsql.Statements]] = {}
         self._get_sql: dict[str, str] = {}
         self._analyzer = Analyzer()  # ANALYZE after bulk loads: see _postgres_analyze
         self._closed = False
-        self._outbox = f"{pgsql.quote(schema)}.statekeep_outbox"
-        self._channel = pgsql.quote(f"statekeep_{schema}"[:63])
+        self._outbox = Outbox(schema)
+        self._channel = self._outbox.channel
         try:  # one connection first: it fails at once, saying why
             conn = self._connections.connect()
         except psycopg.Error as exc:
@@ -197,7 +200,7 @@ class PostgresBackend:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"statekeep:{self.schema}",))
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {pgsql.quote(self.schema)}")
         conn.execute(pgsql.TIME_FUNCTION.format(schema=pgsql.quote(self.schema)))
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {self._outbox} {pgsql.OUTBOX_COLUMNS}")
+        self._outbox.setup(conn)
         conn.execute(pgsql.REGISTRY_TABLE.format(schema=pgsql.quote(self.schema)))
 
     # -- connections ---------------------------------------------------------
@@ -782,28 +785,14 @@ class PostgresBackend:
         result: int = self._read(f"counting {spec.name}", work)
         return result
 
-    # -- the outbox ----------------------------------------------------------
-    # Positions come from a sequence. Appends take a transaction-level advisory
-    # lock (held until commit), so events are committed in position order: a
-    # reader that has seen position n will never see a smaller one appear.
-    # Appends come last in a transaction, so the lock is held for its commit only.
+    # -- the outbox: commit order without a lock (_postgres_outbox.py) ----------
     def append_events(self, bodies: Sequence[str]) -> None:
         with self._connection("writing events") as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._outbox,))
-            conn.execute(
-                f"INSERT INTO {self._outbox} (body) SELECT b FROM unnest(%s::text[]) "
-                "WITH ORDINALITY AS u(b, n) ORDER BY n",
-                (list(bodies),),
-            )
-            conn.execute(f"NOTIFY {self._channel}")  # sent when the transaction commits
+            self._outbox.append(conn, bodies)
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
-        sql = (
-            f"SELECT position, body FROM {self._outbox} "
-            "WHERE position > %s ORDER BY position LIMIT %s"
-        )
         rows: list[tuple[int, str]] = self._read(
-            "reading events", lambda conn: conn.execute(sql, (after, limit)).fetchall()
+            "reading events", lambda conn: self._outbox.read(conn, after, limit)
         )
         return rows
 
@@ -825,11 +814,34 @@ class PostgresBackend:
                 listener.close()
             time.sleep(min(timeout, 0.5))  # the server is away: the caller reads (and fails) again
 
-    def prune_events(self, upto: int) -> int:
+    def prune_events(self, upto: int, keep: int = 0) -> int:
         with self._connection("pruning events") as conn:
-            return conn.execute(
-                f"DELETE FROM {self._outbox} WHERE position <= %s", (upto,)
-            ).rowcount
+            return self._outbox.prune(conn, upto, keep)
+
+    def claim(self, name: str) -> Claim | None:
+        """A session-level advisory lock on a connection of the claim's own:
+        it ends with the session, so a holder that dies loses it at once.
+        A failed try keeps its connection for the next (a standby tries often)."""
+        with self._lock:
+            conn = self._spare_claimers.pop() if self._spare_claimers else None
+        try:
+            if conn is None or conn.closed:
+                conn = self._connections.connect()
+                with self._lock:
+                    self._listeners.append(conn)  # closed with the store
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
+                (f"statekeep:{self.schema}:subscription", name),
+            ).fetchone()
+        except psycopg.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise translate(exc, f"claiming subscription {name!r}") from exc
+        if not (row and row[0]):
+            with self._lock:
+                self._spare_claimers.append(conn)
+            return None
+        return _SessionClaim(conn)
 
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         """PostgreSQL's plan for a select (what an index lookup looks like)."""
@@ -839,6 +851,25 @@ class PostgresBackend:
 
 
 _cursor_numbers = itertools.count()
+
+
+class _SessionClaim:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def held(self) -> bool:
+        """Asks the server: a connection that broke has lost the lock."""
+        if self._conn.closed:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            self._conn.close()
+            return False
+        return True
+
+    def release(self) -> None:
+        self._conn.close()  # the session ends, and its advisory locks with it
 
 
 def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> Any:

@@ -33,6 +33,7 @@ from ..errors import (
     TransientBackendError,
     ValidationError,
 )
+from ._claims import Claim, FileClaims, LocalClaims
 from ._layout import REGISTRY, STAMP, default_json, plan, registered, stamp
 from ._sqlite_sql import (
     COLUMN_TYPES,
@@ -55,7 +56,10 @@ _OUTBOX_INSERT = "INSERT INTO statekeep_outbox (body) VALUES (?)"
 _OUTBOX_READ = (
     "SELECT position, body FROM statekeep_outbox WHERE position > ? ORDER BY position LIMIT ?"
 )
-_OUTBOX_PRUNE = "DELETE FROM statekeep_outbox WHERE position <= ?"
+_OUTBOX_PRUNE = (
+    "DELETE FROM statekeep_outbox WHERE position <= (SELECT position FROM statekeep_outbox "
+    "WHERE position <= ? ORDER BY position DESC LIMIT 1 OFFSET ?)"
+)
 _CHUNK = 500  # ids per IN (...) lookup
 _REGISTRY_TABLE = (
     f"CREATE TABLE IF NOT EXISTS {REGISTRY} (collection TEXT NOT NULL, name TEXT NOT NULL, "
@@ -106,6 +110,9 @@ class SQLiteBackend:
         self._get_sql: dict[str, str] = {}
         self._new_events = threading.Condition()  # commits of this process that added events
         self._event_count = 0
+        self._claims: FileClaims | LocalClaims = (
+            LocalClaims() if self.location is None else FileClaims(f"{self.location}.subscriptions")
+        )
         try:
             self._conn()  # open now, so a bad path fails at open()
         except TransientBackendError:
@@ -546,10 +553,10 @@ class SQLiteBackend:
                 seen = self._event_count
             self._new_events.wait_for(lambda: self._event_count != seen, timeout)
 
-    def prune_events(self, upto: int) -> int:
+    def prune_events(self, upto: int, keep: int = 0) -> int:
         self.begin()
         try:
-            cursor = self._conn().execute(_OUTBOX_PRUNE, (upto,))
+            cursor = self._conn().execute(_OUTBOX_PRUNE, (upto, keep))
         except BaseException as exc:
             self.rollback()
             if isinstance(exc, sqlite3.Error):
@@ -559,6 +566,11 @@ class SQLiteBackend:
             raise
         self.commit()
         return cursor.rowcount
+
+    def claim(self, name: str) -> Claim | None:
+        """An flock on a file of the name in <database>.subscriptions/ (in
+        this process only for sqlite://:memory:)."""
+        return self._claims.claim(name)
 
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         """SQLite's query plan for a select (what an index lookup looks like)."""

@@ -16,13 +16,21 @@ events flow, whenever the subscription has caught up, and when it stops: a
 checkpoint is a write transaction, and writing one per batch would make the
 subscription queue behind busy writers (a crash redelivers at most the last
 second of events).
+
+A name has one consumer at a time, across processes: the subscription claims
+its name (backend.claim: an flock, or a PostgreSQL advisory lock) before it
+reads, and holds it until it stops. Another subscription under the same name
+stands by, trying to claim it every `standby_poll` seconds, and takes over
+from the checkpoint when the holder stops or dies (a SIGKILL too: the claim
+goes with the process). A holder checks its claim before each batch: one
+that finds it lost (its PostgreSQL connection broke, and with it the lock)
+stops delivering, without writing its checkpoint, and stands by.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import json
+import contextlib
 import logging
 import threading
 import time
@@ -30,14 +38,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.base import Backend, CollectionSpec, Query
-from ..errors import ConflictError, StatekeepError
+from ..backends._claims import Claim
+from ..backends.base import Backend
+from ..errors import ConfigurationError, ConflictError, StatekeepError
 from ._bus import Matcher
+from ._calling import call, is_async, running_loop
+from ._checkpoints import load, prune, save
 from ._event import Event
 
 log = logging.getLogger("statekeep.events")
 
-CHECKPOINTS = CollectionSpec("statekeep_subscriptions")
 Decode = Callable[[str], Event]
 
 
@@ -69,6 +79,8 @@ class DurableSubscription:
         on_stop: Callable[[DurableSubscription], None] | None = None,
         retention: int | None = None,
         prune_every: float = 5.0,
+        standby_poll: float = 0.25,
+        stale_after: float | None = None,
     ) -> None:
         self.name = name
         self._backend = backend
@@ -83,6 +95,10 @@ class DurableSubscription:
         self._on_stop = on_stop
         self._retention = retention
         self._prune_every = prune_every
+        self._standby_poll = standby_poll
+        self._stale_after = stale_after
+        self._warned: dict[str, float] = {}  # stalled subscriptions reported, when
+        self._claim: Claim | None = None
         self._pruned_at = time.monotonic()
         self._stopping = threading.Event()
         self._version = 0
@@ -97,41 +113,66 @@ class DurableSubscription:
 
     # -- checkpoints ---------------------------------------------------------
     def _load(self) -> int:
-        self._backend.ensure_collection(CHECKPOINTS, create=False)
-        body = self._backend.get(CHECKPOINTS.name, self.name)
-        if body is None:
-            self._version = 0
-            return 0
-        stored = json.loads(body)
-        self._version = int(stored["version"])
-        return int(stored["position"])
+        position, self._version = load(self._backend, self.name)
+        return position
 
     def _save(self, position: int) -> None:
-        backend = self._backend
-        version = self._version + 1
-        body = json.dumps({"id": self.name, "version": version, "position": position})
-        backend.ensure_collection(CHECKPOINTS)
-        backend.begin()
-        try:
-            backend.put(CHECKPOINTS, [(self.name, version, body)])
-        except BaseException:
-            backend.rollback()
-            raise
-        backend.commit()
-        self._version = version
+        self._version = save(self._backend, self.name, self._version, position)
 
     # -- the loop ------------------------------------------------------------
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        while (claim := self._claim_name()) is not None:
+            self._claim = claim
             try:
-                self._consume()
-            except Exception as exc:  # noqa: BLE001 - a bug must not end the subscription
-                self._note_failure(exc)
-                self._stopping.wait(1.0)
+                self._hold()
+            finally:
+                self._claim = None
+                claim.release()
         with self._caught_up:
             self._caught_up.notify_all()
         if self._on_stop is not None:
             self._on_stop(self)
+
+    def _claim_name(self) -> Claim | None:
+        """Claims the name, standing by while another consumer holds it; None
+        once stopping."""
+        standing_by = failing = False
+        while not self._stopping.is_set():
+            try:
+                claim = self._backend.claim(self.name)
+            except StatekeepError as exc:
+                if not failing:  # logged once, not at every try
+                    self._note_failure(exc)
+                failing, claim = True, None
+            else:
+                failing = False
+            if claim is not None:
+                if standing_by:
+                    log.info("subscription %s: took over from the consumer before", self.name)
+                return claim
+            if not standing_by:
+                log.info("subscription %s: another consumer holds it; standing by", self.name)
+                standing_by = True
+            self._stopping.wait(self._standby_poll)
+        return None
+
+    def _hold(self) -> None:
+        """Delivers while the claim holds, from the checkpoint it finds."""
+        try:
+            self.stats.position = self._load()
+        except StatekeepError as exc:
+            self._note_failure(exc)
+            self._stopping.wait(1.0)
+            return
+        while not self._stopping.is_set():
+            try:
+                self._consume()
+            except _ClaimLostError:
+                log.warning("subscription %s: lost its claim; standing by", self.name)
+                return
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the subscription
+                self._note_failure(exc)
+                self._stopping.wait(1.0)
 
     def _consume(self) -> None:
         position = self.stats.position
@@ -156,6 +197,8 @@ class DurableSubscription:
                     idle = min(idle * 2, self._poll)  # adaptive: fast after activity
                     continue
                 idle = self._poll / 8
+                if self._claim is not None and not self._claim.held():
+                    raise _ClaimLostError  # another consumer may have these events now
                 for event_position, body in events:
                     if not self._deliver(body):
                         break  # stopping
@@ -165,11 +208,16 @@ class DurableSubscription:
                         last_save = time.monotonic()
         finally:
             if saved != position:
-                self._checkpoint(position, saved)
+                with contextlib.suppress(
+                    _ClaimLostError
+                ):  # then the new holder's checkpoint counts
+                    self._checkpoint(position, saved)
 
     def _checkpoint(self, position: int, saved: int) -> int:
         if position == saved:
             return saved
+        if self._claim is not None and not self._claim.held():
+            raise _ClaimLostError
         try:
             self._save(position)
         except ConflictError:  # another consumer of this name moved it: take theirs
@@ -182,7 +230,7 @@ class DurableSubscription:
         if self._retention is not None and time.monotonic() - self._pruned_at > self._prune_every:
             self._pruned_at = time.monotonic()
             try:
-                prune(self._backend, self._retention)
+                prune(self._backend, self._retention, self._stale_after, self._warned)
             except StatekeepError as exc:
                 self._note_failure(exc)
         return position
@@ -213,20 +261,7 @@ class DurableSubscription:
         return False
 
     def _call(self, event: Event) -> None:
-        result = self._handler(event)
-        if not inspect.isawaitable(result):
-            return
-        loop = self._loop
-        if loop is not None and not loop.is_closed():  # on the application's loop
-            coroutine = _awaited(result)
-            try:
-                future = asyncio.run_coroutine_threadsafe(coroutine, loop)
-            except RuntimeError:  # closed meanwhile: run it here instead
-                coroutine.close()
-            else:
-                future.result()  # waited for, to keep the order
-                return
-        asyncio.run(_awaited(result))
+        call(self._handler, event, self._loop)
 
     def _note_failure(self, error: BaseException, event: Event | None = None) -> None:
         self.stats.failures += 1
@@ -246,7 +281,13 @@ class DurableSubscription:
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Waits until everything committed before the call has been handled (the
-        subscription has read the outbox to its end since); False on timeout."""
+        subscription has read the outbox to its end since); False on timeout.
+        On the event loop an async handler runs on: `await wait_idle_async()`."""
+        if self._loop is not None and running_loop() is self._loop and is_async(self._handler):
+            raise ConfigurationError(
+                f"subscription {self.name!r}: wait_idle() on the event loop its async handler "
+                "runs on would block that handler; use `await subscription.wait_idle_async()`"
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._caught_up:
             target = self._empty_reads + 2  # a read that began after this call
@@ -256,6 +297,24 @@ class DurableSubscription:
                     return False
                 self._caught_up.wait(0.05 if left is None else min(left, 0.05))
             return self._empty_reads >= target
+
+    async def wait_idle_async(self, timeout: float | None = None) -> bool:
+        """wait_idle() for a coroutine: the loop runs on (async handlers too)
+        while it waits."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._caught_up:
+            target = self._empty_reads + 2
+        pause = 0.001
+        while True:
+            with self._caught_up:
+                if self._empty_reads >= target:
+                    return True
+            if not self._thread.is_alive():
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stops after the event being handled; the checkpoint is saved."""
@@ -267,18 +326,11 @@ class DurableSubscription:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def active(self) -> bool:
+        """Whether this consumer holds the name (else it stands by, or stopped)."""
+        return self._claim is not None
 
-async def _awaited(result: Any) -> Any:
-    return await result
 
-
-def prune(backend: Backend, retention_events: int = 0) -> int:
-    """Deletes the events every durable subscription has passed (keeping the
-    last retention_events of them); returns how many. With no subscription
-    at all, nothing is deleted (a first subscriber starts at the beginning)."""
-    backend.ensure_collection(CHECKPOINTS, create=False)
-    positions = [int(json.loads(body)["position"]) for body in backend.select(CHECKPOINTS, Query())]
-    if not positions:
-        return 0
-    upto = min(positions) - retention_events
-    return backend.prune_events(upto) if upto > 0 else 0
+class _ClaimLostError(Exception):
+    pass
