@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -25,6 +25,12 @@ class Note(Entity):
 class Counter(Entity):
     total: int = 0
     winners: list[str] = Field(default_factory=list)
+
+
+class Bag(Entity):
+    """Anything JSON holds, unchecked by pydantic."""
+
+    anything: Any = None
 
 
 class Numbers(Entity):
