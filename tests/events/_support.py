@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import statekeep
@@ -104,3 +106,23 @@ def outbox_events(store: statekeep.Store) -> list[Event]:
 
 def names(events: list[Event]) -> list[tuple[str, str, int]]:
     return [(e.name, e.entity_id, e.version) for e in events]
+
+
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def start_child(args: list[str], output: Path) -> subprocess.Popen[bytes]:
+    """A child process whose output goes to a file; killed (if still running)
+    and reaped when its test ends (the events conftest's no_child_left)."""
+    with output.open("ab") as out:
+        child = subprocess.Popen(args, stdout=out, stderr=out)
+    _children.append(child)
+    return child
+
+
+def reap_children() -> None:
+    while _children:
+        child = _children.pop()
+        if child.poll() is None:
+            child.kill()
+        child.wait()

@@ -22,7 +22,7 @@ from conformance.conftest import (  # noqa: F401 - pytest finds hooks and fixtur
     store_url,
 )
 
-from ._support import close_store, has_outbox
+from ._support import close_store, has_outbox, reap_children
 
 OpenStore = Callable[..., statekeep.Store]
 
@@ -64,3 +64,10 @@ def outbox_store(open_store: OpenStore, backend: Backend) -> statekeep.Store:
             "(append_events/read_events/wait_events/prune_events)"
         )
     return opened
+
+
+@pytest.fixture(autouse=True)
+def no_child_left() -> Iterator[None]:
+    """Kills what a failing test left running (and reaps every child)."""
+    yield
+    reap_children()

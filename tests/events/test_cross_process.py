@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import pytest
 
 import statekeep
 
-from ._support import Recorder, outbox_events
+from ._support import Recorder, outbox_events, start_child
 from .models import Item
 
 pytestmark = pytest.mark.requires("persistent")
@@ -63,25 +63,8 @@ def count_lines(path: Path) -> int:
         return 0
 
 
-_children: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def no_child_left() -> Iterator[None]:
-    """Kills what a failing test left running (and reaps every child)."""
-    yield
-    while _children:
-        child = _children.pop()
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-
-
 def spawn(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as output:
-        child = subprocess.Popen([sys.executable, CHILD, *args], stdout=output, stderr=output)
-    _children.append(child)
-    return child
+    return start_child([sys.executable, CHILD, *args], log)
 
 
 def wait_until(

@@ -8,14 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import statekeep
 
-from ._support import Recorder, outbox_events, wait_for
+from ._support import Recorder, outbox_events, start_child, wait_for
 from .models import Item
 from .test_cross_process import CHILD, count_lines, read_log, terminate, wait_until
 
@@ -63,28 +63,11 @@ def test_a_second_store_stands_by_and_takes_over_when_the_first_stops(
     assert [e.event_id for e in first.events + second.events] == committed  # each once
 
 
-_children: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def no_child_left() -> Iterator[None]:
-    yield
-    while _children:
-        child = _children.pop()
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-
-
 def consumer(url: str, directory: Path, label: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
     ready, log, output = (directory / f"{kind}-{label}" for kind in ("ready", "log", "output"))
-    with output.open("ab") as out:
-        child = subprocess.Popen(
-            [sys.executable, CHILD, "consume", url, "billing", str(log), str(ready), "none"],
-            stdout=out,
-            stderr=out,
-        )
-    _children.append(child)
+    child = start_child(
+        [sys.executable, CHILD, "consume", url, "billing", str(log), str(ready), "none"], output
+    )
     wait_until(ready.exists, child, output, 60, f"consumer {label} to subscribe")
     return child, log, output
 
