@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._calls import Calls, counted
 from ._emit import Emitter, Pending, decode
 from ._schema import check_storable
 from ._transaction import Frames, Transaction
@@ -42,7 +43,13 @@ OrderBy = str | FieldRef | Ordering | Sequence[str | FieldRef | Ordering] | None
 
 class State(enum.Enum):
     OPEN = "open"
+    CLOSING = "closing"
     CLOSED = "closed"
+
+
+# How long close() waits for the calls other threads have in flight (each is
+# bounded by the backend's own timeouts) before it closes the backend anyway.
+_CLOSE_WAIT = 60.0
 
 
 def open(url: str, **options: Any) -> Store:
@@ -81,6 +88,7 @@ class Store:
         self._emitter = Emitter(self._backend, outbox)
         self._subscriptions: dict[str, DurableSubscription] = {}
         self._frames = Frames()
+        self._calls = Calls(self._closed_error)
         self.state = State.OPEN
         self._writebehind_options = writebehind or WriteBehindOptions()
         self._engine: WriteBehind | None = None
@@ -95,10 +103,12 @@ class Store:
         write-behind drain_timeout; what is still pending then stays in the
         journal for the next open) and releases everything."""
         if self.state is State.OPEN:
+            self.state = State.CLOSING  # calls that had not started are refused from here
             if self._engine is not None:
                 self._engine.close(timeout)
             for subscription in list(self._subscriptions.values()):
                 subscription.stop()
+            self._calls.close(_CLOSE_WAIT)  # those in flight finish (or roll back) first
             self.state = State.CLOSED
             self._emitter.bus.close()
             self._backend.close()
@@ -119,7 +129,10 @@ class Store:
 
     def _check_open(self) -> None:
         if self.state is not State.OPEN:
-            raise StoreClosedError(f"the store {redacted(self.url)} is closed")
+            raise self._closed_error()
+
+    def _closed_error(self) -> StoreClosedError:
+        return StoreClosedError(f"the store {redacted(self.url)} is closed")
 
     def _info(self, cls: Any) -> EntityInfo:
         self._check_open()
@@ -138,14 +151,18 @@ class Store:
     def transaction(self) -> Transaction:
         """An atomic block; nested blocks are savepoints."""
         self._check_open()
-        return Transaction(self._backend, self._frames, self._check_open, self._emitter)
+        return Transaction(self._backend, self._frames, self._calls, self._emitter)
 
-    def _atomic(self, work: Callable[[], None], events: list[Pending] | None = None) -> None:
-        """Runs work inside the open transaction, or in a transaction of its own.
+    def _atomic(
+        self, spec: CollectionSpec, work: Callable[[], None], events: list[Pending] | None = None
+    ) -> None:
+        """Runs work inside the caller's open transaction, or in a transaction of its own.
 
         work may add to events; they are written to the outbox with the
-        transaction and delivered once it commits."""
-        frame = self._frames.innermost()
+        transaction and delivered once it commits. TransactionError (nothing
+        written) when a transaction of another thread or task is in the way."""
+        frame = self._frames.current()
+        self._backend.ensure_collection(spec)
         if frame is not None:
             work()
             if events:
@@ -165,13 +182,14 @@ class Store:
             self._emitter.after_commit(events)
 
     def _note(self, entity: Entity, old_version: int, taken: list[Event] | None = None) -> None:
-        frame = self._frames.innermost()
+        frame = self._frames.current()
         if frame is not None:
             frame.note(entity, old_version)
             if taken:
                 frame.taken.append((entity, taken))
 
     # -- writes --------------------------------------------------------------
+    @counted
     def save(self, entity: E) -> E:
         """Store the entity; its version moves forward by one.
 
@@ -194,8 +212,7 @@ class Store:
 
         try:
             rows = (info.row(entity),)
-            backend.ensure_collection(info.spec)
-            self._atomic(work, events)
+            self._atomic(info.spec, work, events)
         except BaseException:
             fields["version"] = old
             put_back_recorded(entity, taken)
@@ -203,6 +220,7 @@ class Store:
         self._note(entity, old, taken)
         return entity
 
+    @counted
     def save_many(
         self, entities: Iterable[Entity], *, chunk_size: int | None = None, atomic: bool = True
     ) -> int:
@@ -240,7 +258,7 @@ class Store:
                     self._backend.ensure_collection(spec)
                     self._backend.put(spec, rows)
                 if emitter.active or has_recorded():
-                    frame = self._frames.innermost()
+                    frame = self._frames.current()
                     assert frame is not None  # save_many always runs in a transaction block
                     bodies = _bodies_in_order(chunk, groups)
                     for entity, old, body in zip(chunk, olds, bodies, strict=True):
@@ -252,7 +270,7 @@ class Store:
             for entity, old in reversed(list(zip(chunk, olds, strict=False))):
                 entity.__dict__["version"] = old  # last first: an entity may repeat
             raise
-        frame = self._frames.innermost()
+        frame = self._frames.current()
         if frame is not None:
             frame.note_many(chunk, olds, weak=not held)
         return len(chunk)
@@ -278,6 +296,7 @@ class Store:
     @overload
     def delete(self, target: type[Entity], id: str) -> None: ...
 
+    @counted
     def delete(self, target: Entity | type[Entity], id: str | None = None) -> None:
         """Delete an entity (ConflictError if it is stale) or a type and id.
 
@@ -304,8 +323,7 @@ class Store:
             backend.delete(spec.name, id, version)
             events.extend(self._emitter.deleted(info.cls, id, deleted or 0))
 
-        backend.ensure_collection(spec)
-        self._atomic(work, events)
+        self._atomic(spec, work, events)
 
     # -- write-behind --------------------------------------------------------
     @property
@@ -335,6 +353,7 @@ class Store:
             return None if location is None else Path(location + ".writebehind")
         return None if journal is None else Path(journal)
 
+    @counted
     def enqueue(
         self,
         entity: Entity,
@@ -362,6 +381,7 @@ class Store:
             expect=_expect(expect_version),
         )
 
+    @counted
     def enqueue_delete(
         self,
         target: Entity | type[Entity],
@@ -387,6 +407,7 @@ class Store:
             expect=_expect(expect_version),
         )
 
+    @counted
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until everything enqueued so far is stored (or failed for good);
         False if timeout passed first."""
@@ -425,6 +446,7 @@ class Store:
         """Unsubscribes a subscription, or every subscription of a handler; returns how many."""
         return self._emitter.bus.remove(handler)
 
+    @counted
     def subscribe(
         self, name: str, handler: Handler, *, events: Sequence[Any] | None = None
     ) -> DurableSubscription:
@@ -462,6 +484,7 @@ class Store:
         self._subscriptions[name] = subscription
         return subscription
 
+    @counted
     def prune_events(self, keep: int = 0) -> int:
         """Deletes the outbox events every durable subscription has passed,
         but the last `keep` of them; returns how many. (Subscriptions do it
@@ -476,6 +499,7 @@ class Store:
             del self._subscriptions[subscription.name]
 
     # -- reads ---------------------------------------------------------------
+    @counted
     def get(self, cls: type[E], id: str) -> E:
         """The entity stored under id; NotFoundError if there is none."""
         info = self._info(cls)
@@ -486,6 +510,7 @@ class Store:
         loaded: E = info.load(body)
         return loaded
 
+    @counted
     def get_many(self, cls: type[E], ids: Iterable[str]) -> dict[str, E]:
         """The stored entities among ids, by id (missing ids are left out)."""
         info = self._info(cls)
@@ -496,6 +521,7 @@ class Store:
         found = self._backend.get_many(info.spec.name, wanted)
         return {i: info.load(found[i]) for i in wanted if i in found}
 
+    @counted
     def find(
         self,
         cls: type[E],
@@ -520,13 +546,15 @@ class Store:
 
     def _results(self, info: EntityInfo, bodies: Iterator[str]) -> Iterator[Any]:
         load = info.load
+        calls = self._calls
         while True:
-            self._check_open()
-            body = next(bodies, None)
+            with calls:  # StoreClosedError once the store is closing
+                body = next(bodies, None)
             if body is None:
                 return
             yield load(body)
 
+    @counted
     def count(self, cls: type[Entity], *conditions: Condition, **equals: Any) -> int:
         info = self._info(cls)
         filters = info.filters(conditions, equals)

@@ -56,7 +56,8 @@ from ._files_layout import (
     read_file,
     read_format,
 )
-from ._overlay import Overlay, Savepoints
+from ._overlay import Overlay, Savepoints, mine, owned
+from ._owner import current_task, second_transaction
 from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
 
 _Key = tuple[str, str]  # (collection, id)
@@ -132,8 +133,7 @@ class FilesBackend(Savepoints):
     def close(self) -> None:
         if self._closed:
             return
-        txn: _Transaction | None = getattr(self._local, "txn", None)
-        if txn is not None:
+        if self._mine() is not None:
             self.rollback()
         self._closed = True
         self._lock.close()  # a transaction of another thread can no longer commit
@@ -156,18 +156,20 @@ class FilesBackend(Savepoints):
     # -- transactions --------------------------------------------------------
     def _txn(self) -> _Transaction:
         txn: _Transaction | None = getattr(self._local, "txn", None)
-        if txn is None:
-            raise RuntimeError("no transaction is open on this thread")
+        owned(txn)
+        assert txn is not None
         if self._closed:
             raise BackendError(f"the files store {self._root} is closed")
         return txn
 
+    def _mine(self) -> _Transaction | None:
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        return txn if mine(txn) is not None else None
+
     def begin(self) -> None:
-        if getattr(self._local, "txn", None) is not None:
-            raise BackendError(
-                "this thread already has a transaction open (in another asyncio task?); "
-                "a thread runs one transaction at a time"
-            )
+        held: _Transaction | None = getattr(self._local, "txn", None)
+        if held is not None:
+            raise second_transaction(held.task)
         if self._closed:
             raise BackendError(f"the files store {self._root} is closed")
         deadline = time.monotonic() + self._timeout
@@ -189,7 +191,7 @@ class FilesBackend(Savepoints):
         except BaseException:  # KeyboardInterrupt too: never keep a lock
             self._write_lock.release()
             raise
-        self._local.txn = _Transaction(token=secrets.token_hex(4))
+        self._local.txn = _Transaction(task=current_task(), token=secrets.token_hex(4))
 
     def commit(self) -> None:
         txn = self._txn()
@@ -214,7 +216,7 @@ class FilesBackend(Savepoints):
                 self._new_events.notify_all()
 
     def rollback(self) -> None:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
+        txn = self._mine()
         if txn is not None:
             self._end(txn, discard=True)
 
@@ -308,16 +310,16 @@ class FilesBackend(Savepoints):
         txn.change((collection, id), None)
 
     def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
-        txn = getattr(self._local, "txn", None)
+        txn = self._mine()
         found = {id: self._version(txn, collection, id) for id in ids}
         return {id: version for id, version in found.items() if version}
 
     def get(self, collection: str, id: str) -> str | None:
-        found = self._stored(getattr(self._local, "txn", None), collection, id)
+        found = self._stored(self._mine(), collection, id)
         return None if found is None else found[1]
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
-        txn = getattr(self._local, "txn", None)
+        txn = self._mine()
         found = {id: self._stored(txn, collection, id) for id in ids}
         return {id: stored[1] for id, stored in found.items() if stored is not None}
 
@@ -344,7 +346,7 @@ class FilesBackend(Savepoints):
             names = set()
         except OSError as exc:
             raise failure("list", folder, exc) from exc
-        txn: _Transaction | None = getattr(self._local, "txn", None)
+        txn = self._mine()
         if txn is not None:
             for (changed, id), change in txn.changes.items():
                 if changed == collection:
@@ -354,7 +356,7 @@ class FilesBackend(Savepoints):
     def _visible(self, spec: CollectionSpec) -> list[Row]:
         """Every row of the collection as the calling thread sees it."""
         rows = self._scan(spec)
-        txn: _Transaction | None = getattr(self._local, "txn", None)
+        txn = self._mine()
         if txn is not None:
             for (collection, id), change in txn.changes.items():
                 if collection != spec.name:

@@ -14,9 +14,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from ..errors import BackendError, ConflictError, NotFoundError, TransientBackendError
+from ..errors import ConflictError, NotFoundError, TransientBackendError
 from . import _matching
-from ._overlay import Overlay, Savepoints
+from ._overlay import Overlay, Savepoints, mine, owned
+from ._owner import current_task, second_transaction
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
 _Key = tuple[str, str]
@@ -56,21 +57,23 @@ class MemoryBackend(Savepoints):
     # -- transactions --------------------------------------------------------
     def _txn(self) -> _Transaction:
         txn: _Transaction | None = getattr(self._local, "txn", None)
-        if txn is None:
-            raise RuntimeError("no transaction is open on this thread")
+        owned(txn)
+        assert txn is not None
         return txn
 
+    def _mine(self) -> _Transaction | None:
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        return txn if mine(txn) is not None else None
+
     def begin(self) -> None:
-        if getattr(self._local, "txn", None) is not None:
-            raise BackendError(
-                "this thread already has a transaction open (in another asyncio task?); "
-                "a thread runs one transaction at a time"
-            )
+        held: _Transaction | None = getattr(self._local, "txn", None)
+        if held is not None:
+            raise second_transaction(held.task)
         if not self._write_lock.acquire(timeout=self._timeout):
             raise TransientBackendError(
                 f"timed out after {self._timeout}s waiting for the write lock"
             )
-        self._local.txn = _Transaction()
+        self._local.txn = _Transaction(task=current_task())
 
     def commit(self) -> None:
         txn = self._txn()
@@ -89,12 +92,12 @@ class MemoryBackend(Savepoints):
         self._end()
 
     def rollback(self) -> None:
-        self._end()
+        if self._mine() is not None:
+            self._end()
 
     def _end(self) -> None:
-        if getattr(self._local, "txn", None) is not None:
-            self._local.txn = None
-            self._write_lock.release()
+        self._local.txn = None
+        self._write_lock.release()
 
     # -- rows ----------------------------------------------------------------
     def _current(self, txn: _Transaction | None, key: _Key) -> Row | None:
@@ -123,22 +126,22 @@ class MemoryBackend(Savepoints):
         txn.change(key, _ABSENT)
 
     def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
-        txn = getattr(self._local, "txn", None)
+        txn = self._mine()
         found = {id: self._current(txn, (collection, id)) for id in ids}
         return {id: row[1] for id, row in found.items() if row is not None}
 
     def get(self, collection: str, id: str) -> str | None:
-        row = self._current(getattr(self._local, "txn", None), (collection, id))
+        row = self._current(self._mine(), (collection, id))
         return None if row is None else str(row[2])
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
-        txn = getattr(self._local, "txn", None)
+        txn = self._mine()
         with self._data_lock:
             found = {id: self._current(txn, (collection, id)) for id in ids}
         return {id: str(row[2]) for id, row in found.items() if row is not None}
 
     def _visible(self, spec: CollectionSpec) -> list[Row]:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
+        txn = self._mine()
         with self._data_lock:
             merged = dict(self._rows.get(spec.name, {}))
         if txn is not None:

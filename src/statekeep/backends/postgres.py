@@ -40,9 +40,11 @@ from ..errors import (
     ConflictError,
     NotFoundError,
     StatekeepError,
+    TransactionError,
     TransientBackendError,
 )
 from . import _postgres_sql as pgsql
+from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._parse import redacted, seconds
 from ._postgres_copy import OpenCopy
 from ._postgres_errors import lost, translate
@@ -199,8 +201,19 @@ class PostgresBackend:
 
     # -- connections ---------------------------------------------------------
     def _txn(self) -> psycopg.Connection[Any] | None:
+        """The connection of the calling task's transaction (None outside one:
+        another asyncio task's transaction on this thread is not this task's)."""
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.task is not current_task():
+            return None
         return conn
+
+    def _writer(self) -> None:
+        """TransactionError if another asyncio task has a transaction open on this thread."""
+        if getattr(self._local, "conn", None) is not None and self._local.task is not (
+            current_task()
+        ):
+            raise TransactionError(ANOTHER_TASK)
 
     @contextmanager
     def _connection(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
@@ -286,6 +299,7 @@ class PostgresBackend:
         if not missing and txn is None:
             self._exists.add(spec.name)
         if missing or to_add:
+            self._writer()  # not behind another task's transaction, which may hold the table
             work = self._create_in(spec, missing)
             if txn is not None:
                 with self._connection("creating a table") as conn:
@@ -352,16 +366,15 @@ class PostgresBackend:
         """Does the table exist (as this thread sees it)? Reads of a missing one find nothing."""
         if collection in self._exists:
             return True
+        if self._txn() is None:
+            return False
         pending: dict[str, CollectionSpec] | None = getattr(self._local, "pending", None)
         return pending is not None and collection in pending
 
     # -- transactions --------------------------------------------------------
     def begin(self) -> None:
-        if self._txn() is not None:
-            raise BackendError(
-                "this thread already has a transaction open (in another asyncio task?); "
-                "a thread runs one transaction at a time"
-            )
+        if getattr(self._local, "conn", None) is not None:
+            raise second_transaction(self._local.task)
         for attempt in (1, 2):
             try:
                 conn, pooled = self._connections.borrow()
@@ -379,6 +392,7 @@ class PostgresBackend:
                 raise
             break
         self._local.conn = conn
+        self._local.task = current_task()
         self._local.pooled = pooled
         self._local.pending = {}
         with self._lock:
@@ -422,6 +436,7 @@ class PostgresBackend:
         self._end("ROLLBACK")
 
     def _execute(self, statement: str, doing: str) -> None:
+        self._writer()
         with self._connection(doing) as conn:
             conn.execute(statement)
 
@@ -439,6 +454,7 @@ class PostgresBackend:
 
     # -- rows ----------------------------------------------------------------
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
+        self._writer()
         convert = converter(spec)
         conn = self._txn()
         if len(rows) == 1 or conn is None:
@@ -554,6 +570,7 @@ class PostgresBackend:
         return dict(rows.fetchall())
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
+        self._writer()
         table = f"{pgsql.quote(self.schema)}.{pgsql.quote(collection)}"
         with self._connection(f"deleting from {collection}") as conn:
             if not self._known(collection):
@@ -662,6 +679,7 @@ class PostgresBackend:
     # reader that has seen position n will never see a smaller one appear.
     # Appends come last in a transaction, so the lock is held for its commit only.
     def append_events(self, bodies: Sequence[str]) -> None:
+        self._writer()
         with self._connection("writing events") as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._outbox,))
             conn.execute(
