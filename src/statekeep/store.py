@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from . import _fork
 from ._calls import Calls, counted
 from ._emit import Emitter, Pending, decode
 from ._schema import check_storable
@@ -96,6 +97,18 @@ class Store:
         journal = self._journal_dir()
         if journal is not None and claimable_leftovers(journal):
             self._writebehind()  # writes a crash left behind are stored now
+        _fork.track(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (see _fork): what the parent owns stays the parent's."""
+        self._calls.after_fork()
+        self._engine_lock = threading.Lock()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.forget()
+        self._subscriptions.clear()  # their threads run in the parent
+        self._emitter.bus.after_fork()
+        self._backend.after_fork()
 
     # -- lifecycle -----------------------------------------------------------
     def close(self, timeout: float | None = None) -> None:

@@ -188,6 +188,10 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+    def after_fork(self) -> None:
+        """Called in a forked child: leave the parent's connections, locks and
+        transactions to the parent (never use or close them) and start afresh."""
+
     # -- the outbox: events written with the data, read back in commit order --
     def append_events(self, bodies: Sequence[str]) -> None:
         """Adds event bodies (JSON text) to the outbox, in this thread's transaction."""

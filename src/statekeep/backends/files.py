@@ -139,6 +139,16 @@ class FilesBackend(Savepoints):
         self._lock.close()  # a transaction of another thread can no longer commit
         self._cache = {}
 
+    def after_fork(self) -> None:
+        """In a forked child: the writers' lock is opened anew (a copy of the
+        parent's descriptor shares the parent's flock, so both would think
+        they held it); a transaction open at the fork stays the parent's."""
+        if not self._closed:
+            self._lock = WriterLock(self._lock.path)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._new_events = threading.Condition()
+
     # -- collections ---------------------------------------------------------
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
         """Nothing to do: a collection's folder is made by the first commit

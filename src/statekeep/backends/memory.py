@@ -167,6 +167,14 @@ class MemoryBackend(Savepoints):
         matches = _matching.matcher(spec, filters)
         return sum(1 for row in self._visible(spec) if matches(row))
 
+    def after_fork(self) -> None:
+        """In a forked child: the data is the child's own copy from now on;
+        a transaction open at the fork stays the parent's; fresh locks."""
+        self._write_lock = threading.Lock()
+        self._data_lock = threading.Lock()
+        self._new_events = threading.Condition(self._data_lock)
+        self._local = threading.local()
+
     def close(self) -> None:
         with self._data_lock:
             self._rows = {}

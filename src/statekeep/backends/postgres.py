@@ -265,6 +265,18 @@ class PostgresBackend:
                     raise
         raise AssertionError("unreachable")
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's pool, connections and transactions
+        stay the parent's (set aside, never used or closed: a child that
+        wrote to them would garble the parent's sessions); the child gets a
+        pool of its own, opened at its first use, and fresh locks."""
+        _INHERITED.append((self._connections, self._in_use, self._listeners, self._local))
+        self._connections = self._connections.fresh()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._in_use = {}
+        self._listeners = []
+
     def close(self) -> None:
         self._closed = True
         with self._lock:
@@ -731,3 +743,4 @@ class PostgresBackend:
 
 
 _cursor_numbers = itertools.count()
+_INHERITED: list[Any] = []  # in a forked child: what belongs to the parent, kept from close

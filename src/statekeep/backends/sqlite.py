@@ -159,6 +159,17 @@ class SQLiteBackend:
                 conn.close()
             self._connections.clear()
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's connections are set aside, never
+        used or closed (SQLite forbids carrying a connection across fork), and
+        each thread of the child connects anew; the locks are fresh."""
+        _INHERITED.append((self._connections, self._local))
+        self._connections = {}
+        self._local = threading.local()
+        self._registry_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._new_events = threading.Condition()
+
     # -- collections ---------------------------------------------------------
     def _sql(self, spec: CollectionSpec) -> Statements:
         cached = self._statements.get(spec.name)
@@ -557,6 +568,9 @@ def _by_id(conn: sqlite3.Connection, column: str, table: str, ids: list[str]) ->
         sql = f"SELECT id, {column} FROM {quote(table)} WHERE id IN ({marks})"
         found.update(conn.execute(sql, chunk))
     return found
+
+
+_INHERITED: list[Any] = []  # in a forked child: the parent's connections, kept from close
 
 
 class SQLiteMemoryBackend(SQLiteBackend):
