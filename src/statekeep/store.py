@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _fork
+from ._arguments import deadline_of, expect_of, priority_of
 from ._calls import Calls, counted
 from ._emit import Emitter, Pending, decode
 from ._schema import check_storable
@@ -389,9 +390,9 @@ class Store:
         return self._writebehind().enqueue(
             info.spec,
             row,
-            priority=_priority(priority),
-            deadline=_deadline(deadline),
-            expect=_expect(expect_version),
+            priority=priority_of(priority),
+            deadline=deadline_of(deadline),
+            expect=expect_of(expect_version),
         )
 
     @counted
@@ -415,9 +416,9 @@ class Store:
             info.spec,
             (key, 0),
             delete=True,
-            priority=_priority(priority),
-            deadline=_deadline(deadline),
-            expect=_expect(expect_version),
+            priority=priority_of(priority),
+            deadline=deadline_of(deadline),
+            expect=expect_of(expect_version),
         )
 
     @counted
@@ -597,32 +598,3 @@ def _id(id: Any) -> str:
         raise QueryError(f"an id is a non-empty string, not {id!r}")
     check_storable(id, "id")
     return id
-
-
-def _priority(priority: Any) -> Priority:
-    if type(priority) is Priority:
-        return priority
-    try:
-        return Priority(priority)
-    except ValueError:
-        raise QueryError(f"priority must be a statekeep Priority, not {priority!r}") from None
-
-
-def _deadline(deadline: Any) -> float | None:
-    if deadline is None:
-        return None
-    if (
-        isinstance(deadline, bool)
-        or not isinstance(deadline, (int, float))
-        or not (0 <= deadline < 1e9)
-    ):
-        raise QueryError(f"deadline is a number of seconds from now, not {deadline!r}")
-    return float(deadline)
-
-
-def _expect(version: Any) -> int | None:
-    if version is None:
-        return None
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise QueryError(f"expect_version is a stored version (an int >= 0), not {version!r}")
-    return version
