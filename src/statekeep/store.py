@@ -421,7 +421,6 @@ class Store:
             expect=expect_of(expect_version),
         )
 
-    @counted
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until everything enqueued so far is stored (or failed for good);
         False if timeout passed first."""
