@@ -112,14 +112,7 @@ class Frames:
             if frame.is_open:
                 owner = _owner.current()
                 if frame.owner != owner:
-                    raise TransactionError(
-                        "the transaction open around this write belongs to "
-                        f"{_owner.describe(frame.owner)} (this task or thread was started "
-                        "inside `with store.transaction():`, e.g. by asyncio.create_task "
-                        "or asyncio.to_thread): the write can neither join it nor commit "
-                        "apart from it, so nothing was written. Write in the task that "
-                        "opened the block, or start this task or thread after the block."
-                    )
+                    raise TransactionError(_foreign_block(frame.owner))
                 return frame
         return None
 
@@ -128,6 +121,23 @@ class Frames:
 
     def pop(self, token: Token[tuple[Frame, ...]]) -> None:
         self._var.reset(token)
+
+
+def _foreign_block(owner: _owner.Owner) -> str:
+    who = _owner.describe(owner)
+    if owner[0] != _owner.current()[0]:
+        return (
+            f"the transaction open around this write belongs to {who}: the write can "
+            "neither join it nor commit apart from it, so nothing was written. Fork "
+            "outside `with store.transaction():` blocks."
+        )
+    return (
+        f"the transaction open around this write belongs to {who} (this task or thread "
+        "was started inside `with store.transaction():`, e.g. by asyncio.create_task or "
+        "asyncio.to_thread): the write can neither join it nor commit apart from it, so "
+        "nothing was written. Write in the task that opened the block, or start this "
+        "task or thread after the block."
+    )
 
 
 class CommitHooks(Protocol):
@@ -172,6 +182,13 @@ class Transaction:
         self._frame = self._token = None
         frame.is_open = False
         self._frames.pop(token)
+        if frame.owner[0] != _owner.current()[0]:  # a forked child leaving its parent's block
+            frame.undo()
+            raise TransactionError(
+                "this block was opened before the process forked: its transaction is the "
+                "parent's, so nothing of it is committed here. Fork outside "
+                "`with store.transaction():` blocks."
+            )
         if not self._calls.enter_to_finish():  # closed: the backend is gone with the transaction
             frame.undo()
             raise self._calls.closed_error()

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import statekeep
-from statekeep import Priority, WriteBehindOptions
+from statekeep import Priority, TransactionError, WriteBehindOptions
 
 from .models import Note, Todo
 
@@ -132,3 +132,30 @@ def test_a_child_forked_during_write_behind_stores_its_own_enqueues(store_url: s
             "child": 1,
             "child-2": 1,
         }
+
+
+def test_a_child_forked_inside_a_block_leaves_the_block_to_the_parent(
+    store: statekeep.Store,
+) -> None:
+    """A block open at the fork is the parent's: in the child a write inside
+    it, a nested block and the end of it raise TransactionError, nothing of it
+    is committed (or read) by the child, and the parent's block goes on."""
+    block = store.transaction()
+    block.__enter__()
+    store.save(Todo(id="parent", title="parent"))
+
+    def child() -> None:
+        with pytest.raises(TransactionError):
+            store.save(Todo(id="in-block", title="child"))
+        with pytest.raises(TransactionError), store.transaction():
+            pass
+        with pytest.raises(TransactionError, match="forked"):
+            block.__exit__(None, None, None)
+        assert store.count(Todo) == 0  # the parent's block is not committed
+
+    pid = _fork(child)
+    assert _wait([pid], timeout=60) == [0]
+    store.save(Note(id="parent-note", text="in the parent's block"))
+    block.__exit__(None, None, None)
+    assert [t.id for t in store.find(Todo)] == ["parent"]
+    assert store.get(Note, "parent-note").text == "in the parent's block"
