@@ -122,6 +122,7 @@ class Store:
                 self._engine.close(timeout)
             for subscription in list(self._subscriptions.values()):
                 subscription.stop()
+            self._backend.closing()  # writers still waiting for the write lock give up
             self._calls.close(_CLOSE_WAIT)  # those in flight finish (or roll back) first
             self.state = State.CLOSED
             self._emitter.bus.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -211,3 +213,49 @@ def test_a_block_open_when_the_store_closes_commits_nothing(store_url: str) -> N
     assert todo.version == 0
     with pytest.raises(StoreClosedError):
         store.save(todo)
+
+
+def test_close_does_not_wait_out_a_writer_queued_behind_an_open_block(store_url: str) -> None:
+    """A block held open in one thread, a writer queued behind it in another:
+    close() does not wait out the lock timeout (5 s) for the writer, which
+    gives up with StoreClosedError having written nothing (or, where writers
+    do not queue, PostgreSQL, is stored); the block, ended after the close,
+    commits nothing."""
+    store = statekeep.open(store_url)
+    store.save(Todo(id="t", title="stored"))  # the block makes no table the writer waits for
+    inside, leave = threading.Event(), threading.Event()
+    outcomes: dict[str, Any] = {}
+
+    def holder() -> None:
+        try:
+            with store.transaction():
+                store.save(Todo(id="held", title="held"))
+                inside.set()
+                leave.wait(20)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcomes["holder"] = exc
+
+    def writer() -> None:
+        started = time.monotonic()
+        try:
+            store.save(Todo(id="queued", title="queued"))
+            outcomes["writer"] = "stored"
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcomes["writer"] = exc
+        outcomes["writer seconds"] = time.monotonic() - started
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=writer)]
+    threads[0].start()
+    assert inside.wait(10)
+    threads[1].start()
+    time.sleep(0.3)  # the writer is queued behind the block (or done, on PostgreSQL)
+    started = time.monotonic()
+    store.close()
+    close_seconds = time.monotonic() - started
+    leave.set()
+    for thread in threads:
+        thread.join(20)
+    assert close_seconds < 2
+    assert outcomes["writer seconds"] < 2.5
+    assert outcomes["writer"] == "stored" or isinstance(outcomes["writer"], StoreClosedError)
+    assert isinstance(outcomes["holder"], StoreClosedError)

@@ -56,6 +56,7 @@ from ._files_layout import (
     read_file,
     read_format,
 )
+from ._locks import acquire
 from ._overlay import Overlay, Savepoints, mine, owned
 from ._owner import current_task, second_transaction
 from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
@@ -97,6 +98,7 @@ class FilesBackend(Savepoints):
             raise ConfigurationError(f"cannot open a files store at {path!r}: {exc}") from exc
         self._staging = Staging(self._root, os.path.join(meta, "staging"), fsync=fsync)
         self._write_lock = threading.Lock()
+        self._closing = threading.Event()
         self._local = threading.local()
         self._cache: dict[str, _Cache] = {}
         self._folders: dict[str, str] = {}  # collection: its folder's path
@@ -139,6 +141,9 @@ class FilesBackend(Savepoints):
         self._lock.close()  # a transaction of another thread can no longer commit
         self._cache = {}
 
+    def closing(self) -> None:
+        self._closing.set()
+
     def after_fork(self) -> None:
         """In a forked child: the writers' lock is opened anew (a copy of the
         parent's descriptor shares the parent's flock, so both would think
@@ -146,6 +151,7 @@ class FilesBackend(Savepoints):
         if not self._closed:
             self._lock = WriterLock(self._lock.path)
         self._write_lock = threading.Lock()
+        self._closing = threading.Event()
         self._local = threading.local()
         self._new_events = threading.Condition()
 
@@ -183,7 +189,7 @@ class FilesBackend(Savepoints):
         if self._closed:
             raise BackendError(f"the files store {self._root} is closed")
         deadline = time.monotonic() + self._timeout
-        if not self._write_lock.acquire(timeout=self._timeout):
+        if not acquire(self._write_lock, self._timeout, self._closing):
             raise TransientBackendError(
                 f"timed out after {self._timeout}s waiting for the write lock"
             )

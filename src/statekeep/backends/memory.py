@@ -16,6 +16,7 @@ from operator import itemgetter
 
 from ..errors import ConflictError, NotFoundError, TransientBackendError
 from . import _matching
+from ._locks import acquire
 from ._overlay import Overlay, Savepoints, mine, owned
 from ._owner import current_task, second_transaction
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
@@ -34,6 +35,7 @@ class MemoryBackend(Savepoints):
         self._rows: dict[str, dict[str, Row]] = {}
         self._specs: dict[str, CollectionSpec] = {}
         self._write_lock = threading.Lock()
+        self._closing = threading.Event()
         self._data_lock = threading.Lock()
         self._local = threading.local()
         self._timeout = timeout
@@ -69,7 +71,7 @@ class MemoryBackend(Savepoints):
         held: _Transaction | None = getattr(self._local, "txn", None)
         if held is not None:
             raise second_transaction(held.task)
-        if not self._write_lock.acquire(timeout=self._timeout):
+        if not acquire(self._write_lock, self._timeout, self._closing):
             raise TransientBackendError(
                 f"timed out after {self._timeout}s waiting for the write lock"
             )
@@ -171,9 +173,13 @@ class MemoryBackend(Savepoints):
         """In a forked child: the data is the child's own copy from now on;
         a transaction open at the fork stays the parent's; fresh locks."""
         self._write_lock = threading.Lock()
+        self._closing = threading.Event()
         self._data_lock = threading.Lock()
         self._new_events = threading.Condition(self._data_lock)
         self._local = threading.local()
+
+    def closing(self) -> None:
+        self._closing.set()
 
     def close(self) -> None:
         with self._data_lock:

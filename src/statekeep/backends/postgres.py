@@ -265,6 +265,10 @@ class PostgresBackend:
                     raise
         raise AssertionError("unreachable")
 
+    def closing(self) -> None:
+        """Nothing to do: writers do not queue on a lock here (a row lock is
+        waited for in the server, at most `timeout`)."""
+
     def after_fork(self) -> None:
         """In a forked child: the parent's pool, connections and transactions
         stay the parent's (set aside, never used or closed: a child that

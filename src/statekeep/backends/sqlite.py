@@ -37,6 +37,7 @@ from ..errors import (
     TransientBackendError,
     ValidationError,
 )
+from ._locks import acquire
 from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._sqlite_sql import COLUMN_TYPES, Statements, expression, index_name, order_term, quote
 from ._sqlite_sql import where as where_clause
@@ -79,7 +80,8 @@ class SQLiteBackend:
         self._local = threading.local()
         self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         self._registry_lock = threading.Lock()
-        self._write_lock: threading.Lock | threading.RLock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closing = threading.Event()
         self._ensured: dict[str, CollectionSpec] = {}
         self._statements: dict[str, tuple[CollectionSpec, Statements]] = {}
         self._get_sql: dict[str, str] = {}
@@ -159,6 +161,9 @@ class SQLiteBackend:
                 conn.close()
             self._connections.clear()
 
+    def closing(self) -> None:
+        self._closing.set()
+
     def after_fork(self) -> None:
         """In a forked child: the parent's connections are set aside, never
         used or closed (SQLite forbids carrying a connection across fork), and
@@ -168,6 +173,7 @@ class SQLiteBackend:
         self._local = threading.local()
         self._registry_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._closing = threading.Event()
         self._new_events = threading.Condition()
 
     # -- collections ---------------------------------------------------------
@@ -255,7 +261,7 @@ class SQLiteBackend:
         conn = self._conn()  # before the lock: opening a connection may fail
         if getattr(self._local, "active", False):
             raise second_transaction(self._local.task)
-        if not self._write_lock.acquire(timeout=self._timeout):
+        if not acquire(self._write_lock, self._timeout, self._closing):
             raise TransientBackendError(
                 f"timed out after {self._timeout}s waiting for the write lock"
             )
