@@ -12,10 +12,15 @@ for each entity object held, the version it should carry. Transactions are
 entered and left through the context manager's __enter__/__exit__, since a
 `with` block cannot span rule-based steps; the model keeps a matching stack of
 snapshots.
+
+A second machine (TaskMachine) runs two asyncio tasks of one event loop that
+interleave writes, reads and transactions, against a model of what is
+committed and what the open transaction sees.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -38,7 +43,14 @@ from hypothesis.stateful import (
 import _postgres
 import statekeep
 from conformance.conftest import BACKENDS as REGISTRY
-from statekeep import ConflictError, Entity, Indexed, NotFoundError, ValidationError
+from statekeep import (
+    ConflictError,
+    Entity,
+    Indexed,
+    NotFoundError,
+    TransactionError,
+    ValidationError,
+)
 
 
 class Note(Entity, collection="stateful_note"):
@@ -465,3 +477,168 @@ def test_text_holding_nul_is_refused_and_changes_nothing(url_kind: str) -> None:
         assert state.store.count(Note, Note.f.title == "a") == 1
     finally:
         state.teardown()
+
+
+# -- two asyncio tasks interleaving transactions ------------------------------
+
+
+class Worker:
+    """An asyncio task that runs the calls it is given, one at a time, in its
+    own context (so a transaction it enters stays its own across calls)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.calls: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
+        self.task = loop.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        while True:
+            call, result = await self.calls.get()
+            try:
+                result.set_result(call())
+            except Exception as exc:  # noqa: BLE001 - handed back to the caller
+                result.set_exception(exc)
+
+    def run(self, call: Any) -> Any:
+        result: asyncio.Future[Any] = self.loop.create_future()
+        self.calls.put_nowait((call, result))
+        return self.loop.run_until_complete(result)
+
+
+class TaskMachine(RuleBasedStateMachine):
+    """Two asyncio tasks of one event loop (so one thread) take turns at
+    writes, reads and transactions. A task's reads see what is committed and
+    its own open transaction, never the other task's; a write or a block of
+    one task while the other has a transaction open raises TransactionError,
+    writing nothing; the model is a dict id -> (version, n) of what is
+    committed, and the open transaction's view."""
+
+    url_kind = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backend = BY_NAME[self.url_kind]
+        self.tmpdir = tempfile.mkdtemp(prefix="statekeep-tasks-")
+        self.store = statekeep.open(self.backend.url(Path(self.tmpdir)))
+        self.loop = asyncio.new_event_loop()
+        self.workers = [Worker(self.loop), Worker(self.loop)]
+        self.committed: dict[str, tuple[int, int]] = {}
+        self.owner: int | None = None  # the task whose transaction is open
+        self.view: dict[str, tuple[int, int]] = {}  # what the open transaction sees
+        self.transaction: Any = None
+
+    def teardown(self) -> None:
+        try:
+            if self.owner is not None:
+                transaction = self.transaction
+                self.workers[self.owner].run(
+                    lambda: transaction.__exit__(RuntimeError, RuntimeError("teardown"), None)
+                )
+            for worker in self.workers:
+                worker.task.cancel()
+            self.loop.run_until_complete(
+                asyncio.gather(*(w.task for w in self.workers), return_exceptions=True)
+            )
+        finally:
+            self.loop.close()
+            self.store.close()
+            if self.backend.cleanup is not None:
+                self.backend.cleanup(self.store.url)
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def _seen_by(self, task: int) -> dict[str, tuple[int, int]]:
+        return self.view if self.owner == task else self.committed
+
+    def _blocked(self, task: int) -> bool:
+        return self.owner is not None and self.owner != task
+
+    @rule(task=st.sampled_from([0, 1]), id=ids, n=numbers)
+    def save(self, task: int, id: str, n: int) -> None:
+        seen = self._seen_by(task)
+        version = seen[id][0] if id in seen else 0
+        entity = Tag(id=id, n=n, version=version)
+        if self._blocked(task):
+            with pytest.raises(TransactionError):
+                self.workers[task].run(lambda: self.store.save(entity))
+            assert entity.version == version
+            return
+        self.workers[task].run(lambda: self.store.save(entity))
+        seen[id] = (version + 1, n)
+
+    @rule(task=st.sampled_from([0, 1]), id=ids)
+    def delete(self, task: int, id: str) -> None:
+        seen = self._seen_by(task)
+        if self._blocked(task):
+            with pytest.raises(TransactionError):
+                self.workers[task].run(lambda: self.store.delete(Tag, id))
+        elif id not in seen:
+            with pytest.raises(NotFoundError):
+                self.workers[task].run(lambda: self.store.delete(Tag, id))
+        else:
+            self.workers[task].run(lambda: self.store.delete(Tag, id))
+            del seen[id]
+
+    @precondition(lambda self: self.owner is None)
+    @rule(task=st.sampled_from([0, 1]))
+    def begin(self, task: int) -> None:
+        transaction = self.store.transaction()
+        self.workers[task].run(transaction.__enter__)
+        self.owner, self.transaction, self.view = task, transaction, dict(self.committed)
+
+    @precondition(lambda self: self.owner is not None)
+    @rule()
+    def begin_in_the_other_task(self) -> None:
+        assert self.owner is not None
+        with pytest.raises(TransactionError):
+            self.workers[1 - self.owner].run(self.store.transaction().__enter__)
+
+    @precondition(lambda self: self.owner is not None)
+    @rule(commit=st.booleans())
+    def end(self, commit: bool) -> None:
+        assert self.owner is not None
+        transaction = self.transaction
+        if commit:
+            self.workers[self.owner].run(lambda: transaction.__exit__(None, None, None))
+            self.committed = self.view
+        else:
+            error = RuntimeError("roll back")
+            self.workers[self.owner].run(lambda: transaction.__exit__(RuntimeError, error, None))
+        self.owner, self.transaction, self.view = None, None, {}
+
+    @rule(task=st.sampled_from([0, 1]))
+    def read(self, task: int) -> None:
+        expected = sorted((id, *value) for id, value in self._seen_by(task).items())
+
+        def look() -> tuple[Any, ...]:
+            found = [(t.id, t.version, t.n) for t in self.store.find(Tag)]
+            one = {id: self.store.get_many(Tag, [id]).get(id) for id in IDS}
+            return found, self.store.count(Tag), {i: (t.version, t.n) for i, t in one.items() if t}
+
+        found, count, one = self.workers[task].run(look)
+        assert found == expected
+        assert count == len(expected)
+        assert one == {id: (version, n) for id, version, n in expected}
+
+    @invariant()
+    def outside_any_task_only_committed_data_is_seen(self) -> None:
+        found = sorted((t.id, t.version, t.n) for t in self.store.find(Tag))
+        assert found == sorted((id, *value) for id, value in self.committed.items())
+
+
+TASK_SETTINGS = settings(
+    max_examples=25, stateful_step_count=20, deadline=None, report_multiple_bugs=False
+)
+
+
+@pytest.mark.parametrize("url_kind", BACKENDS)
+def test_two_tasks_interleaving_transactions_match_the_model(url_kind: str) -> None:
+    if url_kind == "postgresql":
+        _postgres.server_url()
+
+    class Machine(TaskMachine):
+        pass
+
+    Machine.url_kind = url_kind
+    Machine.__name__ = Machine.__qualname__ = f"TaskMachine_{url_kind.replace('-', '_')}"
+    chosen = settings(TASK_SETTINGS, max_examples=10) if url_kind == "postgresql" else TASK_SETTINGS
+    run_state_machine_as_test(Machine, settings=chosen)

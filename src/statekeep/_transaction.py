@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._calls import OPEN, Calls
+from .backends import _owner
 from .backends.base import Backend
 from .entity import put_back_recorded
-from .errors import ConfigurationError
+from .errors import ConfigurationError, TransactionError
 
 if TYPE_CHECKING:
     from .entity import Entity
@@ -31,12 +33,17 @@ _Record = tuple[Sequence[Any], Sequence[int], bool]
 class Frame:
     """One open block: its savepoint name (None for the outermost), undo
     records, and the events of its changes (delivered only once the outermost
-    block commits; dropped with the block if it rolls back)."""
+    block commits; dropped with the block if it rolls back). It belongs to
+    the process, thread and asyncio task that opened it (see _owner), and is
+    closed once it has ended: a context copied while it was open (a task or
+    thread started inside the block) still holds it, closed or not."""
 
-    __slots__ = ("events", "name", "records", "taken")
+    __slots__ = ("events", "is_open", "name", "owner", "records", "taken")
 
     def __init__(self, name: str | None) -> None:
         self.name = name
+        self.owner = _owner.current()
+        self.is_open = True
         self.records: list[_Record] = []
         self.events: list[Any] = []
         # domain events taken from entities by their saves: back to them on undo
@@ -78,10 +85,15 @@ class Frame:
 
 
 class Frames:
-    """The open blocks of the current context, outermost first.
+    """The blocks of the current context, outermost first.
 
     Held in a ContextVar: each thread, and each asyncio task, sees its own
-    stack (a task started inside a block sees that block as open)."""
+    stack. A task or thread started inside a block (asyncio.create_task,
+    asyncio.to_thread, contextvars.copy_context) holds a copy of the stack:
+    while the block is open, its writes are refused (they could neither join
+    the block's transaction, which is another thread's or task's, nor commit
+    on their own without escaping its rollback); once the block has ended,
+    it is no transaction any more and they run in transactions of their own."""
 
     def __init__(self) -> None:
         self._var: ContextVar[tuple[Frame, ...]] = ContextVar("statekeep_frames", default=())
@@ -90,15 +102,42 @@ class Frames:
     def stack(self) -> tuple[Frame, ...]:
         return self._var.get()
 
-    def innermost(self) -> Frame | None:
+    def current(self) -> Frame | None:
+        """The caller's own innermost open block; None outside any.
+
+        Raises TransactionError when the innermost open block of this
+        context belongs to another thread, task or process."""
         stack = self._var.get()
-        return stack[-1] if stack else None
+        for frame in reversed(stack):
+            if frame.is_open:
+                owner = _owner.current()
+                if frame.owner != owner:
+                    raise TransactionError(_foreign_block(frame.owner))
+                return frame
+        return None
 
     def push(self, frame: Frame) -> Token[tuple[Frame, ...]]:
         return self._var.set((*self._var.get(), frame))
 
     def pop(self, token: Token[tuple[Frame, ...]]) -> None:
         self._var.reset(token)
+
+
+def _foreign_block(owner: _owner.Owner) -> str:
+    who = _owner.describe(owner)
+    if owner[0] != _owner.current()[0]:
+        return (
+            f"the transaction open around this write belongs to {who}: the write can "
+            "neither join it nor commit apart from it, so nothing was written. Fork "
+            "outside `with store.transaction():` blocks."
+        )
+    return (
+        f"the transaction open around this write belongs to {who} (this task or thread "
+        "was started inside `with store.transaction():`, e.g. by asyncio.create_task or "
+        "asyncio.to_thread): the write can neither join it nor commit apart from it, so "
+        "nothing was written. Write in the task that opened the block, or start this "
+        "task or thread after the block."
+    )
 
 
 class CommitHooks(Protocol):
@@ -111,16 +150,10 @@ class CommitHooks(Protocol):
 class Transaction:
     """`with store.transaction():` — commits on success, rolls back on an exception."""
 
-    def __init__(
-        self,
-        backend: Backend,
-        frames: Frames,
-        check_open: Callable[[], None],
-        hooks: CommitHooks,
-    ) -> None:
+    def __init__(self, backend: Backend, frames: Frames, calls: Calls, hooks: CommitHooks) -> None:
         self._backend = backend
         self._frames = frames
-        self._check_open = check_open
+        self._calls = calls
         self._hooks = hooks
         self._frame: Frame | None = None
         self._token: Token[tuple[Frame, ...]] | None = None
@@ -130,12 +163,13 @@ class Transaction:
             raise ConfigurationError(
                 "this transaction block is already open; call transaction() again"
             )
-        depth = len(self._frames.stack)
-        frame = Frame(f"statekeep_{depth}" if depth else None)
-        if frame.name is None:
-            self._backend.begin()
-        else:
-            self._backend.savepoint(frame.name)
+        with self._calls:
+            outer = self._frames.current()
+            frame = Frame(None if outer is None else f"statekeep_{len(self._frames.stack)}")
+            if frame.name is None:
+                self._backend.begin()
+            else:
+                self._backend.savepoint(frame.name)
         self._frame, self._token = frame, self._frames.push(frame)
         return self
 
@@ -149,18 +183,32 @@ class Transaction:
         if frame is None or token is None:
             raise ConfigurationError("this transaction block was not entered: use `with`")
         self._frame = self._token = None
+        frame.is_open = False
         self._frames.pop(token)
-        try:
-            self._check_open()  # closed inside the block: nothing was committed
-        except BaseException:
+        if frame.owner[0] != _owner.current()[0]:  # a forked child leaving its parent's block
             frame.undo()
-            raise
-        if exc_type is not None:
+            raise TransactionError(
+                "this block was opened before the process forked: its transaction is the "
+                "parent's, so nothing of it is committed here. Fork outside "
+                "`with store.transaction():` blocks."
+            )
+        if not self._calls.enter_to_finish():  # closed: the backend is gone with the transaction
+            frame.undo()
+            raise self._calls.closed_error()
+        try:
+            self._finish(frame, exc_type)
+        finally:
+            self._calls.leave()
+
+    def _finish(self, frame: Frame, exc_type: type[BaseException] | None) -> None:
+        if exc_type is not None or self._calls.state != OPEN:
             frame.undo()
             if frame.name is None:
                 self._backend.rollback()
             else:
                 self._backend.rollback_to(frame.name)
+            if exc_type is None:  # closing: nothing more is committed
+                raise self._calls.closed_error()
             return
         try:
             if frame.name is None:
@@ -181,8 +229,9 @@ class Transaction:
         except BaseException:
             frame.undo()
             raise
-        outer = self._frames.innermost()
-        if outer is not None:
+        if frame.name is not None:
+            outer = self._frames.current()
+            assert outer is not None  # a savepoint's block is inside one of the same owner
             outer.absorb(frame)
         elif frame.events:
             self._hooks.after_commit(frame.events)

@@ -4,6 +4,7 @@ StatekeepError
 ├── ConfigurationError       a bad URL, option, argument or entity class, no default store,
 │                            a transaction block used without `with`
 ├── StoreClosedError         the store was used after close()
+├── TransactionError         a write met a transaction of another thread, task or process
 ├── NotFoundError            no entity with that id (also a LookupError)
 ├── ConflictError            a stale version: someone else saved first
 ├── ValidationError          bad data for an entity (a ValueError); .errors() has the details
@@ -28,6 +29,7 @@ __all__ = [
     "QueueFullError",
     "StatekeepError",
     "StoreClosedError",
+    "TransactionError",
     "TransientBackendError",
     "UnknownFieldError",
     "ValidationError",
@@ -44,6 +46,12 @@ class ConfigurationError(StatekeepError):
 
 class StoreClosedError(StatekeepError):
     pass
+
+
+class TransactionError(StatekeepError):
+    """A write in a thread, asyncio task or process that does not own the
+    transaction in its way: it may neither join that transaction nor wait for
+    it (the wait would block the event loop the owner needs). Nothing was written."""
 
 
 class NotFoundError(StatekeepError, LookupError):

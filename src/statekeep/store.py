@@ -13,6 +13,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _arguments as check
+from . import _fork
+from ._calls import Calls, counted
 from ._emit import Emitter, Later, Pending, decode
 from ._transaction import CommitHooks, Frames, Transaction
 from .backends import open_backend
@@ -43,7 +45,13 @@ OrderBy = str | FieldRef | Ordering | Sequence[str | FieldRef | Ordering] | None
 
 class State(enum.Enum):
     OPEN = "open"
+    CLOSING = "closing"
     CLOSED = "closed"
+
+
+# How long close() waits for the calls other threads have in flight (each is
+# bounded by the backend's own timeouts) before it closes the backend anyway.
+_CLOSE_WAIT = 60.0
 
 
 def open(url: str, **options: Any) -> Store:
@@ -84,6 +92,7 @@ class Store:
             self._backend.close()
             raise
         self._frames = Frames()
+        self._calls = Calls(self._closed_error)
         self.state = State.OPEN
         self._writebehind_options = writebehind_options
         self._engine: WriteBehind | None = None
@@ -91,6 +100,18 @@ class Store:
         journal = self._journal_dir()
         if journal is not None and claimable_leftovers(journal):
             self._writebehind()  # writes a crash left behind are stored now
+        _fork.track(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (see _fork): what the parent owns stays the parent's."""
+        self._calls.after_fork()
+        self._engine_lock = threading.Lock()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.forget()
+        self._durable.after_fork()
+        self._emitter.bus.after_fork()
+        self._backend.after_fork()
 
     # -- lifecycle -----------------------------------------------------------
     def close(self, timeout: float | None = None) -> None:
@@ -99,9 +120,12 @@ class Store:
         journal for the next open) and releases everything."""
         timeout = check.timeout(timeout)
         if self.state is State.OPEN:
+            self.state = State.CLOSING  # calls that had not started are refused from here
             if self._engine is not None:
                 self._engine.close(timeout)
             self._durable.stop_all()
+            self._backend.closing()  # writers still waiting for the write lock give up
+            self._calls.close(_CLOSE_WAIT)  # those in flight finish (or roll back) first
             self.state = State.CLOSED
             self._emitter.bus.close()
             self._backend.close()
@@ -122,7 +146,10 @@ class Store:
 
     def _check_open(self) -> None:
         if self.state is not State.OPEN:
-            raise StoreClosedError(f"the store {redacted(self.url)} is closed")
+            raise self._closed_error()
+
+    def _closed_error(self) -> StoreClosedError:
+        return StoreClosedError(f"the store {redacted(self.url)} is closed")
 
     def _info(self, cls: Any) -> EntityInfo:
         self._check_open()
@@ -144,19 +171,21 @@ class Store:
 
     def _transaction(self, hooks: CommitHooks) -> Transaction:
         self._check_open()
-        return Transaction(self._backend, self._frames, self._check_open, hooks)
+        return Transaction(self._backend, self._frames, self._calls, hooks)
 
     def _atomic(
-        self, work: Callable[[], None], events: list[Pending] | None = None
+        self, spec: CollectionSpec, work: Callable[[], None], events: list[Pending] | None = None
     ) -> list[Pending]:
-        """Runs work inside the open transaction, or in a transaction of its own.
+        """Runs work inside the caller's open transaction, or in a transaction of its own.
 
         work may add to events; they are written to the outbox with the
         transaction. Returns the events to deliver now (none inside a block:
         they wait for it): the caller delivers them once the entity reflects
         the commit, so that a handler raising KeyboardInterrupt or SystemExit
-        cannot make a committed write look undone."""
-        frame = self._frames.innermost()
+        cannot make a committed write look undone. TransactionError (nothing
+        written) when a transaction of another thread or task is in the way."""
+        frame = self._frames.current()
+        self._backend.ensure_collection(spec)
         if frame is not None:
             work()
             if events:
@@ -175,13 +204,14 @@ class Store:
         return events or []
 
     def _note(self, entity: Entity, old_version: int, taken: list[Event] | None = None) -> None:
-        frame = self._frames.innermost()
+        frame = self._frames.current()
         if frame is not None:
             frame.note(entity, old_version)
             if taken:
                 frame.taken.append((entity, taken))
 
     # -- writes --------------------------------------------------------------
+    @counted
     def save(self, entity: E) -> E:
         """Store the entity; its version moves forward by one.
 
@@ -204,8 +234,7 @@ class Store:
 
         try:
             rows = (info.row(entity),)
-            backend.ensure_collection(info.spec)
-            committed = self._atomic(work, events)
+            committed = self._atomic(info.spec, work, events)
         except BaseException:
             fields["version"] = old
             put_back_recorded(entity, taken)
@@ -214,6 +243,7 @@ class Store:
         self._deliver(committed)
         return entity
 
+    @counted
     def save_many(
         self, entities: Iterable[Entity], *, chunk_size: int | None = None, atomic: bool = True
     ) -> int:
@@ -253,7 +283,7 @@ class Store:
                     self._backend.ensure_collection(spec)
                     self._backend.put(spec, rows)
                 if emitter.active or has_recorded():
-                    frame = self._frames.innermost()
+                    frame = self._frames.current()
                     assert frame is not None  # save_many always runs in a transaction block
                     bodies = _bodies_in_order(chunk, groups)
                     for entity, old, body in zip(chunk, olds, bodies, strict=True):
@@ -265,7 +295,7 @@ class Store:
             for entity, old in reversed(list(zip(chunk, olds, strict=False))):
                 entity.__dict__["version"] = old  # last first: an entity may repeat
             raise
-        frame = self._frames.innermost()
+        frame = self._frames.current()
         if frame is not None:
             frame.note_many(chunk, olds, weak=not held)
         self._deliver(later.events)
@@ -292,6 +322,7 @@ class Store:
     @overload
     def delete(self, target: type[Entity], id: str) -> None: ...
 
+    @counted
     def delete(self, target: Entity | type[Entity], id: str | None = None) -> None:
         """Delete an entity (ConflictError if it is stale) or a type and id.
 
@@ -319,8 +350,7 @@ class Store:
             backend.delete(spec.name, id, version)
             events.extend(self._emitter.deleted(info.cls, id, deleted or 0))
 
-        backend.ensure_collection(spec)
-        return self._atomic(work, events)
+        return self._atomic(spec, work, events)
 
     def _deliver(self, committed: list[Pending]) -> None:
         if committed:
@@ -354,6 +384,7 @@ class Store:
             return None if location is None else Path(location + ".writebehind")
         return None if journal is None else Path(journal)
 
+    @counted
     def enqueue(
         self,
         entity: Entity,
@@ -381,6 +412,7 @@ class Store:
             expect=check.expect_version(expect_version),
         )
 
+    @counted
     def enqueue_delete(
         self,
         target: Entity | type[Entity],
@@ -447,6 +479,7 @@ class Store:
             raise ConfigurationError(f"off() takes a handler or a Subscription, not {handler!r}")
         return self._emitter.bus.remove(handler)
 
+    @counted
     def subscribe(
         self, name: str, handler: Handler, *, events: Sequence[Any] | None = None
     ) -> DurableSubscription:
@@ -457,6 +490,7 @@ class Store:
         self._check_open()
         return self._durable.subscribe(name, handler, events, _running_loop())
 
+    @counted
     def prune_events(self, keep: int = 0) -> int:
         """Deletes the outbox events every durable subscription has passed,
         but the last `keep` of them; returns how many. (Subscriptions do it
@@ -479,6 +513,7 @@ class Store:
         self._durable.unsubscribe(name)
 
     # -- reads ---------------------------------------------------------------
+    @counted
     def get(self, cls: type[E], id: str) -> E:
         """The entity stored under id; NotFoundError if there is none."""
         info = self._info(cls)
@@ -489,6 +524,7 @@ class Store:
         loaded: E = info.load(body)
         return loaded
 
+    @counted
     def get_many(self, cls: type[E], ids: Iterable[str]) -> dict[str, E]:
         """The stored entities among ids, by id (missing ids are left out)."""
         info = self._info(cls)
@@ -497,6 +533,7 @@ class Store:
         found = self._backend.get_many(info.spec.name, wanted)
         return {i: info.load(found[i]) for i in wanted if i in found}
 
+    @counted
     def find(
         self,
         cls: type[E],
@@ -519,13 +556,15 @@ class Store:
 
     def _results(self, info: EntityInfo, bodies: Iterator[str]) -> Iterator[Any]:
         load = info.load
+        calls = self._calls
         while True:
-            self._check_open()
-            body = next(bodies, None)
+            with calls:  # StoreClosedError once the store is closing
+                body = next(bodies, None)
             if body is None:
                 return
             yield load(body)
 
+    @counted
     def count(self, cls: type[Entity], *conditions: Condition, **equals: Any) -> int:
         info = self._info(cls)
         filters = info.filters(conditions, equals)

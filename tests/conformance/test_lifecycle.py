@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -161,3 +166,96 @@ def test_stores_opened_separately_are_independent(
     assert second.count(Todo) == 0
     with pytest.raises(NotFoundError):
         second.get(Todo, "only-in-first")
+
+
+CLOSE_CHILD = Path(__file__).resolve().parent.parent / "_close_child.py"
+
+
+def test_close_while_threads_write(backend: Any, store_url: str) -> None:
+    """Item 12: writers that had not started get StoreClosedError at once,
+    those in flight finish (or roll back) cleanly; never a crash (a process
+    of its own, so a segfault fails here), a hang, a lock timeout or an OS error.
+    Everything a writer saw stored is stored (where the data outlives the store)."""
+    outcome = subprocess.run(
+        [sys.executable, str(CLOSE_CHILD), store_url, "6"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert outcome.returncode == 0, (outcome.returncode, outcome.stderr[-3000:])
+    report = json.loads(outcome.stdout)
+    assert report["errors"] == []
+    assert report["alive"] == 0
+    assert report["close_seconds"] < 3  # no writer waited out a 5 s lock timeout
+    assert report["stop_seconds"] < 3
+    acknowledged = {job for jobs in report["stored"] for job in jobs}
+    assert all(report["stored"])  # every writer stored something before the close
+    if "persistent" in backend.capabilities:
+        with statekeep.open(store_url) as again:
+            found = {job.id for job in again.find(CloseJob)}
+        assert acknowledged <= found
+        # a block or save that was cut short by the close left nothing behind
+        assert len(found - acknowledged) <= 2 * 6
+
+
+class CloseJob(statekeep.Entity, collection="close_job"):
+    writer: int = 0
+
+
+def test_a_block_open_when_the_store_closes_commits_nothing(store_url: str) -> None:
+    store = statekeep.open(store_url)
+    store.save(Todo(id="before", title="before"))
+    todo = Todo(id="inside", title="inside")
+    with pytest.raises(StoreClosedError), store.transaction():
+        store.save(todo)
+        store.close()
+    assert todo.version == 0
+    with pytest.raises(StoreClosedError):
+        store.save(todo)
+
+
+def test_close_does_not_wait_out_a_writer_queued_behind_an_open_block(store_url: str) -> None:
+    """A block held open in one thread, a writer queued behind it in another:
+    close() does not wait out the lock timeout (5 s) for the writer, which
+    gives up with StoreClosedError having written nothing (or, where writers
+    do not queue, PostgreSQL, is stored); the block, ended after the close,
+    commits nothing."""
+    store = statekeep.open(store_url)
+    store.save(Todo(id="t", title="stored"))  # the block makes no table the writer waits for
+    inside, leave = threading.Event(), threading.Event()
+    outcomes: dict[str, Any] = {}
+
+    def holder() -> None:
+        try:
+            with store.transaction():
+                store.save(Todo(id="held", title="held"))
+                inside.set()
+                leave.wait(20)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcomes["holder"] = exc
+
+    def writer() -> None:
+        started = time.monotonic()
+        try:
+            store.save(Todo(id="queued", title="queued"))
+            outcomes["writer"] = "stored"
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcomes["writer"] = exc
+        outcomes["writer seconds"] = time.monotonic() - started
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=writer)]
+    threads[0].start()
+    assert inside.wait(10)
+    threads[1].start()
+    time.sleep(0.3)  # the writer is queued behind the block (or done, on PostgreSQL)
+    started = time.monotonic()
+    store.close()
+    close_seconds = time.monotonic() - started
+    leave.set()
+    for thread in threads:
+        thread.join(20)
+    assert close_seconds < 2
+    assert outcomes["writer seconds"] < 2.5
+    assert outcomes["writer"] == "stored" or isinstance(outcomes["writer"], StoreClosedError)
+    assert isinstance(outcomes["holder"], StoreClosedError)

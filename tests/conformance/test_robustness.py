@@ -22,7 +22,7 @@ import pytest
 
 import statekeep
 import statekeep.active
-from statekeep.errors import BackendError, ConfigurationError
+from statekeep.errors import BackendError, ConfigurationError, TransactionError
 
 from .models import Todo
 
@@ -117,7 +117,7 @@ def test_another_asyncio_task_cannot_slip_a_save_into_an_open_transaction(
         try:
             store.save(Todo(title="another task"))
             outcome.append("saved")
-        except BackendError:
+        except TransactionError:
             outcome.append("refused")
         done.set()
 

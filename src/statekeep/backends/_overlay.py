@@ -11,12 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from ..errors import BackendError, TransactionError
+from ._owner import ANOTHER_TASK, current_task
+
 Key = tuple[str, str]  # (collection, id)
 V = TypeVar("V")
 
 
 @dataclass
 class Overlay(Generic[V]):
+    task: object = None  # the asyncio task it belongs to (None: its thread, outside asyncio)
     changes: dict[Key, V] = field(default_factory=dict)
     # (key, had a change before, that change) for undoing back to a savepoint
     journal: list[tuple[Key, bool, Any]] = field(default_factory=list)
@@ -53,9 +57,25 @@ class Overlay(Generic[V]):
         raise RuntimeError(f"no savepoint named {name!r}")
 
 
+def mine(txn: Overlay[Any] | None) -> Overlay[Any] | None:
+    """The thread's transaction if the calling task owns it; else None (reads
+    of another task see only what is committed)."""
+    if txn is not None and txn.task is not current_task():
+        return None
+    return txn
+
+
+def owned(txn: Overlay[Any] | None) -> None:
+    """Raises unless the calling task owns the thread's transaction txn."""
+    if txn is None:
+        raise BackendError("no transaction is open on this thread (or in this task)")
+    if txn.task is not current_task():
+        raise TransactionError(ANOTHER_TASK)
+
+
 class Savepoints:
     """The savepoint methods of a backend whose transactions are Overlays
-    (it provides _txn(): this thread's open transaction)."""
+    (it provides _txn(): this thread's open transaction, the calling task's)."""
 
     def _txn(self) -> Overlay[Any]:
         raise NotImplementedError

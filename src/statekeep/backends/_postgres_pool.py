@@ -12,6 +12,7 @@ store never opens more than pool_max connections.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any
 
@@ -47,6 +48,8 @@ class Connections:
     ) -> None:
         self.conninfo = conninfo
         self.kwargs = kwargs
+        self._size, self._timeout = size, timeout
+        self._opening: threading.Lock | None = None  # set while the pool waits to be opened
         self._pool = ConnectionPool(
             conninfo,
             kwargs=kwargs,
@@ -81,8 +84,27 @@ class Connections:
             cursor = self._cursors[conn] = conn.cursor()
         return cursor
 
+    def fresh(self) -> Connections:
+        """A pool of the same settings, for a forked child: opened at its first
+        use (the parent's pool and its connections are the parent's; a child
+        that used them would read the parent's replies)."""
+        pool = Connections(self.conninfo, self.kwargs, size=self._size, timeout=self._timeout)
+        pool._opening = threading.Lock()
+        return pool
+
+    def _open_late(self) -> None:
+        opening = self._opening
+        if opening is None:
+            return
+        with opening:
+            if self._opening is not None:
+                self._pool.open(wait=True, timeout=self._timeout)
+                self._opening = None
+
     def borrow(self) -> tuple[Connection, bool]:
         """A connection, and whether it is the pool's (give it back with give_back)."""
+        if self._opening is not None:
+            self._open_late()
         if self._down:
             if not self._pool.get_stats().get("pool_available", 0):
                 return self.connect(), False  # fails at once while the server is away

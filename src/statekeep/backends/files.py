@@ -57,7 +57,9 @@ from ._files_layout import (
     read_file,
     read_format,
 )
-from ._overlay import Overlay, Savepoints
+from ._locks import acquire
+from ._overlay import Overlay, Savepoints, mine, owned
+from ._owner import current_task, second_transaction
 from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
 
 _Key = tuple[str, str]  # (collection, id)
@@ -98,6 +100,7 @@ class FilesBackend(Savepoints):
             raise ConfigurationError(f"cannot open a files store at {path!r}: {exc}") from exc
         self._staging = Staging(self._root, os.path.join(meta, "staging"), fsync=fsync)
         self._write_lock = threading.Lock()
+        self._closing = threading.Event()
         self._local = threading.local()
         self._cache: dict[str, _Cache] = {}
         self._folders: dict[str, str] = {}  # collection: its folder's path
@@ -135,12 +138,25 @@ class FilesBackend(Savepoints):
     def close(self) -> None:
         if self._closed:
             return
-        txn: _Transaction | None = getattr(self._local, "txn", None)
-        if txn is not None:
+        if self._mine() is not None:
             self.rollback()
         self._closed = True
         self._lock.close()  # a transaction of another thread can no longer commit
         self._cache = {}
+
+    def closing(self) -> None:
+        self._closing.set()
+
+    def after_fork(self) -> None:
+        """In a forked child: the writers' lock is opened anew (a copy of the
+        parent's descriptor shares the parent's flock, so both would think
+        they held it); a transaction open at the fork stays the parent's."""
+        if not self._closed:
+            self._lock = WriterLock(self._lock.path)
+        self._write_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._local = threading.local()
+        self._new_events = threading.Condition()
 
     # -- collections ---------------------------------------------------------
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
@@ -159,22 +175,24 @@ class FilesBackend(Savepoints):
     # -- transactions --------------------------------------------------------
     def _txn(self) -> _Transaction:
         txn: _Transaction | None = getattr(self._local, "txn", None)
-        if txn is None:
-            raise RuntimeError("no transaction is open on this thread")
+        owned(txn)
+        assert txn is not None
         if self._closed:
             raise BackendError(f"the files store {self._root} is closed")
         return txn
 
+    def _mine(self) -> _Transaction | None:
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        return txn if mine(txn) is not None else None
+
     def begin(self) -> None:
-        if getattr(self._local, "txn", None) is not None:
-            raise BackendError(
-                "this thread already has a transaction open (in another asyncio task?); "
-                "a thread runs one transaction at a time"
-            )
+        held: _Transaction | None = getattr(self._local, "txn", None)
+        if held is not None:
+            raise second_transaction(held.task)
         if self._closed:
             raise BackendError(f"the files store {self._root} is closed")
         deadline = time.monotonic() + self._timeout
-        if not self._write_lock.acquire(timeout=self._timeout):
+        if not acquire(self._write_lock, self._timeout, self._closing):
             raise TransientBackendError(
                 f"timed out after {self._timeout}s waiting for the write lock"
             )
@@ -192,7 +210,7 @@ class FilesBackend(Savepoints):
         except BaseException:  # KeyboardInterrupt too: never keep a lock
             self._write_lock.release()
             raise
-        self._local.txn = _Transaction(token=secrets.token_hex(4))
+        self._local.txn = _Transaction(task=current_task(), token=secrets.token_hex(4))
 
     def commit(self) -> None:
         txn = self._txn()
@@ -217,7 +235,7 @@ class FilesBackend(Savepoints):
                 self._new_events.notify_all()
 
     def rollback(self) -> None:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
+        txn = self._mine()
         if txn is not None:
             self._end(txn, discard=True)
 
@@ -311,16 +329,16 @@ class FilesBackend(Savepoints):
         txn.change((collection, id), None)
 
     def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
-        txn = getattr(self._local, "txn", None)
+        txn = self._mine()
         found = {id: self._version(txn, collection, id) for id in ids}
         return {id: version for id, version in found.items() if version}
 
     def get(self, collection: str, id: str) -> str | None:
-        found = self._stored(getattr(self._local, "txn", None), collection, id)
+        found = self._stored(self._mine(), collection, id)
         return None if found is None else found[1]
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
-        txn = getattr(self._local, "txn", None)
+        txn = self._mine()
         found = {id: self._stored(txn, collection, id) for id in ids}
         return {id: stored[1] for id, stored in found.items() if stored is not None}
 
@@ -347,7 +365,7 @@ class FilesBackend(Savepoints):
             names = set()
         except OSError as exc:
             raise failure("list", folder, exc) from exc
-        txn: _Transaction | None = getattr(self._local, "txn", None)
+        txn = self._mine()
         if txn is not None:
             for (changed, id), change in txn.changes.items():
                 if changed == collection:
@@ -357,7 +375,7 @@ class FilesBackend(Savepoints):
     def _visible(self, spec: CollectionSpec) -> list[Row]:
         """Every row of the collection as the calling thread sees it."""
         rows = self._scan(spec)
-        txn: _Transaction | None = getattr(self._local, "txn", None)
+        txn = self._mine()
         if txn is not None:
             for (collection, id), change in txn.changes.items():
                 if collection != spec.name:

@@ -14,10 +14,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from ..errors import BackendError, ConflictError, NotFoundError, TransientBackendError
+from ..errors import ConflictError, NotFoundError, TransientBackendError
 from . import _matching
 from ._claims import Claim, LocalClaims
-from ._overlay import Overlay, Savepoints
+from ._locks import acquire
+from ._overlay import Overlay, Savepoints, mine, owned
+from ._owner import current_task, second_transaction
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
 _Key = tuple[str, str]
@@ -34,6 +36,7 @@ class MemoryBackend(Savepoints):
         self._rows: dict[str, dict[str, Row]] = {}
         self._specs: dict[str, CollectionSpec] = {}
         self._write_lock = threading.Lock()
+        self._closing = threading.Event()
         self._data_lock = threading.Lock()
         self._local = threading.local()
         self._timeout = timeout
@@ -58,21 +61,23 @@ class MemoryBackend(Savepoints):
     # -- transactions --------------------------------------------------------
     def _txn(self) -> _Transaction:
         txn: _Transaction | None = getattr(self._local, "txn", None)
-        if txn is None:
-            raise RuntimeError("no transaction is open on this thread")
+        owned(txn)
+        assert txn is not None
         return txn
 
+    def _mine(self) -> _Transaction | None:
+        txn: _Transaction | None = getattr(self._local, "txn", None)
+        return txn if mine(txn) is not None else None
+
     def begin(self) -> None:
-        if getattr(self._local, "txn", None) is not None:
-            raise BackendError(
-                "this thread already has a transaction open (in another asyncio task?); "
-                "a thread runs one transaction at a time"
-            )
-        if not self._write_lock.acquire(timeout=self._timeout):
+        held: _Transaction | None = getattr(self._local, "txn", None)
+        if held is not None:
+            raise second_transaction(held.task)
+        if not acquire(self._write_lock, self._timeout, self._closing):
             raise TransientBackendError(
                 f"timed out after {self._timeout}s waiting for the write lock"
             )
-        self._local.txn = _Transaction()
+        self._local.txn = _Transaction(task=current_task())
 
     def commit(self) -> None:
         txn = self._txn()
@@ -91,12 +96,12 @@ class MemoryBackend(Savepoints):
         self._end()
 
     def rollback(self) -> None:
-        self._end()
+        if self._mine() is not None:
+            self._end()
 
     def _end(self) -> None:
-        if getattr(self._local, "txn", None) is not None:
-            self._local.txn = None
-            self._write_lock.release()
+        self._local.txn = None
+        self._write_lock.release()
 
     # -- rows ----------------------------------------------------------------
     def _current(self, txn: _Transaction | None, key: _Key) -> Row | None:
@@ -125,22 +130,22 @@ class MemoryBackend(Savepoints):
         txn.change(key, _ABSENT)
 
     def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
-        txn = getattr(self._local, "txn", None)
+        txn = self._mine()
         found = {id: self._current(txn, (collection, id)) for id in ids}
         return {id: row[1] for id, row in found.items() if row is not None}
 
     def get(self, collection: str, id: str) -> str | None:
-        row = self._current(getattr(self._local, "txn", None), (collection, id))
+        row = self._current(self._mine(), (collection, id))
         return None if row is None else str(row[2])
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
-        txn = getattr(self._local, "txn", None)
+        txn = self._mine()
         with self._data_lock:
             found = {id: self._current(txn, (collection, id)) for id in ids}
         return {id: str(row[2]) for id, row in found.items() if row is not None}
 
     def _visible(self, spec: CollectionSpec) -> list[Row]:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
+        txn = self._mine()
         with self._data_lock:
             merged = dict(self._rows.get(spec.name, {}))
         if txn is not None:
@@ -165,6 +170,18 @@ class MemoryBackend(Savepoints):
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
         matches = _matching.matcher(spec, filters)
         return sum(1 for row in self._visible(spec) if matches(row))
+
+    def after_fork(self) -> None:
+        """In a forked child: the data is the child's own copy from now on;
+        a transaction open at the fork stays the parent's; fresh locks."""
+        self._write_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._data_lock = threading.Lock()
+        self._new_events = threading.Condition(self._data_lock)
+        self._local = threading.local()
+
+    def closing(self) -> None:
+        self._closing.set()
 
     def close(self) -> None:
         with self._data_lock:

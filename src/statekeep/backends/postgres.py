@@ -41,11 +41,13 @@ from ..errors import (
     ConflictError,
     NotFoundError,
     StatekeepError,
+    TransactionError,
     TransientBackendError,
 )
 from . import _layout as layout
 from . import _postgres_sql as pgsql
 from ._claims import Claim
+from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._parse import redacted, seconds
 from ._postgres_analyze import Analyzer
 from ._postgres_copy import OpenCopy
@@ -205,8 +207,19 @@ class PostgresBackend:
 
     # -- connections ---------------------------------------------------------
     def _txn(self) -> psycopg.Connection[Any] | None:
+        """The connection of the calling task's transaction (None outside one:
+        another asyncio task's transaction on this thread is not this task's)."""
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.task is not current_task():
+            return None
         return conn
+
+    def _writer(self) -> None:
+        """TransactionError if another asyncio task has a transaction open on this thread."""
+        if getattr(self._local, "conn", None) is not None and self._local.task is not (
+            current_task()
+        ):
+            raise TransactionError(ANOTHER_TASK)
 
     @contextmanager
     def _connection(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
@@ -258,6 +271,22 @@ class PostgresBackend:
                     raise
         raise AssertionError("unreachable")
 
+    def closing(self) -> None:
+        """Nothing to do: writers do not queue on a lock here (a row lock is
+        waited for in the server, at most `timeout`)."""
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's pool, connections and transactions
+        stay the parent's (set aside, never used or closed: a child that
+        wrote to them would garble the parent's sessions); the child gets a
+        pool of its own, opened at its first use, and fresh locks."""
+        _INHERITED.append((self._connections, self._in_use, self._listeners, self._local))
+        self._connections = self._connections.fresh()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._in_use = {}
+        self._listeners = []
+
     def close(self) -> None:
         self._closed = True
         with self._lock:
@@ -292,6 +321,7 @@ class PostgresBackend:
         if not missing and txn is None:
             self._exists.add(spec.name)
         if missing or to_do:
+            self._writer()  # not behind another task's transaction, which may hold the table
             if txn is not None:  # all in the caller's transaction: others see it at commit
                 with self._connection("adding a collection's columns") as conn:
                     if self._build(conn, spec):
@@ -463,16 +493,15 @@ class PostgresBackend:
         """Does the table exist (as this thread sees it)? Reads of a missing one find nothing."""
         if collection in self._exists:
             return True
+        if self._txn() is None:
+            return False
         pending: dict[str, CollectionSpec] | None = getattr(self._local, "pending", None)
         return pending is not None and collection in pending
 
     # -- transactions --------------------------------------------------------
     def begin(self) -> None:
-        if self._txn() is not None:
-            raise BackendError(
-                "this thread already has a transaction open (in another asyncio task?); "
-                "a thread runs one transaction at a time"
-            )
+        if getattr(self._local, "conn", None) is not None:
+            raise second_transaction(self._local.task)
         for attempt in (1, 2):
             try:
                 conn, pooled = self._connections.borrow()
@@ -490,6 +519,7 @@ class PostgresBackend:
                 raise
             break
         self._local.conn = conn
+        self._local.task = current_task()
         self._local.pooled = pooled
         self._local.pending = {}
         self._local.written = {}  # rows put, by table
@@ -546,6 +576,7 @@ class PostgresBackend:
         self._end("ROLLBACK")
 
     def _execute(self, statement: str, doing: str) -> None:
+        self._writer()
         with self._connection(doing) as conn:
             conn.execute(statement)
 
@@ -563,6 +594,7 @@ class PostgresBackend:
 
     # -- rows ----------------------------------------------------------------
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
+        self._writer()
         convert = converter(spec)
         conn = self._txn()
         if conn is not None:
@@ -683,6 +715,7 @@ class PostgresBackend:
         return dict(rows.fetchall())
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
+        self._writer()
         table = f"{pgsql.quote(self.schema)}.{pgsql.quote(collection)}"
         with self._connection(f"deleting from {collection}") as conn:
             if not self._known(collection):
@@ -787,6 +820,7 @@ class PostgresBackend:
 
     # -- the outbox: commit order without a lock (_postgres_outbox.py) ----------
     def append_events(self, bodies: Sequence[str]) -> None:
+        self._writer()
         with self._connection("writing events") as conn:
             self._outbox.append(conn, bodies)
 
@@ -875,3 +909,6 @@ class _SessionClaim:
 def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> Any:
     row = conn.execute(sql, params, prepare=False).fetchone()
     return None if row is None else row[0]
+
+
+_INHERITED: list[Any] = []  # in a forked child: what belongs to the parent, kept from close

@@ -17,9 +17,12 @@ a committed transaction also survives a power loss, at some cost per commit.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import tempfile
 import threading
-import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from itertools import chain, groupby
 from operator import itemgetter
@@ -30,11 +33,14 @@ from ..errors import (
     ConfigurationError,
     ConflictError,
     NotFoundError,
+    TransactionError,
     TransientBackendError,
     ValidationError,
 )
 from ._claims import Claim, FileClaims, LocalClaims
 from ._layout import REGISTRY, STAMP, default_json, plan, registered, stamp
+from ._locks import acquire
+from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._sqlite_sql import (
     COLUMN_TYPES,
     Statements,
@@ -104,7 +110,8 @@ class SQLiteBackend:
         self._local = threading.local()
         self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         self._registry_lock = threading.Lock()
-        self._write_lock: threading.Lock | threading.RLock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closing = threading.Event()
         self._ensured: dict[str, CollectionSpec] = {}
         self._statements: dict[str, tuple[CollectionSpec, Statements]] = {}
         self._get_sql: dict[str, str] = {}
@@ -152,6 +159,25 @@ class SQLiteBackend:
             self._connections[(threading.get_ident(), id(conn))] = conn
         return conn
 
+    def _read_conn(self) -> sqlite3.Connection:
+        """The connection a read goes through: this thread's, unless another
+        asyncio task of this thread has a transaction open on it; then one of
+        its own, which sees only what is committed."""
+        if self._foreign():
+            try:
+                outside: sqlite3.Connection = self._local.outside
+            except AttributeError:
+                outside = self._local.outside = self._connect()
+            return outside
+        return self._conn()
+
+    def _write_conn(self) -> sqlite3.Connection:
+        """This thread's connection for a write; TransactionError if the
+        transaction open on it is another asyncio task's."""
+        if self._foreign():
+            raise TransactionError(ANOTHER_TASK)
+        return self._conn()
+
     def _reader(self) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
         """An idle read connection of this thread, and the list to give it back to.
 
@@ -171,6 +197,21 @@ class SQLiteBackend:
                 conn.close()
             self._connections.clear()
 
+    def closing(self) -> None:
+        self._closing.set()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's connections are set aside, never
+        used or closed (SQLite forbids carrying a connection across fork), and
+        each thread of the child connects anew; the locks are fresh."""
+        _INHERITED.append((self._connections, self._local))
+        self._connections = {}
+        self._local = threading.local()
+        self._registry_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._new_events = threading.Condition()
+
     # -- collections ---------------------------------------------------------
     def _sql(self, spec: CollectionSpec) -> Statements:
         cached = self._statements.get(spec.name)
@@ -187,7 +228,7 @@ class SQLiteBackend:
         if in_transaction and self._local.pending.get(spec.name) is spec:
             return
         try:  # a read first: a complete table needs no write lock
-            state = self._table_state(self._conn(), spec)
+            state = self._table_state(self._read_conn(), spec)
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
         if state == "missing" and not create:
@@ -264,20 +305,25 @@ class SQLiteBackend:
 
     # -- transactions --------------------------------------------------------
     def _in_transaction(self) -> bool:
-        return bool(getattr(self._local, "active", False))
+        """Has the calling task a transaction open (on this thread)?"""
+        local = self._local
+        return bool(getattr(local, "active", False)) and local.task is current_task()
+
+    def _foreign(self) -> bool:
+        """Has another asyncio task a transaction open on this thread?"""
+        local = self._local
+        return bool(getattr(local, "active", False)) and local.task is not current_task()
 
     def begin(self) -> None:
         conn = self._conn()  # before the lock: opening a connection may fail
-        if self._in_transaction():
-            raise BackendError(
-                "this thread already has a transaction open (in another asyncio task?); "
-                "a thread runs one transaction at a time"
-            )
-        if not self._write_lock.acquire(timeout=self._timeout):
+        if getattr(self._local, "active", False):
+            raise second_transaction(self._local.task)
+        if not acquire(self._write_lock, self._timeout, self._closing):
             raise TransientBackendError(
                 f"timed out after {self._timeout}s waiting for the write lock"
             )
         self._local.active = True
+        self._local.task = current_task()
         self._local.pending = {}
         self._local.appended = 0
         try:
@@ -289,7 +335,7 @@ class SQLiteBackend:
             raise
 
     def commit(self) -> None:
-        conn = self._conn()
+        conn = self._write_conn()
         try:
             conn.execute("COMMIT")
         except BaseException as exc:
@@ -306,6 +352,8 @@ class SQLiteBackend:
                 self._new_events.notify_all()
 
     def rollback(self) -> None:
+        if self._foreign():
+            return  # not this task's to end
         conn = self._conn()
         try:
             if conn.in_transaction:
@@ -334,7 +382,7 @@ class SQLiteBackend:
 
     def _execute(self, sql: str) -> None:
         try:
-            self._conn().execute(sql)
+            self._write_conn().execute(sql)
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
 
@@ -351,7 +399,7 @@ class SQLiteBackend:
 
     # -- rows ----------------------------------------------------------------
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
-        conn = self._conn()
+        conn = self._write_conn()
         statements = self._sql(spec)
         if len(rows) == 1:
             row = rows[0]
@@ -436,7 +484,7 @@ class SQLiteBackend:
         return _by_id(conn, "version", table, ids)
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
-        conn = self._conn()
+        conn = self._write_conn()
         table = quote(collection)
         try:
             if version is None:
@@ -458,7 +506,7 @@ class SQLiteBackend:
 
     def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
         try:
-            return self._versions(self._conn(), collection, list(ids))
+            return self._versions(self._read_conn(), collection, list(ids))
         except sqlite3.Error as exc:
             if _missing_table(exc):
                 return {}
@@ -469,7 +517,7 @@ class SQLiteBackend:
         if sql is None:
             sql = self._get_sql[collection] = f"SELECT body FROM {quote(collection)} WHERE id = ?"
         try:
-            row = self._conn().execute(sql, (id,)).fetchone()
+            row = self._read_conn().execute(sql, (id,)).fetchone()
         except sqlite3.Error as exc:
             if _missing_table(exc):
                 return None
@@ -478,7 +526,7 @@ class SQLiteBackend:
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
         try:
-            return _by_id(self._conn(), "body", collection, list(ids))
+            return _by_id(self._read_conn(), "body", collection, list(ids))
         except sqlite3.Error as exc:
             if _missing_table(exc):
                 return {}
@@ -515,7 +563,7 @@ class SQLiteBackend:
         where, params = where_clause(filters)
         try:
             row = (
-                self._conn()
+                self._read_conn()
                 .execute(f"SELECT count(*) FROM {quote(spec.name)}{where}", params)
                 .fetchone()
             )
@@ -527,7 +575,7 @@ class SQLiteBackend:
 
     # -- the outbox: a table whose positions are never reused -----------------
     def append_events(self, bodies: Sequence[str]) -> None:
-        conn = self._conn()
+        conn = self._write_conn()
         try:
             conn.execute(_OUTBOX_TABLE)  # in the transaction: gone again if it rolls back
             conn.executemany(_OUTBOX_INSERT, [(body,) for body in bodies])
@@ -538,7 +586,7 @@ class SQLiteBackend:
     def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
         self._local.events_seen = self._event_count  # what wait_events waits to change
         try:
-            return self._conn().execute(_OUTBOX_READ, (after, limit)).fetchall()
+            return self._read_conn().execute(_OUTBOX_READ, (after, limit)).fetchall()
         except sqlite3.Error as exc:
             if _missing_table(exc):
                 return []
@@ -590,52 +638,44 @@ def _by_id(conn: sqlite3.Connection, column: str, table: str, ids: list[str]) ->
     return found
 
 
-class SQLiteMemoryBackend(SQLiteBackend):
-    """`sqlite://:memory:`: one private in-memory database, one connection.
+_INHERITED: list[Any] = []  # in a forked child: the parent's connections, kept from close
 
-    The connection is shared by every thread, so each operation holds the
-    (reentrant) write lock; a transaction holds it from begin to end, and
-    selects read their rows before letting go of it.
+
+class SQLiteMemoryBackend(SQLiteBackend):
+    """`sqlite://:memory:`: a private database that lives as long as the store.
+
+    It is a file in a private temporary folder (on /dev/shm, which is memory,
+    where there is one), removed at close() or when the process exits; so
+    each thread reads through a connection of its own and the database works
+    exactly as a SQLite file does (one connection shared by all threads can
+    isolate neither transactions from reads nor a close from its users).
+    Nothing is synced to disk: the database does not outlive its process.
+    The cost, measured on /dev/shm: a single save 22 us instead of 11 us with
+    the old shared connection (the WAL and its locks), save_many unchanged.
     """
 
     def __init__(self, *, timeout: float = 5.0) -> None:
-        super().__init__(f"file:statekeep-{uuid.uuid4().hex}?mode=memory", timeout=timeout)
-        self._write_lock = threading.RLock()
-
-    def _conn(self) -> sqlite3.Connection:
+        shm = "/dev/shm"
+        where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+        self._folder = tempfile.mkdtemp(prefix="statekeep-memory-", dir=where)
+        self._removal = weakref.finalize(self, _remove_folder, self._folder, os.getpid())
         try:
-            return self._shared
-        except AttributeError:
-            self._shared: sqlite3.Connection = self._connect()
-            return self._shared
+            super().__init__(os.path.join(self._folder, "memory.db"), timeout=timeout)
+        except BaseException:
+            self._removal()
+            raise
+        self.location = None
+        self._synchronous = "off"
+        self._conn().execute("PRAGMA synchronous=OFF")
 
-    def _reader(self) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
-        return self._conn(), []  # selects read everything at once, under the lock
+    def close(self) -> None:
+        super().close()
+        self._removal()
 
-    def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
-        with self._write_lock:  # the shared connection sees uncommitted tables
-            super().ensure_collection(spec, create=create)
 
-    def get(self, collection: str, id: str) -> str | None:
-        with self._write_lock:
-            return super().get(collection, id)
-
-    def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
-        with self._write_lock:
-            return super().get_many(collection, ids)
-
-    def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
-        with self._write_lock:
-            bodies = list(super().select(spec, query))
-        yield from bodies
-
-    def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
-        with self._write_lock:
-            return super().count(spec, filters)
-
-    def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
-        with self._write_lock:
-            return super().read_events(after, limit)
+def _remove_folder(folder: str, owner: int) -> None:
+    if os.getpid() == owner:  # a forked child leaves its parent's database alone
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _too_big(spec: CollectionSpec) -> ValidationError:

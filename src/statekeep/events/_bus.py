@@ -237,6 +237,18 @@ class Bus:
                 self._own_loop, self._own_thread = loop, thread
             return self._own_loop
 
+    def after_fork(self) -> None:
+        """In a forked child: fresh locks; the thread of the bus's own loop is
+        not here, so the async handlers that ran on it get a new one."""
+        self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        old, self._own_loop, self._own_thread = self._own_loop, None, None
+        moved = [s for s in self._subscriptions if old is not None and s.loop is old]
+        if moved:
+            loop = self._background_loop()
+            for subscription in moved:
+                subscription.loop = loop
+
     def close(self, timeout: float = 5.0) -> None:
         """Stops the bus's own loop once the handlers it is running finish."""
         with self._lock:

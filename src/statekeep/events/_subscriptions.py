@@ -96,6 +96,11 @@ class Subscriptions:
             )
         unsubscribe(self._backend, name)
 
+    def after_fork(self) -> None:
+        """In a forked child: the running subscriptions, their threads and their
+        claims are the parent's; the child neither stops nor releases them."""
+        self._running.clear()
+
     def stop_all(self) -> None:
         for subscription in list(self._running.values()):
             subscription.stop()

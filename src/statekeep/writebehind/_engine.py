@@ -250,6 +250,17 @@ class WriteBehind:
         unwatch(self)
         return drained
 
+    def forget(self) -> None:
+        """In a forked child: this engine is the parent's. Its threads are not
+        here; its pending writes, journal and journal directory are the
+        parent's to store. Lets go of its descriptors, writing nothing."""
+        self._state = "closed"
+        if self._journal is not None:
+            self._journal.forget()
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            os.close(claim)  # the parent's descriptor keeps the lock
+
     def _close_journal(self) -> None:
         if self._journal is not None:
             self._journal.close()

@@ -49,6 +49,13 @@ class Journal:
         self._fd: int | None = None
         self._size = 0
 
+    def forget(self) -> None:
+        """In a forked child: lets go of the descriptor without writing or
+        removing anything (the files are the parent's)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
     @staticmethod
     def _number(path: Path) -> int:
         return int(path.stem.split("-")[1])

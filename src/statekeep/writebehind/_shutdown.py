@@ -41,6 +41,16 @@ def unwatch(engine: Closable) -> None:
         _open.discard(engine)
 
 
+def _forget_all() -> None:
+    """In a forked child: the engines are the parent's (see WriteBehind.forget)."""
+    global _guard
+    _guard = threading.Lock()
+    _open.clear()
+
+
+os.register_at_fork(after_in_child=_forget_all)
+
+
 def close_all() -> None:
     with _guard:
         engines = list(_open)

@@ -1,0 +1,35 @@
+"""Waiting for a backend's write lock: up to its timeout, or until the store closes.
+
+Once the store's close() has begun (the closing event is set), a writer still
+waiting for the lock gives up with StoreClosedError: it had not started, so
+it wrote nothing, and close() need not wait out its timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ..errors import StoreClosedError
+
+_SLICE = 0.05  # seconds between looks at the closing event while waiting
+
+
+def acquire(lock: threading.Lock, timeout: float, closing: threading.Event) -> bool:
+    """True once lock is held; False after timeout; StoreClosedError on close."""
+    if lock.acquire(blocking=False):
+        return True
+    deadline = time.monotonic() + timeout
+    while not closing.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if lock.acquire(timeout=min(left, _SLICE)):
+            if not closing.is_set():
+                return True
+            lock.release()
+            break
+    raise StoreClosedError(
+        "the store is closing: this write was still waiting for the write lock, "
+        "so it did not start and wrote nothing"
+    )

@@ -1,0 +1,161 @@
+"""Fork safety: children forked from a process with an open store use it.
+
+The `gunicorn --preload` pattern: the parent opens the store and uses it
+(connections, pools, per-thread connections, write-behind threads), then
+forks workers that each use the same Store object. Each child must see its
+own writes and only committed data, finish quickly, and leave the parent's
+store working. Real os.fork() children; each ends with os._exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import statekeep
+from statekeep import Priority, TransactionError, WriteBehindOptions
+
+from .models import Note, Todo
+
+CHILDREN = 4
+ROWS = 20
+
+
+def _fork(work: Callable[[], None]) -> int:
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            work()
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported through the exit code and stderr
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _wait(pids: list[int], timeout: float) -> list[int | str]:
+    """The exit code of each child, or "hung" for one killed after timeout."""
+    deadline = time.monotonic() + timeout
+    outcomes: dict[int, int | str] = {}
+    while len(outcomes) < len(pids) and time.monotonic() < deadline:
+        for pid in pids:
+            if pid in outcomes:
+                continue
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                outcomes[pid] = os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    for pid in pids:
+        if pid not in outcomes:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            outcomes[pid] = "hung"
+    return [outcomes[pid] for pid in pids]
+
+
+def _child_work(store: statekeep.Store, n: int) -> None:
+    mine = f"child {n}"
+    for i in range(ROWS):
+        todo = store.save(Todo(id=f"c{n}-{i:02d}", title=mine))
+        todo.done = True
+        store.save(todo)
+        assert todo.version == 2
+    with store.transaction():
+        store.save(Note(id=f"c{n}", text=mine))
+        store.delete(Todo, f"c{n}-00")
+    found = [t.id for t in store.find(Todo, Todo.f.title == mine)]
+    assert found == [f"c{n}-{i:02d}" for i in range(1, ROWS)], found
+    assert all(t.version == 2 and t.done for t in store.find(Todo, title=mine))
+    assert store.get(Note, f"c{n}").text == mine
+    assert store.count(Todo, title="parent") == 10
+
+
+def test_children_forked_after_open_use_the_store(backend: Any, store: statekeep.Store) -> None:
+    """Item 13, the preload pattern: 4 children of a process that opened and
+    used the store each write and read their own rows, quickly and correctly,
+    while the parent goes on writing; the parent is unaffected. (On memory://
+    each child has a copy of the data: the parent does not see its rows.)"""
+    store.save_many(Todo(id=f"p-{i}", title="parent") for i in range(10))
+    reader = threading.Thread(target=lambda: list(store.find(Todo)))  # a connection per thread
+    reader.start()
+    reader.join()
+    held = store.find(Todo)  # a lazy read open across the fork
+    next(held)
+    pids = [_fork(lambda n=n: _child_work(store, n)) for n in range(CHILDREN)]
+    for i in range(ROWS):  # the parent writes while the children do
+        store.save(Note(id=f"parent-{i}", text="parent"))
+    assert _wait(pids, timeout=60) == [0] * CHILDREN
+    assert len(list(held)) == 9
+    shared = backend.name != "memory"
+    for n in range(CHILDREN):
+        assert store.count(Todo, title=f"child {n}") == (ROWS - 1 if shared else 0)
+    assert store.count(Note) == ROWS + (CHILDREN if shared else 0)
+    store.save(Todo(id="p-after", title="parent"))
+    assert store.count(Todo, title="parent") == 11
+
+
+@pytest.mark.requires("persistent")
+def test_a_child_forked_during_write_behind_stores_its_own_enqueues(store_url: str) -> None:
+    """Item 13: a fork while the parent's write-behind has writes pending:
+    the child's enqueues become durable and stored (by an engine of its own);
+    the parent's pending writes are stored once, by the parent."""
+    options = WriteBehindOptions(window=0.3)
+    with statekeep.open(store_url, writebehind=options) as store:
+        store.save(Todo(id="warm", title="warm"))
+        receipts = [store.enqueue(Todo(id=f"p-{i}", title="parent")) for i in range(50)]
+
+        def child() -> None:
+            receipt = store.enqueue(Todo(id="child", title="child"), Priority.CRITICAL)
+            assert receipt.wait_stored(20), receipt
+            later = store.enqueue(Todo(id="child-2", title="child"))
+            store.close()  # drains
+            assert later.stored
+
+        pid = _fork(child)
+        assert _wait([pid], timeout=60) == [0]
+        assert store.flush(20)
+        assert all(r.stored for r in receipts)
+        assert store.writebehind.dead_letters() == []
+        assert store.writebehind.stats().stored == 50
+    with statekeep.open(store_url) as again:
+        assert again.count(Todo, title="parent") == 50
+        assert {t.id: t.version for t in again.find(Todo, title="child")} == {
+            "child": 1,
+            "child-2": 1,
+        }
+
+
+def test_a_child_forked_inside_a_block_leaves_the_block_to_the_parent(
+    store: statekeep.Store,
+) -> None:
+    """A block open at the fork is the parent's: in the child a write inside
+    it, a nested block and the end of it raise TransactionError, nothing of it
+    is committed (or read) by the child, and the parent's block goes on."""
+    block = store.transaction()
+    block.__enter__()
+    store.save(Todo(id="parent", title="parent"))
+
+    def child() -> None:
+        with pytest.raises(TransactionError):
+            store.save(Todo(id="in-block", title="child"))
+        with pytest.raises(TransactionError), store.transaction():
+            pass
+        with pytest.raises(TransactionError, match="forked"):
+            block.__exit__(None, None, None)
+        assert store.count(Todo) == 0  # the parent's block is not committed
+
+    pid = _fork(child)
+    assert _wait([pid], timeout=60) == [0]
+    store.save(Note(id="parent-note", text="in the parent's block"))
+    block.__exit__(None, None, None)
+    assert [t.id for t in store.find(Todo)] == ["parent"]
+    assert store.get(Note, "parent-note").text == "in the parent's block"
