@@ -171,3 +171,33 @@ def test_rows_keep_being_read_after_a_field_is_removed_or_renamed(
 def test_extra_fields_are_still_refused_when_an_entity_is_made() -> None:
     with pytest.raises(statekeep.ValidationError):
         ProfileRemoved(name="x", nickname="typo")
+
+
+# -- defaults that are SQL text in a trigger ----------------------------------
+
+_AWKWARD = "it's 100% \"so\" $fill$ ü $$ \\ ';"
+
+
+class AwkwardV1(Entity, collection="awkward_default"):
+    name: str = ""
+
+
+class AwkwardV2(Entity, collection="awkward_default", shared=True):
+    name: str = ""
+    label: Annotated[str, Indexed()] = _AWKWARD
+
+
+def test_an_indexed_default_with_quotes_percent_and_dollars_is_found(
+    store: statekeep.Store, second: statekeep.Store
+) -> None:
+    store.save_many(AwkwardV1(id=f"a{i}", name=f"n{i}") for i in range(3))
+    assert second.count(AwkwardV2, label=_AWKWARD) == 3
+    store.save(AwkwardV1(id="late"))  # the older version, after the newer made the column
+    second.save(AwkwardV2(id="other", label="x"))
+    assert ids(second.find(AwkwardV2, label=_AWKWARD)) == ["a0", "a1", "a2", "late"]
+    assert ids(second.find(AwkwardV2, AwkwardV2.f.label.startswith("it's 100%"))) == [
+        "a0",
+        "a1",
+        "a2",
+        "late",
+    ]

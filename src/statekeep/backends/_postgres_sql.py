@@ -189,9 +189,14 @@ def fill_triggers(schema: str, collection: str, columns: Sequence[Index]) -> lis
     assignments = "".join(
         f"    NEW.{quote(i.name)} := {filled(schema, i, 'NEW.body')};\n" for i in columns
     )
+    code = f"BEGIN\n{assignments}    NEW.{STAMP} := {layout};\n    RETURN NEW;\nEND\n"
+    tag, n = "$fill$", 0  # a dollar quote that does not occur in the code (a default may)
+    while tag in code:
+        n += 1
+        tag = f"$fill{n}$"
     statements.append(
-        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fill$\n"
-        f"BEGIN\n{assignments}    NEW.{STAMP} := {layout};\n    RETURN NEW;\nEND\n$fill$"
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {tag}\n"
+        f"{code}{tag}"
     )
     statements.append(
         f"CREATE TRIGGER statekeep_fill BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
