@@ -45,7 +45,11 @@ if TYPE_CHECKING:
     from .entity import Entity
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_RESERVED = {"body"}
+# column names an indexed field cannot take: the body, the row stamp (see
+# backends/_layout), SQLite's names of the rowid (its fill trigger finds a row
+# by rowid) and PostgreSQL's system columns
+_RESERVED = {"body", "statekeep_layout", "rowid", "oid", "_rowid_"}
+_RESERVED |= {"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"}
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
 _INT64 = range(-(2**63), 2**63)
 _PLAIN = (str, int, float, bool)
@@ -189,7 +193,8 @@ class EntityInfo:
         for name in indexed:
             if name.lower() in _RESERVED:
                 raise ConfigurationError(
-                    f"{cls.__name__}.{name} cannot be indexed: {name!r} is a reserved column"
+                    f"{cls.__name__}.{name} cannot be indexed: {name!r} is a column name "
+                    f"a backend uses ({', '.join(sorted(_RESERVED))}); rename the field"
                 )
         seen = {"id": "id", "version": "version"}
         for name in indexed:  # columns: SQLite folds case in names, PostgreSQL does not

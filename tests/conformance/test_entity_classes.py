@@ -247,6 +247,24 @@ def test_indexed_fields_whose_names_differ_only_in_case_are_refused(
     assert_unchanged()
 
 
+@pytest.mark.parametrize(
+    "name", ["body", "statekeep_layout", "rowid", "OID", "ctid", "xmin", "tableoid"]
+)
+def test_an_indexed_field_named_like_a_column_the_backends_use_is_refused(
+    store: statekeep.Store, assert_unchanged: Check, name: str
+) -> None:
+    """statekeep_layout is the row stamp (SQLite found nothing, PostgreSQL failed);
+    rowid hid SQLite's rowid from the fill trigger (rows of an older writer
+    were missed); PostgreSQL's system columns cannot be added."""
+    with pytest.raises(ConfigurationError) as raised:
+        define(f"class Column(Entity):\n    {name}: Annotated[int, Indexed()] = 0\n", "app_col")
+    assert repr(name) in str(raised.value)
+    cls = define(f"class Column(Entity):\n    {name}: int = 0\n", "app_col")["Column"]
+    store.save(cls(id="c", **{name: 4}))  # unindexed, it is a key of the body like any other
+    assert [c.id for c in store.find(cls, **{name: 4})] == ["c"]
+    assert_unchanged()
+
+
 def test_fields_whose_names_differ_only_in_case_work_unindexed(
     store: statekeep.Store, assert_unchanged: Check
 ) -> None:
