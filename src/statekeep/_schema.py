@@ -7,10 +7,12 @@ every value against the field's type on the way).
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import enum
 import functools
 import json
+import math
 import re
 import types
 import typing
@@ -96,6 +98,41 @@ def _has_non_finite(body: str) -> bool:
         json.loads(body, parse_constant=_refuse_constant)
     except ValueError:
         return True
+    return False
+
+
+def _may_hide_non_finite(schema: Any, root: bool = True) -> bool:
+    """Can a float in a value of this core schema be serialised by a serializer
+    that writes NaN and infinities as null (a nested model or dataclass with
+    pydantic's default ser_json_inf_nan, or an Any field holding one)? Then
+    "null" in a body may stand for a NaN, and the values are looked at."""
+    if isinstance(schema, list):
+        return any(_may_hide_non_finite(item, False) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("type") == "any":
+        return True
+    config = schema.get("config")
+    if not root and isinstance(config, dict) and config.get("ser_json_inf_nan") != "constants":
+        return True
+    return any(_may_hide_non_finite(value, False) for value in schema.values())
+
+
+def _holds_non_finite(value: Any) -> bool:
+    """Does the Python value hold a NaN or an infinity, however deep?"""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (str, int, type(None))):
+        return False
+    if isinstance(value, dict):
+        return any(_holds_non_finite(k) or _holds_non_finite(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds_non_finite(item) for item in value)
+    if isinstance(value, pydantic.BaseModel):
+        extra = value.__pydantic_extra__ or {}
+        return _holds_non_finite(value.__dict__) or _holds_non_finite(extra)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_holds_non_finite(getattr(value, f.name)) for f in dataclasses.fields(value))
     return False
 
 
@@ -227,6 +264,7 @@ class EntityInfo:
         )
         self._adapters: dict[str, pydantic.TypeAdapter[Any]] = {}
         self._to_json: Callable[..., bytes] | None = None  # once the model is complete
+        self._hides_non_finite = False  # see _may_hide_non_finite; set with _to_json
         self._by_name = any(  # bodies use field names, whatever the aliases
             info.alias is not None or info.validation_alias is not None for info in fields.values()
         )
@@ -281,7 +319,12 @@ class EntityInfo:
                 olds.append(old)
                 fields["version"] = old + 1
                 body = to_json(entity, warnings="error").decode()
-                if "\\u0000" in body or "NaN" in body or "Infinity" in body:
+                if (
+                    "\\u0000" in body
+                    or "NaN" in body
+                    or "Infinity" in body
+                    or (self._hides_non_finite and "null" in body)
+                ):
                     self._row(entity, to_json)  # raises the error, if there is one
                 rows.append((fields["id"], old + 1, body))
         except pydantic_core.PydanticSerializationError:
@@ -295,6 +338,7 @@ class EntityInfo:
             to_json = self.cls.__pydantic_serializer__.to_json
             if self.cls.model_computed_fields:
                 to_json = functools.partial(to_json, exclude_computed_fields=True)
+            self._hides_non_finite = _may_hide_non_finite(self.cls.__pydantic_core_schema__)
             self._to_json = to_json
         return to_json
 
@@ -310,7 +354,9 @@ class EntityInfo:
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: "
                 "its text holds a NUL character (\\x00), which databases cut or refuse"
             )
-        if ("NaN" in body or "Infinity" in body) and _has_non_finite(body):
+        if (("NaN" in body or "Infinity" in body) and _has_non_finite(body)) or (
+            self._hides_non_finite and "null" in body and _holds_non_finite(entity.__dict__)
+        ):
             raise ValidationError(
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: it holds an "
                 "infinite or NaN number, which JSON cannot hold and no two databases compare alike"

@@ -684,3 +684,43 @@ def test_writebehind_options_as_a_dict(store_url: str) -> None:
             store.enqueue(Note(id="second", text="refused"))
         assert store.flush(5)
         assert [n.id for n in store.find(Note)] == ["first"]
+
+
+class _Reading(pydantic.BaseModel):  # pydantic's defaults: NaN allowed, written as null
+    value: float
+
+
+class Sensor(Entity, collection="sensor_nested"):
+    reading: _Reading | None = None
+    extra: Any = None
+    label: str | None = None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"reading": _Reading(value=math.nan)},
+        {"extra": _Reading(value=math.inf)},
+        {"extra": {"deep": [[_Reading(value=-math.inf)]]}},
+    ],
+    ids=["nested model", "model in Any", "model deep in Any"],
+)
+@pytest.mark.parametrize("how", ["save", "save_many", "enqueue"])
+def test_a_non_finite_float_in_a_nested_model_is_refused(
+    store: statekeep.Store, assert_unchanged: Check, fields: dict[str, Any], how: str
+) -> None:
+    """A nested model serialises NaN as null: stored, it no longer fit its
+    model and the entity could not be read back."""
+    sensor = Sensor(id="s", **fields)
+    with pytest.raises(ValidationError):
+        if how == "save":
+            store.save(sensor)
+        elif how == "save_many":
+            store.save_many([Sensor(id="ok"), sensor])
+        else:
+            store.enqueue(sensor).wait("stored", timeout=10)
+    assert store.get_many(Sensor, ["s", "ok"]) == {}
+    store.save(Sensor(id="fine", reading=_Reading(value=1.5), extra={"n": None}, label=None))
+    assert store.get(Sensor, "fine").reading == _Reading(value=1.5)
+    store.delete(store.get(Sensor, "fine"))
+    assert_unchanged()
