@@ -51,7 +51,7 @@ from ._postgres_copy import OpenCopy
 from ._postgres_errors import lost, open_failed, translate
 from ._postgres_pool import Connections
 from ._postgres_rows import columns, converter
-from .base import CollectionSpec, Filter, Query, Row, conflict_detail
+from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
 
 # libpq connection parameters a URL may carry besides statekeep's own options
 _LIBPQ = (
@@ -374,7 +374,7 @@ class PostgresBackend:
             return True
         if plan.needed:
             self._fill_rows(conn, spec, plan, "", None)
-            self._ready(conn, spec)
+            self._ready(conn, spec, plan.columns)
         self._index(conn, spec, concurrently=False)
         return False
 
@@ -406,12 +406,18 @@ class PostgresBackend:
             conn.execute(fill, (after, last), prepare=False)
             after = last
 
-    def _ready(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> None:
-        conn.execute(
-            f"UPDATE {pgsql.quote(self.schema)}.{layout.REGISTRY} SET ready = true "
-            "WHERE collection = %s AND NOT ready",
-            (spec.name,),
-        )
+    def _ready(
+        self, conn: psycopg.Connection[Any], spec: CollectionSpec, filled: Sequence[Index]
+    ) -> None:
+        """Marks the columns filled ready: those registered as they were when the
+        fill began. One another process registered (or rebuilt) meanwhile is
+        left for its own fill: rows passed before it existed are not filled."""
+        for index in filled:
+            conn.execute(
+                f"UPDATE {pgsql.quote(self.schema)}.{layout.REGISTRY} SET ready = true "
+                "WHERE collection = %s AND name = %s AND kind = %s AND dflt = %s AND NOT ready",
+                (spec.name, index.name, index.kind, layout.default_json(index)),
+            )
 
     def _fill(
         self, conn: psycopg.Connection[Any], spec: CollectionSpec, concurrently: bool
@@ -434,7 +440,7 @@ class PostgresBackend:
                 conn.execute("SET lock_timeout = 0")
                 conn.execute("SET statement_timeout = 0")
             self._index(conn, spec, concurrently)
-            self._ready(conn, spec)
+            self._ready(conn, spec, plan.columns)
         finally:
             if concurrently:
                 conn.execute("RESET lock_timeout")
