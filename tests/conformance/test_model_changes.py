@@ -9,6 +9,7 @@ bodies say.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -201,3 +202,38 @@ def test_an_indexed_default_with_quotes_percent_and_dollars_is_found(
         "a2",
         "late",
     ]
+
+
+# -- two classes of one collection in one process ------------------------------
+
+
+class Chore(Entity, collection="chore_both"):
+    title: Annotated[str, Indexed()]  # required: no default
+    notes: str = ""
+
+
+class ChoreTitle(Entity, collection="chore_both", shared=True):  # a projection
+    title: Annotated[str, Indexed()] = ""
+
+
+@pytest.mark.requires("persistent")
+def test_a_class_and_its_projection_are_read_by_turns_without_rebuilding_the_column(
+    store: statekeep.Store, store_url: str
+) -> None:
+    """The two declare `title` with different defaults. Each read of one after
+    the other rebuilt the column (a rewrite of the whole table, under the
+    write lock): here, while another store holds a transaction open, every
+    such read waited for it and failed."""
+    store.save_many(Chore(id=f"c{i}", title=f"t{i % 2}") for i in range(20))
+    assert store.count(Chore, title="t0") == 10
+    assert store.count(ChoreTitle, title="t0") == 10
+    with statekeep.open(store_url) as other:
+        assert other.count(Chore, title="t0") == other.count(ChoreTitle, title="t0") == 10
+        with other.transaction():
+            other.save(Chore(id="held", title="t0"))  # uncommitted: holds the write lock
+            started = time.monotonic()
+            for _ in range(3):
+                assert store.count(Chore, title="t1") == 10
+                found = ids(store.find(ChoreTitle, title="t1"))
+                assert found == sorted(f"c{i}" for i in range(1, 20, 2))
+            assert time.monotonic() - started < 2

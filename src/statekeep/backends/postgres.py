@@ -168,6 +168,9 @@ class PostgresBackend:
         self._in_use: dict[int, psycopg.Connection[Any]] = {}  # by thread: open transactions
         self._listeners: list[psycopg.Connection[Any]] = []
         self._tables: dict[str, CollectionSpec] = {}  # ensured, committed
+        # every spec ensured: two classes of one collection whose columns differ
+        # (a projection with another default) must not rebuild them by turns
+        self._ensured_specs: set[CollectionSpec] = set()
         self._exists: set[str] = set()  # tables known to exist
         self._statements: dict[str, tuple[CollectionSpec, pgsql.Statements]] = {}
         self._get_sql: dict[str, str] = {}
@@ -277,7 +280,7 @@ class PostgresBackend:
         return statements
 
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
-        if self._tables.get(spec.name) is spec:
+        if self._tables.get(spec.name) is spec or spec in self._ensured_specs:
             return
         txn = self._txn()
         if txn is not None and self._local.pending.get(spec.name) is spec:
@@ -303,6 +306,7 @@ class PostgresBackend:
             self._local.pending[spec.name] = spec
         else:
             self._tables[spec.name] = spec
+            self._ensured_specs.add(spec)
             self._exists.add(spec.name)
 
     def _columns(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> set[str]:
@@ -529,6 +533,7 @@ class PostgresBackend:
             if not owned:
                 raise BackendError("the store was closed before the transaction could commit")
             self._tables.update(pending)
+            self._ensured_specs.update(pending.values())
             self._exists.update(pending)
             self._analyze(written)
 
