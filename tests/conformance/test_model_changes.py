@@ -9,8 +9,10 @@ bodies say.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pytest
@@ -237,3 +239,36 @@ def test_a_class_and_its_projection_are_read_by_turns_without_rebuilding_the_col
                 found = ids(store.find(ChoreTitle, title="t1"))
                 assert found == sorted(f"c{i}" for i in range(1, 20, 2))
             assert time.monotonic() - started < 2
+
+
+# -- a SQL tool writes the table --------------------------------------------
+
+
+class Visit(Entity, collection="visit_sql"):
+    at: Annotated[datetime, Indexed()]
+    where: Annotated[str, Indexed()] = "home"
+
+
+@pytest.mark.requires("sqlite", "persistent")
+def test_a_sql_tool_writes_a_table_with_an_indexed_time(
+    store: statekeep.Store, store_url: str
+) -> None:
+    """The fill trigger called statekeep_time, a function only statekeep's
+    connections have: any other program's INSERT failed."""
+    store.save(Visit(id="v0", at=datetime(2024, 1, 1, 12, tzinfo=UTC)))
+    tool = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+    bodies = {
+        "v1": '{"id":"v1","version":1,"at":"2024-01-01T14:00:00+02:00"}',
+        "v2": '{"id":"v2","version":1,"at":"2024-01-01T12:00:00.250000Z","where":"work"}',
+        "v3": '{"id":"v3","version":1,"at":"2023-12-31T23:30:00.000001-12:30"}',
+    }
+    with tool:
+        tool.executemany(
+            "INSERT INTO visit_sql (id, version, body) VALUES (?, 1, ?)", bodies.items()
+        )
+    tool.close()
+    noon = datetime(2024, 1, 1, 12, tzinfo=UTC)
+    assert ids(store.find(Visit, at=noon)) == ["v0", "v1"]
+    assert ids(store.find(Visit, Visit.f.at > noon)) == ["v2", "v3"]
+    assert [v.id for v in store.find(Visit, order_by="at")] == ["v0", "v1", "v3", "v2"]
+    assert ids(store.find(Visit, where="home")) == ["v0", "v1", "v3"]
