@@ -364,10 +364,16 @@ class EntityInfo:
         fields = entity.__dict__
         if not self._indexed:
             return (fields["id"], fields["version"], body)
-        values = [
-            fields[name] if convert is None else convert(fields[name])
-            for name, convert in self._indexed
-        ]
+        try:
+            values = [
+                fields[name] if convert is None else convert(fields[name])
+                for name, convert in self._indexed
+            ]
+        except OverflowError as exc:  # a time whose UTC is beyond year 9999 or before year 1
+            raise ValidationError(
+                f"{type(entity).__name__} {entity.id!r} cannot be stored: an indexed time is "
+                f"out of range in UTC ({exc}); keep times within years 1 to 9999 in UTC"
+            ) from exc
         for (name, _), value in zip(self._indexed, values, strict=True):
             if type(value) is int and value not in _INT64:
                 raise ValidationError(
@@ -439,6 +445,10 @@ class EntityInfo:
         except pydantic.ValidationError as exc:
             raise as_validation_error(
                 exc, f"{value!r} is not a valid value for {self.cls.__name__}.{name}"
+            ) from exc
+        except OverflowError as exc:  # a time whose UTC is beyond year 9999 or before year 1
+            raise QueryError(
+                f"{self.cls.__name__}.{name}: {value!r} is out of range in UTC ({exc})"
             ) from exc
         if isinstance(plain, (int, str)):
             check_storable(plain, f"{self.cls.__name__}.{name}")
