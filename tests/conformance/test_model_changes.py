@@ -254,7 +254,8 @@ def test_a_sql_tool_writes_a_table_with_an_indexed_time(
     store: statekeep.Store, store_url: str
 ) -> None:
     """The fill trigger called statekeep_time, a function only statekeep's
-    connections have: any other program's INSERT failed."""
+    connections have: any other program's INSERT failed. A body edited in
+    place (stamp and version kept) was not filled again: its columns went stale."""
     store.save(Visit(id="v0", at=datetime(2024, 1, 1, 12, tzinfo=UTC)))
     tool = sqlite3.connect(store_url.removeprefix("sqlite:///"))
     bodies = {
@@ -266,9 +267,13 @@ def test_a_sql_tool_writes_a_table_with_an_indexed_time(
         tool.executemany(
             "INSERT INTO visit_sql (id, version, body) VALUES (?, 1, ?)", bodies.items()
         )
+        tool.execute(  # a row statekeep wrote, edited in place
+            "UPDATE visit_sql SET body = json_set(body, '$.where', 'away') WHERE id = 'v0'"
+        )
     tool.close()
     noon = datetime(2024, 1, 1, 12, tzinfo=UTC)
     assert ids(store.find(Visit, at=noon)) == ["v0", "v1"]
     assert ids(store.find(Visit, Visit.f.at > noon)) == ["v2", "v3"]
     assert [v.id for v in store.find(Visit, order_by="at")] == ["v0", "v1", "v3", "v2"]
-    assert ids(store.find(Visit, where="home")) == ["v0", "v1", "v3"]
+    assert ids(store.find(Visit, where="home")) == ["v1", "v3"]
+    assert ids(store.find(Visit, where="away")) == ["v0"]

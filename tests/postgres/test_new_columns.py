@@ -179,3 +179,21 @@ def test_a_column_registered_during_another_fill_is_filled_too(make_url: MakeUrl
     with statekeep.open(url) as store:
         assert store.count(JobColour, colour="red") == 300
         assert store.count(JobNew, priority=0) == 300
+
+
+def test_a_body_a_sql_tool_edits_in_place_is_filled_again(pg_url: str) -> None:
+    """The trigger ran only for rows stamped otherwise: an UPDATE of the body
+    alone left the row's columns as they were."""
+    with statekeep.open(pg_url) as store:
+        store.save_many(JobNew(id=f"e{i}", name="n", priority=1) for i in range(3))
+        with psycopg.connect(pg_url.split("?")[0], autocommit=True) as tool:
+            tool.execute(
+                f"UPDATE {schema_of(pg_url)}.big_job "
+                "SET body = jsonb_set(body, '{priority}', '5') WHERE id = 'e1'"
+            )
+        assert [job.id for job in store.find(JobNew, priority=5)] == ["e1"]
+        assert store.count(JobNew, priority=1) == 2
+        job = store.get(JobNew, "e0")
+        job.name = "renamed"
+        store.save(job)  # statekeep's own update: the writer's values
+        assert store.count(JobNew, priority=1) == 2

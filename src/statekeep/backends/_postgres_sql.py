@@ -182,7 +182,10 @@ def fill_triggers(schema: str, collection: str, columns: Sequence[Index]) -> lis
     whose stamp is not theirs (see _layout)."""
     table = f"{quote(schema)}.{quote(collection)}"
     function = f"{quote(schema)}.{quote(_short(f'{collection}__statekeep_fill'))}"
-    statements = [f"DROP TRIGGER IF EXISTS statekeep_fill ON {table}"]
+    statements = [
+        f"DROP TRIGGER IF EXISTS statekeep_fill ON {table}",
+        f"DROP TRIGGER IF EXISTS statekeep_edit ON {table}",
+    ]
     if not columns:
         return statements
     layout = stamp(columns)
@@ -201,6 +204,13 @@ def fill_triggers(schema: str, collection: str, columns: Sequence[Index]) -> lis
     statements.append(
         f"CREATE TRIGGER statekeep_fill BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
         f"WHEN (NEW.{STAMP} IS DISTINCT FROM {layout}) EXECUTE FUNCTION {function}()"
+    )
+    # a body changed in place, stamp and version kept (a SQL tool): filled again
+    statements.append(
+        f"CREATE TRIGGER statekeep_edit BEFORE UPDATE ON {table} FOR EACH ROW "
+        f"WHEN (NEW.{STAMP} = {layout} AND NEW.{STAMP} = OLD.{STAMP} "
+        "AND NEW.version = OLD.version AND NEW.body IS DISTINCT FROM OLD.body) "
+        f"EXECUTE FUNCTION {function}()"
     )
     return statements
 

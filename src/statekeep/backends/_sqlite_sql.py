@@ -134,9 +134,14 @@ def fill_triggers(collection: str, columns: Sequence[Index]) -> list[str]:
             continue
         layout = stamp(columns)
         settings = ", ".join(f"{quote(i.name)} = {filled(i, 'NEW.body')}" for i in columns)
+        when = f"NEW.{STAMP} IS NOT {layout}"
+        if event == "update":  # a body changed in place (a SQL tool): stamp and version kept
+            when += (
+                f" OR (NEW.version IS OLD.version AND NEW.{STAMP} IS OLD.{STAMP} "
+                "AND NEW.body IS NOT OLD.body)"
+            )
         statements.append(
-            f"CREATE TRIGGER {name} AFTER {event.upper()} ON {table} "
-            f"WHEN NEW.{STAMP} IS NOT {layout} BEGIN "
+            f"CREATE TRIGGER {name} AFTER {event.upper()} ON {table} WHEN {when} BEGIN "
             f"UPDATE {table} SET {settings}, {STAMP} = {layout} WHERE rowid = NEW.rowid; END"
         )
     return statements
