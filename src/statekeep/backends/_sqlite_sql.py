@@ -79,14 +79,19 @@ def literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def filled(index: Index, body: str = "body") -> str:
-    """SQL for the value an indexed column holds, read from a body (no parameters)."""
+def filled(index: Index, body: str = "body", portable: bool = False) -> str:
+    """SQL for the value an indexed column holds, read from a body (no parameters).
+
+    portable: for a trigger, which runs in any program's connection: time keys
+    made by SQLite's own functions (statekeep_time, faster, is statekeep's)."""
     path = "'" + path_of(index.name).replace("'", "''") + "'"
     expr = f"json_extract({body}, {path})"
     if index.default is not None:  # bodies written before the field existed lack it
         default = literal(index.default)
         expr = f"(CASE WHEN json_type({body}, {path}) IS NULL THEN {default} ELSE {expr} END)"
-    return time_key_sql(expr) if index.kind == "time" else expr
+    if index.kind != "time":
+        return expr
+    return time_key_sql(expr) if portable else f"statekeep_time({expr})"
 
 
 _DATETIME = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]:[0-9][0-9]*'"
@@ -133,7 +138,7 @@ def fill_triggers(collection: str, columns: Sequence[Index]) -> list[str]:
         if not columns:
             continue
         layout = stamp(columns)
-        settings = ", ".join(f"{quote(i.name)} = {filled(i, 'NEW.body')}" for i in columns)
+        settings = ", ".join(f"{quote(i.name)} = {filled(i, 'NEW.body', True)}" for i in columns)
         when = f"NEW.{STAMP} IS NOT {layout}"
         if event == "update":  # a body changed in place (a SQL tool): stamp and version kept
             when += (
