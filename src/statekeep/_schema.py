@@ -118,16 +118,26 @@ def _may_hide_non_finite(schema: Any, root: bool = True) -> bool:
     return any(_may_hide_non_finite(value, False) for value in schema.values())
 
 
+_SCALARS = (str, int, bool, type(None))
+
+
 def _holds_non_finite(value: Any) -> bool:
     """Does the Python value hold a NaN or an infinity, however deep?"""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, (str, int, type(None))):
+    kind = type(value)
+    if kind in _SCALARS:
         return False
+    if kind is float or isinstance(value, float):
+        return not math.isfinite(value)
     if isinstance(value, dict):
-        return any(_holds_non_finite(k) or _holds_non_finite(v) for k, v in value.items())
+        for item in value.values():  # a loop: faster than any() on a hot path
+            if type(item) not in _SCALARS and _holds_non_finite(item):
+                return True
+        return False
     if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_holds_non_finite(item) for item in value)
+        for item in value:  # noqa: SIM110 - a loop, as above
+            if type(item) not in _SCALARS and _holds_non_finite(item):
+                return True
+        return False
     if isinstance(value, pydantic.BaseModel):
         extra = value.__pydantic_extra__ or {}
         return _holds_non_finite(value.__dict__) or _holds_non_finite(extra)
@@ -264,7 +274,9 @@ class EntityInfo:
         )
         self._adapters: dict[str, pydantic.TypeAdapter[Any]] = {}
         self._to_json: Callable[..., bytes] | None = None  # once the model is complete
-        self._hides_non_finite = False  # see _may_hide_non_finite; set with _to_json
+        # the fields whose values may hide a NaN as null (see _may_hide_non_finite),
+        # worked out with _to_json
+        self._hides_non_finite: tuple[str, ...] = ()
         self._by_name = any(  # bodies use field names, whatever the aliases
             info.alias is not None or info.validation_alias is not None for info in fields.values()
         )
@@ -323,7 +335,7 @@ class EntityInfo:
                     "\\u0000" in body
                     or "NaN" in body
                     or "Infinity" in body
-                    or (self._hides_non_finite and "null" in body)
+                    or (self._hides_non_finite and "null" in body and self._hidden(entity))
                 ):
                     self._row(entity, to_json)  # raises the error, if there is one
                 rows.append((fields["id"], old + 1, body))
@@ -332,13 +344,24 @@ class EntityInfo:
             raise
         return rows
 
+    def _hidden(self, entity: Entity) -> bool:
+        """Does a field whose serializer writes NaN as null hold a NaN or an infinity?"""
+        fields = entity.__dict__
+        return any(_holds_non_finite(fields[name]) for name in self._hides_non_finite)
+
     def _serializer(self) -> Callable[..., bytes]:
         to_json = self._to_json
         if to_json is None:  # the body holds fields by name, and no computed fields
             to_json = self.cls.__pydantic_serializer__.to_json
             if self.cls.model_computed_fields:
                 to_json = functools.partial(to_json, exclude_computed_fields=True)
-            self._hides_non_finite = _may_hide_non_finite(self.cls.__pydantic_core_schema__)
+            self._hides_non_finite = tuple(
+                name
+                for name, info in self.cls.model_fields.items()
+                if _may_hide_non_finite(
+                    pydantic.TypeAdapter[Any](info.annotation or Any).core_schema
+                )
+            )
             self._to_json = to_json
         return to_json
 
@@ -355,7 +378,7 @@ class EntityInfo:
                 "its text holds a NUL character (\\x00), which databases cut or refuse"
             )
         if (("NaN" in body or "Infinity" in body) and _has_non_finite(body)) or (
-            self._hides_non_finite and "null" in body and _holds_non_finite(entity.__dict__)
+            self._hides_non_finite and "null" in body and self._hidden(entity)
         ):
             raise ValidationError(
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: it holds an "
