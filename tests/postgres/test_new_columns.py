@@ -197,3 +197,66 @@ def test_a_body_a_sql_tool_edits_in_place_is_filled_again(pg_url: str) -> None:
         job.name = "renamed"
         store.save(job)  # statekeep's own update: the writer's values
         assert store.count(JobNew, priority=1) == 2
+
+
+def test_two_versions_adding_columns_at_once_do_not_fail_with_a_deadlock(
+    make_url: MakeUrl,
+) -> None:
+    """The first builds its index concurrently, which waits for every older
+    transaction, among them the second's, which waits to add its column to
+    the table the index is being built on: PostgreSQL ends one of them with
+    a deadlock, and that store's first read failed with it."""
+    url = make_url(timeout=60)
+    schema = schema_of(url)
+    server = url.split("?")[0]
+    with statekeep.open(url) as old:
+        old.save_many(JobOld(id=f"j{i:04d}", name=f"n{i}") for i in range(300))
+    counts: dict[str, int | str] = {}
+
+    def open_and_count(cls: type[Entity], **equals: object) -> None:
+        try:
+            with statekeep.open(url) as store:
+                counts[cls.__name__] = store.count(cls, **equals)
+        except statekeep.StatekeepError as exc:
+            counts[cls.__name__] = repr(exc)
+
+    def registered() -> bool:
+        with psycopg.connect(server, autocommit=True) as conn:
+            return bool(conn.execute(f"SELECT FROM {schema}.statekeep_columns").fetchall())
+
+    def waiting(kind: str) -> bool:
+        with psycopg.connect(server, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = %s", (kind,)
+            ).fetchone()
+        return bool(row and row[0])
+
+    fill_holder = psycopg.connect(server, autocommit=True)
+    build_holder = psycopg.connect(server, autocommit=True)
+    fill_key, build_key = f"statekeep-fill:{schema}.big_job", f"statekeep:{schema}.big_job"
+    fill_holder.execute("SELECT pg_advisory_lock(hashtext(%s))", (fill_key,))
+    filling = threading.Thread(target=open_and_count, args=(JobNew,), kwargs={"priority": 0})
+    adding = threading.Thread(target=open_and_count, args=(JobColour,), kwargs={"colour": "red"})
+    filling.start()
+    try:
+        _until(registered)  # the first has added its column, and waits to fill it
+        build_holder.execute("SELECT pg_advisory_lock(hashtext(%s))", (build_key,))
+        adding.start()  # the second's transaction begins, and waits to add its column
+        _until(lambda: waiting("advisory"))
+        fill_holder.execute("SELECT pg_advisory_unlock(hashtext(%s))", (fill_key,))
+        _until(lambda: waiting("virtualxid"))  # the index build waits for the second
+    finally:
+        build_holder.close()  # the second goes on to ALTER TABLE
+        fill_holder.close()
+        filling.join()
+        if adding.ident is not None:
+            adding.join()
+    assert counts == {"JobNew": 300, "JobColour": 300}
+    with psycopg.connect(server, autocommit=True) as conn:
+        valid = conn.execute(
+            "SELECT indisvalid FROM pg_index "
+            "WHERE indexrelid IN (to_regclass(%s), to_regclass(%s))",
+            (f"{schema}.big_job__priority", f"{schema}.big_job__colour"),
+        ).fetchall()
+        ready = conn.execute(f"SELECT bool_and(ready) FROM {schema}.statekeep_columns").fetchone()
+    assert valid == [(True,), (True,)] and ready == (True,)

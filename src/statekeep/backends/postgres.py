@@ -297,17 +297,33 @@ class PostgresBackend:
                     if self._build(conn, spec):
                         self._fill(conn, spec, concurrently=False)
             else:
-                with self._connection("adding a collection's columns") as conn:
-                    with conn.transaction():
-                        large = self._build(conn, spec)
-                    if large:
-                        self._fill(conn, spec, concurrently=True)
+                self._build_and_fill(spec)
         if txn is not None:  # known to others only once committed
             self._local.pending[spec.name] = spec
         else:
             self._tables[spec.name] = spec
             self._ensured_specs.add(spec)
             self._exists.add(spec.name)
+
+    def _build_and_fill(self, spec: CollectionSpec) -> None:
+        """_build, then (a large table) _fill, each in transactions of their own.
+        Once more after a deadlock: a concurrent index build waits for every
+        older transaction, and one of another version adding its own column
+        waits for the index build's lock on the table; PostgreSQL ends one of
+        them, and nothing is left half done that a second attempt does not
+        finish (an index cut short is built again)."""
+        for attempt in (1, 2, 3):
+            try:
+                with self._connection("adding a collection's columns") as conn:
+                    with conn.transaction():
+                        large = self._build(conn, spec)
+                    if large:
+                        self._fill(conn, spec, concurrently=True)
+                return
+            except TransientBackendError as exc:
+                if attempt == 3 or not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
+                    raise
+                _log.info("statekeep: %s: adding columns met a deadlock; again", spec.name)
 
     def _columns(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> set[str]:
         table = f"{pgsql.quote(self.schema)}.{pgsql.quote(spec.name)}"
