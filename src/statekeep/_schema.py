@@ -210,13 +210,29 @@ def _index_kind(owner: str, name: str, annotation: Any) -> IndexKind:
     return "any"  # mixed kinds: stored as they come, ordered as SQLite orders types
 
 
-def _default(info: FieldInfo, time: bool) -> Scalar:
-    """The field's default as a comparable scalar (None when it has none)."""
+def _default(owner: str, name: str, info: FieldInfo, time: bool, indexed: bool) -> Scalar:
+    """The field's default as a comparable scalar (None when it has none).
+
+    Refused for an indexed field: a NaN or an infinity (no column or JSON
+    holds one alike: the table's triggers could not be made); for any field, a
+    time beyond the years UTC holds (it has no time key)."""
     if info.default is PydanticUndefined or info.default_factory is not None:
         return None
     if time and isinstance(info.default, datetime):
-        return time_key_of(info.default)
+        try:
+            return time_key_of(info.default)
+        except OverflowError as exc:
+            raise ConfigurationError(
+                f"{owner}.{name}: the default {info.default!r} is out of range in UTC ({exc})"
+            ) from exc
     plain = pydantic_core.to_jsonable_python(info.default)
+    if isinstance(plain, float) and not math.isfinite(plain):
+        if indexed:
+            raise ConfigurationError(
+                f"{owner}.{name} cannot be indexed with the default {plain!r}: "
+                "NaN and infinities cannot be stored"
+            )
+        return None
     return plain if isinstance(plain, _PLAIN) else None
 
 
@@ -257,7 +273,7 @@ class EntityInfo:
                 name,
                 name in columns,
                 _is_time(info.annotation),
-                _default(info, _is_time(info.annotation)),
+                _default(cls.__name__, name, info, _is_time(info.annotation), name in indexed),
             )
             for name, info in fields.items()
         }
