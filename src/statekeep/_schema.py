@@ -7,10 +7,12 @@ every value against the field's type on the way).
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import enum
 import functools
 import json
+import math
 import re
 import types
 import typing
@@ -45,7 +47,11 @@ if TYPE_CHECKING:
     from .entity import Entity
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_RESERVED = {"body"}
+# column names an indexed field cannot take: the body, the row stamp (see
+# backends/_layout), SQLite's names of the rowid (its fill trigger finds a row
+# by rowid) and PostgreSQL's system columns
+_RESERVED = {"body", "statekeep_layout", "rowid", "oid", "_rowid_"}
+_RESERVED |= {"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"}
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
 _INT64 = range(-(2**63), 2**63)
 _PLAIN = (str, int, float, bool)
@@ -92,6 +98,51 @@ def _has_non_finite(body: str) -> bool:
         json.loads(body, parse_constant=_refuse_constant)
     except ValueError:
         return True
+    return False
+
+
+def _may_hide_non_finite(schema: Any, root: bool = True) -> bool:
+    """Can a float in a value of this core schema be serialised by a serializer
+    that writes NaN and infinities as null (a nested model or dataclass with
+    pydantic's default ser_json_inf_nan, or an Any field holding one)? Then
+    "null" in a body may stand for a NaN, and the values are looked at."""
+    if isinstance(schema, list):
+        return any(_may_hide_non_finite(item, False) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("type") == "any":
+        return True
+    config = schema.get("config")
+    if not root and isinstance(config, dict) and config.get("ser_json_inf_nan") != "constants":
+        return True
+    return any(_may_hide_non_finite(value, False) for value in schema.values())
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def _holds_non_finite(value: Any) -> bool:
+    """Does the Python value hold a NaN or an infinity, however deep?"""
+    kind = type(value)
+    if kind in _SCALARS:
+        return False
+    if kind is float or isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        for item in value.values():  # a loop: faster than any() on a hot path
+            if type(item) not in _SCALARS and _holds_non_finite(item):
+                return True
+        return False
+    if isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:  # noqa: SIM110 - a loop, as above
+            if type(item) not in _SCALARS and _holds_non_finite(item):
+                return True
+        return False
+    if isinstance(value, pydantic.BaseModel):
+        extra = value.__pydantic_extra__ or {}
+        return _holds_non_finite(value.__dict__) or _holds_non_finite(extra)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_holds_non_finite(getattr(value, f.name)) for f in dataclasses.fields(value))
     return False
 
 
@@ -159,13 +210,29 @@ def _index_kind(owner: str, name: str, annotation: Any) -> IndexKind:
     return "any"  # mixed kinds: stored as they come, ordered as SQLite orders types
 
 
-def _default(info: FieldInfo, time: bool) -> Scalar:
-    """The field's default as a comparable scalar (None when it has none)."""
+def _default(owner: str, name: str, info: FieldInfo, time: bool, indexed: bool) -> Scalar:
+    """The field's default as a comparable scalar (None when it has none).
+
+    Refused for an indexed field: a NaN or an infinity (no column or JSON
+    holds one alike: the table's triggers could not be made); for any field, a
+    time beyond the years UTC holds (it has no time key)."""
     if info.default is PydanticUndefined or info.default_factory is not None:
         return None
     if time and isinstance(info.default, datetime):
-        return time_key_of(info.default)
+        try:
+            return time_key_of(info.default)
+        except OverflowError as exc:
+            raise ConfigurationError(
+                f"{owner}.{name}: the default {info.default!r} is out of range in UTC ({exc})"
+            ) from exc
     plain = pydantic_core.to_jsonable_python(info.default)
+    if isinstance(plain, float) and not math.isfinite(plain):
+        if indexed:
+            raise ConfigurationError(
+                f"{owner}.{name} cannot be indexed with the default {plain!r}: "
+                "NaN and infinities cannot be stored"
+            )
+        return None
     return plain if isinstance(plain, _PLAIN) else None
 
 
@@ -189,7 +256,8 @@ class EntityInfo:
         for name in indexed:
             if name.lower() in _RESERVED:
                 raise ConfigurationError(
-                    f"{cls.__name__}.{name} cannot be indexed: {name!r} is a reserved column"
+                    f"{cls.__name__}.{name} cannot be indexed: {name!r} is a column name "
+                    f"a backend uses ({', '.join(sorted(_RESERVED))}); rename the field"
                 )
         seen = {"id": "id", "version": "version"}
         for name in indexed:  # columns: SQLite folds case in names, PostgreSQL does not
@@ -205,7 +273,7 @@ class EntityInfo:
                 name,
                 name in columns,
                 _is_time(info.annotation),
-                _default(info, _is_time(info.annotation)),
+                _default(cls.__name__, name, info, _is_time(info.annotation), name in indexed),
             )
             for name, info in fields.items()
         }
@@ -222,6 +290,9 @@ class EntityInfo:
         )
         self._adapters: dict[str, pydantic.TypeAdapter[Any]] = {}
         self._to_json: Callable[..., bytes] | None = None  # once the model is complete
+        # the fields whose values may hide a NaN as null (see _may_hide_non_finite),
+        # worked out with _to_json
+        self._hides_non_finite: tuple[str, ...] = ()
         self._by_name = any(  # bodies use field names, whatever the aliases
             info.alias is not None or info.validation_alias is not None for info in fields.values()
         )
@@ -276,7 +347,12 @@ class EntityInfo:
                 olds.append(old)
                 fields["version"] = old + 1
                 body = to_json(entity, warnings="error").decode()
-                if "\\u0000" in body or "NaN" in body or "Infinity" in body:
+                if (
+                    "\\u0000" in body
+                    or "NaN" in body
+                    or "Infinity" in body
+                    or (self._hides_non_finite and "null" in body and self._hidden(entity))
+                ):
                     self._row(entity, to_json)  # raises the error, if there is one
                 rows.append((fields["id"], old + 1, body))
         except pydantic_core.PydanticSerializationError:
@@ -284,12 +360,24 @@ class EntityInfo:
             raise
         return rows
 
+    def _hidden(self, entity: Entity) -> bool:
+        """Does a field whose serializer writes NaN as null hold a NaN or an infinity?"""
+        fields = entity.__dict__
+        return any(_holds_non_finite(fields[name]) for name in self._hides_non_finite)
+
     def _serializer(self) -> Callable[..., bytes]:
         to_json = self._to_json
         if to_json is None:  # the body holds fields by name, and no computed fields
             to_json = self.cls.__pydantic_serializer__.to_json
             if self.cls.model_computed_fields:
                 to_json = functools.partial(to_json, exclude_computed_fields=True)
+            self._hides_non_finite = tuple(
+                name
+                for name, info in self.cls.model_fields.items()
+                if _may_hide_non_finite(
+                    pydantic.TypeAdapter[Any](info.annotation or Any).core_schema
+                )
+            )
             self._to_json = to_json
         return to_json
 
@@ -305,7 +393,9 @@ class EntityInfo:
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: "
                 "its text holds a NUL character (\\x00), which databases cut or refuse"
             )
-        if ("NaN" in body or "Infinity" in body) and _has_non_finite(body):
+        if (("NaN" in body or "Infinity" in body) and _has_non_finite(body)) or (
+            self._hides_non_finite and "null" in body and self._hidden(entity)
+        ):
             raise ValidationError(
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: it holds an "
                 "infinite or NaN number, which JSON cannot hold and no two databases compare alike"
@@ -313,10 +403,16 @@ class EntityInfo:
         fields = entity.__dict__
         if not self._indexed:
             return (fields["id"], fields["version"], body)
-        values = [
-            fields[name] if convert is None else convert(fields[name])
-            for name, convert in self._indexed
-        ]
+        try:
+            values = [
+                fields[name] if convert is None else convert(fields[name])
+                for name, convert in self._indexed
+            ]
+        except OverflowError as exc:  # a time whose UTC is beyond year 9999 or before year 1
+            raise ValidationError(
+                f"{type(entity).__name__} {entity.id!r} cannot be stored: an indexed time is "
+                f"out of range in UTC ({exc}); keep times within years 1 to 9999 in UTC"
+            ) from exc
         for (name, _), value in zip(self._indexed, values, strict=True):
             if type(value) is int and value not in _INT64:
                 raise ValidationError(
@@ -388,6 +484,10 @@ class EntityInfo:
         except pydantic.ValidationError as exc:
             raise as_validation_error(
                 exc, f"{value!r} is not a valid value for {self.cls.__name__}.{name}"
+            ) from exc
+        except OverflowError as exc:  # a time whose UTC is beyond year 9999 or before year 1
+            raise QueryError(
+                f"{self.cls.__name__}.{name}: {value!r} is out of range in UTC ({exc})"
             ) from exc
         if isinstance(plain, (int, str)):
             check_storable(plain, f"{self.cls.__name__}.{name}")

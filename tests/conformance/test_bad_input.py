@@ -6,6 +6,7 @@ import contextlib
 import math
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
 
 import pydantic
@@ -726,3 +727,90 @@ def test_writebehind_options_as_a_dict(store_url: str) -> None:
             store.enqueue(Note(id="second", text="refused"))
         assert store.flush(5)
         assert [n.id for n in store.find(Note)] == ["first"]
+
+
+class _Reading(pydantic.BaseModel):  # pydantic's defaults: NaN allowed, written as null
+    value: float
+
+
+class Sensor(Entity, collection="sensor_nested"):
+    reading: _Reading | None = None
+    extra: Any = None
+    label: str | None = None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"reading": _Reading(value=math.nan)},
+        {"extra": _Reading(value=math.inf)},
+        {"extra": {"deep": [[_Reading(value=-math.inf)]]}},
+    ],
+    ids=["nested model", "model in Any", "model deep in Any"],
+)
+@pytest.mark.parametrize("how", ["save", "save_many", "enqueue"])
+def test_a_non_finite_float_in_a_nested_model_is_refused(
+    store: statekeep.Store, assert_unchanged: Check, fields: dict[str, Any], how: str
+) -> None:
+    """A nested model serialises NaN as null: stored, it no longer fit its
+    model and the entity could not be read back."""
+    sensor = Sensor(id="s", **fields)
+    with pytest.raises(ValidationError):
+        if how == "save":
+            store.save(sensor)
+        elif how == "save_many":
+            store.save_many([Sensor(id="ok"), sensor])
+        else:
+            store.enqueue(sensor).wait("stored", timeout=10)
+    assert store.get_many(Sensor, ["s", "ok"]) == {}
+    store.save(Sensor(id="fine", reading=_Reading(value=1.5), extra={"n": None}, label=None))
+    assert store.get(Sensor, "fine").reading == _Reading(value=1.5)
+    store.delete(store.get(Sensor, "fine"))
+    assert_unchanged()
+
+
+class Appointment(Entity, collection="appointment_edge"):
+    at: Annotated[datetime, Indexed()] = datetime(2024, 1, 1, tzinfo=UTC)
+    noted: datetime | None = None
+
+
+_LATE = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))  # year 10000 in UTC
+_EARLY = datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))  # year 0 in UTC
+
+
+@pytest.mark.parametrize("moment", [_LATE, _EARLY], ids=["late", "early"])
+@pytest.mark.parametrize("how", ["save", "save_many", "enqueue"])
+def test_an_indexed_time_beyond_the_years_utc_holds_is_refused(
+    store: statekeep.Store, assert_unchanged: Check, moment: datetime, how: str
+) -> None:
+    """Its time key could not be made: an OverflowError escaped save, find and count."""
+    appointment = Appointment(id="a", at=moment)
+    with pytest.raises(ValidationError):
+        if how == "save":
+            store.save(appointment)
+        elif how == "save_many":
+            store.save_many([appointment])
+        else:
+            store.enqueue(appointment).wait("stored", timeout=10)
+    with pytest.raises(QueryError):
+        store.count(Appointment, at=moment)
+    with pytest.raises(QueryError):
+        list(store.find(Appointment, Appointment.f.noted > moment))
+    assert store.get_many(Appointment, ["a"]) == {}
+    assert_unchanged()
+
+
+def test_a_stored_time_beyond_the_years_utc_holds_does_not_break_queries(
+    store: statekeep.Store,
+) -> None:
+    """Unindexed, it is stored; a query comparing that field's times read it
+    through time_key, which raised (SQLite: an error of the whole query)."""
+    store.save(Appointment(id="late", noted=_LATE))
+    store.save(Appointment(id="now", noted=datetime(2024, 6, 1, tzinfo=UTC)))
+    since = datetime(2024, 1, 1, tzinfo=UTC)
+    found = {a.id for a in store.find(Appointment, Appointment.f.noted > since)}
+    assert "now" in found and found <= {"now", "late"}
+    assert [a.id for a in store.find(Appointment, noted=datetime(2024, 6, 1, tzinfo=UTC))] == [
+        "now"
+    ]
+    assert store.get(Appointment, "late").noted == _LATE

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -251,6 +252,24 @@ def test_indexed_fields_whose_names_differ_only_in_case_are_refused(
     assert_unchanged()
 
 
+@pytest.mark.parametrize(
+    "name", ["body", "statekeep_layout", "rowid", "OID", "ctid", "xmin", "tableoid"]
+)
+def test_an_indexed_field_named_like_a_column_the_backends_use_is_refused(
+    store: statekeep.Store, assert_unchanged: Check, name: str
+) -> None:
+    """statekeep_layout is the row stamp (SQLite found nothing, PostgreSQL failed);
+    rowid hid SQLite's rowid from the fill trigger (rows of an older writer
+    were missed); PostgreSQL's system columns cannot be added."""
+    with pytest.raises(ConfigurationError) as raised:
+        define(f"class Column(Entity):\n    {name}: Annotated[int, Indexed()] = 0\n", "app_col")
+    assert repr(name) in str(raised.value)
+    cls = define(f"class Column(Entity):\n    {name}: int = 0\n", "app_col")["Column"]
+    store.save(cls(id="c", **{name: 4}))  # unindexed, it is a key of the body like any other
+    assert [c.id for c in store.find(cls, **{name: 4})] == ["c"]
+    assert_unchanged()
+
+
 def test_fields_whose_names_differ_only_in_case_work_unindexed(
     store: statekeep.Store, assert_unchanged: Check
 ) -> None:
@@ -281,3 +300,43 @@ def test_names_close_to_reserved_ones_work(store: statekeep.Store, assert_unchan
     assert (loaded.counted, loaded.model_name, loaded.F, loaded.created) == (3, "m", 1, True)
     assert [t.id for t in store.find(cls, counted=3)] == ["t"]
     assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "ratio: Annotated[float, Indexed()] = float('inf')",
+        "ratio: Annotated[float | None, Indexed()] = float('nan')",
+        "at: datetime = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))",
+        "at: Annotated[datetime, Indexed()] = "
+        "datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))",
+    ],
+    ids=["indexed inf", "indexed nan", "time beyond 9999 in UTC", "indexed time before year 1"],
+)
+def test_a_default_no_backend_can_hold_is_refused_at_class_definition(
+    store: statekeep.Store, assert_unchanged: Check, field: str
+) -> None:
+    """Taken before: the table's triggers could not be made (SQLite: no such
+    column: inf; PostgreSQL: invalid JSON), or an OverflowError escaped the
+    class statement."""
+    with pytest.raises(ConfigurationError):
+        define(
+            f"class Odd(Entity):\n    {field}\n",
+            "app_odd",
+            datetime=datetime,
+            timezone=timezone,
+            timedelta=timedelta,
+        )
+    assert_unchanged()
+
+
+def test_an_unindexed_non_finite_default_is_allowed(store: statekeep.Store) -> None:
+    cls = define(
+        "class Ratio(Entity, collection='ratio_nan'):\n"
+        "    ratio: float = float('nan')\n"
+        "    n: Annotated[int, Indexed()] = 0\n",
+        "app_ratio",
+    )["Ratio"]
+    store.save(cls(id="r", ratio=0.5, n=1))
+    assert [r.id for r in store.find(cls, ratio=0.5)] == ["r"]
+    assert [r.id for r in store.find(cls, n=1)] == ["r"]

@@ -9,6 +9,8 @@ python _child.py stream URL ACKS SEED BASE WRITES ENTITIES
 python _child.py hold URL READY COUNT
     enqueues COUNT Docs (ids d0, d1, ...) that wait in the queue (a window of
     an hour), waits until they are durable, writes READY and sleeps.
+python _child.py hold-tags URL READY COUNT
+    the same with COUNT Tags (ids g0, g1, ..., code 7).
 python _child.py stored-then-saved URL READY
     enqueues Doc "e" (title "enqueued"), flushes it (stored), then saves a
     newer Doc "e" (title "saved") directly, writes READY and sleeps.
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import statekeep
 from statekeep import Priority
-from writebehind.models import Doc, Reading, payload_of
+from writebehind.models import Doc, Reading, Tag, payload_of
 
 PRIORITIES = (Priority.LOW, Priority.NORMAL, Priority.CRITICAL)
 WEIGHTS = (3, 6, 1)
@@ -80,11 +82,14 @@ def stream(url: str, acks: str, seed: int, base: int, writes: int, entities: int
     store.close()
 
 
-def hold(url: str, ready: str, count: int) -> None:
+def hold(url: str, ready: str, count: int, tags: bool = False) -> None:
     store = statekeep.open(
         url, writebehind=statekeep.WriteBehindOptions(window=3600, low_max_age=3600)
     )
-    receipts = [store.enqueue(Doc(id=f"d{n}", title=f"held {n}", n=n)) for n in range(count)]
+    receipts = [
+        store.enqueue(Tag(id=f"g{n}", code=7) if tags else Doc(id=f"d{n}", title=f"held {n}", n=n))
+        for n in range(count)
+    ]
     for receipt in receipts:
         receipt.wait_durable()
     assert not any(receipt.stored for receipt in receipts)
@@ -133,6 +138,8 @@ def main(argv: list[str]) -> None:
         stream(url, acks, int(seed), int(base), int(writes), int(entities))
     elif mode == "hold":
         hold(url, rest[0], int(rest[1]))
+    elif mode == "hold-tags":
+        hold(url, rest[0], int(rest[1]), tags=True)
     elif mode == "stored-then-saved":
         stored_then_saved(url, rest[0])
     elif mode == "enqueue-forever":

@@ -22,6 +22,12 @@ class Doc(Entity, collection="wb_doc"):
     n: int = 0
 
 
+class Tag(Entity, collection="wb_tag"):
+    """An indexed code, a whole number in this version (a later one widens it)."""
+
+    code: Annotated[int, Indexed()] = 0
+
+
 def payload_of(id: str, counter: int) -> str:
     """The payload a Reading with this id and counter carries (checked on read)."""
     return f"{id}:{counter}:" + "x" * (counter % 17)

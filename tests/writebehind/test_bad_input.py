@@ -127,6 +127,16 @@ def test_enqueue_on_a_store_closed_before_any_write_behind_is_refused(
         {"block_timeout": "soon"},
         {"drain_timeout": "x"},
         {"on_event": "not a callable"},
+        # NaN passed `<= 0`: a NaN window kept NORMAL writes waiting for ever;
+        # an infinite one stopped the flusher thread (OverflowError)
+        {"window": math.nan},
+        {"window": math.inf},
+        {"low_max_age": math.nan},
+        {"retry_base": math.nan},
+        {"retry_cap": math.inf},
+        {"block_timeout": math.nan},
+        {"drain_timeout": math.nan},
+        {"drain_timeout": math.inf},
     ],
     ids=str,
 )

@@ -18,14 +18,16 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 
 import statekeep
+from statekeep import Entity, Indexed
 
 from ._child import stream_plan
 from ._support import db_path, segments
-from .models import Doc, Reading, payload_of
+from .models import Doc, Reading, Tag, payload_of
 
 CHILD = str(Path(__file__).with_name("_child.py"))
 STRESS = os.environ.get("STATEKEEP_STRESS", "") not in ("", "0")
@@ -166,6 +168,35 @@ def test_durable_writes_of_a_killed_process_are_stored_at_open(
             time.sleep(0.01)
         assert {d.id: d.title for d in store.find(Doc)} == {f"d{n}": f"held {n}" for n in range(50)}
         assert all(d.version == 1 for d in store.find(Doc))
+
+
+class TagWider(Entity, collection="wb_tag", shared=True):
+    """The next version of Tag: codes may be text too (the column is rebuilt as such)."""
+
+    code: Annotated[int | str, Indexed()] = 0
+
+
+@pytest.mark.requires("persistent")
+def test_durable_writes_of_an_older_model_do_not_rebuild_the_newer_ones_columns(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Recovered writes were stored with the spec they were enqueued with, and
+    ensuring it rebuilt `code` back in the older kind under the newer version
+    (PostgreSQL: every query on it failed; SQLite: text codes became numbers)."""
+    with statekeep.open(store_url) as store:
+        store.save(Tag(id="first", code=1))  # the table, as the older version makes it
+    child, _ = start_ready_child("hold-tags", store_url, tmp_path, "5")
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    with statekeep.open(store_url) as store:
+        assert store.count(TagWider, code=7) == 0  # the newer version's column first
+        end = time.monotonic() + 30
+        while store.count(TagWider) < 6 and time.monotonic() < end:
+            time.sleep(0.01)
+        store.flush(timeout=30)
+        store.save(TagWider(id="text", code="7"))
+        assert sorted(t.id for t in store.find(TagWider, code=7)) == [f"g{n}" for n in range(5)]
+        assert [t.id for t in store.find(TagWider, code="7")] == ["text"]
 
 
 @pytest.mark.requires("persistent")

@@ -181,20 +181,35 @@ def fill_triggers(schema: str, collection: str, columns: Sequence[Index]) -> lis
     whose stamp is not theirs (see _layout)."""
     table = f"{quote(schema)}.{quote(collection)}"
     function = f"{quote(schema)}.{quote(_short(f'{collection}__statekeep_fill'))}"
-    statements = [f"DROP TRIGGER IF EXISTS statekeep_fill ON {table}"]
+    statements = [
+        f"DROP TRIGGER IF EXISTS statekeep_fill ON {table}",
+        f"DROP TRIGGER IF EXISTS statekeep_edit ON {table}",
+    ]
     if not columns:
         return statements
     layout = stamp(columns)
     assignments = "".join(
         f"    NEW.{quote(i.name)} := {filled(schema, i, 'NEW.body')};\n" for i in columns
     )
+    code = f"BEGIN\n{assignments}    NEW.{STAMP} := {layout};\n    RETURN NEW;\nEND\n"
+    tag, n = "$fill$", 0  # a dollar quote that does not occur in the code (a default may)
+    while tag in code:
+        n += 1
+        tag = f"$fill{n}$"
     statements.append(
-        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fill$\n"
-        f"BEGIN\n{assignments}    NEW.{STAMP} := {layout};\n    RETURN NEW;\nEND\n$fill$"
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {tag}\n"
+        f"{code}{tag}"
     )
     statements.append(
         f"CREATE TRIGGER statekeep_fill BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
         f"WHEN (NEW.{STAMP} IS DISTINCT FROM {layout}) EXECUTE FUNCTION {function}()"
+    )
+    # a body changed in place, stamp and version kept (a SQL tool): filled again
+    statements.append(
+        f"CREATE TRIGGER statekeep_edit BEFORE UPDATE ON {table} FOR EACH ROW "
+        f"WHEN (NEW.{STAMP} = {layout} AND NEW.{STAMP} = OLD.{STAMP} "
+        "AND NEW.version = OLD.version AND NEW.body IS DISTINCT FROM OLD.body) "
+        f"EXECUTE FUNCTION {function}()"
     )
     return statements
 

@@ -79,14 +79,51 @@ def literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def filled(index: Index, body: str = "body") -> str:
-    """SQL for the value an indexed column holds, read from a body (no parameters)."""
+def filled(index: Index, body: str = "body", portable: bool = False) -> str:
+    """SQL for the value an indexed column holds, read from a body (no parameters).
+
+    portable: for a trigger, which runs in any program's connection: time keys
+    made by SQLite's own functions (statekeep_time, faster, is statekeep's)."""
     path = "'" + path_of(index.name).replace("'", "''") + "'"
     expr = f"json_extract({body}, {path})"
     if index.default is not None:  # bodies written before the field existed lack it
         default = literal(index.default)
-        expr = f"CASE WHEN json_type({body}, {path}) IS NULL THEN {default} ELSE {expr} END"
-    return f"statekeep_time({expr})" if index.kind == "time" else expr
+        expr = f"(CASE WHEN json_type({body}, {path}) IS NULL THEN {default} ELSE {expr} END)"
+    if index.kind != "time":
+        return expr
+    return time_key_sql(expr) if portable else f"statekeep_time({expr})"
+
+
+_DATETIME = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]:[0-9][0-9]*'"
+
+
+def time_key_sql(x: str) -> str:
+    """SQL for base.time_key of x, in SQLite's own functions: the fill triggers
+    run in every connection that writes the table, a SQL tool's too, where
+    statekeep's function statekeep_time does not exist. Exact for the text
+    pydantic writes (YYYY-MM-DDTHH:MM:SS[.ffffff][Z|+HH:MM]); any other
+    text is kept as it is."""
+    after = f"substr({x}, 21)"
+    dotted = f"(substr({x}, 20, 1) = '.')"
+    digits = f"(length({after}) - length(ltrim({after}, '0123456789')))"
+    fraction = f"(CASE WHEN {dotted} THEN substr({after}, 1, {digits}) ELSE '' END)"
+    zone = f"(CASE WHEN {dotted} THEN ltrim({after}, '0123456789') ELSE substr({x}, 20) END)"
+    micro = f"'.' || substr({fraction} || '000000', 1, 6)"
+    seconds = "strftime('%Y-%m-%dT%H:%M:%S', substr(" + x + ", 1, 19)"
+    to_utc = (  # the offset, as minutes to add
+        f"(CASE substr({zone}, 1, 1) WHEN '-' THEN 1 ELSE -1 END) * "
+        f"(CAST(substr({zone}, 2, 2) AS INTEGER) * 60 + CAST(substr({zone}, 5, 2) AS INTEGER))"
+    )
+    key = (
+        f"CASE WHEN {zone} = '' THEN {seconds}) || {micro} "
+        f"WHEN {zone} IN ('Z', 'z') THEN {seconds}) || {micro} || 'Z' "
+        f"WHEN {zone} GLOB '[+-][0-9][0-9]:[0-9][0-9]' "
+        f"THEN {seconds}, ({to_utc}) || ' minutes') || {micro} || 'Z' END"
+    )
+    return (
+        f"(CASE WHEN typeof({x}) = 'text' AND {x} GLOB {_DATETIME} "
+        f"THEN COALESCE({key}, {x}) ELSE {x} END)"
+    )
 
 
 def fill_triggers(collection: str, columns: Sequence[Index]) -> list[str]:
@@ -101,10 +138,15 @@ def fill_triggers(collection: str, columns: Sequence[Index]) -> list[str]:
         if not columns:
             continue
         layout = stamp(columns)
-        settings = ", ".join(f"{quote(i.name)} = {filled(i, 'NEW.body')}" for i in columns)
+        settings = ", ".join(f"{quote(i.name)} = {filled(i, 'NEW.body', True)}" for i in columns)
+        when = f"NEW.{STAMP} IS NOT {layout}"
+        if event == "update":  # a body changed in place (a SQL tool): stamp and version kept
+            when += (
+                f" OR (NEW.version IS OLD.version AND NEW.{STAMP} IS OLD.{STAMP} "
+                "AND NEW.body IS NOT OLD.body)"
+            )
         statements.append(
-            f"CREATE TRIGGER {name} AFTER {event.upper()} ON {table} "
-            f"WHEN NEW.{STAMP} IS NOT {layout} BEGIN "
+            f"CREATE TRIGGER {name} AFTER {event.upper()} ON {table} WHEN {when} BEGIN "
             f"UPDATE {table} SET {settings}, {STAMP} = {layout} WHERE rowid = NEW.rowid; END"
         )
     return statements

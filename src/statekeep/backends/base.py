@@ -127,7 +127,7 @@ def time_key(value: Any) -> Any:
         return value
     try:
         return time_key_of(datetime.fromisoformat(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a time; or one whose UTC is beyond year 9999 or 1
         return value
 
 

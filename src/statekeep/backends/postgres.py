@@ -55,7 +55,7 @@ from ._postgres_errors import lost, open_failed, translate
 from ._postgres_outbox import Outbox
 from ._postgres_pool import Connections
 from ._postgres_rows import columns, converter
-from .base import CollectionSpec, Filter, Query, Row, conflict_detail
+from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
 
 # libpq connection parameters a URL may carry besides statekeep's own options
 _LIBPQ = (
@@ -173,6 +173,9 @@ class PostgresBackend:
         self._listeners: list[psycopg.Connection[Any]] = []  # and claims' connections
         self._spare_claimers: list[psycopg.Connection[Any]] = []
         self._tables: dict[str, CollectionSpec] = {}  # ensured, committed
+        # every spec ensured: two classes of one collection whose columns differ
+        # (a projection with another default) must not rebuild them by turns
+        self._ensured_specs: set[CollectionSpec] = set()
         self._exists: set[str] = set()  # tables known to exist
         self._statements: dict[str, tuple[CollectionSpec, pgsql.Statements]] = {}
         self._get_sql: dict[str, str] = {}
@@ -309,7 +312,7 @@ class PostgresBackend:
         return statements
 
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
-        if self._tables.get(spec.name) is spec:
+        if self._tables.get(spec.name) is spec or spec in self._ensured_specs:
             return
         txn = self._txn()
         if txn is not None and self._local.pending.get(spec.name) is spec:
@@ -327,16 +330,33 @@ class PostgresBackend:
                     if self._build(conn, spec):
                         self._fill(conn, spec, concurrently=False)
             else:
+                self._build_and_fill(spec)
+        if txn is not None:  # known to others only once committed
+            self._local.pending[spec.name] = spec
+        else:
+            self._tables[spec.name] = spec
+            self._ensured_specs.add(spec)
+            self._exists.add(spec.name)
+
+    def _build_and_fill(self, spec: CollectionSpec) -> None:
+        """_build, then (a large table) _fill, each in transactions of their own.
+        Once more after a deadlock: a concurrent index build waits for every
+        older transaction, and one of another version adding its own column
+        waits for the index build's lock on the table; PostgreSQL ends one of
+        them, and nothing is left half done that a second attempt does not
+        finish (an index cut short is built again)."""
+        for attempt in (1, 2, 3):
+            try:
                 with self._connection("adding a collection's columns") as conn:
                     with conn.transaction():
                         large = self._build(conn, spec)
                     if large:
                         self._fill(conn, spec, concurrently=True)
-        if txn is not None:  # known to others only once committed
-            self._local.pending[spec.name] = spec
-        else:
-            self._tables[spec.name] = spec
-            self._exists.add(spec.name)
+                return
+            except TransientBackendError as exc:
+                if attempt == 3 or not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
+                    raise
+                _log.info("statekeep: %s: adding columns met a deadlock; again", spec.name)
 
     def _columns(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> set[str]:
         table = f"{pgsql.quote(self.schema)}.{pgsql.quote(spec.name)}"
@@ -407,7 +427,7 @@ class PostgresBackend:
             return True
         if plan.needed:
             self._fill_rows(conn, spec, plan, "", None)
-            self._ready(conn, spec)
+            self._ready(conn, spec, plan.columns)
         self._index(conn, spec, concurrently=False)
         return False
 
@@ -439,12 +459,18 @@ class PostgresBackend:
             conn.execute(fill, (after, last), prepare=False)
             after = last
 
-    def _ready(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> None:
-        conn.execute(
-            f"UPDATE {pgsql.quote(self.schema)}.{layout.REGISTRY} SET ready = true "
-            "WHERE collection = %s AND NOT ready",
-            (spec.name,),
-        )
+    def _ready(
+        self, conn: psycopg.Connection[Any], spec: CollectionSpec, filled: Sequence[Index]
+    ) -> None:
+        """Marks the columns filled ready: those registered as they were when the
+        fill began. One another process registered (or rebuilt) meanwhile is
+        left for its own fill: rows passed before it existed are not filled."""
+        for index in filled:
+            conn.execute(
+                f"UPDATE {pgsql.quote(self.schema)}.{layout.REGISTRY} SET ready = true "
+                "WHERE collection = %s AND name = %s AND kind = %s AND dflt = %s AND NOT ready",
+                (spec.name, index.name, index.kind, layout.default_json(index)),
+            )
 
     def _fill(
         self, conn: psycopg.Connection[Any], spec: CollectionSpec, concurrently: bool
@@ -467,7 +493,7 @@ class PostgresBackend:
                 conn.execute("SET lock_timeout = 0")
                 conn.execute("SET statement_timeout = 0")
             self._index(conn, spec, concurrently)
-            self._ready(conn, spec)
+            self._ready(conn, spec, plan.columns)
         finally:
             if concurrently:
                 conn.execute("RESET lock_timeout")
@@ -556,6 +582,7 @@ class PostgresBackend:
             if not owned:
                 raise BackendError("the store was closed before the transaction could commit")
             self._tables.update(pending)
+            self._ensured_specs.update(pending.values())
             self._exists.update(pending)
             self._analyze(written)
 

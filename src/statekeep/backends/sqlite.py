@@ -113,6 +113,9 @@ class SQLiteBackend:
         self._write_lock = threading.Lock()
         self._closing = threading.Event()
         self._ensured: dict[str, CollectionSpec] = {}
+        # every spec ensured: two classes of one collection whose columns differ
+        # (a projection with another default) must not rebuild them by turns
+        self._ensured_specs: set[CollectionSpec] = set()
         self._statements: dict[str, tuple[CollectionSpec, Statements]] = {}
         self._get_sql: dict[str, str] = {}
         self._new_events = threading.Condition()  # commits of this process that added events
@@ -222,7 +225,7 @@ class SQLiteBackend:
         return statements
 
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
-        if self._ensured.get(spec.name) is spec:
+        if self._ensured.get(spec.name) is spec or spec in self._ensured_specs:
             return
         in_transaction = self._in_transaction()
         if in_transaction and self._local.pending.get(spec.name) is spec:
@@ -250,6 +253,7 @@ class SQLiteBackend:
             self._local.pending[spec.name] = spec
         else:
             self._ensured[spec.name] = spec
+            self._ensured_specs.add(spec)
 
     @staticmethod
     def _table_state(conn: sqlite3.Connection, spec: CollectionSpec) -> str:
@@ -344,6 +348,7 @@ class SQLiteBackend:
                 raise _translate(exc) from exc
             raise
         self._ensured.update(self._local.pending)
+        self._ensured_specs.update(self._local.pending.values())
         appended = self._local.appended
         self._end()
         if appended:

@@ -586,8 +586,13 @@ class WriteBehind:
     def _recover(self, journal: Journal) -> None:
         now, wall = time.monotonic(), time.time()
         for segment, record in journal.recover():
-            spec = spec_of(record)
-            row = tuple(record["r"])
+            # written as id, version and body only: the columns of the spec it
+            # was enqueued with may have been rebuilt in another kind since (a
+            # deploy), and ensuring that spec would build them back; the
+            # database fills the columns it keeps from the body (see
+            # backends/_layout)
+            spec = CollectionSpec(spec_of(record).name)
+            row = tuple(record["r"][:3])
             key = (spec.name, row[0])
             item = self._items.get(key)
             self._seq += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,12 +64,18 @@ class WriteBehindOptions:
             "retry_cap": self.retry_cap,
         }
         for name, value in positive.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0 < value < math.inf  # NaN too
+            ):
                 raise ConfigurationError(f"{name} must be a positive number, not {value!r}")
         for name in ("block_timeout", "drain_timeout"):
             value = getattr(self, name)
             if value is not None and (
-                not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0 <= value < math.inf  # NaN too; None waits for ever
             ):
                 raise ConfigurationError(f"{name} must be seconds >= 0 or None, not {value!r}")
         if not isinstance(self.fsync, bool):
