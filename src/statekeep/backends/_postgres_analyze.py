@@ -53,8 +53,9 @@ class Analyzer:
                     self._written[table] = total
         return due
 
-    def run(self, conn: Any, table: str, qualified: str, rows: int) -> bool:
-        """Analyzes the table if rows are at least its size; True if it did."""
+    def run(self, conn: Any, table: str, qualified: str, rows: int, columns: str = "") -> bool:
+        """Analyzes the table (those of its columns, if given: `"a", "b"`) if
+        rows are at least its size; True if it did."""
         size = self._sizes.get(table)
         if size is None:
             size = _reltuples(conn, qualified)
@@ -63,7 +64,7 @@ class Analyzer:
                 self._sizes[table] = size
                 self._written[table] = self._written.get(table, 0) + rows
             return False
-        conn.execute(f"ANALYZE {qualified}")
+        conn.execute(f"ANALYZE {qualified} ({columns})" if columns else f"ANALYZE {qualified}")
         size = _reltuples(conn, qualified)
         with self._lock:
             self._sizes[table] = size

@@ -590,9 +590,16 @@ class PostgresBackend:
         """Analyzes the tables a bulk load has changed (the commit stands if it fails)."""
         for table, rows in self._analyzer.committed(written):
             qualified = f"{pgsql.quote(self.schema)}.{pgsql.quote(table)}"
+            spec = self._tables.get(table)
+            if spec is None or not spec.indexes:
+                continue  # no column the planner could choose an index of
+            # the indexed columns' statistics only: those of the bodies (jsonb,
+            # which ANALYZE reads whole) took most of its time, and no query
+            # plan depends on them
+            columns = ", ".join(pgsql.quote(c) for c in ("id", *(i.name for i in spec.indexes)))
             try:
                 with self._connection_outside(f"analyzing {table}") as conn:
-                    self._analyzer.run(conn, table, qualified, rows)
+                    self._analyzer.run(conn, table, qualified, rows, columns)
             except StatekeepError as exc:  # autovacuum will do it later
                 _log.warning("statekeep: ANALYZE %s after a bulk load failed: %s", qualified, exc)
 
