@@ -160,6 +160,8 @@ class DurableSubscription:
         """Delivers while the claim holds, from the checkpoint it finds."""
         try:
             self.stats.position = self._load()
+            if self._version == 0:  # a checkpoint at once: pruning waits for this name
+                self._save(self.stats.position)
         except StatekeepError as exc:
             self._note_failure(exc)
             self._stopping.wait(1.0)
