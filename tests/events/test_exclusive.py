@@ -159,3 +159,34 @@ def test_a_holder_that_loses_its_session_stands_by_and_the_other_takes_over(
     wait_for(lambda: not holder.active, what="the first to stand by")
     assert [e.entity_id for e in second.events][-5:] == [f"b{n}" for n in range(5)]
     assert all(e.entity_id == "a" for e in first.events)  # nothing after its claim went
+
+
+@pytest.mark.requires("persistent")
+def test_a_claim_is_not_kept_by_a_child_forked_while_it_was_held(
+    outbox_store: statekeep.Store, open_store: OpenStore
+) -> None:
+    """A process that forks (multiprocessing's default on Linux) while one of
+    its subscriptions holds a name: the child gets copies of its descriptors,
+    and must not keep the claim once the holder stops."""
+    import os
+
+    writer = outbox_store
+    other = open_store(outbox=True, outbox_retention=None)
+    holder = writer.subscribe("billing", Recorder())
+    wait_for(lambda: holder.active, what="the first subscription to claim its name")
+    child = os.fork()
+    if child == 0:  # the child lives on, doing something else
+        time.sleep(20)
+        os._exit(0)
+    try:
+        holder.stop()
+        second = Recorder()
+        standby = other.subscribe("billing", second)
+        wait_for(lambda: standby.active, timeout=5, what="the other store to take over")
+        writer.save(Item(id="after", n=1))
+        assert standby.wait_idle(20)
+        assert [e.entity_id for e in second.events] == ["after"]
+        standby.stop()
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
