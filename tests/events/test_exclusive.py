@@ -190,3 +190,47 @@ def test_a_claim_is_not_kept_by_a_child_forked_while_it_was_held(
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+@pytest.mark.requires("persistent")
+def test_a_killed_holder_is_taken_over_though_a_child_it_forked_lives_on(
+    open_store: OpenStore, store_url: str
+) -> None:
+    """The holder forked a worker, then was SIGKILLed: the worker's copies of
+    the claim's lock file or PostgreSQL socket must not keep the name."""
+    import os
+
+    other = open_store(outbox=True, outbox_retention=None)
+    ready_r, ready_w = os.pipe()
+    holder = os.fork()
+    if holder == 0:  # the holder: subscribes, forks a worker, then waits to be killed
+        try:
+            store = statekeep.open(store_url, outbox=True, outbox_retention=None)
+            subscription = store.subscribe("billing", lambda event: None)
+            while not subscription.active:
+                time.sleep(0.01)
+            if os.fork() == 0:
+                time.sleep(30)
+                os._exit(0)
+            os.write(ready_w, b"ready")
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    worker_pid = 0
+    try:
+        assert os.read(ready_r, 5) == b"ready"
+        standby = other.subscribe("billing", Recorder())
+        time.sleep(0.3)
+        assert not standby.active
+        # the worker is the holder's child: find it before the holder goes
+        children = Path(f"/proc/{holder}/task/{holder}/children").read_text().split()
+        worker_pid = int(children[0])
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+        wait_for(lambda: standby.active, timeout=5, what="the standby to take over")
+        standby.stop()
+    finally:
+        if worker_pid:
+            os.kill(worker_pid, signal.SIGKILL)
+        os.close(ready_r)
+        os.close(ready_w)

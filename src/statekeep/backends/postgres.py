@@ -19,6 +19,7 @@ those), and the pool reconnects by itself when the server is back.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -45,7 +46,7 @@ from ..errors import (
 )
 from . import _layout as layout
 from . import _postgres_sql as pgsql
-from ._claims import Claim
+from ._claims import Claim, unwatch, watch
 from ._parse import redacted, seconds
 from ._postgres_analyze import Analyzer
 from ._postgres_copy import OpenCopy
@@ -856,10 +857,12 @@ _cursor_numbers = itertools.count()
 class _SessionClaim:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
+        self._forgotten = False
+        watch(self)
 
     def held(self) -> bool:
         """Asks the server: a connection that broke has lost the lock."""
-        if self._conn.closed:
+        if self._conn.closed or self._forgotten:
             return False
         try:
             self._conn.execute("SELECT 1")
@@ -869,7 +872,18 @@ class _SessionClaim:
         return True
 
     def release(self) -> None:
-        self._conn.close()  # the session ends, and its advisory locks with it
+        unwatch(self)
+        if not self._forgotten:
+            self._conn.close()  # the session ends, and its advisory locks with it
+
+    def forget(self) -> None:
+        """In a forked child: drops its copy of the session's socket, without
+        ending the parent's session (/dev/null in its place, for libpq)."""
+        self._forgotten = True
+        with contextlib.suppress(OSError, psycopg.Error):
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, self._conn.fileno())
+            os.close(devnull)
 
 
 def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> Any:
