@@ -797,6 +797,12 @@ class PostgresBackend:
         )
         return rows
 
+    def unsettled_events(self, after: int) -> bool:
+        result: bool = self._read(
+            "reading events", lambda conn: self._outbox.unsettled(conn, after)
+        )
+        return result
+
     def wait_events(self, after: int, timeout: float) -> None:
         """Waits for a NOTIFY from a commit that added events (LISTEN on a
         connection of this thread's own, outside the pool)."""

@@ -192,8 +192,14 @@ class DurableSubscription:
                 if not events:
                     if saved != position:
                         saved = self._checkpoint(position, saved)
+                    # idle only once no committed event waits (on PostgreSQL, for
+                    # transactions still adding events): wait_idle() counts these
+                    try:
+                        caught_up = not self._backend.unsettled_events(position)
+                    except StatekeepError:
+                        caught_up = False  # the next read reports it
                     with self._caught_up:
-                        self._empty_reads += 1
+                        self._empty_reads += caught_up
                         self._caught_up.notify_all()
                     self._backend.wait_events(position, idle)
                     idle = min(idle * 2, self._poll)  # adaptive: fast after activity
