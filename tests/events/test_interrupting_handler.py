@@ -113,3 +113,27 @@ def test_a_write_behind_batch_whose_handler_stops_keeps_the_writer_going(
     assert second.wait_stored(10)
     assert store.get(Todo, "b").title == "second"
     assert handler.seen == [("todo.created", "a", 1)]
+
+
+@pytest.mark.parametrize("kind", STOPS)
+def test_a_durable_handler_that_stops_is_a_failure_retried_not_the_end_of_it(
+    outbox_store: statekeep.Store, kind: type
+) -> None:
+    """A durable handler runs on its subscription's thread: sys.exit() there
+    ended that thread silently (nothing logged, nothing delivered after)."""
+    store = outbox_store
+    calls: list[str] = []
+
+    def handler(event: statekeep.Event) -> None:
+        calls.append(event.entity_id)
+        if calls.count("a") == 1:
+            raise kind("stop")
+
+    subscription = store.subscribe("stopping", handler)
+    store.save(Todo(id="a", title="first"))
+    store.save(Todo(id="b", title="second"))
+    assert subscription.wait_idle(20)
+    assert subscription.running
+    assert subscription.stats.failures == 1
+    subscription.stop()
+    assert calls == ["a", "a", "b"]

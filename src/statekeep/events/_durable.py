@@ -262,7 +262,9 @@ class DurableSubscription:
                 self._call(event)
             except Abandoned:  # cancelled by stop() on its loop: delivered again next time
                 return False
-            except Exception as exc:  # noqa: BLE001 - any failure: retry after a backoff
+            # any failure: retry after a backoff (sys.exit() in a handler too: on
+            # this thread it would end the subscription without a word)
+            except (Exception, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
                 self._note_failure(exc, event)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
