@@ -234,3 +234,24 @@ def test_a_killed_holder_is_taken_over_though_a_child_it_forked_lives_on(
             os.kill(worker_pid, signal.SIGKILL)
         os.close(ready_r)
         os.close(ready_w)
+
+
+def test_a_sqlite_file_uri_claims_names_across_stores(tmp_path: Path) -> None:
+    """sqlite:///file:<path>?... opens a file that other processes share, like
+    sqlite:///<path>: its claims must be lock files too, not this store's own."""
+    url = f"sqlite:///file:{tmp_path}/app.db"
+    first = statekeep.open(url, outbox=True, outbox_retention=None)
+    second = statekeep.open(url, outbox=True, outbox_retention=None)
+    try:
+        holder = first.subscribe("billing", Recorder())
+        wait_for(lambda: holder.active, what="the first subscription to claim its name")
+        standby = second.subscribe("billing", Recorder())
+        time.sleep(0.5)
+        assert not standby.active
+        holder.stop()
+        wait_for(lambda: standby.active, what="the standby to take over")
+        standby.stop()
+    finally:
+        first.close()
+        second.close()
+    assert (tmp_path / "app.db.subscriptions").is_dir()
