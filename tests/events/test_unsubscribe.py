@@ -171,3 +171,31 @@ def test_pruning_waits_for_a_new_subscription_that_has_no_checkpoint_yet(
     assert subscription.wait_idle(30)
     subscription.stop()
     assert sorted(event.entity_id for event in slow.events) == sorted(f"i{n}" for n in range(700))
+
+
+@pytest.mark.requires("postgresql")
+def test_stopped_subscriptions_and_listing_them_leave_no_connections_behind(
+    outbox_store: statekeep.Store,
+) -> None:
+    """A stopped subscription's LISTEN connection stayed open until the store
+    closed (subscribing and stopping names over and over ran the server out of
+    connections), and every subscriptions() kept its claims' connections."""
+    import psycopg
+
+    store = outbox_store
+    backend = store._backend
+    write(store, range(3))
+    for n in range(5):
+        consume(store, f"name {n}")
+    for _ in range(10):
+        assert len(store.subscriptions()) == 5
+    listening = f"LISTEN {backend._channel}"
+    with psycopg.connect(store.url.split("?")[0], autocommit=True) as conn:
+        wait_for(
+            lambda: conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = %s", (listening,)
+            ).fetchone()
+            == (0,),
+            what="the stopped subscriptions' LISTEN connections to close",
+        )
+    assert len(backend._listeners) <= 1  # the last claim's, let go at the next

@@ -26,6 +26,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
@@ -806,20 +807,27 @@ class PostgresBackend:
     def wait_events(self, after: int, timeout: float) -> None:
         """Waits for a NOTIFY from a commit that added events (LISTEN on a
         connection of this thread's own, outside the pool)."""
-        listener: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
+        listening: _Listening | None = getattr(self._local, "listening", None)
+        listener = None if listening is None else listening.conn
         try:
             if listener is None or listener.closed:
                 listener = self._connections.connect()
                 listener.execute(f"LISTEN {self._channel}")
-                self._local.listener = listener
-                with self._lock:
-                    self._listeners.append(listener)
+                self._local.listening = _Listening(listener)
+                self._keep(listener)
             for _ in listener.notifies(timeout=timeout, stop_after=1):
                 pass
         except psycopg.Error:
             if listener is not None:
                 listener.close()
             time.sleep(min(timeout, 0.5))  # the server is away: the caller reads (and fails) again
+
+    def _keep(self, conn: psycopg.Connection[Any]) -> None:
+        """A connection of its own, closed with the store; the ones closed
+        already (a claim released, a thread's listener gone) are let go."""
+        with self._lock:
+            self._listeners = [c for c in self._listeners if not c.closed]
+            self._listeners.append(conn)
 
     def prune_events(self, upto: int, keep: int = 0) -> int:
         with self._connection("pruning events") as conn:
@@ -834,8 +842,7 @@ class PostgresBackend:
         try:
             if conn is None or conn.closed:
                 conn = self._connections.connect()
-                with self._lock:
-                    self._listeners.append(conn)  # closed with the store
+                self._keep(conn)
             row = conn.execute(
                 "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
                 (f"statekeep:{self.schema}:subscription", name),
@@ -858,6 +865,15 @@ class PostgresBackend:
 
 
 _cursor_numbers = itertools.count()
+
+
+class _Listening:
+    """A thread's LISTEN connection, in its thread-local data: closed when the
+    thread ends (a stopped subscription's thread) rather than with the store."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        weakref.finalize(self, conn.close)
 
 
 class _SessionClaim:
