@@ -192,10 +192,12 @@ def test_stopped_subscriptions_and_listing_them_leave_no_connections_behind(
     listening = f"LISTEN {backend._channel}"
     with psycopg.connect(store.url.split("?")[0], autocommit=True) as conn:
         wait_for(
-            lambda: conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE query = %s", (listening,)
-            ).fetchone()
-            == (0,),
+            lambda: (
+                conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = %s", (listening,)
+                ).fetchone()
+                == (0,)
+            ),
             what="the stopped subscriptions' LISTEN connections to close",
         )
     assert len(backend._listeners) <= 1  # the last claim's, let go at the next
