@@ -129,6 +129,8 @@ def test_the_outbox_option_is_a_bool(store_url: str, outbox: object) -> None:
         pytest.param(None, id="None"),
         pytest.param(7, id="int"),
         pytest.param(b"projector", id="bytes"),
+        pytest.param("nul\x00name", id="NUL"),  # PostgreSQL text cannot hold it
+        pytest.param("lone\udcffsurrogate", id="surrogate"),  # not UTF-8: UnicodeEncodeError
     ],
 )
 def test_subscribe_refuses_bad_names(outbox_store: statekeep.Store, name: object) -> None:
@@ -138,6 +140,9 @@ def test_subscribe_refuses_bad_names(outbox_store: statekeep.Store, name: object
         store.subscribe(name, Recorder())  # type: ignore[arg-type]
     assert store._durable._running == {}
     assert store.count(Todo) == 1
+    if isinstance(name, str):
+        with pytest.raises(ConfigurationError):
+            store.unsubscribe(name)
 
 
 def test_subscribe_refuses_bad_handlers_and_event_filters(outbox_store: statekeep.Store) -> None:

@@ -518,6 +518,45 @@ def test_wait_idle_async_lets_an_async_handler_run_on_the_same_loop(
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("ending", ["stop", "close"])
+def test_stop_or_close_on_the_loop_of_a_running_async_handler_does_not_hang(
+    outbox_store: statekeep.Store, open_store: OpenStore, ending: str
+) -> None:
+    """The handler runs on the loop that calls stop() (or close(), in a
+    coroutine): waiting for it would wait for that very loop. It is cancelled,
+    and its event delivered again next time."""
+    store = outbox_store if ending == "stop" else open_store(outbox=True, outbox_retention=None)
+    failures: list[str] = []
+
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def handler(event: statekeep.Event) -> None:
+            started.set()
+            await asyncio.sleep(30)
+
+        subscription = store.subscribe("slow", handler)
+        write_todos(store, range(1))
+        await asyncio.wait_for(started.wait(), 20)
+        begun = time.monotonic()
+        if ending == "stop":
+            subscription.stop()
+        else:
+            store.close()
+        assert time.monotonic() - begun < 2
+        assert not subscription.running
+        failures.append(subscription.stats.last_error or "")
+
+    asyncio.run(main())
+    assert failures == [""]  # nothing failed (no checkpoint into a closed store)
+    if ending == "stop":
+        again = Recorder()
+        subscription = store.subscribe("slow", again)
+        idle(subscription)
+        subscription.stop()
+        assert [event.entity_id for event in again.events] == ["t000"]
+
+
 def test_wait_idle_async_times_out(outbox_store: statekeep.Store) -> None:
     store = outbox_store
     release = threading.Event()

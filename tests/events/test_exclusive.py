@@ -142,3 +142,99 @@ def test_a_holder_that_loses_its_session_stands_by_and_the_other_takes_over(
     wait_for(lambda: not holder.active, what="the first to stand by")
     assert [e.entity_id for e in second.events][-5:] == [f"b{n}" for n in range(5)]
     assert all(e.entity_id == "a" for e in first.events)  # nothing after its claim went
+
+
+@pytest.mark.requires("persistent")
+def test_a_claim_is_not_kept_by_a_child_forked_while_it_was_held(
+    outbox_store: statekeep.Store, open_store: OpenStore
+) -> None:
+    """A process that forks (multiprocessing's default on Linux) while one of
+    its subscriptions holds a name: the child gets copies of its descriptors,
+    and must not keep the claim once the holder stops."""
+    import os
+
+    writer = outbox_store
+    other = open_store(outbox=True, outbox_retention=None)
+    holder = writer.subscribe("billing", Recorder())
+    wait_for(lambda: holder.active, what="the first subscription to claim its name")
+    child = os.fork()
+    if child == 0:  # the child lives on, doing something else
+        time.sleep(20)
+        os._exit(0)
+    try:
+        holder.stop()
+        second = Recorder()
+        standby = other.subscribe("billing", second)
+        wait_for(lambda: standby.active, timeout=5, what="the other store to take over")
+        writer.save(Item(id="after", n=1))
+        assert standby.wait_idle(20)
+        assert [e.entity_id for e in second.events] == ["after"]
+        standby.stop()
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+
+
+@pytest.mark.requires("persistent")
+def test_a_killed_holder_is_taken_over_though_a_child_it_forked_lives_on(
+    open_store: OpenStore, store_url: str
+) -> None:
+    """The holder forked a worker, then was SIGKILLed: the worker's copies of
+    the claim's lock file or PostgreSQL socket must not keep the name."""
+    import os
+
+    other = open_store(outbox=True, outbox_retention=None)
+    ready_r, ready_w = os.pipe()
+    holder = os.fork()
+    if holder == 0:  # the holder: subscribes, forks a worker, then waits to be killed
+        try:
+            store = statekeep.open(store_url, outbox=True, outbox_retention=None)
+            subscription = store.subscribe("billing", lambda event: None)
+            while not subscription.active:
+                time.sleep(0.01)
+            if os.fork() == 0:
+                time.sleep(30)
+                os._exit(0)
+            os.write(ready_w, b"ready")
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    worker_pid = 0
+    try:
+        assert os.read(ready_r, 5) == b"ready"
+        standby = other.subscribe("billing", Recorder())
+        time.sleep(0.3)
+        assert not standby.active
+        # the worker is the holder's child: find it before the holder goes
+        children = Path(f"/proc/{holder}/task/{holder}/children").read_text().split()
+        worker_pid = int(children[0])
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+        wait_for(lambda: standby.active, timeout=5, what="the standby to take over")
+        standby.stop()
+    finally:
+        if worker_pid:
+            os.kill(worker_pid, signal.SIGKILL)
+        os.close(ready_r)
+        os.close(ready_w)
+
+
+def test_a_sqlite_file_uri_claims_names_across_stores(tmp_path: Path) -> None:
+    """sqlite:///file:<path>?... opens a file that other processes share, like
+    sqlite:///<path>: its claims must be lock files too, not this store's own."""
+    url = f"sqlite:///file:{tmp_path}/app.db"
+    first = statekeep.open(url, outbox=True, outbox_retention=None)
+    second = statekeep.open(url, outbox=True, outbox_retention=None)
+    try:
+        holder = first.subscribe("billing", Recorder())
+        wait_for(lambda: holder.active, what="the first subscription to claim its name")
+        standby = second.subscribe("billing", Recorder())
+        time.sleep(0.5)
+        assert not standby.active
+        holder.stop()
+        wait_for(lambda: standby.active, what="the standby to take over")
+        standby.stop()
+    finally:
+        first.close()
+        second.close()
+    assert (tmp_path / "app.db.subscriptions").is_dir()

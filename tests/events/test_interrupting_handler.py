@@ -95,3 +95,45 @@ def test_a_transaction_keeps_the_committed_versions(store: statekeep.Store, kind
     store.off(handler)
     store.save_many(todos)
     assert [t.version for t in store.find(Todo)] == [2, 2]
+
+
+@pytest.mark.parametrize("kind", STOPS)
+def test_a_write_behind_batch_whose_handler_stops_keeps_the_writer_going(
+    store: statekeep.Store, kind: type
+) -> None:
+    """The handlers of an enqueued write run on the write-behind thread: there
+    is no caller for the exception to reach, and that thread must go on
+    storing (it died, and no later enqueue was ever stored)."""
+    handler = stopping(kind)
+    store.on(Todo.Created, handler)
+    first = store.enqueue(Todo(id="a", title="first"))
+    assert first.wait_stored(10)
+    store.off(handler)
+    second = store.enqueue(Todo(id="b", title="second"))
+    assert second.wait_stored(10)
+    assert store.get(Todo, "b").title == "second"
+    assert handler.seen == [("todo.created", "a", 1)]
+
+
+@pytest.mark.parametrize("kind", STOPS)
+def test_a_durable_handler_that_stops_is_a_failure_retried_not_the_end_of_it(
+    outbox_store: statekeep.Store, kind: type
+) -> None:
+    """A durable handler runs on its subscription's thread: sys.exit() there
+    ended that thread silently (nothing logged, nothing delivered after)."""
+    store = outbox_store
+    calls: list[str] = []
+
+    def handler(event: statekeep.Event) -> None:
+        calls.append(event.entity_id)
+        if calls.count("a") == 1:
+            raise kind("stop")
+
+    subscription = store.subscribe("stopping", handler)
+    store.save(Todo(id="a", title="first"))
+    store.save(Todo(id="b", title="second"))
+    assert subscription.wait_idle(20)
+    assert subscription.running
+    assert subscription.stats.failures == 1
+    subscription.stop()
+    assert calls == ["a", "a", "b"]

@@ -6,6 +6,7 @@ reports, rather than silently obeys, a subscription that stalled."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -151,3 +152,52 @@ def test_the_cli_lists_and_drops_subscriptions(
     assert "no durable subscription named 'retired'" in capsys.readouterr().err
     assert main(["subscriptions", store_url]) == 0
     assert capsys.readouterr().out == "no durable subscriptions\n"
+
+
+def test_pruning_waits_for_a_new_subscription_that_has_no_checkpoint_yet(
+    outbox_store: statekeep.Store,
+) -> None:
+    """A subscription delivering its first batch has saved no checkpoint yet:
+    pruning for the others must not delete the events it has still to read."""
+    store = outbox_store
+    store.save_many(Item(id=f"i{n}", n=n) for n in range(700))  # more than a read's batch
+    consume(store, "fast")
+    gate = threading.Event()
+    slow = Recorder(lambda event: gate.wait(20))
+    subscription = store.subscribe("slow", slow)
+    wait_for(lambda: len(slow) == 1, what="the first event")
+    store.prune_events()
+    gate.set()
+    assert subscription.wait_idle(30)
+    subscription.stop()
+    assert sorted(event.entity_id for event in slow.events) == sorted(f"i{n}" for n in range(700))
+
+
+@pytest.mark.requires("postgresql")
+def test_stopped_subscriptions_and_listing_them_leave_no_connections_behind(
+    outbox_store: statekeep.Store,
+) -> None:
+    """A stopped subscription's LISTEN connection stayed open until the store
+    closed (subscribing and stopping names over and over ran the server out of
+    connections), and every subscriptions() kept its claims' connections."""
+    import psycopg
+
+    store = outbox_store
+    backend = store._backend
+    write(store, range(3))
+    for n in range(5):
+        consume(store, f"name {n}")
+    for _ in range(10):
+        assert len(store.subscriptions()) == 5
+    listening = f"LISTEN {backend._channel}"
+    with psycopg.connect(store.url.split("?")[0], autocommit=True) as conn:
+        wait_for(
+            lambda: (
+                conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = %s", (listening,)
+                ).fetchone()
+                == (0,)
+            ),
+            what="the stopped subscriptions' LISTEN connections to close",
+        )
+    assert len(backend._listeners) <= 1  # the last claim's, let go at the next

@@ -32,14 +32,58 @@ class Claim(Protocol):
 class _FileClaim:
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
+        watch(self)
 
     def held(self) -> bool:
         return self._fd is not None
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
+        unwatch(self)
         if fd is not None:
             os.close(fd)  # the flock goes with the file description
+
+    def forget(self) -> None:
+        """In a forked child: closes its copy (the parent's lock stays)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class _Forgettable(Protocol):
+    def forget(self) -> None: ...
+
+
+# The claims this process holds. A forked child gets copies of their
+# descriptors (a lock file's, a PostgreSQL session's socket), and a claim
+# lasts while any copy is open: the child lets go of its copies (which leaves
+# the parent's claim alone), so that a child living on does not keep a name
+# from the standbys once the parent stops or dies.
+_held: set[_Forgettable] = set()
+_held_lock = threading.Lock()
+_watching_forks = False
+
+
+def watch(claim: _Forgettable) -> None:
+    global _watching_forks
+    with _held_lock:
+        if not _watching_forks:
+            os.register_at_fork(after_in_child=_forget_in_child)
+            _watching_forks = True
+        _held.add(claim)
+
+
+def unwatch(claim: _Forgettable) -> None:
+    with _held_lock:
+        _held.discard(claim)
+
+
+def _forget_in_child() -> None:
+    global _held_lock
+    _held_lock = threading.Lock()  # another thread may have held it at the fork
+    for claim in list(_held):
+        claim.forget()
+    _held.clear()
 
 
 class FileClaims:

@@ -93,6 +93,9 @@ class Outbox:
             "WHERE position > %s AND position <= %s AND upto IS NULL "
             "ORDER BY position LIMIT %s"
         )
+        self._unsettled = (
+            f"SELECT EXISTS (SELECT 1 FROM {self.table} WHERE position > %s AND upto IS NULL)"
+        )
         self._prune = (
             f"WITH gone AS (DELETE FROM {self.table} WHERE position <= ("
             f"  SELECT position FROM {self.table} WHERE position <= %s AND upto IS NULL "
@@ -155,6 +158,12 @@ class Outbox:
             return []
         rows: list[tuple[int, str]] = conn.execute(self._read, (after, upto, limit)).fetchall()
         return rows
+
+    def unsettled(self, conn: psycopg.Connection[Any], after: int) -> bool:
+        """Whether committed events after `after` wait for transactions still
+        adding events (read returns them once those end)."""
+        row = conn.execute(self._unsettled, (after,)).fetchone()
+        return bool(row and row[0])
 
     def prune(self, conn: psycopg.Connection[Any], upto: int, keep: int) -> int:
         """Deletes the events up to upto but the last keep of them, and the

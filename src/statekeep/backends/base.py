@@ -206,6 +206,11 @@ class Backend(Protocol):
         """Committed events after position `after`, as (position, body), in commit
         order: an event read here never has a later one committed before it."""
 
+    def unsettled_events(self, after: int) -> bool:
+        """Whether events committed after `after` exist that read_events does not
+        return yet (PostgreSQL: they wait for transactions still adding events
+        to end); False where read_events returns every committed event."""
+
     def wait_events(self, after: int, timeout: float) -> None:
         """Returns once events after `after` may have been committed, or at timeout."""
 

@@ -472,6 +472,9 @@ class FilesBackend(Savepoints):
             raise BackendError(f"cannot read the events in {self._outbox}: {exc}") from exc
         return found
 
+    def unsettled_events(self, after: int) -> bool:
+        return False  # read_events returns every committed event
+
     def wait_events(self, after: int, timeout: float) -> None:
         """Wakes at once for this process's commits; other processes' are
         seen when the caller reads again after timeout (it polls)."""

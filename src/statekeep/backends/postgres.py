@@ -19,12 +19,14 @@ those), and the pool reconnects by itself when the server is back.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
@@ -46,7 +48,7 @@ from ..errors import (
 )
 from . import _layout as layout
 from . import _postgres_sql as pgsql
-from ._claims import Claim
+from ._claims import Claim, unwatch, watch
 from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._parse import redacted, seconds
 from ._postgres_analyze import Analyzer
@@ -864,23 +866,36 @@ class PostgresBackend:
         )
         return rows
 
+    def unsettled_events(self, after: int) -> bool:
+        result: bool = self._read(
+            "reading events", lambda conn: self._outbox.unsettled(conn, after)
+        )
+        return result
+
     def wait_events(self, after: int, timeout: float) -> None:
         """Waits for a NOTIFY from a commit that added events (LISTEN on a
         connection of this thread's own, outside the pool)."""
-        listener: psycopg.Connection[Any] | None = getattr(self._local, "listener", None)
+        listening: _Listening | None = getattr(self._local, "listening", None)
+        listener = None if listening is None else listening.conn
         try:
             if listener is None or listener.closed:
                 listener = self._connections.connect()
                 listener.execute(f"LISTEN {self._channel}")
-                self._local.listener = listener
-                with self._lock:
-                    self._listeners.append(listener)
+                self._local.listening = _Listening(listener)
+                self._keep(listener)
             for _ in listener.notifies(timeout=timeout, stop_after=1):
                 pass
         except psycopg.Error:
             if listener is not None:
                 listener.close()
             time.sleep(min(timeout, 0.5))  # the server is away: the caller reads (and fails) again
+
+    def _keep(self, conn: psycopg.Connection[Any]) -> None:
+        """A connection of its own, closed with the store; the ones closed
+        already (a claim released, a thread's listener gone) are let go."""
+        with self._lock:
+            self._listeners = [c for c in self._listeners if not c.closed]
+            self._listeners.append(conn)
 
     def prune_events(self, upto: int, keep: int = 0) -> int:
         with self._connection("pruning events") as conn:
@@ -895,8 +910,7 @@ class PostgresBackend:
         try:
             if conn is None or conn.closed:
                 conn = self._connections.connect()
-                with self._lock:
-                    self._listeners.append(conn)  # closed with the store
+                self._keep(conn)
             row = conn.execute(
                 "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
                 (f"statekeep:{self.schema}:subscription", name),
@@ -921,13 +935,24 @@ class PostgresBackend:
 _cursor_numbers = itertools.count()
 
 
+class _Listening:
+    """A thread's LISTEN connection, in its thread-local data: closed when the
+    thread ends (a stopped subscription's thread) rather than with the store."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        weakref.finalize(self, conn.close)
+
+
 class _SessionClaim:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
+        self._forgotten = False
+        watch(self)
 
     def held(self) -> bool:
         """Asks the server: a connection that broke has lost the lock."""
-        if self._conn.closed:
+        if self._conn.closed or self._forgotten:
             return False
         try:
             self._conn.execute("SELECT 1")
@@ -937,7 +962,18 @@ class _SessionClaim:
         return True
 
     def release(self) -> None:
-        self._conn.close()  # the session ends, and its advisory locks with it
+        unwatch(self)
+        if not self._forgotten:
+            self._conn.close()  # the session ends, and its advisory locks with it
+
+    def forget(self) -> None:
+        """In a forked child: drops its copy of the session's socket, without
+        ending the parent's session (/dev/null in its place, for libpq)."""
+        self._forgotten = True
+        with contextlib.suppress(OSError, psycopg.Error):
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, self._conn.fileno())
+            os.close(devnull)
 
 
 def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> Any:

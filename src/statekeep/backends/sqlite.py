@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from itertools import chain, groupby
 from operator import itemgetter
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 from ..errors import (
     BackendError,
@@ -104,7 +105,7 @@ class SQLiteBackend:
                 f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}"
             )
         self._path = path
-        self.location: str | None = None if path.startswith("file:") else path
+        self.location: str | None = _file_of(path)
         self._synchronous = synchronous
         self._timeout = timeout
         self._local = threading.local()
@@ -597,6 +598,9 @@ class SQLiteBackend:
                 return []
             raise _translate(exc) from exc
 
+    def unsettled_events(self, after: int) -> bool:
+        return False  # read_events returns every committed event
+
     def wait_events(self, after: int, timeout: float) -> None:
         """Wakes at once for this process's commits; other processes' are
         seen when the caller reads again after timeout (it polls)."""
@@ -681,6 +685,20 @@ class SQLiteMemoryBackend(SQLiteBackend):
 def _remove_folder(folder: str, owner: int) -> None:
     if os.getpid() == owner:  # a forked child leaves its parent's database alone
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _file_of(path: str) -> str | None:
+    """The database's file, for what lives beside it (subscription lock files,
+    the write-behind journal); None for an in-memory one. A `file:` URI names
+    a file other processes share too, unless it is mode=memory."""
+    if not path.startswith("file:"):
+        return path
+    name, _, query = path[len("file:") :].partition("?")
+    if name.startswith("//"):  # file://host/path: the host is empty or localhost
+        name = "/" + name[2:].partition("/")[2]
+    if not name or name == ":memory:" or "memory" in parse_qs(query).get("mode", []):
+        return None
+    return unquote(name)
 
 
 def _too_big(spec: CollectionSpec) -> ValidationError:

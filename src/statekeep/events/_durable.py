@@ -42,7 +42,7 @@ from ..backends._claims import Claim
 from ..backends.base import Backend
 from ..errors import ConfigurationError, ConflictError, StatekeepError
 from ._bus import Matcher
-from ._calling import call, is_async, running_loop
+from ._calling import Abandoned, call, is_async, running_loop
 from ._checkpoints import load, prune, save
 from ._event import Event
 
@@ -101,6 +101,7 @@ class DurableSubscription:
         self._claim: Claim | None = None
         self._pruned_at = time.monotonic()
         self._stopping = threading.Event()
+        self._abandon = threading.Event()  # stop() on the loop an async handler needs
         self._version = 0
         self.stats = SubscriptionStats()
         self.stats.position = self._load()
@@ -160,6 +161,8 @@ class DurableSubscription:
         """Delivers while the claim holds, from the checkpoint it finds."""
         try:
             self.stats.position = self._load()
+            if self._version == 0:  # a checkpoint at once: pruning waits for this name
+                self._save(self.stats.position)
         except StatekeepError as exc:
             self._note_failure(exc)
             self._stopping.wait(1.0)
@@ -190,8 +193,14 @@ class DurableSubscription:
                 if not events:
                     if saved != position:
                         saved = self._checkpoint(position, saved)
+                    # idle only once no committed event waits (on PostgreSQL, for
+                    # transactions still adding events): wait_idle() counts these
+                    try:
+                        caught_up = not self._backend.unsettled_events(position)
+                    except StatekeepError:
+                        caught_up = False  # the next read reports it
                     with self._caught_up:
-                        self._empty_reads += 1
+                        self._empty_reads += caught_up
                         self._caught_up.notify_all()
                     self._backend.wait_events(position, idle)
                     idle = min(idle * 2, self._poll)  # adaptive: fast after activity
@@ -251,7 +260,11 @@ class DurableSubscription:
         while not self._stopping.is_set():
             try:
                 self._call(event)
-            except Exception as exc:  # noqa: BLE001 - any failure: retry after a backoff
+            except Abandoned:  # cancelled by stop() on its loop: delivered again next time
+                return False
+            # any failure: retry after a backoff (sys.exit() in a handler too: on
+            # this thread it would end the subscription without a word)
+            except (Exception, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
                 self._note_failure(exc, event)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
@@ -261,7 +274,7 @@ class DurableSubscription:
         return False
 
     def _call(self, event: Event) -> None:
-        call(self._handler, event, self._loop)
+        call(self._handler, event, self._loop, self._abandon)
 
     def _note_failure(self, error: BaseException, event: Event | None = None) -> None:
         self.stats.failures += 1
@@ -317,7 +330,11 @@ class DurableSubscription:
             pause = min(pause * 2, 0.02)
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        """Stops after the event being handled; the checkpoint is saved."""
+        """Stops after the event being handled; the checkpoint is saved. On the
+        loop an async handler runs on, a handler running is cancelled instead
+        (its event is delivered again next time): it could not finish."""
+        if self._loop is not None and running_loop() is self._loop:
+            self._abandon.set()
         self._stopping.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)

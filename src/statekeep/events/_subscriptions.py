@@ -52,8 +52,7 @@ class Subscriptions:
                 "durable subscriptions read the outbox: open the store (and every store "
                 "that writes to this database) with outbox=True"
             )
-        if not isinstance(name, str) or not 0 < len(name) <= 200 or name != name.strip():
-            raise ConfigurationError(f"a subscription name is 1-200 characters, not {name!r}")
+        _check_name(name)
         if not callable(handler):
             raise ConfigurationError(f"an event handler must be callable, not {handler!r}")
         running = self._running.get(name)
@@ -87,8 +86,7 @@ class Subscriptions:
         return subscriptions(self._backend, self._stale_after)
 
     def unsubscribe(self, name: Any) -> None:
-        if not isinstance(name, str):
-            raise ConfigurationError(f"a subscription name is text, not {name!r}")
+        _check_name(name)
         running = self._running.get(name)
         if running is not None and running.running:
             raise ConfigurationError(
@@ -108,6 +106,30 @@ class Subscriptions:
     def _forget(self, subscription: DurableSubscription) -> None:
         if self._running.get(subscription.name) is subscription:
             del self._running[subscription.name]
+
+
+def _check_name(name: Any) -> None:
+    """1-200 characters, no spaces around them, storable everywhere (no NUL,
+    which PostgreSQL text cannot hold; no lone surrogate, which is not UTF-8)."""
+    if (
+        not isinstance(name, str)
+        or not 0 < len(name) <= 200
+        or name != name.strip()
+        or "\x00" in name
+        or not _utf8(name)
+    ):
+        raise ConfigurationError(
+            f"a subscription name is 1-200 characters of UTF-8 text without NUL "
+            f"or spaces around them, not {name!r}"
+        )
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 __all__ = ["Subscriptions", "SubscriptionInfo"]

@@ -4,6 +4,7 @@ writes that cause it."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -11,6 +12,8 @@ from ..backends.base import Backend, CollectionSpec, Row
 from ..errors import BackendError, NotFoundError, StatekeepError, TransientBackendError
 from ._item import Item, Key
 from ._records import restamp
+
+_log = logging.getLogger("statekeep.writebehind")
 
 # (spec, id, stored version before, version now (0: deleted), body or None)
 Change = tuple[CollectionSpec, str, int, int, str | None]
@@ -92,7 +95,11 @@ def _write(
     backend.commit()
     if events:
         assert hooks is not None
-        hooks.after_commit(events)
+        try:
+            hooks.after_commit(events)
+        except BaseException:  # noqa: BLE001 - a handler's KeyboardInterrupt or SystemExit:
+            # no caller to reach on the write-behind thread, which must go on storing
+            _log.exception("statekeep write-behind: an event handler stopped (the batch is stored)")
     return versions
 
 
