@@ -17,7 +17,7 @@ import pytest
 
 import statekeep
 from statekeep import Entity, Indexed
-from statekeep.backends import postgres
+from statekeep.backends import _postgres_columns
 
 from .conftest import MakeUrl
 
@@ -34,8 +34,8 @@ class JobNew(Entity, collection="big_job", shared=True):
 
 @pytest.fixture(autouse=True)
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(postgres, "_SMALL", 50)
-    monkeypatch.setattr(postgres, "_FILL_ROWS", 37)
+    monkeypatch.setattr(_postgres_columns, "SMALL", 50)
+    monkeypatch.setattr(_postgres_columns, "FILL_ROWS", 37)
 
 
 def schema_of(url: str) -> str:

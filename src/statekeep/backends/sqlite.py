@@ -39,15 +39,11 @@ from ..errors import (
     ValidationError,
 )
 from ._claims import Claim, FileClaims, LocalClaims
-from ._layout import REGISTRY, STAMP, default_json, plan, registered, stamp
 from ._locks import acquire
 from ._owner import ANOTHER_TASK, current_task, second_transaction
+from ._sqlite_columns import create_table, table_state
 from ._sqlite_sql import (
-    COLUMN_TYPES,
     Statements,
-    fill_triggers,
-    filled,
-    index_name,
     order_term,
     quote,
 )
@@ -68,23 +64,6 @@ _OUTBOX_PRUNE = (
     "WHERE position <= ? ORDER BY position DESC LIMIT 1 OFFSET ?)"
 )
 _CHUNK = 500  # ids per IN (...) lookup
-_REGISTRY_TABLE = (
-    f"CREATE TABLE IF NOT EXISTS {REGISTRY} (collection TEXT NOT NULL, name TEXT NOT NULL, "
-    "kind TEXT NOT NULL, dflt TEXT NOT NULL, ready INTEGER NOT NULL, "
-    "PRIMARY KEY (collection, name))"
-)
-
-
-def _registry(conn: sqlite3.Connection, collection: str) -> dict[str, Any]:
-    try:
-        rows = conn.execute(
-            f"SELECT name, kind, dflt, ready FROM {REGISTRY} WHERE collection = ?", (collection,)
-        ).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return {}
-        raise
-    return registered(rows)
 
 
 def _translate(exc: sqlite3.Error) -> BackendError:
@@ -232,7 +211,7 @@ class SQLiteBackend:
         if in_transaction and self._local.pending.get(spec.name) is spec:
             return
         try:  # a read first: a complete table needs no write lock
-            state = self._table_state(self._read_conn(), spec)
+            state = table_state(self._read_conn(), spec)
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
         if state == "missing" and not create:
@@ -241,7 +220,7 @@ class SQLiteBackend:
             if not in_transaction:
                 self.begin()
             try:
-                self._create(self._conn(), spec)
+                create_table(self._conn(), spec)
             except BaseException as exc:
                 if not in_transaction:
                     self.rollback()
@@ -255,58 +234,6 @@ class SQLiteBackend:
         else:
             self._ensured[spec.name] = spec
             self._ensured_specs.add(spec)
-
-    @staticmethod
-    def _table_state(conn: sqlite3.Connection, spec: CollectionSpec) -> str:
-        """missing, incomplete (a column to add, rebuild or index) or complete."""
-        table = quote(spec.name)
-        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if not columns:
-            return "missing"
-        indexes = {row[1] for row in conn.execute(f"PRAGMA index_list({table})")}
-        if STAMP not in columns or not all(
-            index_name(spec, index) in indexes for index in spec.indexes
-        ):
-            return "incomplete"
-        if spec.indexes and plan(spec.indexes, _registry(conn, spec.name), columns).needed:
-            return "incomplete"
-        return "complete"
-
-    @staticmethod
-    def _create(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
-        """Makes the table, and every indexed column of spec registered, filled
-        from the bodies and indexed (see _layout): one transaction, which holds
-        other writers up while it rewrites the table's rows."""
-        table = quote(spec.name)
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY NOT NULL, "
-            f"version INTEGER NOT NULL, body TEXT NOT NULL, {STAMP} INTEGER)"
-        )
-        conn.execute(_REGISTRY_TABLE)
-        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if STAMP not in columns:  # a table made before stamps
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {STAMP} INTEGER")
-        layout = plan(spec.indexes, _registry(conn, spec.name), columns)
-        if layout.needed:
-            for statement in fill_triggers(spec.name, ()):  # a column a trigger uses cannot go
-                conn.execute(statement)
-            for index in layout.build:
-                column = quote(index.name)
-                conn.execute(f"DROP INDEX IF EXISTS {quote(index_name(spec, index))}")
-                if index.name in columns:  # of another kind, or of unknown freshness
-                    conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {COLUMN_TYPES[index.kind]}")
-                conn.execute(
-                    f"INSERT OR REPLACE INTO {REGISTRY} VALUES (?, ?, ?, ?, 1)",
-                    (spec.name, index.name, index.kind, default_json(index)),
-                )
-            for statement in fill_triggers(spec.name, layout.columns):
-                conn.execute(statement)
-            settings = ", ".join(f"{quote(i.name)} = {filled(i)}" for i in layout.columns)
-            conn.execute(f"UPDATE {table} SET {settings}, {STAMP} = {stamp(layout.columns)}")
-        for index in spec.indexes:
-            named = quote(index_name(spec, index))
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {named} ON {table} ({quote(index.name)})")
 
     # -- transactions --------------------------------------------------------
     def _in_transaction(self) -> bool:
