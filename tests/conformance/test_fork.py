@@ -159,3 +159,63 @@ def test_a_child_forked_inside_a_block_leaves_the_block_to_the_parent(
     block.__exit__(None, None, None)
     assert [t.id for t in store.find(Todo)] == ["parent"]
     assert store.get(Note, "parent-note").text == "in the parent's block"
+
+
+def test_a_child_forked_while_another_thread_writes_can_write(
+    backend: Any, store: statekeep.Store
+) -> None:
+    """A fork while another thread of the parent is inside a block (a request
+    thread, the write-behind engine): the fork waits for that writer, so the
+    child inherits no write lock and writes at once (on SQLite the locks of
+    the parent's connections live in the process's memory: a child forked
+    mid-write could never write)."""
+    inside = threading.Event()
+
+    def writer() -> None:
+        with store.transaction():
+            store.save(Todo(id="thread", title="parent"))
+            inside.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(10)
+
+    def child() -> None:
+        started = time.monotonic()
+        store.save(Todo(id="child", title="child"))
+        assert store.get(Todo, "child").title == "child"
+        assert time.monotonic() - started < 2.0
+
+    pid = _fork(child)
+    thread.join(10)
+    assert _wait([pid], timeout=60) == [0]
+    stored = {t.id for t in store.find(Todo)}
+    assert stored == ({"thread"} if backend.name == "memory" else {"thread", "child"})  # a copy
+
+
+@pytest.mark.requires("sqlite")
+def test_a_child_forked_inside_a_block_is_told_it_cannot_write_sqlite(
+    store: statekeep.Store,
+) -> None:
+    """SQLite's write lock of a block open at the fork stays the parent's in
+    the child's memory: the child's writes are refused at once with a
+    TransactionError that says why, not a TransientBackendError after the
+    lock timeout (which the write-behind engine would retry for ever)."""
+    block = store.transaction()
+    block.__enter__()
+    store.save(Todo(id="parent", title="parent"))
+
+    def child() -> None:
+        with pytest.raises(TransactionError, match="forked"):
+            block.__exit__(None, None, None)
+        started = time.monotonic()
+        with pytest.raises(TransactionError, match="forked while its parent was writing"):
+            store.save(Todo(id="child", title="child"))
+        assert time.monotonic() - started < 1.0
+        assert store.count(Todo) == 0
+
+    pid = _fork(child)
+    assert _wait([pid], timeout=60) == [0]
+    block.__exit__(None, None, None)
+    assert [t.id for t in store.find(Todo)] == ["parent"]

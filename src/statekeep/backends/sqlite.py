@@ -111,6 +111,8 @@ class SQLiteBackend:
         self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         self._registry_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._held_for_fork = False  # the write lock, taken by _before_fork
+        self._locked_by_parent = False  # in a forked child: see after_fork
         self._closing = threading.Event()
         self._ensured: dict[str, CollectionSpec] = {}
         self._statements: dict[str, tuple[CollectionSpec, Statements]] = {}
@@ -126,6 +128,7 @@ class SQLiteBackend:
             raise  # locked by another process (making the file, say): open again later
         except BackendError as exc:
             raise ConfigurationError(str(exc)) from exc.__cause__
+        _FORKABLE.add(self)
 
     # -- connections ---------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -203,7 +206,16 @@ class SQLiteBackend:
     def after_fork(self) -> None:
         """In a forked child: the parent's connections are set aside, never
         used or closed (SQLite forbids carrying a connection across fork), and
-        each thread of the child connects anew; the locks are fresh."""
+        each thread of the child connects anew; the locks are fresh.
+
+        SQLite keeps the locks of a process's connections in the process's
+        memory, so a child inherits those of the parent's connections as its
+        own, and they are never released there. _before_fork waits for the
+        writers of the parent's other threads to finish, so that none holds
+        SQLite's write lock at the fork; if one still did (or the forking
+        thread was inside a block), this child cannot ever write: begin says so."""
+        self._locked_by_parent = self._write_lock.locked() and not self._held_for_fork
+        self._held_for_fork = False
         _INHERITED.append((self._connections, self._local))
         self._connections = {}
         self._local = threading.local()
@@ -315,6 +327,14 @@ class SQLiteBackend:
         return bool(getattr(local, "active", False)) and local.task is not current_task()
 
     def begin(self) -> None:
+        if self._locked_by_parent:
+            raise TransactionError(
+                "this process was forked while its parent was writing to this SQLite "
+                "database (inside a `with store.transaction():` block, or in a thread "
+                "writing for longer than the timeout): SQLite's write lock then stays the "
+                "parent's in this process (whatever store opens it), so it cannot write to "
+                "this database. Fork outside `with store.transaction():` blocks."
+            )
         conn = self._conn()  # before the lock: opening a connection may fail
         if getattr(self._local, "active", False):
             raise second_transaction(self._local.task)
@@ -639,6 +659,27 @@ def _by_id(conn: sqlite3.Connection, column: str, table: str, ids: list[str]) ->
 
 
 _INHERITED: list[Any] = []  # in a forked child: the parent's connections, kept from close
+_FORKABLE: weakref.WeakSet[SQLiteBackend] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    """Waits (up to each backend's timeout) for the writers of the other
+    threads to finish, so that the child inherits no SQLite write lock."""
+    for backend in list(_FORKABLE):
+        local = backend._local
+        if getattr(local, "active", False):  # the forking thread's own block: cannot wait
+            continue
+        backend._held_for_fork = backend._write_lock.acquire(timeout=backend._timeout)
+
+
+def _after_fork_in_parent() -> None:
+    for backend in list(_FORKABLE):
+        if backend._held_for_fork:
+            backend._held_for_fork = False
+            backend._write_lock.release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
 
 
 class SQLiteMemoryBackend(SQLiteBackend):
