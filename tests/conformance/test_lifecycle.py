@@ -259,3 +259,34 @@ def test_close_does_not_wait_out_a_writer_queued_behind_an_open_block(store_url:
     assert outcomes["writer seconds"] < 2.5
     assert outcomes["writer"] == "stored" or isinstance(outcomes["writer"], StoreClosedError)
     assert isinstance(outcomes["holder"], StoreClosedError)
+
+
+def test_close_from_a_handler_of_a_write_behind_event(backend: Any, store_url: str) -> None:
+    """A handler of an event delivered by the write-behind engine (its own
+    thread) closes the store: close() returns at once and the store is
+    closed, instead of waiting drain_timeout for that very thread, failing
+    with "cannot join current thread" and leaving the store closing for good."""
+    store = statekeep.open(store_url)
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def close_it(event: Any) -> None:
+        started = time.monotonic()
+        try:
+            store.close()
+            outcome["seconds"] = time.monotonic() - started
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome["error"] = exc
+        done.set()
+
+    store.on(Todo.Created, close_it)
+    store.enqueue(Todo(id="queued", title="queued"), statekeep.Priority.CRITICAL)
+    assert done.wait(30)
+    assert "error" not in outcome, outcome
+    assert outcome["seconds"] < 3
+    assert store.state is statekeep.store.State.CLOSED
+    with pytest.raises(StoreClosedError):
+        store.save(Todo(title="after"))
+    if "persistent" in backend.capabilities:
+        with statekeep.open(store_url) as again:
+            assert again.get(Todo, "queued").title == "queued"
