@@ -290,3 +290,29 @@ def test_close_from_a_handler_of_a_write_behind_event(backend: Any, store_url: s
     if "persistent" in backend.capabilities:
         with statekeep.open(store_url) as again:
             assert again.get(Todo, "queued").title == "queued"
+
+
+def test_close_called_while_another_thread_closes_waits_for_it(
+    backend: Any, store_url: str
+) -> None:
+    """Two close() at once (a signal handler and the main thread, say): the
+    second returns once the store is closed, its enqueued writes stored,
+    not at once while the first is still draining them."""
+    store = statekeep.open(store_url)
+    storing = threading.Event()
+
+    def slow(event: Any) -> None:  # holds the drain up while the second close() comes
+        storing.set()
+        time.sleep(0.5)
+
+    store.on(Todo.Created, slow)
+    store.enqueue(Todo(id="queued", title="queued"))
+    first = threading.Thread(target=store.close)
+    first.start()
+    assert storing.wait(10)
+    store.close()
+    assert repr(store).endswith(" closed>")
+    first.join(30)
+    if "persistent" in backend.capabilities:
+        with statekeep.open(store_url) as again:
+            assert again.get(Todo, "queued").title == "queued"
