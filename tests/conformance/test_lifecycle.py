@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -316,3 +317,40 @@ def test_close_called_while_another_thread_closes_waits_for_it(
     if "persistent" in backend.capabilities:
         with statekeep.open(store_url) as again:
             assert again.get(Todo, "queued").title == "queued"
+
+
+_HOLD_MEMORY_STORE = """
+import sys, time, statekeep
+store = statekeep.open("sqlite://:memory:")
+print(store._backend._folder, flush=True)
+time.sleep(60)
+"""
+
+
+def test_sqlite_memory_folders_of_killed_processes_are_removed() -> None:
+    """sqlite://:memory: lives in a folder on /dev/shm (memory until a reboot):
+    the folder of a process killed without close() (kill -9) is removed by
+    the next sqlite://:memory: store opened; that of a living process is kept."""
+
+    def holder() -> tuple[subprocess.Popen[str], Path]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_MEMORY_STORE], stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        return process, Path(process.stdout.readline().strip())
+
+    killed, killed_folder = holder()
+    living, living_folder = holder()
+    try:
+        killed.kill()
+        killed.wait(10)
+        assert killed_folder.is_dir()
+        with statekeep.open("sqlite://:memory:") as store:
+            store.save(Todo(id="t", title="t"))
+        assert not killed_folder.exists()
+        assert living_folder.is_dir()
+    finally:
+        for process in (killed, living):
+            process.kill()
+            process.communicate(timeout=10)
+        shutil.rmtree(living_folder, ignore_errors=True)

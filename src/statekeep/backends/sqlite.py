@@ -17,6 +17,7 @@ a committed transaction also survives a power loss, at some cost per commit.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -697,9 +698,12 @@ class SQLiteMemoryBackend(SQLiteBackend):
 
     def __init__(self, *, timeout: float = 5.0) -> None:
         shm = "/dev/shm"
-        where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-        self._folder = tempfile.mkdtemp(prefix="statekeep-memory-", dir=where)
-        self._removal = weakref.finalize(self, _remove_folder, self._folder, os.getpid())
+        where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+        _remove_orphans(where)
+        self._folder = tempfile.mkdtemp(prefix=_PREFIX, dir=where)
+        self._removal = weakref.finalize(
+            self, _remove_folder, self._folder, os.getpid(), _hold(self._folder)
+        )
         try:
             super().__init__(os.path.join(self._folder, "memory.db"), timeout=timeout)
         except BaseException:
@@ -714,9 +718,47 @@ class SQLiteMemoryBackend(SQLiteBackend):
         self._removal()
 
 
-def _remove_folder(folder: str, owner: int) -> None:
+_PREFIX = "statekeep-memory-"
+_OWNED = "owned"  # a file in the folder, flocked by its process (and forked children) while used
+
+
+def _hold(folder: str) -> int:
+    """Takes the folder's flock (made under another name, then renamed: an
+    `owned` file is always locked by a living owner, or its owner is gone)."""
+    making = os.path.join(folder, f"{_OWNED}.new")
+    fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(making, os.path.join(folder, _OWNED))
+    return fd
+
+
+def _remove_orphans(where: str) -> None:
+    """Removes the folders of sqlite://:memory: stores whose processes died
+    without close() (kill -9, a crash): /dev/shm is memory until a reboot."""
+    try:
+        names = [n for n in os.listdir(where) if n.startswith(_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        folder = os.path.join(where, name)
+        try:
+            fd = os.open(os.path.join(folder, _OWNED), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:  # being made, removed meanwhile, or not ours to open
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its owner lives
+            continue
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _remove_folder(folder: str, owner: int, held: int) -> None:
     if os.getpid() == owner:  # a forked child leaves its parent's database alone
         shutil.rmtree(folder, ignore_errors=True)
+        os.close(held)
 
 
 def _too_big(spec: CollectionSpec) -> ValidationError:
