@@ -354,3 +354,31 @@ def test_sqlite_memory_folders_of_killed_processes_are_removed() -> None:
             process.kill()
             process.communicate(timeout=10)
         shutil.rmtree(living_folder, ignore_errors=True)
+
+
+@pytest.mark.requires("persistent")
+def test_close_from_a_durable_subscription_handler_keeps_its_checkpoint(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A durable subscription's handler closes the store (a "shut down"
+    event): the event counts as handled, its checkpoint saved before the
+    store closes, so it does not come again (and close the store again) at
+    the next start; and nothing is logged as a failure."""
+    store = statekeep.open(store_url, outbox=True)
+    closed = threading.Event()
+
+    def close_it(event: Any) -> None:
+        store.close()
+        closed.set()
+
+    store.subscribe("closer", close_it)
+    store.save(Todo(id="shutdown", title="shut down"))
+    assert closed.wait(10)
+    time.sleep(0.2)  # what the subscription's thread does after the handler
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    seen: list[str] = []
+    with statekeep.open(store_url, outbox=True) as again:
+        subscription = again.subscribe("closer", lambda event: seen.append(event.entity_id))
+        again.save(Todo(id="later", title="later"))
+        assert subscription.wait_idle(10)
+    assert seen == ["later"]
