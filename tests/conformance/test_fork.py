@@ -219,3 +219,47 @@ def test_a_child_forked_inside_a_block_is_told_it_cannot_write_sqlite(
     assert _wait([pid], timeout=60) == [0]
     block.__exit__(None, None, None)
     assert [t.id for t in store.find(Todo)] == ["parent"]
+
+
+@pytest.mark.requires("postgresql")
+def test_a_child_forked_during_a_copy_leaves_the_parents_copy_alone(
+    store: statekeep.Store,
+) -> None:
+    """A fork while another thread of the parent is in the middle of a
+    save_many (a COPY left open between chunks): the child frees that
+    thread's state, and the COPY's generator, closed by the child's garbage
+    collector, used to send a CopyFail on the parent's connection: the
+    parent's COPY then waited for ever. Now the parent's save_many stores
+    everything, and the child writes on its own connection."""
+    rows = 25_000
+    copying, forked = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def entities() -> Any:
+        for i in range(rows):
+            if i == 15_000:  # the first chunk (10,000) is in the open COPY
+                copying.set()
+                forked.wait(10)
+            yield Todo(id=f"bulk-{i:05d}", title="bulk")
+
+    def bulk() -> None:
+        try:
+            outcome["saved"] = store.save_many(entities())
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=bulk)
+    thread.start()
+    assert copying.wait(30)
+
+    def child() -> None:
+        store.save(Note(id="child", text="child"))
+
+    pid = _fork(child)
+    forked.set()
+    assert _wait([pid], timeout=60) == [0]
+    thread.join(60)
+    assert not thread.is_alive(), "the parent's save_many hangs"
+    assert outcome == {"saved": rows}
+    assert store.count(Todo) == rows
+    assert store.get(Note, "child").text == "child"
