@@ -263,3 +263,40 @@ def test_a_child_forked_during_a_copy_leaves_the_parents_copy_alone(
     assert outcome == {"saved": rows}
     assert store.count(Todo) == rows
     assert store.get(Note, "child").text == "child"
+
+
+def test_a_child_goes_on_using_the_store_after_the_parent_closes_it(
+    store: statekeep.Store,
+) -> None:
+    """The parent closes its store (or exits) while a forked child still
+    uses it: the child's writes and reads go on, from any of its threads
+    (on sqlite://:memory: the parent's close() used to remove the database
+    file under the child)."""
+    store.save(Todo(id="parent", title="parent"))
+    closed_r, closed_w = os.pipe()
+
+    def child() -> None:
+        os.close(closed_w)
+        assert os.read(closed_r, 1) == b"x"  # the parent has closed its store
+        store.save(Todo(id="child", title="child"))
+        errors: list[BaseException] = []
+
+        def other_thread() -> None:
+            try:
+                store.save(Todo(id="child-thread", title="child"))
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                errors.append(exc)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join(30)
+        assert not errors, errors
+        assert store.get(Todo, "child-thread").title == "child"
+        store.close()
+
+    pid = _fork(child)
+    os.close(closed_r)
+    store.close()
+    os.write(closed_w, b"x")
+    os.close(closed_w)
+    assert _wait([pid], timeout=60) == [0]

@@ -701,9 +701,7 @@ class SQLiteMemoryBackend(SQLiteBackend):
         where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
         _remove_orphans(where)
         self._folder = tempfile.mkdtemp(prefix=_PREFIX, dir=where)
-        self._removal = weakref.finalize(
-            self, _remove_folder, self._folder, os.getpid(), _hold(self._folder)
-        )
+        self._removal = weakref.finalize(self, _remove_folder, self._folder, _hold(self._folder))
         try:
             super().__init__(os.path.join(self._folder, "memory.db"), timeout=timeout)
         except BaseException:
@@ -755,10 +753,24 @@ def _remove_orphans(where: str) -> None:
             os.close(fd)
 
 
-def _remove_folder(folder: str, owner: int, held: int) -> None:
-    if os.getpid() == owner:  # a forked child leaves its parent's database alone
+def _remove_folder(folder: str, held: int) -> None:
+    """Lets go of the folder, and removes it unless another process uses it
+    still: a forked child holds the flock too (its copy of the descriptor),
+    so the parent's close() leaves the database to its children, and the
+    last of them to close removes it (or, if it is killed, the sweep)."""
+    os.close(held)
+    try:
+        fd = os.open(os.path.join(folder, _OWNED), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # another process uses it
+        return
+    else:
         shutil.rmtree(folder, ignore_errors=True)
-        os.close(held)
+    finally:
+        os.close(fd)
 
 
 def _too_big(spec: CollectionSpec) -> ValidationError:
