@@ -300,3 +300,23 @@ def test_a_child_goes_on_using_the_store_after_the_parent_closes_it(
     os.write(closed_w, b"x")
     os.close(closed_w)
     assert _wait([pid], timeout=60) == [0]
+
+
+def test_a_fork_does_not_wait_for_a_store_closed_under_a_block(store_url: str) -> None:
+    """A block of another thread, open when the store was closed, ends
+    without committing (the store is gone) and its write lock goes with the
+    store: later forks of the process do not wait the lock timeout for it."""
+    store = statekeep.open(store_url)
+
+    def block_across_close() -> None:
+        with pytest.raises(statekeep.StoreClosedError), store.transaction():
+            store.save(Todo(id="a", title="a"))
+            store.close()
+
+    thread = threading.Thread(target=block_across_close)
+    thread.start()
+    thread.join(30)
+    started = time.monotonic()
+    pid = _fork(lambda: None)
+    assert time.monotonic() - started < 2.0
+    assert _wait([pid], timeout=60) == [0]

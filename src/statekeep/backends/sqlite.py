@@ -196,6 +196,7 @@ class SQLiteBackend:
         return (idle.pop() if idle else self._connect()), idle
 
     def close(self) -> None:
+        _FORKABLE.discard(self)  # its lock may stay held by a block ended after close
         with self._registry_lock:
             for conn in self._connections.values():
                 conn.close()
