@@ -38,10 +38,11 @@ class Frame:
     closed once it has ended: a context copied while it was open (a task or
     thread started inside the block) still holds it, closed or not."""
 
-    __slots__ = ("events", "is_open", "name", "owner", "records", "taken")
+    __slots__ = ("events", "is_open", "name", "outer", "owner", "records", "taken")
 
-    def __init__(self, name: str | None) -> None:
+    def __init__(self, name: str | None, outer: Frame | None = None) -> None:
         self.name = name
+        self.outer = outer  # the block this one is a savepoint of
         self.owner = _owner.current()
         self.is_open = True
         self.records: list[_Record] = []
@@ -120,7 +121,10 @@ class Frames:
         return self._var.set((*self._var.get(), frame))
 
     def pop(self, token: Token[tuple[Frame, ...]]) -> None:
-        self._var.reset(token)
+        # ended in another context (an async generator's finalizer): the frame,
+        # closed, stays on the stack of the context that opened it
+        with contextlib.suppress(ValueError):
+            self._var.reset(token)
 
 
 def _foreign_block(owner: _owner.Owner) -> str:
@@ -165,7 +169,8 @@ class Transaction:
             )
         with self._calls:
             outer = self._frames.current()
-            frame = Frame(None if outer is None else f"statekeep_{len(self._frames.stack)}")
+            name = None if outer is None else f"statekeep_{len(self._frames.stack)}"
+            frame = Frame(name, outer)
             if frame.name is None:
                 self._backend.begin()
             else:
@@ -196,7 +201,11 @@ class Transaction:
             frame.undo()
             raise self._calls.closed_error()
         try:
-            self._finish(frame, exc_type)
+            if frame.owner[1:] == _owner.current()[1:]:
+                self._finish(frame, exc_type)
+            else:  # ended by another task of its thread (e.g. an async generator's finalizer)
+                with _owner.acting_for(frame.owner[2]):
+                    self._finish(frame, exc_type)
         finally:
             self._calls.leave()
 
@@ -229,9 +238,7 @@ class Transaction:
         except BaseException:
             frame.undo()
             raise
-        if frame.name is not None:
-            outer = self._frames.current()
-            assert outer is not None  # a savepoint's block is inside one of the same owner
-            outer.absorb(frame)
+        if frame.outer is not None:
+            frame.outer.absorb(frame)
         elif frame.events:
             self._hooks.after_commit(frame.events)

@@ -97,6 +97,7 @@ class Store:
         self._writebehind_options = writebehind_options
         self._engine: WriteBehind | None = None
         self._engine_lock = threading.Lock()
+        self._closed, self._closer = threading.Event(), 0
         journal = self._journal_dir()
         if journal is not None and claimable_leftovers(journal):
             self._writebehind()  # writes a crash left behind are stored now
@@ -119,8 +120,16 @@ class Store:
         write-behind drain_timeout; what is still pending then stays in the
         journal for the next open) and releases everything."""
         timeout = check.timeout(timeout)
-        if self.state is State.OPEN:
-            self.state = State.CLOSING  # calls that had not started are refused from here
+        with self._engine_lock:  # one close() closes; one called meanwhile waits for it
+            closer = self.state is State.OPEN
+            if closer:
+                self.state, self._closer = State.CLOSING, threading.get_ident()
+        if not closer:  # (but not the closer, nor a store's thread running a handler)
+            me = threading.current_thread()
+            if me.ident != self._closer and not me.name.startswith("statekeep-"):
+                self._closed.wait()
+            return
+        try:  # calls that had not started are refused from here
             if self._engine is not None:
                 self._engine.close(timeout)
             self._durable.stop_all()
@@ -129,6 +138,8 @@ class Store:
             self.state = State.CLOSED
             self._emitter.bus.close()
             self._backend.close()
+        finally:
+            self._closed.set()
 
     def __enter__(self) -> Store:
         return self

@@ -159,3 +159,164 @@ def test_a_child_forked_inside_a_block_leaves_the_block_to_the_parent(
     block.__exit__(None, None, None)
     assert [t.id for t in store.find(Todo)] == ["parent"]
     assert store.get(Note, "parent-note").text == "in the parent's block"
+
+
+def test_a_child_forked_while_another_thread_writes_can_write(
+    backend: Any, store: statekeep.Store
+) -> None:
+    """A fork while another thread of the parent is inside a block (a request
+    thread, the write-behind engine): the fork waits for that writer, so the
+    child inherits no write lock and writes at once (on SQLite the locks of
+    the parent's connections live in the process's memory: a child forked
+    mid-write could never write)."""
+    inside = threading.Event()
+
+    def writer() -> None:
+        with store.transaction():
+            store.save(Todo(id="thread", title="parent"))
+            inside.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(10)
+
+    def child() -> None:
+        started = time.monotonic()
+        store.save(Todo(id="child", title="child"))
+        assert store.get(Todo, "child").title == "child"
+        assert time.monotonic() - started < 2.0
+
+    pid = _fork(child)
+    thread.join(10)
+    assert _wait([pid], timeout=60) == [0]
+    stored = {t.id for t in store.find(Todo)}
+    assert stored == ({"thread"} if backend.name == "memory" else {"thread", "child"})  # a copy
+
+
+@pytest.mark.requires("sqlite")
+def test_a_child_forked_inside_a_block_is_told_it_cannot_write_sqlite(
+    store: statekeep.Store,
+) -> None:
+    """SQLite's write lock of a block open at the fork stays the parent's in
+    the child's memory: the child's writes are refused at once with a
+    TransactionError that says why, not a TransientBackendError after the
+    lock timeout (which the write-behind engine would retry for ever)."""
+    block = store.transaction()
+    block.__enter__()
+    store.save(Todo(id="parent", title="parent"))
+
+    def child() -> None:
+        with pytest.raises(TransactionError, match="forked"):
+            block.__exit__(None, None, None)
+        started = time.monotonic()
+        with pytest.raises(TransactionError, match="forked while its parent was writing"):
+            store.save(Todo(id="child", title="child"))
+        assert time.monotonic() - started < 1.0
+        assert store.count(Todo) == 0
+
+    pid = _fork(child)
+    assert _wait([pid], timeout=60) == [0]
+    block.__exit__(None, None, None)
+    assert [t.id for t in store.find(Todo)] == ["parent"]
+
+
+@pytest.mark.requires("postgresql")
+def test_a_child_forked_during_a_copy_leaves_the_parents_copy_alone(
+    store: statekeep.Store,
+) -> None:
+    """A fork while another thread of the parent is in the middle of a
+    save_many (a COPY left open between chunks): the child frees that
+    thread's state, and the COPY's generator, closed by the child's garbage
+    collector, used to send a CopyFail on the parent's connection: the
+    parent's COPY then waited for ever. Now the parent's save_many stores
+    everything, and the child writes on its own connection."""
+    rows = 25_000
+    copying, forked = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def entities() -> Any:
+        for i in range(rows):
+            if i == 15_000:  # the first chunk (10,000) is in the open COPY
+                copying.set()
+                forked.wait(10)
+            yield Todo(id=f"bulk-{i:05d}", title="bulk")
+
+    def bulk() -> None:
+        try:
+            outcome["saved"] = store.save_many(entities())
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=bulk)
+    thread.start()
+    assert copying.wait(30)
+
+    def child() -> None:
+        store.save(Note(id="child", text="child"))
+
+    pid = _fork(child)
+    forked.set()
+    assert _wait([pid], timeout=60) == [0]
+    thread.join(60)
+    assert not thread.is_alive(), "the parent's save_many hangs"
+    assert outcome == {"saved": rows}
+    assert store.count(Todo) == rows
+    assert store.get(Note, "child").text == "child"
+
+
+def test_a_child_goes_on_using_the_store_after_the_parent_closes_it(
+    store: statekeep.Store,
+) -> None:
+    """The parent closes its store (or exits) while a forked child still
+    uses it: the child's writes and reads go on, from any of its threads
+    (on sqlite://:memory: the parent's close() used to remove the database
+    file under the child)."""
+    store.save(Todo(id="parent", title="parent"))
+    closed_r, closed_w = os.pipe()
+
+    def child() -> None:
+        os.close(closed_w)
+        assert os.read(closed_r, 1) == b"x"  # the parent has closed its store
+        store.save(Todo(id="child", title="child"))
+        errors: list[BaseException] = []
+
+        def other_thread() -> None:
+            try:
+                store.save(Todo(id="child-thread", title="child"))
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                errors.append(exc)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join(30)
+        assert not errors, errors
+        assert store.get(Todo, "child-thread").title == "child"
+        store.close()
+
+    pid = _fork(child)
+    os.close(closed_r)
+    store.close()
+    os.write(closed_w, b"x")
+    os.close(closed_w)
+    assert _wait([pid], timeout=60) == [0]
+
+
+def test_a_fork_does_not_wait_for_a_store_closed_under_a_block(store_url: str) -> None:
+    """A block of another thread, open when the store was closed, ends
+    without committing (the store is gone) and its write lock goes with the
+    store: later forks of the process do not wait the lock timeout for it."""
+    store = statekeep.open(store_url)
+
+    def block_across_close() -> None:
+        with pytest.raises(statekeep.StoreClosedError), store.transaction():
+            store.save(Todo(id="a", title="a"))
+            store.close()
+
+    thread = threading.Thread(target=block_across_close)
+    thread.start()
+    thread.join(30)
+    started = time.monotonic()
+    pid = _fork(lambda: None)
+    assert time.monotonic() - started < 2.0
+    assert _wait([pid], timeout=60) == [0]

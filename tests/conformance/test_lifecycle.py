@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -259,3 +260,125 @@ def test_close_does_not_wait_out_a_writer_queued_behind_an_open_block(store_url:
     assert outcomes["writer seconds"] < 2.5
     assert outcomes["writer"] == "stored" or isinstance(outcomes["writer"], StoreClosedError)
     assert isinstance(outcomes["holder"], StoreClosedError)
+
+
+def test_close_from_a_handler_of_a_write_behind_event(backend: Any, store_url: str) -> None:
+    """A handler of an event delivered by the write-behind engine (its own
+    thread) closes the store: close() returns at once and the store is
+    closed, instead of waiting drain_timeout for that very thread, failing
+    with "cannot join current thread" and leaving the store closing for good."""
+    store = statekeep.open(store_url)
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def close_it(event: Any) -> None:
+        started = time.monotonic()
+        try:
+            store.close()
+            outcome["seconds"] = time.monotonic() - started
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome["error"] = exc
+        done.set()
+
+    store.on(Todo.Created, close_it)
+    store.enqueue(Todo(id="queued", title="queued"), statekeep.Priority.CRITICAL)
+    assert done.wait(30)
+    assert "error" not in outcome, outcome
+    assert outcome["seconds"] < 5  # drain_timeout (10 s) is what it used to wait
+    assert store.state is statekeep.store.State.CLOSED
+    with pytest.raises(StoreClosedError):
+        store.save(Todo(title="after"))
+    if "persistent" in backend.capabilities:
+        with statekeep.open(store_url) as again:
+            assert again.get(Todo, "queued").title == "queued"
+
+
+def test_close_called_while_another_thread_closes_waits_for_it(
+    backend: Any, store_url: str
+) -> None:
+    """Two close() at once (a signal handler and the main thread, say): the
+    second returns once the store is closed, its enqueued writes stored,
+    not at once while the first is still draining them."""
+    store = statekeep.open(store_url)
+    storing = threading.Event()
+
+    def slow(event: Any) -> None:  # holds the drain up while the second close() comes
+        storing.set()
+        time.sleep(0.5)
+
+    store.on(Todo.Created, slow)
+    store.enqueue(Todo(id="queued", title="queued"))
+    first = threading.Thread(target=store.close)
+    first.start()
+    assert storing.wait(10)
+    store.close()
+    assert repr(store).endswith(" closed>")
+    first.join(30)
+    if "persistent" in backend.capabilities:
+        with statekeep.open(store_url) as again:
+            assert again.get(Todo, "queued").title == "queued"
+
+
+_HOLD_MEMORY_STORE = """
+import sys, time, statekeep
+store = statekeep.open("sqlite://:memory:")
+print(store._backend._folder, flush=True)
+time.sleep(60)
+"""
+
+
+def test_sqlite_memory_folders_of_killed_processes_are_removed() -> None:
+    """sqlite://:memory: lives in a folder on /dev/shm (memory until a reboot):
+    the folder of a process killed without close() (kill -9) is removed by
+    the next sqlite://:memory: store opened; that of a living process is kept."""
+
+    def holder() -> tuple[subprocess.Popen[str], Path]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_MEMORY_STORE], stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        return process, Path(process.stdout.readline().strip())
+
+    killed, killed_folder = holder()
+    living, living_folder = holder()
+    try:
+        killed.kill()
+        killed.wait(10)
+        assert killed_folder.is_dir()
+        with statekeep.open("sqlite://:memory:") as store:
+            store.save(Todo(id="t", title="t"))
+        assert not killed_folder.exists()
+        assert living_folder.is_dir()
+    finally:
+        for process in (killed, living):
+            process.kill()
+            process.communicate(timeout=10)
+        shutil.rmtree(living_folder, ignore_errors=True)
+
+
+@pytest.mark.requires("persistent")
+def test_close_from_a_durable_subscription_handler_keeps_its_checkpoint(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A durable subscription's handler closes the store (a "shut down"
+    event): the event counts as handled, its checkpoint saved before the
+    store closes, so it does not come again (and close the store again) at
+    the next start; and nothing is logged as a failure."""
+    store = statekeep.open(store_url, outbox=True)
+    closed = threading.Event()
+
+    def close_it(event: Any) -> None:
+        store.close()
+        closed.set()
+
+    store.subscribe("closer", close_it)
+    store.save(Todo(id="shutdown", title="shut down"))
+    assert closed.wait(10)
+    time.sleep(0.2)  # what the subscription's thread does after the handler
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    seen: list[str] = []
+    with statekeep.open(store_url, outbox=True) as again:
+        subscription = again.subscribe("closer", lambda event: seen.append(event.entity_id))
+        again.save(Todo(id="later", title="later"))
+        assert subscription.wait_idle(10)
+    assert seen == ["later"]

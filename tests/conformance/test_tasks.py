@@ -256,3 +256,53 @@ def test_a_task_created_inside_a_block_writing_while_it_is_open_is_refused(
 
     assert asyncio.run(main()) == "refused"
     assert store.count(Todo) == 0
+
+
+def test_a_block_in_an_async_generator_ends_in_the_task_that_closes_it(
+    store: statekeep.Store,
+) -> None:
+    """An async generator holding a block is closed by a task of the loop's
+    own (the finalizer after `break`, or shutdown_asyncgens), or finished by
+    another task: the block still ends there (rolled back on close, committed
+    when it runs to its end, events delivered) instead of keeping its
+    transaction, and the write lock, open for good."""
+    delivered: list[str] = []
+    store.on(Todo.Created, lambda event: delivered.append(event.entity_id))
+
+    async def rows(prefix: str) -> Any:
+        with store.transaction():
+            store.save(Todo(id=f"{prefix}-outer", title=prefix))
+            with store.transaction():
+                store.save(Todo(id=f"{prefix}-nested", title=prefix))
+            yield 1
+            yield 2
+
+    async def drain(generator: Any) -> None:
+        async for _ in generator:
+            pass
+
+    async def main() -> None:
+        async for _ in rows("abandoned"):
+            break  # the loop closes the generator in a task of its own
+        await asyncio.sleep(0.05)
+        store.save(Todo(id="same-task", title="after"))
+        await asyncio.to_thread(store.save, Todo(id="thread", title="after"))
+        finished = rows("finished")
+        await finished.__anext__()
+        await asyncio.create_task(drain(finished))  # the block ends in that task
+        left_open = rows("at-shutdown")
+        await left_open.__anext__()
+        del left_open  # closed by the loop, not by this task
+
+    started = time.monotonic()
+    asyncio.run(main())
+    store.save(Todo(id="main-thread", title="after"))
+    assert time.monotonic() - started < AT_ONCE
+    assert sorted(t.id for t in store.find(Todo)) == [
+        "finished-nested",
+        "finished-outer",
+        "main-thread",
+        "same-task",
+        "thread",
+    ]
+    assert sorted(delivered) == sorted(t.id for t in store.find(Todo))

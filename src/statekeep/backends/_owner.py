@@ -10,8 +10,10 @@ process is told apart by a generation that a forked child moves on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 
 from ..errors import BackendError, StatekeepError, TransactionError
 
@@ -28,10 +30,36 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
+_acting = threading.local()  # .task: the task a block's end runs for (see acting_for)
+_NOBODY = object()
+
+
 def current_task() -> object:
     """The running asyncio task of this thread, or None."""
+    task = getattr(_acting, "task", _NOBODY)
+    if task is not _NOBODY:
+        return task
     loop = asyncio._get_running_loop()
     return None if loop is None else asyncio.current_task(loop)
+
+
+@contextlib.contextmanager
+def acting_for(task: object) -> Iterator[None]:
+    """Calls in this thread count as the task's until the end of the `with`.
+
+    The end of a block may run in another task of the thread that opened it:
+    an async generator holding a block is closed by the task the event loop
+    starts to finalize it (or by shutdown_asyncgens). Its transaction is ended
+    there as the task that began it, rather than left open for good."""
+    before = getattr(_acting, "task", _NOBODY)
+    _acting.task = task
+    try:
+        yield
+    finally:
+        if before is _NOBODY:
+            del _acting.task
+        else:
+            _acting.task = before
 
 
 def current() -> Owner:

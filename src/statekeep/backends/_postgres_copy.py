@@ -8,6 +8,13 @@ big generator would: the server works on a chunk while the next is made.
 The COPY is finished before anything else runs on the connection (another
 statement, a savepoint, the commit); an id that turns out to be taken is
 reported then, as a ConflictError.
+
+Every open COPY is also held in _OPEN: in a child forked while another
+thread of the parent had one open, that thread's state (its thread-locals,
+its frames) is freed, and the COPY's generator, closed by the garbage
+collector, would send the server a CopyFail ("GeneratorExit") on the
+parent's connection, aborting the parent's transaction and leaving its
+COPY waiting for good. Held here, it is never closed in the child.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from typing import Any
 import psycopg
 
 from .base import CollectionSpec, Row
+
+_OPEN: set[OpenCopy] = set()
 
 
 class OpenCopy:
@@ -39,6 +48,7 @@ class OpenCopy:
         except BaseException:
             self._cursor.close()
             raise
+        _OPEN.add(self)
 
     def write(self, rows: list[Row]) -> None:
         if self.first_id is None and rows:
@@ -52,6 +62,7 @@ class OpenCopy:
         try:
             self._context.__exit__(None, None, None)
         finally:
+            _OPEN.discard(self)
             self._cursor.close()
 
     def abandon(self) -> None:
@@ -62,4 +73,5 @@ class OpenCopy:
         except (psycopg.Error, RuntimeError):
             pass  # the COPY failed, as it was told to
         finally:
+            _OPEN.discard(self)
             self._cursor.close()

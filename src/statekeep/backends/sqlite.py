@@ -17,6 +17,7 @@ a committed transaction also survives a power loss, at some cost per commit.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -91,6 +92,8 @@ class SQLiteBackend:
         self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         self._registry_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._held_for_fork = False  # the write lock, taken by _before_fork
+        self._locked_by_parent = False  # in a forked child: see after_fork
         self._closing = threading.Event()
         self._ensured: dict[str, CollectionSpec] = {}
         # every spec ensured: two classes of one collection whose columns differ
@@ -109,6 +112,7 @@ class SQLiteBackend:
             raise  # locked by another process (making the file, say): open again later
         except BackendError as exc:
             raise ConfigurationError(str(exc)) from exc.__cause__
+        _FORKABLE.add(self)
 
     # -- connections ---------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -175,6 +179,7 @@ class SQLiteBackend:
         return (idle.pop() if idle else self._connect()), idle
 
     def close(self) -> None:
+        _FORKABLE.discard(self)  # its lock may stay held by a block ended after close
         with self._registry_lock:
             for conn in self._connections.values():
                 conn.close()
@@ -186,7 +191,16 @@ class SQLiteBackend:
     def after_fork(self) -> None:
         """In a forked child: the parent's connections are set aside, never
         used or closed (SQLite forbids carrying a connection across fork), and
-        each thread of the child connects anew; the locks are fresh."""
+        each thread of the child connects anew; the locks are fresh.
+
+        SQLite keeps the locks of a process's connections in the process's
+        memory, so a child inherits those of the parent's connections as its
+        own, and they are never released there. _before_fork waits for the
+        writers of the parent's other threads to finish, so that none holds
+        SQLite's write lock at the fork; if one still did (or the forking
+        thread was inside a block), this child cannot ever write: begin says so."""
+        self._locked_by_parent = self._write_lock.locked() and not self._held_for_fork
+        self._held_for_fork = False
         _INHERITED.append((self._connections, self._local))
         self._connections = {}
         self._local = threading.local()
@@ -247,6 +261,14 @@ class SQLiteBackend:
         return bool(getattr(local, "active", False)) and local.task is not current_task()
 
     def begin(self) -> None:
+        if self._locked_by_parent:
+            raise TransactionError(
+                "this process was forked while its parent was writing to this SQLite "
+                "database (inside a `with store.transaction():` block, or in a thread "
+                "writing for longer than the timeout): SQLite's write lock then stays the "
+                "parent's in this process (whatever store opens it), so it cannot write to "
+                "this database. Fork outside `with store.transaction():` blocks."
+            )
         conn = self._conn()  # before the lock: opening a connection may fail
         if getattr(self._local, "active", False):
             raise second_transaction(self._local.task)
@@ -575,6 +597,27 @@ def _by_id(conn: sqlite3.Connection, column: str, table: str, ids: list[str]) ->
 
 
 _INHERITED: list[Any] = []  # in a forked child: the parent's connections, kept from close
+_FORKABLE: weakref.WeakSet[SQLiteBackend] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    """Waits (up to each backend's timeout) for the writers of the other
+    threads to finish, so that the child inherits no SQLite write lock."""
+    for backend in list(_FORKABLE):
+        local = backend._local
+        if getattr(local, "active", False):  # the forking thread's own block: cannot wait
+            continue
+        backend._held_for_fork = backend._write_lock.acquire(timeout=backend._timeout)
+
+
+def _after_fork_in_parent() -> None:
+    for backend in list(_FORKABLE):
+        if backend._held_for_fork:
+            backend._held_for_fork = False
+            backend._write_lock.release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
 
 
 class SQLiteMemoryBackend(SQLiteBackend):
@@ -592,9 +635,10 @@ class SQLiteMemoryBackend(SQLiteBackend):
 
     def __init__(self, *, timeout: float = 5.0) -> None:
         shm = "/dev/shm"
-        where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-        self._folder = tempfile.mkdtemp(prefix="statekeep-memory-", dir=where)
-        self._removal = weakref.finalize(self, _remove_folder, self._folder, os.getpid())
+        where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+        _remove_orphans(where)
+        self._folder = tempfile.mkdtemp(prefix=_PREFIX, dir=where)
+        self._removal = weakref.finalize(self, _remove_folder, self._folder, _hold(self._folder))
         try:
             super().__init__(os.path.join(self._folder, "memory.db"), timeout=timeout)
         except BaseException:
@@ -609,9 +653,61 @@ class SQLiteMemoryBackend(SQLiteBackend):
         self._removal()
 
 
-def _remove_folder(folder: str, owner: int) -> None:
-    if os.getpid() == owner:  # a forked child leaves its parent's database alone
+_PREFIX = "statekeep-memory-"
+_OWNED = "owned"  # a file in the folder, flocked by its process (and forked children) while used
+
+
+def _hold(folder: str) -> int:
+    """Takes the folder's flock (made under another name, then renamed: an
+    `owned` file is always locked by a living owner, or its owner is gone)."""
+    making = os.path.join(folder, f"{_OWNED}.new")
+    fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(making, os.path.join(folder, _OWNED))
+    return fd
+
+
+def _remove_orphans(where: str) -> None:
+    """Removes the folders of sqlite://:memory: stores whose processes died
+    without close() (kill -9, a crash): /dev/shm is memory until a reboot."""
+    try:
+        names = [n for n in os.listdir(where) if n.startswith(_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        folder = os.path.join(where, name)
+        try:
+            fd = os.open(os.path.join(folder, _OWNED), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:  # being made, removed meanwhile, or not ours to open
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its owner lives
+            continue
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _remove_folder(folder: str, held: int) -> None:
+    """Lets go of the folder, and removes it unless another process uses it
+    still: a forked child holds the flock too (its copy of the descriptor),
+    so the parent's close() leaves the database to its children, and the
+    last of them to close removes it (or, if it is killed, the sweep)."""
+    os.close(held)
+    try:
+        fd = os.open(os.path.join(folder, _OWNED), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # another process uses it
+        return
+    else:
         shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.close(fd)
 
 
 def _file_of(path: str) -> str | None:

@@ -102,6 +102,8 @@ class DurableSubscription:
         self._pruned_at = time.monotonic()
         self._stopping = threading.Event()
         self._abandon = threading.Event()  # stop() on the loop an async handler needs
+        self._handling = 0  # the position of the event being handled
+        self._saved_at_stop = -1  # the checkpoint a stop() from the handler saved
         self._version = 0
         self.stats = SubscriptionStats()
         self.stats.position = self._load()
@@ -209,6 +211,7 @@ class DurableSubscription:
                 if self._claim is not None and not self._claim.held():
                     raise _ClaimLostError  # another consumer may have these events now
                 for event_position, body in events:
+                    self._handling = event_position
                     if not self._deliver(body):
                         break  # stopping
                     position = self.stats.position = event_position
@@ -223,8 +226,8 @@ class DurableSubscription:
                     self._checkpoint(position, saved)
 
     def _checkpoint(self, position: int, saved: int) -> int:
-        if position == saved:
-            return saved
+        if position in (saved, self._saved_at_stop):
+            return position
         if self._claim is not None and not self._claim.held():
             raise _ClaimLostError
         try:
@@ -338,6 +341,13 @@ class DurableSubscription:
         self._stopping.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+            return
+        # from the handler (closing the store, say): the event it handles counts
+        # as handled, and its checkpoint is saved now, while the store is open
+        # (else the event comes again at every start, and closes it again)
+        with contextlib.suppress(StatekeepError):
+            self._save(self._handling)
+            self._saved_at_stop = self.stats.position = self._handling
 
     @property
     def running(self) -> bool:

@@ -225,7 +225,14 @@ class WriteBehind:
 
     def close(self, timeout: float | None = None) -> bool:
         """Drains for up to timeout (drain_timeout by default), then stops the
-        threads; writes still pending stay in the journal for the next open."""
+        threads; writes still pending stay in the journal for the next open.
+
+        Called from one of the engine's own threads (a handler of an event it
+        delivers closing the store), it cannot wait for that thread to store
+        anything: it stops at once, leaving what is pending to the journal."""
+        own = threading.current_thread() in self._threads
+        if own:
+            timeout = 0.0
         with self._lock:
             if self._state in ("new", "closed"):
                 self._state = "closed"
@@ -244,7 +251,8 @@ class WriteBehind:
             self._work.notify_all()
             self._journal_work.notify_all()
         for thread in self._threads:
-            thread.join()
+            if thread is not threading.current_thread():
+                thread.join()
         self._mark_resolved([])  # what a shed or a journal error left unmarked
         self._close_journal()
         unwatch(self)
