@@ -8,6 +8,9 @@
                                and PostgreSQL's driver in the PostgreSQL backend only)
     errors                    (nothing from statekeep)
 
+Beside them, leaves every layer may use: _numbers, _naming and flow (which
+import the standard library, errors and each other only).
+
 Imports are read with `ast`, so a module is checked whether or not it is
 imported anywhere. An import inside `if TYPE_CHECKING:` is for type checkers
 only and does not run; every other import counts, including one inside a
@@ -37,6 +40,7 @@ ENTRY_POINTS = [f"{PACKAGE}.cli", f"{PACKAGE}.demo"]
 WRITEBEHIND = f"{PACKAGE}.writebehind"
 EVENTS = f"{PACKAGE}.events"
 POSTGRES = f"{PACKAGE}.backends.postgres"
+LEAVES = [f"{PACKAGE}._numbers", f"{PACKAGE}._naming", f"{PACKAGE}.flow"]
 DRIVERS = {"psycopg", "psycopg_pool"}  # optional: imported by the PostgreSQL backend only
 
 
@@ -226,6 +230,7 @@ def test_backends_import_only_the_standard_library_and_errors() -> None:
         for i in IMPORTS
         if _inside(i.source, BACKENDS)
         and not (_stdlib(i.target) or _inside(i.target, BACKENDS) or i.target == ERRORS)
+        and not _leaf(i.target)
         and not (_postgres_module(i.source) and i.target.split(".")[0] in DRIVERS)
     ]
     assert wrong == []
@@ -271,6 +276,20 @@ def test_writebehind_knows_rows_not_entities() -> None:
         if _inside(i.source, WRITEBEHIND) and i.target.split(".")[0] == "pydantic"
     ]
     assert models == []
+
+
+def _leaf(target: str) -> bool:
+    return any(_inside(target, leaf) for leaf in LEAVES)
+
+
+def test_leaves_import_only_the_standard_library_errors_and_leaves() -> None:
+    """_numbers, _naming and flow: usable from every layer, backends included."""
+    wrong = [
+        str(i)
+        for i in IMPORTS
+        if _leaf(i.source) and not (_stdlib(i.target) or _leaf(i.target) or i.target == ERRORS)
+    ]
+    assert wrong == []
 
 
 def test_errors_import_nothing_from_statekeep() -> None:

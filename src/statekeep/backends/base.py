@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -230,3 +231,20 @@ def conflict_detail(stored: int, expected: int) -> str:
     if expected == 0:
         return f"already stored at version {stored}"
     return f"stale version {expected}, stored version is {stored}"
+
+
+@contextmanager
+def atomic(backend: Backend) -> Iterator[None]:
+    """`with atomic(backend):` — begin; commit when the block ends; roll back
+    (and re-raise) when it raises anything, KeyboardInterrupt included.
+
+    The one begin / rollback-on-error / commit of statekeep: the store's
+    transactions, write-behind batches and durable checkpoints go through it
+    (with their outbox writes inside the block, before the commit)."""
+    backend.begin()
+    try:
+        yield
+    except BaseException:
+        backend.rollback()
+        raise
+    backend.commit()
