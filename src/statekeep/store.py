@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from itertools import islice
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -33,8 +32,14 @@ from .events import Event, Subscription
 from .events._bus import Handler, matcher_for
 from .events._durable import DurableSubscription
 from .events._subscriptions import SubscriptionInfo, Subscriptions
-from .writebehind import Priority, Receipt, WriteBehind, WriteBehindOptions
-from .writebehind._claim import claimable_leftovers
+from .writebehind import (
+    Priority,
+    Receipt,
+    WriteBehind,
+    WriteBehindOptions,
+    has_leftovers,
+    journal_dir,
+)
 
 if TYPE_CHECKING:
     from ._schema import EntityInfo
@@ -98,8 +103,7 @@ class Store:
         self._engine: WriteBehind | None = None
         self._engine_lock = threading.Lock()
         self._closed, self._closer = threading.Event(), 0
-        journal = self._journal_dir()
-        if journal is not None and claimable_leftovers(journal):
+        if has_leftovers(writebehind_options, self._backend.location):
             self._writebehind()  # writes a crash left behind are stored now
         _fork.track(self)
 
@@ -382,18 +386,11 @@ class Store:
                     self._engine = WriteBehind(
                         self._backend,
                         self._writebehind_options,
-                        self._journal_dir(),
+                        journal_dir(self._writebehind_options, self._backend.location),
                         self._emitter,
                     )
                 engine = self._engine
         return engine
-
-    def _journal_dir(self) -> Path | None:
-        journal = self._writebehind_options.journal
-        if journal == "auto":
-            location = self._backend.location
-            return None if location is None else Path(location + ".writebehind")
-        return None if journal is None else Path(journal)
 
     @counted
     def enqueue(

@@ -2,6 +2,7 @@
 by priority, surviving a crash once acknowledged durable."""
 
 from ._engine import WriteBehind
+from ._location import has_leftovers, journal_dir
 from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt
 
@@ -13,4 +14,6 @@ __all__ = [
     "Stats",
     "WriteBehind",
     "WriteBehindOptions",
+    "has_leftovers",
+    "journal_dir",
 ]
