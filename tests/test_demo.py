@@ -2,7 +2,8 @@
 segments (NORMAL), thumbnails (LOW) and session state changes (CRITICAL), all
 through the write-behind queue, with nothing left in its journal. Its events
 arrive: the in-process handler sees the sessions' state changes, and the
-durable subscriber in a child process enriches every segment stored."""
+durable subscriber in a child process enriches every segment stored. Without
+the demo extra (rich), the command says how to install it."""
 
 from __future__ import annotations
 
@@ -18,16 +19,15 @@ import pytest
 from rich.console import Console
 
 import statekeep
-from statekeep.demo import (
+from statekeep._demo.recordings import (
     SESSIONS,
     STILL_RECORDING,
     THUMBNAIL_EVERY,
     RecordingSession,
     Segment,
     Thumbnail,
-    demo,
-    run,
 )
+from statekeep._demo.steps import demo, run
 
 SEGMENTS = 5_000
 PER_SESSION = SEGMENTS // SESSIONS
@@ -285,3 +285,31 @@ def test_demo_console_script(tmp_path: Path) -> None:
     assert count == (SEGMENTS - PER_SESSION,)
     assert thumbnails == ((SESSIONS - 1) * THUMBNAILS_PER_SESSION,)
     assert journal_segments(path) == []
+
+
+WITHOUT_RICH = """
+import sys
+sys.modules["rich"] = None  # as if the demo extra were not installed
+from statekeep.cli import main
+sys.exit(main(["demo", "--path", sys.argv[1], "--segments", "10"]))
+"""
+
+
+def test_demo_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    path = tmp_path / "never.db"
+
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_RICH, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == (
+        "statekeep demo: the demo needs rich, which the demo extra installs: "
+        "pip install 'statekeep[demo]'\n"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -23,12 +23,23 @@ def main(argv: list[str] | None = None) -> int:
     drop.add_argument("name", help="the subscription's name")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from .demo import run
-
-        return run(args.path, args.segments)
+        return run_demo(args.path, args.segments)
     if args.command in ("subscriptions", "unsubscribe"):
         return subscriptions(args.command, args.url, getattr(args, "name", None))
     return 2
+
+
+def run_demo(path: str | None, segments: int) -> int:
+    """The demo, if its extra is installed (statekeep._demo)."""
+    from ._demo import load
+    from .errors import ConfigurationError
+
+    try:
+        run = load()
+    except ConfigurationError as exc:
+        print(f"statekeep demo: {exc}", file=sys.stderr)
+        return 1
+    return run(path, segments)
 
 
 def subscriptions(command: str, url: str, name: str | None) -> int:

@@ -4,14 +4,14 @@ process, and a durable subscriber in another process.
 - `SessionChanges`, for `store.on(RecordingSession.Updated)`: counts the
   sessions' state changes (paused, resumed, completed) right after they commit;
 - `Enricher`: the durable subscription "enricher", in a child process
-  (`python -m statekeep._demo_events`) that opens the same SQLite file as a
+  (`python -m statekeep._demo.events`) that opens the same SQLite file as a
   second store, as another program would, subscribes to `Segment.Created` and
   gives each new segment a loudness class. It reads the outbox the demo's
   store writes (`outbox=True`) and reports its counts every REPORT_EVERY
   seconds on its stdout; the demo asks it to catch up (`wait_idle`) and to stop.
 
-The child finds the entity class by its name (statekeep.demo:Segment): only
-the command line imports the demo.
+The child finds the entity class by its name
+(statekeep._demo.recordings:Segment): only the command line imports the demo.
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ def _serve(url: str, entity: type[statekeep.Entity], clip_db: float) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """python -m statekeep._demo_events URL MODULE:ENTITY CLIP_DB"""
+    """python -m statekeep._demo.events URL MODULE:ENTITY CLIP_DB"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the demo, which stops us
     url, where, clip_db = argv
     module, _, name = where.partition(":")

@@ -1,0 +1,51 @@
+"""The recording-sessions demo behind `statekeep demo` (and `make demo`).
+
+A recorder ingests audio from ~50 devices at once: each recording session
+produces many small segments, and every so often a waveform thumbnail. The
+demo keeps them in one SQLite file, written behind the recorder's back with
+`store.enqueue`, by priority:
+
+- CRITICAL: session state changes (a session starts, pauses, resumes), stored
+  at once, and waited for where the recorder needs to know;
+- NORMAL: the segments, coalesced into batches;
+- LOW: the thumbnails, written when no segment is waiting (or once 5 s old).
+
+Every change is an event. The store keeps an outbox (`outbox=True`): a
+handler in this process (`store.on(RecordingSession.Updated)`) counts the
+sessions' state changes, and a durable subscriber, "enricher", in a child
+process with a store of its own on the same file, gives each new segment a
+loudness class.
+
+The parts, one concept each: `recordings` (the entities and the made-up
+data), `steps` (`run` and the steps), `stream` (step 2, through the
+write-behind queue), `panel` (its live view), `events` (the handler and the
+enricher's child process) and `report` (what was measured, and the summary).
+
+Only the command line imports this package, and `import statekeep` never
+does: the demo draws with rich, which the `statekeep[demo]` extra installs.
+This module itself imports nothing optional, so `load()` can say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import ConfigurationError
+
+OPTIONAL = ("rich",)  # what the demo extra installs
+
+
+def load() -> Callable[[str | None, int], int]:
+    """The demo's `run(path, segments)`; ConfigurationError, with the command
+    that installs it, if the demo extra is missing."""
+    try:
+        from .steps import run
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in OPTIONAL:
+            raise
+        raise ConfigurationError(
+            f"the demo needs {missing}, which the demo extra installs: "
+            "pip install 'statekeep[demo]'"
+        ) from exc
+    return run
