@@ -3,6 +3,10 @@
 EntityInfo turns an entity into a backend row, a body back into an entity,
 and conditions and orderings into the backend's Filters and Orders (checking
 every value against the field's type on the way).
+
+statekeep.entity imports this module to build each class's EntityInfo, so
+this module does not name Entity, not even for type checkers: an entity class
+is a pydantic model here, and an entity is a `Stored` (an id and a version).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as clock_time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pydantic
 import pydantic_core
@@ -42,9 +46,6 @@ from .backends.base import (
 )
 from .conditions import Condition, FieldRef, Ordering
 from .errors import ConfigurationError, QueryError, UnknownFieldError, ValidationError
-
-if TYPE_CHECKING:
-    from .entity import Entity
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # column names an indexed field cannot take: the body, the row stamp (see
@@ -236,8 +237,18 @@ def _default(owner: str, name: str, info: FieldInfo, time: bool, indexed: bool) 
     return plain if isinstance(plain, _PLAIN) else None
 
 
+class Stored(Protocol):
+    """What EntityInfo reads of an entity (a statekeep.Entity), besides its
+    fields in `__dict__`."""
+
+    id: str
+    version: int
+
+
 class EntityInfo:
-    def __init__(self, cls: type[Entity], collection: str) -> None:
+    cls: type[Any]  # the entity class (a statekeep.Entity subclass)
+
+    def __init__(self, cls: type[pydantic.BaseModel], collection: str) -> None:
         if not _NAME.fullmatch(collection) or collection.lower().startswith(
             ("sqlite_", "statekeep_")
         ):
@@ -322,11 +333,11 @@ class EntityInfo:
         return adapter
 
     # -- rows ----------------------------------------------------------------
-    def row(self, entity: Entity) -> Row:
+    def row(self, entity: Stored) -> Row:
         """The row for the entity as it is now (its version already set)."""
         return self._row(entity, self._serializer())
 
-    def advance(self, entities: list[Entity], olds: list[int]) -> list[Row]:
+    def advance(self, entities: Sequence[Stored], olds: list[int]) -> list[Row]:
         """Moves each entity's version forward (noting the old one in olds, in
         order, as it goes) and returns their rows: save_many's inner loop."""
         to_json = self._serializer()
@@ -360,7 +371,7 @@ class EntityInfo:
             raise
         return rows
 
-    def _hidden(self, entity: Entity) -> bool:
+    def _hidden(self, entity: Stored) -> bool:
         """Does a field whose serializer writes NaN as null hold a NaN or an infinity?"""
         fields = entity.__dict__
         return any(_holds_non_finite(fields[name]) for name in self._hides_non_finite)
@@ -381,7 +392,7 @@ class EntityInfo:
             self._to_json = to_json
         return to_json
 
-    def _row(self, entity: Entity, to_json: Callable[..., bytes]) -> Row:
+    def _row(self, entity: Stored, to_json: Callable[..., bytes]) -> Row:
         try:
             body = to_json(entity, warnings="error").decode()
         except pydantic_core.PydanticSerializationError as exc:

@@ -1,21 +1,64 @@
-"""The default store behind Active Record calls (`todo.save()`, `Todo.get(id)`)."""
+"""The default store behind Active Record calls (`todo.save()`, `Todo.get(id)`).
+
+statekeep.entity imports this module (its Active Record methods call
+`current_store()`), and statekeep.store imports statekeep.entity, so this
+module names neither, not even for type checkers: the default store is a
+`DefaultStore`, the part of statekeep.Store that Active Record calls.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Any, Generic, Protocol, TypeVar, cast
 
+from .conditions import Condition
 from .errors import ConfigurationError
 
-if TYPE_CHECKING:
-    from .store import Store
-
-_default: Store | None = None
-_scoped: ContextVar[Store | None] = ContextVar("statekeep_store", default=None)
+M = TypeVar("M")
 
 
-class use:  # noqa: N801 - reads as a function: statekeep.use(store)
+class DefaultStore(Protocol):
+    """What Active Record calls on the default store (a statekeep.Store).
+
+    A Store's methods take entities only: their type variable is bound to
+    statekeep.Entity, which this module cannot name, so a Store is not a
+    DefaultStore to a type checker and `use` takes any object with a
+    `transaction` method (as it checks at run time). Active Record passes its
+    own entities and classes, so what `current_store()` returns is used as the
+    Store it is."""
+
+    def save(self, entity: M) -> M: ...
+
+    def delete(self, target: object) -> None: ...
+
+    def get(self, cls: type[M], id: str) -> M: ...
+
+    def find(
+        self,
+        cls: type[M],
+        *conditions: Condition,
+        order_by: object = None,
+        limit: int | None = None,
+        offset: int = 0,
+        **equals: Any,
+    ) -> Iterator[M]: ...
+
+    def count(self, cls: type[object], *conditions: Condition, **equals: Any) -> int: ...
+
+
+class _HasTransactions(Protocol):
+    def transaction(self) -> object: ...
+
+
+S = TypeVar("S", bound=_HasTransactions)
+
+_default: DefaultStore | None = None
+_scoped: ContextVar[DefaultStore | None] = ContextVar("statekeep_store", default=None)
+
+
+class use(Generic[S]):  # noqa: N801 - reads as a function: statekeep.use(store)
     """Make `store` the default store.
 
         statekeep.use(store)          # from now on, for every thread
@@ -26,19 +69,19 @@ class use:  # noqa: N801 - reads as a function: statekeep.use(store)
     store is the default only for code running in the block's context.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: S) -> None:
         global _default
         if not callable(getattr(store, "transaction", None)):  # the Store, without importing it
             raise ConfigurationError(f"use() takes a store (statekeep.open(url)), not {store!r}")
         self._previous = _default
-        self._token: Token[Store | None] | None = None
+        self._token: Token[DefaultStore | None] | None = None
         self.store = store
-        _default = store
+        _default = _as_default(store)
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> S:
         global _default
         _default = self._previous  # the block's store is not for other threads
-        self._token = _scoped.set(self.store)
+        self._token = _scoped.set(_as_default(self.store))
         return self.store
 
     def __exit__(
@@ -52,7 +95,11 @@ class use:  # noqa: N801 - reads as a function: statekeep.use(store)
             self._token = None
 
 
-def current_store() -> Store:
+def _as_default(store: object) -> DefaultStore:
+    return cast(DefaultStore, store)  # see DefaultStore: a Store, for Active Record's calls
+
+
+def current_store() -> DefaultStore:
     store = _scoped.get() or _default
     if store is None:
         raise ConfigurationError(
