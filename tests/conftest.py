@@ -1,10 +1,14 @@
-"""Shared by every test: each test starts with no default store."""
+"""Shared by every test: each test starts with no default store, and every
+suite has the backend registry (tests/_backends.py: the `backend` and
+`store_url` fixtures, the `requires` marker)."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+pytest_plugins = ["_backends"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
-"""Every event test runs once per backend of the conformance registry
-(tests/conformance/conftest.py: BACKENDS); `@pytest.mark.requires(...)` keeps a
-test to the backends with those capabilities, as in the conformance suite.
+"""Every event test runs once per backend of the registry every suite has
+(tests/_backends.py: BACKENDS); `@pytest.mark.requires(...)` keeps a test to
+the backends with those capabilities, as in the conformance suite.
 
 Tests that need the outbox (durable subscriptions, cross-process delivery)
 use `outbox_store`, which skips a backend that has no outbox methods yet."""
@@ -13,14 +13,7 @@ from typing import Any
 import pytest
 
 import statekeep
-
-# the same registry, marker and per-backend parametrisation as the conformance suite
-from conformance.conftest import (  # noqa: F401 - pytest finds hooks and fixtures by name
-    Backend,
-    pytest_configure,
-    pytest_generate_tests,
-    store_url,
-)
+from _backends import Backend as Backend  # for the tests that name it
 
 from ._support import close_store, has_outbox, reap_children
 
@@ -28,7 +21,7 @@ OpenStore = Callable[..., statekeep.Store]
 
 
 @pytest.fixture
-def open_store(store_url: str) -> Iterator[OpenStore]:  # noqa: F811 - the fixture
+def open_store(store_url: str) -> Iterator[OpenStore]:
     """open_store(**options) opens store_url (again); all closed at the end.
 
     memory:// and sqlite://:memory: give a new, empty database each time."""

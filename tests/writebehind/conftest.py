@@ -1,6 +1,6 @@
-"""Every write-behind test runs once per backend of the conformance registry
-(tests/conformance/conftest.py: BACKENDS); `@pytest.mark.requires(...)` keeps a
-test to the backends with those capabilities, as in the conformance suite."""
+"""Every write-behind test runs once per backend of the registry every suite
+has (tests/_backends.py: BACKENDS); `@pytest.mark.requires(...)` keeps a test
+to the backends with those capabilities, as in the conformance suite."""
 
 from __future__ import annotations
 
@@ -10,14 +10,7 @@ from typing import Any
 import pytest
 
 import statekeep
-
-# the same registry, marker and per-backend parametrisation as the conformance suite
-from conformance.conftest import (  # noqa: F401 - pytest finds hooks and fixtures by name
-    Backend,
-    pytest_configure,
-    pytest_generate_tests,
-    store_url,
-)
+from _backends import Backend as Backend  # for the tests that name it
 
 from ._support import FaultyBackend, install
 
@@ -25,7 +18,7 @@ OpenStore = Callable[..., statekeep.Store]
 
 
 @pytest.fixture
-def open_store(store_url: str) -> Iterator[OpenStore]:  # noqa: F811 - the fixture
+def open_store(store_url: str) -> Iterator[OpenStore]:
     """open_store(**write-behind options) opens store_url; all closed at the end."""
     opened: list[statekeep.Store] = []
 
