@@ -20,7 +20,6 @@ replaces it. Field names that would hide the class's own API (`save`, `find`,
 from __future__ import annotations
 
 import inspect
-import re
 import sys
 import weakref
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from pydantic import ConfigDict, Field
 
 from . import active
 from ._ids import new_id
+from ._naming import snake_case
 from ._schema import EntityInfo, as_validation_error
 from .conditions import Condition, Fields
 from .errors import ConfigurationError, ValidationError
@@ -38,12 +38,6 @@ from .events import Created, Deleted, Event, Lifecycle, Updated
 
 if TYPE_CHECKING:
     from .store import OrderBy
-
-
-def snake_case(name: str) -> str:
-    """RecordingSession -> recording_session, HTTPLog -> http_log."""
-    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
 class _LifecycleClass:

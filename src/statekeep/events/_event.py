@@ -15,7 +15,6 @@ Domain events are subclasses of Event with fields of their own:
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
@@ -23,12 +22,8 @@ import pydantic
 from pydantic import ConfigDict, Field
 
 from .._ids import new_id
+from .._naming import snake_case
 from ..errors import ConfigurationError
-
-
-def _snake_case(name: str) -> str:
-    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
 # domain event classes by kind, to read them back from an outbox
@@ -62,7 +57,7 @@ class Event(pydantic.BaseModel):
         if cls.__module__ == __name__ or issubclass(cls, globals().get("Lifecycle", ())):
             return  # the store's own events (one class per entity class and kind for lifecycle)
         if "kind" not in cls.__dict__:
-            cls.kind = _snake_case(cls.__name__)
+            cls.kind = snake_case(cls.__name__)
         if cls.kind in _RESERVED_KINDS:
             raise ConfigurationError(
                 f"{cls.__name__}: a domain event cannot be of kind {cls.kind!r} "
