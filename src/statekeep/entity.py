@@ -20,7 +20,6 @@ replaces it. Field names that would hide the class's own API (`save`, `find`,
 from __future__ import annotations
 
 import inspect
-import sys
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
@@ -30,7 +29,7 @@ from pydantic import ConfigDict, Field
 
 from . import active
 from ._ids import new_id
-from ._naming import snake_case
+from ._naming import file_of, redefines, snake_case
 from ._schema import EntityInfo, as_validation_error
 from .conditions import Condition, Fields
 from .errors import ConfigurationError, ValidationError
@@ -71,7 +70,10 @@ class _LifecycleClass:
 
 
 _lifecycle_classes: dict[tuple[type, type], type[Lifecycle]] = {}
-# entity classes by collection (the latest defined wins), to read events back
+# the class that reads a collection's lifecycle events back from an outbox: its
+# latest (a collection has several classes only when they say shared=True:
+# _claim_collection refuses any other second class, and a class defined again
+# replaces itself)
 _by_collection: dict[str, type[Entity]] = {}
 # the classes of each collection, by lower-cased collection name: (class, shared?, its file)
 _classes_of: dict[str, list[tuple[type[Entity], bool, str | None]]] = {}
@@ -130,22 +132,16 @@ def _check_field_names(cls: type) -> None:
             )
 
 
-def _file_of(cls: type) -> str | None:
-    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
-    return file if isinstance(file, str) else None
-
-
 def _claim_collection(cls: type[Entity], name: str, shared: bool) -> None:
     """Registers cls as a class of the collection, or refuses an accidental twin.
 
     The same class defined again (a reload, a module run as a script and
     imported, a class made in a function called twice) replaces the old one."""
-    file = _file_of(cls)
+    file = file_of(cls)
     others = [
         (other, other_shared, other_file)
         for other, other_shared, other_file in _classes_of.get(name.lower(), [])
-        if other.__qualname__ != cls.__qualname__
-        or (other.__module__ != cls.__module__ and (file is None or other_file != file))
+        if not redefines(cls, file, other, other_file)
     ]
     for other, other_shared, _ in others:
         theirs = other.__statekeep__.spec.name
