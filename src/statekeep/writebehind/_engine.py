@@ -33,6 +33,7 @@ from ..errors import (
     StoreClosedError,
     TransientBackendError,
 )
+from ..flow import Backoff
 from ._claim import claim
 from ._item import Item, Key
 from ._journal import Journal, RecordId
@@ -70,7 +71,8 @@ class WriteBehind:
         self._run = random.getrandbits(62)  # with _seq, names this run's journal records
         self._flushing = 0
         self._retry_at = 0.0
-        self._attempt = 0
+        self._attempt = 0  # failures in a row of the batches being retried
+        self._backoff = Backoff(options.retry_base, options.retry_cap, jitter=0.5)
         self._events: list[tuple[str, dict[str, Any]]] = []
         self._unresolved: list[tuple[int, RecordId]] = []  # markers a journal error held up
         self._high = False
@@ -496,10 +498,7 @@ class WriteBehind:
                 self._attempt += 1
                 self._retried += 1
                 self._last_error = str(transient)
-                delay = min(
-                    self.options.retry_cap, self.options.retry_base * 2 ** (self._attempt - 1)
-                )
-                delay *= random.uniform(0.5, 1.0)
+                delay = self._backoff.delay(self._attempt)
                 self._retry_at = time.monotonic() + delay
                 self._emit("retry", attempt=self._attempt, delay=delay, error=str(transient))
             else:

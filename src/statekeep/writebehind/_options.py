@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .._numbers import is_seconds, is_whole
 
 
 class Priority(enum.IntEnum):
@@ -64,19 +65,11 @@ class WriteBehindOptions:
             "retry_cap": self.retry_cap,
         }
         for name, value in positive.items():
-            if (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not 0 < value < math.inf  # NaN too
-            ):
+            if not is_seconds(value, positive=True):
                 raise ConfigurationError(f"{name} must be a positive number, not {value!r}")
         for name in ("block_timeout", "drain_timeout"):
             value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not 0 <= value < math.inf  # NaN too; None waits for ever
-            ):
+            if value is not None and not is_seconds(value):  # None waits for ever
                 raise ConfigurationError(f"{name} must be seconds >= 0 or None, not {value!r}")
         if not isinstance(self.fsync, bool):
             raise ConfigurationError(f"fsync must be True or False, not {self.fsync!r}")
@@ -87,7 +80,7 @@ class WriteBehindOptions:
                 f"journal must be a path, 'auto' or None, not {self.journal!r}"
             )
         for name in ("max_pending", "max_batch"):
-            if not isinstance(getattr(self, name), int):
+            if not is_whole(getattr(self, name), least=1):
                 raise ConfigurationError(
                     f"{name} must be a whole number, not {getattr(self, name)!r}"
                 )
