@@ -99,10 +99,11 @@ def take_recorded(entity: Entity) -> list[Event]:
 def put_back_recorded(entity: Entity, events: list[Event]) -> None:
     """Records events again, ahead of any recorded since (their save failed)."""
     if events:
-        _record(entity)[:0] = events
+        _recorded_of(entity)[:0] = events
 
 
-def _record(entity: Entity) -> list[Event]:
+def _recorded_of(entity: Entity) -> list[Event]:
+    """The domain events recorded on entity and not yet saved (a list to add to)."""
     key = id(entity)
     entry = _recorded.get(key)
     if entry is None or entry[0]() is not entity:
@@ -227,12 +228,15 @@ class Entity(pydantic.BaseModel):
     # -- domain events -------------------------------------------------------
     def record(self, event: Event) -> None:
         """Records a domain event; it is stored with this entity's next save, in
-        the same transaction, and delivered once that commits."""
+        the same transaction, and delivered once that commits.
+
+        (The verb of the domain-event pattern, as in "record that"; statekeep
+        uses "record" for nothing else an application sees.)"""
         if not isinstance(event, Event) or isinstance(event, Lifecycle):
             raise ValidationError(
                 f"record() takes a domain event (a statekeep.Event subclass), not {event!r}"
             )
-        _record(self).append(event)
+        _recorded_of(self).append(event)
 
     # -- Active Record, over the default store -------------------------------
     def save(self) -> Self:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._numbers import is_seconds, is_whole
+from ._journal import JournalRecord
 
 
 class Priority(enum.IntEnum):
@@ -104,10 +106,21 @@ class Stats:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A write that failed for good, with its error; requeue() tries it again."""
+    """A write that failed for good, with its error; requeue() tries it again
+    from its journal record (the write as the journal keeps it)."""
 
     collection: str
     id: str
     delete: bool
     error: str
-    record: dict[str, Any] = field(repr=False)
+    journal_record: JournalRecord = field(repr=False)
+
+    @property
+    def record(self) -> JournalRecord:
+        """Deprecated: journal_record."""
+        warnings.warn(
+            "DeadLetter.record is deprecated: use DeadLetter.journal_record",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.journal_record
