@@ -230,8 +230,9 @@ class Entity(pydantic.BaseModel):
         """Records a domain event; it is stored with this entity's next save, in
         the same transaction, and delivered once that commits.
 
-        (The verb of the domain-event pattern, as in "record that"; statekeep
-        uses "record" for nothing else an application sees.)"""
+        (The verb of the domain-event pattern, as in "record that"; the only
+        other record an application meets is a write-behind journal record,
+        always called that: DeadLetter.journal_record.)"""
         if not isinstance(event, Event) or isinstance(event, Lifecycle):
             raise ValidationError(
                 f"record() takes a domain event (a statekeep.Event subclass), not {event!r}"
