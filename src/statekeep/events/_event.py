@@ -48,6 +48,11 @@ _RESERVED_KINDS = frozenset(
 )
 
 
+def _is_domain(cls: type[Event]) -> bool:
+    """A domain event class: not one of the store's own (defined here, or a lifecycle class)."""
+    return cls.__module__ != __name__ and not issubclass(cls, globals().get("Lifecycle", ()))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -69,7 +74,7 @@ class Event(pydantic.BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        if cls.__module__ == __name__ or issubclass(cls, globals().get("Lifecycle", ())):
+        if not _is_domain(cls):
             return  # the store's own events (one class per entity class and kind for lifecycle)
         if "kind" not in cls.__dict__:
             cls.kind = snake_case(cls.__name__)
@@ -200,7 +205,6 @@ def outbox_entry(event: Event) -> str:
 
 
 def _head(cls: type[Event]) -> str:
-    topic = topic_of(cls)
-    if _BY_TOPIC.get(topic) is not cls:  # the store's own events: their kind says it
+    if not _is_domain(cls):  # the store's own events: their kind (and collection) say it
         return f'{{"kind":{json.dumps(cls.kind)},"event":'
-    return f'{{"kind":{json.dumps(cls.kind)},"topic":{json.dumps(topic)},"event":'
+    return f'{{"kind":{json.dumps(cls.kind)},"topic":{json.dumps(topic_of(cls))},"event":'
