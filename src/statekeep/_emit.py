@@ -19,7 +19,7 @@ from ._ids import new_id
 from .backends.base import Backend
 from .entity import Entity, entity_class, has_recorded, take_recorded
 from .errors import BackendError
-from .events import LIFECYCLE, Bus, Event, domain_class
+from .events import LIFECYCLE, Bus, Event, domain_class, outbox_entry
 from .events._event import Created, UnknownEvent
 from .writebehind._storing import Change
 
@@ -129,7 +129,7 @@ class Later:
 
 def encode(event: Event) -> str:
     """An event as outbox JSON: its kind and collection, then its fields."""
-    return f'{{"kind":{json.dumps(event.kind)},"event":{event.model_dump_json()}}}'
+    return outbox_entry(event)
 
 
 def _outbox_entry(kind: str, collection: str, id: str, version: int, body: str | None) -> str:
@@ -158,7 +158,7 @@ def decode(body: str) -> Event:
         owner = entity_class(str(fields.get("collection", "")))
         cls = getattr(owner, LIFECYCLE[kind].__name__) if owner is not None else LIFECYCLE[kind]
     else:
-        cls = domain_class(kind)
+        cls = domain_class(kind, document.get("topic"))
     for attempt in (cls, LIFECYCLE.get(kind)):  # the class as it is now, then the generic one
         if attempt is None:
             continue

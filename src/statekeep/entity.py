@@ -20,8 +20,6 @@ replaces it. Field names that would hide the class's own API (`save`, `find`,
 from __future__ import annotations
 
 import inspect
-import re
-import sys
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
@@ -31,6 +29,7 @@ from pydantic import ConfigDict, Field
 
 from . import active
 from ._ids import new_id
+from ._naming import file_of, redefines, snake_case
 from ._schema import EntityInfo, as_validation_error
 from .conditions import Condition, Fields
 from .errors import ConfigurationError, ValidationError
@@ -38,12 +37,6 @@ from .events import Created, Deleted, Event, Lifecycle, Updated
 
 if TYPE_CHECKING:
     from .store import OrderBy
-
-
-def snake_case(name: str) -> str:
-    """RecordingSession -> recording_session, HTTPLog -> http_log."""
-    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
 class _LifecycleClass:
@@ -77,7 +70,10 @@ class _LifecycleClass:
 
 
 _lifecycle_classes: dict[tuple[type, type], type[Lifecycle]] = {}
-# entity classes by collection (the latest defined wins), to read events back
+# the class that reads a collection's lifecycle events back from an outbox: its
+# latest (a collection has several classes only when they say shared=True:
+# _claim_collection refuses any other second class, and a class defined again
+# replaces itself)
 _by_collection: dict[str, type[Entity]] = {}
 # the classes of each collection, by lower-cased collection name: (class, shared?, its file)
 _classes_of: dict[str, list[tuple[type[Entity], bool, str | None]]] = {}
@@ -103,10 +99,11 @@ def take_recorded(entity: Entity) -> list[Event]:
 def put_back_recorded(entity: Entity, events: list[Event]) -> None:
     """Records events again, ahead of any recorded since (their save failed)."""
     if events:
-        _record(entity)[:0] = events
+        _recorded_of(entity)[:0] = events
 
 
-def _record(entity: Entity) -> list[Event]:
+def _recorded_of(entity: Entity) -> list[Event]:
+    """The domain events recorded on entity and not yet saved (a list to add to)."""
     key = id(entity)
     entry = _recorded.get(key)
     if entry is None or entry[0]() is not entity:
@@ -136,22 +133,16 @@ def _check_field_names(cls: type) -> None:
             )
 
 
-def _file_of(cls: type) -> str | None:
-    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
-    return file if isinstance(file, str) else None
-
-
 def _claim_collection(cls: type[Entity], name: str, shared: bool) -> None:
     """Registers cls as a class of the collection, or refuses an accidental twin.
 
     The same class defined again (a reload, a module run as a script and
     imported, a class made in a function called twice) replaces the old one."""
-    file = _file_of(cls)
+    file = file_of(cls)
     others = [
         (other, other_shared, other_file)
         for other, other_shared, other_file in _classes_of.get(name.lower(), [])
-        if other.__qualname__ != cls.__qualname__
-        or (other.__module__ != cls.__module__ and (file is None or other_file != file))
+        if not redefines(cls, file, other, other_file)
     ]
     for other, other_shared, _ in others:
         theirs = other.__statekeep__.spec.name
@@ -237,12 +228,16 @@ class Entity(pydantic.BaseModel):
     # -- domain events -------------------------------------------------------
     def record(self, event: Event) -> None:
         """Records a domain event; it is stored with this entity's next save, in
-        the same transaction, and delivered once that commits."""
+        the same transaction, and delivered once that commits.
+
+        (The verb of the domain-event pattern, as in "record that"; the only
+        other record an application meets is a write-behind journal record,
+        always called that: DeadLetter.journal_record.)"""
         if not isinstance(event, Event) or isinstance(event, Lifecycle):
             raise ValidationError(
                 f"record() takes a domain event (a statekeep.Event subclass), not {event!r}"
             )
-        _record(self).append(event)
+        _recorded_of(self).append(event)
 
     # -- Active Record, over the default store -------------------------------
     def save(self) -> Self:

@@ -8,8 +8,10 @@ from ._event import (
     Event,
     HandlerFailed,
     Lifecycle,
+    UnknownEvent,
     Updated,
     domain_class,
+    outbox_entry,
 )
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "HandlerFailed",
     "Lifecycle",
     "Subscription",
+    "UnknownEvent",
     "Updated",
     "domain_class",
+    "outbox_entry",
 ]

@@ -11,11 +11,22 @@ Domain events are subclasses of Event with fields of their own:
 
     class SessionCompleted(statekeep.Event):
         minutes: int
+
+A kind belongs to one domain event class: a second class of the same kind (a
+`Completed` in billing and another in sessions) is refused when it is
+defined, since both would be named `<collection>.completed` and an outbox
+entry of one could be read back as the other. Defining the same class again
+(see statekeep._naming: a reload, a test run twice) replaces it.
+
+An outbox entry is `{"kind": ..., "topic": ..., "event": {fields}}`; `topic`
+(`module:qualname`) only for a domain event, and only in entries written since
+it was added. Reading one back finds the class by its topic, else (an older
+entry, or a class since moved or run as `__main__`) by its kind.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
@@ -23,19 +34,23 @@ import pydantic
 from pydantic import ConfigDict, Field
 
 from .._ids import new_id
+from .._naming import file_of, redefines, snake_case, topic_of
 from ..errors import ConfigurationError
 
-
-def _snake_case(name: str) -> str:
-    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
-
-
-# domain event classes by kind, to read them back from an outbox
-_DOMAIN: dict[str, type[Event]] = {}
+# domain event classes, to read them back from an outbox: by topic, and by
+# kind (with the file that defines the class, to tell a redefinition)
+_BY_TOPIC: dict[str, type[Event]] = {}
+_BY_KIND: dict[str, tuple[type[Event], str | None]] = {}
+# the start of an outbox entry of each event class: {"kind":...[,"topic":...],"event":
+_HEADS: dict[type[Event], str] = {}
 _RESERVED_KINDS = frozenset(
     {"created", "updated", "deleted", "lifecycle", "event", "statekeep_unknown"}
 )
+
+
+def _is_domain(cls: type[Event]) -> bool:
+    """A domain event class: not one of the store's own (defined here, or a lifecycle class)."""
+    return cls.__module__ != __name__ and not issubclass(cls, globals().get("Lifecycle", ()))
 
 
 def _now() -> datetime:
@@ -59,17 +74,17 @@ class Event(pydantic.BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        if cls.__module__ == __name__ or issubclass(cls, globals().get("Lifecycle", ())):
+        if not _is_domain(cls):
             return  # the store's own events (one class per entity class and kind for lifecycle)
         if "kind" not in cls.__dict__:
-            cls.kind = _snake_case(cls.__name__)
+            cls.kind = snake_case(cls.__name__)
         if cls.kind in _RESERVED_KINDS:
             raise ConfigurationError(
                 f"{cls.__name__}: a domain event cannot be of kind {cls.kind!r} "
                 f"({', '.join(sorted(_RESERVED_KINDS))} are the store's own); rename it "
                 "or set kind = '...' in the class"
             )
-        _DOMAIN[cls.kind] = cls  # the latest defined wins
+        _register(cls)
 
     @property
     def name(self) -> str:
@@ -149,5 +164,47 @@ LIFECYCLE: dict[str, type[Lifecycle]] = {
 }
 
 
-def domain_class(kind: str) -> type[Event] | None:
-    return _DOMAIN.get(kind)
+def _register(cls: type[Event]) -> None:
+    """Registers a domain event class under its kind and topic, or refuses a
+    second class of the kind; a class defined again replaces the old one."""
+    file = file_of(cls)
+    known = _BY_KIND.get(cls.kind)
+    if known is not None:
+        other, other_file = known
+        if not redefines(cls, file, other, other_file):
+            raise ConfigurationError(
+                f"{topic_of(cls)} and {topic_of(other)} are both domain events of kind "
+                f"{cls.kind!r} (named '<collection>.{cls.kind}'): an outbox entry of one could "
+                f"be read back as the other; give one another class name, or set "
+                f"kind = '...' in it"
+            )
+        _BY_TOPIC.pop(topic_of(other), None)
+    _BY_KIND[cls.kind] = (cls, file)
+    _BY_TOPIC[topic_of(cls)] = cls
+
+
+def domain_class(kind: str, topic: object = None) -> type[Event] | None:
+    """The domain event class of an outbox entry: the one of its topic, else
+    (an entry written before topics, or by a class since moved or run as
+    `__main__`) the one of its kind."""
+    if isinstance(topic, str):
+        found = _BY_TOPIC.get(topic)
+        if found is not None:
+            return found
+    known = _BY_KIND.get(kind)
+    return None if known is None else known[0]
+
+
+def outbox_entry(event: Event) -> str:
+    """An event as outbox JSON: its kind, its topic (a domain event's), then its fields."""
+    cls = type(event)
+    head = _HEADS.get(cls)
+    if head is None:
+        head = _HEADS[cls] = _head(cls)
+    return f"{head}{event.model_dump_json()}}}"
+
+
+def _head(cls: type[Event]) -> str:
+    if not _is_domain(cls):  # the store's own events: their kind (and collection) say it
+        return f'{{"kind":{json.dumps(cls.kind)},"event":'
+    return f'{{"kind":{json.dumps(cls.kind)},"topic":{json.dumps(topic_of(cls))},"event":'

@@ -33,12 +33,13 @@ from ..errors import (
     StoreClosedError,
     TransientBackendError,
 )
+from ..flow import Backoff
 from ._claim import claim
 from ._item import Item, Key
-from ._journal import Journal, RecordId
+from ._journal import Journal, JournalId
 from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt
-from ._records import DeadLetterFile, record_of, spec_of
+from ._records import DeadLetterFile, journal_record, spec_of
 from ._shutdown import unwatch, watch
 from ._storing import BatchHooks, store_batch
 
@@ -70,9 +71,10 @@ class WriteBehind:
         self._run = random.getrandbits(62)  # with _seq, names this run's journal records
         self._flushing = 0
         self._retry_at = 0.0
-        self._attempt = 0
+        self._attempt = 0  # failures in a row of the batches being retried
+        self._backoff = Backoff(options.retry_base, options.retry_cap, jitter=0.5)
         self._events: list[tuple[str, dict[str, Any]]] = []
-        self._unresolved: list[tuple[int, RecordId]] = []  # markers a journal error held up
+        self._unresolved: list[JournalId] = []  # markers a journal error held up
         self._high = False
         self._high_mark = 0.9 * options.max_pending
         self._journal_idle = False
@@ -199,7 +201,7 @@ class WriteBehind:
         )
         for callback in self._resolve(item, error=error):
             callback()
-        self._unresolved.extend(item.records)  # marked by a background thread: no I/O here
+        self._unresolved.extend(item.journal_ids)  # marked by a background thread: no I/O here
         self._work.notify()
         self._emit("shed", collection=key[0], id=key[1])
 
@@ -297,7 +299,7 @@ class WriteBehind:
 
     def requeue(self, letter: DeadLetter) -> Receipt:
         """Tries a dead-lettered write again; it stops being dead once enqueued."""
-        record = letter.record
+        record = letter.journal_record
         receipt = self.enqueue(
             spec_of(record),
             tuple(record["r"]),
@@ -359,7 +361,7 @@ class WriteBehind:
                 items = [self._items.get(k) or self._in_flight.get(k) for k in keys]
                 batch = [(item, list(item.receipts), _content(item)) for item in items if item]
             # outside the lock: building records is the costly part
-            records = [record_of(*content, run=self._run) for _, _, content in batch]
+            records = [journal_record(*content, run=self._run) for _, _, content in batch]
             assert self._journal is not None
             try:
                 segment = self._journal.append(records) if records else 0
@@ -378,7 +380,7 @@ class WriteBehind:
                     if item.resolved:  # stored while being journaled
                         resolved.append(written)
                         continue
-                    item.records.append(written)
+                    item.journal_ids.append(written)
                     for receipt in receipts:
                         receipt.durable = True
                 self._changed.notify_all()
@@ -472,7 +474,7 @@ class WriteBehind:
 
     # -- storing -------------------------------------------------------------
     def _settle(self, batch: list[Item], outcome: dict[Key, int | StatekeepError]) -> None:
-        resolved: list[tuple[int, RecordId]] = []
+        resolved: list[JournalId] = []
         callbacks: list[Callable[[], None]] = []
         dead: list[tuple[Item, StatekeepError]] = []
         with self._lock:
@@ -482,7 +484,7 @@ class WriteBehind:
                 result = outcome[item.key]
                 if type(result) is int:  # stored
                     self._stored += 1
-                    resolved.extend(item.records)
+                    resolved.extend(item.journal_ids)
                     callbacks.extend(self._resolve(item, version=result))
                 elif isinstance(result, TransientBackendError):
                     transient = result
@@ -490,16 +492,13 @@ class WriteBehind:
                 else:
                     assert isinstance(result, StatekeepError)
                     dead.append((item, result))
-                    resolved.extend(item.records)
+                    resolved.extend(item.journal_ids)
                     callbacks.extend(self._resolve(item, error=result))
             if transient is not None:
                 self._attempt += 1
                 self._retried += 1
                 self._last_error = str(transient)
-                delay = min(
-                    self.options.retry_cap, self.options.retry_base * 2 ** (self._attempt - 1)
-                )
-                delay *= random.uniform(0.5, 1.0)
+                delay = self._backoff.delay(self._attempt)
                 self._retry_at = time.monotonic() + delay
                 self._emit("retry", attempt=self._attempt, delay=delay, error=str(transient))
             else:
@@ -512,7 +511,7 @@ class WriteBehind:
                     item.key[1],
                     item.delete,
                     f"{type(error).__name__}: {error}",
-                    record_of(
+                    journal_record(
                         item.spec,
                         item.row,
                         item.delete,
@@ -537,28 +536,28 @@ class WriteBehind:
         with self._lock:
             self._changed.notify_all()
 
-    def _mark_resolved(self, records: list[tuple[int, RecordId]]) -> None:
+    def _mark_resolved(self, ids: list[JournalId]) -> None:
         """Writes the journal marker for these records (and any a journal error
         held up before); on an error they wait for the next try."""
         if self._journal is None:
             return
         with self._lock:
             if self._unresolved:
-                records, self._unresolved = [*self._unresolved, *records], []
-        if not records:
+                ids, self._unresolved = [*self._unresolved, *ids], []
+        if not ids:
             return
         try:
-            self._journal.resolve(records)
+            self._journal.resolve(ids)
         except BackendError as exc:
             with self._lock:
                 self._last_error = str(exc)
-                self._unresolved.extend(records)
+                self._unresolved.extend(ids)
 
     def _put_back(self, item: Item) -> None:
         newer = self._items.get(item.key)
         if newer is not None:  # a later write of the entity waits: it wins
             newer.receipts[:0] = item.receipts
-            newer.records.extend(item.records)
+            newer.journal_ids.extend(item.journal_ids)
             newer.first_seq = min(newer.first_seq, item.first_seq)
             item.merged_into = newer  # a journal write of item in progress lands on newer
             if self._journal is not None:  # journal newer again: its receipts then all
@@ -610,7 +609,7 @@ class WriteBehind:
                 self._queues[item.priority][key] = None
             item.spec, item.row, item.delete = spec, row, record["o"] == "delete"
             item.body_version, item.expect, item.seq = row[1], record["e"], self._seq
-            item.records.append((segment, (record["u"], record["s"])))
+            item.journal_ids.append((segment, (record["u"], record["s"])))
             if record["p"] > item.priority:
                 del self._queues[item.priority][key]
                 item.priority = Priority(record["p"])

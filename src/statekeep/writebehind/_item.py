@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backends.base import CollectionSpec, Row
-from ._journal import RecordId
+from ._journal import JournalId
 from ._options import Priority
 from ._receipt import Receipt
 
@@ -19,11 +19,11 @@ class Item:
         "delete",
         "expect",
         "first_seq",
+        "journal_ids",
         "key",
         "merged_into",
         "priority",
         "receipts",
-        "records",
         "resolved",
         "row",
         "seq",
@@ -43,6 +43,6 @@ class Item:
         self.priority = Priority.LOW
         self.deadline: float | None = None
         self.receipts: list[Receipt] = []
-        self.records: list[tuple[int, RecordId]] = []  # (segment, id) in the journal
+        self.journal_ids: list[JournalId] = []  # its journal records not yet marked done
         self.resolved = False
         self.merged_into: Item | None = None

@@ -14,6 +14,23 @@ lives in a newer segment than the records it names, so it is never deleted
 before them. On open, the records of the remaining segments that no marker
 names are read back in order; a torn tail (a crash mid-write) ends its
 segment, and appends always go to a new segment.
+
+What a frame's list holds (format 1; the keys are single letters because
+every record of every batch repeats them):
+
+- a record, one enqueued write (JournalRecord):
+  `u` the run that wrote it (a random 62-bit int per engine) and `s` its
+  sequence number in that run: together its RecordId;
+  `o` "put" or "delete"; `c` the collection; `x` the collection's indexes,
+  `[[name, kind, default], ...]`; `r` the row, `[id, version as read, body,
+  *indexed values]`; `e` the version the write expects (None: any); `p` the
+  priority (0 LOW, 1 NORMAL, 2 CRITICAL); `d` its deadline as wall-clock
+  seconds since the epoch (None: none).
+- a marker (DoneMarker): `done`, the `[run, seq]` ids of records that need
+  no storing any more.
+
+A later format adds keys (a record without a `v` key is format 1); the
+journals of earlier versions are read as they are.
 """
 
 from __future__ import annotations
@@ -24,13 +41,34 @@ import struct
 import threading
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..errors import BackendError
 
 _HEADER = struct.Struct("<II")
 _SEGMENT_BYTES = 16 * 1024 * 1024
 RecordId = tuple[int, int]  # (run, sequence number)
+JournalId = tuple[int, RecordId]  # (segment, record id): where a record is, to mark it done
+
+
+class JournalRecord(TypedDict):
+    """One enqueued write as the journal keeps it (format 1: see above)."""
+
+    u: int  # run
+    s: int  # sequence number in the run
+    o: str  # "put" or "delete"
+    c: str  # collection
+    x: list[list[Any]]  # indexes: [name, kind, default]
+    r: Any  # row: [id, version as read, body, *indexed] (a tuple as written)
+    e: int | None  # expected version
+    p: int  # priority
+    d: float | None  # deadline, wall-clock seconds
+
+
+class DoneMarker(TypedDict):
+    """Records that need no storing any more: their [run, seq] ids."""
+
+    done: list[list[int]]
 
 
 class Journal:
@@ -63,9 +101,9 @@ class Journal:
     def _path(self, segment: int) -> Path:
         return self.directory / f"segment-{segment:08d}.log"
 
-    def recover(self) -> list[tuple[int, dict[str, Any]]]:
+    def recover(self) -> list[tuple[int, JournalRecord]]:
         """(segment, record) of every pending record left by earlier runs, in order."""
-        found: list[tuple[int, dict[str, Any]]] = []
+        found: list[tuple[int, JournalRecord]] = []
         done: set[RecordId] = set()
         for segment in sorted(self._live):
             data = self._path(segment).read_bytes()
@@ -88,26 +126,27 @@ class Journal:
             self._sweep()
         return pending
 
-    def append(self, records: list[dict[str, Any]]) -> int:
+    def append(self, records: list[JournalRecord]) -> int:
         """Writes records in one go; returns the segment that holds them."""
         return self._write(records, pending=len(records))
 
-    def resolve(self, records: list[tuple[int, RecordId]]) -> None:
-        """These (segment, record id) are stored, superseded or given up: a
-        marker says so first, then their segments may go."""
-        if not records:
+    def resolve(self, ids: list[JournalId]) -> None:
+        """These records are stored, superseded or given up: a marker says so
+        first, then their segments may go."""
+        if not ids:
             return
-        self._write([{"done": [list(record_id) for _, record_id in records]}], pending=0)
+        marker: DoneMarker = {"done": [list(record_id) for _, record_id in ids]}
+        self._write([marker], pending=0)
         with self._lock:
-            for segment, _ in records:
+            for segment, _ in ids:
                 self._live[segment] -= 1
             self._sweep()
 
-    def _write(self, records: list[dict[str, Any]], *, pending: int) -> int:
+    def _write(self, frame: list[JournalRecord] | list[DoneMarker], *, pending: int) -> int:
         """Appends a frame; pending of its records count as pending from the
         moment they are written (in the same hold of the lock, so a sweep can
         never delete the segment between the two)."""
-        payload = marshal.dumps(records)
+        payload = marshal.dumps(frame)
         data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         with self._lock:  # held while writing: _sweep() may close the segment
             try:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
-import math
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .._numbers import is_seconds, is_whole
+from ._journal import JournalRecord
 
 
 class Priority(enum.IntEnum):
@@ -64,19 +67,11 @@ class WriteBehindOptions:
             "retry_cap": self.retry_cap,
         }
         for name, value in positive.items():
-            if (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not 0 < value < math.inf  # NaN too
-            ):
+            if not is_seconds(value, positive=True):
                 raise ConfigurationError(f"{name} must be a positive number, not {value!r}")
         for name in ("block_timeout", "drain_timeout"):
             value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not 0 <= value < math.inf  # NaN too; None waits for ever
-            ):
+            if value is not None and not is_seconds(value):  # None waits for ever
                 raise ConfigurationError(f"{name} must be seconds >= 0 or None, not {value!r}")
         if not isinstance(self.fsync, bool):
             raise ConfigurationError(f"fsync must be True or False, not {self.fsync!r}")
@@ -87,7 +82,7 @@ class WriteBehindOptions:
                 f"journal must be a path, 'auto' or None, not {self.journal!r}"
             )
         for name in ("max_pending", "max_batch"):
-            if not isinstance(getattr(self, name), int):
+            if not is_whole(getattr(self, name), least=1):
                 raise ConfigurationError(
                     f"{name} must be a whole number, not {getattr(self, name)!r}"
                 )
@@ -111,10 +106,21 @@ class Stats:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A write that failed for good, with its error; requeue() tries it again."""
+    """A write that failed for good, with its error; requeue() tries it again
+    from its journal record (the write as the journal keeps it)."""
 
     collection: str
     id: str
     delete: bool
     error: str
-    record: dict[str, Any] = field(repr=False)
+    journal_record: JournalRecord = field(repr=False)
+
+    @property
+    def record(self) -> JournalRecord:
+        """Deprecated: journal_record."""
+        warnings.warn(
+            "DeadLetter.record is deprecated: use DeadLetter.journal_record",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.journal_record

@@ -1,8 +1,9 @@
 """Journal records and dead letters: plain JSON-able dicts, no entity classes.
 
-A record carries everything needed to store the write after a restart,
-before the application has imported its entity classes: the collection spec,
-the row, and how it was enqueued.
+A journal record (its keys: see _journal) carries everything needed to store
+the write after a restart, before the application has imported its entity
+classes: the collection spec, the row, and how it was enqueued. A dead letter
+keeps the journal record of its write, to requeue it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import CollectionSpec, Index, Row
+from ._journal import JournalRecord
 from ._options import DeadLetter, Priority
 
 
-def record_of(
+def journal_record(
     spec: CollectionSpec,
     row: Row,
     delete: bool,
@@ -26,7 +28,7 @@ def record_of(
     seq: int,
     *,
     run: int,
-) -> dict[str, Any]:
+) -> JournalRecord:
     wall = None if deadline is None else time.time() + (deadline - time.monotonic())
     return {
         "u": run,
@@ -52,7 +54,7 @@ def _indexes(spec: CollectionSpec) -> list[list[Any]]:
     return known[1]
 
 
-def spec_of(record: dict[str, Any]) -> CollectionSpec:
+def spec_of(record: JournalRecord) -> CollectionSpec:
     return CollectionSpec(record["c"], tuple(Index(n, k, d) for n, k, d in record["x"]))
 
 
@@ -70,7 +72,8 @@ def restamp(body: str, old: int, new: int) -> str:
 
 
 class DeadLetterFile:
-    """Dead letters kept as JSON lines beside the journal, across restarts."""
+    """Dead letters kept as JSON lines beside the journal, across restarts:
+    {"collection", "id", "delete", "error", "record": the journal record}."""
 
     def __init__(self, directory: Path) -> None:
         self._path = directory / "dead-letters.jsonl"
@@ -84,7 +87,7 @@ class DeadLetterFile:
                 data = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line
-            letters.append(DeadLetter(**data))
+            letters.append(_letter(data))
         return letters
 
     def append(self, letter: DeadLetter) -> None:
@@ -103,5 +106,10 @@ def _plain(letter: DeadLetter) -> dict[str, Any]:
         "id": letter.id,
         "delete": letter.delete,
         "error": letter.error,
-        "record": letter.record,
+        "record": letter.journal_record,
     }
+
+
+def _letter(data: dict[str, Any]) -> DeadLetter:
+    """A dead letter from its line (whose "record" is the field journal_record)."""
+    return DeadLetter(**{"journal_record" if k == "record" else k: v for k, v in data.items()})
