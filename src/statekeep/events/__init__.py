@@ -1,6 +1,9 @@
 """Events: lifecycle and domain events, the in-process bus, durable subscriptions."""
 
-from ._bus import Bus, Subscription
+from ._bus import Bus, Handler, Subscription, matcher_for
+from ._calling import running_loop
+from ._checkpoints import SubscriptionInfo
+from ._durable import DurableSubscription
 from ._event import (
     LIFECYCLE,
     Created,
@@ -8,19 +11,28 @@ from ._event import (
     Event,
     HandlerFailed,
     Lifecycle,
+    UnknownEvent,
     Updated,
     domain_class,
 )
+from ._subscriptions import Subscriptions
 
 __all__ = [
     "LIFECYCLE",
     "Bus",
     "Created",
     "Deleted",
+    "DurableSubscription",
     "Event",
+    "Handler",
     "HandlerFailed",
     "Lifecycle",
     "Subscription",
+    "SubscriptionInfo",
+    "Subscriptions",
+    "UnknownEvent",
     "Updated",
     "domain_class",
+    "matcher_for",
+    "running_loop",
 ]
