@@ -368,3 +368,18 @@ def test_importing_statekeep_creates_no_store(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# -- the Store stays a facade ---------------------------------------------------
+
+STORE_LINE_BUDGET = 520
+
+
+def test_store_py_stays_within_its_line_budget() -> None:
+    """store.py is a facade over statekeep._core: its public methods, their
+    docstrings and argument checks, and little else (510 lines when the
+    budget was set, down from 597; what a new package needs goes into a
+    module of its own, handed the core, not into the Store). Raise the budget
+    only with a reason."""
+    lines = len((SRC / "store.py").read_text().splitlines())
+    assert lines <= STORE_LINE_BUDGET, f"store.py has {lines} lines"
