@@ -33,7 +33,7 @@ class Note(statekeep.Entity, collection="seam_notes"):
 
 def test_a_given_backend_is_used_shown_and_closed_with_the_store() -> None:
     backend = Closes(open_backend("memory://", {}))
-    store = statekeep.open("memory://", backend=backend)  # type: ignore[arg-type]
+    store = statekeep.open("memory://", backend=backend)
     assert store.backend is backend
     assert not store.closed and not store.closing
     store.save(Note(id="a", text="x"))
@@ -47,7 +47,7 @@ def test_a_given_backend_is_used_shown_and_closed_with_the_store() -> None:
 def test_options_go_to_the_backend_not_beside_it() -> None:
     backend = Closes(open_backend("memory://", {}))
     with pytest.raises(ConfigurationError, match="options go to the backend you made"):
-        statekeep.open("memory://", backend=backend, timeout=5)  # type: ignore[arg-type]
+        statekeep.open("memory://", backend=backend, timeout=5)
     assert backend.closed == 0  # a store that was not made leaves it to its maker
     backend.close()
 
@@ -55,7 +55,7 @@ def test_options_go_to_the_backend_not_beside_it() -> None:
 def test_bad_store_options_leave_a_given_backend_open() -> None:
     backend = Closes(open_backend("memory://", {}))
     with pytest.raises(ConfigurationError):
-        statekeep.Store("memory://", backend=backend, outbox_retention=-1)  # type: ignore[arg-type]
+        statekeep.Store("memory://", backend=backend, outbox_retention=-1)
     assert backend.closed == 0
     backend.close()
 
