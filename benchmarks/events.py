@@ -57,7 +57,7 @@ def _dispatch(sizes: Sizes, progress: Progress, handlers: int) -> list[Result]:
     store = statekeep.open("memory://")
     for _ in range(handlers):
         store.on(_models.BenchTodo.Created, _noop)
-    bus = store._emitter.bus
+    bus = store.bus
     todo = _models.entities(_models.field_rows(1, seed=5), _models.new_ids(1))[0]
     event = _models.BenchTodo.Created.made("bench_todo", todo.id, 1, entity=todo)
     batch = [event]

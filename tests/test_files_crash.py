@@ -107,7 +107,7 @@ def check_after_kill(url: str, acked: list[int], before: int) -> tuple[int, list
         accounts = list(store.find(Account))
         slots = list(store.find(Slot))
         tokens = [token.id for token in store.find(Token)]
-        events = store._backend.read_events(0, 10**9)
+        events = store.backend.read_events(0, 10**9)
     if [position for position, _ in events] != list(range(1, len(events) + 1)):
         problems.append("the outbox's positions are not 1, 2, 3, ...")
     ledger_events = [json.loads(body)["event"] for _, body in events if '"fx_ledger"' in body]
@@ -478,7 +478,7 @@ def test_the_syncs_of_a_commit(
 
 def test_the_outbox_keeps_positions_through_pruning_and_reopening(tmp_path: Path) -> None:
     with statekeep.open(url_of(tmp_path)) as store:
-        backend: Any = store._backend
+        backend: Any = store.backend
         for n in range(3):
             backend.begin()
             backend.append_events([f'{{"n":{n},"k":{k}}}' for k in range(4)])
@@ -494,7 +494,7 @@ def test_the_outbox_keeps_positions_through_pruning_and_reopening(tmp_path: Path
         assert backend.prune_events(12) == 6
         assert backend.read_events(0, 100) == []
     with statekeep.open(url_of(tmp_path)) as store:
-        backend = store._backend
+        backend = store.backend
         backend.begin()
         backend.append_events(['{"after":"reopening"}'])
         backend.commit()

@@ -301,15 +301,8 @@ def test_errors_import_nothing_from_statekeep() -> None:
     assert wrong == []
 
 
-# Back-imports another branch of issue 10 removes; each entry goes when its
-# import does (test_known_back_imports_are_still_there says when).
-KNOWN_BACK_IMPORTS = {
-    (f"{PACKAGE}.entity", f"{PACKAGE}.store"): "OrderBy moves to statekeep.conditions",
-}
-
-
 def _counted(i: Import) -> bool:
-    return _internal(i.target) and (i.source, i.target) not in KNOWN_BACK_IMPORTS
+    return _internal(i.target)
 
 
 def _closure(start: str) -> dict[str, list[Import]]:
@@ -342,16 +335,6 @@ def test_domain_modules_do_not_import_the_layers_above(module: str) -> None:
         if target == PACKAGE or any(_inside(target, above) for above in ABOVE_DOMAIN)
     }
     assert wrong == {}
-
-
-def test_known_back_imports_are_still_there() -> None:
-    """An entry of KNOWN_BACK_IMPORTS whose import is gone must go too."""
-    gone = [
-        f"{source} -> {target}: {why}"
-        for (source, target), why in KNOWN_BACK_IMPORTS.items()
-        if not any(i.source == source and i.target == target for i in IMPORTS)
-    ]
-    assert gone == [], "remove these from KNOWN_BACK_IMPORTS"
 
 
 def test_only_cli_imports_cli_or_demo() -> None:
@@ -503,3 +486,18 @@ def test_importing_statekeep_creates_no_store(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# -- the Store stays a facade ---------------------------------------------------
+
+STORE_LINE_BUDGET = 520
+
+
+def test_store_py_stays_within_its_line_budget() -> None:
+    """store.py is a facade over statekeep._core: its public methods, their
+    docstrings and argument checks, and little else (510 lines when the
+    budget was set, down from 597; what a new package needs goes into a
+    module of its own, handed the core, not into the Store). Raise the budget
+    only with a reason."""
+    lines = len((SRC / "store.py").read_text().splitlines())
+    assert lines <= STORE_LINE_BUDGET, f"store.py has {lines} lines"

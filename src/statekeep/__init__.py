@@ -19,9 +19,17 @@ from .errors import (
     UnknownFieldError,
     ValidationError,
 )
-from .events import Created, Deleted, Event, HandlerFailed, Lifecycle, Subscription, Updated
-from .events._checkpoints import SubscriptionInfo
-from .events._durable import DurableSubscription
+from .events import (
+    Created,
+    Deleted,
+    DurableSubscription,
+    Event,
+    HandlerFailed,
+    Lifecycle,
+    Subscription,
+    SubscriptionInfo,
+    Updated,
+)
 from .store import Store, open
 from .writebehind import DeadLetter, Policy, Priority, Receipt, Stats, WriteBehindOptions
 

@@ -1,21 +1,21 @@
 """The Store's checks of its arguments: each misuse is a typed error that says
 what to pass instead, raised before anything is read or written.
 
-What selects data (ids, limits, offsets, priorities, deadlines, versions) is a
-QueryError; what sets how a call works (chunk sizes, timeouts, options) is a
-ConfigurationError; what is not an entity where one is needed, a ValidationError.
+What selects data (ids, limits, offsets) is a QueryError; what sets how a
+call works (chunk sizes, timeouts, flags) is a ConfigurationError; what is not
+an entity where one is needed, a ValidationError. The checks of enqueue()'s
+arguments and of the write-behind options are write-behind's own
+(writebehind/_arguments.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Any
 
 from ._schema import check_storable
 from .errors import ConfigurationError, QueryError, ValidationError
-from .writebehind import Priority, WriteBehindOptions
 
 _BIGGEST = 2**63 - 1  # what every backend can hold as a LIMIT or OFFSET
 
@@ -73,51 +73,3 @@ def timeout(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         raise ConfigurationError(f"timeout is a number of seconds >= 0, or None, not {value!r}")
     return float(value)
-
-
-def priority(value: Any) -> Priority:
-    if type(value) is Priority:
-        return value
-    try:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(value)
-        return Priority(value)
-    except ValueError:
-        raise QueryError(f"priority must be a statekeep Priority, not {value!r}") from None
-
-
-def deadline(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < 1e9):
-        raise QueryError(f"deadline is a number of seconds from now, not {value!r}")
-    return float(value)
-
-
-def expect_version(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise QueryError(f"expect_version is a stored version (an int >= 0), not {value!r}")
-    return value
-
-
-def writebehind(value: Any) -> WriteBehindOptions:
-    """WriteBehindOptions, or a dict of its fields."""
-    if value is None:
-        return WriteBehindOptions()
-    if isinstance(value, WriteBehindOptions):
-        return value
-    if isinstance(value, dict):
-        known = [field.name for field in dataclasses.fields(WriteBehindOptions)]
-        unknown = sorted(str(key) for key in value if key not in known)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown write-behind option(s) {', '.join(unknown)}; "
-                f"the options are: {', '.join(known)}"
-            )
-        return WriteBehindOptions(**value)
-    raise ConfigurationError(
-        f"writebehind takes statekeep.WriteBehindOptions(...) or a dict of its options, "
-        f"not {value!r}"
-    )

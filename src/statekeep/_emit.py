@@ -19,9 +19,16 @@ from ._ids import new_id
 from .backends.base import Backend
 from .entity import Entity, entity_class, has_recorded, take_recorded
 from .errors import BackendError
-from .events import LIFECYCLE, Bus, Event, domain_class, outbox_entry
-from .events._event import Created, UnknownEvent
-from .writebehind._storing import Change
+from .events import (
+    LIFECYCLE,
+    Bus,
+    Created,
+    Event,
+    UnknownEvent,
+    domain_class,
+    outbox_entry,
+)
+from .writebehind import Change
 
 # an event, or (when no handler of this process wants it) just its outbox JSON
 Pending = Event | str
@@ -100,7 +107,7 @@ class Emitter:
         entity = owner.model_validate_json(body) if owner is not None else json.loads(body)
         return cast(Event, cls.made(collection, id, version, entity=entity))
 
-    # -- commit hooks (statekeep._transaction.CommitHooks) ----------------------
+    # -- commit hooks (statekeep._commit.CommitHooks) ---------------------------
     def before_commit(self, events: list[Any]) -> None:
         if self.outbox and events:
             self._backend.append_events(

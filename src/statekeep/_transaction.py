@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._calls import OPEN, Calls
+from ._commit import Commit, CommitHooks
 from .backends import _owner
 from .backends.base import Backend
 from .entity import put_back_recorded
@@ -27,58 +28,59 @@ if TYPE_CHECKING:
     from .entity import Entity
 
 # (entities or weak references to them, their versions before the block, weak?)
-_Record = tuple[Sequence[Any], Sequence[int], bool]
+_Undo = tuple[Sequence[Any], Sequence[int], bool]
 
 
 class Frame:
-    """One open block: its savepoint name (None for the outermost), undo
-    records, and the events of its changes (delivered only once the outermost
-    block commits; dropped with the block if it rolls back). It belongs to
-    the process, thread and asyncio task that opened it (see _owner), and is
-    closed once it has ended: a context copied while it was open (a task or
-    thread started inside the block) still holds it, closed or not."""
+    """One open block: its savepoint name (None for the outermost), its undo
+    log (the versions to put back if it rolls back), and the events of its
+    changes (delivered only once the outermost block commits; dropped with
+    the block if it rolls back). It belongs to the process, thread and
+    asyncio task that opened it (see _owner), and is closed once it has
+    ended: a context copied while it was open (a task or thread started
+    inside the block) still holds it, closed or not."""
 
-    __slots__ = ("events", "is_open", "name", "outer", "owner", "records", "taken")
+    __slots__ = ("events", "is_open", "name", "outer", "owner", "taken", "undo_log")
 
     def __init__(self, name: str | None, outer: Frame | None = None) -> None:
         self.name = name
         self.outer = outer  # the block this one is a savepoint of
         self.owner = _owner.current()
         self.is_open = True
-        self.records: list[_Record] = []
+        self.undo_log: list[_Undo] = []
         self.events: list[Any] = []
         # domain events taken from entities by their saves: back to them on undo
         self.taken: list[tuple[Entity, list[Any]]] = []
 
     def note(self, entity: Entity, old_version: int) -> None:
-        self.records.append(((weakref.ref(entity),), (old_version,), True))
+        self.undo_log.append(((weakref.ref(entity),), (old_version,), True))
 
     def note_many(self, entities: list[Entity], old_versions: list[int], *, weak: bool) -> None:
         if not weak:
-            self.records.append((entities, old_versions, False))
+            self.undo_log.append((entities, old_versions, False))
             return
         self._compact_last()
-        self.records.append((list(map(weakref.ref, entities)), old_versions, True))
+        self.undo_log.append((list(map(weakref.ref, entities)), old_versions, True))
 
     def _compact_last(self) -> None:
-        """Drops the gone entities of the last weak record, so that save_many
-        over a generator holds about one chunk of records, not one per entity."""
-        if not self.records or not self.records[-1][2]:
+        """Drops the gone entities of the last weak entry, so that save_many
+        over a generator holds about one chunk of entries, not one per entity."""
+        if not self.undo_log or not self.undo_log[-1][2]:
             return
-        refs, versions, _ = self.records.pop()
+        refs, versions, _ = self.undo_log.pop()
         live = [(ref, v) for ref, v in zip(refs, versions, strict=True) if ref() is not None]
         if live:
-            self.records.append(([r for r, _ in live], [v for _, v in live], True))
+            self.undo_log.append(([r for r, _ in live], [v for _, v in live], True))
 
     def absorb(self, inner: Frame) -> None:
-        self.records.extend(inner.records)
+        self.undo_log.extend(inner.undo_log)
         self.events.extend(inner.events)
         self.taken.extend(inner.taken)
 
     def undo(self) -> None:
         for entity, taken in reversed(self.taken):
             put_back_recorded(entity, taken)
-        for held, versions, weak in reversed(self.records):
+        for held, versions, weak in reversed(self.undo_log):
             for item, version in zip(reversed(held), reversed(versions), strict=True):
                 entity = item() if weak else item
                 if entity is not None:
@@ -144,22 +146,29 @@ def _foreign_block(owner: _owner.Owner) -> str:
     )
 
 
-class CommitHooks(Protocol):
-    """What happens to a transaction's events: written with it, delivered after it."""
+class Parts(Protocol):
+    """What a transaction block needs of the store's core (statekeep._core.Core)."""
 
-    def before_commit(self, events: list[Any]) -> None: ...
-    def after_commit(self, events: list[Any]) -> None: ...
+    @property
+    def backend(self) -> Backend: ...
+    @property
+    def calls(self) -> Calls: ...
+    @property
+    def frames(self) -> Frames: ...
 
 
 class Transaction:
-    """`with store.transaction():` — commits on success, rolls back on an exception."""
+    """`with store.transaction():` — commits on success, rolls back on an exception.
 
-    def __init__(self, backend: Backend, frames: Frames, calls: Calls, hooks: CommitHooks) -> None:
-        self._backend = backend
-        self._frames = frames
-        self._calls = calls
+    The outermost block is a Commit (statekeep._commit): its events are
+    written to the outbox before the commit and delivered after it; a nested
+    block is a savepoint whose events join the outer block's."""
+
+    def __init__(self, core: Parts, hooks: CommitHooks) -> None:
+        self._core = core
         self._hooks = hooks
         self._frame: Frame | None = None
+        self._commit: Commit | None = None
         self._token: Token[tuple[Frame, ...]] | None = None
 
     def __enter__(self) -> Transaction:
@@ -167,15 +176,19 @@ class Transaction:
             raise ConfigurationError(
                 "this transaction block is already open; call transaction() again"
             )
-        with self._calls:
-            outer = self._frames.current()
-            name = None if outer is None else f"statekeep_{len(self._frames.stack)}"
+        core = self._core
+        frames = core.frames
+        with core.calls:
+            outer = frames.current()
+            name = None if outer is None else f"statekeep_{len(frames.stack)}"
             frame = Frame(name, outer)
             if frame.name is None:
-                self._backend.begin()
+                commit = Commit(core.backend, self._hooks, frame.events)
+                commit.begin()
+                self._commit = commit
             else:
-                self._backend.savepoint(frame.name)
-        self._frame, self._token = frame, self._frames.push(frame)
+                core.backend.savepoint(frame.name)
+        self._frame, self._token = frame, frames.push(frame)
         return self
 
     def __exit__(
@@ -184,12 +197,13 @@ class Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        frame, token = self._frame, self._token
+        frame, token, commit = self._frame, self._token, self._commit
         if frame is None or token is None:
             raise ConfigurationError("this transaction block was not entered: use `with`")
-        self._frame = self._token = None
+        self._frame = self._token = self._commit = None
         frame.is_open = False
-        self._frames.pop(token)
+        calls = self._core.calls
+        self._core.frames.pop(token)
         if frame.owner[0] != _owner.current()[0]:  # a forked child leaving its parent's block
             frame.undo()
             raise TransactionError(
@@ -197,48 +211,47 @@ class Transaction:
                 "parent's, so nothing of it is committed here. Fork outside "
                 "`with store.transaction():` blocks."
             )
-        if not self._calls.enter_to_finish():  # closed: the backend is gone with the transaction
+        if not calls.enter_to_finish():  # closed: the backend is gone with the transaction
             frame.undo()
-            raise self._calls.closed_error()
+            raise calls.closed_error()
         try:
             if frame.owner[1:] == _owner.current()[1:]:
-                self._finish(frame, exc_type)
+                self._finish(frame, commit, exc_type)
             else:  # ended by another task of its thread (e.g. an async generator's finalizer)
                 with _owner.acting_for(frame.owner[2]):
-                    self._finish(frame, exc_type)
+                    self._finish(frame, commit, exc_type)
         finally:
-            self._calls.leave()
+            calls.leave()
 
-    def _finish(self, frame: Frame, exc_type: type[BaseException] | None) -> None:
-        if exc_type is not None or self._calls.state != OPEN:
+    def _finish(
+        self, frame: Frame, commit: Commit | None, exc_type: type[BaseException] | None
+    ) -> None:
+        backend, calls = self._core.backend, self._core.calls
+        if exc_type is not None or calls.state != OPEN:
             frame.undo()
-            if frame.name is None:
-                self._backend.rollback()
+            if commit is not None:
+                commit.rollback()
             else:
-                self._backend.rollback_to(frame.name)
+                assert frame.name is not None
+                backend.rollback_to(frame.name)
             if exc_type is None:  # closing: nothing more is committed
-                raise self._calls.closed_error()
+                raise calls.closed_error()
             return
         try:
-            if frame.name is None:
-                if frame.events:
-                    try:
-                        self._hooks.before_commit(frame.events)
-                    except BaseException:
-                        self._backend.rollback()
-                        raise
-                self._backend.commit()
+            if commit is not None:
+                commit.commit()
             else:
+                assert frame.name is not None
                 try:
-                    self._backend.release(frame.name)
+                    backend.release(frame.name)
                 except BaseException:  # what the block did is undone, as for an exception in it
                     with contextlib.suppress(Exception):
-                        self._backend.rollback_to(frame.name)
+                        backend.rollback_to(frame.name)
                     raise
         except BaseException:
             frame.undo()
             raise
         if frame.outer is not None:
             frame.outer.absorb(frame)
-        elif frame.events:
-            self._hooks.after_commit(frame.events)
+        elif commit is not None:
+            commit.deliver()

@@ -13,7 +13,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from .conditions import Condition
+from .conditions import Condition, OrderBy
 from .errors import ConfigurationError
 
 M = TypeVar("M")
@@ -39,7 +39,7 @@ class DefaultStore(Protocol):
         self,
         cls: type[M],
         *conditions: Condition,
-        order_by: object = None,
+        order_by: OrderBy = None,
         limit: int | None = None,
         offset: int = 0,
         **equals: Any,

@@ -7,7 +7,7 @@ the field's type when the query is built, not when it runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,3 +107,8 @@ class Fields:
 
     def __dir__(self) -> list[str]:
         return list(self._names)
+
+
+# What find(order_by=...) takes: a field name ("-title" for descending), a
+# FieldRef, an Ordering (`Todo.f.title.desc()`), a list of these, or None.
+OrderBy = str | FieldRef | Ordering | Sequence[str | FieldRef | Ordering] | None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Self, cast
 
 import pydantic
 from pydantic import ConfigDict, Field
@@ -31,12 +31,9 @@ from . import active
 from ._ids import new_id
 from ._naming import file_of, redefines, snake_case
 from ._schema import EntityInfo, as_validation_error
-from .conditions import Condition, Fields
+from .conditions import Condition, Fields, OrderBy
 from .errors import ConfigurationError, ValidationError
 from .events import Created, Deleted, Event, Lifecycle, Updated
-
-if TYPE_CHECKING:
-    from .store import OrderBy
 
 
 class _LifecycleClass:

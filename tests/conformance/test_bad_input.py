@@ -701,7 +701,7 @@ def test_misuse_is_a_typed_error_that_changes_nothing(
     with pytest.raises(error) as raised:
         run(store)
     assert str(raised.value)
-    assert store.state.value == "open"  # a misused close() did not close it
+    assert not store.closed  # a misused close() did not close it
     assert_unchanged()
     assert store.flush(5)  # nothing enqueued by a refused call, or it is stored
     assert_unchanged()

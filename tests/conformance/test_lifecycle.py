@@ -285,7 +285,7 @@ def test_close_from_a_handler_of_a_write_behind_event(backend: Any, store_url: s
     assert done.wait(30)
     assert "error" not in outcome, outcome
     assert outcome["seconds"] < 5  # drain_timeout (10 s) is what it used to wait
-    assert store.state is statekeep.store.State.CLOSED
+    assert store.closed and not store.closing
     with pytest.raises(StoreClosedError):
         store.save(Todo(title="after"))
     if "persistent" in backend.capabilities:
@@ -322,7 +322,7 @@ def test_close_called_while_another_thread_closes_waits_for_it(
 _HOLD_MEMORY_STORE = """
 import sys, time, statekeep
 store = statekeep.open("sqlite://:memory:")
-print(store._backend._folder, flush=True)
+print(store.backend._folder, flush=True)
 time.sleep(60)
 """
 
@@ -337,7 +337,10 @@ def test_sqlite_memory_folders_of_killed_processes_are_removed() -> None:
             [sys.executable, "-c", _HOLD_MEMORY_STORE], stdout=subprocess.PIPE, text=True
         )
         assert process.stdout is not None
-        return process, Path(process.stdout.readline().strip())
+        folder = process.stdout.readline().strip()
+        # never Path(""), which is "." and would be removed below
+        assert folder.startswith("/"), f"the child printed no folder: {folder!r}"
+        return process, Path(folder)
 
     killed, killed_folder = holder()
     living, living_folder = holder()

@@ -16,13 +16,13 @@ OUTBOX_METHODS = ("append_events", "read_events", "wait_events", "prune_events")
 
 
 def has_outbox(store: statekeep.Store) -> bool:
-    return all(callable(getattr(store._backend, name, None)) for name in OUTBOX_METHODS)
+    return all(callable(getattr(store.backend, name, None)) for name in OUTBOX_METHODS)
 
 
 def close_store(store: statekeep.Store) -> None:
     """Closes a store; its bus's own event loop closes with it (a loop left
     open would warn "unclosed" when garbage-collected, failing a later test)."""
-    loop = store._emitter.bus._own_loop
+    loop = store.bus._own_loop
     store.close()
     assert loop is None or loop.is_closed()
 
@@ -91,7 +91,7 @@ def outbox(store: statekeep.Store, after: int = 0) -> list[tuple[int, str]]:
     """Every committed outbox entry after position `after`."""
     entries: list[tuple[int, str]] = []
     while True:
-        batch = store._backend.read_events(after, 1000)
+        batch = store.backend.read_events(after, 1000)
         if not batch:
             return entries
         entries.extend(batch)

@@ -61,8 +61,8 @@ def test_a_handler_subscribed_in_a_loop_runs_on_it_and_never_blocks_the_writer(
         assert finished == ["a", "b", "c"]
 
     asyncio.run(main())
-    assert store._emitter.bus.stats.delivered == 3
-    assert store._emitter.bus._own_loop is None  # no loop thread was started
+    assert store.bus.stats.delivered == 3
+    assert store.bus._own_loop is None  # no loop thread was started
 
 
 def test_a_handler_subscribed_outside_a_loop_runs_on_the_bus_loop_thread(
@@ -90,8 +90,8 @@ def test_a_handler_subscribed_outside_a_loop_runs_on_the_bus_loop_thread(
         ("a", "statekeep-events-loop"),
         ("b", "statekeep-events-loop"),
     ]
-    assert ran[0][2] is ran[1][2] is store._emitter.bus._own_loop
-    wait_for(lambda: store._emitter.bus.stats.delivered == 2, what="the delivered count")
+    assert ran[0][2] is ran[1][2] is store.bus._own_loop
+    wait_for(lambda: store.bus.stats.delivered == 2, what="the delivered count")
 
 
 def test_sync_and_async_handlers_together(store: statekeep.Store) -> None:
@@ -113,7 +113,7 @@ def test_a_failing_async_handler_is_logged_counted_and_reported(
     store: statekeep.Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     reports: list[tuple[str, type[BaseException]]] = []
-    store._emitter.bus.on_error.append(lambda s, e, x: reports.append((e.entity_id, type(x))))
+    store.bus.on_error.append(lambda s, e, x: reports.append((e.entity_id, type(x))))
 
     async def handler(event: statekeep.Event) -> None:
         await asyncio.sleep(0)
@@ -124,7 +124,7 @@ def test_a_failing_async_handler_is_logged_counted_and_reported(
         assert store.save(Todo(id="a", title="x")).version == 1
         wait_for(lambda: bool(reports), what="the error report")
     assert reports == [("a", ValueError)]
-    assert store._emitter.bus.stats.failed == 1
+    assert store.bus.stats.failed == 1
     assert any(r.name == "statekeep.events" and r.exc_info for r in caplog.records)
 
 
@@ -148,7 +148,7 @@ def test_regression_bus_close_leaves_its_loop_open(open_store: object) -> None:
         pass
 
     store.on(Todo, handler)
-    loop = store._emitter.bus._own_loop
+    loop = store.bus._own_loop
     assert loop is not None
     try:
         store.close()
@@ -178,7 +178,7 @@ def test_regression_a_handler_whose_loop_closed_leaves_a_coroutine_never_awaited
     subscription.handler = making  # to see the coroutine the bus makes
     store.save(Todo(id="a", title="x"))  # the handler fails (counted), the save does not
     assert store.get(Todo, "a").version == 1
-    assert store._emitter.bus.stats.failed == 1
+    assert store.bus.stats.failed == 1
     (coroutine,) = made
     state = inspect.getcoroutinestate(coroutine)
     coroutine.close()  # else it warns when collected, in whichever test runs then
@@ -193,6 +193,6 @@ def test_close_store_helper_closes_the_bus_loop(open_store: object) -> None:
         pass
 
     store.on(Todo, handler)
-    loop = store._emitter.bus._own_loop
+    loop = store.bus._own_loop
     close_store(store)
     assert loop is not None and loop.is_closed()

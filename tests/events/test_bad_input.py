@@ -39,11 +39,11 @@ def unchanged(store: statekeep.Store) -> Iterator[Callable[[], None]]:
     store.save(Todo(id="seed", title="x"))
     store.save(Note(id="seed", text="x"))
     before = snapshot(store)
-    subscriptions = list(store._emitter.bus._subscriptions)
+    subscriptions = list(store.bus._subscriptions)
 
     def check() -> None:
         assert snapshot(store) == before
-        assert store._emitter.bus._subscriptions == subscriptions
+        assert store.bus._subscriptions == subscriptions
 
     yield check
 

@@ -40,7 +40,7 @@ def idle(subscription: statekeep.DurableSubscription) -> None:
 
 
 def checkpoint(store: statekeep.Store, name: str) -> int | None:
-    body = store._backend.get(CHECKPOINTS.name, name)
+    body = store.backend.get(CHECKPOINTS.name, name)
     return None if body is None else int(json.loads(body)["position"])
 
 
@@ -425,7 +425,7 @@ def test_regression_an_undecodable_outbox_entry_kills_the_subscription(
     died = thread_deaths(monkeypatch)
     recorder = Recorder()
     subscription = store.subscribe("projector", recorder)
-    backend = store._backend
+    backend = store.backend
     backend.begin()
     backend.append_events(["this is not an event"])  # e.g. written by a newer version
     backend.commit()

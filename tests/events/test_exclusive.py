@@ -23,7 +23,7 @@ OpenStore = Callable[..., statekeep.Store]
 
 
 def test_a_name_is_claimed_by_one_holder_at_a_time(outbox_store: statekeep.Store) -> None:
-    backend = outbox_store._backend
+    backend = outbox_store.backend
     first = backend.claim("billing")
     assert first is not None and first.held()
     assert backend.claim("billing") is None
@@ -133,7 +133,7 @@ def test_a_holder_that_loses_its_session_stands_by_and_the_other_takes_over(
             "(SELECT pid FROM pg_stat_activity WHERE datname = current_database()) "
             "AND classid::bigint = (hashtext(%s)::bigint & 4294967295) "
             "AND objid::bigint = (hashtext('billing')::bigint & 4294967295)",
-            (f"statekeep:{writer._backend.schema}:subscription",),
+            (f"statekeep:{writer.backend.schema}:subscription",),
         )
     wait_for(lambda: standby.active, what="the standby to take over")
     for n in range(5):

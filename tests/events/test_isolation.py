@@ -30,7 +30,7 @@ def test_a_raising_handler_breaks_neither_the_write_nor_the_others(
     store.on(Todo, failing)
     store.on(Todo, after, priority=-1)
     reports: list[tuple[statekeep.Subscription, statekeep.Event, BaseException]] = []
-    bus = store._emitter.bus
+    bus = store.bus
     bus.on_error.append(lambda s, e, x: reports.append((s, e, x)))
 
     with caplog.at_level(logging.ERROR, logger="statekeep.events"):
@@ -68,7 +68,7 @@ def test_a_raising_on_error_callback_is_logged_too(
     def broken(*args: Any) -> None:
         raise RuntimeError("the reporter is broken too")
 
-    store._emitter.bus.on_error.extend([broken, lambda *args: reported.append(args)])
+    store.bus.on_error.extend([broken, lambda *args: reported.append(args)])
     with caplog.at_level(logging.ERROR, logger="statekeep.events"):
         store.save(Todo(id="a", title="x"))
     assert len(recorder) == 1 and len(reported) == 1
@@ -83,7 +83,7 @@ def test_a_failing_handler_does_not_keep_a_transaction_from_delivering(
     store.on(Todo.Created, recorder)
     store.save_many([Todo(id=f"t{n}", title="x") for n in range(5)], chunk_size=2)
     assert [e.entity_id for e in recorder.events] == [f"t{n}" for n in range(5)]
-    assert store._emitter.bus.stats.failed == 5
+    assert store.bus.stats.failed == 5
 
 
 def test_a_failing_handler_under_write_behind(store: statekeep.Store) -> None:
@@ -95,7 +95,7 @@ def test_a_failing_handler_under_write_behind(store: statekeep.Store) -> None:
     assert all(r.stored for r in receipts)
     assert store.count(Todo) == 10 and len(recorder) == 10
     assert store.writebehind.dead_letters() == []
-    assert store._emitter.bus.stats.failed == 10
+    assert store.bus.stats.failed == 10
 
 
 def test_a_failure_is_also_an_event(store: statekeep.Store) -> None:
@@ -118,4 +118,4 @@ def test_a_failure_is_also_an_event(store: statekeep.Store) -> None:
     )
     assert failure.error == "HandlerError: cannot handle todo.created"
     assert failure.entity_id == "a" and failure.version == 1
-    assert store._emitter.bus.stats.failed == 2  # the handler, and the failure handler
+    assert store.bus.stats.failed == 2  # the handler, and the failure handler

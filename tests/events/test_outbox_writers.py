@@ -35,7 +35,7 @@ def test_a_writer_does_not_wait_for_one_adding_events_and_is_delivered_after_it(
     seen = Recorder()
     subscription = store.subscribe("all", seen)
     assert subscription.wait_idle(20)
-    backend = store._backend
+    backend = store.backend
     appended, release, done = threading.Event(), threading.Event(), threading.Event()
 
     def hold() -> None:  # a transaction that has added its events, not yet committed

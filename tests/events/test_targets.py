@@ -174,13 +174,13 @@ def test_regression_save_many_chunk_failure_records_lifecycle_events(
     store.on(statekeep.Event, recorder)
     a, b = Session(id="a"), Session(id="b")
     b.record(SessionCompleted(minutes=1))
-    real = store._backend.append_events
+    real = store.backend.append_events
 
     def append_once_failing(bodies: list[str]) -> None:
-        monkeypatch.setattr(store._backend, "append_events", real)
+        monkeypatch.setattr(store.backend, "append_events", real)
         raise statekeep.BackendError("the database went away at commit")
 
-    monkeypatch.setattr(store._backend, "append_events", append_once_failing)
+    monkeypatch.setattr(store.backend, "append_events", append_once_failing)
     with pytest.raises(statekeep.BackendError):
         store.save_many([a, b], atomic=False)
     assert (a.version, b.version) == (0, 0)

@@ -183,7 +183,7 @@ def test_stopped_subscriptions_and_listing_them_leave_no_connections_behind(
     import psycopg
 
     store = outbox_store
-    backend = store._backend
+    backend = store.backend
     write(store, range(3))
     for n in range(5):
         consume(store, f"name {n}")

@@ -531,7 +531,7 @@ def test_two_schemas_in_one_database_do_not_see_each_other(make_url: MakeUrl) ->
         first.save(stale)  # versions are per schema: no conflict with the other one
         assert first.get(Doc, "shared").version == 2
         assert first.count(Doc) == 2 and second.count(Doc) == 1
-        assert first._backend.location != second._backend.location  # type: ignore[attr-defined]
+        assert first.backend.location != second.backend.location
 
 
 def test_the_postgres_alias_opens_the_same_store(pg_url: str) -> None:
@@ -557,7 +557,7 @@ def test_libpq_options_are_passed_through(server: str, pg_url: str) -> None:
                     "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
                 ).fetchone()
             assert row is not None and row[0] >= 1
-        with store._backend._connection("a test") as conn:  # type: ignore[attr-defined]
+        with store.backend._connection("a test") as conn:  # type: ignore[attr-defined]
             assert conn.execute("SHOW work_mem").fetchone() == ("7MB",)
 
 
@@ -589,7 +589,7 @@ def test_a_row_locked_elsewhere_is_a_transient_error_after_the_timeout(
 def plan(store: statekeep.Store, *conditions: Condition, **equals: Any) -> str:
     info = Doc.__statekeep__
     query = Query(info.filters(conditions, equals))
-    lines: list[str] = store._backend.explain(info.spec, query)  # type: ignore[attr-defined]
+    lines: list[str] = store.backend.explain(info.spec, query)  # type: ignore[attr-defined]
     return "\n".join(lines)
 
 
@@ -613,7 +613,7 @@ def test_find_on_an_indexed_field_is_an_index_scan(pg_url: str) -> None:
         assert [d.id for d in store.find(Doc, title="t5")] == ["00005"]
     # without the setting too, once PostgreSQL has statistics
     with statekeep.open(pg_url) as store:
-        with store._backend._connection("a test") as conn:  # type: ignore[attr-defined]
+        with store.backend._connection("a test") as conn:  # type: ignore[attr-defined]
             conn.execute(f'ANALYZE "{schema_of(pg_url)}".pg_doc')
         assert "Index" in plan(store, title="t5") and "pg_doc__title" in plan(store, title="t5")
 

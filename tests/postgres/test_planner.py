@@ -32,8 +32,8 @@ def plan(store: statekeep.Store) -> str:
     which PostgreSQL plans for its first rows (cursor_tuple_fraction)."""
     info = Marker.__statekeep__
     query = Query(info.filters([Marker.f.kind == "k7"], {}))
-    text, params = store._backend._select_sql(info.spec, query)  # type: ignore[attr-defined]
-    with store._backend._connection("a test") as conn, conn.transaction():  # type: ignore[attr-defined]
+    text, params = store.backend._select_sql(info.spec, query)  # type: ignore[attr-defined]
+    with store.backend._connection("a test") as conn, conn.transaction():  # type: ignore[attr-defined]
         rows = conn.execute(f"EXPLAIN DECLARE explained CURSOR FOR {text}", params)
         return "\n".join(str(row[0]) for row in rows)
 

@@ -160,7 +160,7 @@ def url(cluster: Cluster) -> Iterator[str]:
 def journal_dir(url: str) -> Path:
     """Where a store of this URL keeps its write-behind journal (the backend's location)."""
     with statekeep.open(url) as store:
-        return Path(store._backend.location + ".writebehind")  # type: ignore[attr-defined, operator]
+        return Path(store.backend.location + ".writebehind")  # type: ignore[operator]
 
 
 # -- a stream of saves and reads on a thread ---------------------------------

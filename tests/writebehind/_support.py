@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import statekeep
 from statekeep.backends import open_backend
 from statekeep.errors import TransientBackendError
 
@@ -99,16 +98,6 @@ class FaultyBackend:
         found = [i for i, batch in enumerate(self.committed) if id in batch]
         assert found, f"{id} was never written"
         return found[-1]
-
-
-def install(store: statekeep.Store, wrapper: FaultyBackend) -> None:
-    """Puts the wrapper between the store (and its write-behind engine) and
-    the real backend. There is no public seam for this: the Store keeps its
-    backend in `_backend` and hands it to the engine it makes on first use."""
-    store._backend = wrapper  # type: ignore[assignment]
-    engine = store._engine
-    if engine is not None:
-        engine._backend = wrapper  # type: ignore[assignment]
 
 
 class Recorder:

@@ -11,8 +11,9 @@ import pytest
 
 import statekeep
 from _backends import Backend as Backend  # for the tests that name it
+from statekeep.backends import open_backend
 
-from ._support import FaultyBackend, install
+from ._support import FaultyBackend
 
 OpenStore = Callable[..., statekeep.Store]
 
@@ -32,20 +33,27 @@ def open_store(store_url: str) -> Iterator[OpenStore]:
         store.close()  # drains for up to the store's drain_timeout
 
 
+OpenFaulty = Callable[..., tuple[statekeep.Store, FaultyBackend]]
+
+
 @pytest.fixture
-def wrap(open_store: OpenStore) -> Iterator[Callable[[statekeep.Store], FaultyBackend]]:
-    """wrap(store) puts a FaultyBackend under the store (before its first
-    enqueue); at the end every gate opens and every outage ends, so the stores
-    can close."""
-    wrappers: list[FaultyBackend] = []
+def open_faulty(store_url: str) -> Iterator[OpenFaulty]:
+    """open_faulty(**write-behind options) opens store_url on a FaultyBackend
+    (given as the store's backend=) and returns both; at the end every gate
+    opens and every outage ends, so the stores can close, and they are closed."""
+    opened: list[tuple[statekeep.Store, FaultyBackend]] = []
 
-    def wrap_(store: statekeep.Store) -> FaultyBackend:
-        wrapper = FaultyBackend(store._backend)
-        install(store, wrapper)
-        wrappers.append(wrapper)
-        return wrapper
+    def open_(**options: Any) -> tuple[statekeep.Store, FaultyBackend]:
+        wrapper = FaultyBackend(open_backend(store_url, {}))
+        store = statekeep.open(
+            store_url, backend=wrapper, writebehind=statekeep.WriteBehindOptions(**options)
+        )
+        opened.append((store, wrapper))
+        return store, wrapper
 
-    yield wrap_
-    for wrapper in wrappers:
+    yield open_
+    for _, wrapper in opened:
         wrapper.recover()
         wrapper.gate.set()
+    for store, _ in opened:
+        store.close()  # drains for up to the store's drain_timeout

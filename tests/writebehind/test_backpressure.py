@@ -38,9 +38,10 @@ def stored_ids(store: statekeep.Store) -> set[str]:
     return {d.id for d in store.find(Doc)}
 
 
-def test_policy_raise_refuses_at_once_and_stores_nothing_of_it(open_store: OpenStore, wrap) -> None:
-    store = open_store(max_pending=10, policy="raise", window=0.01)
-    backend = wrap(store)
+def test_policy_raise_refuses_at_once_and_stores_nothing_of_it(
+    open_store: OpenStore, open_faulty
+) -> None:
+    store, backend = open_faulty(max_pending=10, policy="raise", window=0.01)
     plugged(store, backend)
     receipts = fill(store, range(10))
     assert store.writebehind.stats().total_pending == 10
@@ -57,9 +58,10 @@ def test_policy_raise_refuses_at_once_and_stores_nothing_of_it(open_store: OpenS
     assert store.get(Doc, "d3").title == "again"
 
 
-def test_policy_block_waits_then_raises_after_block_timeout(open_store: OpenStore, wrap) -> None:
-    store = open_store(max_pending=10, policy="block", block_timeout=0.2, window=0.01)
-    backend = wrap(store)
+def test_policy_block_waits_then_raises_after_block_timeout(
+    open_store: OpenStore, open_faulty
+) -> None:
+    store, backend = open_faulty(max_pending=10, policy="block", block_timeout=0.2, window=0.01)
     plugged(store, backend)
     receipts = fill(store, range(10))
     started = time.monotonic()
@@ -72,9 +74,10 @@ def test_policy_block_waits_then_raises_after_block_timeout(open_store: OpenStor
     assert "d10" not in stored_ids(store)
 
 
-def test_policy_block_lets_the_caller_in_once_there_is_room(open_store: OpenStore, wrap) -> None:
-    store = open_store(max_pending=10, policy="block", block_timeout=30, window=0.01)
-    backend = wrap(store)
+def test_policy_block_lets_the_caller_in_once_there_is_room(
+    open_store: OpenStore, open_faulty
+) -> None:
+    store, backend = open_faulty(max_pending=10, policy="block", block_timeout=30, window=0.01)
     plugged(store, backend)
     fill(store, range(10))
     result: list[statekeep.Receipt | BaseException] = []
@@ -97,11 +100,10 @@ def test_policy_block_lets_the_caller_in_once_there_is_room(open_store: OpenStor
 
 
 def test_policy_shed_low_drops_the_oldest_low_write_never_silently(
-    open_store: OpenStore, wrap
+    open_store: OpenStore, open_faulty
 ) -> None:
     events = Recorder()
-    store = open_store(max_pending=10, policy="shed_low", window=0.01, on_event=events)
-    backend = wrap(store)
+    store, backend = open_faulty(max_pending=10, policy="shed_low", window=0.01, on_event=events)
     plugged(store, backend)
     low = fill(store, range(3), Priority.LOW)  # d0 oldest, then d1, d2
     normal = fill(store, range(3, 10))
@@ -125,10 +127,9 @@ def test_policy_shed_low_drops_the_oldest_low_write_never_silently(
 
 
 @pytest.mark.requires("persistent")
-def test_a_shed_write_stays_shed_after_a_restart(open_store: OpenStore, wrap) -> None:
+def test_a_shed_write_stays_shed_after_a_restart(open_store: OpenStore, open_faulty) -> None:
     """Its receipt failed, so it must not come back from the journal later."""
-    store = open_store(max_pending=3, policy="shed_low", window=0.01)
-    backend = wrap(store)
+    store, backend = open_faulty(max_pending=3, policy="shed_low", window=0.01)
     plugged(store, backend)
     low = store.enqueue(Doc(id="low", title="shed"), Priority.LOW)
     assert low.wait_durable(timeout=10)
@@ -142,10 +143,11 @@ def test_a_shed_write_stays_shed_after_a_restart(open_store: OpenStore, wrap) ->
         assert stored_ids(reopened) == {"plug", "d0", "d1", "d2"}
 
 
-def test_health_events_at_90_percent_and_back_under_70(open_store: OpenStore, wrap) -> None:
+def test_health_events_at_90_percent_and_back_under_70(open_store: OpenStore, open_faulty) -> None:
     events = Recorder()
-    store = open_store(max_pending=10, policy="raise", window=0.01, max_batch=1, on_event=events)
-    backend = wrap(store)
+    store, backend = open_faulty(
+        max_pending=10, policy="raise", window=0.01, max_batch=1, on_event=events
+    )
     plugged(store, backend)
     fill(store, range(8))
     assert events.of("health.high") == []

@@ -20,10 +20,9 @@ LONG = 10.0
 
 
 def test_repeated_enqueues_become_one_write_of_the_last_content(
-    open_store: OpenStore, wrap
+    open_store: OpenStore, open_faulty
 ) -> None:
-    store = open_store(window=LONG, low_max_age=3600)
-    backend = wrap(store)
+    store, backend = open_faulty(window=LONG, low_max_age=3600)
     receipts = [
         store.enqueue(
             Doc(id="x", title=f"content {k}", n=k), (Priority.LOW, Priority.NORMAL)[k % 2]
@@ -41,10 +40,9 @@ def test_repeated_enqueues_become_one_write_of_the_last_content(
 
 
 def test_a_write_in_flight_is_followed_by_one_write_of_the_newest(
-    open_store: OpenStore, wrap
+    open_store: OpenStore, open_faulty
 ) -> None:
-    store = open_store(window=0.01, low_max_age=3600)
-    backend = wrap(store)
+    store, backend = open_faulty(window=0.01, low_max_age=3600)
     backend.gate.clear()
     first = store.enqueue(Doc(id="x", title="first"), Priority.CRITICAL)
     eventually(backend.waiting.is_set, what="the first write in flight")

@@ -16,10 +16,9 @@ from .test_backpressure import plugged
 
 
 def test_durable_comes_before_stored_only_with_a_journal(
-    open_store: OpenStore, wrap, backend: Backend
+    open_store: OpenStore, open_faulty, backend: Backend
 ) -> None:
-    store = open_store(window=0.01)
-    db = wrap(store)
+    store, db = open_faulty(window=0.01)
     plugged(store, db)  # the database hangs
     receipt = store.enqueue(Doc(id="x", title="x"))
     if "persistent" in backend.capabilities:
@@ -36,10 +35,9 @@ def test_durable_comes_before_stored_only_with_a_journal(
 
 @pytest.mark.requires("persistent", "sqlite")
 def test_the_journal_keeps_no_copy_of_stored_writes(
-    open_store: OpenStore, wrap, store_url: str
+    open_store: OpenStore, open_faulty, store_url: str
 ) -> None:
-    store = open_store(window=0.01)
-    db = wrap(store)
+    store, db = open_faulty(window=0.01)
     plugged(store, db)
     receipts = [store.enqueue(Doc(id=f"d{k}", title="x")) for k in range(20)]
     assert all(r.wait_durable(timeout=10) for r in receipts)
@@ -55,9 +53,8 @@ def test_the_journal_keeps_no_copy_of_stored_writes(
     assert segments(store_url) == []
 
 
-def test_flush_times_out_while_the_database_hangs(open_store: OpenStore, wrap) -> None:
-    store = open_store(window=0.01)
-    db = wrap(store)
+def test_flush_times_out_while_the_database_hangs(open_store: OpenStore, open_faulty) -> None:
+    store, db = open_faulty(window=0.01)
     plugged(store, db)
     receipt = store.enqueue(Doc(id="x", title="x"))
     assert store.flush(timeout=0.2) is False

@@ -12,25 +12,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-import statekeep
-
-from ._support import FaultyBackend, eventually, journal_dir
-from .conftest import OpenStore
+from ._support import eventually, journal_dir
+from .conftest import OpenFaulty, OpenStore
 from .models import Doc
 
 pytestmark = pytest.mark.requires("persistent")
 
 
 def test_a_second_store_leaves_a_live_stores_pending_writes_alone(
-    open_store: OpenStore, wrap: Callable[[statekeep.Store], FaultyBackend]
+    open_store: OpenStore, open_faulty: OpenFaulty
 ) -> None:
-    first = open_store()
-    faulty = wrap(first)
+    first, faulty = open_faulty()
     faulty.gate.clear()  # the first store's writes stay pending (journaled, not stored)
     receipts = [first.enqueue(Doc(id=f"d{i}", title="first")) for i in range(50)]
     assert all(r.wait_durable(10) for r in receipts)

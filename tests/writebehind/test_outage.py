@@ -19,11 +19,10 @@ OUTAGE = 0.4  # seconds
 
 @pytest.mark.parametrize("fail_in", ["begin", "put"])
 def test_nothing_is_lost_in_an_outage_and_retries_back_off(
-    open_store: OpenStore, wrap, fail_in: str
+    open_store: OpenStore, open_faulty, fail_in: str
 ) -> None:
     events = Recorder()
-    store = open_store(window=0.01, retry_base=0.01, retry_cap=30.0, on_event=events)
-    backend = wrap(store)
+    store, backend = open_faulty(window=0.01, retry_base=0.01, retry_cap=30.0, on_event=events)
     backend.outage(OUTAGE, fail_in)
     down_until = backend.down_until
 
@@ -66,10 +65,9 @@ def test_nothing_is_lost_in_an_outage_and_retries_back_off(
     assert stats.dead_lettered == 0 and "injected outage" in (stats.last_error or "")
 
 
-def test_retry_delays_stop_growing_at_the_cap(open_store: OpenStore, wrap) -> None:
+def test_retry_delays_stop_growing_at_the_cap(open_store: OpenStore, open_faulty) -> None:
     events = Recorder()
-    store = open_store(window=0.01, retry_base=0.01, retry_cap=0.04, on_event=events)
-    backend = wrap(store)
+    store, backend = open_faulty(window=0.01, retry_base=0.01, retry_cap=0.04, on_event=events)
     backend.outage(0.25)
     receipt = store.enqueue(Doc(id="a", title="x"), Priority.CRITICAL)
     assert receipt.wait_stored(timeout=30)
@@ -80,10 +78,9 @@ def test_retry_delays_stop_growing_at_the_cap(open_store: OpenStore, wrap) -> No
 
 
 @pytest.mark.requires("persistent")
-def test_durable_during_an_outage_and_stored_after_it(open_store: OpenStore, wrap) -> None:
+def test_durable_during_an_outage_and_stored_after_it(open_store: OpenStore, open_faulty) -> None:
     """With a journal, a write is durable while the database is down."""
-    store = open_store(window=0.01, retry_base=0.02)
-    backend = wrap(store)
+    store, backend = open_faulty(window=0.01, retry_base=0.02)
     backend.outage(3600)
     receipt = store.enqueue(Doc(id="a", title="x"), Priority.CRITICAL)
     assert receipt.wait_durable(timeout=10)
@@ -94,11 +91,10 @@ def test_durable_during_an_outage_and_stored_after_it(open_store: OpenStore, wra
     assert store.get(Doc, "a").title == "x"
 
 
-def test_await_receipt_after_an_outage(open_store: OpenStore, wrap) -> None:
+def test_await_receipt_after_an_outage(open_store: OpenStore, open_faulty) -> None:
     import asyncio
 
-    store = open_store(window=0.01, retry_base=0.02)
-    backend = wrap(store)
+    store, backend = open_faulty(window=0.01, retry_base=0.02)
     backend.outage(0.15)
 
     async def main() -> int | None:

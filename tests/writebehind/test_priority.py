@@ -20,10 +20,9 @@ EARLY = 3.0  # generous, and well before LONG
 
 
 def test_critical_is_stored_well_before_the_normal_window_closes(
-    open_store: OpenStore, wrap
+    open_store: OpenStore, open_faulty
 ) -> None:
-    store = open_store(window=LONG, low_max_age=3600)
-    backend = wrap(store)
+    store, backend = open_faulty(window=LONG, low_max_age=3600)
     normal = store.enqueue(Doc(id="n", title="normal"))
     critical = store.enqueue(Doc(id="c", title="critical"), Priority.CRITICAL)
     assert critical.wait_stored(timeout=EARLY)
@@ -46,11 +45,10 @@ def test_a_critical_write_of_a_pending_entity_takes_it_along_at_once(
     assert store.get(Doc, "x").title == "critical"
 
 
-def test_low_waits_while_normal_work_is_pending(open_store: OpenStore, wrap) -> None:
+def test_low_waits_while_normal_work_is_pending(open_store: OpenStore, open_faulty) -> None:
     """While NORMAL writes wait, LOW is not written (its age limit is far);
     it is written once they are done."""
-    store = open_store(window=0.01, max_batch=5, low_max_age=3600)
-    backend = wrap(store)
+    store, backend = open_faulty(window=0.01, max_batch=5, low_max_age=3600)
     plugged(store, backend)
     low = store.enqueue(Doc(id="low", title="low"), Priority.LOW)
     normal = [store.enqueue(Doc(id=f"n{k}", title="normal")) for k in range(20)]

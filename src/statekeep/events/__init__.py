@@ -1,6 +1,9 @@
 """Events: lifecycle and domain events, the in-process bus, durable subscriptions."""
 
-from ._bus import Bus, Subscription
+from ._bus import Bus, Handler, Subscription, matcher_for
+from ._calling import running_loop
+from ._checkpoints import SubscriptionInfo
+from ._durable import DurableSubscription
 from ._event import (
     LIFECYCLE,
     Created,
@@ -13,18 +16,25 @@ from ._event import (
     domain_class,
     outbox_entry,
 )
+from ._subscriptions import Subscriptions
 
 __all__ = [
     "LIFECYCLE",
     "Bus",
     "Created",
     "Deleted",
+    "DurableSubscription",
     "Event",
+    "Handler",
     "HandlerFailed",
     "Lifecycle",
     "Subscription",
+    "SubscriptionInfo",
+    "Subscriptions",
     "UnknownEvent",
     "Updated",
     "domain_class",
+    "matcher_for",
     "outbox_entry",
+    "running_loop",
 ]

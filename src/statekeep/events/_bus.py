@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError
+from ._calling import running_loop
 from ._event import Event, HandlerFailed, Lifecycle
 
 log = logging.getLogger("statekeep.events")
@@ -122,7 +123,7 @@ class Bus:
         if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
         ):
-            loop = _running_loop() or self._background_loop()
+            loop = running_loop() or self._background_loop()
         subscription = Subscription(
             described, handler, priority, next(self._order), matches, loop, self
         )
@@ -263,10 +264,3 @@ class Bus:
         thread.join(timeout)
         if not thread.is_alive():
             loop.close()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -18,7 +18,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..backends.base import Backend, CollectionSpec, Query
+from ..backends.base import Backend, CollectionSpec, Query, atomic
 from ..errors import ConfigurationError, NotFoundError
 
 log = logging.getLogger("statekeep.events")
@@ -71,13 +71,8 @@ def save(backend: Backend, name: str, version: int, position: int) -> int:
         {"id": name, "version": version + 1, "position": position, "advanced_at": time.time()}
     )
     backend.ensure_collection(CHECKPOINTS)
-    backend.begin()
-    try:
+    with atomic(backend):
         backend.put(CHECKPOINTS, [(name, version + 1, body)])
-    except BaseException:
-        backend.rollback()
-        raise
-    backend.commit()
     return version + 1
 
 
@@ -118,20 +113,15 @@ def unsubscribe(backend: Backend, name: str) -> None:
         )
     try:
         backend.ensure_collection(CHECKPOINTS)
-        backend.begin()
         try:
-            backend.delete(CHECKPOINTS.name, name, None)
+            with atomic(backend):
+                backend.delete(CHECKPOINTS.name, name, None)
         except NotFoundError:
-            backend.rollback()
             error = NotFoundError("subscription", name)
             error.args = (
                 f"no durable subscription named {name!r}: store.subscriptions() lists them",
             )
             raise error from None
-        except BaseException:
-            backend.rollback()
-            raise
-        backend.commit()
     finally:
         claim.release()
 

@@ -41,6 +41,7 @@ from typing import Any
 from ..backends._claims import Claim
 from ..backends.base import Backend
 from ..errors import ConfigurationError, ConflictError, StatekeepError
+from ..flow import Backoff
 from ._bus import Matcher
 from ._calling import Abandoned, call, is_async, running_loop
 from ._checkpoints import load, prune, save
@@ -90,6 +91,7 @@ class DurableSubscription:
         self._batch = batch
         self._poll = poll
         self._max_backoff = max_backoff
+        self._backoff = Backoff(base=0.1, cap=max_backoff, factor=2.0)
         self._checkpoint_every = checkpoint_every
         self._loop = loop
         self._on_stop = on_stop
@@ -259,7 +261,7 @@ class DurableSubscription:
         if not self._wants(collection, kind):
             self.stats.skipped += 1
             return True
-        backoff = 0.1
+        failures = 0
         while not self._stopping.is_set():
             try:
                 self._call(event)
@@ -269,8 +271,8 @@ class DurableSubscription:
             # this thread it would end the subscription without a word)
             except (Exception, KeyboardInterrupt, SystemExit) as exc:  # noqa: BLE001
                 self._note_failure(exc, event)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                failures += 1
+                self._stopping.wait(self._backoff.delay(failures))
                 continue
             self.stats.delivered += 1
             return True

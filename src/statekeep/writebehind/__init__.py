@@ -1,12 +1,16 @@
 """Write-behind: enqueue writes that are stored in the background, in batches,
 by priority, surviving a crash once acknowledged durable."""
 
+from ._arguments import check_deadline, check_expect_version, check_options, check_priority
 from ._engine import WriteBehind
 from ._location import has_leftovers, journal_dir
 from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt
+from ._storing import BatchHooks, Change
 
 __all__ = [
+    "BatchHooks",
+    "Change",
     "DeadLetter",
     "Policy",
     "Priority",
@@ -14,6 +18,10 @@ __all__ = [
     "Stats",
     "WriteBehind",
     "WriteBehindOptions",
+    "check_deadline",
+    "check_expect_version",
+    "check_options",
+    "check_priority",
     "has_leftovers",
     "journal_dir",
 ]

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from .._commit import Commit, CommitHooks
 from ..backends.base import Backend, CollectionSpec, Row
 from ..errors import BackendError, NotFoundError, StatekeepError, TransientBackendError
 from ._item import Item, Key
@@ -19,13 +20,12 @@ _log = logging.getLogger("statekeep.writebehind")
 Change = tuple[CollectionSpec, str, int, int, str | None]
 
 
-class BatchHooks(Protocol):
-    """What the store does with a stored batch's changes: the events they make,
-    written with the batch and delivered once it commits."""
+class BatchHooks(CommitHooks, Protocol):
+    """What the store does with a stored batch's changes: the events they make
+    (batch_events), written with the batch and delivered once it commits (the
+    commit hooks every writer has, statekeep._commit)."""
 
     def batch_events(self, changes: Sequence[Change]) -> list[Any]: ...
-    def before_commit(self, events: list[Any]) -> None: ...
-    def after_commit(self, events: list[Any]) -> None: ...
 
 
 def store_batch(
@@ -55,9 +55,8 @@ def store_batch(
 def _write(
     backend: Backend, batch: list[Item], hooks: BatchHooks | None
 ) -> dict[Key, int | StatekeepError]:
-    backend.begin()
-    events: list[Any] = []
-    try:
+    commit = Commit(backend, hooks)
+    with commit as events:  # written to the outbox with the batch, before its commit
         stored = _stored_versions(backend, batch)
         versions: dict[Key, int | StatekeepError] = {}
         rows: dict[str, tuple[CollectionSpec, list[Row]]] = {}
@@ -86,20 +85,12 @@ def _write(
         for spec, spec_rows in rows.values():
             backend.put(spec, spec_rows)
         if hooks is not None and changes:
-            events = hooks.batch_events(changes)
-            if events:
-                hooks.before_commit(events)
-    except BaseException:
-        backend.rollback()
-        raise
-    backend.commit()
-    if events:
-        assert hooks is not None
-        try:
-            hooks.after_commit(events)
-        except BaseException:  # noqa: BLE001 - a handler's KeyboardInterrupt or SystemExit:
-            # no caller to reach on the write-behind thread, which must go on storing
-            _log.exception("statekeep write-behind: an event handler stopped (the batch is stored)")
+            events.extend(hooks.batch_events(changes))
+    try:
+        commit.deliver()
+    except BaseException:  # noqa: BLE001 - a handler's KeyboardInterrupt or SystemExit:
+        # no caller to reach on the write-behind thread, which must go on storing
+        _log.exception("statekeep write-behind: an event handler stopped (the batch is stored)")
     return versions
 
 

@@ -1,0 +1,96 @@
+"""save_many's engine: any number of entities, in chunks, one backend put per
+collection per chunk.
+
+Memory stays bounded by a chunk: an iterable is read chunk by chunk, and the
+undo log of the block keeps weak references to the entities of a generator
+(a list's are held by the caller anyway, so they are held directly: cheaper).
+atomic=True runs every chunk in the caller's transaction block (the Store
+opens one); atomic=False gives each chunk a transaction of its own, whose
+events are written with it and delivered once its entities carry their new
+versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from ._emit import Later
+from .backends.base import CollectionSpec, Row
+from .entity import Entity, has_recorded
+
+if TYPE_CHECKING:
+    from ._core import Core
+    from ._schema import EntityInfo
+
+
+def save_chunks(core: Core, entities: Iterable[Entity], chunk_size: int, atomic: bool) -> int:
+    """Saves every entity, chunk_size at a time; returns how many. With
+    atomic=True the caller has opened a transaction block around this."""
+    held = isinstance(entities, (list, tuple))  # the caller holds every entity
+    saved = 0
+    iterator = iter(entities)
+    while chunk := list(islice(iterator, chunk_size)):
+        saved += _save_chunk(core, chunk, atomic, held)
+    return saved
+
+
+def _save_chunk(core: Core, chunk: list[Entity], atomic: bool, held: bool) -> int:
+    olds: list[int] = []
+    emitter = core.emitter
+    backend = core.backend
+    later = Later(emitter)  # a chunk's own transaction: delivered after the versions hold
+    try:
+        groups = _rows_by_collection(core, chunk, olds)
+        block: AbstractContextManager[object] = nullcontext() if atomic else core.transaction(later)
+        with block:
+            for spec, rows in groups:
+                backend.ensure_collection(spec)
+                backend.put(spec, rows)
+            if emitter.active or has_recorded():
+                frame = core.frames.current()
+                assert frame is not None  # save_many always runs in a transaction block
+                bodies = _bodies_in_order(chunk, groups)
+                for entity, old, body in zip(chunk, olds, bodies, strict=True):
+                    made, took = emitter.saved(entity, old, body)
+                    frame.events.extend(made)
+                    if took:  # the block puts them back if it rolls back
+                        frame.taken.append((entity, took))
+    except BaseException:
+        for entity, old in reversed(list(zip(chunk, olds, strict=False))):
+            entity.__dict__["version"] = old  # last first: an entity may repeat
+        raise
+    frame = core.frames.current()
+    if frame is not None:
+        frame.note_many(chunk, olds, weak=not held)
+    core.deliver(later.events)
+    return len(chunk)
+
+
+def _rows_by_collection(
+    core: Core, chunk: list[Entity], olds: list[int]
+) -> list[tuple[CollectionSpec, list[Row]]]:
+    """Moves each version forward (noting the old one in olds) and makes
+    the rows, grouped by class."""
+    if len(set(map(type, chunk))) == 1:  # the usual case: one class
+        info = core.entity_info(chunk[0])
+        return [(info.spec, info.advance(chunk, olds))]
+    groups: dict[type, tuple[EntityInfo, list[Row]]] = {}
+    for entity in chunk:
+        group = groups.get(type(entity))
+        if group is None:
+            group = groups[type(entity)] = (core.entity_info(entity), [])
+        group[1].extend(group[0].advance([entity], olds))
+    return [(info.spec, rows) for info, rows in groups.values()]
+
+
+def _bodies_in_order(
+    chunk: list[Entity], groups: list[tuple[CollectionSpec, list[Row]]]
+) -> Iterator[str]:
+    """The stored body of each entity of chunk, in chunk order (rows are grouped by class)."""
+    if len(groups) == 1:
+        return (row[2] for row in groups[0][1])
+    by_collection = {spec.name: iter(rows) for spec, rows in groups}
+    return (next(by_collection[type(e).__statekeep__.spec.name])[2] for e in chunk)
