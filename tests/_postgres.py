@@ -45,7 +45,10 @@ def reachable(url: str, timeout: float = 3.0) -> str | None:
 
 def local_server(url: str) -> bool:
     host = urlsplit(url).hostname
-    return host in (None, "", "127.0.0.1", "localhost", "::1") and shutil.which("pg_ctlcluster")
+    return (
+        host in (None, "", "127.0.0.1", "localhost", "::1")
+        and shutil.which("pg_ctlcluster") is not None
+    )
 
 
 def start_local_server() -> None:

@@ -16,7 +16,7 @@ import statekeep
 from statekeep import Priority, QueueFullError
 
 from ._support import FaultyBackend, Recorder, eventually
-from .conftest import OpenStore
+from .conftest import OpenFaulty, OpenStore
 from .models import Doc
 
 
@@ -30,7 +30,9 @@ def plugged(store: statekeep.Store, backend: FaultyBackend) -> statekeep.Receipt
     return plug
 
 
-def fill(store: statekeep.Store, ids: range, priority: Priority = Priority.NORMAL) -> dict:
+def fill(
+    store: statekeep.Store, ids: range, priority: Priority = Priority.NORMAL
+) -> dict[str, statekeep.Receipt]:
     return {f"d{n}": store.enqueue(Doc(id=f"d{n}", title=f"t{n}", n=n), priority) for n in ids}
 
 
@@ -39,7 +41,7 @@ def stored_ids(store: statekeep.Store) -> set[str]:
 
 
 def test_policy_raise_refuses_at_once_and_stores_nothing_of_it(
-    open_store: OpenStore, open_faulty
+    open_store: OpenStore, open_faulty: OpenFaulty
 ) -> None:
     store, backend = open_faulty(max_pending=10, policy="raise", window=0.01)
     plugged(store, backend)
@@ -59,7 +61,7 @@ def test_policy_raise_refuses_at_once_and_stores_nothing_of_it(
 
 
 def test_policy_block_waits_then_raises_after_block_timeout(
-    open_store: OpenStore, open_faulty
+    open_store: OpenStore, open_faulty: OpenFaulty
 ) -> None:
     store, backend = open_faulty(max_pending=10, policy="block", block_timeout=0.2, window=0.01)
     plugged(store, backend)
@@ -75,7 +77,7 @@ def test_policy_block_waits_then_raises_after_block_timeout(
 
 
 def test_policy_block_lets_the_caller_in_once_there_is_room(
-    open_store: OpenStore, open_faulty
+    open_store: OpenStore, open_faulty: OpenFaulty
 ) -> None:
     store, backend = open_faulty(max_pending=10, policy="block", block_timeout=30, window=0.01)
     plugged(store, backend)
@@ -100,7 +102,7 @@ def test_policy_block_lets_the_caller_in_once_there_is_room(
 
 
 def test_policy_shed_low_drops_the_oldest_low_write_never_silently(
-    open_store: OpenStore, open_faulty
+    open_store: OpenStore, open_faulty: OpenFaulty
 ) -> None:
     events = Recorder()
     store, backend = open_faulty(max_pending=10, policy="shed_low", window=0.01, on_event=events)
@@ -127,7 +129,9 @@ def test_policy_shed_low_drops_the_oldest_low_write_never_silently(
 
 
 @pytest.mark.requires("persistent")
-def test_a_shed_write_stays_shed_after_a_restart(open_store: OpenStore, open_faulty) -> None:
+def test_a_shed_write_stays_shed_after_a_restart(
+    open_store: OpenStore, open_faulty: OpenFaulty
+) -> None:
     """Its receipt failed, so it must not come back from the journal later."""
     store, backend = open_faulty(max_pending=3, policy="shed_low", window=0.01)
     plugged(store, backend)
@@ -143,7 +147,9 @@ def test_a_shed_write_stays_shed_after_a_restart(open_store: OpenStore, open_fau
         assert stored_ids(reopened) == {"plug", "d0", "d1", "d2"}
 
 
-def test_health_events_at_90_percent_and_back_under_70(open_store: OpenStore, open_faulty) -> None:
+def test_health_events_at_90_percent_and_back_under_70(
+    open_store: OpenStore, open_faulty: OpenFaulty
+) -> None:
     events = Recorder()
     store, backend = open_faulty(
         max_pending=10, policy="raise", window=0.01, max_batch=1, on_event=events

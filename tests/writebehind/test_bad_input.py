@@ -4,6 +4,8 @@ failures go to the dead-letter list, with their error, and can be requeued."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -30,28 +32,28 @@ def nothing_stored(store: statekeep.Store) -> None:
     assert stats.stored == 0 and stats.total_pending == 0 and stats.dead_lettered == 0
 
 
-BAD_ENQUEUES = {
-    "not an entity": lambda s: s.enqueue({"id": "x", "title": "dict"}),
-    "an entity class": lambda s: s.enqueue(Doc),
-    "None": lambda s: s.enqueue(None),
-    "priority 7": lambda s: s.enqueue(Doc(id="x"), 7),
-    "priority 'high'": lambda s: s.enqueue(Doc(id="x"), "high"),
-    "priority -1": lambda s: s.enqueue(Doc(id="x"), -1),
+BAD_ENQUEUES: dict[str, Callable[[statekeep.Store], object]] = {
+    "not an entity": lambda s: s.enqueue({"id": "x", "title": "dict"}),  # type: ignore[arg-type]
+    "an entity class": lambda s: s.enqueue(Doc),  # type: ignore[arg-type]
+    "None": lambda s: s.enqueue(None),  # type: ignore[arg-type]
+    "priority 7": lambda s: s.enqueue(Doc(id="x"), 7),  # type: ignore[arg-type]
+    "priority 'high'": lambda s: s.enqueue(Doc(id="x"), "high"),  # type: ignore[arg-type]
+    "priority -1": lambda s: s.enqueue(Doc(id="x"), -1),  # type: ignore[arg-type]
     "negative deadline": lambda s: s.enqueue(Doc(id="x"), deadline=-1),
     "deadline nan": lambda s: s.enqueue(Doc(id="x"), deadline=math.nan),
     "deadline inf": lambda s: s.enqueue(Doc(id="x"), deadline=math.inf),
-    "deadline text": lambda s: s.enqueue(Doc(id="x"), deadline="soon"),
+    "deadline text": lambda s: s.enqueue(Doc(id="x"), deadline="soon"),  # type: ignore[arg-type]
     "deadline True": lambda s: s.enqueue(Doc(id="x"), deadline=True),
     "expect_version -1": lambda s: s.enqueue(Doc(id="x"), expect_version=-1),
-    "expect_version 1.5": lambda s: s.enqueue(Doc(id="x"), expect_version=1.5),
-    "expect_version '1'": lambda s: s.enqueue(Doc(id="x"), expect_version="1"),
+    "expect_version 1.5": lambda s: s.enqueue(Doc(id="x"), expect_version=1.5),  # type: ignore[arg-type]
+    "expect_version '1'": lambda s: s.enqueue(Doc(id="x"), expect_version="1"),  # type: ignore[arg-type]
     "expect_version True": lambda s: s.enqueue(Doc(id="x"), expect_version=True),
     "text with NUL": lambda s: s.enqueue(Doc(id="x", title="a\x00b")),
     "delete without an id": lambda s: s.enqueue_delete(Doc),
     "delete with an empty id": lambda s: s.enqueue_delete(Doc, ""),
-    "delete with an int id": lambda s: s.enqueue_delete(Doc, 5),
-    "delete of a non-entity class": lambda s: s.enqueue_delete(dict, "x"),
-    "delete with a bad priority": lambda s: s.enqueue_delete(Doc, "x", priority=9),
+    "delete with an int id": lambda s: s.enqueue_delete(Doc, 5),  # type: ignore[arg-type]
+    "delete of a non-entity class": lambda s: s.enqueue_delete(dict, "x"),  # type: ignore[arg-type]
+    "delete with a bad priority": lambda s: s.enqueue_delete(Doc, "x", priority=9),  # type: ignore[arg-type]
     "delete with a negative deadline": lambda s: s.enqueue_delete(Doc, "x", deadline=-0.5),
     "delete with a bad expect_version": lambda s: s.enqueue_delete(Doc, "x", expect_version=-2),
     "delete of an entity and an id": lambda s: s.enqueue_delete(Doc(id="x"), "y"),
@@ -140,7 +142,9 @@ def test_enqueue_on_a_store_closed_before_any_write_behind_is_refused(
     ],
     ids=str,
 )
-def test_bad_options_are_a_configuration_error(open_store: OpenStore, options: dict) -> None:
+def test_bad_options_are_a_configuration_error(
+    open_store: OpenStore, options: dict[str, Any]
+) -> None:
     with pytest.raises(ConfigurationError):
         open_store(**options)
 
@@ -149,7 +153,7 @@ def test_a_failing_on_event_callback_does_not_stop_the_pipeline(open_store: Open
     """The callback is the application's code; the flusher runs it and must
     go on storing writes whatever it raises."""
 
-    def on_event(name: str, info: dict) -> None:
+    def on_event(name: str, info: dict[str, Any]) -> None:
         raise RuntimeError(f"the application's callback failed on {name}")
 
     store = open_store(window=0.01, on_event=on_event, drain_timeout=1)

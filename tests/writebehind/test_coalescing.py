@@ -13,14 +13,14 @@ import statekeep
 from statekeep import NotFoundError, Priority
 
 from ._support import eventually
-from .conftest import OpenStore
+from .conftest import OpenFaulty, OpenStore
 from .models import Doc
 
 LONG = 10.0
 
 
 def test_repeated_enqueues_become_one_write_of_the_last_content(
-    open_store: OpenStore, open_faulty
+    open_store: OpenStore, open_faulty: OpenFaulty
 ) -> None:
     store, backend = open_faulty(window=LONG, low_max_age=3600)
     receipts = [
@@ -40,7 +40,7 @@ def test_repeated_enqueues_become_one_write_of_the_last_content(
 
 
 def test_a_write_in_flight_is_followed_by_one_write_of_the_newest(
-    open_store: OpenStore, open_faulty
+    open_store: OpenStore, open_faulty: OpenFaulty
 ) -> None:
     store, backend = open_faulty(window=0.01, low_max_age=3600)
     backend.gate.clear()
@@ -95,7 +95,7 @@ def test_every_coalesced_receipt_can_be_awaited(open_store: OpenStore) -> None:
         done = await asyncio.wait_for(asyncio.gather(*(wait(r) for r in receipts)), 30)
         return [r.version for r in done]
 
-    async def wait(receipt):
+    async def wait(receipt: statekeep.Receipt) -> statekeep.Receipt:
         return await receipt
 
     assert asyncio.run(main()) == [1] * 10

@@ -10,13 +10,13 @@ import pytest
 from statekeep import Priority
 
 from ._support import eventually, journal_bytes, segments
-from .conftest import Backend, OpenStore
+from .conftest import Backend, OpenFaulty, OpenStore
 from .models import Doc
 from .test_backpressure import plugged
 
 
 def test_durable_comes_before_stored_only_with_a_journal(
-    open_store: OpenStore, open_faulty, backend: Backend
+    open_store: OpenStore, open_faulty: OpenFaulty, backend: Backend
 ) -> None:
     store, db = open_faulty(window=0.01)
     plugged(store, db)  # the database hangs
@@ -35,7 +35,7 @@ def test_durable_comes_before_stored_only_with_a_journal(
 
 @pytest.mark.requires("persistent", "sqlite")
 def test_the_journal_keeps_no_copy_of_stored_writes(
-    open_store: OpenStore, open_faulty, store_url: str
+    open_store: OpenStore, open_faulty: OpenFaulty, store_url: str
 ) -> None:
     store, db = open_faulty(window=0.01)
     plugged(store, db)
@@ -53,7 +53,9 @@ def test_the_journal_keeps_no_copy_of_stored_writes(
     assert segments(store_url) == []
 
 
-def test_flush_times_out_while_the_database_hangs(open_store: OpenStore, open_faulty) -> None:
+def test_flush_times_out_while_the_database_hangs(
+    open_store: OpenStore, open_faulty: OpenFaulty
+) -> None:
     store, db = open_faulty(window=0.01)
     plugged(store, db)
     receipt = store.enqueue(Doc(id="x", title="x"))

@@ -13,6 +13,7 @@ import tempfile
 import time
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -34,7 +35,7 @@ from .models import Doc
 STRESS = os.environ.get("STATEKEEP_STRESS", "") not in ("", "0")
 IDS = ("a", "b", "c")
 DELETED = None
-OPTIONS = {"window": 0.002, "low_max_age": 0.02, "retry_base": 0.01}
+OPTIONS: dict[str, Any] = {"window": 0.002, "low_max_age": 0.02, "retry_base": 0.01}
 
 
 class Ordering(RuleBasedStateMachine):
@@ -44,7 +45,7 @@ class Ordering(RuleBasedStateMachine):
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="wb-ordering-"))
         self.url = self.backend.url(self.directory)
-        self.options = dict(OPTIONS)
+        self.options: dict[str, Any] = dict(OPTIONS)
         self.store = self._open()
         self.contents = count(1)
         self.history: dict[str, list[int | None]] = {id: [] for id in IDS}

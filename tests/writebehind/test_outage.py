@@ -11,7 +11,7 @@ import pytest
 from statekeep import Priority
 
 from ._support import Recorder, eventually
-from .conftest import OpenStore
+from .conftest import OpenFaulty, OpenStore
 from .models import Doc
 
 OUTAGE = 0.4  # seconds
@@ -19,7 +19,7 @@ OUTAGE = 0.4  # seconds
 
 @pytest.mark.parametrize("fail_in", ["begin", "put"])
 def test_nothing_is_lost_in_an_outage_and_retries_back_off(
-    open_store: OpenStore, open_faulty, fail_in: str
+    open_store: OpenStore, open_faulty: OpenFaulty, fail_in: str
 ) -> None:
     events = Recorder()
     store, backend = open_faulty(window=0.01, retry_base=0.01, retry_cap=30.0, on_event=events)
@@ -65,7 +65,9 @@ def test_nothing_is_lost_in_an_outage_and_retries_back_off(
     assert stats.dead_lettered == 0 and "injected outage" in (stats.last_error or "")
 
 
-def test_retry_delays_stop_growing_at_the_cap(open_store: OpenStore, open_faulty) -> None:
+def test_retry_delays_stop_growing_at_the_cap(
+    open_store: OpenStore, open_faulty: OpenFaulty
+) -> None:
     events = Recorder()
     store, backend = open_faulty(window=0.01, retry_base=0.01, retry_cap=0.04, on_event=events)
     backend.outage(0.25)
@@ -78,7 +80,9 @@ def test_retry_delays_stop_growing_at_the_cap(open_store: OpenStore, open_faulty
 
 
 @pytest.mark.requires("persistent")
-def test_durable_during_an_outage_and_stored_after_it(open_store: OpenStore, open_faulty) -> None:
+def test_durable_during_an_outage_and_stored_after_it(
+    open_store: OpenStore, open_faulty: OpenFaulty
+) -> None:
     """With a journal, a write is durable while the database is down."""
     store, backend = open_faulty(window=0.01, retry_base=0.02)
     backend.outage(3600)
@@ -91,7 +95,7 @@ def test_durable_during_an_outage_and_stored_after_it(open_store: OpenStore, ope
     assert store.get(Doc, "a").title == "x"
 
 
-def test_await_receipt_after_an_outage(open_store: OpenStore, open_faulty) -> None:
+def test_await_receipt_after_an_outage(open_store: OpenStore, open_faulty: OpenFaulty) -> None:
     import asyncio
 
     store, backend = open_faulty(window=0.01, retry_base=0.02)

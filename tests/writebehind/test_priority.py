@@ -11,7 +11,7 @@ import time
 from statekeep import Priority
 
 from ._support import eventually
-from .conftest import OpenStore
+from .conftest import OpenFaulty, OpenStore
 from .models import Doc
 from .test_backpressure import plugged
 
@@ -20,7 +20,7 @@ EARLY = 3.0  # generous, and well before LONG
 
 
 def test_critical_is_stored_well_before_the_normal_window_closes(
-    open_store: OpenStore, open_faulty
+    open_store: OpenStore, open_faulty: OpenFaulty
 ) -> None:
     store, backend = open_faulty(window=LONG, low_max_age=3600)
     normal = store.enqueue(Doc(id="n", title="normal"))
@@ -45,7 +45,9 @@ def test_a_critical_write_of_a_pending_entity_takes_it_along_at_once(
     assert store.get(Doc, "x").title == "critical"
 
 
-def test_low_waits_while_normal_work_is_pending(open_store: OpenStore, open_faulty) -> None:
+def test_low_waits_while_normal_work_is_pending(
+    open_store: OpenStore, open_faulty: OpenFaulty
+) -> None:
     """While NORMAL writes wait, LOW is not written (its age limit is far);
     it is written once they are done."""
     store, backend = open_faulty(window=0.01, max_batch=5, low_max_age=3600)
