@@ -5,7 +5,8 @@ rollback; in the order the changes were made; for every kind of write
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import cast
 
 import pytest
 
@@ -192,7 +193,7 @@ def test_save_many_makes_created_and_updated(store: statekeep.Store, atomic: boo
         todo.done = True
     store.save_many(loaded, chunk_size=10, atomic=atomic)
     assert recorder.seen == [("todo.updated", f"t{n:02}", 2) for n in range(25)]
-    assert all(e.entity.done for e in recorder.events)
+    assert all(cast(statekeep.Updated, e).entity.done for e in recorder.events)
 
 
 def test_save_many_of_mixed_classes_keeps_the_input_order(store: statekeep.Store) -> None:
@@ -259,7 +260,11 @@ def test_write_behind_makes_the_same_events_as_save(store: statekeep.Store) -> N
     store.on(Todo, direct)
     store.on(Note, queued)
 
-    def sequence(write: object, remove: object, cls: type) -> None:
+    def sequence(
+        write: Callable[[statekeep.Entity], object],
+        remove: Callable[[statekeep.Entity], object],
+        cls: type[Todo] | type[Note],
+    ) -> None:
         a = cls(id="a", **({"title": "a"} if cls is Todo else {"text": "a"}))
         b = cls(id="b", **({"title": "b"} if cls is Todo else {"text": "b"}))
         write(a)
@@ -295,7 +300,7 @@ def test_write_behind_makes_the_same_events_as_save(store: statekeep.Store) -> N
     ]
     created = queued.events[0]
     assert isinstance(created, Note.Created) and created.entity == Note(id="a", text="a", version=1)
-    assert queued.events[2].entity.version == 2
+    assert cast(statekeep.Updated, queued.events[2]).entity.version == 2
 
 
 def test_write_behind_delivers_after_its_batch_commits(store: statekeep.Store) -> None:
@@ -368,4 +373,6 @@ def test_regression_events_share_mutable_fields_with_the_entity(store: statekeep
         store.save(counter)
         counter.winners.append("grace")  # in place: no assignment
         store.save(counter)
-    assert [e.entity.winners for e in recorder.events] == [["ada"], ["ada", "grace"]]
+    assert [
+        cast(statekeep.Created | statekeep.Updated, e).entity.winners for e in recorder.events
+    ] == [["ada"], ["ada", "grace"]]

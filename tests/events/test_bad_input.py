@@ -102,7 +102,7 @@ def test_on_refuses_a_priority_that_is_not_an_int(
     store: statekeep.Store, unchanged: Callable[[], None], priority: object
 ) -> None:
     with pytest.raises(ConfigurationError):
-        store.on(Todo, Recorder(), priority=priority)  # type: ignore[arg-type]
+        store.on(Todo, Recorder(), priority=priority)  # type: ignore[call-overload]
     unchanged()
 
 

@@ -195,8 +195,12 @@ def test_a_consumer_killed_in_mid_stream_sees_every_event_at_least_once(
             start = count_lines(log)
             kill_after = rng.randrange(300, 2_000)
             child, output = start_consumer(store_url, "projector", tmp_path, run, "0")
+
+            def handled(start: int = start, kill_after: int = kill_after) -> bool:
+                return count_lines(log) >= start + kill_after
+
             wait_until(
-                lambda start=start, kill_after=kill_after: count_lines(log) >= start + kill_after,
+                handled,
                 child,
                 output,
                 60,

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -18,6 +19,9 @@ import statekeep
 from ._support import Recorder, outbox_events, start_child, wait_for
 from .models import Item
 from .test_cross_process import CHILD, count_lines, read_log, terminate, wait_until
+
+if TYPE_CHECKING:
+    from statekeep.backends.postgres import PostgresBackend
 
 OpenStore = Callable[..., statekeep.Store]
 
@@ -133,7 +137,7 @@ def test_a_holder_that_loses_its_session_stands_by_and_the_other_takes_over(
             "(SELECT pid FROM pg_stat_activity WHERE datname = current_database()) "
             "AND classid::bigint = (hashtext(%s)::bigint & 4294967295) "
             "AND objid::bigint = (hashtext('billing')::bigint & 4294967295)",
-            (f"statekeep:{writer.backend.schema}:subscription",),
+            (f"statekeep:{cast('PostgresBackend', writer.backend).schema}:subscription",),
         )
     wait_for(lambda: standby.active, what="the standby to take over")
     for n in range(5):

@@ -4,6 +4,9 @@ domain events recorded on entities."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import pytest
 
 import statekeep
@@ -103,7 +106,10 @@ def test_domain_events_are_typed_and_stamped(store: statekeep.Store) -> None:
     assert len(recorder) == 1
     session.record(SessionCompleted(minutes=30))
     store.save(session)
-    assert [(e.version, e.minutes) for e in recorder.events] == [(1, 25), (3, 30)]
+    assert [(e.version, cast(SessionCompleted, e).minutes) for e in recorder.events] == [
+        (1, 25),
+        (3, 30),
+    ]
 
 
 def test_domain_events_are_delivered_after_the_save_commits(store: statekeep.Store) -> None:
@@ -137,7 +143,7 @@ def test_a_conflicting_save_keeps_the_recorded_event_for_the_next_save(
     mine.version = fresh.version  # or bring the conflicting one up to date
     store.save(mine)
     assert recorder.seen == [("session.session_completed", "s", 4)]
-    assert recorder.events[0].minutes == 5
+    assert cast(SessionCompleted, recorder.events[0]).minutes == 5
 
 
 def test_a_failed_save_in_a_transaction_keeps_the_recorded_event(store: statekeep.Store) -> None:
@@ -222,7 +228,7 @@ def test_recorded_events_go_to_the_outbox_with_the_save(outbox_store: statekeep.
 def test_handlers_run_in_priority_order_then_subscription_order(store: statekeep.Store) -> None:
     calls: list[str] = []
 
-    def handler(label: str) -> object:
+    def handler(label: str) -> Callable[[statekeep.Event], object]:
         return lambda event: calls.append(label)
 
     store.on(statekeep.Event, handler("low"), priority=-5)

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -18,6 +19,9 @@ from statekeep.cli import main
 
 from ._support import Recorder, outbox, wait_for
 from .models import Item
+
+if TYPE_CHECKING:
+    from statekeep.backends.postgres import PostgresBackend
 
 OpenStore = Callable[..., statekeep.Store]
 
@@ -183,7 +187,7 @@ def test_stopped_subscriptions_and_listing_them_leave_no_connections_behind(
     import psycopg
 
     store = outbox_store
-    backend = store.backend
+    backend = cast("PostgresBackend", store.backend)
     write(store, range(3))
     for n in range(5):
         consume(store, f"name {n}")
