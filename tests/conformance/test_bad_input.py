@@ -617,18 +617,18 @@ def _enter_twice(store: statekeep.Store) -> None:
 MISUSES: list[tuple[str, Run, type[StatekeepError]]] = [
     ("save_many None", lambda s: s.save_many(None), ValidationError),  # type: ignore[arg-type]
     ("save_many a number", lambda s: s.save_many(5), ValidationError),  # type: ignore[arg-type]
-    ("save_many one entity", lambda s: s.save_many(Todo(title="x")), ValidationError),
-    ("save_many a dict", lambda s: s.save_many({"title": "x"}), ValidationError),  # type: ignore[arg-type]
+    ("save_many one entity", lambda s: s.save_many(Todo(title="x")), ValidationError),  # type: ignore[arg-type]
+    ("save_many a dict", lambda s: s.save_many({"title": "x"}), ValidationError),  # type: ignore[dict-item]
     (
         "save_many atomic text",
-        lambda s: s.save_many([Todo(title="x")], atomic="no"),
+        lambda s: s.save_many([Todo(title="x")], atomic="no"),  # type: ignore[arg-type]
         ConfigurationError,
-    ),  # type: ignore[arg-type]
+    ),
     (
         "save_many atomic None",
-        lambda s: s.save_many([Todo(title="x")], atomic=None),
+        lambda s: s.save_many([Todo(title="x")], atomic=None),  # type: ignore[arg-type]
         ConfigurationError,
-    ),  # type: ignore[arg-type]
+    ),
     (
         "save_many chunk_size True",
         lambda s: s.save_many([Todo(title="x")], chunk_size=True),
@@ -636,12 +636,12 @@ MISUSES: list[tuple[str, Run, type[StatekeepError]]] = [
     ),
     (
         "save_many chunk_size 1.5",
-        lambda s: s.save_many([Todo(title="x")], chunk_size=1.5),
+        lambda s: s.save_many([Todo(title="x")], chunk_size=1.5),  # type: ignore[arg-type]
         ConfigurationError,
-    ),  # type: ignore[arg-type]
+    ),
     ("get_many None", lambda s: s.get_many(Todo, None), QueryError),  # type: ignore[arg-type]
     ("get_many a number", lambda s: s.get_many(Todo, 5), QueryError),  # type: ignore[arg-type]
-    ("get_many bytes", lambda s: s.get_many(Todo, b"seed-1"), QueryError),
+    ("get_many bytes", lambda s: s.get_many(Todo, b"seed-1"), QueryError),  # type: ignore[arg-type]
     ("find limit True", lambda s: s.find(Todo, limit=True), QueryError),
     ("find limit False", lambda s: s.find(Todo, limit=False), QueryError),
     ("find offset True", lambda s: s.find(Todo, offset=True), QueryError),
@@ -687,8 +687,8 @@ MISUSES: list[tuple[str, Run, type[StatekeepError]]] = [
     ("transaction entered twice", _enter_twice, ConfigurationError),
     ("close text", lambda s: s.close("soon"), ConfigurationError),  # type: ignore[arg-type]
     ("close negative", lambda s: s.close(-1), ConfigurationError),
-    ("use None", lambda s: statekeep.use(None), ConfigurationError),  # type: ignore[arg-type]
-    ("use a URL", lambda s: statekeep.use("memory://"), ConfigurationError),  # type: ignore[arg-type]
+    ("use None", lambda s: statekeep.use(None), ConfigurationError),
+    ("use a URL", lambda s: statekeep.use("memory://"), ConfigurationError),
 ]
 
 

@@ -9,6 +9,7 @@ store working. Real os.fork() children; each ends with os._exit.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -90,7 +91,7 @@ def test_children_forked_after_open_use_the_store(backend: Any, store: statekeep
     reader.join()
     held = store.find(Todo)  # a lazy read open across the fork
     next(held)
-    pids = [_fork(lambda n=n: _child_work(store, n)) for n in range(CHILDREN)]
+    pids = [_fork(functools.partial(_child_work, store, n)) for n in range(CHILDREN)]
     for i in range(ROWS):  # the parent writes while the children do
         store.save(Note(id=f"parent-{i}", text="parent"))
     assert _wait(pids, timeout=60) == [0] * CHILDREN

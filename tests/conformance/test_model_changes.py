@@ -173,7 +173,7 @@ def test_rows_keep_being_read_after_a_field_is_removed_or_renamed(
 
 def test_extra_fields_are_still_refused_when_an_entity_is_made() -> None:
     with pytest.raises(statekeep.ValidationError):
-        ProfileRemoved(name="x", nickname="typo")
+        ProfileRemoved(name="x", nickname="typo")  # type: ignore[call-arg]
 
 
 # -- defaults that are SQL text in a trigger ----------------------------------

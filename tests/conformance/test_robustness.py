@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -217,7 +218,7 @@ def test_use_as_a_block_is_seen_only_by_its_own_thread(
 
     def other_thread() -> None:
         ready.wait()
-        seen.append(statekeep.active.current_store())
+        seen.append(cast(statekeep.Store, statekeep.active.current_store()))
         done.set()
 
     thread = threading.Thread(target=other_thread)
@@ -225,7 +226,7 @@ def test_use_as_a_block_is_seen_only_by_its_own_thread(
     with statekeep.use(mine):
         ready.set()
         done.wait()
-        assert statekeep.active.current_store() is mine
+        assert cast(statekeep.Store, statekeep.active.current_store()) is mine
     thread.join()
     assert seen == [everyone]
-    assert statekeep.active.current_store() is everyone
+    assert cast(statekeep.Store, statekeep.active.current_store()) is everyone

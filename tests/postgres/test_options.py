@@ -15,7 +15,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import psycopg
 import pytest
@@ -361,7 +361,7 @@ def test_a_value_too_large_for_an_index_row_is_a_validation_error(
     assert store.count(Doc) == 0
 
 
-NUL_CASES = {
+NUL_CASES: dict[str, Callable[[], Entity]] = {
     "indexed": lambda: Doc(id="bad", title="a\x00b"),
     "body": lambda: Tally(id="bad", writer="a\x00b"),
     "id": lambda: Doc(id="bad\x00", title="fine"),
@@ -474,7 +474,7 @@ def test_indexed_field_names_of_63_bytes_with_a_common_prefix(
 ) -> None:
     """Index names would pass 63 bytes; each index gets a distinct shortened name."""
     first, second = "a" * 62 + "1", "a" * 62 + "2"
-    cls = type(
+    cls: type[Entity] = type(
         "Twins",
         (Entity,),
         {
@@ -488,8 +488,8 @@ def test_indexed_field_names_of_63_bytes_with_a_common_prefix(
         collection="pg_twins",
     )
     store.save_many([cls(id="x", **{first: 1, second: 2}), cls(id="y", **{first: 2, second: 1})])
-    assert [e.id for e in store.find(cls, **{first: 1})] == ["x"]
-    assert [e.id for e in store.find(cls, **{second: 1})] == ["y"]
+    assert [e.id for e in store.find(cls, **cast(dict[str, Any], {first: 1}))] == ["x"]
+    assert [e.id for e in store.find(cls, **cast(dict[str, Any], {second: 1}))] == ["y"]
     with psycopg.connect(server, connect_timeout=5) as conn:
         names = [
             name
