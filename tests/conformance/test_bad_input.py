@@ -761,7 +761,7 @@ def test_a_non_finite_float_in_a_nested_model_is_refused(
         elif how == "save_many":
             store.save_many([Sensor(id="ok"), sensor])
         else:
-            store.enqueue(sensor).wait("stored", timeout=10)
+            store.enqueue(sensor).wait_stored(timeout=10)
     assert store.get_many(Sensor, ["s", "ok"]) == {}
     store.save(Sensor(id="fine", reading=_Reading(value=1.5), extra={"n": None}, label=None))
     assert store.get(Sensor, "fine").reading == _Reading(value=1.5)
@@ -791,7 +791,7 @@ def test_an_indexed_time_beyond_the_years_utc_holds_is_refused(
         elif how == "save_many":
             store.save_many([appointment])
         else:
-            store.enqueue(appointment).wait("stored", timeout=10)
+            store.enqueue(appointment).wait_stored(timeout=10)
     with pytest.raises(QueryError):
         store.count(Appointment, at=moment)
     with pytest.raises(QueryError):
