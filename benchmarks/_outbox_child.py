@@ -42,7 +42,8 @@ def save_many(url: str, outbox: bool, count: int, go: str) -> None:
 
 
 def saves(url: str, outbox: bool, go: str, stop: str) -> None:
-    taken, errors = [], []
+    taken: list[float] = []
+    errors: list[str] = []
     with statekeep.open(url, outbox=outbox) as store:
         [model] = entities(field_rows(1, seed=os.getpid()))
         store.save(model)  # connected, the table known

@@ -123,7 +123,9 @@ def _save_overhead(sizes: Sizes, progress: Progress) -> ExtraTable:
         best = best_of({"save": trial}, sizes, progress, f"save() with {handlers} handlers")
         timings[handlers] = best["save"] / n * 1e6
     base = timings[0]
-    table_rows = [(f"{h}", f"{timings[h]:.1f}", f"{timings[h] - base:+.1f}") for h in (0, 1, 10)]
+    table_rows: list[tuple[str, ...]] = [
+        (f"{h}", f"{timings[h]:.1f}", f"{timings[h] - base:+.1f}") for h in (0, 1, 10)
+    ]
     return ExtraTable(
         "save() into memory:// with in-process handlers",
         ("handlers", "us per save", "added by events"),

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import persistqueue  # type: ignore[import-untyped]
+import persistqueue  # type: ignore[import-untyped, unused-ignore]
 import psutil  # type: ignore[import-untyped]
 import pydantic
 import pydantic_core

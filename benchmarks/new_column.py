@@ -16,6 +16,7 @@ or on a SQLite file with --sqlite.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.queues
 import statistics
 import sys
 import tempfile
@@ -57,7 +58,8 @@ def old_writer(url: str, stop: Event, out: Any) -> None:
 def measure(url: str, rows: int) -> str:
     with statekeep.open(url) as store:
         store.save_many(JobOld(name=f"n{i}", priority=i % 3) for i in range(rows))
-    stop, out = multiprocessing.Event(), multiprocessing.Queue()
+    stop = multiprocessing.Event()
+    out: multiprocessing.queues.Queue[list[float]] = multiprocessing.Queue()
     writer = multiprocessing.Process(target=old_writer, args=(url, stop, out))
     writer.start()
     time.sleep(1.0)

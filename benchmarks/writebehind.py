@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import persistqueue  # type: ignore[import-untyped]
+import persistqueue  # type: ignore[import-untyped, unused-ignore]
 
 import statekeep
 from statekeep.backends import Backend, open_backend, register_backend
@@ -80,7 +80,7 @@ def _counted_sqlite(rest: str, options: dict[str, str]) -> Backend:
         sizes.append(len(rows))
         put(spec, rows)  # type: ignore[arg-type]
 
-    backend.put = counted_put  # type: ignore[method-assign,assignment]
+    backend.put = counted_put  # type: ignore[method-assign]
     _batch_logs.append(sizes)
     return backend
 
@@ -478,7 +478,7 @@ CURVE_HEADERS = (
 
 
 def _curve(sizes: Sizes, workdir: str, progress: Progress) -> ExtraTable:
-    table_rows = []
+    table_rows: list[tuple[str, ...]] = []
     for i, rate in enumerate(sizes.curve_rates):
         n = max(int(rate * sizes.curve_seconds), 20)
         progress(f"write-behind curve: {rate:,} writes/s offered ({n:,} writes)")
