@@ -35,7 +35,6 @@ from ..errors import (
     ConfigurationError,
     ConflictError,
     NotFoundError,
-    TransientBackendError,
 )
 from . import _matching
 from ._claims import Claim, FileClaims
@@ -57,7 +56,7 @@ from ._files_layout import (
     read_file,
     read_format,
 )
-from ._locks import acquire
+from ._locks import take, timed_out
 from ._overlay import Overlay, Savepoints, mine, owned
 from ._owner import current_task, second_transaction
 from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
@@ -192,16 +191,10 @@ class FilesBackend(Savepoints):
         if self._closed:
             raise BackendError(f"the files store {self._root} is closed")
         deadline = time.monotonic() + self._timeout
-        if not acquire(self._write_lock, self._timeout, self._closing):
-            raise TransientBackendError(
-                f"timed out after {self._timeout}s waiting for the write lock"
-            )
+        take(self._write_lock, self._timeout, self._closing)
         try:
             if not self._lock.acquire(max(0.0, deadline - time.monotonic())):
-                raise TransientBackendError(
-                    f"timed out after {self._timeout}s waiting for the write lock of "
-                    f"{self._root} (another process is writing)"
-                )
+                raise timed_out(self._timeout, of=self._root)
             try:
                 self._staging.recover()  # what a writer that crashed left behind
             except BaseException:
@@ -343,19 +336,12 @@ class FilesBackend(Savepoints):
         return {id: stored[1] for id, stored in found.items() if stored is not None}
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
-        matches = _matching.matcher(spec, query.filters)
-        rows = _matching.ordered(
-            spec, (row for row in self._visible(spec) if matches(row)), query.order
-        )
-        end = None if query.limit is None else query.offset + query.limit
-        for row in rows[query.offset : end]:
-            yield str(row[2])
+        yield from _matching.select(spec, self._visible(spec), query)
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
         if not filters:  # a listing is enough: no document read, none checked
             return self._count_all(spec.name)
-        matches = _matching.matcher(spec, filters)
-        return sum(1 for row in self._visible(spec) if matches(row))
+        return _matching.count(spec, self._visible(spec), filters)
 
     def _count_all(self, collection: str) -> int:
         folder = self._folder(collection)

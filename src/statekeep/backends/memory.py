@@ -14,10 +14,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from ..errors import ConflictError, NotFoundError, TransientBackendError
+from ..errors import ConflictError, NotFoundError
 from . import _matching
 from ._claims import Claim, LocalClaims
-from ._locks import acquire
+from ._locks import take
 from ._overlay import Overlay, Savepoints, mine, owned
 from ._owner import current_task, second_transaction
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
@@ -73,10 +73,7 @@ class MemoryBackend(Savepoints):
         held: _Transaction | None = getattr(self._local, "txn", None)
         if held is not None:
             raise second_transaction(held.task)
-        if not acquire(self._write_lock, self._timeout, self._closing):
-            raise TransientBackendError(
-                f"timed out after {self._timeout}s waiting for the write lock"
-            )
+        take(self._write_lock, self._timeout, self._closing)
         self._local.txn = _Transaction(task=current_task())
 
     def commit(self) -> None:
@@ -159,17 +156,10 @@ class MemoryBackend(Savepoints):
         return list(merged.values())
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
-        matches = _matching.matcher(spec, query.filters)
-        rows = _matching.ordered(
-            spec, (row for row in self._visible(spec) if matches(row)), query.order
-        )
-        end = None if query.limit is None else query.offset + query.limit
-        for row in rows[query.offset : end]:
-            yield str(row[2])
+        yield from _matching.select(spec, self._visible(spec), query)
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
-        matches = _matching.matcher(spec, filters)
-        return sum(1 for row in self._visible(spec) if matches(row))
+        return _matching.count(spec, self._visible(spec), filters)
 
     def after_fork(self) -> None:
         """In a forked child: the data is the child's own copy from now on;

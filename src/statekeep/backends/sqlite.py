@@ -40,7 +40,7 @@ from ..errors import (
     ValidationError,
 )
 from ._claims import Claim, FileClaims, LocalClaims
-from ._locks import acquire
+from ._locks import take
 from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._sqlite_columns import create_table, table_state
 from ._sqlite_sql import (
@@ -272,10 +272,7 @@ class SQLiteBackend:
         conn = self._conn()  # before the lock: opening a connection may fail
         if getattr(self._local, "active", False):
             raise second_transaction(self._local.task)
-        if not acquire(self._write_lock, self._timeout, self._closing):
-            raise TransientBackendError(
-                f"timed out after {self._timeout}s waiting for the write lock"
-            )
+        take(self._write_lock, self._timeout, self._closing)
         self._local.active = True
         self._local.task = current_task()
         self._local.pending = {}
