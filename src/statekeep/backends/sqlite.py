@@ -25,6 +25,7 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from itertools import chain, groupby
 from operator import itemgetter
 from typing import Any
@@ -43,13 +44,14 @@ from ._claims import Claim, FileClaims, LocalClaims
 from ._locks import take
 from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._sqlite_columns import create_table, table_state
+from ._sqlite_errors import DRIVER, OR_EMPTY, translate
 from ._sqlite_sql import (
     Statements,
     order_term,
     quote,
 )
 from ._sqlite_sql import where as where_clause
-from .base import CollectionSpec, Filter, Query, Row, conflict_detail, time_key
+from .base import CollectionSpec, Filter, Query, Row, atomic, conflict_detail, time_key
 
 SYNCHRONOUS = ("normal", "full")
 _OUTBOX_TABLE = (
@@ -65,17 +67,6 @@ _OUTBOX_PRUNE = (
     "WHERE position <= ? ORDER BY position DESC LIMIT 1 OFFSET ?)"
 )
 _CHUNK = 500  # ids per IN (...) lookup
-
-
-def _translate(exc: sqlite3.Error) -> BackendError:
-    message = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
-        return TransientBackendError(f"SQLite is busy: {message}")
-    return BackendError(f"SQLite failed: {message}")
-
-
-def _missing_table(exc: sqlite3.Error) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
 
 
 class SQLiteBackend:
@@ -137,7 +128,7 @@ class SQLiteBackend:
             conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
             conn.create_function("statekeep_time", 1, time_key, deterministic=True)
         except sqlite3.Error as exc:  # busy or locked: transient, as for any other call
-            kind = type(_translate(exc))
+            kind = type(translate(exc))
             raise kind(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         alive = {thread.ident for thread in threading.enumerate()}
         with self._registry_lock:
@@ -224,25 +215,13 @@ class SQLiteBackend:
         in_transaction = self._in_transaction()
         if in_transaction and self._local.pending.get(spec.name) is spec:
             return
-        try:  # a read first: a complete table needs no write lock
+        with DRIVER:  # a read first: a complete table needs no write lock
             state = table_state(self._read_conn(), spec)
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
         if state == "missing" and not create:
             return  # reads treat a missing table as empty
         if state != "complete":
-            if not in_transaction:
-                self.begin()
-            try:
+            with nullcontext() if in_transaction else atomic(self), DRIVER:
                 create_table(self._conn(), spec)
-            except BaseException as exc:
-                if not in_transaction:
-                    self.rollback()
-                if isinstance(exc, sqlite3.Error):
-                    raise _translate(exc) from exc
-                raise
-            if not in_transaction:
-                self.commit()
         if in_transaction:  # known to others only once committed
             self._local.pending[spec.name] = spec
         else:
@@ -277,23 +256,21 @@ class SQLiteBackend:
         self._local.task = current_task()
         self._local.pending = {}
         self._local.appended = 0
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except BaseException as exc:  # KeyboardInterrupt too: never keep the lock
-            self._abandon(conn)
-            if isinstance(exc, sqlite3.Error):
-                raise _translate(exc) from exc
-            raise
+        with DRIVER:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except BaseException:  # KeyboardInterrupt too: never keep the lock
+                self._abandon(conn)
+                raise
 
     def commit(self) -> None:
         conn = self._write_conn()
-        try:
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            self._abandon(conn)
-            if isinstance(exc, sqlite3.Error):
-                raise _translate(exc) from exc
-            raise
+        with DRIVER:
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                self._abandon(conn)
+                raise
         self._ensured.update(self._local.pending)
         self._ensured_specs.update(self._local.pending.values())
         appended = self._local.appended
@@ -308,10 +285,9 @@ class SQLiteBackend:
             return  # not this task's to end
         conn = self._conn()
         try:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+            with DRIVER:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
         finally:
             self._end()
 
@@ -333,10 +309,9 @@ class SQLiteBackend:
             self._write_lock.release()
 
     def _execute(self, sql: str) -> None:
-        try:
-            self._write_conn().execute(sql)
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+        conn = self._write_conn()
+        with DRIVER:
+            conn.execute(sql)
 
     def savepoint(self, name: str) -> None:
         self._execute(f"SAVEPOINT {quote(name)}")
@@ -353,23 +328,26 @@ class SQLiteBackend:
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
         conn = self._write_conn()
         statements = self._sql(spec)
-        if len(rows) == 1:
-            row = rows[0]
-            if row[1] == 1:
-                self._insert(conn, spec, rows)
-            else:
-                self._update(conn, spec, statements.update, rows)
-            return
-        if max(map(itemgetter(1), rows)) == 1:  # all new: the usual case
-            self._insert(conn, spec, rows)
-            return
-        # in the order given (a later row may build on an earlier one), a run
-        # of inserts or of updates per statement
-        for new, run in groupby(rows, key=lambda row: row[1] == 1):
-            if new:
-                self._insert(conn, spec, list(run))
-            else:
-                self._update(conn, spec, statements.update, list(run))
+        try:
+            with DRIVER:
+                if len(rows) == 1:
+                    row = rows[0]
+                    if row[1] == 1:
+                        self._insert(conn, spec, rows)
+                    else:
+                        self._update(conn, spec, statements.update, rows)
+                elif max(map(itemgetter(1), rows)) == 1:  # all new: the usual case
+                    self._insert(conn, spec, rows)
+                else:
+                    # in the order given (a later row may build on an earlier
+                    # one), a run of inserts or of updates per statement
+                    for new, run in groupby(rows, key=lambda row: row[1] == 1):
+                        if new:
+                            self._insert(conn, spec, list(run))
+                        else:
+                            self._update(conn, spec, statements.update, list(run))
+        except OverflowError as exc:  # an indexed integer beyond 64 bits
+            raise _too_big(spec) from exc
 
     def _insert(self, conn: sqlite3.Connection, spec: CollectionSpec, rows: Sequence[Row]) -> None:
         statements = self._sql(spec)
@@ -382,11 +360,10 @@ class SQLiteBackend:
                 else:
                     conn.execute(statements.insert_many(len(part)), list(chain(*part)))
             except sqlite3.IntegrityError as exc:  # the statement inserted none of its rows
-                raise self._insert_conflict(conn, spec, part) or _translate(exc) from exc
-            except sqlite3.Error as exc:
-                raise _translate(exc) from exc
-            except OverflowError as exc:
-                raise _too_big(spec) from exc
+                conflict = self._insert_conflict(conn, spec, part)
+                if conflict is None:
+                    raise  # put's boundary translates it
+                raise conflict from exc
 
     def _insert_conflict(
         self, conn: sqlite3.Connection, spec: CollectionSpec, part: Sequence[Row]
@@ -409,22 +386,17 @@ class SQLiteBackend:
     ) -> None:
         """Checks every expected version first (this transaction holds the write
         lock, so nobody can change them in between), then updates in one go."""
-        try:
-            if len(rows) == 1:  # one row: its rowcount says it all
-                row = rows[0]
-                if conn.execute(sql, (*row[1:], row[0], row[1] - 1)).rowcount == 1:
-                    return
-            stored = self._versions(conn, spec.name, [row[0] for row in rows])
-            for row in rows:
-                version = stored.get(row[0], 0)
-                if version != row[1] - 1:
-                    raise ConflictError(spec.name, row[0], conflict_detail(version, row[1] - 1))
-                stored[row[0]] = row[1]
-            cursor = conn.executemany(sql, [(*row[1:], row[0], row[1] - 1) for row in rows])
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
-        except OverflowError as exc:
-            raise _too_big(spec) from exc
+        if len(rows) == 1:  # one row: its rowcount says it all
+            row = rows[0]
+            if conn.execute(sql, (*row[1:], row[0], row[1] - 1)).rowcount == 1:
+                return
+        stored = self._versions(conn, spec.name, [row[0] for row in rows])
+        for row in rows:
+            version = stored.get(row[0], 0)
+            if version != row[1] - 1:
+                raise ConflictError(spec.name, row[0], conflict_detail(version, row[1] - 1))
+            stored[row[0]] = row[1]
+        cursor = conn.executemany(sql, [(*row[1:], row[0], row[1] - 1) for row in rows])
         if cursor.rowcount != len(rows):
             raise BackendError(
                 f"{spec.name}: updated {cursor.rowcount} of {len(rows)} rows; "
@@ -438,7 +410,7 @@ class SQLiteBackend:
     def delete(self, collection: str, id: str, version: int | None) -> None:
         conn = self._write_conn()
         table = quote(collection)
-        try:
+        with OR_EMPTY:
             if version is None:
                 cursor = conn.execute(f"DELETE FROM {table} WHERE id = ?", (id,))
             else:
@@ -448,41 +420,28 @@ class SQLiteBackend:
             if cursor.rowcount:
                 return
             stored = self._versions(conn, collection, [id])
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                raise NotFoundError(collection, id) from None
-            raise _translate(exc) from exc
-        if id not in stored:
-            raise NotFoundError(collection, id)
-        raise ConflictError(collection, id, conflict_detail(stored[id], version or 0))
+            if id in stored:
+                raise ConflictError(collection, id, conflict_detail(stored[id], version or 0))
+        raise NotFoundError(collection, id)  # no such row, or not even its table
 
     def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
-        try:
+        with OR_EMPTY:
             return self._versions(self._read_conn(), collection, list(ids))
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return {}
-            raise _translate(exc) from exc
+        return {}
 
     def get(self, collection: str, id: str) -> str | None:
         sql = self._get_sql.get(collection)
         if sql is None:
             sql = self._get_sql[collection] = f"SELECT body FROM {quote(collection)} WHERE id = ?"
-        try:
+        with OR_EMPTY:
             row = self._read_conn().execute(sql, (id,)).fetchone()
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return None
-            raise _translate(exc) from exc
-        return None if row is None else str(row[0])
+            return None if row is None else str(row[0])
+        return None
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
-        try:
+        with OR_EMPTY:
             return _by_id(self._read_conn(), "body", collection, list(ids))
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return {}
-            raise _translate(exc) from exc
+        return {}
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
         where, params = where_clause(query.filters)
@@ -492,57 +451,40 @@ class SQLiteBackend:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if query.limit is None else query.limit, query.offset]
         if self._in_transaction():  # must see its own writes: read them all now
-            try:
+            rows: list[Any] = []
+            with OR_EMPTY:
                 rows = self._conn().execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                if _missing_table(exc):
-                    return
-                raise _translate(exc) from exc
             for (body,) in rows:
                 yield body
             return
         conn, idle = self._reader()
         try:
-            for (body,) in conn.execute(sql, params):
-                yield body
-        except sqlite3.Error as exc:
-            if not _missing_table(exc):
-                raise _translate(exc) from exc
+            with OR_EMPTY:
+                for (body,) in conn.execute(sql, params):
+                    yield body
         finally:
             idle.append(conn)
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
         where, params = where_clause(filters)
-        try:
-            row = (
-                self._read_conn()
-                .execute(f"SELECT count(*) FROM {quote(spec.name)}{where}", params)
-                .fetchone()
-            )
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return 0
-            raise _translate(exc) from exc
-        return int(row[0])
+        with OR_EMPTY:
+            sql = f"SELECT count(*) FROM {quote(spec.name)}{where}"
+            return int(self._read_conn().execute(sql, params).fetchone()[0])
+        return 0
 
     # -- the outbox: a table whose positions are never reused -----------------
     def append_events(self, bodies: Sequence[str]) -> None:
         conn = self._write_conn()
-        try:
+        with DRIVER:
             conn.execute(_OUTBOX_TABLE)  # in the transaction: gone again if it rolls back
             conn.executemany(_OUTBOX_INSERT, [(body,) for body in bodies])
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
         self._local.appended += len(bodies)
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
         self._local.events_seen = self._event_count  # what wait_events waits to change
-        try:
+        with OR_EMPTY:
             return self._read_conn().execute(_OUTBOX_READ, (after, limit)).fetchall()
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return []
-            raise _translate(exc) from exc
+        return []
 
     def unsettled_events(self, after: int) -> bool:
         return False  # read_events returns every committed event
@@ -557,18 +499,9 @@ class SQLiteBackend:
             self._new_events.wait_for(lambda: self._event_count != seen, timeout)
 
     def prune_events(self, upto: int, keep: int = 0) -> int:
-        self.begin()
-        try:
-            cursor = self._conn().execute(_OUTBOX_PRUNE, (upto, keep))
-        except BaseException as exc:
-            self.rollback()
-            if isinstance(exc, sqlite3.Error):
-                if _missing_table(exc):
-                    return 0
-                raise _translate(exc) from exc
-            raise
-        self.commit()
-        return cursor.rowcount
+        with OR_EMPTY, atomic(self):  # rolled back, then translated
+            return int(self._conn().execute(_OUTBOX_PRUNE, (upto, keep)).rowcount)
+        return 0
 
     def claim(self, name: str) -> Claim | None:
         """An flock on a file of the name in <database>.subscriptions/ (in
@@ -579,7 +512,8 @@ class SQLiteBackend:
         """SQLite's query plan for a select (what an index lookup looks like)."""
         where, params = where_clause(query.filters)
         sql = f"EXPLAIN QUERY PLAN SELECT body FROM {quote(spec.name)}{where}"
-        return [str(row[3]) for row in self._conn().execute(sql, params)]
+        with DRIVER:
+            return [str(row[3]) for row in self._conn().execute(sql, params)]
 
 
 def _by_id(conn: sqlite3.Connection, column: str, table: str, ids: list[str]) -> dict[str, Any]:
