@@ -59,7 +59,7 @@ from ._files_layout import (
 from ._locks import take, timed_out
 from ._overlay import Overlay, Savepoints, mine, owned
 from ._owner import current_task, second_transaction
-from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
+from .base import CollectionSpec, Filter, Index, Query, Row, atomic, conflict_detail
 
 _Key = tuple[str, str]  # (collection, id)
 _Change = tuple[int, str] | None  # (version, staged file) or None: deleted
@@ -73,6 +73,9 @@ class _Transaction(Overlay[_Change]):
     token: str = ""
     staged: int = 0  # files staged so far (they are named <token>-<n>.json)
     events: list[str] = field(default_factory=list)
+    # files of the outbox committed with the documents (prune_events rewrites them)
+    outbox_puts: list[Put] = field(default_factory=list)
+    outbox_deletes: list[Delete] = field(default_factory=list)
 
 
 @dataclass
@@ -218,6 +221,8 @@ class FilesBackend(Savepoints):
                     puts.append((folder, name, change[1]))
             if txn.events:  # last: the data is in place before its events show
                 puts.extend(self._stage_events(txn))
+            puts.extend(txn.outbox_puts)
+            deletes.extend(txn.outbox_deletes)
             if puts or deletes:
                 self._staging.commit(puts, deletes)
         finally:  # a failed commit cleans up after itself, or leaves a recovery
@@ -480,28 +485,24 @@ class FilesBackend(Savepoints):
         upto -= keep
         if upto <= 0:
             return 0
-        self.begin()
-        txn = self._txn()
-        committing = False
+        pruned = 0
         try:
-            pruned, puts, deletes = 0, [], []
-            for first, name in event_files(self._outbox):
-                if first > upto:
-                    break
-                bodies = (read_file(f"{self._outbox}/{name}") or b"").decode().split("\n")[:-1]
-                deletes.append((OUTBOX, name))
-                kept = bodies[upto - first + 1 :]
-                pruned += len(bodies) - len(kept)
-                if kept:
-                    self._staging.write(f"{txn.token}-kept", events_text(kept))
-                    puts.append((OUTBOX, events_name(upto + 1), f"{txn.token}-kept"))
-            committing = True
-            if deletes:
-                self._staging.commit(puts, deletes)
+            with atomic(self):
+                txn = self._txn()
+                for first, name in event_files(self._outbox):
+                    if first > upto:
+                        break
+                    data = read_file(f"{self._outbox}/{name}") or b""
+                    bodies = data.decode().split("\n")[:-1]
+                    txn.outbox_deletes.append((OUTBOX, name))
+                    kept = bodies[upto - first + 1 :]
+                    pruned += len(bodies) - len(kept)
+                    if kept:
+                        txn.staged += 1
+                        self._staging.write(f"{txn.token}-kept", events_text(kept))
+                        txn.outbox_puts.append((OUTBOX, events_name(upto + 1), f"{txn.token}-kept"))
         except OSError as exc:
             raise failure("prune the events in", self._outbox, exc) from exc
-        finally:  # a failed commit cleans up after itself, or leaves a recovery
-            self._end(txn, discard=not committing)
         return pruned
 
     def claim(self, name: str) -> Claim | None:
