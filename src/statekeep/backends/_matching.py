@@ -99,6 +99,15 @@ def count(spec: CollectionSpec, rows: Iterable[Row], filters: Sequence[Filter]) 
     return sum(1 for row in rows if matches(row))
 
 
+def explain(spec: CollectionSpec, query: Query) -> list[str]:
+    """The plan of `select`: no index, every row read, filtered and sorted in Python."""
+    plan = [f"SCAN {spec.name} (every row, filtered in Python)"]
+    if query.order:
+        keys = ", ".join(f"{o.field.name}{' DESC' if o.descending else ''}" for o in query.order)
+        plan.append(f"SORT in Python BY {keys}, id")
+    return plan
+
+
 def indexed_values(spec: CollectionSpec, body: str) -> tuple[Any, ...]:
     """The values of spec's indexed fields, read from a body."""
     document = json.loads(body)

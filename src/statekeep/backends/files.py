@@ -59,7 +59,7 @@ from ._files_layout import (
 from ._locks import take, timed_out
 from ._overlay import Overlay, Savepoints, mine, owned
 from ._owner import current_task, second_transaction
-from .base import CollectionSpec, Filter, Index, Query, Row, atomic, conflict_detail
+from .base import CHUNK_ROWS, CollectionSpec, Filter, Index, Query, Row, atomic, conflict_detail
 
 _Key = tuple[str, str]  # (collection, id)
 _Change = tuple[int, str] | None  # (version, staged file) or None: deleted
@@ -87,6 +87,8 @@ class _Cache:
 
 
 class FilesBackend(Savepoints):
+    chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
+
     def __init__(self, path: str, *, timeout: float = 5.0, fsync: bool = True) -> None:
         self._root = os.path.abspath(path)
         self.location: str | None = self._root
@@ -347,6 +349,9 @@ class FilesBackend(Savepoints):
         if not filters:  # a listing is enough: no document read, none checked
             return self._count_all(spec.name)
         return _matching.count(spec, self._visible(spec), filters)
+
+    def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
+        return _matching.explain(spec, query)
 
     def _count_all(self, collection: str) -> int:
         folder = self._folder(collection)

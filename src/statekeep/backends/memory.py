@@ -20,7 +20,7 @@ from ._claims import Claim, LocalClaims
 from ._locks import take
 from ._overlay import Overlay, Savepoints, mine, owned
 from ._owner import current_task, second_transaction
-from .base import CollectionSpec, Filter, Query, Row, conflict_detail
+from .base import CHUNK_ROWS, CollectionSpec, Filter, Query, Row, conflict_detail
 
 _Key = tuple[str, str]
 _ABSENT = None
@@ -32,6 +32,8 @@ class _Transaction(Overlay[Row | None]):
 
 
 class MemoryBackend(Savepoints):
+    chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
+
     def __init__(self, *, timeout: float = 5.0) -> None:
         self._rows: dict[str, dict[str, Row]] = {}
         self._specs: dict[str, CollectionSpec] = {}
@@ -160,6 +162,9 @@ class MemoryBackend(Savepoints):
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
         return _matching.count(spec, self._visible(spec), filters)
+
+    def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
+        return _matching.explain(spec, query)
 
     def after_fork(self) -> None:
         """In a forked child: the data is the child's own copy from now on;

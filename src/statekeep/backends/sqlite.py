@@ -51,7 +51,7 @@ from ._sqlite_sql import (
     quote,
 )
 from ._sqlite_sql import where as where_clause
-from .base import CollectionSpec, Filter, Query, Row, atomic, conflict_detail, time_key
+from .base import CHUNK_ROWS, CollectionSpec, Filter, Query, Row, atomic, conflict_detail, time_key
 
 SYNCHRONOUS = ("normal", "full")
 _OUTBOX_TABLE = (
@@ -70,6 +70,8 @@ _CHUNK = 500  # ids per IN (...) lookup
 
 
 class SQLiteBackend:
+    chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
+
     def __init__(self, path: str, *, synchronous: str = "normal", timeout: float = 5.0) -> None:
         if synchronous not in SYNCHRONOUS:
             raise ConfigurationError(
