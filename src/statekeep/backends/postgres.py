@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg_pool import PoolClosed, PoolTimeout
 
+from .._numbers import is_whole
 from ..errors import (
     BackendError,
     ConfigurationError,
@@ -46,6 +47,7 @@ from ..errors import (
     TransactionError,
     TransientBackendError,
 )
+from ..flow import Retry
 from . import _postgres_sql as pgsql
 from ._claims import Claim, unwatch, watch
 from ._owner import ANOTHER_TASK, current_task, second_transaction
@@ -82,7 +84,7 @@ _LIBPQ = (
 
 def _size(text: str) -> int:
     size = int(text)
-    if not 0 <= size <= 1000:
+    if not is_whole(size, 0, 1000):
         raise ValueError(f"pool sizes are between 0 and 1000, not {text}")
     return size
 
@@ -111,6 +113,12 @@ def _state_dir() -> Path:
         os.path.expanduser("~"), ".local", "state"
     )
     return Path(base) / "statekeep"
+
+
+def _deadlock(exc: BaseException) -> bool:
+    return isinstance(exc, TransientBackendError) and isinstance(
+        exc.__cause__, psycopg.errors.DeadlockDetected
+    )
 
 
 class PostgresBackend:
@@ -348,18 +356,18 @@ class PostgresBackend:
         waits for the index build's lock on the table; PostgreSQL ends one of
         them, and nothing is left half done that a second attempt does not
         finish (an index cut short is built again)."""
-        for attempt in (1, 2, 3):
-            try:
-                with self._connection("adding a collection's columns") as conn:
-                    with conn.transaction():
-                        large = self._columns.build(conn, spec)
-                    if large:
-                        self._columns.fill(conn, spec, concurrently=True)
-                return
-            except TransientBackendError as exc:
-                if attempt == 3 or not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
-                    raise
-                _log.info("statekeep: %s: adding columns met a deadlock; again", spec.name)
+
+        def build_and_fill() -> None:
+            with self._connection("adding a collection's columns") as conn:
+                with conn.transaction():
+                    large = self._columns.build(conn, spec)
+                if large:
+                    self._columns.fill(conn, spec, concurrently=True)
+
+        def again(exc: BaseException, attempt: int) -> None:
+            _log.info("statekeep: %s: adding columns met a deadlock; again", spec.name)
+
+        Retry(attempts=3, when=_deadlock, on_retry=again).call(build_and_fill)
 
     def _known(self, collection: str) -> bool:
         """Does the table exist (as this thread sees it)? Reads of a missing one find nothing."""
