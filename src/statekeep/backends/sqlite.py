@@ -17,11 +17,8 @@ a committed transaction also survives a power loss, at some cost per commit.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import sqlite3
-import tempfile
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -45,7 +42,12 @@ from ._locks import take
 from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._sqlite_columns import create_table, table_state
 from ._sqlite_errors import DRIVER, OR_EMPTY, translate
+from ._sqlite_folder import private_folder
 from ._sqlite_sql import (
+    OUTBOX_INSERT,
+    OUTBOX_PRUNE,
+    OUTBOX_READ,
+    OUTBOX_TABLE,
     Statements,
     order_term,
     quote,
@@ -54,18 +56,6 @@ from ._sqlite_sql import where as where_clause
 from .base import CHUNK_ROWS, CollectionSpec, Filter, Query, Row, atomic, conflict_detail, time_key
 
 SYNCHRONOUS = ("normal", "full")
-_OUTBOX_TABLE = (
-    "CREATE TABLE IF NOT EXISTS statekeep_outbox "
-    "(position INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)"
-)
-_OUTBOX_INSERT = "INSERT INTO statekeep_outbox (body) VALUES (?)"
-_OUTBOX_READ = (
-    "SELECT position, body FROM statekeep_outbox WHERE position > ? ORDER BY position LIMIT ?"
-)
-_OUTBOX_PRUNE = (
-    "DELETE FROM statekeep_outbox WHERE position <= (SELECT position FROM statekeep_outbox "
-    "WHERE position <= ? ORDER BY position DESC LIMIT 1 OFFSET ?)"
-)
 _CHUNK = 500  # ids per IN (...) lookup
 
 
@@ -478,14 +468,14 @@ class SQLiteBackend:
     def append_events(self, bodies: Sequence[str]) -> None:
         conn = self._write_conn()
         with DRIVER:
-            conn.execute(_OUTBOX_TABLE)  # in the transaction: gone again if it rolls back
-            conn.executemany(_OUTBOX_INSERT, [(body,) for body in bodies])
+            conn.execute(OUTBOX_TABLE)  # in the transaction: gone again if it rolls back
+            conn.executemany(OUTBOX_INSERT, [(body,) for body in bodies])
         self._local.appended += len(bodies)
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
         self._local.events_seen = self._event_count  # what wait_events waits to change
         with OR_EMPTY:
-            return self._read_conn().execute(_OUTBOX_READ, (after, limit)).fetchall()
+            return self._read_conn().execute(OUTBOX_READ, (after, limit)).fetchall()
         return []
 
     def unsettled_events(self, after: int) -> bool:
@@ -502,7 +492,7 @@ class SQLiteBackend:
 
     def prune_events(self, upto: int, keep: int = 0) -> int:
         with OR_EMPTY, atomic(self):  # rolled back, then translated
-            return int(self._conn().execute(_OUTBOX_PRUNE, (upto, keep)).rowcount)
+            return int(self._conn().execute(OUTBOX_PRUNE, (upto, keep)).rowcount)
         return 0
 
     def claim(self, name: str) -> Claim | None:
@@ -567,11 +557,7 @@ class SQLiteMemoryBackend(SQLiteBackend):
     """
 
     def __init__(self, *, timeout: float = 5.0) -> None:
-        shm = "/dev/shm"
-        where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
-        _remove_orphans(where)
-        self._folder = tempfile.mkdtemp(prefix=_PREFIX, dir=where)
-        self._removal = weakref.finalize(self, _remove_folder, self._folder, _hold(self._folder))
+        self._folder, self._removal = private_folder(self)
         try:
             super().__init__(os.path.join(self._folder, "memory.db"), timeout=timeout)
         except BaseException:
@@ -579,68 +565,12 @@ class SQLiteMemoryBackend(SQLiteBackend):
             raise
         self.location = None
         self._synchronous = "off"
-        self._conn().execute("PRAGMA synchronous=OFF")
+        with DRIVER:
+            self._conn().execute("PRAGMA synchronous=OFF")
 
     def close(self) -> None:
         super().close()
         self._removal()
-
-
-_PREFIX = "statekeep-memory-"
-_OWNED = "owned"  # a file in the folder, flocked by its process (and forked children) while used
-
-
-def _hold(folder: str) -> int:
-    """Takes the folder's flock (made under another name, then renamed: an
-    `owned` file is always locked by a living owner, or its owner is gone)."""
-    making = os.path.join(folder, f"{_OWNED}.new")
-    fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.rename(making, os.path.join(folder, _OWNED))
-    return fd
-
-
-def _remove_orphans(where: str) -> None:
-    """Removes the folders of sqlite://:memory: stores whose processes died
-    without close() (kill -9, a crash): /dev/shm is memory until a reboot."""
-    try:
-        names = [n for n in os.listdir(where) if n.startswith(_PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        folder = os.path.join(where, name)
-        try:
-            fd = os.open(os.path.join(folder, _OWNED), os.O_RDWR | os.O_CLOEXEC)
-        except OSError:  # being made, removed meanwhile, or not ours to open
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # its owner lives
-            continue
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-        finally:
-            os.close(fd)
-
-
-def _remove_folder(folder: str, held: int) -> None:
-    """Lets go of the folder, and removes it unless another process uses it
-    still: a forked child holds the flock too (its copy of the descriptor),
-    so the parent's close() leaves the database to its children, and the
-    last of them to close removes it (or, if it is killed, the sweep)."""
-    os.close(held)
-    try:
-        fd = os.open(os.path.join(folder, _OWNED), os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # another process uses it
-        return
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
-    finally:
-        os.close(fd)
 
 
 def _file_of(path: str) -> str | None:
