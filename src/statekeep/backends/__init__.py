@@ -95,7 +95,8 @@ def _files(rest: str, options: dict[str, str]) -> Backend:
 def _postgresql(scheme: str) -> Factory:
     def factory(rest: str, options: dict[str, str]) -> Backend:
         try:
-            from .postgres import OPTIONS, PostgresBackend
+            from ._postgres_options import OPTIONS
+            from .postgres import PostgresBackend
         except ImportError as exc:  # psycopg is an optional dependency
             raise ConfigurationError(
                 f"{scheme}:// needs psycopg and psycopg_pool: pip install 'statekeep[postgresql]'"
