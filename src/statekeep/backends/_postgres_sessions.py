@@ -33,7 +33,7 @@ class Sessions:
         self._schema = schema
         self._channel = channel
         self._lock = threading.Lock()
-        self._kept: list[psycopg.Connection[Any]] = []  # listeners and claims' connections
+        self.kept: list[psycopg.Connection[Any]] = []  # listeners and claims' connections
         self._spare_claimers: list[psycopg.Connection[Any]] = []
         self._local = threading.local()  # .listening: this thread's Listening
 
@@ -59,8 +59,8 @@ class Sessions:
         """A connection of its own, closed with the store; the ones closed
         already (a claim released, a thread's listener gone) are let go."""
         with self._lock:
-            self._kept = [c for c in self._kept if not c.closed]
-            self._kept.append(conn)
+            self.kept = [c for c in self.kept if not c.closed]
+            self.kept.append(conn)
 
     def claim(self, name: str) -> Claim | None:
         """A session-level advisory lock on a connection of the claim's own:
@@ -88,15 +88,15 @@ class Sessions:
 
     def close(self) -> None:
         with self._lock:
-            kept, self._kept = self._kept, []
+            kept, self.kept = self.kept, []
         for conn in kept:
             conn.close()
 
     def after_fork(self) -> list[Any]:
         """In a forked child: sets the parent's connections aside (returned,
         for the caller to keep from being closed) and starts afresh."""
-        inherited = [self._kept, self._local]
-        self._kept = []
+        inherited = [self.kept, self._local]
+        self.kept = []
         self._local = threading.local()
         self._lock = threading.Lock()
         return inherited

@@ -113,7 +113,8 @@ class PostgresBackend:
             when=lambda exc: isinstance(exc, psycopg.Error) and lost(exc),
             on_retry=lambda exc, attempt: self._connections.lost(),
         )
-        self._sessions = Sessions(lambda: self._connections.connect(), schema, self._outbox.channel)
+        self._channel = self._outbox.channel
+        self._sessions = Sessions(lambda: self._connections.connect(), schema, self._channel)
         try:  # one connection first: it fails at once, saying why
             conn = self._connections.connect()
         except psycopg.Error as exc:
@@ -131,6 +132,11 @@ class PostgresBackend:
             self._connections.close()
             doing = f"PostgreSQL at {redacted(url)}: the pool made no connection in time"
             raise open_failed(exc, doing) from exc
+
+    @property
+    def _listeners(self) -> list[psycopg.Connection[Any]]:
+        """The connections kept outside the pool, open or not (tests count them)."""
+        return self._sessions.kept
 
     def _setup_schema(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"statekeep:{self.schema}",))
