@@ -57,8 +57,8 @@ from ._files_layout import (
     read_format,
 )
 from ._locks import take, timed_out
-from ._overlay import Overlay, Savepoints, mine, owned
-from ._owner import current_task, second_transaction
+from ._overlay import Overlay, OverlayTransactions
+from ._owner import current_task
 from .base import CHUNK_ROWS, CollectionSpec, Filter, Index, Query, Row, atomic, conflict_detail
 
 _Key = tuple[str, str]  # (collection, id)
@@ -86,7 +86,7 @@ class _Cache:
     rows: dict[str, tuple[_Stamp, Row]] = field(default_factory=dict)
 
 
-class FilesBackend(Savepoints):
+class FilesBackend(OverlayTransactions[_Transaction]):
     chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
 
     def __init__(self, path: str, *, timeout: float = 5.0, fsync: bool = True) -> None:
@@ -178,21 +178,13 @@ class FilesBackend(Savepoints):
 
     # -- transactions --------------------------------------------------------
     def _txn(self) -> _Transaction:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
-        owned(txn)
-        assert txn is not None
+        txn = super()._txn()
         if self._closed:
             raise BackendError(f"the files store {self._root} is closed")
         return txn
 
-    def _mine(self) -> _Transaction | None:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
-        return txn if mine(txn) is not None else None
-
     def begin(self) -> None:
-        held: _Transaction | None = getattr(self._local, "txn", None)
-        if held is not None:
-            raise second_transaction(held.task)
+        self._check_none_open()
         if self._closed:
             raise BackendError(f"the files store {self._root} is closed")
         deadline = time.monotonic() + self._timeout

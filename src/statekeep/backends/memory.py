@@ -18,8 +18,8 @@ from ..errors import ConflictError, NotFoundError
 from . import _matching
 from ._claims import Claim, LocalClaims
 from ._locks import take
-from ._overlay import Overlay, Savepoints, mine, owned
-from ._owner import current_task, second_transaction
+from ._overlay import Overlay, OverlayTransactions
+from ._owner import current_task
 from .base import CHUNK_ROWS, CollectionSpec, Filter, Query, Row, conflict_detail
 
 _Key = tuple[str, str]
@@ -31,7 +31,7 @@ class _Transaction(Overlay[Row | None]):
     events: list[str] = field(default_factory=list)
 
 
-class MemoryBackend(Savepoints):
+class MemoryBackend(OverlayTransactions[_Transaction]):
     chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
 
     def __init__(self, *, timeout: float = 5.0) -> None:
@@ -61,20 +61,8 @@ class MemoryBackend(Savepoints):
             self._specs[spec.name] = spec
 
     # -- transactions --------------------------------------------------------
-    def _txn(self) -> _Transaction:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
-        owned(txn)
-        assert txn is not None
-        return txn
-
-    def _mine(self) -> _Transaction | None:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
-        return txn if mine(txn) is not None else None
-
     def begin(self) -> None:
-        held: _Transaction | None = getattr(self._local, "txn", None)
-        if held is not None:
-            raise second_transaction(held.task)
+        self._check_none_open()
         take(self._write_lock, self._timeout, self._closing)
         self._local.txn = _Transaction(task=current_task())
 
