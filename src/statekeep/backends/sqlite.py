@@ -41,7 +41,7 @@ from ._claims import Claim, FileClaims, LocalClaims
 from ._locks import take
 from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._sqlite_columns import create_table, table_state
-from ._sqlite_errors import DRIVER, OR_EMPTY, translate
+from ._sqlite_errors import DRIVER, OR_EMPTY, empty_or_raise, translate
 from ._sqlite_folder import private_folder
 from ._sqlite_sql import (
     OUTBOX_INSERT,
@@ -248,21 +248,23 @@ class SQLiteBackend:
         self._local.task = current_task()
         self._local.pending = {}
         self._local.appended = 0
-        with DRIVER:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except BaseException:  # KeyboardInterrupt too: never keep the lock
-                self._abandon(conn)
-                raise
+        try:  # not `with DRIVER` (the hot path of a save: see _sqlite_errors)
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:  # KeyboardInterrupt too: never keep the lock
+            self._abandon(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc) from exc
+            raise
 
     def commit(self) -> None:
         conn = self._write_conn()
-        with DRIVER:
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                self._abandon(conn)
-                raise
+        try:  # not `with DRIVER` (the hot path of a save: see _sqlite_errors)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            self._abandon(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc) from exc
+            raise
         self._ensured.update(self._local.pending)
         self._ensured_specs.update(self._local.pending.values())
         appended = self._local.appended
@@ -320,24 +322,25 @@ class SQLiteBackend:
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
         conn = self._write_conn()
         statements = self._sql(spec)
-        try:
-            with DRIVER:
-                if len(rows) == 1:
-                    row = rows[0]
-                    if row[1] == 1:
-                        self._insert(conn, spec, rows)
-                    else:
-                        self._update(conn, spec, statements.update, rows)
-                elif max(map(itemgetter(1), rows)) == 1:  # all new: the usual case
+        try:  # not `with DRIVER` (the hot path of a save: see _sqlite_errors)
+            if len(rows) == 1:
+                row = rows[0]
+                if row[1] == 1:
                     self._insert(conn, spec, rows)
                 else:
-                    # in the order given (a later row may build on an earlier
-                    # one), a run of inserts or of updates per statement
-                    for new, run in groupby(rows, key=lambda row: row[1] == 1):
-                        if new:
-                            self._insert(conn, spec, list(run))
-                        else:
-                            self._update(conn, spec, statements.update, list(run))
+                    self._update(conn, spec, statements.update, rows)
+            elif max(map(itemgetter(1), rows)) == 1:  # all new: the usual case
+                self._insert(conn, spec, rows)
+            else:
+                # in the order given (a later row may build on an earlier one),
+                # a run of inserts or of updates per statement
+                for new, run in groupby(rows, key=lambda row: row[1] == 1):
+                    if new:
+                        self._insert(conn, spec, list(run))
+                    else:
+                        self._update(conn, spec, statements.update, list(run))
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
         except OverflowError as exc:  # an indexed integer beyond 64 bits
             raise _too_big(spec) from exc
 
@@ -425,10 +428,11 @@ class SQLiteBackend:
         sql = self._get_sql.get(collection)
         if sql is None:
             sql = self._get_sql[collection] = f"SELECT body FROM {quote(collection)} WHERE id = ?"
-        with OR_EMPTY:
+        try:  # not `with OR_EMPTY` (the hot path of a get: see _sqlite_errors)
             row = self._read_conn().execute(sql, (id,)).fetchone()
-            return None if row is None else str(row[0])
-        return None
+        except sqlite3.Error as exc:
+            return empty_or_raise(exc, None)
+        return None if row is None else str(row[0])
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
         with OR_EMPTY:
