@@ -22,7 +22,7 @@ from ._emit import Pending, decode
 from ._saving import save_chunks
 from ._transaction import Transaction
 from .backends import Backend, open_backend
-from .backends._parse import redacted
+from .backends import redacted
 from .backends.base import Query
 from .conditions import Condition, OrderBy
 from .entity import Entity, put_back_recorded
@@ -254,7 +254,7 @@ class Store:
         core.check_open()
         entities = check.entities(entities)
         if chunk_size is None:
-            chunk_size = getattr(core.backend, "chunk_rows", 1000)
+            chunk_size = core.backend.chunk_rows
         chunk_size = check.chunk_size(chunk_size)
         if check.flag(atomic, "atomic"):
             with core.transaction():
