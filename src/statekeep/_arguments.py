@@ -15,9 +15,31 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._schema import check_storable
+from .backends.base import Backend
 from .errors import ConfigurationError, QueryError, ValidationError
 
 _BIGGEST = 2**63 - 1  # what every backend can hold as a LIMIT or OFFSET
+
+
+# what a backend object has: Backend's attributes and methods
+_BACKEND_MEMBERS = tuple(
+    sorted(
+        {name for name in vars(Backend) if not name.startswith("_")} | set(Backend.__annotations__)
+    )
+)
+
+
+def backend(value: Any) -> Backend:
+    """A backend object (backend=): not a class, not a URL, nothing that lacks
+    one of the Backend protocol's attributes or methods."""
+    missing = [name for name in _BACKEND_MEMBERS if not hasattr(value, name)]
+    if isinstance(value, type) or missing:
+        lacks = f" (it has no {', '.join(missing)})" if missing and len(missing) < 6 else ""
+        raise ConfigurationError(
+            "backend= takes a backend object (a statekeep.backends.Backend, e.g. "
+            f"open_backend(url, {{}})), not {value!r}{lacks}"
+        )
+    return value  # type: ignore[no-any-return]
 
 
 def an_id(id: Any) -> str:

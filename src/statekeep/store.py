@@ -21,8 +21,7 @@ from ._core import Core, State
 from ._emit import Pending, decode
 from ._saving import save_chunks
 from ._transaction import Transaction
-from .backends import Backend, open_backend
-from .backends import redacted
+from .backends import Backend, open_backend, redacted
 from .backends.base import Query
 from .conditions import Condition, OrderBy
 from .entity import Entity, put_back_recorded
@@ -97,11 +96,13 @@ class Store:
         given = backend is not None
         if backend is None:
             backend = open_backend(url, options)
-        elif options:
-            raise ConfigurationError(
-                "with backend=, options go to the backend you made, not to the store: "
-                + ", ".join(sorted(options))
-            )
+        else:
+            check.backend(backend)
+            if options:
+                raise ConfigurationError(
+                    "with backend=, options go to the backend you made, not to the store: "
+                    + ", ".join(sorted(options))
+                )
         try:
             self._durable = Subscriptions(
                 backend,
