@@ -95,3 +95,15 @@ def test_a_backend_lacking_a_method_is_refused_by_name() -> None:
     with pytest.raises(ConfigurationError, match="it has no commit"):
         statekeep.Store("memory://", backend=_NoCommit(inner))
     inner.close()
+
+
+def test_a_backend_given_to_an_open_store_is_refused_to_a_second_one() -> None:
+    """The first store closes it with itself: a second would lose it under its feet."""
+    backend = Closes(open_backend("memory://", {}))
+    first = statekeep.open("memory://", backend=backend)
+    with pytest.raises(ConfigurationError, match="already the backend of"):
+        statekeep.open("memory://", backend=backend)
+    first.save(Note(id="a"))  # the first store is unaffected
+    assert first.get(Note, "a").id == "a"
+    first.close()
+    assert backend.closed == 1

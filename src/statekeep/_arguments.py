@@ -11,6 +11,7 @@ arguments and of the write-behind options are write-behind's own
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,7 +40,17 @@ def backend(value: Any) -> Backend:
             "backend= takes a backend object (a statekeep.backends.Backend, e.g. "
             f"open_backend(url, {{}})), not {value!r}{lacks}"
         )
+    taken = TAKEN.get(id(value))
+    if taken is not None and not taken.closed and taken.backend is value:
+        raise ConfigurationError(
+            f"backend= is already the backend of {taken!r}, which closes it with "
+            "itself: give each store a backend of its own"
+        )
     return value  # type: ignore[no-any-return]
+
+
+# id(backend) -> the store that took it over through backend= (the Store writes it)
+TAKEN: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 
 
 def an_id(id: Any) -> str:

@@ -130,6 +130,8 @@ class Store:
         exits.callback(self._durable.stop_all)  # 1. durable subscriptions stop
         if has_leftovers(writebehind_options, backend.location):
             self._writebehind()  # writes a crash left behind are stored now
+        if given:
+            check.TAKEN[id(backend)] = self  # one store a backend
         _fork.track(self)
 
     def _after_fork(self) -> None:
