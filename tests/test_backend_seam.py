@@ -66,3 +66,44 @@ def test_the_bus_counts_what_it_delivered() -> None:
         store.on(Note, lambda event: seen.append(event.entity_id))
         store.save(Note(id="b"))
         assert seen == ["b"] and store.bus.stats.delivered == 1
+
+
+class _NoCommit:
+    """Most of a backend, but not commit."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "commit":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [object(), "sqlite://:memory:", False, 5, type(open_backend("memory://", {}))],
+    ids=["object", "url", "false", "int", "a-class"],
+)
+def test_backend_must_be_a_backend_object(given: Any) -> None:
+    with pytest.raises(ConfigurationError, match="backend= takes a backend object"):
+        statekeep.open("memory://", backend=given)
+
+
+def test_a_backend_lacking_a_method_is_refused_by_name() -> None:
+    inner = open_backend("memory://", {})
+    with pytest.raises(ConfigurationError, match="it has no commit"):
+        statekeep.Store("memory://", backend=_NoCommit(inner))
+    inner.close()
+
+
+def test_a_backend_given_to_an_open_store_is_refused_to_a_second_one() -> None:
+    """The first store closes it with itself: a second would lose it under its feet."""
+    backend = Closes(open_backend("memory://", {}))
+    first = statekeep.open("memory://", backend=backend)
+    with pytest.raises(ConfigurationError, match="already the backend of"):
+        statekeep.open("memory://", backend=backend)
+    first.save(Note(id="a"))  # the first store is unaffected
+    assert first.get(Note, "a").id == "a"
+    first.close()
+    assert backend.closed == 1

@@ -1,14 +1,16 @@
 """Layers import one way only, checked by reading the imports of every module.
 
     cli, _demo                (only cli imports the demo; nobody imports cli)
-    store, _emit, _transaction
+    store, _core, _saving, _transaction, _emit   (the Store is a facade over _core)
     entity, _schema, conditions, active   (active: the default store, a Protocol)
     writebehind, events       (rows and events: no entities, no store)
+    _commit                   (the one commit sequence: begin, outbox, commit, deliver)
     backends                  (standard library, statekeep.backends, statekeep.errors,
                                and PostgreSQL's driver in the PostgreSQL backend only)
     errors                    (nothing from statekeep)
 
-Beside them, leaves every layer may use: _numbers, _naming and flow (which
+A package's private modules are its own: other packages import what its
+__init__ exports. Beside the layers, leaves every layer may use: _numbers, _naming and flow (which
 import the standard library, errors and each other only).
 
 Imports are read with `ast`, so a module is checked whether or not it is
@@ -293,6 +295,19 @@ def test_leaves_import_only_the_standard_library_errors_and_leaves() -> None:
         for i in IMPORTS
         if _leaf(i.source) and not (_stdlib(i.target) or _leaf(i.target) or i.target == ERRORS)
     ]
+    assert wrong == []
+
+
+def test_packages_import_each_other_through_their_exports() -> None:
+    """A package's private modules (`statekeep.events._bus`) are its own: other
+    packages and the top-level modules import what its __init__ exports."""
+    wrong = []
+    for i in IMPORTS:
+        if not _internal(i.target) or i.target not in MODULES:
+            continue
+        owner, _, last = i.target.rpartition(".")
+        if owner != PACKAGE and last.startswith("_") and not _inside(i.source, owner):
+            wrong.append(str(i))
     assert wrong == []
 
 

@@ -11,13 +11,46 @@ arguments and of the write-behind options are write-behind's own
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from ._schema import check_storable
+from .backends.base import Backend
 from .errors import ConfigurationError, QueryError, ValidationError
 
 _BIGGEST = 2**63 - 1  # what every backend can hold as a LIMIT or OFFSET
+
+
+# what a backend object has: Backend's attributes and methods
+_BACKEND_MEMBERS = tuple(
+    sorted(
+        {name for name in vars(Backend) if not name.startswith("_")} | set(Backend.__annotations__)
+    )
+)
+
+
+def backend(value: Any) -> Backend:
+    """A backend object (backend=): not a class, not a URL, nothing that lacks
+    one of the Backend protocol's attributes or methods."""
+    missing = [name for name in _BACKEND_MEMBERS if not hasattr(value, name)]
+    if isinstance(value, type) or missing:
+        lacks = f" (it has no {', '.join(missing)})" if missing and len(missing) < 6 else ""
+        raise ConfigurationError(
+            "backend= takes a backend object (a statekeep.backends.Backend, e.g. "
+            f"open_backend(url, {{}})), not {value!r}{lacks}"
+        )
+    taken = TAKEN.get(id(value))
+    if taken is not None and not taken.closed and taken.backend is value:
+        raise ConfigurationError(
+            f"backend= is already the backend of {taken!r}, which closes it with "
+            "itself: give each store a backend of its own"
+        )
+    return value  # type: ignore[no-any-return]
+
+
+# id(backend) -> the store that took it over through backend= (the Store writes it)
+TAKEN: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 
 
 def an_id(id: Any) -> str:

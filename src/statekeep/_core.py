@@ -24,7 +24,7 @@ from ._calls import Calls
 from ._commit import Commit, CommitHooks
 from ._emit import Emitter, Pending
 from ._transaction import Frames, Transaction
-from .backends._parse import redacted
+from .backends import redacted
 from .backends.base import Backend, CollectionSpec
 from .entity import Entity
 from .errors import ConfigurationError, StoreClosedError, ValidationError

@@ -15,7 +15,7 @@ from typing import Any
 BIGGEST = 2**63 - 1  # what every backend can hold in a BIGINT, a LIMIT or an OFFSET
 
 
-def is_whole(value: Any, least: int = 0, most: int = BIGGEST) -> bool:
+def is_whole(value: Any, least: int = 0, most: float = BIGGEST) -> bool:
     """An int (not a bool) with least <= value <= most."""
     return isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._calls import OPEN, Calls
 from ._commit import Commit, CommitHooks
-from .backends import _owner
+from .backends import owner as _owner
 from .backends.base import Backend
 from .entity import put_back_recorded
 from .errors import ConfigurationError, TransactionError

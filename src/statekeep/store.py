@@ -21,8 +21,7 @@ from ._core import Core, State
 from ._emit import Pending, decode
 from ._saving import save_chunks
 from ._transaction import Transaction
-from .backends import Backend, open_backend
-from .backends._parse import redacted
+from .backends import Backend, open_backend, redacted
 from .backends.base import Query
 from .conditions import Condition, OrderBy
 from .entity import Entity, put_back_recorded
@@ -97,11 +96,13 @@ class Store:
         given = backend is not None
         if backend is None:
             backend = open_backend(url, options)
-        elif options:
-            raise ConfigurationError(
-                "with backend=, options go to the backend you made, not to the store: "
-                + ", ".join(sorted(options))
-            )
+        else:
+            check.backend(backend)
+            if options:
+                raise ConfigurationError(
+                    "with backend=, options go to the backend you made, not to the store: "
+                    + ", ".join(sorted(options))
+                )
         try:
             self._durable = Subscriptions(
                 backend,
@@ -129,6 +130,8 @@ class Store:
         exits.callback(self._durable.stop_all)  # 1. durable subscriptions stop
         if has_leftovers(writebehind_options, backend.location):
             self._writebehind()  # writes a crash left behind are stored now
+        if given:
+            check.TAKEN[id(backend)] = self  # one store a backend
         _fork.track(self)
 
     def _after_fork(self) -> None:
@@ -254,7 +257,7 @@ class Store:
         core.check_open()
         entities = check.entities(entities)
         if chunk_size is None:
-            chunk_size = getattr(core.backend, "chunk_rows", 1000)
+            chunk_size = core.backend.chunk_rows
         chunk_size = check.chunk_size(chunk_size)
         if check.flag(atomic, "atomic"):
             with core.transaction():

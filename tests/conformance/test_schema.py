@@ -20,7 +20,7 @@ from .models import Todo
 def plan(store: statekeep.Store, cls: type[Entity], *conditions: Condition, **equals: Any) -> str:
     info = cls.__statekeep__
     query = Query(info.filters(conditions, equals))
-    lines: list[str] = store.backend.explain(info.spec, query)  # type: ignore[attr-defined]
+    lines: list[str] = store.backend.explain(info.spec, query)
     return "\n".join(lines)
 
 

@@ -65,7 +65,7 @@ def test_a_large_table_is_filled_in_batches_while_an_old_version_writes(pg_url: 
                 expected = 200 + sum(1 for i in range(len(written)) if i % 3 == 0)
                 assert new.count(JobNew, priority=0) == expected
                 assert zeros <= expected
-                plan = new.backend.explain(JobNew.__statekeep__.spec, _query(priority=1))  # type: ignore[attr-defined]
+                plan = new.backend.explain(JobNew.__statekeep__.spec, _query(priority=1))
                 assert any("big_job__priority" in line for line in plan), plan
         finally:
             stop.set()

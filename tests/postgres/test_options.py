@@ -589,7 +589,7 @@ def test_a_row_locked_elsewhere_is_a_transient_error_after_the_timeout(
 def plan(store: statekeep.Store, *conditions: Condition, **equals: Any) -> str:
     info = Doc.__statekeep__
     query = Query(info.filters(conditions, equals))
-    lines: list[str] = store.backend.explain(info.spec, query)  # type: ignore[attr-defined]
+    lines: list[str] = store.backend.explain(info.spec, query)
     return "\n".join(lines)
 
 

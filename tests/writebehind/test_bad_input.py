@@ -18,6 +18,7 @@ from statekeep import (
     StatekeepError,
     StoreClosedError,
     ValidationError,
+    WriteBehindOptions,
 )
 
 from ._support import Recorder
@@ -275,3 +276,14 @@ def test_an_on_event_callback_may_use_the_store(open_store: OpenStore) -> None:
     assert any(name == "dead_letter" for name, _ in seen)
     assert store.flush(timeout=30)
     assert store.get(Doc, "from-callback").title == "enqueued by a callback"
+
+
+@pytest.mark.parametrize("name", ["max_pending", "max_batch"])
+def test_a_bound_beyond_64_bits_is_a_whole_number_as_before(name: str) -> None:
+    """max_pending and max_batch bound a queue and a batch, and are never stored:
+    any positive int is one (as before write-behind's checks moved to _numbers)."""
+    assert getattr(WriteBehindOptions(**{name: 2**80}), name) == 2**80
+    with statekeep.open("memory://", writebehind={name: 2**80}) as store:
+        receipt = store.enqueue(Doc(title="big bound"))
+        store.flush(5)
+        assert receipt.stored

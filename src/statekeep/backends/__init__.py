@@ -11,13 +11,16 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from ..errors import ConfigurationError
+from . import _owner as owner
+from ._claims import Claim
 from ._parse import flag as _flag
+from ._parse import redacted
 from ._parse import seconds as _seconds
 from .base import Backend
 from .memory import MemoryBackend
 from .sqlite import SQLiteBackend, SQLiteMemoryBackend
 
-__all__ = ["Backend", "open_backend", "register_backend"]
+__all__ = ["Backend", "Claim", "open_backend", "owner", "redacted", "register_backend"]
 
 Factory = Callable[[str, dict[str, str]], Backend]
 _factories: dict[str, Factory] = {}
@@ -95,7 +98,8 @@ def _files(rest: str, options: dict[str, str]) -> Backend:
 def _postgresql(scheme: str) -> Factory:
     def factory(rest: str, options: dict[str, str]) -> Backend:
         try:
-            from .postgres import OPTIONS, PostgresBackend
+            from ._postgres_options import OPTIONS
+            from .postgres import PostgresBackend
         except ImportError as exc:  # psycopg is an optional dependency
             raise ConfigurationError(
                 f"{scheme}:// needs psycopg and psycopg_pool: pip install 'statekeep[postgresql]'"

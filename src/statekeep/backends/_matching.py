@@ -9,10 +9,10 @@ None < numbers (bool counts as 0/1) < text.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .base import CollectionSpec, Field, Filter, Op, Order, Row, time_key
+from .base import CollectionSpec, Field, Filter, Op, Order, Query, Row, time_key
 
 
 def _rank(value: Any) -> int:
@@ -81,6 +81,31 @@ def ordered(spec: CollectionSpec, rows: Iterable[Row], order: Sequence[Order]) -
         get = field_getter(spec, o.field)
         result.sort(key=lambda row: sort_key(get(row)), reverse=o.descending)
     return result
+
+
+def select(spec: CollectionSpec, rows: Iterable[Row], query: Query) -> Iterator[str]:
+    """The bodies of the rows a query matches, in its order, offset and limit:
+    the select of a backend that holds its rows in Python."""
+    matches = matcher(spec, query.filters)
+    found = ordered(spec, (row for row in rows if matches(row)), query.order)
+    end = None if query.limit is None else query.offset + query.limit
+    for row in found[query.offset : end]:
+        yield str(row[2])
+
+
+def count(spec: CollectionSpec, rows: Iterable[Row], filters: Sequence[Filter]) -> int:
+    """How many of the rows the filters match."""
+    matches = matcher(spec, filters)
+    return sum(1 for row in rows if matches(row))
+
+
+def explain(spec: CollectionSpec, query: Query) -> list[str]:
+    """The plan of `select`: no index, every row read, filtered and sorted in Python."""
+    plan = [f"SCAN {spec.name} (every row, filtered in Python)"]
+    if query.order:
+        keys = ", ".join(f"{o.field.name}{' DESC' if o.descending else ''}" for o in query.order)
+        plan.append(f"SORT in Python BY {keys}, id")
+    return plan
 
 
 def indexed_values(spec: CollectionSpec, body: str) -> tuple[Any, ...]:

@@ -4,15 +4,18 @@ The memory and files backends keep a transaction's changes in an overlay of
 its own (other threads see only what is committed). A journal of what each
 change replaced lets a savepoint be rolled back; it is kept only while a
 savepoint is open, as only a savepoint can undo part of a transaction.
+OverlayTransactions is what both backends do alike with them: the calling
+task's transaction, the refusal of a second one, and the savepoints.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from ..errors import BackendError, TransactionError
-from ._owner import ANOTHER_TASK, current_task
+from ._owner import ANOTHER_TASK, current_task, second_transaction
 
 Key = tuple[str, str]  # (collection, id)
 V = TypeVar("V")
@@ -73,12 +76,33 @@ def owned(txn: Overlay[Any] | None) -> None:
         raise TransactionError(ANOTHER_TASK)
 
 
-class Savepoints:
-    """The savepoint methods of a backend whose transactions are Overlays
-    (it provides _txn(): this thread's open transaction, the calling task's)."""
+T = TypeVar("T", bound=Overlay[Any])
 
-    def _txn(self) -> Overlay[Any]:
-        raise NotImplementedError
+
+class OverlayTransactions(Generic[T]):
+    """A backend whose transactions are Overlays of type T, one per thread in
+    self._local.txn: finding the calling task's, refusing a second, and the
+    savepoint methods of the Backend protocol."""
+
+    _local: threading.local
+
+    def _mine(self) -> T | None:
+        """The thread's transaction if the calling task owns it, else None."""
+        txn: T | None = getattr(self._local, "txn", None)
+        return txn if mine(txn) is not None else None
+
+    def _txn(self) -> T:
+        """The calling task's transaction; BackendError or TransactionError if none."""
+        txn: T | None = getattr(self._local, "txn", None)
+        owned(txn)
+        assert txn is not None
+        return txn
+
+    def _check_none_open(self) -> None:
+        """For begin: refuses a second transaction on this thread."""
+        held: T | None = getattr(self._local, "txn", None)
+        if held is not None:
+            raise second_transaction(held.task)
 
     def savepoint(self, name: str) -> None:
         self._txn().savepoint(name)

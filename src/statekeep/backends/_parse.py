@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from .._numbers import is_seconds
+
 
 def seconds(text: str) -> float:
     """A lock timeout: a finite number of seconds >= 0."""
     seconds = float(text)
-    if not 0 <= seconds < 1e6:
+    if not is_seconds(seconds, 0, 1e6):
         raise ValueError(f"timeout must be between 0 and 1e6 seconds, not {text}")
     return seconds
 

@@ -24,8 +24,17 @@ atomic=False (10k-row chunks) 5 ANALYZEs, 0.3 s of a 3 s load.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
+
+from ..errors import StatekeepError
+from ._postgres_sql import quote
+from .base import CollectionSpec
+
+_log = logging.getLogger("statekeep.postgresql")
 
 MIN_ROWS = 5_000
 
@@ -52,6 +61,30 @@ class Analyzer:
                 else:
                     self._written[table] = total
         return due
+
+    def after_commit(
+        self,
+        written: dict[str, int],
+        schema: str,
+        specs: Mapping[str, CollectionSpec],
+        connection: Callable[[str], AbstractContextManager[Any]],
+    ) -> None:
+        """Analyzes the tables a bulk load has changed, each on a connection
+        of the pool (the commit stands if it fails: autovacuum does it later)."""
+        for table, rows in self.committed(written):
+            qualified = f"{quote(schema)}.{quote(table)}"
+            spec = specs.get(table)
+            if spec is None or not spec.indexes:
+                continue  # no column the planner could choose an index of
+            # the indexed columns' statistics only: those of the bodies (jsonb,
+            # which ANALYZE reads whole) took most of its time, and no query
+            # plan depends on them
+            columns = ", ".join(quote(c) for c in ("id", *(i.name for i in spec.indexes)))
+            try:
+                with connection(f"analyzing {table}") as conn:
+                    self.run(conn, table, qualified, rows, columns)
+            except StatekeepError as exc:
+                _log.warning("statekeep: ANALYZE %s after a bulk load failed: %s", qualified, exc)
 
     def run(self, conn: Any, table: str, qualified: str, rows: int, columns: str = "") -> bool:
         """Analyzes the table (those of its columns, if given: `"a", "b"`) if

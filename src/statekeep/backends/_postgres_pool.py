@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.adapt import Dumper
 from psycopg.types.string import TextLoader
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from ._postgres_errors import lost, translate
 
 Connection = psycopg.Connection[Any]
 
@@ -110,6 +114,24 @@ class Connections:
                 return self.connect(), False  # fails at once while the server is away
             self._down = False  # the pool has connections again
         return self._pool.getconn(), True
+
+    @contextmanager
+    def borrowed(self, doing: str) -> Iterator[Connection]:
+        """A connection for the block, given back after it. Errors of psycopg
+        (borrowing, and in the block) become statekeep's, saying what was
+        being done; a connection found dead is reported (see lost)."""
+        try:
+            conn, pooled = self.borrow()
+        except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
+            raise translate(exc, doing) from exc
+        try:
+            yield conn
+        except (psycopg.Error, UnicodeError) as exc:
+            if lost(exc):
+                self.lost()
+            raise translate(exc, doing) from exc
+        finally:
+            self.give_back(conn, pooled)
 
     def give_back(self, conn: Connection, pooled: bool) -> None:
         if pooled:

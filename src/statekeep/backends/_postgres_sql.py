@@ -25,6 +25,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ._layout import REGISTRY, STAMP, stamp
 from .base import CollectionSpec, Field, Filter, Index, IndexKind, Op, Order, prefix_range
+from .base import Query as Search
 
 COLUMN_TYPES: dict[IndexKind, str] = {
     "text": 'text COLLATE "C"',
@@ -143,6 +144,7 @@ class Statements:
             f"SELECT id, version FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
         )
         self.get = f"SELECT body FROM {table} WHERE id = %s"
+        self.versions = f"SELECT id, version FROM {table} WHERE id = ANY(%s)"
 
 
 def _array_types(spec: CollectionSpec) -> list[str]:
@@ -438,3 +440,16 @@ class Query:
         if below == (other_rank == 1):  # the other kind lies on the asked side
             return f"({compared} OR {_rank(x)} = {other_rank})"
         return compared
+
+
+def select(schema: str, spec: CollectionSpec, table: str, query: Search) -> tuple[str, list[Any]]:
+    """The SELECT of the bodies a query finds, and its parameters."""
+    built = Query(schema, spec)
+    where = built.where(query.filters)
+    order = built.order_by(query.order)
+    text = f"SELECT body FROM {table}{where}{order}"
+    if query.limit is not None:
+        text += f" LIMIT {int(query.limit)}"
+    if query.offset:
+        text += f" OFFSET {int(query.offset)}"
+    return text, built.params

@@ -193,3 +193,18 @@ def _condition(f: Filter, params: list[Any]) -> str:
     if has_null:  # NOT IN (..., None): neither null nor a listed value
         return f"({expr()} IS NOT NULL AND NOT {expr(*values)} IN ({marks}))"
     return f"({expr()} IS NULL OR NOT {expr(*values)} IN ({marks}))"
+
+
+# the outbox: a table whose positions are never reused (AUTOINCREMENT)
+OUTBOX_TABLE = (
+    "CREATE TABLE IF NOT EXISTS statekeep_outbox "
+    "(position INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)"
+)
+OUTBOX_INSERT = "INSERT INTO statekeep_outbox (body) VALUES (?)"
+OUTBOX_READ = (
+    "SELECT position, body FROM statekeep_outbox WHERE position > ? ORDER BY position LIMIT ?"
+)
+OUTBOX_PRUNE = (
+    "DELETE FROM statekeep_outbox WHERE position <= (SELECT position FROM statekeep_outbox "
+    "WHERE position <= ? ORDER BY position DESC LIMIT 1 OFFSET ?)"
+)

@@ -34,6 +34,9 @@ IndexKind = Literal["text", "integer", "real", "time", "any"]
 # Columns every collection has; indexed fields get a column of their own name.
 BASE_COLUMNS = ("id", "version", "body")
 
+# Rows per save_many chunk, unless a backend does better with another size.
+CHUNK_ROWS = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class Index:
@@ -149,6 +152,10 @@ class Backend(Protocol):
     # live beside, or None for a database that does not outlive its process.
     location: str | None
 
+    # Rows per save_many chunk that this backend does best with: the default
+    # chunk_size of Store.save_many (CHUNK_ROWS unless the backend knows better).
+    chunk_rows: int
+
     def ensure_collection(self, spec: CollectionSpec, *, create: bool = True) -> None:
         """Create the collection, or add the columns of new indexed fields.
 
@@ -188,6 +195,11 @@ class Backend(Protocol):
         """The bodies of the matching rows, lazily, in order."""
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int: ...
+
+    def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
+        """How a select of the query would run, a line per step: the database's
+        query plan (what an index lookup looks like), or for a backend that
+        holds its rows in Python, that it reads and filters every row."""
 
     def close(self) -> None: ...
 

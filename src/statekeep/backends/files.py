@@ -35,7 +35,6 @@ from ..errors import (
     ConfigurationError,
     ConflictError,
     NotFoundError,
-    TransientBackendError,
 )
 from . import _matching
 from ._claims import Claim, FileClaims
@@ -57,10 +56,10 @@ from ._files_layout import (
     read_file,
     read_format,
 )
-from ._locks import acquire
-from ._overlay import Overlay, Savepoints, mine, owned
-from ._owner import current_task, second_transaction
-from .base import CollectionSpec, Filter, Index, Query, Row, conflict_detail
+from ._locks import take, timed_out
+from ._overlay import Overlay, OverlayTransactions
+from ._owner import current_task
+from .base import CHUNK_ROWS, CollectionSpec, Filter, Index, Query, Row, atomic, conflict_detail
 
 _Key = tuple[str, str]  # (collection, id)
 _Change = tuple[int, str] | None  # (version, staged file) or None: deleted
@@ -74,6 +73,9 @@ class _Transaction(Overlay[_Change]):
     token: str = ""
     staged: int = 0  # files staged so far (they are named <token>-<n>.json)
     events: list[str] = field(default_factory=list)
+    # files of the outbox committed with the documents (prune_events rewrites them)
+    outbox_puts: list[Put] = field(default_factory=list)
+    outbox_deletes: list[Delete] = field(default_factory=list)
 
 
 @dataclass
@@ -84,7 +86,9 @@ class _Cache:
     rows: dict[str, tuple[_Stamp, Row]] = field(default_factory=dict)
 
 
-class FilesBackend(Savepoints):
+class FilesBackend(OverlayTransactions[_Transaction]):
+    chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
+
     def __init__(self, path: str, *, timeout: float = 5.0, fsync: bool = True) -> None:
         self._root = os.path.abspath(path)
         self.location: str | None = self._root
@@ -174,34 +178,20 @@ class FilesBackend(Savepoints):
 
     # -- transactions --------------------------------------------------------
     def _txn(self) -> _Transaction:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
-        owned(txn)
-        assert txn is not None
+        txn = super()._txn()
         if self._closed:
             raise BackendError(f"the files store {self._root} is closed")
         return txn
 
-    def _mine(self) -> _Transaction | None:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
-        return txn if mine(txn) is not None else None
-
     def begin(self) -> None:
-        held: _Transaction | None = getattr(self._local, "txn", None)
-        if held is not None:
-            raise second_transaction(held.task)
+        self._check_none_open()
         if self._closed:
             raise BackendError(f"the files store {self._root} is closed")
         deadline = time.monotonic() + self._timeout
-        if not acquire(self._write_lock, self._timeout, self._closing):
-            raise TransientBackendError(
-                f"timed out after {self._timeout}s waiting for the write lock"
-            )
+        take(self._write_lock, self._timeout, self._closing)
         try:
             if not self._lock.acquire(max(0.0, deadline - time.monotonic())):
-                raise TransientBackendError(
-                    f"timed out after {self._timeout}s waiting for the write lock of "
-                    f"{self._root} (another process is writing)"
-                )
+                raise timed_out(self._timeout, of=self._root)
             try:
                 self._staging.recover()  # what a writer that crashed left behind
             except BaseException:
@@ -225,6 +215,8 @@ class FilesBackend(Savepoints):
                     puts.append((folder, name, change[1]))
             if txn.events:  # last: the data is in place before its events show
                 puts.extend(self._stage_events(txn))
+            puts.extend(txn.outbox_puts)
+            deletes.extend(txn.outbox_deletes)
             if puts or deletes:
                 self._staging.commit(puts, deletes)
         finally:  # a failed commit cleans up after itself, or leaves a recovery
@@ -343,19 +335,15 @@ class FilesBackend(Savepoints):
         return {id: stored[1] for id, stored in found.items() if stored is not None}
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
-        matches = _matching.matcher(spec, query.filters)
-        rows = _matching.ordered(
-            spec, (row for row in self._visible(spec) if matches(row)), query.order
-        )
-        end = None if query.limit is None else query.offset + query.limit
-        for row in rows[query.offset : end]:
-            yield str(row[2])
+        yield from _matching.select(spec, self._visible(spec), query)
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
         if not filters:  # a listing is enough: no document read, none checked
             return self._count_all(spec.name)
-        matches = _matching.matcher(spec, filters)
-        return sum(1 for row in self._visible(spec) if matches(row))
+        return _matching.count(spec, self._visible(spec), filters)
+
+    def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
+        return _matching.explain(spec, query)
 
     def _count_all(self, collection: str) -> int:
         folder = self._folder(collection)
@@ -494,28 +482,24 @@ class FilesBackend(Savepoints):
         upto -= keep
         if upto <= 0:
             return 0
-        self.begin()
-        txn = self._txn()
-        committing = False
+        pruned = 0
         try:
-            pruned, puts, deletes = 0, [], []
-            for first, name in event_files(self._outbox):
-                if first > upto:
-                    break
-                bodies = (read_file(f"{self._outbox}/{name}") or b"").decode().split("\n")[:-1]
-                deletes.append((OUTBOX, name))
-                kept = bodies[upto - first + 1 :]
-                pruned += len(bodies) - len(kept)
-                if kept:
-                    self._staging.write(f"{txn.token}-kept", events_text(kept))
-                    puts.append((OUTBOX, events_name(upto + 1), f"{txn.token}-kept"))
-            committing = True
-            if deletes:
-                self._staging.commit(puts, deletes)
+            with atomic(self):
+                txn = self._txn()
+                for first, name in event_files(self._outbox):
+                    if first > upto:
+                        break
+                    data = read_file(f"{self._outbox}/{name}") or b""
+                    bodies = data.decode().split("\n")[:-1]
+                    txn.outbox_deletes.append((OUTBOX, name))
+                    kept = bodies[upto - first + 1 :]
+                    pruned += len(bodies) - len(kept)
+                    if kept:
+                        txn.staged += 1
+                        self._staging.write(f"{txn.token}-kept", events_text(kept))
+                        txn.outbox_puts.append((OUTBOX, events_name(upto + 1), f"{txn.token}-kept"))
         except OSError as exc:
             raise failure("prune the events in", self._outbox, exc) from exc
-        finally:  # a failed commit cleans up after itself, or leaves a recovery
-            self._end(txn, discard=not committing)
         return pruned
 
     def claim(self, name: str) -> Claim | None:

@@ -14,13 +14,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from ..errors import ConflictError, NotFoundError, TransientBackendError
+from ..errors import ConflictError, NotFoundError
 from . import _matching
 from ._claims import Claim, LocalClaims
-from ._locks import acquire
-from ._overlay import Overlay, Savepoints, mine, owned
-from ._owner import current_task, second_transaction
-from .base import CollectionSpec, Filter, Query, Row, conflict_detail
+from ._locks import take
+from ._overlay import Overlay, OverlayTransactions
+from ._owner import current_task
+from .base import CHUNK_ROWS, CollectionSpec, Filter, Query, Row, conflict_detail
 
 _Key = tuple[str, str]
 _ABSENT = None
@@ -31,7 +31,9 @@ class _Transaction(Overlay[Row | None]):
     events: list[str] = field(default_factory=list)
 
 
-class MemoryBackend(Savepoints):
+class MemoryBackend(OverlayTransactions[_Transaction]):
+    chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
+
     def __init__(self, *, timeout: float = 5.0) -> None:
         self._rows: dict[str, dict[str, Row]] = {}
         self._specs: dict[str, CollectionSpec] = {}
@@ -59,24 +61,9 @@ class MemoryBackend(Savepoints):
             self._specs[spec.name] = spec
 
     # -- transactions --------------------------------------------------------
-    def _txn(self) -> _Transaction:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
-        owned(txn)
-        assert txn is not None
-        return txn
-
-    def _mine(self) -> _Transaction | None:
-        txn: _Transaction | None = getattr(self._local, "txn", None)
-        return txn if mine(txn) is not None else None
-
     def begin(self) -> None:
-        held: _Transaction | None = getattr(self._local, "txn", None)
-        if held is not None:
-            raise second_transaction(held.task)
-        if not acquire(self._write_lock, self._timeout, self._closing):
-            raise TransientBackendError(
-                f"timed out after {self._timeout}s waiting for the write lock"
-            )
+        self._check_none_open()
+        take(self._write_lock, self._timeout, self._closing)
         self._local.txn = _Transaction(task=current_task())
 
     def commit(self) -> None:
@@ -159,17 +146,13 @@ class MemoryBackend(Savepoints):
         return list(merged.values())
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
-        matches = _matching.matcher(spec, query.filters)
-        rows = _matching.ordered(
-            spec, (row for row in self._visible(spec) if matches(row)), query.order
-        )
-        end = None if query.limit is None else query.offset + query.limit
-        for row in rows[query.offset : end]:
-            yield str(row[2])
+        yield from _matching.select(spec, self._visible(spec), query)
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
-        matches = _matching.matcher(spec, filters)
-        return sum(1 for row in self._visible(spec) if matches(row))
+        return _matching.count(spec, self._visible(spec), filters)
+
+    def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
+        return _matching.explain(spec, query)
 
     def after_fork(self) -> None:
         """In a forked child: the data is the child's own copy from now on;

@@ -19,98 +19,50 @@ those), and the pool reconnects by itself when the server is back.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
-import os
-import re
 import threading
-import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from ..errors import (
     BackendError,
-    ConfigurationError,
     ConflictError,
     NotFoundError,
     StatekeepError,
     TransactionError,
     TransientBackendError,
 )
+from ..flow import Retry
 from . import _postgres_sql as pgsql
-from ._claims import Claim, unwatch, watch
+from ._claims import Claim
 from ._owner import ANOTHER_TASK, current_task, second_transaction
-from ._parse import redacted, seconds
+from ._parse import redacted
 from ._postgres_analyze import Analyzer
 from ._postgres_columns import Columns
 from ._postgres_copy import OpenCopy
 from ._postgres_errors import lost, open_failed, translate
+from ._postgres_options import connection_settings, location
 from ._postgres_outbox import Outbox
 from ._postgres_pool import Connections
-from ._postgres_rows import columns, converter
+from ._postgres_rows import converter
+from ._postgres_sessions import Sessions
+from ._postgres_writes import put_one, stored_version, taken_id, update_many
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
-# libpq connection parameters a URL may carry besides statekeep's own options
-_LIBPQ = (
-    "application_name",
-    "channel_binding",
-    "gssencmode",
-    "keepalives",
-    "keepalives_count",
-    "keepalives_idle",
-    "keepalives_interval",
-    "options",
-    "passfile",
-    "password",
-    "sslcert",
-    "sslcrl",
-    "sslkey",
-    "sslmode",
-    "sslrootcert",
-    "target_session_attrs",
-)
-
-
-def _size(text: str) -> int:
-    size = int(text)
-    if not 0 <= size <= 1000:
-        raise ValueError(f"pool sizes are between 0 and 1000, not {text}")
-    return size
-
-
-OPTIONS: dict[str, Callable[[str], Any]] = {
-    "schema": str,
-    "timeout": seconds,
-    "connect_timeout": seconds,
-    "statement_timeout": seconds,
-    "pool_min": _size,
-    "pool_max": _size,
-    **{name: str for name in _LIBPQ},
-}
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _FETCH = 2000  # rows per round trip of a lazy select
-_TAKEN = re.compile(r"^Key \(id\)=\((.*)\) already exists", re.DOTALL)
 _log = logging.getLogger("statekeep.postgresql")
 
 
-def _state_dir() -> Path:
-    """Where files of a database without a path of its own live (the write-behind journal)."""
-    explicit = os.environ.get("STATEKEEP_STATE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
+def _deadlock(exc: BaseException) -> bool:
+    return isinstance(exc, TransientBackendError) and isinstance(
+        exc.__cause__, psycopg.errors.DeadlockDetected
     )
-    return Path(base) / "statekeep"
 
 
 class PostgresBackend:
@@ -131,47 +83,18 @@ class PostgresBackend:
         pool_max: int = 10,
         **libpq: str,
     ) -> None:
-        if not _SCHEMA_NAME.match(schema):
-            raise ConfigurationError(
-                f"schema must be lower-case letters, digits and _ (at most 63), not {schema!r}"
-            )
-        if schema.startswith("pg_") or schema == "information_schema":
-            raise ConfigurationError(f"schema {schema!r} is PostgreSQL's own; choose another")
-        if connect_timeout < 1:
-            raise ConfigurationError(
-                f"connect_timeout must be at least 1 second (libpq counts whole seconds, "
-                f"and 0 would wait for ever), not {connect_timeout}"
-            )
-        if pool_max < max(1, pool_min):
-            raise ConfigurationError(f"pool_max ({pool_max}) must be >= pool_min and >= 1")
         self.schema = schema
         self._timeout = timeout
-        parts = urlsplit(url)
-        database = unquote(parts.path.lstrip("/")) or "postgres"
-        self.location: str | None = str(
-            _state_dir()
-            / f"postgresql-{parts.hostname or 'local'}-{parts.port or 5432}-{database}-{schema}"
+        self.location: str | None = location(url, schema)
+        kwargs = connection_settings(
+            schema, timeout, connect_timeout, statement_timeout, pool_min, pool_max, libpq
         )
-        settings = (
-            f"-c statement_timeout={int(statement_timeout * 1000)} "
-            f"-c lock_timeout={int(timeout * 1000)}"
-        )
-        extra_options = libpq.pop("options", "")
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": max(1, round(connect_timeout)),
-            "options": f"{settings} {extra_options}".strip(),
-            "application_name": libpq.pop("application_name", "statekeep"),
-            **libpq,
-        }
         self._connections = Connections(
             url.split("?", 1)[0], kwargs, size=(pool_min, pool_max), timeout=timeout
         )
         self._local = threading.local()
         self._lock = threading.Lock()
         self._in_use: dict[int, psycopg.Connection[Any]] = {}  # by thread: open transactions
-        self._listeners: list[psycopg.Connection[Any]] = []  # and claims' connections
-        self._spare_claimers: list[psycopg.Connection[Any]] = []
         self._tables: dict[str, CollectionSpec] = {}  # ensured, committed
         # every spec ensured: two classes of one collection whose columns differ
         # (a projection with another default) must not rebuild them by turns
@@ -183,7 +106,15 @@ class PostgresBackend:
         self._analyzer = Analyzer()  # ANALYZE after bulk loads: see _postgres_analyze
         self._closed = False
         self._outbox = Outbox(schema)
+        # a read, or a BEGIN, that met a dead connection runs once more on another
+        self._read_again = Retry(attempts=2, when=self._dead_outside)
+        self._begin_again = Retry(
+            attempts=2,
+            when=lambda exc: isinstance(exc, psycopg.Error) and lost(exc),
+            on_retry=lambda exc, attempt: self._connections.lost(),
+        )
         self._channel = self._outbox.channel
+        self._sessions = Sessions(lambda: self._connections.connect(), schema, self._channel)
         try:  # one connection first: it fails at once, saying why
             conn = self._connections.connect()
         except psycopg.Error as exc:
@@ -201,6 +132,11 @@ class PostgresBackend:
             self._connections.close()
             doing = f"PostgreSQL at {redacted(url)}: the pool made no connection in time"
             raise open_failed(exc, doing) from exc
+
+    @property
+    def _listeners(self) -> list[psycopg.Connection[Any]]:
+        """The connections kept outside the pool, open or not (tests count them)."""
+        return self._sessions.kept
 
     def _setup_schema(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"statekeep:{self.schema}",))
@@ -236,44 +172,30 @@ class PostgresBackend:
             except (psycopg.Error, UnicodeError) as exc:
                 raise translate(exc, doing) from exc
             return
-        try:
-            conn, pooled = self._connections.borrow()
-        except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
-            raise translate(exc, doing) from exc
-        try:
+        with self._connections.borrowed(doing) as conn:
             yield conn
-        except (psycopg.Error, UnicodeError) as exc:
-            if lost(exc):
-                self._connections.lost()
-            raise translate(exc, doing) from exc
-        finally:
-            self._connections.give_back(conn, pooled)
 
-    @contextmanager
-    def _connection_outside(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
+    def _connection_outside(self, doing: str) -> AbstractContextManager[psycopg.Connection[Any]]:
         """A connection of the pool even if this thread has a transaction open."""
-        try:
-            conn, pooled = self._connections.borrow()
-        except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
-            raise translate(exc, doing) from exc
-        try:
-            yield conn
-        except psycopg.Error as exc:
-            raise translate(exc, doing) from exc
-        finally:
-            self._connections.give_back(conn, pooled)
+        return self._connections.borrowed(doing)
 
     def _read(self, doing: str, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
         """Runs a read; outside a transaction, once more on a fresh connection
         if the first one turns out to be dead (a read can safely run twice)."""
-        for attempt in (1, 2):
-            try:
-                with self._connection(doing) as conn:
-                    return work(conn)
-            except TransientBackendError as exc:
-                if attempt == 2 or self._txn() is not None or not lost(exc.__cause__ or exc):
-                    raise
-        raise AssertionError("unreachable")
+
+        def read() -> Any:
+            with self._connection(doing) as conn:
+                return work(conn)
+
+        return self._read_again.call(read)
+
+    def _dead_outside(self, exc: BaseException) -> bool:
+        """Whether a read failed on a dead connection, outside a transaction."""
+        return (
+            isinstance(exc, TransientBackendError)
+            and self._txn() is None
+            and lost(exc.__cause__ or exc)
+        )
 
     def closing(self) -> None:
         """Nothing to do: writers do not queue on a lock here (a row lock is
@@ -284,12 +206,12 @@ class PostgresBackend:
         stay the parent's (set aside, never used or closed: a child that
         wrote to them would garble the parent's sessions); the child gets a
         pool of its own, opened at its first use, and fresh locks."""
-        _INHERITED.append((self._connections, self._in_use, self._listeners, self._local))
+        sessions = self._sessions.after_fork()
+        _INHERITED.append((self._connections, self._in_use, sessions, self._local))
         self._connections = self._connections.fresh()
         self._local = threading.local()
         self._lock = threading.Lock()
         self._in_use = {}
-        self._listeners = []
 
     def close(self) -> None:
         self._closed = True
@@ -297,10 +219,7 @@ class PostgresBackend:
             in_use, self._in_use = list(self._in_use.values()), {}
         for conn in in_use:  # their transactions end uncommitted
             conn.close()
-        with self._lock:
-            listeners, self._listeners = self._listeners, []
-        for listener in listeners:
-            listener.close()
+        self._sessions.close()
         self._connections.close()
 
     # -- collections ---------------------------------------------------------
@@ -348,18 +267,18 @@ class PostgresBackend:
         waits for the index build's lock on the table; PostgreSQL ends one of
         them, and nothing is left half done that a second attempt does not
         finish (an index cut short is built again)."""
-        for attempt in (1, 2, 3):
-            try:
-                with self._connection("adding a collection's columns") as conn:
-                    with conn.transaction():
-                        large = self._columns.build(conn, spec)
-                    if large:
-                        self._columns.fill(conn, spec, concurrently=True)
-                return
-            except TransientBackendError as exc:
-                if attempt == 3 or not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
-                    raise
-                _log.info("statekeep: %s: adding columns met a deadlock; again", spec.name)
+
+        def build_and_fill() -> None:
+            with self._connection("adding a collection's columns") as conn:
+                with conn.transaction():
+                    large = self._columns.build(conn, spec)
+                if large:
+                    self._columns.fill(conn, spec, concurrently=True)
+
+        def again(exc: BaseException, attempt: int) -> None:
+            _log.info("statekeep: %s: adding columns met a deadlock; again", spec.name)
+
+        Retry(attempts=3, when=_deadlock, on_retry=again).call(build_and_fill)
 
     def _known(self, collection: str) -> bool:
         """Does the table exist (as this thread sees it)? Reads of a missing one find nothing."""
@@ -374,22 +293,10 @@ class PostgresBackend:
     def begin(self) -> None:
         if getattr(self._local, "conn", None) is not None:
             raise second_transaction(self._local.task)
-        for attempt in (1, 2):
-            try:
-                conn, pooled = self._connections.borrow()
-            except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
-                raise translate(exc, "starting a transaction") from exc
-            try:
-                conn.execute("BEGIN")
-            except BaseException as exc:
-                self._connections.give_back(conn, pooled)
-                if isinstance(exc, psycopg.Error):
-                    if attempt == 1 and lost(exc):  # nothing ran: a fresh connection may work
-                        self._connections.lost()
-                        continue
-                    raise translate(exc, "starting a transaction") from exc
-                raise
-            break
+        try:  # nothing ran on a connection found dead: a fresh one may work
+            conn, pooled = self._begin_again.call(self._begin_on_a_connection)
+        except psycopg.Error as exc:
+            raise translate(exc, "starting a transaction") from exc
         self._local.conn = conn
         self._local.task = current_task()
         self._local.pooled = pooled
@@ -397,6 +304,18 @@ class PostgresBackend:
         self._local.written = {}  # rows put, by table
         with self._lock:
             self._in_use[threading.get_ident()] = conn
+
+    def _begin_on_a_connection(self) -> tuple[psycopg.Connection[Any], bool]:
+        try:
+            conn, pooled = self._connections.borrow()
+        except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
+            raise translate(exc, "starting a transaction") from exc
+        try:
+            conn.execute("BEGIN")
+        except BaseException:
+            self._connections.give_back(conn, pooled)
+            raise
+        return conn, pooled
 
     def _end(self, statement: str) -> None:
         conn = self._txn()
@@ -430,24 +349,9 @@ class PostgresBackend:
             self._tables.update(pending)
             self._ensured_specs.update(pending.values())
             self._exists.update(pending)
-            self._analyze(written)
-
-    def _analyze(self, written: dict[str, int]) -> None:
-        """Analyzes the tables a bulk load has changed (the commit stands if it fails)."""
-        for table, rows in self._analyzer.committed(written):
-            qualified = f"{pgsql.quote(self.schema)}.{pgsql.quote(table)}"
-            spec = self._tables.get(table)
-            if spec is None or not spec.indexes:
-                continue  # no column the planner could choose an index of
-            # the indexed columns' statistics only: those of the bodies (jsonb,
-            # which ANALYZE reads whole) took most of its time, and no query
-            # plan depends on them
-            columns = ", ".join(pgsql.quote(c) for c in ("id", *(i.name for i in spec.indexes)))
-            try:
-                with self._connection_outside(f"analyzing {table}") as conn:
-                    self._analyzer.run(conn, table, qualified, rows, columns)
-            except StatekeepError as exc:  # autovacuum will do it later
-                _log.warning("statekeep: ANALYZE %s after a bulk load failed: %s", qualified, exc)
+            self._analyzer.after_commit(
+                written, self.schema, self._tables, self._connection_outside
+            )
 
     def commit(self) -> None:
         self._end("COMMIT")
@@ -476,6 +380,7 @@ class PostgresBackend:
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
         self._writer()
         convert = converter(spec)
+        statements = self._sql(spec)
         conn = self._txn()
         if conn is not None:
             written: dict[str, int] = self._local.written
@@ -483,13 +388,13 @@ class PostgresBackend:
         if len(rows) == 1 or conn is None:
             with self._connection(f"storing {spec.name}") as conn:
                 for row in map(convert, rows):
-                    self._put_one(conn, spec, row)
+                    put_one(conn, statements, spec, row)
             return
         converted = list(map(convert, rows))
         if len({row[0] for row in converted}) < len(converted):
             with self._connection(f"storing {spec.name}") as conn:
                 for row in converted:  # an entity twice: each write builds on the one before
-                    self._put_one(conn, spec, row)
+                    put_one(conn, statements, spec, row)
             return
         # in id order, so that batches racing over the same ids wait for each
         # other instead of deadlocking
@@ -497,19 +402,9 @@ class PostgresBackend:
         new = [row for row in converted if row[1] == 1]
         if len(new) < len(converted):  # updates first: the new rows' COPY stays open
             with self._connection(f"storing {spec.name}") as conn:
-                self._update_many(conn, spec, [row for row in converted if row[1] != 1])
+                update_many(conn, statements, spec, [row for row in converted if row[1] != 1])
         if new:
             self._copy_rows(conn, spec, new)
-
-    def _put_one(self, conn: psycopg.Connection[Any], spec: CollectionSpec, row: Row) -> None:
-        statements = self._sql(spec)
-        if row[1] == 1:
-            if conn.execute(statements.insert, row).rowcount == 1:
-                return
-        elif conn.execute(statements.update, (*row[1:], row[0], row[1] - 1)).rowcount == 1:
-            return
-        stored = self._versions(conn, spec.name, [row[0]]).get(row[0], 0)
-        raise ConflictError(spec.name, row[0], conflict_detail(stored, row[1] - 1))
 
     def _copy_rows(
         self, conn: psycopg.Connection[Any], spec: CollectionSpec, rows: list[Row]
@@ -558,32 +453,15 @@ class PostgresBackend:
     ) -> ConflictError:
         """The ConflictError of a COPY that met a taken id (looked up on another
         connection: this transaction can run nothing more)."""
-        found = _TAKEN.search(exc.diag.message_detail or "")
-        id = found.group(1) if found else (first_id or "")
+        id = taken_id(exc, first_id)
         try:
             with self._connection_outside(f"reading {spec.name}") as other:
-                stored = self._versions(other, spec.name, [id]).get(id, 0)
+                stored = stored_version(other, self._sql(spec), id)
         except StatekeepError:
             stored = 0
         if stored == 0:  # taken by an earlier write of this same transaction
             return ConflictError(spec.name, id, "already stored by this transaction")
         return ConflictError(spec.name, id, conflict_detail(stored, 0))
-
-    def _update_many(
-        self, conn: psycopg.Connection[Any], spec: CollectionSpec, rows: list[Row]
-    ) -> None:
-        """Locks the rows and checks every expected version first, then updates in one go."""
-        statements = self._sql(spec)
-        stored = dict(
-            conn.execute(statements.lock_versions, ([row[0] for row in rows],)).fetchall()
-        )
-        for row in rows:
-            version = stored.get(row[0], 0)
-            if version != row[1] - 1:
-                raise ConflictError(spec.name, row[0], conflict_detail(version, row[1] - 1))
-        updated = conn.execute(statements.update_many, columns(rows)).rowcount
-        if updated != len(rows):
-            raise BackendError(f"{spec.name}: updated {updated} of {len(rows)} locked rows")
 
     def _versions(
         self, conn: psycopg.Connection[Any], collection: str, ids: list[str]
@@ -649,15 +527,7 @@ class PostgresBackend:
         )
 
     def _select_sql(self, spec: CollectionSpec, query: Query) -> tuple[str, list[Any]]:
-        built = pgsql.Query(self.schema, spec)
-        where = built.where(query.filters)
-        order = built.order_by(query.order)
-        text = f"SELECT body FROM {self._sql(spec).table}{where}{order}"
-        if query.limit is not None:
-            text += f" LIMIT {int(query.limit)}"
-        if query.offset:
-            text += f" OFFSET {int(query.offset)}"
-        return text, built.params
+        return pgsql.select(self.schema, spec, self._sql(spec).table, query)
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
         if not self._known(spec.name):
@@ -719,55 +589,16 @@ class PostgresBackend:
     def wait_events(self, after: int, timeout: float) -> None:
         """Waits for a NOTIFY from a commit that added events (LISTEN on a
         connection of this thread's own, outside the pool)."""
-        listening: _Listening | None = getattr(self._local, "listening", None)
-        listener = None if listening is None else listening.conn
-        try:
-            if listener is None or listener.closed:
-                listener = self._connections.connect()
-                listener.execute(f"LISTEN {self._channel}")
-                self._local.listening = _Listening(listener)
-                self._keep(listener)
-            for _ in listener.notifies(timeout=timeout, stop_after=1):
-                pass
-        except psycopg.Error:
-            if listener is not None:
-                listener.close()
-            time.sleep(min(timeout, 0.5))  # the server is away: the caller reads (and fails) again
-
-    def _keep(self, conn: psycopg.Connection[Any]) -> None:
-        """A connection of its own, closed with the store; the ones closed
-        already (a claim released, a thread's listener gone) are let go."""
-        with self._lock:
-            self._listeners = [c for c in self._listeners if not c.closed]
-            self._listeners.append(conn)
+        self._sessions.wait(timeout)
 
     def prune_events(self, upto: int, keep: int = 0) -> int:
         with self._connection("pruning events") as conn:
             return self._outbox.prune(conn, upto, keep)
 
     def claim(self, name: str) -> Claim | None:
-        """A session-level advisory lock on a connection of the claim's own:
-        it ends with the session, so a holder that dies loses it at once.
-        A failed try keeps its connection for the next (a standby tries often)."""
-        with self._lock:
-            conn = self._spare_claimers.pop() if self._spare_claimers else None
-        try:
-            if conn is None or conn.closed:
-                conn = self._connections.connect()
-                self._keep(conn)
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
-                (f"statekeep:{self.schema}:subscription", name),
-            ).fetchone()
-        except psycopg.Error as exc:
-            if conn is not None:
-                conn.close()
-            raise translate(exc, f"claiming subscription {name!r}") from exc
-        if not (row and row[0]):
-            with self._lock:
-                self._spare_claimers.append(conn)
-            return None
-        return _SessionClaim(conn)
+        """A session-level advisory lock on a connection of the claim's own
+        (see _postgres_sessions)."""
+        return self._sessions.claim(name)
 
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         """PostgreSQL's plan for a select (what an index lookup looks like)."""
@@ -777,47 +608,6 @@ class PostgresBackend:
 
 
 _cursor_numbers = itertools.count()
-
-
-class _Listening:
-    """A thread's LISTEN connection, in its thread-local data: closed when the
-    thread ends (a stopped subscription's thread) rather than with the store."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-        weakref.finalize(self, conn.close)
-
-
-class _SessionClaim:
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
-        self._forgotten = False
-        watch(self)
-
-    def held(self) -> bool:
-        """Asks the server: a connection that broke has lost the lock."""
-        if self._conn.closed or self._forgotten:
-            return False
-        try:
-            self._conn.execute("SELECT 1")
-        except psycopg.Error:
-            self._conn.close()
-            return False
-        return True
-
-    def release(self) -> None:
-        unwatch(self)
-        if not self._forgotten:
-            self._conn.close()  # the session ends, and its advisory locks with it
-
-    def forget(self) -> None:
-        """In a forked child: drops its copy of the session's socket, without
-        ending the parent's session (/dev/null in its place, for libpq)."""
-        self._forgotten = True
-        with contextlib.suppress(OSError, psycopg.Error):
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, self._conn.fileno())
-            os.close(devnull)
 
 
 _INHERITED: list[Any] = []  # in a forked child: what belongs to the parent, kept from close

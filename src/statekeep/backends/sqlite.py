@@ -17,14 +17,12 @@ a committed transaction also survives a power loss, at some cost per commit.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import sqlite3
-import tempfile
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from itertools import chain, groupby
 from operator import itemgetter
 from typing import Any
@@ -40,45 +38,30 @@ from ..errors import (
     ValidationError,
 )
 from ._claims import Claim, FileClaims, LocalClaims
-from ._locks import acquire
+from ._locks import take
 from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._sqlite_columns import create_table, table_state
+from ._sqlite_errors import DRIVER, OR_EMPTY, empty_or_raise, translate
+from ._sqlite_folder import private_folder
 from ._sqlite_sql import (
+    OUTBOX_INSERT,
+    OUTBOX_PRUNE,
+    OUTBOX_READ,
+    OUTBOX_TABLE,
     Statements,
     order_term,
     quote,
 )
 from ._sqlite_sql import where as where_clause
-from .base import CollectionSpec, Filter, Query, Row, conflict_detail, time_key
+from .base import CHUNK_ROWS, CollectionSpec, Filter, Query, Row, atomic, conflict_detail, time_key
 
 SYNCHRONOUS = ("normal", "full")
-_OUTBOX_TABLE = (
-    "CREATE TABLE IF NOT EXISTS statekeep_outbox "
-    "(position INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)"
-)
-_OUTBOX_INSERT = "INSERT INTO statekeep_outbox (body) VALUES (?)"
-_OUTBOX_READ = (
-    "SELECT position, body FROM statekeep_outbox WHERE position > ? ORDER BY position LIMIT ?"
-)
-_OUTBOX_PRUNE = (
-    "DELETE FROM statekeep_outbox WHERE position <= (SELECT position FROM statekeep_outbox "
-    "WHERE position <= ? ORDER BY position DESC LIMIT 1 OFFSET ?)"
-)
 _CHUNK = 500  # ids per IN (...) lookup
 
 
-def _translate(exc: sqlite3.Error) -> BackendError:
-    message = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
-        return TransientBackendError(f"SQLite is busy: {message}")
-    return BackendError(f"SQLite failed: {message}")
-
-
-def _missing_table(exc: sqlite3.Error) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
-
-
 class SQLiteBackend:
+    chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
+
     def __init__(self, path: str, *, synchronous: str = "normal", timeout: float = 5.0) -> None:
         if synchronous not in SYNCHRONOUS:
             raise ConfigurationError(
@@ -137,7 +120,7 @@ class SQLiteBackend:
             conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
             conn.create_function("statekeep_time", 1, time_key, deterministic=True)
         except sqlite3.Error as exc:  # busy or locked: transient, as for any other call
-            kind = type(_translate(exc))
+            kind = type(translate(exc))
             raise kind(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         alive = {thread.ident for thread in threading.enumerate()}
         with self._registry_lock:
@@ -224,25 +207,13 @@ class SQLiteBackend:
         in_transaction = self._in_transaction()
         if in_transaction and self._local.pending.get(spec.name) is spec:
             return
-        try:  # a read first: a complete table needs no write lock
+        with DRIVER:  # a read first: a complete table needs no write lock
             state = table_state(self._read_conn(), spec)
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
         if state == "missing" and not create:
             return  # reads treat a missing table as empty
         if state != "complete":
-            if not in_transaction:
-                self.begin()
-            try:
+            with nullcontext() if in_transaction else atomic(self), DRIVER:
                 create_table(self._conn(), spec)
-            except BaseException as exc:
-                if not in_transaction:
-                    self.rollback()
-                if isinstance(exc, sqlite3.Error):
-                    raise _translate(exc) from exc
-                raise
-            if not in_transaction:
-                self.commit()
         if in_transaction:  # known to others only once committed
             self._local.pending[spec.name] = spec
         else:
@@ -272,30 +243,27 @@ class SQLiteBackend:
         conn = self._conn()  # before the lock: opening a connection may fail
         if getattr(self._local, "active", False):
             raise second_transaction(self._local.task)
-        if not acquire(self._write_lock, self._timeout, self._closing):
-            raise TransientBackendError(
-                f"timed out after {self._timeout}s waiting for the write lock"
-            )
+        take(self._write_lock, self._timeout, self._closing)
         self._local.active = True
         self._local.task = current_task()
         self._local.pending = {}
         self._local.appended = 0
-        try:
+        try:  # not `with DRIVER` (the hot path of a save: see _sqlite_errors)
             conn.execute("BEGIN IMMEDIATE")
         except BaseException as exc:  # KeyboardInterrupt too: never keep the lock
             self._abandon(conn)
             if isinstance(exc, sqlite3.Error):
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
             raise
 
     def commit(self) -> None:
         conn = self._write_conn()
-        try:
+        try:  # not `with DRIVER` (the hot path of a save: see _sqlite_errors)
             conn.execute("COMMIT")
         except BaseException as exc:
             self._abandon(conn)
             if isinstance(exc, sqlite3.Error):
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
             raise
         self._ensured.update(self._local.pending)
         self._ensured_specs.update(self._local.pending.values())
@@ -311,10 +279,9 @@ class SQLiteBackend:
             return  # not this task's to end
         conn = self._conn()
         try:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+            with DRIVER:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
         finally:
             self._end()
 
@@ -336,10 +303,9 @@ class SQLiteBackend:
             self._write_lock.release()
 
     def _execute(self, sql: str) -> None:
-        try:
-            self._write_conn().execute(sql)
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+        conn = self._write_conn()
+        with DRIVER:
+            conn.execute(sql)
 
     def savepoint(self, name: str) -> None:
         self._execute(f"SAVEPOINT {quote(name)}")
@@ -356,23 +322,27 @@ class SQLiteBackend:
     def put(self, spec: CollectionSpec, rows: Sequence[Row]) -> None:
         conn = self._write_conn()
         statements = self._sql(spec)
-        if len(rows) == 1:
-            row = rows[0]
-            if row[1] == 1:
+        try:  # not `with DRIVER` (the hot path of a save: see _sqlite_errors)
+            if len(rows) == 1:
+                row = rows[0]
+                if row[1] == 1:
+                    self._insert(conn, spec, rows)
+                else:
+                    self._update(conn, spec, statements.update, rows)
+            elif max(map(itemgetter(1), rows)) == 1:  # all new: the usual case
                 self._insert(conn, spec, rows)
             else:
-                self._update(conn, spec, statements.update, rows)
-            return
-        if max(map(itemgetter(1), rows)) == 1:  # all new: the usual case
-            self._insert(conn, spec, rows)
-            return
-        # in the order given (a later row may build on an earlier one), a run
-        # of inserts or of updates per statement
-        for new, run in groupby(rows, key=lambda row: row[1] == 1):
-            if new:
-                self._insert(conn, spec, list(run))
-            else:
-                self._update(conn, spec, statements.update, list(run))
+                # in the order given (a later row may build on an earlier one),
+                # a run of inserts or of updates per statement
+                for new, run in groupby(rows, key=lambda row: row[1] == 1):
+                    if new:
+                        self._insert(conn, spec, list(run))
+                    else:
+                        self._update(conn, spec, statements.update, list(run))
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        except OverflowError as exc:  # an indexed integer beyond 64 bits
+            raise _too_big(spec) from exc
 
     def _insert(self, conn: sqlite3.Connection, spec: CollectionSpec, rows: Sequence[Row]) -> None:
         statements = self._sql(spec)
@@ -385,11 +355,10 @@ class SQLiteBackend:
                 else:
                     conn.execute(statements.insert_many(len(part)), list(chain(*part)))
             except sqlite3.IntegrityError as exc:  # the statement inserted none of its rows
-                raise self._insert_conflict(conn, spec, part) or _translate(exc) from exc
-            except sqlite3.Error as exc:
-                raise _translate(exc) from exc
-            except OverflowError as exc:
-                raise _too_big(spec) from exc
+                conflict = self._insert_conflict(conn, spec, part)
+                if conflict is None:
+                    raise  # put's boundary translates it
+                raise conflict from exc
 
     def _insert_conflict(
         self, conn: sqlite3.Connection, spec: CollectionSpec, part: Sequence[Row]
@@ -412,22 +381,17 @@ class SQLiteBackend:
     ) -> None:
         """Checks every expected version first (this transaction holds the write
         lock, so nobody can change them in between), then updates in one go."""
-        try:
-            if len(rows) == 1:  # one row: its rowcount says it all
-                row = rows[0]
-                if conn.execute(sql, (*row[1:], row[0], row[1] - 1)).rowcount == 1:
-                    return
-            stored = self._versions(conn, spec.name, [row[0] for row in rows])
-            for row in rows:
-                version = stored.get(row[0], 0)
-                if version != row[1] - 1:
-                    raise ConflictError(spec.name, row[0], conflict_detail(version, row[1] - 1))
-                stored[row[0]] = row[1]
-            cursor = conn.executemany(sql, [(*row[1:], row[0], row[1] - 1) for row in rows])
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
-        except OverflowError as exc:
-            raise _too_big(spec) from exc
+        if len(rows) == 1:  # one row: its rowcount says it all
+            row = rows[0]
+            if conn.execute(sql, (*row[1:], row[0], row[1] - 1)).rowcount == 1:
+                return
+        stored = self._versions(conn, spec.name, [row[0] for row in rows])
+        for row in rows:
+            version = stored.get(row[0], 0)
+            if version != row[1] - 1:
+                raise ConflictError(spec.name, row[0], conflict_detail(version, row[1] - 1))
+            stored[row[0]] = row[1]
+        cursor = conn.executemany(sql, [(*row[1:], row[0], row[1] - 1) for row in rows])
         if cursor.rowcount != len(rows):
             raise BackendError(
                 f"{spec.name}: updated {cursor.rowcount} of {len(rows)} rows; "
@@ -441,7 +405,7 @@ class SQLiteBackend:
     def delete(self, collection: str, id: str, version: int | None) -> None:
         conn = self._write_conn()
         table = quote(collection)
-        try:
+        with OR_EMPTY:
             if version is None:
                 cursor = conn.execute(f"DELETE FROM {table} WHERE id = ?", (id,))
             else:
@@ -451,41 +415,29 @@ class SQLiteBackend:
             if cursor.rowcount:
                 return
             stored = self._versions(conn, collection, [id])
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                raise NotFoundError(collection, id) from None
-            raise _translate(exc) from exc
-        if id not in stored:
-            raise NotFoundError(collection, id)
-        raise ConflictError(collection, id, conflict_detail(stored[id], version or 0))
+            if id in stored:
+                raise ConflictError(collection, id, conflict_detail(stored[id], version or 0))
+        raise NotFoundError(collection, id)  # no such row, or not even its table
 
     def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
-        try:
+        with OR_EMPTY:
             return self._versions(self._read_conn(), collection, list(ids))
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return {}
-            raise _translate(exc) from exc
+        return {}
 
     def get(self, collection: str, id: str) -> str | None:
         sql = self._get_sql.get(collection)
         if sql is None:
             sql = self._get_sql[collection] = f"SELECT body FROM {quote(collection)} WHERE id = ?"
-        try:
+        try:  # not `with OR_EMPTY` (the hot path of a get: see _sqlite_errors)
             row = self._read_conn().execute(sql, (id,)).fetchone()
         except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return None
-            raise _translate(exc) from exc
+            return empty_or_raise(exc, None)
         return None if row is None else str(row[0])
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
-        try:
+        with OR_EMPTY:
             return _by_id(self._read_conn(), "body", collection, list(ids))
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return {}
-            raise _translate(exc) from exc
+        return {}
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
         where, params = where_clause(query.filters)
@@ -495,57 +447,40 @@ class SQLiteBackend:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if query.limit is None else query.limit, query.offset]
         if self._in_transaction():  # must see its own writes: read them all now
-            try:
+            rows: list[Any] = []
+            with OR_EMPTY:
                 rows = self._conn().execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                if _missing_table(exc):
-                    return
-                raise _translate(exc) from exc
             for (body,) in rows:
                 yield body
             return
         conn, idle = self._reader()
         try:
-            for (body,) in conn.execute(sql, params):
-                yield body
-        except sqlite3.Error as exc:
-            if not _missing_table(exc):
-                raise _translate(exc) from exc
+            with OR_EMPTY:
+                for (body,) in conn.execute(sql, params):
+                    yield body
         finally:
             idle.append(conn)
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
         where, params = where_clause(filters)
-        try:
-            row = (
-                self._read_conn()
-                .execute(f"SELECT count(*) FROM {quote(spec.name)}{where}", params)
-                .fetchone()
-            )
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return 0
-            raise _translate(exc) from exc
-        return int(row[0])
+        with OR_EMPTY:
+            sql = f"SELECT count(*) FROM {quote(spec.name)}{where}"
+            return int(self._read_conn().execute(sql, params).fetchone()[0])
+        return 0
 
     # -- the outbox: a table whose positions are never reused -----------------
     def append_events(self, bodies: Sequence[str]) -> None:
         conn = self._write_conn()
-        try:
-            conn.execute(_OUTBOX_TABLE)  # in the transaction: gone again if it rolls back
-            conn.executemany(_OUTBOX_INSERT, [(body,) for body in bodies])
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+        with DRIVER:
+            conn.execute(OUTBOX_TABLE)  # in the transaction: gone again if it rolls back
+            conn.executemany(OUTBOX_INSERT, [(body,) for body in bodies])
         self._local.appended += len(bodies)
 
     def read_events(self, after: int, limit: int) -> list[tuple[int, str]]:
         self._local.events_seen = self._event_count  # what wait_events waits to change
-        try:
-            return self._read_conn().execute(_OUTBOX_READ, (after, limit)).fetchall()
-        except sqlite3.Error as exc:
-            if _missing_table(exc):
-                return []
-            raise _translate(exc) from exc
+        with OR_EMPTY:
+            return self._read_conn().execute(OUTBOX_READ, (after, limit)).fetchall()
+        return []
 
     def unsettled_events(self, after: int) -> bool:
         return False  # read_events returns every committed event
@@ -560,18 +495,9 @@ class SQLiteBackend:
             self._new_events.wait_for(lambda: self._event_count != seen, timeout)
 
     def prune_events(self, upto: int, keep: int = 0) -> int:
-        self.begin()
-        try:
-            cursor = self._conn().execute(_OUTBOX_PRUNE, (upto, keep))
-        except BaseException as exc:
-            self.rollback()
-            if isinstance(exc, sqlite3.Error):
-                if _missing_table(exc):
-                    return 0
-                raise _translate(exc) from exc
-            raise
-        self.commit()
-        return cursor.rowcount
+        with OR_EMPTY, atomic(self):  # rolled back, then translated
+            return int(self._conn().execute(OUTBOX_PRUNE, (upto, keep)).rowcount)
+        return 0
 
     def claim(self, name: str) -> Claim | None:
         """An flock on a file of the name in <database>.subscriptions/ (in
@@ -582,7 +508,8 @@ class SQLiteBackend:
         """SQLite's query plan for a select (what an index lookup looks like)."""
         where, params = where_clause(query.filters)
         sql = f"EXPLAIN QUERY PLAN SELECT body FROM {quote(spec.name)}{where}"
-        return [str(row[3]) for row in self._conn().execute(sql, params)]
+        with DRIVER:
+            return [str(row[3]) for row in self._conn().execute(sql, params)]
 
 
 def _by_id(conn: sqlite3.Connection, column: str, table: str, ids: list[str]) -> dict[str, Any]:
@@ -634,11 +561,7 @@ class SQLiteMemoryBackend(SQLiteBackend):
     """
 
     def __init__(self, *, timeout: float = 5.0) -> None:
-        shm = "/dev/shm"
-        where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
-        _remove_orphans(where)
-        self._folder = tempfile.mkdtemp(prefix=_PREFIX, dir=where)
-        self._removal = weakref.finalize(self, _remove_folder, self._folder, _hold(self._folder))
+        self._folder, self._removal = private_folder(self)
         try:
             super().__init__(os.path.join(self._folder, "memory.db"), timeout=timeout)
         except BaseException:
@@ -646,68 +569,12 @@ class SQLiteMemoryBackend(SQLiteBackend):
             raise
         self.location = None
         self._synchronous = "off"
-        self._conn().execute("PRAGMA synchronous=OFF")
+        with DRIVER:
+            self._conn().execute("PRAGMA synchronous=OFF")
 
     def close(self) -> None:
         super().close()
         self._removal()
-
-
-_PREFIX = "statekeep-memory-"
-_OWNED = "owned"  # a file in the folder, flocked by its process (and forked children) while used
-
-
-def _hold(folder: str) -> int:
-    """Takes the folder's flock (made under another name, then renamed: an
-    `owned` file is always locked by a living owner, or its owner is gone)."""
-    making = os.path.join(folder, f"{_OWNED}.new")
-    fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.rename(making, os.path.join(folder, _OWNED))
-    return fd
-
-
-def _remove_orphans(where: str) -> None:
-    """Removes the folders of sqlite://:memory: stores whose processes died
-    without close() (kill -9, a crash): /dev/shm is memory until a reboot."""
-    try:
-        names = [n for n in os.listdir(where) if n.startswith(_PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        folder = os.path.join(where, name)
-        try:
-            fd = os.open(os.path.join(folder, _OWNED), os.O_RDWR | os.O_CLOEXEC)
-        except OSError:  # being made, removed meanwhile, or not ours to open
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # its owner lives
-            continue
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-        finally:
-            os.close(fd)
-
-
-def _remove_folder(folder: str, held: int) -> None:
-    """Lets go of the folder, and removes it unless another process uses it
-    still: a forked child holds the flock too (its copy of the descriptor),
-    so the parent's close() leaves the database to its children, and the
-    last of them to close removes it (or, if it is killed, the sweep)."""
-    os.close(held)
-    try:
-        fd = os.open(os.path.join(folder, _OWNED), os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # another process uses it
-        return
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
-    finally:
-        os.close(fd)
 
 
 def _file_of(path: str) -> str | None:

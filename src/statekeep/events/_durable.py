@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends._claims import Claim
+from ..backends import Claim
 from ..backends.base import Backend
 from ..errors import ConfigurationError, ConflictError, StatekeepError
 from ..flow import Backoff

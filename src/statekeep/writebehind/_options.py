@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -81,8 +82,8 @@ class WriteBehindOptions:
             raise ConfigurationError(
                 f"journal must be a path, 'auto' or None, not {self.journal!r}"
             )
-        for name in ("max_pending", "max_batch"):
-            if not is_whole(getattr(self, name), least=1):
+        for name in ("max_pending", "max_batch"):  # any size: a bound, never stored
+            if not is_whole(getattr(self, name), least=1, most=math.inf):
                 raise ConfigurationError(
                     f"{name} must be a whole number, not {getattr(self, name)!r}"
                 )
