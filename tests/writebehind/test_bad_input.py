@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -282,7 +282,7 @@ def test_an_on_event_callback_may_use_the_store(open_store: OpenStore) -> None:
 def test_a_bound_beyond_64_bits_is_a_whole_number_as_before(name: str) -> None:
     """max_pending and max_batch bound a queue and a batch, and are never stored:
     any positive int is one (as before write-behind's checks moved to _numbers)."""
-    assert getattr(WriteBehindOptions(**{name: 2**80}), name) == 2**80
+    assert getattr(WriteBehindOptions(**cast(dict[str, Any], {name: 2**80})), name) == 2**80
     with statekeep.open("memory://", writebehind={name: 2**80}) as store:
         receipt = store.enqueue(Doc(title="big bound"))
         store.flush(5)
