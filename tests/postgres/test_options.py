@@ -9,6 +9,7 @@ owner: they fail until it is fixed.
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 import time
@@ -59,11 +60,19 @@ def tables(server: str, schema: str) -> list[str]:
         return [name for (name,) in rows]
 
 
+_OTHER_RUNS = re.compile(r"sk_test_[0-9a-f]{16}")  # _postgres.fresh_schema: another test's
+
+
 def schemas(server: str) -> set[str]:
-    """The database's schemas, but the temporary ones other sessions come and go with."""
+    """The database's schemas, but the temporary ones other sessions come and go
+    with, and those other test runs sharing the server make and drop meanwhile."""
     with psycopg.connect(server, connect_timeout=5) as conn:
         names = {name for (name,) in conn.execute("SELECT nspname FROM pg_namespace")}
-    return {name for name in names if not name.startswith(("pg_temp_", "pg_toast_temp_"))}
+    return {
+        name
+        for name in names
+        if not name.startswith(("pg_temp_", "pg_toast_temp_")) and not _OTHER_RUNS.fullmatch(name)
+    }
 
 
 def snapshot(store: statekeep.Store) -> dict[tuple[str, str], dict[str, Any]]:
