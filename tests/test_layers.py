@@ -456,12 +456,11 @@ print("ok")
 """
 
 
-def test_importing_statekeep_needs_only_pydantic() -> None:
-    """`import statekeep` loads nothing outside the standard library but
-    pydantic and what pydantic requires: rich is the demo extra's, psycopg the
-    postgresql extra's."""
+def _runs_ok(code: str, *flags: str, cwd: Path | None = None) -> None:
+    """Runs code in a fresh interpreter, which must print ok."""
     result = subprocess.run(
-        [sys.executable, "-c", ONLY_PYDANTIC],
+        [sys.executable, *flags, "-c", code],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
@@ -469,6 +468,13 @@ def test_importing_statekeep_needs_only_pydantic() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_importing_statekeep_needs_only_pydantic() -> None:
+    """`import statekeep` loads nothing outside the standard library but
+    pydantic and what pydantic requires: rich is the demo extra's, psycopg the
+    postgresql extra's."""
+    _runs_ok(ONLY_PYDANTIC)
 
 
 IMPORT_CHECK = """
@@ -491,16 +497,7 @@ print("ok")
 def test_importing_statekeep_creates_no_store(tmp_path: Path) -> None:
     """A fresh interpreter: no default store, no Store, no threads, no files,
     and neither the command line nor the demo loaded."""
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", IMPORT_CHECK],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    _runs_ok(IMPORT_CHECK, "-W", "error", cwd=tmp_path)
 
 
 # -- the Store stays a facade ---------------------------------------------------
