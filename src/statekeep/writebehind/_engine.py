@@ -81,6 +81,7 @@ class WriteBehind:
         self._wake_at: float | None = 0.0  # when the flusher plans to look again
         self._state = "new"  # new -> running -> closing -> closed
         self._threads: list[threading.Thread] = []
+        self._closer: threading.Thread | None = None  # closed from its own thread: that one
         self._stored = self._retried = self._dead = self._shed = 0
         self._last_error: str | None = None
         self._journal: Journal | None = None
@@ -255,10 +256,25 @@ class WriteBehind:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join()
+        if own:  # this thread still marks its batch done: it lets go of the journal as it ends
+            self._closer = threading.current_thread()
+        else:
+            self._finish_close()
+        return drained
+
+    def _finish_close(self) -> None:
         self._mark_resolved([])  # what a shed or a journal error left unmarked
         self._close_journal()
         unwatch(self)
-        return drained
+
+    def _thread(self, loop: Callable[[], None]) -> None:
+        """A thread of the engine; the one that closed it (from a handler)
+        releases the journal directory once it has stopped writing to it."""
+        try:
+            loop()
+        finally:
+            if self._closer is threading.current_thread():
+                self._finish_close()
 
     def forget(self) -> None:
         """In a forked child: this engine is the parent's. Its threads are not
@@ -336,11 +352,18 @@ class WriteBehind:
         self._state = "running"
         watch(self)
         self._threads = [
-            threading.Thread(target=self._flush_loop, name="statekeep-flusher", daemon=True)
+            threading.Thread(
+                target=self._thread, args=(self._flush_loop,), name="statekeep-flusher", daemon=True
+            )
         ]
         if self._journal is not None:
             self._threads.append(
-                threading.Thread(target=self._journal_loop, name="statekeep-journal", daemon=True)
+                threading.Thread(
+                    target=self._thread,
+                    args=(self._journal_loop,),
+                    name="statekeep-journal",
+                    daemon=True,
+                )
             )
         for thread in self._threads:
             thread.start()
