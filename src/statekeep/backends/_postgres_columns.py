@@ -17,11 +17,14 @@ from typing import Any
 import psycopg
 
 from . import _layout as layout
+from . import _postgres_prefix as keys
 from . import _postgres_sql as pgsql
 from .base import CollectionSpec, Index
 
 FILL_ROWS = 20_000  # rows per transaction when a new column is filled
 SMALL = 50_000  # rows: a table this small gets a new column in one transaction
+
+Layout = tuple[bool, bool]  # an index: (valid, of an expression)
 
 
 class Columns:
@@ -56,14 +59,22 @@ class Columns:
             return True, True
         if layout.STAMP not in columns or self._plan(conn, spec).needed:
             return False, True
-        indexes = {
-            name
-            for (name,) in conn.execute(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
-                (self.schema, spec.name),
-            )
-        }
-        return False, any(pgsql.index_name(spec, index) not in indexes for index in spec.indexes)
+        found = self._indexes(conn, spec)
+        return False, any(
+            found.get(pgsql.index_name(spec, index)) != (True, keys.prefixed(index.kind))
+            or pgsql.replacement_name(spec, index) in found
+            for index in spec.indexes
+        )
+
+    def _indexes(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> dict[str, Layout]:
+        """The table's indexes by name: whether each is valid and of an expression."""
+        table = f"{pgsql.quote(self.schema)}.{pgsql.quote(spec.name)}"
+        rows = conn.execute(
+            "SELECT c.relname, i.indisvalid, i.indexprs IS NOT NULL FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass(%s)",
+            (table,),
+        )
+        return {name: (valid, expression) for name, valid, expression in rows}
 
     def build(self, conn: psycopg.Connection[Any], spec: CollectionSpec) -> bool:
         """Makes the table, and the columns of spec that are new, retyped or of
@@ -173,17 +184,49 @@ class Columns:
     def _index(
         self, conn: psycopg.Connection[Any], spec: CollectionSpec, concurrently: bool
     ) -> None:
+        """Makes each index of spec valid and of this version's layout. An index
+        of an earlier layout (a text column indexed whole, before prefixes; see
+        _postgres_prefix) is replaced: in this transaction, or on a large table
+        built concurrently under another name, the old one dropped, the new one
+        renamed. Cut short anywhere, the next open finishes the work."""
+        found = self._indexes(conn, spec)
         for index in spec.indexes:
             named = pgsql.index_name(spec, index)
-            valid = conn.execute(
-                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
-                (f"{pgsql.quote(self.schema)}.{pgsql.quote(named)}",),
-            ).fetchone()
-            if valid is not None and valid[0]:
-                continue  # (CREATE INDEX IF NOT EXISTS would lock the table first)
-            if valid is not None:  # a concurrent build that was cut short
-                conn.execute(f"DROP INDEX {pgsql.quote(self.schema)}.{pgsql.quote(named)}")
-            conn.execute(pgsql.create_index(self.schema, spec, index, concurrently))
+            replacement = pgsql.replacement_name(spec, index)
+            layout: Layout = (True, keys.prefixed(index.kind))
+            if found.get(named) == layout:  # (CREATE INDEX IF NOT EXISTS would lock the table)
+                self._drop(conn, replacement, found, concurrently)  # left by a rename cut short
+                continue
+            if named in found and not (concurrently and found[named][0]):
+                # a concurrent build cut short; or one of an earlier layout, replaced here
+                self._drop(conn, named, found, concurrently=False)
+            if found.get(replacement) != layout:
+                self._drop(conn, replacement, found, concurrently)
+                if named not in found:
+                    conn.execute(pgsql.create_index(self.schema, spec, index, concurrently))
+                    continue
+                # valid, of an earlier layout, on a table too large to lock while indexing
+                conn.execute(
+                    pgsql.create_index(self.schema, spec, index, concurrently, replacement)
+                )
+            self._drop(conn, named, found, concurrently)
+            conn.execute(
+                f"ALTER INDEX {pgsql.quote(self.schema)}.{pgsql.quote(replacement)} "
+                f"RENAME TO {pgsql.quote(named)}"
+            )
+
+    def _drop(
+        self,
+        conn: psycopg.Connection[Any],
+        named: str,
+        found: dict[str, Layout],
+        concurrently: bool,
+    ) -> None:
+        if named in found:
+            how = "CONCURRENTLY " if concurrently else ""
+            index = f"{pgsql.quote(self.schema)}.{pgsql.quote(named)}"
+            conn.execute(f"DROP INDEX {how}IF EXISTS {index}")
+            del found[named]
 
 
 def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> Any:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
+from . import _postgres_prefix as keys
 from ._layout import REGISTRY, STAMP, stamp
 from .base import CollectionSpec, Field, Filter, Index, IndexKind, Op, Order, prefix_range
 from .base import Query as Search
@@ -93,6 +94,12 @@ def checked_name(name: str, what: str) -> str:
 
 def index_name(spec: CollectionSpec, index: Index) -> str:
     return _short(f"{spec.name}__{index.name}")
+
+
+def replacement_name(spec: CollectionSpec, index: Index) -> str:
+    """The name an index of a new layout is built under, beside the old one,
+    until the old one is dropped and it takes the old one's name."""
+    return _short(f"{spec.name}__{index.name}__new")
 
 
 def _short(name: str) -> str:
@@ -171,7 +178,10 @@ def build_column(schema: str, spec: CollectionSpec, index: Index, has_column: bo
     """Makes an indexed field's column anew, empty (fill_triggers and a fill follow)."""
     table = f"{quote(schema)}.{quote(spec.name)}"
     column = quote(checked_name(index.name, "an indexed field name"))
-    statements = [f"DROP INDEX IF EXISTS {quote(schema)}.{quote(index_name(spec, index))}"]
+    statements = [
+        f"DROP INDEX IF EXISTS {quote(schema)}.{quote(name)}"
+        for name in (index_name(spec, index), replacement_name(spec, index))
+    ]
     if has_column:  # of another kind, or of unknown freshness
         statements.append(f"ALTER TABLE {table} DROP COLUMN {column}")
     statements.append(f"ALTER TABLE {table} ADD COLUMN {column} {COLUMN_TYPES[index.kind]}")
@@ -242,11 +252,22 @@ def fill_range(schema: str, collection: str, columns: Sequence[Index], bounded: 
     )
 
 
-def create_index(schema: str, spec: CollectionSpec, index: Index, concurrently: bool) -> str:
+def index_expression(schema: str, index: Index) -> str:
+    """What an indexed field's index holds: the column, or for text that may
+    be long, its prefix (see _postgres_prefix); the same text as queries use."""
+    column = quote(index.name)
+    if index.kind == "any":
+        return f"({keys.key(_text(column, False, schema))})"
+    return f"({keys.key(column)})" if keys.prefixed(index.kind) else column
+
+
+def create_index(
+    schema: str, spec: CollectionSpec, index: Index, concurrently: bool, named: str = ""
+) -> str:
     table = f"{quote(schema)}.{quote(spec.name)}"
     how = "CONCURRENTLY " if concurrently else ""
-    named = quote(index_name(spec, index))
-    return f"CREATE INDEX {how}IF NOT EXISTS {named} ON {table} ({quote(index.name)})"
+    named = quote(named or index_name(spec, index))
+    return f"CREATE INDEX {how}IF NOT EXISTS {named} ON {table} ({index_expression(schema, index)})"
 
 
 # -- values as JSON -----------------------------------------------------------
@@ -320,6 +341,8 @@ class Query:
         self._schema = schema
         self._kinds = {index.name: index.kind for index in spec.indexes}
         self._kinds.update(id="text", version="integer")
+        # text columns indexed by their prefix (the id is the primary key's, whole)
+        self._prefixed = {index.name for index in spec.indexes if keys.prefixed(index.kind)}
         self.params: list[Any] = []
 
     def where(self, filters: Sequence[Filter]) -> str:
@@ -354,13 +377,22 @@ class Query:
 
     def _condition(self, f: Filter) -> str:
         kind = self._kind(f.field)
+        indexed = f.field.column and f.field.name in self._prefixed
         if kind == "any":
-            return self._json_condition(f)
-        return self._column_condition(f, quote(f.field.name), _RANKED[kind])
+            return self._json_condition(f, indexed)
+        return self._column_condition(f, quote(f.field.name), _RANKED[kind], indexed)
 
-    # a typed column: every stored value has rank `rank`, or is NULL
-    def _column_condition(self, f: Filter, column: str, rank: int) -> str:
+    def _compare(self, text: str, op: str, value: Any, indexed: bool) -> str:
+        """`text op value`; through the prefix index of an indexed text (see _postgres_prefix)."""
+        if indexed and isinstance(value, str):
+            return keys.compare(text, op, value, self._param)
+        return f"{text} {op} {self._param(value)}"
+
+    # a typed column: every stored value has rank `rank`, or is NULL;
+    # indexed: a text column with a prefix index
+    def _column_condition(self, f: Filter, column: str, rank: int, indexed: bool) -> str:
         op, value = f.op, f.value
+        absent = f"{keys.key(column) if indexed else column} IS NULL"  # the index has NULLs too
         if op in (Op.IN, Op.NOT_IN):
             same = [v for v in value if _value_rank(v) == rank]
             parts = []
@@ -368,10 +400,16 @@ class Query:
                 values = [int(v) if isinstance(v, bool) else v for v in same]
                 if rank == 1 and any(isinstance(v, float) for v in values):
                     values = [float(v) for v in values]  # one array type
-                member = f"{column} = ANY({self._param(values)})"  # IN: an index can serve it
-                parts.append(member if op is Op.IN else f"COALESCE({member}, FALSE)")
+                if op is Op.IN:  # an index can serve it
+                    parts.append(
+                        keys.member(column, [str(v) for v in values], self._param)
+                        if indexed
+                        else f"{column} = ANY({self._param(values)})"
+                    )
+                else:
+                    parts.append(f"COALESCE({column} = ANY({self._param(values)}), FALSE)")
             if None in value:
-                parts.append(f"{column} IS NULL")
+                parts.append(absent if op is Op.IN else f"{column} IS NULL")
             member = " OR ".join(parts) or "FALSE"
             return f"({member})" if op is Op.IN else f"NOT ({member})"
         theirs = _value_rank(value)
@@ -379,8 +417,8 @@ class Query:
             value = int(value)
         if op is Op.EQ:
             if value is None:
-                return f"{column} IS NULL"
-            return f"{column} = {self._param(value)}" if theirs == rank else "FALSE"
+                return absent
+            return self._compare(column, "=", value, indexed) if theirs == rank else "FALSE"
         if op is Op.NE:
             if value is None:
                 return f"{column} IS NOT NULL"
@@ -388,20 +426,21 @@ class Query:
         if value is None:
             return "FALSE"
         if op is Op.PREFIX:
-            return self._prefix(column, value) if rank == 2 else "FALSE"
+            return self._prefix(column, value, indexed) if rank == 2 else "FALSE"
         if theirs == rank:
-            return f"{column} {_COMPARISONS[op]} {self._param(value)}"
+            return self._compare(column, _COMPARISONS[op], value, indexed)
         below = op in (Op.LT, Op.LE)  # asks for stored values below the value's kind
         return f"{column} IS NOT NULL" if below == (theirs > rank) else "FALSE"
 
-    def _prefix(self, text: str, prefix: str) -> str:
-        lower, upper = prefix_range(prefix)
+    def _prefix(self, text: str, start: str, indexed: bool) -> str:
+        lower, upper = prefix_range(start)
         if upper is None:
-            return f"{text} >= {self._param(lower)}"
-        return f"({text} >= {self._param(lower)} AND {text} < {self._param(upper)})"
+            return self._compare(text, ">=", lower, indexed)
+        above = self._compare(text, ">=", lower, indexed)  # parameters in the order of the text
+        return f"({above} AND {self._compare(text, '<', upper, indexed)})"
 
-    # a JSON value: any rank
-    def _json_condition(self, f: Filter) -> str:
+    # a JSON value: any rank; indexed: a column with a prefix index of its text
+    def _json_condition(self, f: Filter, indexed: bool) -> str:
         x = self._json(f.field)
         number, text = _number(x), self._text(x, f.field)
         op, value = f.op, f.value
@@ -414,7 +453,12 @@ class Query:
                     f"COALESCE({number} = ANY({self._param(numbers, '::numeric[]')}), FALSE)"
                 )
             if texts:
-                parts.append(f"COALESCE({text} = ANY({self._param(texts, '::text[]')}), FALSE)")
+                among = (
+                    keys.member(text, texts, self._param)
+                    if indexed
+                    else f"{text} = ANY({self._param(texts, '::text[]')})"
+                )
+                parts.append(f"COALESCE({among}, FALSE)")
             if None in value:
                 parts.append(_is_null(x))
             member = " OR ".join(parts) or "FALSE"
@@ -424,18 +468,19 @@ class Query:
                 return _is_null(x)
             return f"NOT {_is_null(x)}" if op is Op.NE else "FALSE"
         if op is Op.PREFIX:
-            return self._prefix(text, value) if isinstance(value, str) else "FALSE"
-        if isinstance(value, str):
-            mine, other_rank = text, 1
-            param = self._param(value)
-        else:
-            mine, other_rank = number, 2
-            param = self._param(_number_text(value), "::numeric")
-        if op is Op.EQ:
-            return f"{mine} = {param}"
+            return self._prefix(text, value, indexed) if isinstance(value, str) else "FALSE"
         if op is Op.NE:
-            return f"{mine} IS DISTINCT FROM {param}"
-        compared = f"{mine} {_COMPARISONS[op]} {param}"
+            if isinstance(value, str):
+                return f"{text} IS DISTINCT FROM {self._param(value)}"
+            return f"{number} IS DISTINCT FROM {self._param(_number_text(value), '::numeric')}"
+        sign = "=" if op is Op.EQ else _COMPARISONS[op]
+        if isinstance(value, str):
+            compared, other_rank = self._compare(text, sign, value, indexed), 1
+        else:
+            param = self._param(_number_text(value), "::numeric")
+            compared, other_rank = f"{number} {sign} {param}", 2
+        if op is Op.EQ:
+            return compared
         below = op in (Op.LT, Op.LE)
         if below == (other_rank == 1):  # the other kind lies on the asked side
             return f"({compared} OR {_rank(x)} = {other_rank})"
