@@ -5,6 +5,7 @@ StatekeepError
 │                            a transaction block used without `with`
 ├── StoreClosedError         the store was used after close()
 ├── TransactionError         a write met a transaction of another thread, task or process
+├── DeadlockError            a wait on the write-behind engine from its own thread
 ├── NotFoundError            no entity with that id (also a LookupError)
 ├── ConflictError            a stale version: someone else saved first
 ├── ValidationError          bad data for an entity (a ValueError); .errors() has the details
@@ -24,6 +25,7 @@ __all__ = [
     "BackendError",
     "ConfigurationError",
     "ConflictError",
+    "DeadlockError",
     "NotFoundError",
     "QueryError",
     "QueueFullError",
@@ -52,6 +54,12 @@ class TransactionError(StatekeepError):
     """A write in a thread, asyncio task or process that does not own the
     transaction in its way: it may neither join that transaction nor wait for
     it (the wait would block the event loop the owner needs). Nothing was written."""
+
+
+class DeadlockError(StatekeepError):
+    """A wait that could never end: waiting, on the write-behind engine's own
+    thread (an event handler of a write-behind write, an on_event callback),
+    for that engine to store something. Nothing was changed."""
 
 
 class NotFoundError(StatekeepError, LookupError):

@@ -38,7 +38,7 @@ from ._claim import claim
 from ._item import Item, Key
 from ._journal import Journal, JournalId
 from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
-from ._receipt import Receipt
+from ._receipt import Receipt, check_not_own
 from ._records import DeadLetterFile, journal_record, spec_of
 from ._shutdown import unwatch, watch
 from ._storing import BatchHooks, store_batch
@@ -107,7 +107,7 @@ class WriteBehind:
         expect: int | None = None,
     ) -> Receipt:
         """Takes a write; does no I/O. row is (id, version as read, body, *indexed)."""
-        receipt = Receipt(self._changed)
+        receipt = Receipt(self._changed, self._threads)
         now = time.monotonic()
         key = (spec.name, row[0])
         try:
@@ -207,7 +207,11 @@ class WriteBehind:
         self._emit("shed", collection=key[0], id=key[1])
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Waits until every write enqueued so far is stored (or failed for good)."""
+        """Waits until every write enqueued so far is stored (or failed for good).
+
+        DeadlockError on the engine's own thread (an event handler of a
+        write-behind write): that wait could never end."""
+        check_not_own(self._threads, "store.flush()")
         with self._lock:
             if self._state == "new":
                 return True
@@ -351,7 +355,7 @@ class WriteBehind:
     def _start(self) -> None:
         self._state = "running"
         watch(self)
-        self._threads = [
+        self._threads[:] = [
             threading.Thread(
                 target=self._thread, args=(self._flush_loop,), name="statekeep-flusher", daemon=True
             )

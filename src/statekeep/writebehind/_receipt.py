@@ -7,7 +7,17 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
-from ..errors import StatekeepError
+from ..errors import DeadlockError, StatekeepError
+
+
+def check_not_own(threads: list[threading.Thread], what: str) -> None:
+    """DeadlockError if called on one of these (an engine's own) threads."""
+    if threading.current_thread() in threads:
+        raise DeadlockError(
+            f"{what} on the write-behind thread (in an event handler or on_event "
+            "callback of a write-behind write) would wait for that thread itself: "
+            "read receipt.stored / receipt.durable instead, or wait in another thread"
+        )
 
 
 class Receipt:
@@ -18,10 +28,11 @@ class Receipt:
     Waits share their engine's condition, so a receipt costs no lock of its own.
     """
 
-    __slots__ = ("_callbacks", "_changed", "durable", "error", "stored", "version")
+    __slots__ = ("_callbacks", "_changed", "_threads", "durable", "error", "stored", "version")
 
-    def __init__(self, changed: threading.Condition) -> None:
+    def __init__(self, changed: threading.Condition, threads: list[threading.Thread]) -> None:
         self._changed = changed
+        self._threads = threads  # the engine's: waiting on one of them is a deadlock
         self._callbacks: list[Callable[[], None]] | None = None
         self.durable = False
         self.stored = False
@@ -34,6 +45,8 @@ class Receipt:
 
     def wait_durable(self, timeout: float | None = None) -> bool:
         """True once durable (or stored); False on timeout. Raises the error if it failed."""
+        if not (self.durable or self.done):
+            check_not_own(self._threads, "receipt.wait_durable()")
         with self._changed:
             self._changed.wait_for(lambda: self.durable or self.error is not None, timeout)
         self._raise()
@@ -41,6 +54,8 @@ class Receipt:
 
     def wait_stored(self, timeout: float | None = None) -> bool:
         """True once stored; False on timeout. Raises the error if it failed."""
+        if not self.done:
+            check_not_own(self._threads, "receipt.wait_stored()")
         with self._changed:
             self._changed.wait_for(lambda: self.done, timeout)
         self._raise()

@@ -1,0 +1,153 @@
+"""Issue 11, a write's life around the store's (defects 5, 7, 8 and 9):
+enqueue inside a transaction joins its fate; waiting on the engine from its
+own thread raises DeadlockError at once; receipts left pending by close()
+complete; domain events recorded on an enqueued entity travel with it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import statekeep
+from statekeep import (
+    Priority,
+    StatekeepError,
+    StoreClosedError,
+    TransactionError,
+)
+
+from ._exact import Lap, LapFinished, Mark
+from .conftest import Backend, OpenFaulty, OpenStore
+
+
+class BoomError(Exception):
+    pass
+
+
+def test_an_enqueue_in_a_transaction_that_rolls_back_is_dropped(open_store: OpenStore) -> None:
+    """Defect 5: the write is dropped with the transaction, its receipt fails
+    with TransactionError ("rolled back"). Today it is stored anyway."""
+    store = open_store(window=0.01)
+    with pytest.raises(BoomError), store.transaction():
+        store.save(Mark(id="saved", title="in the block"))
+        receipt = store.enqueue(Mark(id="queued", title="in the block"), Priority.CRITICAL)
+        raise BoomError
+    assert store.flush(timeout=10)
+    assert sorted(store.get_many(Mark, ["saved", "queued"])) == [], (
+        "a write enqueued in a transaction that rolled back was stored"
+    )
+    with pytest.raises(TransactionError, match="rolled back"):
+        receipt.wait_stored(timeout=5)
+    assert isinstance(receipt.error, TransactionError)
+
+
+def test_an_enqueue_in_a_savepoint_that_rolls_back_is_dropped(open_store: OpenStore) -> None:
+    """Defect 5: queued when the outermost block commits; what a rolled-back
+    savepoint enqueued is dropped. Today both are stored."""
+    store = open_store(window=0.01)
+    with store.transaction():
+        outer = store.enqueue(Mark(id="outer", title="outer block"))
+        with pytest.raises(BoomError), store.transaction():
+            inner = store.enqueue(Mark(id="inner", title="savepoint"))
+            raise BoomError
+    assert outer.wait_stored(timeout=10)
+    assert store.flush(timeout=10)
+    assert sorted(store.get_many(Mark, ["outer", "inner"])) == ["outer"], (
+        "a write enqueued in a savepoint that rolled back was stored"
+    )
+    with pytest.raises(TransactionError, match="rolled back"):
+        inner.wait_stored(timeout=5)
+
+
+def attempt(wait: Any, raised: list[BaseException] | None = None) -> str:
+    """Calls wait(); says what happened and how long it took (and keeps
+    what it raised in `raised`)."""
+    started = time.monotonic()
+    try:
+        result = wait()
+    except StatekeepError as exc:
+        if raised is not None:
+            raised.append(exc)
+        return f"raised {type(exc).__name__}: {exc}"
+    return f"returned {result!r} after {time.monotonic() - started:.2f} s"
+
+
+def test_receipts_left_pending_at_close_complete_at_once(
+    open_faulty: OpenFaulty, backend: Backend, store_url: str
+) -> None:
+    """Defect 8: close() stops draining (the database is down) with a write
+    pending: its receipt completes at once, left_pending; with a journal it
+    is durable and stored at the next open, without one its error is
+    StoreClosedError; `await receipt` raises StoreClosedError. Today
+    wait_stored() and await wait until their timeouts (for ever without)."""
+    persistent = "persistent" in backend.capabilities
+    store, db = open_faulty(window=0.01, retry_base=0.01, retry_cap=0.05, drain_timeout=0.2)
+    db.outage(3600)
+    receipt = store.enqueue(Mark(id="left", title="left pending"), Priority.CRITICAL)
+    if persistent:
+        assert receipt.wait_durable(timeout=10)
+    store.close()
+
+    started = time.monotonic()
+    outcome = attempt(lambda: receipt.wait_stored(timeout=2))
+    waited = time.monotonic() - started
+    assert waited < 1, f"wait_stored() after close: {outcome}"
+    if persistent:
+        assert outcome.startswith("returned False"), outcome
+        assert receipt.wait_durable(timeout=0)
+        assert receipt.error is None
+    else:
+        assert outcome.startswith(("returned False", "raised StoreClosedError")), outcome
+        assert isinstance(receipt.error, StoreClosedError), receipt.error
+    assert getattr(receipt, "left_pending", None) is True
+
+    async def awaited() -> None:
+        await asyncio.wait_for(receipt, timeout=3)
+
+    with pytest.raises(StoreClosedError) as closed:
+        asyncio.run(awaited())
+    if persistent:
+        assert "journal" in str(closed.value), str(closed.value)
+        db.recover()
+        with statekeep.open(store_url) as again:
+            assert again.flush(timeout=30)
+            assert again.get(Mark, "left").title == "left pending"
+
+
+def test_domain_events_recorded_on_an_enqueued_entity_travel_with_the_write(
+    open_store: OpenStore,
+) -> None:
+    """Defect 9: delivered after the write's commit (another thread reads it
+    stored), and taken off the entity: enqueued again, it is not delivered
+    twice. Today they stay on the entity for its next save()."""
+    store = open_store(window=0.01)
+    seen: list[tuple[str, int, int | None]] = []
+
+    def read_elsewhere(id: str) -> int | None:
+        found: list[int | None] = []
+        reader = threading.Thread(
+            target=lambda: found.append(
+                next((lap.version for lap in store.get_many(Lap, [id]).values()), None)
+            )
+        )
+        reader.start()
+        reader.join(5)
+        return found[0] if found else None
+
+    def finished(event: LapFinished) -> None:
+        seen.append((event.entity_id, event.version, read_elsewhere(event.entity_id)))
+
+    store.on(LapFinished, finished)
+    lap = Lap(id="l1", seconds=61)
+    lap.record(LapFinished(seconds=61))
+    assert store.enqueue(lap).wait_stored(timeout=10)
+    assert store.flush(timeout=10)
+    assert seen == [("l1", 1, 1)], f"the recorded event was not delivered with the write: {seen}"
+    lap.seconds = 62
+    assert store.enqueue(lap).wait_stored(timeout=10)  # a later write of this store
+    assert store.flush(timeout=10)
+    assert len(seen) == 1, f"delivered again with a later write: {seen}"
