@@ -14,6 +14,7 @@ from . import (
     events,
     files,
     get,
+    load,
     machine,
     memory,
     outbox,
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     results: list[Result] = []
     tables: list[ExtraTable] = []
     start = time.perf_counter()
+    before = load.snapshot()
     with (
         tempfile.TemporaryDirectory(prefix="statekeep-bench-") as workdir,
         console.status("starting") as status,
@@ -92,11 +94,14 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
                 else:
                     results.append(row)
     elapsed = time.perf_counter() - start
+    other_load = load.between(before, load.snapshot()).describe()
+    described.append(("Other load during this run", other_load))
 
     report.print_table(
         console,
         results,
-        f"{title}, best of {sizes.repeats} (SQLAlchemy, persist-queue: {sizes.slow_repeats})",
+        f"{title}, best of {sizes.repeats} (SQLAlchemy: {sizes.slow_repeats}; "
+        f"write-behind: median of {sizes.wb_rounds} rounds)",
     )
     for table in tables:
         report.print_extra(console, table)
@@ -105,6 +110,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         ("[bold red]" if failed else "[green]") + report.summary(results) + "[/]",
         f"({elapsed:.0f} s)",
     )
+    console.print(f"Machine load: {other_load}.")
     if output is not None:
         text = report.markdown(results, described, sizes, title, tables)
         output.parent.mkdir(parents=True, exist_ok=True)

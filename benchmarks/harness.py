@@ -42,17 +42,19 @@ class Sizes:
     durable: int = 20_000  # events through a durable subscription
     latency_saves: int = 500  # single saves, 2 ms apart
     outbox_rows: int = 100_000  # per save_many of the PostgreSQL outbox writers
-    # write-behind (store.enqueue)
-    offered_rate: int = 50_000  # writes/s of the caller-side latency runs
-    offered_seconds: float = 2.0  # length of each paced latency run
-    latency_runs: int = 3  # paced runs per thread count; the median (by p99) is reported
-    enqueue_many: int = 100_000  # end-to-end throughput, against save_many
+    # write-behind (store.enqueue): every part runs wb_rounds rounds and
+    # reports the median (the best round beside it)
+    wb_rounds: int = 3
+    enqueue_many: int = 100_000  # new entities / updates until stored, against save_many
+    offered_rate: int = 50_000  # writes/s of the paced runs (enqueue and durable latency)
+    offered_seconds: float = 1.0  # length of each paced run
+    durable_sample: int = 10  # acknowledged -> durable: every n-th receipt is watched
     queue: int = 10_000  # against persist-queue, which is ~30x slower
-    caller: int = 10_000  # against a loop of save() in the caller
+    caller: int = 10_000  # against a loop of save() in the caller (a quarter when strict)
     curve_rates: tuple[int, ...] = (100, 1_000, 10_000, 50_000)
-    curve_seconds: float = 2.0  # per offered rate
+    curve_seconds: float = 1.0  # per offered rate
     repeats: int = 5
-    slow_repeats: int = 3  # for SQLAlchemy and persist-queue: their ratios need less precision
+    slow_repeats: int = 3  # for SQLAlchemy and hand-written files: their ratios need less precision
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -71,12 +73,13 @@ class Sizes:
             durable=300,
             latency_saves=20,
             outbox_rows=1_000,
-            offered_seconds=0.1,
-            latency_runs=1,
+            wb_rounds=2,
             enqueue_many=2_000,
+            offered_seconds=0.05,
+            durable_sample=5,
             queue=300,
             caller=500,
-            curve_seconds=0.25,
+            curve_seconds=0.1,
             repeats=2,
             slow_repeats=1,
         )
@@ -136,18 +139,32 @@ def best_of(
     slow: Collection[str] = (),
 ) -> dict[str, float]:
     """The best wall time of each trial over sizes.repeats rounds (the slow
-    ones take part in the first sizes.slow_repeats rounds only).
+    ones take part in the first sizes.slow_repeats rounds only): see rounds()."""
+    times = rounds(trials, sizes.repeats, progress, label, slow, sizes.slow_repeats)
+    return {name: min(seconds) for name, seconds in times.items()}
+
+
+def rounds(
+    trials: dict[str, Trial],
+    repeats: int,
+    progress: Progress,
+    label: str,
+    slow: Collection[str] = (),
+    slow_repeats: int | None = None,
+) -> dict[str, list[float]]:
+    """The wall time of each trial in each of repeats rounds (the slow ones
+    take part in the first slow_repeats rounds only), in round order.
 
     Rounds interleave the contenders and rotate who goes first, so a slow
-    spell of a noisy machine hits all of them, not one. Every trial runs on
-    fresh objects and files, after a full garbage collection."""
-    best = dict.fromkeys(trials, math.inf)
+    spell of a noisy machine hits all of them, not one, and the times of one
+    round can be paired. Every trial runs on fresh objects and files, after a
+    full garbage collection."""
+    times: dict[str, list[float]] = {name: [] for name in trials}
     names = list(trials)
-    repeats = sizes.repeats
     for round_ in range(repeats):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
-            if name in slow and round_ >= sizes.slow_repeats:
+            if name in slow and slow_repeats is not None and round_ >= slow_repeats:
                 continue
             progress(f"{label}: {name} (round {round_ + 1}/{repeats})")
             run, cleanup = trials[name]()
@@ -157,8 +174,8 @@ def best_of(
             elapsed = time.perf_counter() - start
             cleanup()
             del run, cleanup
-            best[name] = min(best[name], elapsed)
-    return best
+            times[name].append(elapsed)
+    return times
 
 
 def ratio_target(
