@@ -260,11 +260,33 @@ class WriteBehind:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join()
+        if not own:  # else this thread's batch is still in flight: it settles it
+            self._leave_pending()
         if own:  # this thread still marks its batch done: it lets go of the journal as it ends
             self._closer = threading.current_thread()
         else:
             self._finish_close()
         return drained
+
+    def _leave_pending(self) -> None:
+        """Completes the receipts of the writes close() did not store: they
+        are left in the journal for the next open (lost without one)."""
+        callbacks: list[Callable[[], None]] = []
+        with self._lock:
+            for items in (self._items, self._in_flight):
+                for item in items.values():
+                    for receipt in item.receipts:
+                        receipt.left_pending = True
+                        if not receipt.durable:
+                            receipt.error = StoreClosedError(
+                                f"{item.key[0]} {item.key[1]!r}: the store closed before "
+                                "this write was stored, and no journal holds it: it is lost"
+                            )
+                        if receipt._callbacks:
+                            callbacks.extend(receipt._settle())
+            self._changed.notify_all()
+        for callback in callbacks:
+            callback()
 
     def _finish_close(self) -> None:
         self._mark_resolved([])  # what a shed or a journal error left unmarked

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
-from ..errors import DeadlockError, StatekeepError
+from ..errors import DeadlockError, StatekeepError, StoreClosedError
 
 
 def check_not_own(threads: list[threading.Thread], what: str) -> None:
@@ -23,12 +23,24 @@ def check_not_own(threads: list[threading.Thread], what: str) -> None:
 class Receipt:
     """One enqueued write: `durable` once it would survive a crash, `stored`
     once it is in the database (then `version` is its stored version), or
-    `error` once it failed for good (dead-lettered or shed).
+    `error` once it failed for good (dead-lettered or shed). `left_pending`
+    says the store closed before it was stored: it is then in the journal,
+    stored at the next open (`durable`), or lost if the store has no journal
+    (`error` is a StoreClosedError).
 
     Waits share their engine's condition, so a receipt costs no lock of its own.
     """
 
-    __slots__ = ("_callbacks", "_changed", "_threads", "durable", "error", "stored", "version")
+    __slots__ = (
+        "_callbacks",
+        "_changed",
+        "_threads",
+        "durable",
+        "error",
+        "left_pending",
+        "stored",
+        "version",
+    )
 
     def __init__(self, changed: threading.Condition, threads: list[threading.Thread]) -> None:
         self._changed = changed
@@ -38,10 +50,11 @@ class Receipt:
         self.stored = False
         self.version: int | None = None
         self.error: StatekeepError | None = None
+        self.left_pending = False
 
     @property
     def done(self) -> bool:
-        return self.stored or self.error is not None
+        return self.stored or self.error is not None or self.left_pending
 
     def wait_durable(self, timeout: float | None = None) -> bool:
         """True once durable (or stored); False on timeout. Raises the error if it failed."""
@@ -82,6 +95,11 @@ class Receipt:
                 future.set_result(None)
         yield from future.__await__()
         self._raise()
+        if self.left_pending:
+            raise StoreClosedError(
+                "the store closed before this write was stored; it is in the journal "
+                "and is stored when the store is next opened"
+            )
         return self
 
     # -- for the engine, which holds the condition ---------------------------
@@ -91,7 +109,9 @@ class Receipt:
 
     def __repr__(self) -> str:
         state = (
-            "failed"
+            "left in the journal"
+            if self.left_pending and self.error is None
+            else "failed"
             if self.error
             else "stored"
             if self.stored
