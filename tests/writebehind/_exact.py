@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from typing import Annotated, Any, cast
 
 import statekeep
@@ -117,3 +118,16 @@ def stress_plan(
         (priority,) = rng.choices(range(3), weights=STRESS_WEIGHTS)
         plan.append((id, counters[id], priority))
     return plan
+
+
+def attempt(wait: Any, raised: list[BaseException] | None = None) -> str:
+    """Calls wait(); says what happened and how long it took (and keeps
+    what it raised in `raised`)."""
+    started = time.monotonic()
+    try:
+        result = wait()
+    except statekeep.StatekeepError as exc:
+        if raised is not None:
+            raised.append(exc)
+        return f"raised {type(exc).__name__}: {exc}"
+    return f"returned {result!r} after {time.monotonic() - started:.2f} s"

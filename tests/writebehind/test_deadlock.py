@@ -5,29 +5,15 @@ of a write-behind write, an on_event callback) raises DeadlockError at once
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
 
 import statekeep
-from statekeep import Event, Priority, Receipt, StatekeepError
+from statekeep import Event, Priority, Receipt
 
-from ._exact import Mark
+from ._exact import Mark, attempt
 from .conftest import OpenFaulty, OpenStore
-
-
-def attempt(wait: Any, raised: list[BaseException] | None = None) -> str:
-    """Calls wait(); says what happened and how long it took (and keeps
-    what it raised in `raised`)."""
-    started = time.monotonic()
-    try:
-        result = wait()
-    except StatekeepError as exc:
-        if raised is not None:
-            raised.append(exc)
-        return f"raised {type(exc).__name__}: {exc}"
-    return f"returned {result!r} after {time.monotonic() - started:.2f} s"
 
 
 @pytest.mark.parametrize("wait", ["flush", "wait_stored", "wait_durable"])

@@ -6,14 +6,11 @@ complete; domain events recorded on an enqueued entity travel with it."""
 from __future__ import annotations
 
 import threading
-import time
-from typing import Any
 
 import pytest
 
 from statekeep import (
     Priority,
-    StatekeepError,
     TransactionError,
 )
 
@@ -58,19 +55,6 @@ def test_an_enqueue_in_a_savepoint_that_rolls_back_is_dropped(open_store: OpenSt
     )
     with pytest.raises(TransactionError, match="rolled back"):
         inner.wait_stored(timeout=5)
-
-
-def attempt(wait: Any, raised: list[BaseException] | None = None) -> str:
-    """Calls wait(); says what happened and how long it took (and keeps
-    what it raised in `raised`)."""
-    started = time.monotonic()
-    try:
-        result = wait()
-    except StatekeepError as exc:
-        if raised is not None:
-            raised.append(exc)
-        return f"raised {type(exc).__name__}: {exc}"
-    return f"returned {result!r} after {time.monotonic() - started:.2f} s"
 
 
 def test_domain_events_recorded_on_an_enqueued_entity_travel_with_the_write(

@@ -5,28 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
 
 import statekeep
-from statekeep import Priority, StatekeepError, StoreClosedError
+from statekeep import Priority, StoreClosedError
 
-from ._exact import Mark
+from ._exact import Mark, attempt
 from .conftest import Backend, OpenFaulty
-
-
-def attempt(wait: Any, raised: list[BaseException] | None = None) -> str:
-    """Calls wait(); says what happened and how long it took (and keeps
-    what it raised in `raised`)."""
-    started = time.monotonic()
-    try:
-        result = wait()
-    except StatekeepError as exc:
-        if raised is not None:
-            raised.append(exc)
-        return f"raised {type(exc).__name__}: {exc}"
-    return f"returned {result!r} after {time.monotonic() - started:.2f} s"
 
 
 def test_receipts_left_pending_at_close_complete_at_once(

@@ -21,7 +21,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..flow import Backoff
 from ._claim import claim
-from ._item import Item, Key
+from ._item import Item, Key, first, journal_content, recovered
 from ._journal import Journal, JournalId
 from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt, check_not_own
@@ -276,14 +276,7 @@ class WriteBehind:
             for items in (self._items, self._in_flight):
                 for item in items.values():
                     for receipt in item.receipts:
-                        receipt.left_pending = True
-                        if not receipt.durable:
-                            receipt.error = StoreClosedError(
-                                f"{item.key[0]} {item.key[1]!r}: the store closed before "
-                                "this write was stored, and no journal holds it: it is lost"
-                            )
-                        if receipt._callbacks:
-                            callbacks.extend(receipt._settle())
+                        callbacks.extend(receipt._leave(item.key))
             self._changed.notify_all()
         for callback in callbacks:
             callback()
@@ -408,7 +401,9 @@ class WriteBehind:
             with self._lock:
                 keys, self._unjournaled = self._unjournaled, {}
                 items = [self._items.get(k) or self._in_flight.get(k) for k in keys]
-                batch = [(item, list(item.receipts), _content(item)) for item in items if item]
+                batch = [
+                    (item, list(item.receipts), journal_content(item)) for item in items if item
+                ]
             # outside the lock: building records is the costly part
             records = [journal_record(*content, run=self._run) for _, _, content in batch]
             assert self._journal is not None
@@ -467,7 +462,7 @@ class WriteBehind:
         keys: dict[Key, None] = {}
         critical = self._queues[Priority.CRITICAL]
         normal, low = self._queues[Priority.NORMAL], self._queues[Priority.LOW]
-        keys.update(dict.fromkeys(_first(critical, o.max_batch)))
+        keys.update(dict.fromkeys(first(critical, o.max_batch)))
         while self._deadlines and self._deadlines[0][0] - o.window / 2 <= now:
             _, _, key = heapq.heappop(self._deadlines)
             if key in self._items and len(keys) < o.max_batch:
@@ -477,13 +472,13 @@ class WriteBehind:
             or len(normal) >= o.max_batch
             or self._items[next(iter(normal))].since + o.window <= now
         ):
-            keys.update(dict.fromkeys(_first(normal, o.max_batch - len(keys))))
+            keys.update(dict.fromkeys(first(normal, o.max_batch - len(keys))))
         if low and (
             everything
             or self._items[next(iter(low))].since + (o.window if not normal else o.low_max_age)
             <= now
         ):
-            keys.update(dict.fromkeys(_first(low, o.max_batch - len(keys))))
+            keys.update(dict.fromkeys(first(low, o.max_batch - len(keys))))
         batch = []
         for key in keys:
             item = self._items.pop(key)
@@ -640,45 +635,15 @@ class WriteBehind:
 
     # -- recovery ------------------------------------------------------------
     def _recover(self, journal: Journal) -> None:
-        now, wall = time.monotonic(), time.time()
-        for segment, record in journal.recover():
-            # written as id, version and body only: the columns of the spec it
-            # was enqueued with may have been rebuilt in another kind since (a
-            # deploy), and ensuring that spec would build them back; the
-            # database fills the columns it keeps from the body (see
-            # backends/_layout)
-            spec = CollectionSpec(spec_of(record).name)
-            row = tuple(record["r"][:3])
-            key = (spec.name, row[0])
-            item = self._items.get(key)
+        now = time.monotonic()
+        self._items = recovered(journal.recover(), now)
+        for key, item in self._items.items():
             self._seq += 1
-            if item is None:
-                item = self._items[key] = Item(key, spec, self._seq, now)
-                item.priority = Priority(record["p"])
-                self._queues[item.priority][key] = None
-            item.spec, item.row, item.delete = spec, row, record["o"] == "delete"
-            item.body_version, item.expect, item.seq = row[1], record["e"], self._seq
-            item.journal_ids.append((segment, (record["u"], record["s"])))
-            if record["p"] > item.priority:
-                del self._queues[item.priority][key]
-                item.priority = Priority(record["p"])
-                self._queues[item.priority][key] = None
-            if record["d"] is not None:
-                item.deadline = now + max(0.0, record["d"] - wall)
+            item.seq = item.first_seq = self._seq
+            self._queues[item.priority][key] = None
+            if item.deadline is not None:
                 heapq.heappush(self._deadlines, (item.deadline, self._seq, key))
         if self._items:
             with self._lock:
                 self._start()
                 self._work.notify()
-
-
-def _content(item: Item) -> tuple[Any, ...]:
-    """What a journal record of the item holds, as of now."""
-    return (item.spec, item.row, item.delete, item.expect, item.priority, item.deadline, item.seq)
-
-
-def _first(queue: dict[Key, None], count: int) -> Iterable[Key]:
-    for position, key in enumerate(queue):
-        if position >= count:
-            return
-        yield key

@@ -103,6 +103,16 @@ class Receipt:
         return self
 
     # -- for the engine, which holds the condition ---------------------------
+    def _leave(self, key: tuple[str, str]) -> list[Callable[[], None]]:
+        """close() did not store it: left in the journal, or lost without one."""
+        self.left_pending = True
+        if not self.durable:
+            self.error = StoreClosedError(
+                f"{key[0]} {key[1]!r}: the store closed before this write was stored, "
+                "and no journal holds it: it is lost"
+            )
+        return self._settle()
+
     def _settle(self) -> list[Callable[[], None]]:
         callbacks, self._callbacks = self._callbacks or [], None
         return callbacks
