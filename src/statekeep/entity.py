@@ -200,17 +200,35 @@ class Entity(pydantic.BaseModel):
         except pydantic.ValidationError as exc:
             raise as_validation_error(exc) from exc
 
+    # write-behind writes of this class are stored over whatever is stored
+    # (no conflict rule: see docs/writebehind.md); set by the class keyword
+    __last_write_wins__: ClassVar[bool] = False
+
     def __init_subclass__(
-        cls, collection: str | None = None, shared: bool = False, **kwargs: Any
+        cls,
+        collection: str | None = None,
+        shared: bool = False,
+        last_write_wins: bool | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
         _check_field_names(cls)  # before pydantic reads the fields
 
     @classmethod
     def __pydantic_init_subclass__(
-        cls, collection: str | None = None, shared: bool = False, **kwargs: Any
+        cls,
+        collection: str | None = None,
+        shared: bool = False,
+        last_write_wins: bool | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__pydantic_init_subclass__(**kwargs)
+        if last_write_wins is not None:  # else as the class it derives from
+            if not isinstance(last_write_wins, bool):
+                raise ConfigurationError(
+                    f"last_write_wins must be True or False, not {last_write_wins!r}"
+                )
+            cls.__last_write_wins__ = last_write_wins
         if collection is not None and not isinstance(collection, str):
             raise ConfigurationError(f"collection must be a string, not {collection!r}")
         if not isinstance(shared, bool):

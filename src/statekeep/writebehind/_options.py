@@ -32,6 +32,8 @@ class Policy(enum.Enum):
 
 
 Event = Callable[[str, dict[str, Any]], None]
+DURABILITY = ("auto", "journal", "commit")
+JOURNAL_WINDOW = 0.1  # the default window where every write is journaled
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,18 @@ class WriteBehindOptions:
     max_pending: int = 10_000
     policy: Policy = Policy.BLOCK
     block_timeout: float | None = 30.0
-    window: float = 0.1  # NORMAL writes wait at most this long for company
+    # "journal": durable once in the journal on this host's disk (within about
+    # a millisecond), stored in batches; "commit": durable once committed (group
+    # commits every commit_interval), journaled only if not committed within
+    # spill_after; "auto": commit for an embedded database file (SQLite), journal
+    # for the others. Without a journal, durable means stored.
+    durability: str = "auto"
+    commit_interval: float = 0.002
+    spill_after: float = 0.05
+    drain_on_sigterm: bool = True  # install a SIGTERM handler that drains (main thread)
+    # NORMAL writes wait at most this long for company; None: commit_interval
+    # when durable means committed, else 0.1 s
+    window: float | None = None
     max_batch: int = 1000
     low_max_age: float = 5.0
     retry_base: float = 0.1
@@ -59,10 +72,16 @@ class WriteBehindOptions:
                 raise ConfigurationError(
                     f"policy must be one of {[p.value for p in Policy]}, not {self.policy!r}"
                 ) from exc
+        if self.durability not in DURABILITY:
+            raise ConfigurationError(
+                f"durability must be one of {list(DURABILITY)}, not {self.durability!r}"
+            )
         positive = {
             "max_pending": self.max_pending,
             "max_batch": self.max_batch,
-            "window": self.window,
+            "window": JOURNAL_WINDOW if self.window is None else self.window,
+            "commit_interval": self.commit_interval,
+            "spill_after": self.spill_after,
             "low_max_age": self.low_max_age,
             "retry_base": self.retry_base,
             "retry_cap": self.retry_cap,
@@ -74,8 +93,11 @@ class WriteBehindOptions:
             value = getattr(self, name)
             if value is not None and not is_seconds(value):  # None waits for ever
                 raise ConfigurationError(f"{name} must be seconds >= 0 or None, not {value!r}")
-        if not isinstance(self.fsync, bool):
-            raise ConfigurationError(f"fsync must be True or False, not {self.fsync!r}")
+        for name in ("fsync", "drain_on_sigterm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(
+                    f"{name} must be True or False, not {getattr(self, name)!r}"
+                )
         if self.on_event is not None and not callable(self.on_event):
             raise ConfigurationError(f"on_event must be callable, not {self.on_event!r}")
         if self.journal is not None and not isinstance(self.journal, (str, os.PathLike)):
