@@ -80,7 +80,7 @@ class StrictWarnings:
             seen = self._walk()
         if not seen[3]:
             return None
-        registry = self._namespace.get("__warningregistry__")
+        registry: dict[str, object] | None = self._namespace.get("__warningregistry__")
         token = self._token
         if registry is None or registry.get(_TOKEN_KEY) is not token or token is None:
             return self._set_token()
