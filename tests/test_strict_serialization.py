@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pydantic
 import pytest
 
 import statekeep
@@ -194,3 +195,41 @@ def test_refused_when_python_is_told_to_ignore_warnings(
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["refused", "3"]
     assert "Pydantic serializer warnings" not in run.stderr  # raised, never shown
+
+
+_MEDDLE = threading.Event()
+
+
+class Meddling(Entity, collection="strict_meddling"):
+    """Its first field's serializer turns warnings off (once _MEDDLE is set):
+    the filters change during the call."""
+
+    first: str = ""
+    title: str = ""
+
+    @pydantic.field_serializer("first")
+    def _ignore_warnings_from_now_on(self, value: str) -> str:
+        if _MEDDLE.is_set():
+            warnings.simplefilter("ignore")
+        return value
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_filters_changed_during_the_call_are_caught_after_it(
+    store: statekeep.Store, how: str
+) -> None:
+    """The warning goes by unraised; the registry's token shows it did."""
+    store.save(Meddling(id="armed"))  # our filter in place, a token set
+    bad = Meddling.model_construct(id="bad", version=0, first="", title=5)  # type: ignore[arg-type]
+    _MEDDLE.set()
+    try:
+        with warnings.catch_warnings(), pytest.raises(ValidationError):
+            if how == "save":
+                store.save(bad)
+            elif how == "save_many":
+                store.save_many([Meddling(id="fine"), bad])
+            else:
+                store.enqueue(bad).wait_stored(timeout=10)
+    finally:
+        _MEDDLE.clear()
+    assert store.get_many(Meddling, ["bad", "fine"]) == {}
