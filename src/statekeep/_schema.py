@@ -32,6 +32,7 @@ import pydantic_core
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from ._strict import StrictWarnings
 from .backends.base import (
     CollectionSpec,
     Field,
@@ -56,6 +57,9 @@ _RESERVED |= {"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"}
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash
 _INT64 = range(-(2**63), 2**63)
 _PLAIN = (str, int, float, bool)
+# to_json(..., warnings=True) where it raises pydantic-core's warnings, as
+# warnings="error" does at 3 us more a call (see _strict)
+_STRICT = StrictWarnings(globals())
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,40 +339,51 @@ class EntityInfo:
     # -- rows ----------------------------------------------------------------
     def row(self, entity: Stored) -> Row:
         """The row for the entity as it is now (its version already set)."""
-        return self._row(entity, self._serializer())
+        to_json = self._serializer()
+        token = _STRICT.arm()
+        if token is None:
+            return self._row(entity, to_json)
+        row = self._row(entity, to_json, True)
+        if _STRICT.intact(token):
+            return row
+        return self._row(entity, to_json)  # a warning went by (filters changed meanwhile)
 
     def advance(self, entities: Sequence[Stored], olds: list[int]) -> list[Row]:
         """Moves each entity's version forward (noting the old one in olds, in
         order, as it goes) and returns their rows: save_many's inner loop."""
         to_json = self._serializer()
+        token = _STRICT.arm()
+        strict: bool | str = "error" if token is None else True
+        rows = []
         if self._indexed:
             make = self._row
-            rows = []
             for entity in entities:
                 fields = entity.__dict__
                 olds.append(fields["version"])
                 fields["version"] += 1
-                rows.append(make(entity, to_json))
-            return rows
-        rows = []  # the same, with _row inlined: this loop is the hot path
-        try:
-            for entity in entities:
-                fields = entity.__dict__
-                old = fields["version"]
-                olds.append(old)
-                fields["version"] = old + 1
-                body = to_json(entity, warnings="error").decode()
-                if (
-                    "\\u0000" in body
-                    or "NaN" in body
-                    or "Infinity" in body
-                    or (self._hides_non_finite and "null" in body and self._hidden(entity))
-                ):
-                    self._row(entity, to_json)  # raises the error, if there is one
-                rows.append((fields["id"], old + 1, body))
-        except pydantic_core.PydanticSerializationError:
-            self._row(entity, to_json)  # raises the error with its message
-            raise
+                rows.append(make(entity, to_json, strict))
+        else:  # the same, with _row inlined: this loop is the hot path
+            try:
+                for entity in entities:
+                    fields = entity.__dict__
+                    old = fields["version"]
+                    olds.append(old)
+                    fields["version"] = old + 1
+                    body = to_json(entity, warnings=strict).decode()
+                    if (
+                        "\\u0000" in body
+                        or "NaN" in body
+                        or "Infinity" in body
+                        or (self._hides_non_finite and "null" in body and self._hidden(entity))
+                    ):
+                        self._row(entity, to_json)  # raises the error, if there is one
+                    rows.append((fields["id"], old + 1, body))
+            except (pydantic_core.PydanticSerializationError, UserWarning):
+                self._row(entity, to_json)  # raises the error with its message
+                raise
+        if token is not None and not _STRICT.intact(token):
+            # a warning went by unraised (filters changed meanwhile): pydantic decides
+            return [self._row(entity, to_json) for entity in entities]
         return rows
 
     def _hidden(self, entity: Stored) -> bool:
@@ -392,9 +407,17 @@ class EntityInfo:
             self._to_json = to_json
         return to_json
 
-    def _row(self, entity: Stored, to_json: Callable[..., bytes]) -> Row:
+    def _row(
+        self, entity: Stored, to_json: Callable[..., bytes], strict: bool | str = "error"
+    ) -> Row:
+        """The row; strict=True once _STRICT.arm() gave a token (intact() checked after)."""
         try:
-            body = to_json(entity, warnings="error").decode()
+            try:
+                body = to_json(entity, warnings=strict).decode()
+            except UserWarning:  # ours raised by our filter: pydantic-core's own error, as before
+                if strict == "error":
+                    raise
+                body = to_json(entity, warnings="error").decode()
         except pydantic_core.PydanticSerializationError as exc:
             raise ValidationError(
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: {exc}"
