@@ -76,14 +76,16 @@ class Emitter:
         if not self.active:
             return []
         events: list[Pending] = []
-        for spec, id, before, version, body in changes:
+        for spec, id, before, version, body, recorded in changes:
             collection = spec.name
             kind = "deleted" if version == 0 else "created" if before == 0 else "updated"
-            if not self.outbox and not self.bus.wants(collection, kind):
-                continue
-            owner = entity_class(collection)
-            stamp = before if body is None else version
-            events.append(self._lifecycle(owner, kind, collection, id, stamp, body))
+            if self.outbox or self.bus.wants(collection, kind):
+                owner = entity_class(collection)
+                stamp = before if body is None else version
+                events.append(self._lifecycle(owner, kind, collection, id, stamp, body))
+            if recorded:  # domain events recorded on the entity, stamped with the write's version
+                update = {"collection": collection, "entity_id": id, "version": version or before}
+                events.extend(decode(event).model_copy(update=update) for event in recorded)
         return events
 
     def _lifecycle(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,7 +40,7 @@ class Frame:
     ended: a context copied while it was open (a task or thread started
     inside the block) still holds it, closed or not."""
 
-    __slots__ = ("events", "is_open", "name", "outer", "owner", "taken", "undo_log")
+    __slots__ = ("events", "is_open", "later", "name", "outer", "owner", "taken", "undo_log")
 
     def __init__(self, name: str | None, outer: Frame | None = None) -> None:
         self.name = name
@@ -51,6 +51,8 @@ class Frame:
         self.events: list[Any] = []
         # domain events taken from entities by their saves: back to them on undo
         self.taken: list[tuple[Entity, list[Any]]] = []
+        # write-behind enqueues made in it: (run at the outermost commit, run on rollback)
+        self.later: list[tuple[Callable[[], None], Callable[[], None]]] = []
 
     def note(self, entity: Entity, old_version: int) -> None:
         self.undo_log.append(((weakref.ref(entity),), (old_version,), True))
@@ -76,8 +78,12 @@ class Frame:
         self.undo_log.extend(inner.undo_log)
         self.events.extend(inner.events)
         self.taken.extend(inner.taken)
+        self.later.extend(inner.later)
 
     def undo(self) -> None:
+        later, self.later = self.later, []
+        for _, roll_back in later:
+            roll_back()
         for entity, taken in reversed(self.taken):
             put_back_recorded(entity, taken)
         for held, versions, weak in reversed(self.undo_log):
@@ -254,4 +260,9 @@ class Transaction:
         if frame.outer is not None:
             frame.outer.absorb(frame)
         elif commit is not None:
-            commit.deliver()
+            later, frame.later = frame.later, []
+            try:
+                commit.deliver()
+            finally:  # the writes enqueued in the block are enqueued now it committed
+                for enqueue, _ in later:
+                    enqueue()

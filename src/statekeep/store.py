@@ -18,6 +18,7 @@ from . import _arguments as check
 from . import _fork
 from ._calls import counted
 from ._core import Core, State
+from ._enqueue import enqueue, entity_write
 from ._emit import Pending, decode
 from ._saving import save_chunks
 from ._transaction import Transaction
@@ -45,6 +46,7 @@ from .writebehind import (
     check_deadline,
     check_expect_version,
     check_options,
+    at_open,
     check_priority,
     has_leftovers,
     journal_dir,
@@ -128,6 +130,7 @@ class Store:
         exits.callback(core.calls.close, _CLOSE_WAIT)  # 3. calls in flight finish first
         exits.callback(backend.closing)  # 2. writers waiting for the write lock give up
         exits.callback(self._durable.stop_all)  # 1. durable subscriptions stop
+        at_open(writebehind_options.drain_on_sigterm)  # the SIGTERM drain handler
         if has_leftovers(writebehind_options, backend.location):
             self._writebehind()  # writes a crash left behind are stored now
         if given:
@@ -330,23 +333,23 @@ class Store:
         expect_version: int | None = None,
     ) -> Receipt:
         """Hands the entity's current content to the write-behind queue; no I/O
-        here. The last content enqueued wins (expect_version= makes the write
-        conditional, as save() is). deadline: seconds by which it must be stored."""
+        here. The write is based on the entity's version now: it is stored
+        unless another writer changed the entity since (then it fails with
+        ConflictError and is dead-lettered; see docs/writebehind.md), or over
+        anything with a class declared last_write_wins=True; expect_version=
+        makes it conditional on that exact version, as save() is. Domain
+        events recorded on the entity go with the write. Inside a
+        transaction it is enqueued when the outermost block commits, and
+        dropped if the block rolls back. deadline: seconds by which it must
+        be stored."""
         info = self._core.entity_info(entity)
-        fields = entity.__dict__
-        version = fields["version"]
-        fields["version"] = version + 1  # the body for the version it will most likely get
-        try:
-            row = info.row(entity)
-        finally:
-            fields["version"] = version
-        return self._writebehind().enqueue(
-            info.spec,
-            row,
+        row, arguments = entity_write(info, entity)
+        arguments.update(
             priority=check_priority(priority),
             deadline=check_deadline(deadline),
             expect=check_expect_version(expect_version),
         )
+        return enqueue(self._core.frames, self._writebehind(), info.spec, row, arguments)
 
     @counted
     def enqueue_delete(
@@ -365,14 +368,13 @@ class Store:
             info, key = self._core.entity_info(target), target.id
         else:
             info, key = self._core.info(target), check.an_id(id)
-        return self._writebehind().enqueue(
-            info.spec,
-            (key, 0),
-            delete=True,
-            priority=check_priority(priority),
-            deadline=check_deadline(deadline),
-            expect=check_expect_version(expect_version),
-        )
+        arguments = {
+            "delete": True,
+            "priority": check_priority(priority),
+            "deadline": check_deadline(deadline),
+            "expect": check_expect_version(expect_version),
+        }
+        return enqueue(self._core.frames, self._writebehind(), info.spec, (key, 0), arguments)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until everything enqueued so far is stored (or failed for good);

@@ -152,6 +152,10 @@ class Backend(Protocol):
     # live beside, or None for a database that does not outlive its process.
     location: str | None
 
+    # An embedded database in a file on this host (SQLite): a commit is on
+    # this host's disk, so write-behind's durability "auto" means "commit".
+    embedded: bool
+
     # Rows per save_many chunk that this backend does best with: the default
     # chunk_size of Store.save_many (CHUNK_ROWS unless the backend knows better).
     chunk_rows: int

@@ -92,6 +92,7 @@ class FilesBackend(OverlayTransactions[_Transaction]):
     def __init__(self, path: str, *, timeout: float = 5.0, fsync: bool = True) -> None:
         self._root = os.path.abspath(path)
         self.location: str | None = self._root
+        self.embedded = False
         self._timeout = timeout
         self._fsync = fsync
         meta = os.path.join(self._root, META)

@@ -43,6 +43,7 @@ class MemoryBackend(OverlayTransactions[_Transaction]):
         self._local = threading.local()
         self._timeout = timeout
         self.location: str | None = None
+        self.embedded = False
         self._events: list[tuple[int, str]] = []  # the outbox, in commit order
         self._last_event = 0
         self._new_events = threading.Condition(self._data_lock)

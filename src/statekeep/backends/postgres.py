@@ -86,6 +86,7 @@ class PostgresBackend:
         self.schema = schema
         self._timeout = timeout
         self.location: str | None = location(url, schema)
+        self.embedded = False
         kwargs = connection_settings(
             schema, timeout, connect_timeout, statement_timeout, pool_min, pool_max, libpq
         )

@@ -69,6 +69,7 @@ class SQLiteBackend:
             )
         self._path = path
         self.location: str | None = _file_of(path)
+        self.embedded = self.location is not None
         self._synchronous = synchronous
         self._timeout = timeout
         self._local = threading.local()
@@ -568,6 +569,7 @@ class SQLiteMemoryBackend(SQLiteBackend):
             self._removal()
             raise
         self.location = None
+        self.embedded = False
         self._synchronous = "off"
         with DRIVER:
             self._conn().execute("PRAGMA synchronous=OFF")

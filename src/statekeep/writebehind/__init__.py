@@ -6,6 +6,7 @@ from ._engine import WriteBehind
 from ._location import has_leftovers, journal_dir
 from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt
+from ._shutdown import at_open, install_sigterm_handler
 from ._storing import BatchHooks, Change
 
 __all__ = [
@@ -18,10 +19,12 @@ __all__ = [
     "Stats",
     "WriteBehind",
     "WriteBehindOptions",
+    "at_open",
     "check_deadline",
     "check_expect_version",
     "check_options",
     "check_priority",
     "has_leftovers",
+    "install_sigterm_handler",
     "journal_dir",
 ]

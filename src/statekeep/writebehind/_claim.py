@@ -90,3 +90,20 @@ def claimable_leftovers(base: Path) -> bool:
     except OSError:
         return False
     return False
+
+
+def free_with_leftovers(base: Path, own: Path) -> list[tuple[Path, int]]:
+    """The directories under base (other than own) that nobody holds and that
+    hold segments: a dead engine's. Each comes locked (the descriptor); the
+    caller adopts its segments, then closes the descriptor."""
+    found = []
+    try:
+        for directory in _candidates(base) if base.is_dir() else []:
+            if directory == own or not _has_leftovers(directory):
+                continue
+            fd = _try_lock(directory)
+            if fd is not None:
+                found.append((directory, fd))
+    except OSError:
+        pass  # looked again in a second
+    return found

@@ -1,16 +1,23 @@
-"""The write-behind engine: a pending set, a journal thread and a flusher thread.
+"""The write-behind engine: pending writes by priority, a journal thread and
+a flusher thread.
 
-enqueue() only moves Python objects: it coalesces the write into the pending
-set (one entry per entity: the last content wins, every receipt is kept) and
-wakes the threads. The journal thread appends new content to the journal and
-marks receipts durable; the flusher takes due writes in batches, stores them in
-one transaction, and marks them stored. A transient failure puts the batch back
-and retries with exponential backoff and jitter; a permanent one is narrowed to
-the writes that cause it, which go to the dead-letter list with their error.
+enqueue() only moves Python objects: it coalesces the write into its
+entity's pending Write (the last content wins) and hands back a receipt, a
+handle on that Write. The journal thread appends the content of the writes
+touched since its last look to the journal as one frame (every write with
+durability "journal"; with "commit", those not committed within spill_after)
+and so makes them durable; the flusher takes due writes in batches and
+stores them in one transaction, with a note of the journal records it stores
+(see _notes), and the journal thread then marks those records done. A
+transient failure puts the batch back and retries with exponential backoff
+and jitter, probing the database while it waits; a permanent one is narrowed
+down to the writes that cause it, which go to the dead letters.
 
-For one entity the stored content is always the last enqueued: a write taken
-into a batch leaves the pending set, so a newer write of the same entity waits
-for the next batch, and a batch that fails merges back under any newer write.
+The conflict rule: a write is based on its entity's version when enqueued;
+it is stored if the stored version is still that, or if every change stored
+since was this engine's own (a chain per entity: the first base and the last
+version it stored); otherwise it fails with ConflictError and is
+dead-lettered. Classes declared last_write_wins=True have no base.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import os
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,17 +42,21 @@ from ..errors import (
     TransientBackendError,
 )
 from ..flow import Backoff
-from ._claim import claim
-from ._item import Item, Key, first, journal_content, recovered
-from ._journal import Journal, JournalId
-from ._options import DeadLetter, Policy, Priority, Stats, WriteBehindOptions
+from ._claim import claim, free_with_leftovers
+from ._journal import Journal, JournalId, Record
+from ._notes import NOTES, delete_notes, read_notes
+from ._options import JOURNAL_WINDOW, DeadLetter, Policy, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt, check_not_own
 from ._records import DeadLetterFile, journal_record, spec_of
 from ._shutdown import unwatch, watch
-from ._storing import BatchHooks, store_batch
+from ._storing import Batch, BatchHooks, Outcome, store_batch
+from ._write import Key, Write, recovered
 
 _log = logging.getLogger("statekeep.writebehind")
-_GATHER = 0.001  # seconds the journal thread lets writes gather before a batch
+_GATHER = 0.0005  # seconds the journal thread lets writes gather before a frame
+_PROBE = 0.25  # seconds between probes of the database while backing off
+_ADOPT = 1.0  # seconds between looks for a dead engine's journal
+_CHAINS = 100_000  # entities whose chain of own versions is remembered
 
 
 class WriteBehind:
@@ -61,24 +73,29 @@ class WriteBehind:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # receipts, room, flushes
         self._work = threading.Condition(self._lock)  # the flusher
-        self._journal_work = threading.Condition(self._lock)  # the journal thread
-        self._items: dict[Key, Item] = {}
-        self._queues: dict[Priority, dict[Key, None]] = {p: {} for p in Priority}
-        self._unjournaled: dict[Key, None] = {}
-        self._in_flight: dict[Key, Item] = {}
+        self._jwork = threading.Condition(self._lock)  # the journal thread
+        self._pending: dict[Key, Write] = {}
+        self._lanes: dict[Priority, dict[Key, Write]] = {p: {} for p in Priority}
+        self._flight: dict[Key, Write] = {}
+        self._unjournaled: dict[Write, float] = {}  # -> since when
+        self._rejournal: dict[Write, None] = {}  # journaled with a base that changed
+        self._markers: list[JournalId] = []  # records to mark done in the next frame
+        self._noted: list[str] = []  # notes of batches whose markers are not written yet
+        self._stale: list[str] = []  # notes the next batch deletes
+        self._chains: OrderedDict[Key, tuple[int, int]] = OrderedDict()
         self._deadlines: list[tuple[float, int, Key]] = []
-        self._seq = 0
-        self._run = random.getrandbits(62)  # with _seq, names this run's journal records
+        self._seq = self._jseq = self._batches = 0
+        self._run = random.getrandbits(62)  # with a sequence number, names a journal record
         self._flushing = 0
         self._retry_at = 0.0
         self._attempt = 0  # failures in a row of the batches being retried
         self._backoff = Backoff(options.retry_base, options.retry_cap, jitter=0.5)
         self._events: list[tuple[str, dict[str, Any]]] = []
-        self._unresolved: list[JournalId] = []  # markers a journal error held up
         self._high = False
         self._high_mark = 0.9 * options.max_pending
-        self._journal_idle = False
         self._wake_at: float | None = 0.0  # when the flusher plans to look again
+        self._jwake: float | None = 0.0  # ... the journal thread
+        self._jstop = False  # the flusher has stopped: the journal thread writes what is left
         self._state = "new"  # new -> running -> closing -> closed
         self._threads: list[threading.Thread] = []
         self._closer: threading.Thread | None = None  # closed from its own thread: that one
@@ -87,13 +104,26 @@ class WriteBehind:
         self._journal: Journal | None = None
         self._dead_file: DeadLetterFile | None = None
         self._claim: int | None = None  # the lock on our journal directory
+        self._base = journal_dir
+        commit = options.durability == "commit" or (
+            options.durability == "auto" and getattr(backend, "embedded", False)
+        )  # (a backend written before `embedded` is not embedded)
+        self._window = options.window
+        if self._window is None:
+            self._window = options.commit_interval if commit else JOURNAL_WINDOW
         if journal_dir is not None:
             directory, self._claim = claim(journal_dir)
             self._journal = Journal(directory, fsync=options.fsync)
             self._dead_file = DeadLetterFile(directory)
+        self._journal_all = self._journal is not None and not commit
+        self._spill = options.spill_after if self._journal is not None and commit else None
         self._dead_letters: list[DeadLetter] = self._dead_file.load() if self._dead_file else []
         if self._journal is not None:
-            self._recover(self._journal)
+            records = self._journal.recover()
+            for directory, fd in free_with_leftovers(journal_dir or Path(), self._journal.directory):
+                records.extend(self._adopt(directory, fd))
+            if records:
+                self._take_over(records)
 
     # -- the caller's side ---------------------------------------------------
     def enqueue(
@@ -105,106 +135,125 @@ class WriteBehind:
         priority: Priority = Priority.NORMAL,
         deadline: float | None = None,
         expect: int | None = None,
+        base: int | None = None,
+        events: tuple[str, ...] = (),
+        receipt: Receipt | None = None,
     ) -> Receipt:
-        """Takes a write; does no I/O. row is (id, version as read, body, *indexed)."""
-        receipt = Receipt(self._changed, self._threads)
+        """Takes a write; does no I/O (but to mark a shed write done). row is
+        (id, version its body says, body, *indexed); base the version it is
+        based on (None: stored over whatever is there)."""
         now = time.monotonic()
         key = (spec.name, row[0])
-        try:
-            self._enqueue(receipt, now, key, spec, row, delete, priority, deadline, expect)
-        finally:
-            if self._events:
-                self._deliver()
-        return receipt
-
-    def _enqueue(
-        self,
-        receipt: Receipt,
-        now: float,
-        key: Key,
-        spec: CollectionSpec,
-        row: Row,
-        delete: bool,
-        priority: Priority,
-        deadline: float | None,
-        expect: int | None,
-    ) -> None:
         with self._lock:
             if self._state != "running":
                 if self._state != "new":
                     raise StoreClosedError("the store is closing: enqueue refused")
                 self._start()
+            write = self._pending.get(key)
+            if write is None and len(self._pending) >= self.options.max_pending:
+                self._make_room(now)  # may wait, and so let others in
+                write = self._pending.get(key)
             self._seq += 1
-            item = self._items.get(key)
-            if item is None and len(self._items) >= self.options.max_pending:
-                self._make_room(priority, now)  # may wait, and so let others in
-                item = self._items.get(key)
-            if item is None:
-                item = self._items[key] = Item(key, spec, self._seq, now)
-                item.priority = priority
-                self._queues[priority][key] = None
-            elif priority > item.priority:  # coalesced into a more urgent write
-                del self._queues[item.priority][key]
-                self._queues[priority][key] = None
-                item.priority = priority
-            item.spec, item.row, item.delete = spec, row, delete
-            item.body_version, item.expect, item.seq = row[1], expect, self._seq
-            item.receipts.append(receipt)
+            seq = self._seq
+            if write is None:
+                write = self._pending[key] = Write(key, spec, now)
+                write.priority = priority
+                self._lanes[priority][key] = write
+            elif priority > write.priority:  # coalesced into a more urgent write
+                del self._lanes[write.priority][key]
+                self._lanes[priority][key] = write
+                write.priority = priority
+            write.spec, write.row, write.delete = spec, row, delete
+            write.expect, write.base, write.seq = expect, base, seq
+            if events:
+                write.events += events
             if deadline is not None:
                 due = now + deadline
-                if item.deadline is None or due < item.deadline:
-                    item.deadline = due
-                    heapq.heappush(self._deadlines, (due, self._seq, key))
-            if self._journal is not None:  # else durable means stored
-                self._unjournaled[key] = None
-                if self._journal_idle:
-                    self._journal_idle = False
-                    self._journal_work.notify()
+                if write.deadline is None or due < write.deadline:
+                    write.deadline = due
+                    heapq.heappush(self._deadlines, (due, seq, key))
+            if self._journal is not None and write not in self._unjournaled:
+                self._unjournaled[write] = now
+                jdue = now if self._spill is None else now + self._spill
+                if self._jwake is None or jdue < self._jwake:
+                    self._jwake = jdue
+                    self._jwork.notify()
             wake_at = self._wake_at
             if wake_at is None or (
                 wake_at > now  # asleep: wake it if this write is due before it planned
                 and (
-                    self._due(item, now) < wake_at
-                    or len(self._queues[item.priority]) >= self.options.max_batch
+                    self._due(write, now) < wake_at
+                    or len(self._lanes[write.priority]) >= self.options.max_batch
                 )
             ):
                 self._wake_at = now
                 self._work.notify()
-            if not self._high and len(self._items) >= self._high_mark:
+            if not self._high and len(self._pending) >= self._high_mark:
                 self._high = True
-                self._emit("health.high", pending=len(self._items))
+                self._emit("health.high", pending=len(self._pending))
+            if receipt is None:
+                receipt = Receipt(self._changed, self._threads, write, seq)
+            else:
+                receipt._bind(write, seq)
+        if self._events:
+            self._deliver()
+        return receipt
 
-    def _make_room(self, priority: Priority, now: float) -> None:
+    def unbound(self) -> Receipt:
+        """The receipt of a write enqueued in a transaction (bound at its commit)."""
+        return Receipt(self._changed, self._threads)
+
+    def drop(self, receipt: Receipt, error: StatekeepError) -> None:
+        """The transaction a write was enqueued in rolled back: it never is."""
+        with self._lock:
+            callbacks = receipt._drop(error)
+            self._changed.notify_all()
+        for callback in callbacks:
+            callback()
+
+    def _make_room(self, now: float) -> None:
         """Called with the lock held when a new entity would join a full pending set."""
         limit = self.options.max_pending
         policy = self.options.policy
-        if policy is Policy.SHED_LOW and self._queues[Priority.LOW]:
-            key = next(iter(self._queues[Priority.LOW]))
-            self._shed_item(key)
-            return
+        if policy is Policy.SHED_LOW:
+            victim = next((w for w in self._lanes[Priority.LOW].values() if not w.journaling), None)
+            if victim is not None and self._shed_write(victim):
+                return
         if policy is Policy.BLOCK and self._changed.wait_for(
-            lambda: len(self._items) < limit or self._state != "running",
+            lambda: len(self._pending) < limit or self._state != "running",
             self.options.block_timeout,
         ):
             if self._state != "running":
                 raise StoreClosedError("the store closed while enqueue waited for room")
             return
-        raise QueueFullError(f"{len(self._items)} writes are pending (max_pending={limit})")
+        raise QueueFullError(f"{len(self._pending)} writes are pending (max_pending={limit})")
 
-    def _shed_item(self, key: Key) -> None:
-        item = self._items.pop(key)
-        del self._queues[item.priority][key]
-        self._unjournaled.pop(key, None)
+    def _shed_write(self, write: Write) -> bool:
+        """Drops a pending LOW write; its journal records are marked done
+        first, so that its receipt fails only once a crash cannot store it."""
+        if write.jids:
+            assert self._journal is not None
+            try:
+                self._journal.write([], write.jids)
+            except BackendError as exc:
+                self._last_error = str(exc)
+                return False
+            write.jids = []
+        key = write.key
+        del self._pending[key]
+        del self._lanes[write.priority][key]
+        self._unjournaled.pop(write, None)
+        self._rejournal.pop(write, None)
         self._shed += 1
-        error = QueueFullError(
+        write.error = QueueFullError(
             f"{key[0]} {key[1]!r}: shed to make room (policy shed_low, "
             f"max_pending={self.options.max_pending})"
         )
-        for callback in self._resolve(item, error=error):
+        for callback in self._finish(write):
             callback()
-        self._unresolved.extend(item.journal_ids)  # marked by a background thread: no I/O here
-        self._work.notify()
+        self._changed.notify_all()
         self._emit("shed", collection=key[0], id=key[1])
+        return True
 
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until every write enqueued so far is stored (or failed for good).
@@ -215,20 +264,16 @@ class WriteBehind:
         with self._lock:
             if self._state == "new":
                 return True
-            target = self._seq
+            waiting = self._outstanding()
             self._flushing += 1
             self._work.notify()
             try:
-                return self._changed.wait_for(lambda: self._settled(target), timeout)
+                return self._changed.wait_for(lambda: _all_done(waiting), timeout)
             finally:
                 self._flushing -= 1
 
-    def _settled(self, target: int) -> bool:
-        return not any(
-            item.first_seq <= target
-            for items in (self._items, self._in_flight)
-            for item in items.values()
-        )
+    def _outstanding(self) -> list[Write]:
+        return [*self._flight.values(), *self._pending.values()]
 
     def close(self, timeout: float | None = None) -> bool:
         """Drains for up to timeout (drain_timeout by default), then stops the
@@ -248,24 +293,27 @@ class WriteBehind:
             self._state = "closing"
             self._flushing += 1
             self._work.notify_all()
-            self._journal_work.notify_all()
             self._changed.notify_all()
+            waiting = self._outstanding()
             drained = self._changed.wait_for(
-                lambda: self._settled(self._seq),
+                lambda: _all_done(waiting),
                 self.options.drain_timeout if timeout is None else timeout,
             )
             self._state = "closed"
             self._work.notify_all()
-            self._journal_work.notify_all()
-        for thread in self._threads:
+        for thread in self._threads[:1]:  # the flusher: then the journal thread writes the rest
             if thread is not threading.current_thread():
                 thread.join()
+        with self._lock:
+            self._jstop = True
+            self._jwork.notify_all()
+        for thread in self._threads[1:]:
+            thread.join()
         if not own:  # else this thread's batch is still in flight: it settles it
             self._leave_pending()
-        if own:  # this thread still marks its batch done: it lets go of the journal as it ends
-            self._closer = threading.current_thread()
-        else:
             self._finish_close()
+        else:  # this thread still settles its batch: it lets go of the journal as it ends
+            self._closer = threading.current_thread()
         return drained
 
     def _leave_pending(self) -> None:
@@ -273,16 +321,19 @@ class WriteBehind:
         are left in the journal for the next open (lost without one)."""
         callbacks: list[Callable[[], None]] = []
         with self._lock:
-            for items in (self._items, self._in_flight):
-                for item in items.values():
-                    for receipt in item.receipts:
-                        callbacks.extend(receipt._leave(item.key))
+            for write in self._outstanding():
+                write.left = True
+                if write.durable_seq < write.seq:
+                    write.error = StoreClosedError(
+                        f"{write.key[0]} {write.key[1]!r}: the store closed before this "
+                        "write was stored, and no journal holds it: it is lost"
+                    )
+                callbacks.extend(self._finish(write))
             self._changed.notify_all()
         for callback in callbacks:
             callback()
 
     def _finish_close(self) -> None:
-        self._mark_resolved([])  # what a shed or a journal error left unmarked
         self._close_journal()
         unwatch(self)
 
@@ -302,24 +353,24 @@ class WriteBehind:
         self._state = "closed"
         if self._journal is not None:
             self._journal.forget()
-        claim, self._claim = self._claim, None
-        if claim is not None:
-            os.close(claim)  # the parent's descriptor keeps the lock
+        claimed, self._claim = self._claim, None
+        if claimed is not None:
+            os.close(claimed)  # the parent's descriptor keeps the lock
 
     def _close_journal(self) -> None:
         if self._journal is not None:
             self._journal.close()
-        claim, self._claim = self._claim, None
-        if claim is not None:
-            os.close(claim)  # the directory is free for the next engine
+        claimed, self._claim = self._claim, None
+        if claimed is not None:
+            os.close(claimed)  # the directory is free for the next engine
 
     def stats(self) -> Stats:
         with self._lock:
             now = time.monotonic()
-            oldest = min((i.since for i in self._items.values()), default=now)
+            oldest = min((w.since for w in self._pending.values()), default=now)
             return Stats(
-                pending={p.name: len(q) for p, q in self._queues.items()},
-                in_flight=len(self._in_flight),
+                pending={p.name: len(lane) for p, lane in self._lanes.items()},
+                in_flight=len(self._flight),
                 stored=self._stored,
                 retried=self._retried,
                 dead_lettered=self._dead,
@@ -333,7 +384,8 @@ class WriteBehind:
             return list(self._dead_letters)
 
     def requeue(self, letter: DeadLetter) -> Receipt:
-        """Tries a dead-lettered write again; it stops being dead once enqueued."""
+        """Tries a dead-lettered write again, over whatever is stored (on
+        purpose: no conflict rule); it stops being dead once enqueued."""
         record = letter.journal_record
         receipt = self.enqueue(
             spec_of(record),
@@ -387,60 +439,195 @@ class WriteBehind:
         for thread in self._threads:
             thread.start()
 
+    # -- the journal thread --------------------------------------------------
     def _journal_loop(self) -> None:
+        adopt_at = time.monotonic() + _ADOPT
         while True:
             with self._lock:
-                self._journal_idle = True
-                self._journal_work.wait_for(
-                    lambda: bool(self._unjournaled) or self._state == "closed"
-                )
-                self._journal_idle = False
-                if not self._unjournaled:
-                    return
-            time.sleep(_GATHER)  # let a batch gather (enqueue does not wake a busy thread)
-            with self._lock:
-                keys, self._unjournaled = self._unjournaled, {}
-                items = [self._items.get(k) or self._in_flight.get(k) for k in keys]
-                batch = [
-                    (item, list(item.receipts), journal_content(item)) for item in items if item
-                ]
-            # outside the lock: building records is the costly part
-            records = [journal_record(*content, run=self._run) for _, _, content in batch]
-            assert self._journal is not None
-            try:
-                segment = self._journal.append(records) if records else 0
-            except BackendError as exc:
-                with self._lock:
-                    self._last_error = str(exc)
-                    self._unjournaled.update(dict.fromkeys(keys))
-                time.sleep(self.options.retry_base)
-                continue
-            resolved = []
-            with self._lock:
-                for item, receipts, content in batch:
-                    written = (segment, (self._run, content[-1]))
-                    while item.merged_into is not None:  # put back under a newer write
-                        item = item.merged_into
-                    if item.resolved:  # stored while being journaled
-                        resolved.append(written)
-                        continue
-                    item.journal_ids.append(written)
-                    for receipt in receipts:
-                        receipt.durable = True
-                self._changed.notify_all()
-            self._mark_resolved(resolved)
+                idle = self._jwait(adopt_at)
+            if idle is None:
+                return
+            if idle:
+                time.sleep(_GATHER)  # let a frame gather (enqueue does not wake a busy thread)
+            now = time.monotonic()
+            if now >= adopt_at:
+                adopt_at = now + _ADOPT
+                self._adopt_dead()
+            self._journal_tick(now)
 
+    def _jwait(self, adopt_at: float) -> bool | None:
+        """Waits (lock held) until there is journal work; whether it slept
+        (None: time to stop)."""
+        slept = False
+        while True:
+            now = time.monotonic()
+            if self._jstop:
+                return None if not (self._unjournaled or self._markers) else False
+            due = self._jdue()
+            if due is not None and due <= now or self._markers or self._rejournal:
+                return slept
+            wake = adopt_at if due is None else min(due, adopt_at)
+            if wake <= now:
+                return slept
+            self._jwake = None if due is None else due
+            self._jwork.wait(wake - now)
+            self._jwake = 0.0  # awake: enqueue need not wake it
+            slept = True
+
+    def _jdue(self) -> float | None:
+        """When the oldest write not journaled needs journaling."""
+        for since in self._unjournaled.values():
+            return since if self._spill is None else since + self._spill
+        return None
+
+    def _journal_tick(self, now: float) -> None:
+        """Writes one frame: the writes due (all when stopping), the ones to
+        journal again with a new base, and the markers of stored ones."""
+        journal = self._journal
+        assert journal is not None
+        with self._lock:
+            everything = self._spill is None or self._jstop
+            taken: list[tuple[Write, int, int, int | None]] = []
+            records: list[Record] = []
+            due = [*self._rejournal]
+            self._rejournal.clear()
+            for write, since in self._unjournaled.items():
+                if not everything and since + (self._spill or 0.0) > now:
+                    break
+                due.append(write)
+            for write in due:
+                self._unjournaled.pop(write, None)
+                if write.done or write.merged_into is not None:
+                    continue
+                self._jseq += 1
+                base = self._effective(write)
+                records.append(write.record(self._run, self._jseq, base))
+                write.journaling = True
+                taken.append((write, write.seq, self._jseq, base))
+            markers, self._markers = self._markers, []
+            noted, self._noted = self._noted, []
+        try:
+            segment = journal.write(records, markers) if records or markers else 0
+        except BackendError as exc:
+            with self._lock:
+                self._last_error = str(exc)
+                for write, *_ in taken:
+                    write.journaling = False
+                    self._unjournaled.setdefault(write, now)
+                self._markers[:0] = markers
+                self._noted[:0] = noted
+            time.sleep(self.options.retry_base)
+            return
+        with self._lock:
+            for write, seq, jseq, base in taken:
+                write.journaling = False
+                target = write.final()
+                jid = (segment, (self._run, jseq))
+                if target.done:  # stored (or failed) while it was being written
+                    self._markers.append(jid)
+                    continue
+                target.jids.append(jid)
+                target.jbase = base
+                target.durable_seq = max(target.durable_seq, seq)
+                if self._effective(target) != base:  # a batch of it committed meanwhile
+                    self._rejournal[target] = None
+            self._stale.extend(noted)  # their markers are written: the notes may go
+            self._changed.notify_all()
+
+    def _adopt(self, directory: Path, fd: int) -> list[tuple[int, Record]]:
+        """A dead engine's journal directory: its segments and dead letters become ours."""
+        assert self._journal is not None and self._dead_file is not None
+        try:
+            records = self._journal.adopt(directory)
+            theirs = DeadLetterFile(directory)
+            for letter in theirs.load():
+                self._dead_letters.append(letter)
+                self._dead_file.append(letter)
+            theirs.rewrite([])
+        finally:
+            os.close(fd)
+        return records
+
+    def _adopt_dead(self) -> None:
+        assert self._journal is not None and self._base is not None
+        for directory, fd in free_with_leftovers(self._base, self._journal.directory):
+            try:
+                records = self._adopt(directory, fd)
+                if records:
+                    self._take_over(records)
+            except StatekeepError as exc:
+                with self._lock:
+                    self._last_error = f"adopting {directory}: {exc}"
+
+    def _take_over(self, records: list[tuple[int, Record]]) -> None:
+        """Pends the writes of crashed runs' records (those a note says were
+        stored are marked done, then their notes deleted)."""
+        assert self._journal is not None
+        runs = {record[0] for _, record in records}
+        noted, note_ids = read_notes(self._backend, runs)
+        writes, done = recovered(records, noted, time.monotonic())
+        if done:
+            self._journal.write([], done)
+        if note_ids:
+            self._backend.begin()
+            try:
+                delete_notes(self._backend, note_ids)
+            except BaseException:
+                self._backend.rollback()
+                raise
+            self._backend.commit()
+        with self._lock:
+            for key, write in writes.items():
+                newer = self._pending.get(key)
+                if newer is not None:  # a live write of the entity, newer: it wins
+                    newer.jids.extend(write.jids)
+                    continue
+                self._seq += 1
+                write.seq = write.durable_seq = self._seq
+                self._pending[key] = write
+                self._lanes[write.priority][key] = write
+                if write.deadline is not None:
+                    heapq.heappush(self._deadlines, (write.deadline, write.seq, key))
+            if writes and self._state == "new":
+                self._start()
+            self._wake_at = time.monotonic()
+            self._work.notify()
+
+    # -- the flusher ---------------------------------------------------------
     def _flush_loop(self) -> None:
         while True:
             with self._lock:
-                batch = self._next_batch()
-                if batch is None:
+                writes = self._next_batch()
+                if writes is None:
                     return
-            outcome = store_batch(self._backend, batch, self._hooks)
-            self._settle(batch, outcome)
+                batch = Batch(self._hooks, self._allowed, (self._run, self._batches), self._stale)
+                self._batches += 1
+                self._stale = []
+            if not writes:
+                if self._probe():
+                    with self._lock:
+                        self._retry_at = 0.0
+                continue
+            outcome = store_batch(self._backend, writes, batch)
+            self._settle(writes, outcome, batch)
 
-    def _next_batch(self) -> list[Item] | None:
-        """Waits (lock held) until a batch is due; None when it is time to stop."""
+    def _probe(self) -> bool:
+        """Is the database back? One small read in a transaction."""
+        backend = self._backend
+        try:
+            backend.begin()
+            try:
+                backend.ensure_collection(NOTES)
+                backend.versions(NOTES.name, ["probe"])
+            finally:
+                backend.rollback()
+        except StatekeepError:
+            return False
+        return True
+
+    def _next_batch(self) -> list[Write] | None:
+        """Waits (lock held) until a batch is due; None when it is time to
+        stop, [] when it is time to probe the database while backing off."""
         while True:
             now = time.monotonic()
             if self._state == "closed":
@@ -450,200 +637,224 @@ class WriteBehind:
                 if batch:
                     return batch
                 wake = self._next_due(now)
+            elif self._retry_at - now > _PROBE and self._attempt and self._probe_at <= now:
+                self._probe_at = now + _PROBE
+                return []
             else:
-                wake = self._retry_at
+                wake = min(self._retry_at, max(self._probe_at, now))
             self._wake_at = wake
             self._work.wait(None if wake is None else max(wake - now, 0.0005))
             self._wake_at = time.monotonic()  # awake: enqueue need not wake it
 
-    def _take(self, now: float) -> list[Item]:
+    _probe_at = 0.0
+
+    def _take(self, now: float) -> list[Write]:
         o = self.options
+        window = self._window
+        assert window is not None
         everything = self._flushing > 0 or self._state == "closing"
         keys: dict[Key, None] = {}
-        critical = self._queues[Priority.CRITICAL]
-        normal, low = self._queues[Priority.NORMAL], self._queues[Priority.LOW]
-        keys.update(dict.fromkeys(first(critical, o.max_batch)))
-        while self._deadlines and self._deadlines[0][0] - o.window / 2 <= now:
+        critical = self._lanes[Priority.CRITICAL]
+        normal, low = self._lanes[Priority.NORMAL], self._lanes[Priority.LOW]
+        keys.update(dict.fromkeys(_first(critical, o.max_batch)))
+        while self._deadlines and self._deadlines[0][0] - window / 2 <= now:
             _, _, key = heapq.heappop(self._deadlines)
-            if key in self._items and len(keys) < o.max_batch:
+            if key in self._pending and len(keys) < o.max_batch:
                 keys[key] = None
         if normal and (
             everything
             or len(normal) >= o.max_batch
-            or self._items[next(iter(normal))].since + o.window <= now
+            or next(iter(normal.values())).since + window <= now
         ):
-            keys.update(dict.fromkeys(first(normal, o.max_batch - len(keys))))
+            keys.update(dict.fromkeys(_first(normal, o.max_batch - len(keys))))
         if low and (
             everything
-            or self._items[next(iter(low))].since + (o.window if not normal else o.low_max_age)
-            <= now
+            or next(iter(low.values())).since + (window if not normal else o.low_max_age) <= now
         ):
-            keys.update(dict.fromkeys(first(low, o.max_batch - len(keys))))
+            keys.update(dict.fromkeys(_first(low, o.max_batch - len(keys))))
         batch = []
         for key in keys:
-            item = self._items.pop(key)
-            del self._queues[item.priority][key]
-            self._in_flight[key] = item
-            batch.append(item)
+            write = self._pending.pop(key)
+            del self._lanes[write.priority][key]
+            self._flight[key] = write
+            batch.append(write)
         return batch
 
-    def _due(self, item: Item, now: float) -> float:
+    def _due(self, write: Write, now: float) -> float:
         """When the flusher should take this pending write."""
         o = self.options
-        if item.priority is Priority.CRITICAL:
+        window = self._window
+        assert window is not None
+        if write.priority is Priority.CRITICAL:
             due = now
-        elif item.priority is Priority.NORMAL:
-            due = item.since + o.window
+        elif write.priority is Priority.NORMAL:
+            due = write.since + window
         else:
-            wait = o.low_max_age if self._queues[Priority.NORMAL] else o.window
-            due = item.since + wait
-        if item.deadline is not None:
-            due = min(due, item.deadline - o.window / 2)
+            due = write.since + (o.low_max_age if self._lanes[Priority.NORMAL] else window)
+        if write.deadline is not None:
+            due = min(due, write.deadline - window / 2)
         return due
 
     def _next_due(self, now: float) -> float | None:
-        o = self.options
-        times = []
-        if self._queues[Priority.CRITICAL]:
+        window = self._window
+        assert window is not None
+        if self._lanes[Priority.CRITICAL]:
             return now
-        normal, low = self._queues[Priority.NORMAL], self._queues[Priority.LOW]
+        times = []
+        normal, low = self._lanes[Priority.NORMAL], self._lanes[Priority.LOW]
         if normal:
-            times.append(self._items[next(iter(normal))].since + o.window)
+            times.append(next(iter(normal.values())).since + window)
         if low:
-            wait = o.low_max_age if normal else o.window
-            times.append(self._items[next(iter(low))].since + wait)
+            wait = self.options.low_max_age if normal else window
+            times.append(next(iter(low.values())).since + wait)
         if self._deadlines:
-            times.append(self._deadlines[0][0] - o.window / 2)
+            times.append(self._deadlines[0][0] - window / 2)
         return min(times) if times else None
 
+    # -- the conflict rule ---------------------------------------------------
+    def _allowed(self, write: Write, stored: int) -> bool:
+        """May write be stored over the stored version? (The flusher calls it
+        without the lock: the chains change only on the flusher's thread.)"""
+        base = write.base
+        if base is None or base == stored:
+            return True
+        chain = self._chains.get(write.key)
+        return chain is not None and chain[0] <= base and chain[1] == stored
+
+    def _effective(self, write: Write) -> int | None:
+        """The base a journal record of write says: the version this engine
+        stored last, when every change since write's base was its own."""
+        base = write.base
+        chain = self._chains.get(write.key) if base is not None else None
+        if chain is not None and chain[0] <= base <= chain[1]:  # type: ignore[operator]
+            return chain[1]
+        return base
+
+    def _chain(self, key: Key, before: int, version: int) -> None:
+        chains = self._chains
+        if version == 0:
+            chains.pop(key, None)
+            return
+        chain = chains.get(key)
+        chains[key] = (chain[0], version) if chain and chain[1] == before else (before, version)
+        chains.move_to_end(key)
+        if len(chains) > _CHAINS:
+            chains.popitem(last=False)
+
     # -- storing -------------------------------------------------------------
-    def _settle(self, batch: list[Item], outcome: dict[Key, int | StatekeepError]) -> None:
-        resolved: list[JournalId] = []
+    def _settle(self, batch: list[Write], outcome: Outcome, parts: Batch) -> None:
         callbacks: list[Callable[[], None]] = []
-        dead: list[tuple[Item, StatekeepError]] = []
+        dead: list[tuple[Write, StatekeepError]] = []
         with self._lock:
             transient = None
-            for item in batch:
-                del self._in_flight[item.key]
-                result = outcome[item.key]
+            for write in batch:
+                key = write.key
+                del self._flight[key]
+                result = outcome[key]
                 if type(result) is int:  # stored
                     self._stored += 1
-                    resolved.extend(item.journal_ids)
-                    callbacks.extend(self._resolve(item, version=result))
+                    self._chain(key, result - 1 if result else 0, result)
+                    write.version = result
+                    callbacks.extend(self._resolve(write))
+                    newer = self._pending.get(key)
+                    if newer is not None and newer.jids and self._effective(newer) != newer.jbase:
+                        self._rejournal[newer] = None  # with the marker of this batch
                 elif isinstance(result, TransientBackendError):
                     transient = result
-                    self._put_back(item)
+                    self._put_back(write)
                 else:
                     assert isinstance(result, StatekeepError)
-                    dead.append((item, result))
-                    resolved.extend(item.journal_ids)
-                    callbacks.extend(self._resolve(item, error=result))
+                    write.error = result
+                    dead.append((write, result))
+                    callbacks.extend(self._resolve(write))
+            self._noted.extend(parts.written)
             if transient is not None:
+                self._stale[:0] = parts.stale
                 self._attempt += 1
                 self._retried += 1
                 self._last_error = str(transient)
                 delay = self._backoff.delay(self._attempt)
-                self._retry_at = time.monotonic() + delay
+                now = time.monotonic()
+                self._retry_at = now + delay
+                self._probe_at = now + _PROBE
                 self._emit("retry", attempt=self._attempt, delay=delay, error=str(transient))
             else:
                 self._attempt = 0
-            for item, error in dead:
-                self._dead += 1
-                self._last_error = str(error)
-                letter = DeadLetter(
-                    item.key[0],
-                    item.key[1],
-                    item.delete,
-                    f"{type(error).__name__}: {error}",
-                    journal_record(
-                        item.spec,
-                        item.row,
-                        item.delete,
-                        item.expect,
-                        item.priority,
-                        None,
-                        item.seq,
-                        run=self._run,
-                    ),
-                )
-                self._dead_letters.append(letter)
-                if self._dead_file is not None:
-                    self._dead_file.append(letter)
-                self._emit("dead_letter", collection=item.key[0], id=item.key[1], error=str(error))
-            if self._high and len(self._items) < 0.7 * self.options.max_pending:
+            for write, error in dead:
+                self._dead_letter(write, error)
+            if self._high and len(self._pending) < 0.7 * self.options.max_pending:
                 self._high = False
-                self._emit("health.ok", pending=len(self._items))
-        self._mark_resolved(resolved)
+                self._emit("health.ok", pending=len(self._pending))
+            if self._markers or self._rejournal:
+                self._jwork.notify()
         for callback in callbacks:
             callback()
         self._deliver()  # before waking flush(): its events are out when it returns
         with self._lock:
             self._changed.notify_all()
 
-    def _mark_resolved(self, ids: list[JournalId]) -> None:
-        """Writes the journal marker for these records (and any a journal error
-        held up before); on an error they wait for the next try."""
-        if self._journal is None:
-            return
-        with self._lock:
-            if self._unresolved:
-                ids, self._unresolved = [*self._unresolved, *ids], []
-        if not ids:
-            return
-        try:
-            self._journal.resolve(ids)
-        except BackendError as exc:
-            with self._lock:
-                self._last_error = str(exc)
-                self._unresolved.extend(ids)
+    def _resolve(self, write: Write) -> list[Callable[[], None]]:
+        """A write is stored or failed for good (lock held): its records may be
+        marked done; returns the callbacks of awaiting receipts."""
+        self._markers.extend(write.jids)
+        write.jids = []
+        self._unjournaled.pop(write, None)
+        self._rejournal.pop(write, None)
+        return self._finish(write)
 
-    def _put_back(self, item: Item) -> None:
-        newer = self._items.get(item.key)
-        if newer is not None:  # a later write of the entity waits: it wins
-            newer.receipts[:0] = item.receipts
-            newer.journal_ids.extend(item.journal_ids)
-            newer.first_seq = min(newer.first_seq, item.first_seq)
-            item.merged_into = newer  # a journal write of item in progress lands on newer
-            if self._journal is not None:  # journal newer again: its receipts then all
-                self._unjournaled[item.key] = None  # become durable, moved ones included
-                if self._journal_idle:
-                    self._journal_idle = False
-                    self._journal_work.notify()
-            return
-        self._items[item.key] = item
-        queue = self._queues[item.priority]
-        queue[item.key] = None
-        if item.deadline is not None:
-            heapq.heappush(self._deadlines, (item.deadline, item.seq, item.key))
-
-    def _resolve(
-        self, item: Item, *, version: int | None = None, error: StatekeepError | None = None
-    ) -> list[Callable[[], None]]:
-        """Completes the receipts of a write (lock held); returns their await callbacks."""
-        item.resolved = True
-        if item.key not in self._items:  # else a newer write of it still needs journaling
-            self._unjournaled.pop(item.key, None)
-        callbacks = []
-        for receipt in item.receipts:
-            if error is None:
-                receipt.version, receipt.stored, receipt.durable = version, True, True
-            else:
-                receipt.error = error
-            if receipt._callbacks:  # only awaited receipts have any
-                callbacks.extend(receipt._settle())
+    @staticmethod
+    def _finish(write: Write) -> list[Callable[[], None]]:
+        callbacks, write.callbacks = write.callbacks or [], None
         return callbacks
 
-    # -- recovery ------------------------------------------------------------
-    def _recover(self, journal: Journal) -> None:
-        now = time.monotonic()
-        self._items = recovered(journal.recover(), now)
-        for key, item in self._items.items():
-            self._seq += 1
-            item.seq = item.first_seq = self._seq
-            self._queues[item.priority][key] = None
-            if item.deadline is not None:
-                heapq.heappush(self._deadlines, (item.deadline, self._seq, key))
-        if self._items:
-            with self._lock:
-                self._start()
-                self._work.notify()
+    def _dead_letter(self, write: Write, error: StatekeepError) -> None:
+        self._dead += 1
+        self._last_error = str(error)
+        collection, id = write.key
+        record = journal_record(
+            write.spec, write.row, write.delete, write.expect, write.priority, None, write.seq,
+            run=self._run,
+        )
+        letter = DeadLetter(collection, id, write.delete, f"{type(error).__name__}: {error}", record)
+        self._dead_letters.append(letter)
+        if self._dead_file is not None:
+            self._dead_file.append(letter)
+        self._emit("dead_letter", collection=collection, id=id, error=str(error))
+
+    def _put_back(self, write: Write) -> None:
+        key = write.key
+        newer = self._pending.get(key)
+        if newer is not None:  # a later write of the entity waits: it wins
+            newer.jids[:0] = write.jids
+            newer.durable_seq = max(newer.durable_seq, write.durable_seq)
+            newer.since = min(newer.since, write.since)
+            newer.events = write.events + newer.events
+            if write.callbacks:
+                newer.callbacks = [*write.callbacks, *(newer.callbacks or [])]
+                write.callbacks = None
+            write.merged_into = newer
+            self._unjournaled.pop(write, None)
+            return
+        self._pending[key] = write
+        self._lanes[write.priority][key] = write
+        if write.deadline is not None:
+            heapq.heappush(self._deadlines, (write.deadline, write.seq, key))
+
+
+def _all_done(waiting: list[Write]) -> bool:
+    while waiting:
+        write = waiting[-1].final()
+        if not (write.done or write.left):
+            return False
+        waiting.pop()
+    return True
+
+
+def _first(lane: dict[Key, Write], count: int) -> list[Key]:
+    """The first count keys of a lane."""
+    keys = []
+    for key in lane:
+        if len(keys) >= count:
+            break
+        keys.append(key)
+    return keys

@@ -29,8 +29,13 @@ every record of every batch repeats them):
 - a marker (DoneMarker): `done`, the `[run, seq]` ids of records that need
   no storing any more.
 
-A later format adds keys (a record without a `v` key is format 1); the
-journals of earlier versions are read as they are.
+Format 2 (written since issue 11) is a tuple `(2, records, done)`: records
+are tuples (Record below: run, seq, collection, id, version, body or None
+for a delete, expected version, priority, deadline, base version or None,
+domain events as outbox JSON), and done the `(run, seq)` ids of records
+that need no storing any more. Records and markers share a frame, so a
+record written again with a new base and the marker of the batch that made
+it so land together. Format 1 frames are read as they are.
 """
 
 from __future__ import annotations
@@ -63,6 +68,33 @@ class JournalRecord(TypedDict):
     e: int | None  # expected version
     p: int  # priority
     d: float | None  # deadline, wall-clock seconds
+
+
+# (run, seq, collection, id, version, body or None, expect, priority,
+#  deadline (wall clock) or None, base version or None, events)
+Record = tuple[
+    int, int, str, str, int, str | None, int | None, int, float | None, int | None, tuple[str, ...]
+]
+
+
+def from_format_1(record: JournalRecord) -> Record:
+    """A format-1 record as a format-2 one: stored over whatever is there
+    (the rule of the engine that wrote it)."""
+    row = record["r"]
+    body = None if record["o"] == "delete" else row[2]
+    return (
+        record["u"],
+        record["s"],
+        record["c"],
+        row[0],
+        row[1],
+        body,
+        record["e"],
+        record["p"],
+        record["d"],
+        None,
+        (),
+    )
 
 
 class DoneMarker(TypedDict):
@@ -101,11 +133,37 @@ class Journal:
     def _path(self, segment: int) -> Path:
         return self.directory / f"segment-{segment:08d}.log"
 
-    def recover(self) -> list[tuple[int, JournalRecord]]:
+    def recover(self) -> list[tuple[int, Record]]:
         """(segment, record) of every pending record left by earlier runs, in order."""
-        found: list[tuple[int, JournalRecord]] = []
+        return self._pending_of(sorted(self._live))
+
+    def adopt(self, directory: Path) -> list[tuple[int, Record]]:
+        """Takes over the segments of a dead engine's directory (renamed into
+        this one, numbered above every segment here, in their order; appends
+        go above them) and returns their pending records."""
+        with self._lock:
+            try:
+                theirs = sorted(directory.glob("segment-*.log"), key=self._number)
+                if not theirs:
+                    return []
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+                numbers = []
+                for path in theirs:
+                    self._current += 1
+                    path.rename(self._path(self._current))
+                    self._live[self._current] = 0
+                    numbers.append(self._current)
+                self._current += 1  # markers of their records go above them
+            except OSError as exc:
+                raise BackendError(f"cannot adopt the journal in {directory}: {exc}") from exc
+        return self._pending_of(numbers)
+
+    def _pending_of(self, segments: list[int]) -> list[tuple[int, Record]]:
+        found: list[tuple[int, Record]] = []
         done: set[RecordId] = set()
-        for segment in sorted(self._live):
+        for segment in segments:
             data = self._path(segment).read_bytes()
             position = 0
             while position + _HEADER.size <= len(data):
@@ -113,40 +171,42 @@ class Journal:
                 payload = data[position + _HEADER.size : position + _HEADER.size + length]
                 if len(payload) < length or zlib.crc32(payload) != checksum:
                     break  # a torn tail: the crash happened while writing it
-                for record in marshal.loads(payload):
+                frame = marshal.loads(payload)
+                position += _HEADER.size + length
+                if isinstance(frame, tuple):  # format 2
+                    _, records, markers = frame
+                    found.extend((segment, record) for record in records)
+                    done.update(markers)
+                    continue
+                for record in frame:
                     if "done" in record:
                         done.update((run, seq) for run, seq in record["done"])
                     else:
-                        found.append((segment, record))
-                position += _HEADER.size + length
-        pending = [(segment, r) for segment, r in found if (r["u"], r["s"]) not in done]
+                        found.append((segment, from_format_1(record)))
+        pending = [(segment, r) for segment, r in found if (r[0], r[1]) not in done]
         with self._lock:
             for segment, _ in pending:
                 self._live[segment] += 1
             self._sweep()
         return pending
 
-    def append(self, records: list[JournalRecord]) -> int:
-        """Writes records in one go; returns the segment that holds them."""
-        return self._write(records, pending=len(records))
+    def write(self, records: list[Record], done: list[JournalId]) -> int:
+        """Writes records and the marker of done ones in one frame (format 2);
+        returns the segment that holds the records. The done records'
+        segments may go once the frame is written."""
+        payload = marshal.dumps((2, records, [record_id for _, record_id in done]))
+        segment = self._write(payload, pending=len(records))
+        if done:
+            with self._lock:
+                for number, _ in done:
+                    self._live[number] -= 1
+                self._sweep()
+        return segment
 
-    def resolve(self, ids: list[JournalId]) -> None:
-        """These records are stored, superseded or given up: a marker says so
-        first, then their segments may go."""
-        if not ids:
-            return
-        marker: DoneMarker = {"done": [list(record_id) for _, record_id in ids]}
-        self._write([marker], pending=0)
-        with self._lock:
-            for segment, _ in ids:
-                self._live[segment] -= 1
-            self._sweep()
-
-    def _write(self, frame: list[JournalRecord] | list[DoneMarker], *, pending: int) -> int:
+    def _write(self, payload: bytes, *, pending: int) -> int:
         """Appends a frame; pending of its records count as pending from the
         moment they are written (in the same hold of the lock, so a sweep can
         never delete the segment between the two)."""
-        payload = marshal.dumps(frame)
         data = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         with self._lock:  # held while writing: _sweep() may close the segment
             try:

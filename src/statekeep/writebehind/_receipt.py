@@ -1,13 +1,20 @@
-"""Receipts: what enqueue() hands back, to tell and to wait."""
+"""Receipts: what enqueue() hands back, to tell and to wait.
+
+A receipt is a handle on its entity's pending write (statekeep.writebehind
+._write.Write) and the sequence number of its enqueue: nothing of its own
+lives until the write is stored, and waits share the engine's condition."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DeadlockError, StatekeepError, StoreClosedError
+
+if TYPE_CHECKING:
+    from ._write import Write
 
 
 def check_not_own(threads: list[threading.Thread], what: str) -> None:
@@ -23,38 +30,64 @@ def check_not_own(threads: list[threading.Thread], what: str) -> None:
 class Receipt:
     """One enqueued write: `durable` once it would survive a crash, `stored`
     once it is in the database (then `version` is its stored version), or
-    `error` once it failed for good (dead-lettered or shed). `left_pending`
-    says the store closed before it was stored: it is then in the journal,
-    stored at the next open (`durable`), or lost if the store has no journal
-    (`error` is a StoreClosedError).
+    `error` once it failed for good (dead-lettered, shed, a conflict, or its
+    transaction rolled back). `left_pending` says the store closed before it
+    was stored: it is then in the journal, stored at the next open
+    (`durable`), or lost if the store has no journal (`error` is a
+    StoreClosedError)."""
 
-    Waits share their engine's condition, so a receipt costs no lock of its own.
-    """
+    __slots__ = ("_changed", "_dropped", "_seq", "_threads", "_write")
 
-    __slots__ = (
-        "_callbacks",
-        "_changed",
-        "_threads",
-        "durable",
-        "error",
-        "left_pending",
-        "stored",
-        "version",
-    )
-
-    def __init__(self, changed: threading.Condition, threads: list[threading.Thread]) -> None:
+    def __init__(
+        self,
+        changed: threading.Condition,
+        threads: list[threading.Thread],
+        write: Write | None = None,
+        seq: int = 0,
+    ) -> None:
         self._changed = changed
         self._threads = threads  # the engine's: waiting on one of them is a deadlock
-        self._callbacks: list[Callable[[], None]] | None = None
-        self.durable = False
-        self.stored = False
-        self.version: int | None = None
-        self.error: StatekeepError | None = None
-        self.left_pending = False
+        self._write = write  # None until a transaction it was enqueued in commits
+        self._seq = seq
+        self._dropped: StatekeepError | None = None  # its transaction rolled back
+
+    def _target(self) -> Write | None:
+        write = self._write
+        return None if write is None else write.final()
+
+    @property
+    def durable(self) -> bool:
+        write = self._target()
+        if write is None:
+            return False
+        return write.version is not None or (write.error is None and write.durable_seq >= self._seq)
+
+    @property
+    def stored(self) -> bool:
+        write = self._target()
+        return write is not None and write.version is not None
+
+    @property
+    def version(self) -> int | None:
+        write = self._target()
+        return None if write is None else write.version
+
+    @property
+    def error(self) -> StatekeepError | None:
+        write = self._target()
+        return self._dropped if write is None else write.error
+
+    @property
+    def left_pending(self) -> bool:
+        write = self._target()
+        return write is not None and write.left
 
     @property
     def done(self) -> bool:
-        return self.stored or self.error is not None or self.left_pending
+        write = self._target()
+        if write is None:
+            return self._dropped is not None
+        return write.version is not None or write.error is not None or write.left
 
     def wait_durable(self, timeout: float | None = None) -> bool:
         """True once durable (or stored); False on timeout. Raises the error if it failed."""
@@ -75,8 +108,9 @@ class Receipt:
         return self.stored
 
     def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
+        error = self.error
+        if error is not None:
+            raise error
 
     def __await__(self) -> Generator[Any, None, Receipt]:
         """`await receipt`: until stored (raises the error if it failed)."""
@@ -87,12 +121,14 @@ class Receipt:
             loop.call_soon_threadsafe(_settle, future)
 
         with self._changed:
-            if not self.done:
-                if self._callbacks is None:
-                    self._callbacks = []
-                self._callbacks.append(wake)
-            else:
+            write = self._target()
+            if self.done:
                 future.set_result(None)
+            else:
+                holder: Any = self if write is None else write
+                if holder.callbacks is None:
+                    holder.callbacks = []
+                holder.callbacks.append(wake)
         yield from future.__await__()
         self._raise()
         if self.left_pending:
@@ -103,19 +139,31 @@ class Receipt:
         return self
 
     # -- for the engine, which holds the condition ---------------------------
-    def _leave(self, key: tuple[str, str]) -> list[Callable[[], None]]:
-        """close() did not store it: left in the journal, or lost without one."""
-        self.left_pending = True
-        if not self.durable:
-            self.error = StoreClosedError(
-                f"{key[0]} {key[1]!r}: the store closed before this write was stored, "
-                "and no journal holds it: it is lost"
-            )
-        return self._settle()
+    @property
+    def callbacks(self) -> list[Callable[[], None]] | None:
+        """Awaits of a receipt not yet bound to a write (in a transaction)."""
+        return _unbound.get(id(self))
 
-    def _settle(self) -> list[Callable[[], None]]:
-        callbacks, self._callbacks = self._callbacks or [], None
-        return callbacks
+    @callbacks.setter
+    def callbacks(self, value: list[Callable[[], None]] | None) -> None:
+        if value is None:
+            _unbound.pop(id(self), None)
+        else:
+            _unbound[id(self)] = value
+
+    def _bind(self, write: Write, seq: int) -> None:
+        """Its transaction committed: the write is enqueued now."""
+        self._write, self._seq = write, seq
+        waiting = _unbound.pop(id(self), None)
+        if waiting:
+            if write.callbacks is None:
+                write.callbacks = []
+            write.callbacks.extend(waiting)
+
+    def _drop(self, error: StatekeepError) -> list[Callable[[], None]]:
+        """Its transaction rolled back: the write is not enqueued."""
+        self._dropped = error
+        return _unbound.pop(id(self), None) or []
 
     def __repr__(self) -> str:
         state = (
@@ -128,6 +176,11 @@ class Receipt:
             else ("durable" if self.durable else "pending")
         )
         return f"<Receipt {state}>"
+
+
+# awaits of receipts enqueued in a transaction not yet committed (rare: a
+# dict rather than a slot every receipt would carry)
+_unbound: dict[int, list[Callable[[], None]]] = {}
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -1,106 +1,170 @@
-"""Storing a batch of pending writes: one transaction, last write wins (or the
-expected version), and on a permanent failure the batch narrowed down to the
-writes that cause it."""
+"""Storing a batch of pending writes: one transaction, the conflict rule (or
+the expected version), a note of the journal records it stores, and on a
+permanent failure the batch narrowed down to the writes that cause it."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .._commit import Commit, CommitHooks
 from ..backends.base import Backend, CollectionSpec, Row
-from ..errors import BackendError, NotFoundError, StatekeepError, TransientBackendError
-from ._item import Item, Key
+from ..errors import (
+    BackendError,
+    ConflictError,
+    StatekeepError,
+    TransientBackendError,
+)
+from ._journal import RecordId
+from ._notes import delete_notes, write_note
 from ._records import restamp
+from ._write import Key, Write
 
 _log = logging.getLogger("statekeep.writebehind")
+_RACES = 5  # tries of a batch whose versions another writer changed meanwhile
 
-# (spec, id, stored version before, version now (0: deleted), body or None)
-Change = tuple[CollectionSpec, str, int, int, str | None]
+# (spec, id, stored version before, version now (0: deleted), body or None,
+#  domain events recorded on the entity, as outbox JSON)
+Change = tuple[CollectionSpec, str, int, int, str | None, tuple[str, ...]]
+Outcome = dict[Key, int | StatekeepError]
+Allowed = Callable[[Write, int], bool]  # may this write be stored over that version?
 
 
 class BatchHooks(CommitHooks, Protocol):
     """What the store does with a stored batch's changes: the events they make
-    (batch_events), written with the batch and delivered once it commits (the
-    commit hooks every writer has, statekeep._commit)."""
+    (batch_events, built only when `active`), written with the batch and
+    delivered once it commits (the commit hooks every writer has)."""
+
+    @property
+    def active(self) -> bool: ...
 
     def batch_events(self, changes: Sequence[Change]) -> list[Any]: ...
 
 
-def store_batch(
-    backend: Backend, batch: list[Item], hooks: BatchHooks | None = None
-) -> dict[Key, int | StatekeepError]:
-    """Stores the batch in one transaction; on a permanent failure, narrows
+class Batch:
+    """What one batch carries besides its writes: the note it writes (run and
+    number) and the notes of earlier batches it deletes."""
+
+    __slots__ = ("allowed", "hooks", "run", "stale", "tries", "written")
+
+    def __init__(
+        self, hooks: BatchHooks | None, allowed: Allowed, note: tuple[int, int], stale: list[str]
+    ) -> None:
+        self.hooks, self.allowed, self.stale = hooks, allowed, stale
+        self.run, number = note
+        self.tries = iter(f"{self.run}-{number}-{k}" for k in range(1 << 30))
+        self.written: list[str] = []  # the notes of its committed transactions
+
+
+def store_batch(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
+    """Stores the writes in one transaction; on a permanent failure, narrows
     it down one write at a time. Returns each key's stored version, or the
     error that stopped it (a TransientBackendError: try again later)."""
     try:
-        return _write(backend, batch, hooks)
+        for attempt in range(_RACES):
+            try:
+                return _write(backend, writes, batch)
+            except ConflictError:  # another writer changed a version after it was read
+                if attempt == _RACES - 1:
+                    raise TransientBackendError("writes raced other writers; trying again") from None
     except TransientBackendError as exc:
-        return dict.fromkeys((item.key for item in batch), exc)
+        return dict.fromkeys((write.key for write in writes), exc)
     except StatekeepError as exc:
-        if len(batch) == 1:
-            return {batch[0].key: exc}
+        if len(writes) == 1:
+            return {writes[0].key: exc}
     except Exception as exc:  # noqa: BLE001 - a bug must not stop the flusher
         failure = BackendError(f"unexpected failure while storing: {exc!r}")
         failure.__cause__ = exc
-        if len(batch) == 1:
-            return {batch[0].key: failure}
-    outcome: dict[Key, int | StatekeepError] = {}
-    for item in batch:
-        outcome.update(store_batch(backend, [item], hooks))
+        if len(writes) == 1:
+            return {writes[0].key: failure}
+    outcome: Outcome = {}
+    for write in writes:
+        outcome.update(store_batch(backend, [write], batch))
     return outcome
 
 
-def _write(
-    backend: Backend, batch: list[Item], hooks: BatchHooks | None
-) -> dict[Key, int | StatekeepError]:
+def _write(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
+    hooks = batch.hooks
+    build = hooks is not None and hooks.active
     commit = Commit(backend, hooks)
+    outcome: Outcome = {}
     with commit as events:  # written to the outbox with the batch, before its commit
-        stored = _stored_versions(backend, batch)
-        versions: dict[Key, int | StatekeepError] = {}
+        stored = _stored_versions(backend, writes)
         rows: dict[str, tuple[CollectionSpec, list[Row]]] = {}
         changes: list[Change] = []
-        for item in batch:
-            collection, id = item.key
-            if item.delete:
-                try:
-                    backend.delete(collection, id, item.expect)
-                except NotFoundError:
-                    if item.expect is not None:
-                        raise
-                else:
-                    changes.append((item.spec, id, stored.get(item.key, 0), 0, None))
-                versions[item.key] = 0
+        noted: list[tuple[RecordId, Key, int]] = []
+        for write in writes:
+            key = write.key
+            collection, id = key
+            before = stored.get(key, 0)
+            if write.expect is not None and write.expect != before:
+                outcome[key] = ConflictError(
+                    collection, id, f"expected version {write.expect}, stored {before}"
+                )
                 continue
-            base = item.expect if item.expect is not None else stored.get(item.key, 0)
-            version = base + 1
-            row = item.row
-            body = row[2]  # written for body_version, usually the version it gets
-            if version != item.body_version:
-                body = restamp(body, item.body_version, version)
-            rows.setdefault(collection, (item.spec, []))[1].append((id, version, body, *row[3:]))
-            versions[item.key] = version
-            changes.append((item.spec, id, version - 1, version, body))
+            if write.expect is None and not batch.allowed(write, before):
+                outcome[key] = ConflictError(
+                    collection,
+                    id,
+                    f"the write was based on version {write.base} and version {before} "
+                    "was stored since by another writer",
+                )
+                continue
+            if write.delete:
+                if before:
+                    backend.delete(collection, id, before)
+                version = 0
+                if build and before:
+                    changes.append((write.spec, id, before, 0, None, write.events))
+            else:
+                version = before + 1
+                row = write.row
+                body = row[2]  # written for row[1], usually the version it gets
+                if version != row[1]:
+                    body = restamp(body, row[1], version)
+                rows.setdefault(collection, (write.spec, []))[1].append((id, version, body, *row[3:]))
+                if build:
+                    changes.append((write.spec, id, before, version, body, write.events))
+            outcome[key] = version
+            noted.extend((record_id, key, version) for _, record_id in write.jids)
         for spec, spec_rows in rows.values():
             backend.put(spec, spec_rows)
-        if hooks is not None and changes:
+        note = write_note(backend, next(batch.tries), batch.run, noted) if noted else None
+        if batch.stale:
+            delete_notes(backend, batch.stale)
+        if build and changes:
+            assert hooks is not None
             events.extend(hooks.batch_events(changes))
+    if note is not None:
+        batch.written.append(note)
+    _pause_after_commit()
     try:
         commit.deliver()
     except BaseException:  # noqa: BLE001 - a handler's KeyboardInterrupt or SystemExit:
         # no caller to reach on the write-behind thread, which must go on storing
         _log.exception("statekeep write-behind: an event handler stopped (the batch is stored)")
-    return versions
+    return outcome
 
 
-def _stored_versions(backend: Backend, batch: list[Item]) -> dict[Key, int]:
+def _pause_after_commit() -> None:
+    """A test hook: STATEKEEP_TEST_PAUSE_AFTER_COMMIT=seconds widens the
+    window between a batch's commit and its journal marker."""
+    pause = os.environ.get("STATEKEEP_TEST_PAUSE_AFTER_COMMIT")
+    if pause:
+        time.sleep(float(pause))
+
+
+def _stored_versions(backend: Backend, writes: list[Write]) -> dict[Key, int]:
     found: dict[Key, int] = {}
     by_collection: dict[str, tuple[CollectionSpec, list[str]]] = {}
-    for item in batch:
-        by_collection.setdefault(item.key[0], (item.spec, []))[1].append(item.key[1])
+    for write in writes:
+        by_collection.setdefault(write.key[0], (write.spec, []))[1].append(write.key[1])
     for collection, (spec, ids) in by_collection.items():
         backend.ensure_collection(spec)
         for id, version in backend.versions(collection, ids).items():
             found[(collection, id)] = version
     return found
+
