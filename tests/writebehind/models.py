@@ -10,14 +10,18 @@ from typing import Annotated
 from statekeep import Entity, Indexed
 
 
-class Reading(Entity, collection="wb_reading"):
+class Reading(Entity, collection="wb_reading", last_write_wins=True):
     """A per-entity counter and a payload derived from it: content tells its age."""
 
     counter: Annotated[int, Indexed()] = 0
     payload: str = ""
 
 
-class Doc(Entity, collection="wb_doc"):
+class Doc(Entity, collection="wb_doc", last_write_wins=True):
+    """Written over whatever is stored (the opt-out of the conflict rule): the
+    tests of ordering, coalescing and durability enqueue new objects over
+    stored ids; the conflict rule's own tests use _exact.Mark."""
+
     title: str = ""
     n: int = 0
 

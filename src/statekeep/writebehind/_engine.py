@@ -163,6 +163,8 @@ class WriteBehind:
                 del self._lanes[write.priority][key]
                 self._lanes[priority][key] = write
                 write.priority = priority
+            if write.delete and not delete and base == 0:
+                base = write.base  # created again after its pending delete: as the delete is
             write.spec, write.row, write.delete = spec, row, delete
             write.expect, write.base, write.seq = expect, base, seq
             if events:
@@ -216,7 +218,7 @@ class WriteBehind:
         limit = self.options.max_pending
         policy = self.options.policy
         if policy is Policy.SHED_LOW:
-            victim = next((w for w in self._lanes[Priority.LOW].values() if not w.journaling), None)
+            victim = next((w for w in self._lanes[Priority.LOW].values() if w.jnext is None), None)
             if victim is not None and self._shed_write(victim):
                 return
         if policy is Policy.BLOCK and self._changed.wait_for(
@@ -495,14 +497,20 @@ class WriteBehind:
                 if not everything and since + (self._spill or 0.0) > now:
                     break
                 due.append(write)
+            flight = self._flight
             for write in due:
+                if write.key in flight and not self._jstop:
+                    # in flight (durable once committed), or its base is the version a
+                    # batch in flight is storing: journaled once that batch is settled
+                    self._unjournaled.setdefault(write, now)
+                    continue
                 self._unjournaled.pop(write, None)
                 if write.done or write.merged_into is not None:
                     continue
                 self._jseq += 1
                 base = self._effective(write)
                 records.append(write.record(self._run, self._jseq, base))
-                write.journaling = True
+                write.jnext = (self._run, self._jseq)
                 taken.append((write, write.seq, self._jseq, base))
             markers, self._markers = self._markers, []
             noted, self._noted = self._noted, []
@@ -512,7 +520,7 @@ class WriteBehind:
             with self._lock:
                 self._last_error = str(exc)
                 for write, *_ in taken:
-                    write.journaling = False
+                    write.jnext = None
                     self._unjournaled.setdefault(write, now)
                 self._markers[:0] = markers
                 self._noted[:0] = noted
@@ -520,13 +528,14 @@ class WriteBehind:
             return
         with self._lock:
             for write, seq, jseq, base in taken:
-                write.journaling = False
                 target = write.final()
                 jid = (segment, (self._run, jseq))
                 if target.done:  # stored (or failed) while it was being written
+                    write.jnext = None
                     self._markers.append(jid)
                     continue
                 target.jids.append(jid)
+                write.jnext = None  # after: a batch's note reads one or the other unlocked
                 target.jbase = base
                 target.durable_seq = max(target.durable_seq, seq)
                 if self._effective(target) != base:  # a batch of it committed meanwhile
@@ -540,10 +549,12 @@ class WriteBehind:
         try:
             records = self._journal.adopt(directory)
             theirs = DeadLetterFile(directory)
-            for letter in theirs.load():
+            letters = theirs.load()
+            for letter in letters:
                 self._dead_letters.append(letter)
                 self._dead_file.append(letter)
-            theirs.rewrite([])
+            if letters:
+                theirs.rewrite([])
         finally:
             os.close(fd)
         return records

@@ -130,6 +130,8 @@ def _write(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
                     changes.append((write.spec, id, before, version, body, write.events))
             outcome[key] = version
             noted.extend((record_id, key, version) for _, record_id in write.jids)
+            if write.jnext is not None:  # being written to the journal right now
+                noted.append((write.jnext, key, version))
         for spec, spec_rows in rows.values():
             backend.put(spec, spec_rows)
         note = write_note(backend, next(batch.tries), batch.run, noted) if noted else None

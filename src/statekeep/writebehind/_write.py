@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ..backends.base import CollectionSpec, Row
 from ..errors import StatekeepError
-from ._journal import JournalId, Record
+from ._journal import JournalId, Record, RecordId
 from ._options import Priority
 
 Key = tuple[str, str]  # (collection, id)
@@ -31,7 +30,7 @@ class Write:
         "expect",
         "jbase",
         "jids",
-        "journaling",
+        "jnext",
         "key",
         "left",
         "merged_into",
@@ -57,7 +56,8 @@ class Write:
         self.events: tuple[str, ...] = ()  # domain events recorded on the entity (outbox JSON)
         self.jids: list[JournalId] = []  # its journal records not yet marked done
         self.jbase: int | None = None  # the base its last journal record says
-        self.journaling = False  # the journal thread is writing a record of it
+        # the record the journal thread is writing of it (a batch's note names it too)
+        self.jnext: RecordId | None = None
         self.version: int | None = None  # stored as this version
         self.error: StatekeepError | None = None
         self.left = False  # close() left it pending
@@ -137,6 +137,3 @@ def recovered(
             write.deadline = due if write.deadline is None else min(write.deadline, due)
     return writes, done
 
-
-def outcome_of(write: Write) -> Any:
-    return write.version if write.error is None else write.error
