@@ -18,8 +18,8 @@ from . import _arguments as check
 from . import _fork
 from ._calls import counted
 from ._core import Core, State
-from ._enqueue import enqueue, entity_write
 from ._emit import Pending, decode
+from ._enqueue import enqueue, entity_write
 from ._saving import save_chunks
 from ._transaction import Transaction
 from .backends import Backend, open_backend, redacted
@@ -43,10 +43,10 @@ from .writebehind import (
     Receipt,
     WriteBehind,
     WriteBehindOptions,
+    at_open,
     check_deadline,
     check_expect_version,
     check_options,
-    at_open,
     check_priority,
     has_leftovers,
     journal_dir,

@@ -28,7 +28,6 @@ import os
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,24 +41,24 @@ from ..errors import (
     TransientBackendError,
 )
 from ..flow import Backoff
+from ._chains import Chains
 from ._claim import claim, free_with_leftovers
-from ._journal import Journal, JournalId, Record
-from ._notes import NOTES, delete_notes, read_notes
+from ._journal import Journal, JournalId
+from ._journaling import JournalThread
+from ._notes import NOTES
 from ._options import JOURNAL_WINDOW, DeadLetter, Policy, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt, check_not_own
 from ._records import DeadLetterFile, journal_record, spec_of
+from ._scheduling import Scheduling
 from ._shutdown import unwatch, watch
 from ._storing import Batch, BatchHooks, Outcome, store_batch
-from ._write import Key, Write, recovered
+from ._write import Key, Write
 
 _log = logging.getLogger("statekeep.writebehind")
-_GATHER = 0.0005  # seconds the journal thread lets writes gather before a frame
 _PROBE = 0.25  # seconds between probes of the database while backing off
-_ADOPT = 1.0  # seconds between looks for a dead engine's journal
-_CHAINS = 100_000  # entities whose chain of own versions is remembered
 
 
-class WriteBehind:
+class WriteBehind(JournalThread, Scheduling):
     def __init__(
         self,
         backend: Backend,
@@ -82,12 +81,13 @@ class WriteBehind:
         self._markers: list[JournalId] = []  # records to mark done in the next frame
         self._noted: list[str] = []  # notes of batches whose markers are not written yet
         self._stale: list[str] = []  # notes the next batch deletes
-        self._chains: OrderedDict[Key, tuple[int, int]] = OrderedDict()
+        self._chains = Chains()
         self._deadlines: list[tuple[float, int, Key]] = []
         self._seq = self._jseq = self._batches = 0
         self._run = random.getrandbits(62)  # with a sequence number, names a journal record
         self._flushing = 0
         self._retry_at = 0.0
+        self._probe_at = 0.0  # when the flusher next probes the database, backing off
         self._attempt = 0  # failures in a row of the batches being retried
         self._backoff = Backoff(options.retry_base, options.retry_cap, jitter=0.5)
         self._events: list[tuple[str, dict[str, Any]]] = []
@@ -120,7 +120,9 @@ class WriteBehind:
         self._dead_letters: list[DeadLetter] = self._dead_file.load() if self._dead_file else []
         if self._journal is not None:
             records = self._journal.recover()
-            for directory, fd in free_with_leftovers(journal_dir or Path(), self._journal.directory):
+            for directory, fd in free_with_leftovers(
+                journal_dir or Path(), self._journal.directory
+            ):
                 records.extend(self._adopt(directory, fd))
             if records:
                 self._take_over(records)
@@ -441,169 +443,6 @@ class WriteBehind:
         for thread in self._threads:
             thread.start()
 
-    # -- the journal thread --------------------------------------------------
-    def _journal_loop(self) -> None:
-        adopt_at = time.monotonic() + _ADOPT
-        while True:
-            with self._lock:
-                idle = self._jwait(adopt_at)
-            if idle is None:
-                return
-            if idle:
-                time.sleep(_GATHER)  # let a frame gather (enqueue does not wake a busy thread)
-            now = time.monotonic()
-            if now >= adopt_at:
-                adopt_at = now + _ADOPT
-                self._adopt_dead()
-            self._journal_tick(now)
-
-    def _jwait(self, adopt_at: float) -> bool | None:
-        """Waits (lock held) until there is journal work; whether it slept
-        (None: time to stop)."""
-        slept = False
-        while True:
-            now = time.monotonic()
-            if self._jstop:
-                return None if not (self._unjournaled or self._markers) else False
-            due = self._jdue()
-            if due is not None and due <= now or self._markers or self._rejournal:
-                return slept
-            wake = adopt_at if due is None else min(due, adopt_at)
-            if wake <= now:
-                return slept
-            self._jwake = None if due is None else due
-            self._jwork.wait(wake - now)
-            self._jwake = 0.0  # awake: enqueue need not wake it
-            slept = True
-
-    def _jdue(self) -> float | None:
-        """When the oldest write not journaled needs journaling."""
-        for since in self._unjournaled.values():
-            return since if self._spill is None else since + self._spill
-        return None
-
-    def _journal_tick(self, now: float) -> None:
-        """Writes one frame: the writes due (all when stopping), the ones to
-        journal again with a new base, and the markers of stored ones."""
-        journal = self._journal
-        assert journal is not None
-        with self._lock:
-            everything = self._spill is None or self._jstop
-            taken: list[tuple[Write, int, int, int | None]] = []
-            records: list[Record] = []
-            due = [*self._rejournal]
-            self._rejournal.clear()
-            for write, since in self._unjournaled.items():
-                if not everything and since + (self._spill or 0.0) > now:
-                    break
-                due.append(write)
-            flight = self._flight
-            for write in due:
-                if write.key in flight and not self._jstop:
-                    # in flight (durable once committed), or its base is the version a
-                    # batch in flight is storing: journaled once that batch is settled
-                    self._unjournaled.setdefault(write, now)
-                    continue
-                self._unjournaled.pop(write, None)
-                if write.done or write.merged_into is not None:
-                    continue
-                self._jseq += 1
-                base = self._effective(write)
-                records.append(write.record(self._run, self._jseq, base))
-                write.jnext = (self._run, self._jseq)
-                taken.append((write, write.seq, self._jseq, base))
-            markers, self._markers = self._markers, []
-            noted, self._noted = self._noted, []
-        try:
-            segment = journal.write(records, markers) if records or markers else 0
-        except BackendError as exc:
-            with self._lock:
-                self._last_error = str(exc)
-                for write, *_ in taken:
-                    write.jnext = None
-                    self._unjournaled.setdefault(write, now)
-                self._markers[:0] = markers
-                self._noted[:0] = noted
-            time.sleep(self.options.retry_base)
-            return
-        with self._lock:
-            for write, seq, jseq, base in taken:
-                target = write.final()
-                jid = (segment, (self._run, jseq))
-                if target.done:  # stored (or failed) while it was being written
-                    write.jnext = None
-                    self._markers.append(jid)
-                    continue
-                target.jids.append(jid)
-                write.jnext = None  # after: a batch's note reads one or the other unlocked
-                target.jbase = base
-                target.durable_seq = max(target.durable_seq, seq)
-                if self._effective(target) != base:  # a batch of it committed meanwhile
-                    self._rejournal[target] = None
-            self._stale.extend(noted)  # their markers are written: the notes may go
-            self._changed.notify_all()
-
-    def _adopt(self, directory: Path, fd: int) -> list[tuple[int, Record]]:
-        """A dead engine's journal directory: its segments and dead letters become ours."""
-        assert self._journal is not None and self._dead_file is not None
-        try:
-            records = self._journal.adopt(directory)
-            theirs = DeadLetterFile(directory)
-            letters = theirs.load()
-            for letter in letters:
-                self._dead_letters.append(letter)
-                self._dead_file.append(letter)
-            if letters:
-                theirs.rewrite([])
-        finally:
-            os.close(fd)
-        return records
-
-    def _adopt_dead(self) -> None:
-        assert self._journal is not None and self._base is not None
-        for directory, fd in free_with_leftovers(self._base, self._journal.directory):
-            try:
-                records = self._adopt(directory, fd)
-                if records:
-                    self._take_over(records)
-            except StatekeepError as exc:
-                with self._lock:
-                    self._last_error = f"adopting {directory}: {exc}"
-
-    def _take_over(self, records: list[tuple[int, Record]]) -> None:
-        """Pends the writes of crashed runs' records (those a note says were
-        stored are marked done, then their notes deleted)."""
-        assert self._journal is not None
-        runs = {record[0] for _, record in records}
-        noted, note_ids = read_notes(self._backend, runs)
-        writes, done = recovered(records, noted, time.monotonic())
-        if done:
-            self._journal.write([], done)
-        if note_ids:
-            self._backend.begin()
-            try:
-                delete_notes(self._backend, note_ids)
-            except BaseException:
-                self._backend.rollback()
-                raise
-            self._backend.commit()
-        with self._lock:
-            for key, write in writes.items():
-                newer = self._pending.get(key)
-                if newer is not None:  # a live write of the entity, newer: it wins
-                    newer.jids.extend(write.jids)
-                    continue
-                self._seq += 1
-                write.seq = write.durable_seq = self._seq
-                self._pending[key] = write
-                self._lanes[write.priority][key] = write
-                if write.deadline is not None:
-                    heapq.heappush(self._deadlines, (write.deadline, write.seq, key))
-            if writes and self._state == "new":
-                self._start()
-            self._wake_at = time.monotonic()
-            self._work.notify()
-
     # -- the flusher ---------------------------------------------------------
     def _flush_loop(self) -> None:
         while True:
@@ -611,7 +450,9 @@ class WriteBehind:
                 writes = self._next_batch()
                 if writes is None:
                     return
-                batch = Batch(self._hooks, self._allowed, (self._run, self._batches), self._stale)
+                batch = Batch(
+                    self._hooks, self._chains.allowed, (self._run, self._batches), self._stale
+                )
                 self._batches += 1
                 self._stale = []
             if not writes:
@@ -657,101 +498,6 @@ class WriteBehind:
             self._work.wait(None if wake is None else max(wake - now, 0.0005))
             self._wake_at = time.monotonic()  # awake: enqueue need not wake it
 
-    _probe_at = 0.0
-
-    def _take(self, now: float) -> list[Write]:
-        o = self.options
-        window = self._window
-        assert window is not None
-        everything = self._flushing > 0 or self._state == "closing"
-        keys: dict[Key, None] = {}
-        critical = self._lanes[Priority.CRITICAL]
-        normal, low = self._lanes[Priority.NORMAL], self._lanes[Priority.LOW]
-        keys.update(dict.fromkeys(_first(critical, o.max_batch)))
-        while self._deadlines and self._deadlines[0][0] - window / 2 <= now:
-            _, _, key = heapq.heappop(self._deadlines)
-            if key in self._pending and len(keys) < o.max_batch:
-                keys[key] = None
-        if normal and (
-            everything
-            or len(normal) >= o.max_batch
-            or next(iter(normal.values())).since + window <= now
-        ):
-            keys.update(dict.fromkeys(_first(normal, o.max_batch - len(keys))))
-        if low and (
-            everything
-            or next(iter(low.values())).since + (window if not normal else o.low_max_age) <= now
-        ):
-            keys.update(dict.fromkeys(_first(low, o.max_batch - len(keys))))
-        batch = []
-        for key in keys:
-            write = self._pending.pop(key)
-            del self._lanes[write.priority][key]
-            self._flight[key] = write
-            batch.append(write)
-        return batch
-
-    def _due(self, write: Write, now: float) -> float:
-        """When the flusher should take this pending write."""
-        o = self.options
-        window = self._window
-        assert window is not None
-        if write.priority is Priority.CRITICAL:
-            due = now
-        elif write.priority is Priority.NORMAL:
-            due = write.since + window
-        else:
-            due = write.since + (o.low_max_age if self._lanes[Priority.NORMAL] else window)
-        if write.deadline is not None:
-            due = min(due, write.deadline - window / 2)
-        return due
-
-    def _next_due(self, now: float) -> float | None:
-        window = self._window
-        assert window is not None
-        if self._lanes[Priority.CRITICAL]:
-            return now
-        times = []
-        normal, low = self._lanes[Priority.NORMAL], self._lanes[Priority.LOW]
-        if normal:
-            times.append(next(iter(normal.values())).since + window)
-        if low:
-            wait = self.options.low_max_age if normal else window
-            times.append(next(iter(low.values())).since + wait)
-        if self._deadlines:
-            times.append(self._deadlines[0][0] - window / 2)
-        return min(times) if times else None
-
-    # -- the conflict rule ---------------------------------------------------
-    def _allowed(self, write: Write, stored: int) -> bool:
-        """May write be stored over the stored version? (The flusher calls it
-        without the lock: the chains change only on the flusher's thread.)"""
-        base = write.base
-        if base is None or base == stored:
-            return True
-        chain = self._chains.get(write.key)
-        return chain is not None and chain[0] <= base and chain[1] == stored
-
-    def _effective(self, write: Write) -> int | None:
-        """The base a journal record of write says: the version this engine
-        stored last, when every change since write's base was its own."""
-        base = write.base
-        chain = self._chains.get(write.key) if base is not None else None
-        if chain is not None and chain[0] <= base <= chain[1]:  # type: ignore[operator]
-            return chain[1]
-        return base
-
-    def _chain(self, key: Key, before: int, version: int) -> None:
-        chains = self._chains
-        if version == 0:
-            chains.pop(key, None)
-            return
-        chain = chains.get(key)
-        chains[key] = (chain[0], version) if chain and chain[1] == before else (before, version)
-        chains.move_to_end(key)
-        if len(chains) > _CHAINS:
-            chains.popitem(last=False)
-
     # -- storing -------------------------------------------------------------
     def _settle(self, batch: list[Write], outcome: Outcome, parts: Batch) -> None:
         callbacks: list[Callable[[], None]] = []
@@ -764,11 +510,15 @@ class WriteBehind:
                 result = outcome[key]
                 if type(result) is int:  # stored
                     self._stored += 1
-                    self._chain(key, result - 1 if result else 0, result)
+                    self._chains.stored(key, result - 1 if result else 0, result)
                     write.version = result
                     callbacks.extend(self._resolve(write))
                     newer = self._pending.get(key)
-                    if newer is not None and newer.jids and self._effective(newer) != newer.jbase:
+                    if (
+                        newer is not None
+                        and newer.jids
+                        and self._chains.effective(newer) != newer.jbase
+                    ):
                         self._rejournal[newer] = None  # with the marker of this batch
                 elif isinstance(result, TransientBackendError):
                     transient = result
@@ -823,10 +573,18 @@ class WriteBehind:
         self._last_error = str(error)
         collection, id = write.key
         record = journal_record(
-            write.spec, write.row, write.delete, write.expect, write.priority, None, write.seq,
+            write.spec,
+            write.row,
+            write.delete,
+            write.expect,
+            write.priority,
+            None,
+            write.seq,
             run=self._run,
         )
-        letter = DeadLetter(collection, id, write.delete, f"{type(error).__name__}: {error}", record)
+        letter = DeadLetter(
+            collection, id, write.delete, f"{type(error).__name__}: {error}", record
+        )
         self._dead_letters.append(letter)
         if self._dead_file is not None:
             self._dead_file.append(letter)
@@ -859,13 +617,3 @@ def _all_done(waiting: list[Write]) -> bool:
             return False
         waiting.pop()
     return True
-
-
-def _first(lane: dict[Key, Write], count: int) -> list[Key]:
-    """The first count keys of a lane."""
-    keys = []
-    for key in lane:
-        if len(keys) >= count:
-            break
-        keys.append(key)
-    return keys

@@ -36,7 +36,7 @@ class Receipt:
     (`durable`), or lost if the store has no journal (`error` is a
     StoreClosedError)."""
 
-    __slots__ = ("_changed", "_dropped", "_seq", "_threads", "_write")
+    __slots__ = ("_changed", "_dropped", "_seq", "_threads", "_write", "callbacks")
 
     def __init__(
         self,
@@ -50,6 +50,8 @@ class Receipt:
         self._write = write  # None until a transaction it was enqueued in commits
         self._seq = seq
         self._dropped: StatekeepError | None = None  # its transaction rolled back
+        # awaits of it while not bound to a write (its transaction open)
+        self.callbacks: list[Callable[[], None]] | None = None
 
     def _target(self) -> Write | None:
         write = self._write
@@ -139,22 +141,10 @@ class Receipt:
         return self
 
     # -- for the engine, which holds the condition ---------------------------
-    @property
-    def callbacks(self) -> list[Callable[[], None]] | None:
-        """Awaits of a receipt not yet bound to a write (in a transaction)."""
-        return _unbound.get(id(self))
-
-    @callbacks.setter
-    def callbacks(self, value: list[Callable[[], None]] | None) -> None:
-        if value is None:
-            _unbound.pop(id(self), None)
-        else:
-            _unbound[id(self)] = value
-
     def _bind(self, write: Write, seq: int) -> None:
         """Its transaction committed: the write is enqueued now."""
         self._write, self._seq = write, seq
-        waiting = _unbound.pop(id(self), None)
+        waiting, self.callbacks = self.callbacks, None
         if waiting:
             if write.callbacks is None:
                 write.callbacks = []
@@ -163,7 +153,8 @@ class Receipt:
     def _drop(self, error: StatekeepError) -> list[Callable[[], None]]:
         """Its transaction rolled back: the write is not enqueued."""
         self._dropped = error
-        return _unbound.pop(id(self), None) or []
+        waiting, self.callbacks = self.callbacks, None
+        return waiting or []
 
     def __repr__(self) -> str:
         state = (
@@ -176,11 +167,6 @@ class Receipt:
             else ("durable" if self.durable else "pending")
         )
         return f"<Receipt {state}>"
-
-
-# awaits of receipts enqueued in a transaction not yet committed (rare: a
-# dict rather than a slot every receipt would carry)
-_unbound: dict[int, list[Callable[[], None]]] = {}
 
 
 def _settle(future: asyncio.Future[None]) -> None:

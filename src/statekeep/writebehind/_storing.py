@@ -69,7 +69,9 @@ def store_batch(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
                 return _write(backend, writes, batch)
             except ConflictError:  # another writer changed a version after it was read
                 if attempt == _RACES - 1:
-                    raise TransientBackendError("writes raced other writers; trying again") from None
+                    raise TransientBackendError(
+                        "writes raced other writers; trying again"
+                    ) from None
     except TransientBackendError as exc:
         return dict.fromkeys((write.key for write in writes), exc)
     except StatekeepError as exc:
@@ -125,7 +127,9 @@ def _write(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
                 body = row[2]  # written for row[1], usually the version it gets
                 if version != row[1]:
                     body = restamp(body, row[1], version)
-                rows.setdefault(collection, (write.spec, []))[1].append((id, version, body, *row[3:]))
+                rows.setdefault(collection, (write.spec, []))[1].append(
+                    (id, version, body, *row[3:])
+                )
                 if build:
                     changes.append((write.spec, id, before, version, body, write.events))
             outcome[key] = version
@@ -169,4 +173,3 @@ def _stored_versions(backend: Backend, writes: list[Write]) -> dict[Key, int]:
         for id, version in backend.versions(collection, ids).items():
             found[(collection, id)] = version
     return found
-

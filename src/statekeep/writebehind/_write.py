@@ -136,4 +136,3 @@ def recovered(
             due = now + max(0.0, deadline - wall)
             write.deadline = due if write.deadline is None else min(write.deadline, due)
     return writes, done
-

@@ -1,0 +1,51 @@
+"""The conflict rule's memory: for each entity this engine stored lately, the
+chain of its own versions (the first base, the last version it stored).
+
+A write based on version b may be stored over the stored version s when
+b == s, or when every change from b to s was this engine's own (b is in a
+chain that ends at s). The flusher alone changes the chains (it reads them
+without the engine's lock); the journal thread reads them under the lock."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from ._write import Key, Write
+
+LIMIT = 100_000  # entities whose chain is remembered (the least recent go first)
+
+
+class Chains:
+    def __init__(self) -> None:
+        self._chains: OrderedDict[Key, tuple[int, int]] = OrderedDict()
+
+    def allowed(self, write: Write, stored: int) -> bool:
+        """May write be stored over the stored version?"""
+        base = write.base
+        if base is None or base == stored:
+            return True
+        chain = self._chains.get(write.key)
+        return chain is not None and chain[0] <= base and chain[1] == stored
+
+    def effective(self, write: Write) -> int | None:
+        """The base a journal record of write says: the version this engine
+        stored last, when every change since write's base was its own."""
+        base = write.base
+        if base is None:
+            return None
+        chain = self._chains.get(write.key)
+        if chain is not None and chain[0] <= base <= chain[1]:
+            return chain[1]
+        return base
+
+    def stored(self, key: Key, before: int, version: int) -> None:
+        """This engine stored the entity as version over before (0: deleted)."""
+        chains = self._chains
+        if version == 0:
+            chains.pop(key, None)
+            return
+        chain = chains.get(key)
+        chains[key] = (chain[0], version) if chain and chain[1] == before else (before, version)
+        chains.move_to_end(key)
+        if len(chains) > LIMIT:
+            chains.popitem(last=False)

@@ -1,0 +1,229 @@
+"""The write-behind engine's journal thread (a part of WriteBehind, which
+holds the state it shares: see _engine).
+
+Each tick writes one frame: the content of the writes due (with durability
+"journal" every write touched since the last tick; with "commit" those not
+committed within spill_after), the writes whose base changed since they
+were journaled, and the markers of the records that need no storing any
+more. About once a second it adopts the journal of a dead engine sharing
+the journal root (its segments become this journal's) and pends its writes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import threading
+import time
+from pathlib import Path
+
+from ..backends.base import Backend
+from ..errors import BackendError, StatekeepError
+from ._chains import Chains
+from ._claim import free_with_leftovers
+from ._journal import Journal, JournalId, Record
+from ._notes import delete_notes, read_notes
+from ._options import DeadLetter, Priority, WriteBehindOptions
+from ._records import DeadLetterFile
+from ._write import Key, Write, recovered
+
+_GATHER = 0.0005  # seconds the journal thread lets writes gather before a frame
+_ADOPT = 1.0  # seconds between looks for a dead engine's journal
+
+
+class JournalThread:
+    """The journal thread's part of the engine."""
+
+    options: WriteBehindOptions
+    _backend: Backend
+    _lock: threading.Lock
+    _changed: threading.Condition
+    _work: threading.Condition
+    _jwork: threading.Condition
+    _journal: Journal | None
+    _dead_file: DeadLetterFile | None
+    _dead_letters: list[DeadLetter]
+    _base: Path | None
+    _pending: dict[Key, Write]
+    _lanes: dict[Priority, dict[Key, Write]]
+    _flight: dict[Key, Write]
+    _unjournaled: dict[Write, float]
+    _rejournal: dict[Write, None]
+    _markers: list[JournalId]
+    _noted: list[str]
+    _stale: list[str]
+    _chains: Chains
+    _deadlines: list[tuple[float, int, Key]]
+    _spill: float | None
+    _jwake: float | None
+    _jstop: bool
+    _wake_at: float | None
+    _state: str
+    _seq: int
+    _jseq: int
+    _run: int
+    _last_error: str | None
+
+    def _start(self) -> None: ...
+
+    def _journal_loop(self) -> None:
+        adopt_at = time.monotonic() + _ADOPT
+        while True:
+            with self._lock:
+                idle = self._jwait(adopt_at)
+            if idle is None:
+                return
+            if idle:
+                time.sleep(_GATHER)  # let a frame gather (enqueue does not wake a busy thread)
+            now = time.monotonic()
+            if now >= adopt_at:
+                adopt_at = now + _ADOPT
+                self._adopt_dead()
+            self._journal_tick(now)
+
+    def _jwait(self, adopt_at: float) -> bool | None:
+        """Waits (lock held) until there is journal work; whether it slept
+        (None: time to stop)."""
+        slept = False
+        while True:
+            now = time.monotonic()
+            if self._jstop:
+                return None if not (self._unjournaled or self._markers) else False
+            due = self._jdue()
+            if (due is not None and due <= now) or self._markers or self._rejournal:
+                return slept
+            wake = adopt_at if due is None else min(due, adopt_at)
+            if wake <= now:
+                return slept
+            self._jwake = None if due is None else due
+            self._jwork.wait(wake - now)
+            self._jwake = 0.0  # awake: enqueue need not wake it
+            slept = True
+
+    def _jdue(self) -> float | None:
+        """When the oldest write not journaled needs journaling."""
+        for since in self._unjournaled.values():
+            return since if self._spill is None else since + self._spill
+        return None
+
+    def _journal_tick(self, now: float) -> None:
+        """Writes one frame: the writes due (all when stopping), the ones to
+        journal again with a new base, and the markers of stored ones."""
+        journal = self._journal
+        assert journal is not None
+        with self._lock:
+            everything = self._spill is None or self._jstop
+            taken: list[tuple[Write, int, int, int | None]] = []
+            records: list[Record] = []
+            due = [*self._rejournal]
+            self._rejournal.clear()
+            for write, since in self._unjournaled.items():
+                if not everything and since + (self._spill or 0.0) > now:
+                    break
+                due.append(write)
+            flight = self._flight
+            for write in due:
+                if write.key in flight and not self._jstop:
+                    # in flight (durable once committed), or its base is the version a
+                    # batch in flight is storing: journaled once that batch is settled
+                    self._unjournaled.setdefault(write, now)
+                    continue
+                self._unjournaled.pop(write, None)
+                if write.done or write.merged_into is not None:
+                    continue
+                self._jseq += 1
+                base = self._chains.effective(write)
+                records.append(write.record(self._run, self._jseq, base))
+                write.jnext = (self._run, self._jseq)
+                taken.append((write, write.seq, self._jseq, base))
+            markers, self._markers = self._markers, []
+            noted, self._noted = self._noted, []
+        try:
+            segment = journal.write(records, markers) if records or markers else 0
+        except BackendError as exc:
+            with self._lock:
+                self._last_error = str(exc)
+                for write, *_ in taken:
+                    write.jnext = None
+                    self._unjournaled.setdefault(write, now)
+                self._markers[:0] = markers
+                self._noted[:0] = noted
+            time.sleep(self.options.retry_base)
+            return
+        with self._lock:
+            for write, seq, jseq, base in taken:
+                target = write.final()
+                jid = (segment, (self._run, jseq))
+                if target.done:  # stored (or failed) while it was being written
+                    write.jnext = None
+                    self._markers.append(jid)
+                    continue
+                target.jids.append(jid)
+                write.jnext = None  # after: a batch's note reads one or the other unlocked
+                target.jbase = base
+                target.durable_seq = max(target.durable_seq, seq)
+                if self._chains.effective(target) != base:  # a batch of it committed meanwhile
+                    self._rejournal[target] = None
+            self._stale.extend(noted)  # their markers are written: the notes may go
+            self._changed.notify_all()
+
+    def _adopt(self, directory: Path, fd: int) -> list[tuple[int, Record]]:
+        """A dead engine's journal directory: its segments and dead letters become ours."""
+        assert self._journal is not None and self._dead_file is not None
+        try:
+            records = self._journal.adopt(directory)
+            theirs = DeadLetterFile(directory)
+            letters = theirs.load()
+            for letter in letters:
+                self._dead_letters.append(letter)
+                self._dead_file.append(letter)
+            if letters:
+                theirs.rewrite([])
+        finally:
+            os.close(fd)
+        return records
+
+    def _adopt_dead(self) -> None:
+        assert self._journal is not None and self._base is not None
+        for directory, fd in free_with_leftovers(self._base, self._journal.directory):
+            try:
+                records = self._adopt(directory, fd)
+                if records:
+                    self._take_over(records)
+            except StatekeepError as exc:
+                with self._lock:
+                    self._last_error = f"adopting {directory}: {exc}"
+
+    def _take_over(self, records: list[tuple[int, Record]]) -> None:
+        """Pends the writes of crashed runs' records (those a note says were
+        stored are marked done, then their notes deleted)."""
+        assert self._journal is not None
+        runs = {record[0] for _, record in records}
+        noted, note_ids = read_notes(self._backend, runs)
+        writes, done = recovered(records, noted, time.monotonic())
+        if done:
+            self._journal.write([], done)
+        if note_ids:
+            self._backend.begin()
+            try:
+                delete_notes(self._backend, note_ids)
+            except BaseException:
+                self._backend.rollback()
+                raise
+            self._backend.commit()
+        with self._lock:
+            for key, write in writes.items():
+                newer = self._pending.get(key)
+                if newer is not None:  # a live write of the entity, newer: it wins
+                    newer.jids.extend(write.jids)
+                    continue
+                self._seq += 1
+                write.seq = write.durable_seq = self._seq
+                self._pending[key] = write
+                self._lanes[write.priority][key] = write
+                if write.deadline is not None:
+                    heapq.heappush(self._deadlines, (write.deadline, write.seq, key))
+            if writes and self._state == "new":
+                self._start()
+            self._wake_at = time.monotonic()
+            self._work.notify()
