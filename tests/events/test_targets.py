@@ -304,17 +304,17 @@ def test_a_handler_may_write_to_the_store(store: statekeep.Store) -> None:
     assert store.count(Note) == 2
 
 
-def test_enqueue_leaves_recorded_domain_events_for_the_next_save(store: statekeep.Store) -> None:
-    """Documented (docs/events.md): the write-behind queue makes lifecycle
-    events; domain events recorded on the entity wait for its next save."""
+def test_enqueue_carries_recorded_domain_events_with_the_write(store: statekeep.Store) -> None:
+    """Documented (docs/events.md): domain events recorded on an entity travel
+    with its enqueued write, after its lifecycle event, and leave the entity,
+    so its next save does not send them again (issue 11, defect 9)."""
     recorder = Recorder()
     store.on(Session, recorder)
     session = Session(id="s")
     session.record(SessionCompleted(minutes=4))
     store.enqueue(session)
     assert store.flush(10)
-    assert recorder.seen == [("session.created", "s", 1)]
+    assert recorder.seen == [("session.created", "s", 1), ("session.session_completed", "s", 1)]
     session = store.get(Session, "s")
-    session.record(SessionCompleted(minutes=5))
     store.save(session)
-    assert recorder.seen[1:] == [("session.updated", "s", 2), ("session.session_completed", "s", 2)]
+    assert recorder.seen[2:] == [("session.updated", "s", 2)]

@@ -75,9 +75,14 @@ def sync_files(paths: Sequence[str]) -> None:
         return
     step = -(-len(paths) // _SYNC_THREADS)
     parts = [paths[start : start + step] for start in range(0, len(paths), step)]
-    with ThreadPoolExecutor(len(parts), thread_name_prefix="statekeep-fsync") as pool:
-        for _ in pool.map(_sync_each, parts):
-            pass
+    try:
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="statekeep-fsync") as pool:
+            synced = pool.map(_sync_each, parts)
+    except RuntimeError:  # the interpreter is shutting down: no new threads
+        _sync_each(paths)
+        return
+    for _ in synced:
+        pass
 
 
 class WriterLock:

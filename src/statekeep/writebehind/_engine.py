@@ -91,6 +91,7 @@ class WriteBehind(JournalThread, Scheduling):
         self._attempt = 0  # failures in a row of the batches being retried
         self._backoff = Backoff(options.retry_base, options.retry_cap, jitter=0.5)
         self._events: list[tuple[str, dict[str, Any]]] = []
+        self._settling = False  # a batch's writes are done, its events not yet out
         self._high = False
         self._high_mark = 0.9 * options.max_pending
         self._wake_at: float | None = 0.0  # when the flusher plans to look again
@@ -220,8 +221,14 @@ class WriteBehind(JournalThread, Scheduling):
         limit = self.options.max_pending
         policy = self.options.policy
         if policy is Policy.SHED_LOW:
-            victim = next((w for w in self._lanes[Priority.LOW].values() if w.jnext is None), None)
-            if victim is not None and self._shed_write(victim):
+            # the oldest LOW write; one being journaled right now is waited for
+            victim = next(iter(self._lanes[Priority.LOW].values()), None)
+            if victim is not None and victim.jnext is not None:
+                self._changed.wait_for(lambda: victim.jnext is None, self.options.block_timeout)
+                if len(self._pending) < limit:
+                    return
+                victim = next(iter(self._lanes[Priority.LOW].values()), None)
+            if victim is not None and victim.jnext is None and self._shed_write(victim):
                 return
         if policy is Policy.BLOCK and self._changed.wait_for(
             lambda: len(self._pending) < limit or self._state != "running",
@@ -272,7 +279,7 @@ class WriteBehind(JournalThread, Scheduling):
             self._flushing += 1
             self._work.notify()
             try:
-                return self._changed.wait_for(lambda: _all_done(waiting), timeout)
+                return self._changed.wait_for(lambda: not self._settling and _all_done(waiting), timeout)
             finally:
                 self._flushing -= 1
 
@@ -300,7 +307,7 @@ class WriteBehind(JournalThread, Scheduling):
             self._changed.notify_all()
             waiting = self._outstanding()
             drained = self._changed.wait_for(
-                lambda: _all_done(waiting),
+                lambda: not self._settling and _all_done(waiting),
                 self.options.drain_timeout if timeout is None else timeout,
             )
             self._state = "closed"
@@ -503,6 +510,7 @@ class WriteBehind(JournalThread, Scheduling):
         callbacks: list[Callable[[], None]] = []
         dead: list[tuple[Write, StatekeepError]] = []
         with self._lock:
+            self._settling = True  # flush() returns once this batch's events are out
             transient = None
             for write in batch:
                 key = write.key
@@ -548,11 +556,14 @@ class WriteBehind(JournalThread, Scheduling):
                 self._emit("health.ok", pending=len(self._pending))
             if self._markers or self._rejournal:
                 self._jwork.notify()
-        for callback in callbacks:
-            callback()
-        self._deliver()  # before waking flush(): its events are out when it returns
-        with self._lock:
-            self._changed.notify_all()
+        try:
+            for callback in callbacks:
+                callback()
+            self._deliver()  # before waking flush(): its events are out when it returns
+        finally:
+            with self._lock:
+                self._settling = False
+                self._changed.notify_all()
 
     def _resolve(self, write: Write) -> list[Callable[[], None]]:
         """A write is stored or failed for good (lock held): its records may be
