@@ -34,8 +34,6 @@ from typing import Any
 
 from ..backends.base import Backend, CollectionSpec, Row
 from ..errors import (
-    BackendError,
-    QueueFullError,
     StatekeepError,
     StoreClosedError,
     TransientBackendError,
@@ -43,12 +41,13 @@ from ..errors import (
 from ..flow import Backoff
 from ._chains import Chains
 from ._claim import claim, free_with_leftovers
-from ._journal import Journal, JournalId
+from ._journal import Journal, JournalId, RecordId
 from ._journaling import JournalThread
 from ._notes import NOTES
-from ._options import JOURNAL_WINDOW, DeadLetter, Policy, Priority, Stats, WriteBehindOptions
+from ._options import JOURNAL_WINDOW, DeadLetter, Priority, Stats, WriteBehindOptions
 from ._receipt import Receipt, check_not_own
 from ._records import DeadLetterFile, journal_record, spec_of
+from ._room import Room
 from ._scheduling import Scheduling
 from ._shutdown import unwatch, watch
 from ._storing import Batch, BatchHooks, Outcome, store_batch
@@ -58,7 +57,7 @@ _log = logging.getLogger("statekeep.writebehind")
 _PROBE = 0.25  # seconds between probes of the database while backing off
 
 
-class WriteBehind(JournalThread, Scheduling):
+class WriteBehind(JournalThread, Scheduling, Room):
     def __init__(
         self,
         backend: Backend,
@@ -77,6 +76,7 @@ class WriteBehind(JournalThread, Scheduling):
         self._lanes: dict[Priority, dict[Key, Write]] = {p: {} for p in Priority}
         self._flight: dict[Key, Write] = {}
         self._unjournaled: dict[Write, float] = {}  # -> since when
+        self._deferred: dict[Key, tuple[Write, float]] = {}  # journaled once its key settles
         self._rejournal: dict[Write, None] = {}  # journaled with a base that changed
         self._markers: list[JournalId] = []  # records to mark done in the next frame
         self._noted: list[str] = []  # notes of batches whose markers are not written yet
@@ -216,56 +216,6 @@ class WriteBehind(JournalThread, Scheduling):
         for callback in callbacks:
             callback()
 
-    def _make_room(self, now: float) -> None:
-        """Called with the lock held when a new entity would join a full pending set."""
-        limit = self.options.max_pending
-        policy = self.options.policy
-        if policy is Policy.SHED_LOW:
-            # the oldest LOW write; one being journaled right now is waited for
-            victim = next(iter(self._lanes[Priority.LOW].values()), None)
-            if victim is not None and victim.jnext is not None:
-                self._changed.wait_for(lambda: victim.jnext is None, self.options.block_timeout)
-                if len(self._pending) < limit:
-                    return
-                victim = next(iter(self._lanes[Priority.LOW].values()), None)
-            if victim is not None and victim.jnext is None and self._shed_write(victim):
-                return
-        if policy is Policy.BLOCK and self._changed.wait_for(
-            lambda: len(self._pending) < limit or self._state != "running",
-            self.options.block_timeout,
-        ):
-            if self._state != "running":
-                raise StoreClosedError("the store closed while enqueue waited for room")
-            return
-        raise QueueFullError(f"{len(self._pending)} writes are pending (max_pending={limit})")
-
-    def _shed_write(self, write: Write) -> bool:
-        """Drops a pending LOW write; its journal records are marked done
-        first, so that its receipt fails only once a crash cannot store it."""
-        if write.jids:
-            assert self._journal is not None
-            try:
-                self._journal.write([], write.jids)
-            except BackendError as exc:
-                self._last_error = str(exc)
-                return False
-            write.jids = []
-        key = write.key
-        del self._pending[key]
-        del self._lanes[write.priority][key]
-        self._unjournaled.pop(write, None)
-        self._rejournal.pop(write, None)
-        self._shed += 1
-        write.error = QueueFullError(
-            f"{key[0]} {key[1]!r}: shed to make room (policy shed_low, "
-            f"max_pending={self.options.max_pending})"
-        )
-        for callback in self._finish(write):
-            callback()
-        self._changed.notify_all()
-        self._emit("shed", collection=key[0], id=key[1])
-        return True
-
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until every write enqueued so far is stored (or failed for good).
 
@@ -279,7 +229,9 @@ class WriteBehind(JournalThread, Scheduling):
             self._flushing += 1
             self._work.notify()
             try:
-                return self._changed.wait_for(lambda: not self._settling and _all_done(waiting), timeout)
+                return self._changed.wait_for(
+                    lambda: not self._settling and _all_done(waiting), timeout
+                )
             finally:
                 self._flushing -= 1
 
@@ -458,7 +410,11 @@ class WriteBehind(JournalThread, Scheduling):
                 if writes is None:
                     return
                 batch = Batch(
-                    self._hooks, self._chains.allowed, (self._run, self._batches), self._stale
+                    self._hooks,
+                    self._chains.allowed,
+                    self._seal,
+                    (self._run, self._batches),
+                    self._stale,
                 )
                 self._batches += 1
                 self._stale = []
@@ -469,6 +425,21 @@ class WriteBehind(JournalThread, Scheduling):
                 continue
             outcome = store_batch(self._backend, writes, batch)
             self._settle(writes, outcome, batch)
+
+    def _seal(self, writes: list[Write]) -> list[list[RecordId]]:
+        """A batch is about to write its note: from now on its writes are
+        durable once it commits, so the journal thread leaves them be; the
+        journal records of each (one may be being written) go in the note."""
+        with self._lock:
+            records = []
+            for write in writes:
+                write.sealed = True
+                self._unjournaled.pop(write, None)
+                ids = [record_id for _, record_id in write.jids]
+                if write.jnext is not None:
+                    ids.append(write.jnext)
+                records.append(ids)
+            return records
 
     def _probe(self) -> bool:
         """Is the database back? One small read in a transaction."""
@@ -515,6 +486,9 @@ class WriteBehind(JournalThread, Scheduling):
             for write in batch:
                 key = write.key
                 del self._flight[key]
+                deferred = self._deferred.pop(key, None)
+                if deferred is not None:  # now its base is known
+                    self._unjournaled.setdefault(*deferred)
                 result = outcome[key]
                 if type(result) is int:  # stored
                     self._stored += 1
@@ -615,6 +589,9 @@ class WriteBehind(JournalThread, Scheduling):
             write.merged_into = newer
             self._unjournaled.pop(write, None)
             return
+        write.sealed = False
+        if self._journal is not None and write.durable_seq < write.seq:
+            self._unjournaled.setdefault(write, write.since)  # not durable until journaled
         self._pending[key] = write
         self._lanes[write.priority][key] = write
         if write.deadline is not None:

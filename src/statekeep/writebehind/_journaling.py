@@ -48,6 +48,7 @@ class JournalThread:
     _lanes: dict[Priority, dict[Key, Write]]
     _flight: dict[Key, Write]
     _unjournaled: dict[Write, float]
+    _deferred: dict[Key, tuple[Write, float]]
     _rejournal: dict[Write, None]
     _markers: list[JournalId]
     _noted: list[str]
@@ -88,7 +89,7 @@ class JournalThread:
         while True:
             now = time.monotonic()
             if self._jstop:
-                return None if not (self._unjournaled or self._markers) else False
+                return None if not (self._unjournaled or self._deferred or self._markers) else False
             due = self._jdue()
             if (due is not None and due <= now) or self._markers or self._rejournal:
                 return slept
@@ -113,6 +114,10 @@ class JournalThread:
         assert journal is not None
         with self._lock:
             everything = self._spill is None or self._jstop
+            if self._jstop:  # the flusher has stopped: nothing is in flight any more
+                for write, since in self._deferred.values():
+                    self._unjournaled.setdefault(write, since)
+                self._deferred.clear()
             taken: list[tuple[Write, int, int, int | None]] = []
             records: list[Record] = []
             due = [*self._rejournal]
@@ -123,11 +128,19 @@ class JournalThread:
                 due.append(write)
             flight = self._flight
             for write in due:
-                if write.key in flight and not self._jstop:
-                    # in flight (durable once committed), or its base is the version a
-                    # batch in flight is storing: journaled once that batch is settled
-                    self._unjournaled.setdefault(write, now)
-                    continue
+                flying = flight.get(write.key)
+                if flying is not None and not self._jstop:
+                    if flying is not write:
+                        # a newer write of an entity a batch in flight is storing: its
+                        # base is what that batch leaves, so journaled once it settles
+                        since = self._unjournaled.pop(write, now)
+                        self._deferred.setdefault(write.key, (write, since))
+                        continue
+                    if write.sealed:  # its batch's note is written: durable once committed
+                        self._unjournaled.pop(write, None)
+                        continue
+                    # else in a batch that has not reached its note (the database
+                    # hangs, say): journaled now, and that note will name the record
                 self._unjournaled.pop(write, None)
                 if write.done or write.merged_into is not None:
                     continue

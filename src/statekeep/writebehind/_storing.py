@@ -31,6 +31,8 @@ _RACES = 5  # tries of a batch whose versions another writer changed meanwhile
 Change = tuple[CollectionSpec, str, int, int, str | None, tuple[str, ...]]
 Outcome = dict[Key, int | StatekeepError]
 Allowed = Callable[[Write, int], bool]  # may this write be stored over that version?
+# the journal records of each write, which no longer journals them (its batch's note names them)
+Seal = Callable[[list[Write]], list[list[RecordId]]]
 
 
 class BatchHooks(CommitHooks, Protocol):
@@ -48,12 +50,17 @@ class Batch:
     """What one batch carries besides its writes: the note it writes (run and
     number) and the notes of earlier batches it deletes."""
 
-    __slots__ = ("allowed", "hooks", "run", "stale", "tries", "written")
+    __slots__ = ("allowed", "hooks", "run", "seal", "stale", "tries", "written")
 
     def __init__(
-        self, hooks: BatchHooks | None, allowed: Allowed, note: tuple[int, int], stale: list[str]
+        self,
+        hooks: BatchHooks | None,
+        allowed: Allowed,
+        seal: Seal,
+        note: tuple[int, int],
+        stale: list[str],
     ) -> None:
-        self.hooks, self.allowed, self.stale = hooks, allowed, stale
+        self.hooks, self.allowed, self.seal, self.stale = hooks, allowed, seal, stale
         self.run, number = note
         self.tries = iter(f"{self.run}-{number}-{k}" for k in range(1 << 30))
         self.written: list[str] = []  # the notes of its committed transactions
@@ -97,7 +104,7 @@ def _write(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
         stored = _stored_versions(backend, writes)
         rows: dict[str, tuple[CollectionSpec, list[Row]]] = {}
         changes: list[Change] = []
-        noted: list[tuple[RecordId, Key, int]] = []
+        written: list[tuple[Write, int]] = []
         for write in writes:
             key = write.key
             collection, id = key
@@ -133,11 +140,15 @@ def _write(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
                 if build:
                     changes.append((write.spec, id, before, version, body, write.events))
             outcome[key] = version
-            noted.extend((record_id, key, version) for _, record_id in write.jids)
-            if write.jnext is not None:  # being written to the journal right now
-                noted.append((write.jnext, key, version))
+            written.append((write, version))
         for spec, spec_rows in rows.values():
             backend.put(spec, spec_rows)
+        records = batch.seal([write for write, _ in written])
+        noted = [
+            (record_id, write.key, version)
+            for (write, version), ids in zip(written, records, strict=True)
+            for record_id in ids
+        ]
         note = write_note(backend, next(batch.tries), batch.run, noted) if noted else None
         if batch.stale:
             delete_notes(backend, batch.stale)

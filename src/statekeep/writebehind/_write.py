@@ -36,6 +36,7 @@ class Write:
         "merged_into",
         "priority",
         "row",
+        "sealed",
         "seq",
         "since",
         "spec",
@@ -58,6 +59,8 @@ class Write:
         self.jbase: int | None = None  # the base its last journal record says
         # the record the journal thread is writing of it (a batch's note names it too)
         self.jnext: RecordId | None = None
+        # in a batch whose note is written: durable once it commits, so not journaled
+        self.sealed = False
         self.version: int | None = None  # stored as this version
         self.error: StatekeepError | None = None
         self.left = False  # close() left it pending
