@@ -4,7 +4,6 @@ to the backends with those capabilities, as in the conformance suite."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,18 +57,3 @@ def open_faulty(store_url: str) -> Iterator[OpenFaulty]:
         wrapper.gate.set()
     for store, _ in opened:
         store.close()  # drains for up to the store's drain_timeout
-
-
-# Issue 11's regression tests for the write-behind engine v2 (one per defect
-# the issue lists, and a SIGKILL stress test). They pin behaviour the engine of
-# issue 3 does not have, and fail against it (each docstring says how), so
-# they are collected only once that engine lands: remove a file from this list
-# as the engine makes it pass. STATEKEEP_WB_V2=1 runs them now.
-if os.environ.get("STATEKEEP_WB_V2") != "1":
-    collect_ignore = [
-        "test_exact_conflicts.py",
-        "test_exact_lifecycle.py",
-        "test_exact_processes.py",
-        "test_exact_recovery.py",
-        "test_exact_stress.py",
-    ]
