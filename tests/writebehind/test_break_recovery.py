@@ -158,3 +158,58 @@ def test_a_journal_adopted_during_an_outage_is_stored_once_the_database_is_back(
             )
         finally:
             store.close()
+
+
+class BrkDoc(Entity, collection="brk_doc", last_write_wins=True):
+    title: str = ""
+
+
+LATER_WRITE = textwrap.dedent(
+    """
+    import os, signal, sys
+    import statekeep
+    from statekeep import Entity
+
+    class BrkDoc(Entity, collection="brk_doc", last_write_wins=True):
+        title: str = ""
+
+    store = statekeep.open(
+        sys.argv[1], writebehind={"durability": "journal", "window": 60, "drain_on_sigterm": False}
+    )
+    assert store.enqueue(BrkDoc(id="x", title="from the killed process")).wait_durable(5)
+    print("durable", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+@pytest.mark.requires("persistent", "sqlite")
+def test_an_adopted_durable_write_is_not_dropped_for_an_older_pending_one(
+    store_url: str,
+) -> None:
+    """Promise: acknowledged-durable writes are stored exactly once after
+    crashes (a live sibling adopts a dead process's journal), and for one
+    entity the stored content is never an older one than the last enqueued.
+
+    Observed: the live store enqueues x = "from the live process" (pending:
+    window 3 s); then a child enqueues x = "from the killed process", sees
+    it durable, and is killed. The live store adopts the child's journal
+    and silently drops the child's write because a write of x is pending:
+    the older content is stored (version 1), the child's acknowledged write
+    never is, and no dead letter or error says so. Cause:
+    JournalThread._take_over - `newer = self._pending.get(key)` keeps the
+    live write and only takes over the adopted record ids (marked done when
+    the live write is stored)."""
+    store = statekeep.open(store_url, writebehind=WriteBehindOptions(window=3))
+    try:
+        live = store.enqueue(BrkDoc(id="x", title="from the live process"))
+        run_child(LATER_WRITE, store_url)
+        time.sleep(2)  # adopted meanwhile (the live store looks about once a second)
+        assert store.flush(timeout=5) and live.stored
+        stored = store.get(BrkDoc, "x")
+        assert not store.writebehind.dead_letters()
+        assert stored.title == "from the killed process" or stored.version == 2, (
+            f"the killed process's durable write was never stored: x is {stored!r}"
+        )
+    finally:
+        store.close()
