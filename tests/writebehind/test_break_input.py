@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import statekeep
-from statekeep import Entity
+from statekeep import Entity, WriteBehindOptions
 from statekeep.errors import StatekeepError
 
 
@@ -103,3 +103,33 @@ def test_a_bad_wait_timeout_is_a_typed_error(tmp_path: Path, call: str, timeout:
     finally:
         if not store.closed:
             store.close(timeout=0)
+
+
+def test_an_empty_journal_path_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Promise: an unknown field or a bad value of writebehind= is a
+    ConfigurationError that names it (docs/writebehind.md); journal is "a
+    folder, 'auto' (beside a file) or None".
+
+    Observed: WriteBehindOptions(journal="") is accepted and the journal
+    goes to the current working directory (Path("") is "."): the first
+    enqueue creates `lock` and `segment-*.log` files among the
+    application's own files. Cause:
+    WriteBehindOptions.__post_init__ accepts any str; _location.journal_dir
+    makes Path("")."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    try:
+        store = statekeep.open(
+            f"sqlite:///{tmp_path / 'empty.db'}",
+            writebehind=WriteBehindOptions(journal="", durability="journal", window=30),
+        )
+    except statekeep.ConfigurationError:
+        return
+    try:
+        assert store.enqueue(BrkNote(id="a")).wait_durable(timeout=5)
+        assert sorted(p.name for p in work.iterdir()) == [], "journal files in the working directory"
+    finally:
+        store.close(timeout=0)
