@@ -10,11 +10,11 @@ arguments and of the write-behind options are write-behind's own
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Iterable
 from typing import Any
 
+from ._numbers import timeout
 from ._schema import check_storable
 from .backends.base import Backend
 from .errors import ConfigurationError, QueryError, ValidationError
@@ -100,9 +100,3 @@ def flag(value: Any, name: str) -> bool:
     return value
 
 
-def timeout(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        raise ConfigurationError(f"timeout is a number of seconds >= 0, or None, not {value!r}")
-    return float(value)

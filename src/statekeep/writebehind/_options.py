@@ -76,9 +76,7 @@ class WriteBehindOptions:
             raise ConfigurationError(
                 f"durability must be one of {list(DURABILITY)}, not {self.durability!r}"
             )
-        positive = {
-            "max_pending": self.max_pending,
-            "max_batch": self.max_batch,
+        positive = {  # seconds (max_pending and max_batch: whole numbers, below)
             "window": JOURNAL_WINDOW if self.window is None else self.window,
             "commit_interval": self.commit_interval,
             "spill_after": self.spill_after,
@@ -100,9 +98,12 @@ class WriteBehindOptions:
                 )
         if self.on_event is not None and not callable(self.on_event):
             raise ConfigurationError(f"on_event must be callable, not {self.on_event!r}")
-        if self.journal is not None and not isinstance(self.journal, (str, os.PathLike)):
+        journal = self.journal
+        if journal is not None and (
+            not isinstance(journal, (str, os.PathLike)) or not str(os.fspath(journal)).strip()
+        ):
             raise ConfigurationError(
-                f"journal must be a path, 'auto' or None, not {self.journal!r}"
+                f"journal must be a folder's path, 'auto' or None, not {self.journal!r}"
             )
         for name in ("max_pending", "max_batch"):  # any size: a bound, never stored
             if not is_whole(getattr(self, name), least=1, most=math.inf):

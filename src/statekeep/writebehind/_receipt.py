@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from .._numbers import timeout as check_timeout
 from ..errors import DeadlockError, StatekeepError, StoreClosedError
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class Receipt:
 
     def wait_durable(self, timeout: float | None = None) -> bool:
         """True once durable (or stored); False on timeout. Raises the error if it failed."""
+        timeout = check_timeout(timeout)
         if not (self.durable or self.done):
             check_not_own(self._threads, "receipt.wait_durable()")
         with self._changed:
@@ -102,6 +104,7 @@ class Receipt:
 
     def wait_stored(self, timeout: float | None = None) -> bool:
         """True once stored; False on timeout. Raises the error if it failed."""
+        timeout = check_timeout(timeout)
         if not self.done:
             check_not_own(self._threads, "receipt.wait_stored()")
         with self._changed:
