@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from ._numbers import timeout
+from ._numbers import timeout as timeout  # check.timeout, for the store
 from ._schema import check_storable
 from .backends.base import Backend
 from .errors import ConfigurationError, QueryError, ValidationError
@@ -98,5 +98,3 @@ def flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigurationError(f"{name} must be True or False, not {value!r}")
     return value
-
-

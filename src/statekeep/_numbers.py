@@ -11,7 +11,6 @@ nothing from statekeep but its errors.
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any
 

@@ -317,9 +317,12 @@ class Store:
             with self._engine_lock:
                 if self._engine is None:
                     options, backend = self._writebehind_options, self._core.backend
-                    self._engine = WriteBehind(
+                    engine = WriteBehind(
                         backend, options, journal_dir(options, backend.location), self._core.emitter
                     )
+                    frames = self._core.frames
+                    engine.waits.in_transaction = lambda: frames.current() is not None
+                    self._engine = engine
                 engine = self._engine
         return engine
 

@@ -33,7 +33,8 @@ def test_waiting_for_the_queue_inside_a_transaction_does_not_deadlock(
     write lock the caller's open transaction holds, so with no timeout it
     hangs for ever. On PostgreSQL too, here, because the block created the
     collection: the flusher waits for the block's lock (a pending write of
-    a row the block saved would wait for its row lock alike). Cause: WriteBehind.flush / Receipt.wait_* check only
+    a row the block saved would wait for its row lock alike). Cause:
+    WriteBehind.flush / Receipt.wait_* check only
     for the engine's own threads (check_not_own), not for a transaction of
     the caller's holding the database's write lock."""
     with statekeep.open(store_url, writebehind=WriteBehindOptions(window=0.01)) as store:

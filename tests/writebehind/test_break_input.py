@@ -105,9 +105,7 @@ def test_a_bad_wait_timeout_is_a_typed_error(tmp_path: Path, call: str, timeout:
             store.close(timeout=0)
 
 
-def test_an_empty_journal_path_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_empty_journal_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Promise: an unknown field or a bad value of writebehind= is a
     ConfigurationError that names it (docs/writebehind.md); journal is "a
     folder, 'auto' (beside a file) or None".
@@ -130,6 +128,8 @@ def test_an_empty_journal_path_is_refused(
         return
     try:
         assert store.enqueue(BrkNote(id="a")).wait_durable(timeout=5)
-        assert sorted(p.name for p in work.iterdir()) == [], "journal files in the working directory"
+        assert sorted(p.name for p in work.iterdir()) == [], (
+            "journal files in the working directory"
+        )
     finally:
         store.close(timeout=0)

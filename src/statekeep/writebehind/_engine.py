@@ -45,7 +45,7 @@ from ._journal import Journal, JournalId, RecordId
 from ._journaling import JournalThread
 from ._notes import NOTES
 from ._options import JOURNAL_WINDOW, DeadLetter, Priority, Stats, WriteBehindOptions
-from ._receipt import Receipt, check_not_own
+from ._receipt import Receipt, Waits
 from ._records import DeadLetterFile, journal_record, spec_of
 from ._room import Room
 from ._scheduling import Scheduling
@@ -98,7 +98,8 @@ class WriteBehind(JournalThread, Scheduling, Room):
         self._jwake: float | None = 0.0  # ... the journal thread
         self._jstop = False  # the flusher has stopped: the journal thread writes what is left
         self._state = "new"  # new -> running -> closing -> closed
-        self._threads: list[threading.Thread] = []
+        self.waits = Waits()  # the store sets waits.in_transaction
+        self._threads = self.waits.threads
         self._closer: threading.Thread | None = None  # closed from its own thread: that one
         self._stored = self._retried = self._dead = self._shed = 0
         self._last_error: str | None = None
@@ -197,7 +198,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
                 self._high = True
                 self._emit("health.high", pending=len(self._pending))
             if receipt is None:
-                receipt = Receipt(self._changed, self._threads, write, seq)
+                receipt = Receipt(self._changed, self.waits, write, seq)
             else:
                 receipt._bind(write, seq)
         if self._events:
@@ -206,7 +207,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
 
     def unbound(self) -> Receipt:
         """The receipt of a write enqueued in a transaction (bound at its commit)."""
-        return Receipt(self._changed, self._threads)
+        return Receipt(self._changed, self.waits)
 
     def drop(self, receipt: Receipt, error: StatekeepError) -> None:
         """The transaction a write was enqueued in rolled back: it never is."""
@@ -221,19 +222,23 @@ class WriteBehind(JournalThread, Scheduling, Room):
 
         DeadlockError on the engine's own thread (an event handler of a
         write-behind write): that wait could never end."""
-        check_not_own(self._threads, "store.flush()")
+        self.waits.check("store.flush()")
         with self._lock:
             if self._state == "new":
                 return True
             waiting = self._outstanding()
+            everything = list(waiting)
             self._flushing += 1
             self._work.notify()
             try:
-                return self._changed.wait_for(
+                if not self._changed.wait_for(
                     lambda: not self._settling and _all_done(waiting), timeout
-                )
+                ):
+                    return False
             finally:
                 self._flushing -= 1
+            # close() may have left some in the journal: not stored, not failed
+            return not any(write.final().left for write in everything)
 
     def _outstanding(self) -> list[Write]:
         return [*self._flight.values(), *self._pending.values()]

@@ -18,14 +18,32 @@ if TYPE_CHECKING:
     from ._write import Write
 
 
-def check_not_own(threads: list[threading.Thread], what: str) -> None:
-    """DeadlockError if called on one of these (an engine's own) threads."""
-    if threading.current_thread() in threads:
-        raise DeadlockError(
-            f"{what} on the write-behind thread (in an event handler or on_event "
-            "callback of a write-behind write) would wait for that thread itself: "
-            "read receipt.stored / receipt.durable instead, or wait in another thread"
-        )
+class Waits:
+    """Who may not wait for an engine to store: its own threads (an event
+    handler or on_event callback of a write-behind write), and a caller
+    inside a transaction of its store (`in_transaction`, set by the store),
+    which holds what the engine's batch would wait for."""
+
+    __slots__ = ("in_transaction", "threads")
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.in_transaction: Callable[[], bool] | None = None
+
+    def check(self, what: str, *, transaction: bool = True) -> None:
+        """DeadlockError if that wait could never end (transaction=False: a
+        caller's open transaction does not stop it)."""
+        if threading.current_thread() in self.threads:
+            raise DeadlockError(
+                f"{what} on the write-behind thread (in an event handler or on_event "
+                "callback of a write-behind write) would wait for that thread itself: "
+                "read receipt.stored / receipt.durable instead, or wait in another thread"
+            )
+        if transaction and self.in_transaction is not None and self.in_transaction():
+            raise DeadlockError(
+                f"{what} inside a transaction would wait for a batch that waits for "
+                "this transaction's locks: wait after the `with store.transaction():` block"
+            )
 
 
 class Receipt:
@@ -37,17 +55,17 @@ class Receipt:
     (`durable`), or lost if the store has no journal (`error` is a
     StoreClosedError)."""
 
-    __slots__ = ("_changed", "_dropped", "_seq", "_threads", "_write", "callbacks")
+    __slots__ = ("_changed", "_dropped", "_seq", "_waits", "_write", "callbacks")
 
     def __init__(
         self,
         changed: threading.Condition,
-        threads: list[threading.Thread],
+        waits: Waits,
         write: Write | None = None,
         seq: int = 0,
     ) -> None:
         self._changed = changed
-        self._threads = threads  # the engine's: waiting on one of them is a deadlock
+        self._waits = waits  # the waits that would be a deadlock
         self._write = write  # None until a transaction it was enqueued in commits
         self._seq = seq
         self._dropped: StatekeepError | None = None  # its transaction rolled back
@@ -96,7 +114,8 @@ class Receipt:
         """True once durable (or stored); False on timeout. Raises the error if it failed."""
         timeout = check_timeout(timeout)
         if not (self.durable or self.done):
-            check_not_own(self._threads, "receipt.wait_durable()")
+            # the journal makes a bound write durable whatever the database holds
+            self._waits.check("receipt.wait_durable()", transaction=self._write is None)
         with self._changed:
             self._changed.wait_for(lambda: self.durable or self.error is not None, timeout)
         self._raise()
@@ -106,7 +125,7 @@ class Receipt:
         """True once stored; False on timeout. Raises the error if it failed."""
         timeout = check_timeout(timeout)
         if not self.done:
-            check_not_own(self._threads, "receipt.wait_stored()")
+            self._waits.check("receipt.wait_stored()")
         with self._changed:
             self._changed.wait_for(lambda: self.done, timeout)
         self._raise()
