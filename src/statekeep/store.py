@@ -296,6 +296,8 @@ class Store:
         events: list[Pending] = []
 
         def work() -> None:
+            if self._engine is not None:  # versions start again after a delete
+                self._engine.deleted_directly(spec.name, id)
             deleted = version
             if deleted is None and emitter.active:
                 deleted = backend.versions(spec.name, [id]).get(id, 0)
@@ -369,10 +371,12 @@ class Store:
             if id is not None:
                 raise QueryError("enqueue_delete(entity) takes no id; use (Type, id)")
             info, key = self._core.entity_info(target), target.id
+            base = None if type(target).__last_write_wins__ else target.version
         else:
-            info, key = self._core.info(target), check.an_id(id)
+            info, key, base = self._core.info(target), check.an_id(id), None
         arguments = {
             "delete": True,
+            "base": base,  # a stale entity's delete is a conflict, as with delete()
             "priority": check_priority(priority),
             "deadline": check_deadline(deadline),
             "expect": check_expect_version(expect_version),

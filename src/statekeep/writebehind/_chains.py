@@ -38,6 +38,11 @@ class Chains:
             return chain[1]
         return base
 
+    def forget(self, key: Key) -> None:
+        """Another writer deleted the entity: its versions start again, so a
+        version this engine stored no longer says the content is its own."""
+        self._chains.pop(key, None)
+
     def stored(self, key: Key, before: int, version: int) -> None:
         """This engine stored the entity as version over before (0: deleted)."""
         chains = self._chains

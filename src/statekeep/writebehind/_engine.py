@@ -77,6 +77,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
         self._flight: dict[Key, Write] = {}
         self._unjournaled: dict[Write, float] = {}  # -> since when
         self._deferred: dict[Key, tuple[Write, float]] = {}  # journaled once its key settles
+        self._forgotten: list[Key] = []  # deleted by the store directly: chains to forget
         self._rejournal: dict[Write, None] = {}  # journaled with a base that changed
         self._markers: list[JournalId] = []  # records to mark done in the next frame
         self._noted: list[str] = []  # notes of batches whose markers are not written yet
@@ -204,6 +205,11 @@ class WriteBehind(JournalThread, Scheduling, Room):
         if self._events:
             self._deliver()
         return receipt
+
+    def deleted_directly(self, collection: str, id: str) -> None:
+        """The store deletes an entity directly (any thread): the flusher
+        forgets its chain before its next batch."""
+        self._forgotten.append((collection, id))
 
     def unbound(self) -> Receipt:
         """The receipt of a write enqueued in a transaction (bound at its commit)."""
@@ -423,6 +429,10 @@ class WriteBehind(JournalThread, Scheduling, Room):
                 )
                 self._batches += 1
                 self._stale = []
+            if self._forgotten:
+                forgotten, self._forgotten = self._forgotten, []
+                for key in forgotten:
+                    self._chains.forget(key)
             if not writes:
                 if self._probe():
                     with self._lock:
