@@ -41,7 +41,7 @@ from ..errors import (
 from ..flow import Backoff
 from ._chains import Chains
 from ._claim import claim, free_with_leftovers
-from ._journal import Journal, JournalId, RecordId
+from ._journal import Journal, JournalId, Record, RecordId
 from ._journaling import JournalThread
 from ._notes import NOTES
 from ._options import JOURNAL_WINDOW, DeadLetter, Priority, Stats, WriteBehindOptions
@@ -77,7 +77,9 @@ class WriteBehind(JournalThread, Scheduling, Room):
         self._flight: dict[Key, Write] = {}
         self._unjournaled: dict[Write, float] = {}  # -> since when
         self._deferred: dict[Key, tuple[Write, float]] = {}  # journaled once its key settles
+        self._held: dict[Key, Write] = {}  # adopted, stored once the live write of its key is
         self._forgotten: list[Key] = []  # deleted by the store directly: chains to forget
+        self._adopted: list[tuple[int, Record]] = []  # adopted while the database was away
         self._rejournal: dict[Write, None] = {}  # journaled with a base that changed
         self._markers: list[JournalId] = []  # records to mark done in the next frame
         self._noted: list[str] = []  # notes of batches whose markers are not written yet
@@ -247,7 +249,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
             return not any(write.final().left for write in everything)
 
     def _outstanding(self) -> list[Write]:
-        return [*self._flight.values(), *self._pending.values()]
+        return [*self._flight.values(), *self._pending.values(), *self._held.values()]
 
     def close(self, timeout: float | None = None) -> bool:
         """Drains for up to timeout (drain_timeout by default), then stops the
@@ -540,6 +542,12 @@ class WriteBehind(JournalThread, Scheduling, Room):
                 self._attempt = 0
             for write, error in dead:
                 self._dead_letter(write, error)
+            if self._held:
+                for write in batch:  # an adopted write waited for this live one
+                    key = write.key
+                    if key in self._held and key not in self._pending and key not in self._flight:
+                        self._pend(self._held.pop(key))
+                        self._work.notify()
             if self._high and len(self._pending) < 0.7 * self.options.max_pending:
                 self._high = False
                 self._emit("health.ok", pending=len(self._pending))

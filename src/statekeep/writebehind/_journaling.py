@@ -49,6 +49,8 @@ class JournalThread:
     _flight: dict[Key, Write]
     _unjournaled: dict[Write, float]
     _deferred: dict[Key, tuple[Write, float]]
+    _held: dict[Key, Write]
+    _adopted: list[tuple[int, Record]]
     _rejournal: dict[Write, None]
     _markers: list[JournalId]
     _noted: list[str]
@@ -198,14 +200,36 @@ class JournalThread:
 
     def _adopt_dead(self) -> None:
         assert self._journal is not None and self._base is not None
+        if self._adopted:  # taken into this journal, not yet pended (the database was away)
+            records, self._adopted = self._adopted, []
+            self._pend_adopted(records, "adopted records")
         for directory, fd in free_with_leftovers(self._base, self._journal.directory):
             try:
                 records = self._adopt(directory, fd)
-                if records:
-                    self._take_over(records)
             except StatekeepError as exc:
                 with self._lock:
                     self._last_error = f"adopting {directory}: {exc}"
+                continue
+            if records:
+                self._pend_adopted(records, str(directory))
+
+    def _pend_adopted(self, records: list[tuple[int, Record]], what: str) -> None:
+        """Pends adopted records; if the database cannot say which are stored
+        yet, they wait (in this journal now) for the next look."""
+        try:
+            self._take_over(records)
+        except StatekeepError as exc:
+            self._adopted.extend(records)
+            with self._lock:
+                self._last_error = f"adopting {what}: {exc}"
+
+    def _pend(self, write: Write) -> None:
+        """A write that no caller enqueued (adopted) joins the pending ones (lock held)."""
+        key = write.key
+        self._pending[key] = write
+        self._lanes[write.priority][key] = write
+        if write.deadline is not None:
+            heapq.heappush(self._deadlines, (write.deadline, write.seq, key))
 
     def _take_over(self, records: list[tuple[int, Record]]) -> None:
         """Pends the writes of crashed runs' records (those a note says were
@@ -226,16 +250,18 @@ class JournalThread:
             self._backend.commit()
         with self._lock:
             for key, write in writes.items():
-                newer = self._pending.get(key)
-                if newer is not None:  # a live write of the entity, newer: it wins
-                    newer.jids.extend(write.jids)
-                    continue
                 self._seq += 1
                 write.seq = write.durable_seq = self._seq
-                self._pending[key] = write
-                self._lanes[write.priority][key] = write
-                if write.deadline is not None:
-                    heapq.heappush(self._deadlines, (write.deadline, write.seq, key))
+                if key in self._pending:
+                    # a live write of the entity waits too, and which came first is not
+                    # known: each is stored, the adopted one once the live one is
+                    held = self._held.get(key)
+                    if held is not None:
+                        write.jids[:0] = held.jids
+                        write.events = held.events + write.events
+                    self._held[key] = write
+                    continue
+                self._pend(write)
             if writes and self._state == "new":
                 self._start()
             self._wake_at = time.monotonic()

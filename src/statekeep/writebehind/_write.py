@@ -111,6 +111,7 @@ def recovered(
     for (run, _), (key, version) in noted.items():
         last[(run, key)] = max(last.get((run, key), 0), version)
     writes: dict[Key, Write] = {}
+    runs: dict[Key, int] = {}  # the run of each key's last record
     done: list[JournalId] = []
     for segment, record in records:
         run, seq, collection, id, version, body, expect, priority, deadline, base, events = record
@@ -122,6 +123,10 @@ def recovered(
         if base is not None and stored is not None and stored > base:
             base = stored  # its own run stored the entity since: no conflict with itself
         write = writes.get(key)
+        if write is not None and runs[key] == run:
+            # a later record of the same pending write: its events include the earlier's
+            write.events = ()
+        runs[key] = run
         if write is None:
             # written as id, version and body only: the columns of the spec
             # it was enqueued with may have been rebuilt in another kind
