@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -117,7 +118,7 @@ class SQLiteBackend:
                 check_same_thread=False,
                 uri=self._path.startswith("file:"),
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn, self._timeout)
             conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
             conn.create_function("statekeep_time", 1, time_key, deterministic=True)
         except sqlite3.Error as exc:  # busy or locked: transient, as for any other call
@@ -511,6 +512,23 @@ class SQLiteBackend:
         sql = f"EXPLAIN QUERY PLAN SELECT body FROM {quote(spec.name)}{where}"
         with DRIVER:
             return [str(row[3]) for row in self._conn().execute(sql, params)]
+
+
+def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Turns on WAL. Another process opening the same new file at this moment
+    can make the pragma fail with "database is locked" at once, without
+    waiting for the busy timeout: it is tried again until the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _by_id(conn: sqlite3.Connection, column: str, table: str, ids: list[str]) -> dict[str, Any]:
