@@ -11,8 +11,8 @@ import statekeep
 
 
 def _open(
-    path: str, barrier: multiprocessing.synchronize.Barrier, results: "multiprocessing.Queue[str]"
-) -> None:  # noqa: E501
+    path: str, barrier: multiprocessing.synchronize.Barrier, results: multiprocessing.Queue[str]
+) -> None:
     barrier.wait()
     try:
         statekeep.open(f"sqlite:///{path}").close()

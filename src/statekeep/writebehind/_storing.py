@@ -70,11 +70,15 @@ def store_batch(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
     """Stores the writes in one transaction; on a permanent failure, narrows
     it down one write at a time. Returns each key's stored version, or the
     error that stopped it (a TransientBackendError: try again later)."""
+    # a batch of new entities only is inserted without reading versions first;
+    # if one is stored after all, the insert fails whole and the batch reads them
+    blind = all(_new(write) for write in writes)
     try:
         for attempt in range(_RACES):
             try:
-                return _write(backend, writes, batch)
+                return _write(backend, writes, batch, blind)
             except ConflictError:  # another writer changed a version after it was read
+                blind = False
                 if attempt == _RACES - 1:
                     raise TransientBackendError(
                         "writes raced other writers; trying again"
@@ -95,13 +99,23 @@ def store_batch(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
     return outcome
 
 
-def _write(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
+def _new(write: Write) -> bool:
+    """A write of an entity that should not be stored yet (inserted as version 1)."""
+    return (
+        not write.delete
+        and write.row[1] == 1
+        and write.base in (0, None)
+        and write.expect in (0, None)
+    )
+
+
+def _write(backend: Backend, writes: list[Write], batch: Batch, blind: bool) -> Outcome:
     hooks = batch.hooks
     build = hooks is not None and hooks.active
     commit = Commit(backend, hooks)
     outcome: Outcome = {}
     with commit as events:  # written to the outbox with the batch, before its commit
-        stored = _stored_versions(backend, writes)
+        stored = _ensured(backend, writes) if blind else _stored_versions(backend, writes)
         rows: dict[str, tuple[CollectionSpec, list[Row]]] = {}
         changes: list[Change] = []
         written: list[tuple[Write, int]] = []
@@ -172,6 +186,14 @@ def _pause_after_commit() -> None:
     pause = os.environ.get("STATEKEEP_TEST_PAUSE_AFTER_COMMIT")
     if pause:
         time.sleep(float(pause))
+
+
+def _ensured(backend: Backend, writes: list[Write]) -> dict[Key, int]:
+    """The collections of a blind batch made sure of; no versions read (all 0)."""
+    specs = {write.key[0]: write.spec for write in writes}
+    for spec in specs.values():
+        backend.ensure_collection(spec)
+    return {}
 
 
 def _stored_versions(backend: Backend, writes: list[Write]) -> dict[Key, int]:
