@@ -28,7 +28,7 @@ def entity_write(info: EntityInfo, entity: Entity) -> tuple[Row, dict[str, Any]]
         row = info.row(entity)
     finally:
         fields["version"] = version
-    arguments: dict[str, Any] = {"base": None if type(entity).__last_write_wins__ else version}
+    arguments: dict[str, Any] = {"base": None if entity.__last_write_wins__ else version}
     if has_recorded():
         recorded = take_recorded(entity)
         if recorded:

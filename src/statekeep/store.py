@@ -347,14 +347,16 @@ class Store:
         transaction it is enqueued when the outermost block commits, and
         dropped if the block rolls back. deadline: seconds by which it must
         be stored."""
-        info = self._core.entity_info(entity)
+        core = self._core
+        info = core.entity_info(entity)
         row, arguments = entity_write(info, entity)
-        arguments.update(
-            priority=check_priority(priority),
-            deadline=check_deadline(deadline),
-            expect=check_expect_version(expect_version),
-        )
-        return enqueue(self._core.frames, self._writebehind(), info.spec, row, arguments)
+        if priority is not Priority.NORMAL:  # the checks of the defaults cost a call each
+            arguments["priority"] = check_priority(priority)
+        if deadline is not None:
+            arguments["deadline"] = check_deadline(deadline)
+        if expect_version is not None:
+            arguments["expect"] = check_expect_version(expect_version)
+        return enqueue(core.frames, self._engine or self._writebehind(), info.spec, row, arguments)
 
     @counted
     def enqueue_delete(
