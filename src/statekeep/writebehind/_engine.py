@@ -54,6 +54,11 @@ from ._storing import Batch, BatchHooks, Outcome, store_batch
 from ._write import Key, Write
 
 _log = logging.getLogger("statekeep.writebehind")
+# A caller enqueueing flat out while a batch is being stored (or a journal
+# frame written) lets the engine's threads have the interpreter every this
+# many writes (+1): else each waits a whole switch interval (5 ms) for it
+# after each of its database or file calls.
+_YIELD_EVERY = 31
 _PROBE = 0.25  # seconds between probes of the database while backing off
 
 
@@ -94,6 +99,8 @@ class WriteBehind(JournalThread, Scheduling, Room):
         self._attempt = 0  # failures in a row of the batches being retried
         self._backoff = Backoff(options.retry_base, options.retry_cap, jitter=0.5)
         self._events: list[tuple[str, dict[str, Any]]] = []
+        self._storing = False  # the flusher is storing a batch
+        self._journaling = False  # the journal thread is writing a frame
         self._settling = False  # a batch's writes are done, its events not yet out
         self._high = False
         self._high_mark = 0.9 * options.max_pending
@@ -206,6 +213,8 @@ class WriteBehind(JournalThread, Scheduling, Room):
                 receipt._bind(write, seq)
         if self._events:
             self._deliver()
+        if (self._storing or self._journaling) and not seq & _YIELD_EVERY:
+            time.sleep(0)  # lets the flusher back in between its database calls
         return receipt
 
     def deleted_directly(self, collection: str, id: str) -> None:
@@ -440,8 +449,12 @@ class WriteBehind(JournalThread, Scheduling, Room):
                     with self._lock:
                         self._retry_at = 0.0
                 continue
-            outcome = store_batch(self._backend, writes, batch)
-            self._settle(writes, outcome, batch)
+            self._storing = True
+            try:
+                outcome = store_batch(self._backend, writes, batch)
+                self._settle(writes, outcome, batch)
+            finally:
+                self._storing = False
 
     def _seal(self, writes: list[Write]) -> list[list[RecordId]]:
         """A batch is about to write its note: from now on its writes are

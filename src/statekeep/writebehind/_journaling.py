@@ -51,6 +51,7 @@ class JournalThread:
     _deferred: dict[Key, tuple[Write, float]]
     _held: dict[Key, Write]
     _adopted: list[tuple[int, Record]]
+    _journaling: bool
     _rejournal: dict[Write, None]
     _markers: list[JournalId]
     _noted: list[str]
@@ -153,6 +154,7 @@ class JournalThread:
                 taken.append((write, write.seq, self._jseq, base))
             markers, self._markers = self._markers, []
             noted, self._noted = self._noted, []
+        self._journaling = True  # enqueue lets this thread back in between its calls
         try:
             segment = journal.write(records, markers) if records or markers else 0
         except BackendError as exc:
@@ -163,6 +165,7 @@ class JournalThread:
                     self._unjournaled.setdefault(write, now)
                 self._markers[:0] = markers
                 self._noted[:0] = noted
+                self._journaling = False
             time.sleep(self.options.retry_base)
             return
         with self._lock:
@@ -181,6 +184,7 @@ class JournalThread:
                     self._rejournal[target] = None
             self._stale.extend(noted)  # their markers are written: the notes may go
             self._changed.notify_all()
+            self._journaling = False
 
     def _adopt(self, directory: Path, fd: int) -> list[tuple[int, Record]]:
         """A dead engine's journal directory: its segments and dead letters become ours."""
