@@ -90,3 +90,4 @@ def test_what_counts_as_a_number() -> None:
     assert not is_seconds(math.nan) and not is_seconds(False) and not is_seconds(-0.1)
     assert not is_seconds(0, positive=True) and not is_seconds(math.nan, positive=True)
     assert not is_seconds(10, most=10) and is_seconds(9.9, most=10)
+    assert not is_seconds(1e300) and is_seconds(10**9)  # no thread can wait 1e300 s

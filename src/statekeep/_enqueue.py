@@ -10,9 +10,10 @@ from ._transaction import Frames
 from .backends.base import CollectionSpec, Row
 from .entity import Entity, has_recorded, take_recorded
 from .errors import StatekeepError, TransactionError
-from .writebehind import Receipt, WriteBehind
+from .writebehind import Receipt, WriteBehind, WriteBehindOptions, journal_dir
 
 if TYPE_CHECKING:
+    from ._core import Core
     from ._schema import EntityInfo
 
 
@@ -58,3 +59,13 @@ def enqueue(
 
     frame.later.append((commit, roll_back))
     return receipt
+
+
+def make_engine(core: Core, options: WriteBehindOptions) -> WriteBehind:
+    """A store's write-behind engine: its events go out through the store's
+    emitter, and waiting for it inside one of the store's transactions is a
+    DeadlockError (the batch would wait for that transaction's locks)."""
+    backend, frames = core.backend, core.frames
+    engine = WriteBehind(backend, options, journal_dir(options, backend.location), core.emitter)
+    engine.waits.in_transaction = lambda: frames.current() is not None
+    return engine

@@ -29,13 +29,14 @@ def is_whole(value: Any, least: int = 0, most: float = BIGGEST) -> bool:
 def is_seconds(
     value: Any, least: float = 0.0, most: float = LONGEST, *, positive: bool = False
 ) -> bool:
-    """A real number (int or float, not a bool), least <= value <= most (and
-    > 0 when positive): finite, and a wait that long is possible. NaN is never one."""
+    """A real number (int or float, not a bool), least <= value < most (and
+    > 0 when positive): finite, and a wait that long is possible. NaN is
+    never one."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     if positive and not value > 0:
         return False
-    return least <= value <= most
+    return least <= value < most
 
 
 def timeout(value: Any) -> float | None:

@@ -19,7 +19,7 @@ from . import _fork
 from ._calls import counted
 from ._core import Core, State
 from ._emit import Pending, decode
-from ._enqueue import enqueue, entity_write
+from ._enqueue import enqueue, entity_write, make_engine
 from ._saving import save_chunks
 from ._transaction import Transaction
 from .backends import Backend, open_backend, redacted
@@ -49,7 +49,6 @@ from .writebehind import (
     check_options,
     check_priority,
     has_leftovers,
-    journal_dir,
 )
 
 if TYPE_CHECKING:
@@ -318,13 +317,7 @@ class Store:
         if engine is None:
             with self._engine_lock:
                 if self._engine is None:
-                    options, backend = self._writebehind_options, self._core.backend
-                    engine = WriteBehind(
-                        backend, options, journal_dir(options, backend.location), self._core.emitter
-                    )
-                    frames = self._core.frames
-                    engine.waits.in_transaction = lambda: frames.current() is not None
-                    self._engine = engine
+                    self._engine = make_engine(self._core, self._writebehind_options)
                 engine = self._engine
         return engine
 
