@@ -25,24 +25,29 @@ def write_note(
 ) -> str:
     """Adds the note of a batch (in the caller's transaction); returns its id."""
     backend.ensure_collection(NOTES)
-    entries = [[seq, key[0], key[1], version] for (_, seq), key, version in stored]
+    # each record's own run: a batch also stores records it recovered or adopted
+    entries = [[run_of, seq, key[0], key[1], version] for (run_of, seq), key, version in stored]
     body = json.dumps({"id": id, "version": 1, "run": run, "stored": entries})
     backend.put(NOTES, [(id, 1, body)])
     return id
 
 
 def read_notes(backend: Backend, runs: set[int]) -> tuple[Noted, list[str]]:
-    """What the notes of these runs say was stored, and the notes' ids."""
+    """What the notes say was stored of these runs' records (whichever run
+    stored them), and the ids of the notes these runs wrote."""
     noted: Noted = {}
     ids = []
     backend.ensure_collection(NOTES)
     for body in backend.select(NOTES, Query()):
         note = json.loads(body)
-        if note["run"] not in runs:
-            continue
-        ids.append(note["id"])
-        for seq, collection, id, version in note["stored"]:
-            noted[(note["run"], seq)] = ((collection, id), version)
+        if note["run"] in runs:
+            ids.append(note["id"])
+        for entry in note["stored"]:
+            if len(entry) == 4:  # an engine that named only its own records
+                entry = [note["run"], *entry]
+            run, seq, collection, id, version = entry
+            if run in runs:
+                noted[(run, seq)] = ((collection, id), version)
     return noted, ids
 
 
