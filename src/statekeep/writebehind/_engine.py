@@ -54,10 +54,11 @@ from ._storing import Batch, BatchHooks, Outcome, store_batch
 from ._write import Key, Write
 
 _log = logging.getLogger("statekeep.writebehind")
-# A caller enqueueing flat out while a batch is being stored (or a journal
-# frame written) lets the engine's threads have the interpreter every this
-# many writes (+1): else each waits a whole switch interval (5 ms) for it
-# after each of its database or file calls.
+# A caller enqueueing flat out (two batches pending) while a batch is
+# being stored (or a journal frame written) lets the engine's threads have the
+# interpreter every this many writes (+1): else each waits a whole switch
+# interval (5 ms) for it after each of its database or file calls. A paced
+# caller does not: it would wait for them instead (its latency).
 _YIELD_EVERY = 31
 _PROBE = 0.25  # seconds between probes of the database while backing off
 
@@ -213,8 +214,12 @@ class WriteBehind(JournalThread, Scheduling, Room):
                 receipt._bind(write, seq)
         if self._events:
             self._deliver()
-        if (self._storing or self._journaling) and not seq & _YIELD_EVERY:
-            time.sleep(0)  # lets the flusher back in between its database calls
+        if (
+            not seq & _YIELD_EVERY
+            and (self._storing or self._journaling)
+            and len(self._pending) > 2 * self.options.max_batch  # flat out, not paced
+        ):
+            time.sleep(0)  # lets the engine's threads back in between their calls
         return receipt
 
     def deleted_directly(self, collection: str, id: str) -> None:
