@@ -67,5 +67,12 @@ def make_engine(core: Core, options: WriteBehindOptions) -> WriteBehind:
     DeadlockError (the batch would wait for that transaction's locks)."""
     backend, frames = core.backend, core.frames
     engine = WriteBehind(backend, options, journal_dir(options, backend.location), core.emitter)
-    engine.waits.in_transaction = lambda: frames.current() is not None
+
+    def in_transaction() -> bool:
+        try:
+            return frames.current() is not None
+        except TransactionError:  # another task of this thread holds one open: it would
+            return True  # wait for this blocked thread as well
+
+    engine.waits.in_transaction = in_transaction
     return engine

@@ -3,7 +3,9 @@ DeadlockError at once, not hang (real SQLite file, files, memory)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +57,27 @@ def test_waiting_for_the_queue_inside_a_transaction_does_not_deadlock(
             f"{wait}() inside a transaction waited {took:.1f} s and gave {outcome!r} "
             f"(the write: {receipt!r}): with no timeout it never returns"
         )
+
+
+def test_a_blocking_wait_in_a_task_while_another_task_holds_a_transaction(
+    tmp_path: Path,
+) -> None:
+    """A task that started inside another task's open transaction and calls
+    receipt.wait_stored() blocks the event loop's thread, so the block
+    (and the batch waiting for its lock) could never finish: DeadlockError
+    at once, not a TransactionError about the other task's block."""
+    path = tmp_path / "tasks.db"
+    with statekeep.open(f"sqlite:///{path}", writebehind=WriteBehindOptions(window=0.01)) as store:
+        receipt = store.enqueue(BrkThing(id="pending", n=1))
+
+        async def waiter() -> None:
+            with pytest.raises(statekeep.DeadlockError):
+                receipt.wait_stored(timeout=WAIT)
+
+        async def holder() -> None:
+            with store.transaction():
+                store.save(BrkThing(id="in-the-block"))
+                await asyncio.create_task(waiter())
+
+        asyncio.run(holder())
+        assert receipt.wait_stored(timeout=WAIT)
