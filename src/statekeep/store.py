@@ -349,7 +349,7 @@ class Store:
             arguments["deadline"] = check_deadline(deadline)
         if expect_version is not None:
             arguments["expect"] = check_expect_version(expect_version)
-        return enqueue(core.frames, self._engine or self._writebehind(), info.spec, row, arguments)
+        return enqueue(core.frames, self._writebehind(), info.spec, row, arguments)
 
     @counted
     def enqueue_delete(

@@ -523,8 +523,8 @@ def _wal(conn: sqlite3.Connection, timeout: float) -> None:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+        except sqlite3.Error as exc:
+            if not isinstance(translate(exc), TransientBackendError):
                 raise
             if time.monotonic() >= deadline:
                 raise

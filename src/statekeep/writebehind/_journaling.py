@@ -159,15 +159,16 @@ class JournalThread:
             segment = journal.write(records, markers) if records or markers else 0
         except BackendError as exc:
             with self._lock:
+                self._journaling = False
                 self._last_error = str(exc)
                 for write, *_ in taken:
                     write.jnext = None
                     self._unjournaled.setdefault(write, now)
                 self._markers[:0] = markers
                 self._noted[:0] = noted
-                self._journaling = False
             time.sleep(self.options.retry_base)
             return
+        self._journaling = False
         with self._lock:
             for write, seq, jseq, base in taken:
                 target = write.final()
@@ -184,7 +185,6 @@ class JournalThread:
                     self._rejournal[target] = None
             self._stale.extend(noted)  # their markers are written: the notes may go
             self._changed.notify_all()
-            self._journaling = False
 
     def _adopt(self, directory: Path, fd: int) -> list[tuple[int, Record]]:
         """A dead engine's journal directory: its segments and dead letters become ours."""

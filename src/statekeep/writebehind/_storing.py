@@ -115,7 +115,7 @@ def _write(backend: Backend, writes: list[Write], batch: Batch, blind: bool) -> 
     commit = Commit(backend, hooks)
     outcome: Outcome = {}
     with commit as events:  # written to the outbox with the batch, before its commit
-        stored = _ensured(backend, writes) if blind else _stored_versions(backend, writes)
+        stored = _stored_versions(backend, writes, read=not blind)
         rows: dict[str, tuple[CollectionSpec, list[Row]]] = {}
         changes: list[Change] = []
         written: list[tuple[Write, int]] = []
@@ -188,21 +188,16 @@ def _pause_after_commit() -> None:
         time.sleep(float(pause))
 
 
-def _ensured(backend: Backend, writes: list[Write]) -> dict[Key, int]:
-    """The collections of a blind batch made sure of; no versions read (all 0)."""
-    specs = {write.key[0]: write.spec for write in writes}
-    for spec in specs.values():
-        backend.ensure_collection(spec)
-    return {}
-
-
-def _stored_versions(backend: Backend, writes: list[Write]) -> dict[Key, int]:
+def _stored_versions(backend: Backend, writes: list[Write], *, read: bool) -> dict[Key, int]:
+    """The stored versions of the writes' entities (read=False: a blind batch,
+    whose collections are only made sure of: every version counts as 0)."""
     found: dict[Key, int] = {}
     by_collection: dict[str, tuple[CollectionSpec, list[str]]] = {}
     for write in writes:
         by_collection.setdefault(write.key[0], (write.spec, []))[1].append(write.key[1])
     for collection, (spec, ids) in by_collection.items():
         backend.ensure_collection(spec)
-        for id, version in backend.versions(collection, ids).items():
-            found[(collection, id)] = version
+        if read:
+            for id, version in backend.versions(collection, ids).items():
+                found[(collection, id)] = version
     return found
