@@ -77,7 +77,7 @@ class SessionChanges:
                     self.changes[CHANGES[state]] += 1
                 self._states[event.entity_id] = state
                 self.delivered += 1
-        except Exception:  # noqa: BLE001 - counted, then raised again
+        except Exception:  # counted, then raised again
             self.failures += 1
             raise  # the store logs it (statekeep.events logger); the write stands
 

@@ -210,7 +210,7 @@ class Bus:
         for report in list(self.on_error):
             try:
                 report(subscription, event, error)
-            except Exception:  # noqa: BLE001 - an application callback: logged, delivery goes on
+            except Exception:  # an application callback: logged, delivery goes on
                 log.exception("on_error callback %r failed", report)
         if isinstance(event, HandlerFailed):
             return  # no failure about a failure
