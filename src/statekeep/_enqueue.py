@@ -3,54 +3,56 @@ commit of the transaction it is made in."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._emit import encode
 from ._transaction import Frames
 from .backends.base import CollectionSpec, Row
 from .entity import Entity, has_recorded, take_recorded
 from .errors import StatekeepError, TransactionError
-from .writebehind import Receipt, WriteBehind, WriteBehindOptions, journal_dir
+from .writebehind import Priority, Receipt, WriteBehind, WriteBehindOptions, journal_dir
+
+# WriteBehind.enqueue's arguments after spec and row, in order: delete,
+# priority, deadline, expect, base, events
+Options = tuple[bool, Priority, float | None, int | None, int | None, tuple[str, ...]]
 
 if TYPE_CHECKING:
     from ._core import Core
     from ._schema import EntityInfo
 
 
-def entity_write(info: EntityInfo, entity: Entity) -> tuple[Row, dict[str, Any]]:
+def entity_write(info: EntityInfo, entity: Entity) -> tuple[Row, int | None, tuple[str, ...]]:
     """The row of the entity's content (its body for the version it will
-    most likely get), and what the write carries: the version it is based
-    on (none for a last_write_wins class) and the domain events recorded on
-    the entity (taken off it: they travel with the write)."""
-    fields = entity.__dict__
-    version = fields["version"]
-    fields["version"] = version + 1
-    try:
-        row = info.row(entity)
-    finally:
-        fields["version"] = version
-    arguments: dict[str, Any] = {"base": None if entity.__last_write_wins__ else version}
+    most likely get), the version it is based on (None for a
+    last_write_wins class), and the domain events recorded on the entity
+    (taken off it: they travel with the write)."""
+    row = info.next_row(entity)
+    base = None if entity.__last_write_wins__ else entity.__dict__["version"]
     if has_recorded():
         recorded = take_recorded(entity)
         if recorded:
-            arguments["events"] = tuple(map(encode, recorded))
-    return row, arguments
+            return row, base, tuple(map(encode, recorded))
+    return row, base, ()
 
 
 def enqueue(
-    frames: Frames, engine: WriteBehind, spec: CollectionSpec, row: Row, arguments: dict[str, Any]
+    frames: Frames,
+    engine: WriteBehind,
+    spec: CollectionSpec,
+    row: Row,
+    options: Options,
 ) -> Receipt:
     """Enqueues now, or (inside a transaction) once its outermost block
     commits; a block that rolls back drops it (its receipt fails with
-    TransactionError)."""
+    TransactionError). options: WriteBehind.enqueue's, after spec and row."""
     frame = frames.current()
     if frame is None:
-        return engine.enqueue(spec, row, **arguments)
+        return engine.enqueue(spec, row, *options)
     receipt = engine.unbound()
 
     def commit() -> None:
         try:
-            engine.enqueue(spec, row, receipt=receipt, **arguments)
+            engine.enqueue(spec, row, *options, receipt)
         except StatekeepError as exc:  # closed meanwhile, or no room
             engine.drop(receipt, exc)
 

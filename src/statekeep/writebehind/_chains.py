@@ -8,8 +8,6 @@ without the engine's lock); the journal thread reads them under the lock."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from ._write import Key, Write
 
 LIMIT = 100_000  # entities whose chain is remembered (the least recent go first)
@@ -17,7 +15,8 @@ LIMIT = 100_000  # entities whose chain is remembered (the least recent go first
 
 class Chains:
     def __init__(self) -> None:
-        self._chains: OrderedDict[Key, tuple[int, int]] = OrderedDict()
+        # in the order they were stored last (a dict keeps it): the least recent first
+        self._chains: dict[Key, tuple[int, int]] = {}
 
     def allowed(self, write: Write, stored: int) -> bool:
         """May write be stored over the stored version?"""
@@ -43,14 +42,16 @@ class Chains:
         version this engine stored no longer says the content is its own."""
         self._chains.pop(key, None)
 
-    def stored(self, key: Key, before: int, version: int) -> None:
-        """This engine stored the entity as version over before (0: deleted)."""
+    def stored(self, writes: list[Write]) -> None:
+        """This engine stored each write as its version (0: deleted)."""
         chains = self._chains
-        if version == 0:
-            chains.pop(key, None)
-            return
-        chain = chains.get(key)
-        chains[key] = (chain[0], version) if chain and chain[1] == before else (before, version)
-        chains.move_to_end(key)
-        if len(chains) > LIMIT:
-            chains.popitem(last=False)
+        for write in writes:
+            key, version = write.key, write.version
+            chain = chains.pop(key, None)  # and put back last: the most recent
+            if version:
+                before = version - 1
+                chains[key] = (
+                    (chain[0], version) if chain and chain[1] == before else (before, version)
+                )
+        while len(chains) > LIMIT:
+            del chains[next(iter(chains))]

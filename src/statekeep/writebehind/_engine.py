@@ -61,6 +61,7 @@ _log = logging.getLogger("statekeep.writebehind")
 # caller does not: it would wait for them instead (its latency).
 _YIELD_EVERY = 31
 _PROBE = 0.25  # seconds between probes of the database while backing off
+_monotonic = time.monotonic
 
 
 class WriteBehind(JournalThread, Scheduling, Room):
@@ -105,6 +106,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
         self._settling = False  # a batch's writes are done, its events not yet out
         self._high = False
         self._high_mark = 0.9 * options.max_pending
+        self._max_pending, self._max_batch = options.max_pending, options.max_batch
         self._wake_at: float | None = 0.0  # when the flusher plans to look again
         self._jwake: float | None = 0.0  # ... the journal thread
         self._jstop = False  # the flusher has stopped: the journal thread writes what is left
@@ -145,7 +147,6 @@ class WriteBehind(JournalThread, Scheduling, Room):
         self,
         spec: CollectionSpec,
         row: Row,
-        *,
         delete: bool = False,
         priority: Priority = Priority.NORMAL,
         deadline: float | None = None,
@@ -157,31 +158,39 @@ class WriteBehind(JournalThread, Scheduling, Room):
         """Takes a write; does no I/O (but to mark a shed write done). row is
         (id, version its body says, body, *indexed); base the version it is
         based on (None: stored over whatever is there)."""
-        now = time.monotonic()
+        now = _monotonic()
         key = (spec.name, row[0])
         with self._lock:
             if self._state != "running":
                 if self._state != "new":
                     raise StoreClosedError("the store is closing: enqueue refused")
                 self._start()
-            write = self._pending.get(key)
-            if write is None and len(self._pending) >= self.options.max_pending:
+            pending = self._pending
+            write = pending.get(key)
+            if write is None and len(pending) >= self._max_pending:
                 self._make_room(now)  # may wait, and so let others in
-                write = self._pending.get(key)
-            self._seq += 1
-            seq = self._seq
+                write = pending.get(key)
+            self._seq = seq = self._seq + 1
             if write is None:
-                write = self._pending[key] = Write(key, spec, now)
-                write.priority = priority
-                self._lanes[priority][key] = write
-            elif priority > write.priority:  # coalesced into a more urgent write
-                del self._lanes[write.priority][key]
-                self._lanes[priority][key] = write
-                write.priority = priority
-            if write.delete and not delete and base == 0:
-                base = write.base  # created again after its pending delete: as the delete is
-            write.spec, write.row, write.delete = spec, row, delete
-            write.expect, write.base, write.seq = expect, base, seq
+                write = pending[key] = Write(key, spec, now, priority)
+                lane = self._lanes[priority]
+                lane[key] = write
+            else:
+                if priority > write.priority:  # coalesced into a more urgent write
+                    del self._lanes[write.priority][key]
+                    self._lanes[priority][key] = write
+                    write.priority = priority
+                if write.delete and not delete and base == 0:
+                    base = write.base  # created again after its pending delete: as the delete
+                write.spec = spec
+                lane = self._lanes[write.priority]
+            write.row, write.delete, write.expect, write.base, write.seq = (
+                row,
+                delete,
+                expect,
+                base,
+                seq,
+            )
             if events:
                 write.events += events
             if deadline is not None:
@@ -189,8 +198,9 @@ class WriteBehind(JournalThread, Scheduling, Room):
                 if write.deadline is None or due < write.deadline:
                     write.deadline = due
                     heapq.heappush(self._deadlines, (due, seq, key))
-            if self._journal is not None and write not in self._unjournaled:
-                self._unjournaled[write] = now
+            unjournaled = self._unjournaled
+            if self._journal is not None and write not in unjournaled:
+                unjournaled[write] = now
                 jdue = now if self._spill is None else now + self._spill
                 if self._jwake is None or jdue < self._jwake:
                     self._jwake = jdue
@@ -199,15 +209,18 @@ class WriteBehind(JournalThread, Scheduling, Room):
             if wake_at is None or (
                 wake_at > now  # asleep: wake it if this write is due before it planned
                 and (
-                    self._due(write, now) < wake_at
-                    or len(self._lanes[write.priority]) >= self.options.max_batch
+                    len(lane) >= self._max_batch
+                    or (
+                        (write.priority is not Priority.NORMAL or write.deadline is not None)
+                        and self._due(write, now) < wake_at
+                    )
                 )
             ):
                 self._wake_at = now
                 self._work.notify()
-            if not self._high and len(self._pending) >= self._high_mark:
+            if not self._high and len(pending) >= self._high_mark:
                 self._high = True
-                self._emit("health.high", pending=len(self._pending))
+                self._emit("health.high", pending=len(pending))
             if receipt is None:
                 receipt = Receipt(self._changed, self.waits, write, seq)
             else:
@@ -217,7 +230,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
         if (
             not seq & _YIELD_EVERY
             and (self._storing or self._journaling)
-            and len(self._pending) > 2 * self.options.max_batch  # flat out, not paced
+            and len(pending) > 2 * self._max_batch  # flat out, not paced
         ):
             time.sleep(0)  # lets the engine's threads back in between their calls
         return receipt
@@ -380,9 +393,10 @@ class WriteBehind(JournalThread, Scheduling, Room):
         receipt = self.enqueue(
             spec_of(record),
             tuple(record["r"]),
-            delete=record["o"] == "delete",
-            priority=Priority(record["p"]),
-            expect=record["e"],
+            record["o"] == "delete",
+            Priority(record["p"]),
+            None,
+            record["e"],
         )
         with self._lock:
             self._dead_letters = [d for d in self._dead_letters if d is not letter]
@@ -461,20 +475,23 @@ class WriteBehind(JournalThread, Scheduling, Room):
             finally:
                 self._storing = False
 
-    def _seal(self, writes: list[Write]) -> list[list[RecordId]]:
+    def _seal(self, writes: list[Write]) -> list[tuple[Write, list[RecordId]]]:
         """A batch is about to write its note: from now on its writes are
         durable once it commits, so the journal thread leaves them be; the
         journal records of each (one may be being written) go in the note."""
         with self._lock:
-            records = []
+            unjournaled = self._unjournaled
+            recorded = []
             for write in writes:
                 write.sealed = True
-                self._unjournaled.pop(write, None)
-                ids = [record_id for _, record_id in write.jids]
-                if write.jnext is not None:
-                    ids.append(write.jnext)
-                records.append(ids)
-            return records
+                if unjournaled:
+                    unjournaled.pop(write, None)
+                if write.jids or write.jnext is not None:
+                    ids = [record_id for _, record_id in write.jids]
+                    if write.jnext is not None:
+                        ids.append(write.jnext)
+                    recorded.append((write, ids))
+            return recorded
 
     def _probe(self) -> bool:
         """Is the database back? One small read in a transaction."""
@@ -518,25 +535,27 @@ class WriteBehind(JournalThread, Scheduling, Room):
         with self._lock:
             self._settling = True  # flush() returns once this batch's events are out
             transient = None
+            flight, deferred, pending = self._flight, self._deferred, self._pending
+            unjournaled, rejournal, markers = self._unjournaled, self._rejournal, self._markers
+            stored: list[Write] = []
             for write in batch:
                 key = write.key
-                del self._flight[key]
-                deferred = self._deferred.pop(key, None)
-                if deferred is not None:  # now its base is known
-                    self._unjournaled.setdefault(*deferred)
+                del flight[key]
+                if deferred:
+                    later = deferred.pop(key, None)
+                    if later is not None:  # now its base is known
+                        unjournaled.setdefault(*later)
                 result = outcome[key]
-                if type(result) is int:  # stored
-                    self._stored += 1
-                    self._chains.stored(key, result - 1 if result else 0, result)
+                if type(result) is int:
                     write.version = result
-                    callbacks.extend(self._resolve(write))
-                    newer = self._pending.get(key)
-                    if (
-                        newer is not None
-                        and newer.jids
-                        and self._chains.effective(newer) != newer.jbase
-                    ):
-                        self._rejournal[newer] = None  # with the marker of this batch
+                    stored.append(write)
+                    if write.jids:
+                        markers.extend(write.jids)
+                        write.jids = ()
+                    if rejournal:
+                        rejournal.pop(write, None)
+                    if write.callbacks:
+                        callbacks.extend(self._finish(write))
                 elif isinstance(result, TransientBackendError):
                     transient = result
                     self._put_back(write)
@@ -545,6 +564,16 @@ class WriteBehind(JournalThread, Scheduling, Room):
                     write.error = result
                     dead.append((write, result))
                     callbacks.extend(self._resolve(write))
+            self._stored += len(stored)
+            self._chains.stored(stored)
+            for write in stored:
+                newer = pending.get(write.key)
+                if (
+                    newer is not None
+                    and newer.jids
+                    and self._chains.effective(newer) != newer.jbase
+                ):
+                    rejournal[newer] = None  # with the marker of this batch
             self._noted.extend(parts.written)
             if transient is not None:
                 self._stale[:0] = parts.stale
@@ -584,7 +613,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
         """A write is stored or failed for good (lock held): its records may be
         marked done; returns the callbacks of awaiting receipts."""
         self._markers.extend(write.jids)
-        write.jids = []
+        write.jids = ()
         self._unjournaled.pop(write, None)
         self._rejournal.pop(write, None)
         return self._finish(write)
@@ -620,7 +649,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
         key = write.key
         newer = self._pending.get(key)
         if newer is not None:  # a later write of the entity waits: it wins
-            newer.jids[:0] = write.jids
+            newer.jids = write.jids + newer.jids
             newer.durable_seq = max(newer.durable_seq, write.durable_seq)
             newer.since = min(newer.since, write.since)
             newer.events = write.events + newer.events

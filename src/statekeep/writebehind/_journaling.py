@@ -177,7 +177,7 @@ class JournalThread:
                     write.jnext = None
                     self._markers.append(jid)
                     continue
-                target.jids.append(jid)
+                target.jids += (jid,)
                 write.jnext = None  # after: a batch's note reads one or the other unlocked
                 target.jbase = base
                 target.durable_seq = max(target.durable_seq, seq)
@@ -261,7 +261,7 @@ class JournalThread:
                     # known: each is stored, the adopted one once the live one is
                     held = self._held.get(key)
                     if held is not None:
-                        write.jids[:0] = held.jids
+                        write.jids = held.jids + write.jids
                         write.events = held.events + write.events
                     self._held[key] = write
                     continue

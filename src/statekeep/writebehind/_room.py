@@ -64,11 +64,11 @@ class Room:
         if write.jids:
             assert self._journal is not None
             try:
-                self._journal.write([], write.jids)
+                self._journal.write([], list(write.jids))
             except BackendError as exc:
                 self._last_error = str(exc)
                 return False
-            write.jids = []
+            write.jids = ()
         key = write.key
         del self._pending[key]
         del self._lanes[write.priority][key]

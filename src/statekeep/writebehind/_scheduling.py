@@ -51,13 +51,21 @@ class Scheduling:
             or next(iter(low.values())).since + (window if not normal else o.low_max_age) <= now
         ):
             keys.update(dict.fromkeys(_first(low, o.max_batch - len(keys))))
-        batch = []
-        for key in keys:
-            write = self._pending.pop(key)
-            del self._lanes[write.priority][key]
-            self._flight[key] = write
-            batch.append(write)
-        return batch
+        return self._move(keys)
+
+    def _move(self, keys: dict[Key, None]) -> list[Write]:
+        """The writes of keys, from pending to in flight."""
+        pending, lanes = self._pending, self._lanes
+        taken = {key: pending.pop(key) for key in keys}
+        for lane in lanes.values():
+            if len(lane) == len(taken) and lane.keys() == taken.keys():
+                lane.clear()  # a whole lane (a paced caller's batch)
+                break
+        else:
+            for key, write in taken.items():
+                del lanes[write.priority][key]
+        self._flight.update(taken)
+        return list(taken.values())
 
     def _due(self, write: Write, now: float) -> float:
         """When the flusher should take this pending write."""

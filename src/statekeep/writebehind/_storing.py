@@ -32,7 +32,8 @@ Change = tuple[CollectionSpec, str, int, int, str | None, tuple[str, ...]]
 Outcome = dict[Key, int | StatekeepError]
 Allowed = Callable[[Write, int], bool]  # may this write be stored over that version?
 # the journal records of each write, which no longer journals them (its batch's note names them)
-Seal = Callable[[list[Write]], list[list[RecordId]]]
+# (returns those that have records, with their records)
+Seal = Callable[[list[Write]], list[tuple[Write, list[RecordId]]]]
 
 
 class BatchHooks(CommitHooks, Protocol):
@@ -72,7 +73,7 @@ def store_batch(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
     error that stopped it (a TransientBackendError: try again later)."""
     # a batch of new entities only is inserted without reading versions first;
     # if one is stored after all, the insert fails whole and the batch reads them
-    blind = all(_new(write) for write in writes)
+    blind = all(map(_new, writes))
     try:
         for attempt in range(_RACES):
             try:
@@ -113,55 +114,18 @@ def _write(backend: Backend, writes: list[Write], batch: Batch, blind: bool) -> 
     hooks = batch.hooks
     build = hooks is not None and hooks.active
     commit = Commit(backend, hooks)
-    outcome: Outcome = {}
     with commit as events:  # written to the outbox with the batch, before its commit
-        stored = _stored_versions(backend, writes, read=not blind)
-        rows: dict[str, tuple[CollectionSpec, list[Row]]] = {}
-        changes: list[Change] = []
-        written: list[tuple[Write, int]] = []
-        for write in writes:
-            key = write.key
-            collection, id = key
-            before = stored.get(key, 0)
-            if write.expect is not None and write.expect != before:
-                outcome[key] = ConflictError(
-                    collection, id, f"expected version {write.expect}, stored {before}"
-                )
-                continue
-            if write.expect is None and not batch.allowed(write, before):
-                outcome[key] = ConflictError(
-                    collection,
-                    id,
-                    f"the write was based on version {write.base} and version {before} "
-                    "was stored since by another writer",
-                )
-                continue
-            if write.delete:
-                if before:
-                    backend.delete(collection, id, before)
-                version = 0
-                if build and before:
-                    changes.append((write.spec, id, before, 0, None, write.events))
-            else:
-                version = before + 1
-                row = write.row
-                body = row[2]  # written for row[1], usually the version it gets
-                if version != row[1]:
-                    body = restamp(body, row[1], version)
-                rows.setdefault(collection, (write.spec, []))[1].append(
-                    (id, version, body, *row[3:])
-                )
-                if build:
-                    changes.append((write.spec, id, before, version, body, write.events))
-            outcome[key] = version
-            written.append((write, version))
+        if blind:
+            outcome, rows, changes = _as_new(backend, writes, build)
+        else:
+            stored = _stored_versions(backend, writes)
+            outcome, rows, changes = _checked(backend, writes, batch, stored, build)
         for spec, spec_rows in rows.values():
             backend.put(spec, spec_rows)
-        records = batch.seal([write for write, _ in written])
+        kept = {key: version for key, version in outcome.items() if isinstance(version, int)}
+        sealed = batch.seal([write for write in writes if write.key in kept])
         noted = [
-            (record_id, write.key, version)
-            for (write, version), ids in zip(written, records, strict=True)
-            for record_id in ids
+            (record_id, write.key, kept[write.key]) for write, ids in sealed for record_id in ids
         ]
         note = write_note(backend, next(batch.tries), batch.run, noted) if noted else None
         if batch.stale:
@@ -180,6 +144,79 @@ def _write(backend: Backend, writes: list[Write], batch: Batch, blind: bool) -> 
     return outcome
 
 
+Rows = dict[str, tuple[CollectionSpec, list[Row]]]  # by collection
+
+
+def _as_new(
+    backend: Backend, writes: list[Write], build: bool
+) -> tuple[Outcome, Rows, list[Change]]:
+    """A batch of new entities (none stored, as far as this engine knows):
+    each row as it is, version 1; the insert fails whole if one is stored."""
+    specs = {write.spec.name: write.spec for write in writes}
+    for spec in specs.values():
+        backend.ensure_collection(spec)
+    rows: Rows
+    if len(specs) == 1:
+        ((name, spec),) = specs.items()
+        rows = {name: (spec, [write.row for write in writes])}
+    else:
+        rows = {name: (spec, []) for name, spec in specs.items()}
+        for write in writes:
+            rows[write.key[0]][1].append(write.row)
+    changes: list[Change] = []
+    if build:
+        changes = [(w.spec, w.key[1], 0, 1, w.row[2], w.events) for w in writes]
+    return dict.fromkeys([write.key for write in writes], 1), rows, changes
+
+
+def _checked(
+    backend: Backend,
+    writes: list[Write],
+    batch: Batch,
+    stored: dict[Key, int],
+    build: bool,
+) -> tuple[Outcome, Rows, list[Change]]:
+    """Each write against its entity's stored version: the conflict rule or
+    its expected version, then its row at the version it gets."""
+    outcome: Outcome = {}
+    rows: Rows = {}
+    changes: list[Change] = []
+    for write in writes:
+        key = write.key
+        collection, id = key
+        before = stored.get(key, 0)
+        if write.expect is not None and write.expect != before:
+            outcome[key] = ConflictError(
+                collection, id, f"expected version {write.expect}, stored {before}"
+            )
+            continue
+        if write.expect is None and not batch.allowed(write, before):
+            outcome[key] = ConflictError(
+                collection,
+                id,
+                f"the write was based on version {write.base} and version {before} "
+                "was stored since by another writer",
+            )
+            continue
+        if write.delete:
+            if before:
+                backend.delete(collection, id, before)
+            version = 0
+            if build and before:
+                changes.append((write.spec, id, before, 0, None, write.events))
+        else:
+            version = before + 1
+            row = write.row
+            body = row[2]  # written for row[1], usually the version it gets
+            if version != row[1]:
+                body = restamp(body, row[1], version)
+            rows.setdefault(collection, (write.spec, []))[1].append((id, version, body, *row[3:]))
+            if build:
+                changes.append((write.spec, id, before, version, body, write.events))
+        outcome[key] = version
+    return outcome, rows, changes
+
+
 def _pause_after_commit() -> None:
     """A test hook: STATEKEEP_TEST_PAUSE_AFTER_COMMIT=seconds widens the
     window between a batch's commit and its journal marker."""
@@ -188,16 +225,14 @@ def _pause_after_commit() -> None:
         time.sleep(float(pause))
 
 
-def _stored_versions(backend: Backend, writes: list[Write], *, read: bool) -> dict[Key, int]:
-    """The stored versions of the writes' entities (read=False: a blind batch,
-    whose collections are only made sure of: every version counts as 0)."""
+def _stored_versions(backend: Backend, writes: list[Write]) -> dict[Key, int]:
+    """The stored versions of the writes' entities."""
     found: dict[Key, int] = {}
     by_collection: dict[str, tuple[CollectionSpec, list[str]]] = {}
     for write in writes:
         by_collection.setdefault(write.key[0], (write.spec, []))[1].append(write.key[1])
     for collection, (spec, ids) in by_collection.items():
         backend.ensure_collection(spec)
-        if read:
-            for id, version in backend.versions(collection, ids).items():
-                found[(collection, id)] = version
+        for id, version in backend.versions(collection, ids).items():
+            found[(collection, id)] = version
     return found

@@ -43,19 +43,21 @@ class Write:
         "version",
     )
 
-    def __init__(self, key: Key, spec: CollectionSpec, since: float) -> None:
+    def __init__(
+        self, key: Key, spec: CollectionSpec, since: float, priority: Priority = Priority.LOW
+    ) -> None:
         self.key = key
         self.spec = spec
         self.since = since
+        self.priority = priority
         self.seq = self.durable_seq = 0
         self.row: Row = ()
         self.delete = False
         self.base: int | None = None  # the version it is based on (None: any)
         self.expect: int | None = None
-        self.priority = Priority.LOW
         self.deadline: float | None = None
         self.events: tuple[str, ...] = ()  # domain events recorded on the entity (outbox JSON)
-        self.jids: list[JournalId] = []  # its journal records not yet marked done
+        self.jids: tuple[JournalId, ...] = ()  # its journal records not yet marked done
         self.jbase: int | None = None  # the base its last journal record says
         # the record the journal thread is writing of it (a batch's note names it too)
         self.jnext: RecordId | None = None
@@ -138,7 +140,7 @@ def recovered(
         write.delete, write.expect, write.base = body is None, expect, base
         write.jbase = base
         write.events = write.events + tuple(events)
-        write.jids.append((segment, (run, seq)))
+        write.jids += ((segment, (run, seq)),)
         write.priority = max(write.priority, Priority(priority))
         if deadline is not None:
             due = now + max(0.0, deadline - wall)
