@@ -3,6 +3,7 @@ commit of the transaction it is made in."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._emit import encode
@@ -10,7 +11,16 @@ from ._transaction import Frames
 from .backends.base import CollectionSpec, Row
 from .entity import Entity, has_recorded, take_recorded
 from .errors import StatekeepError, TransactionError
-from .writebehind import Priority, Receipt, WriteBehind, WriteBehindOptions, journal_dir
+from .writebehind import (
+    Priority,
+    Receipt,
+    WriteBehind,
+    WriteBehindOptions,
+    check_deadline,
+    check_expect_version,
+    check_priority,
+    journal_dir,
+)
 
 # WriteBehind.enqueue's arguments after spec and row, in order: delete,
 # priority, deadline, expect, base, events
@@ -33,6 +43,27 @@ def entity_write(info: EntityInfo, entity: Entity) -> tuple[Row, int | None, tup
         if recorded:
             return row, base, tuple(map(encode, recorded))
     return row, base, ()
+
+
+def enqueue_entity(
+    core: Core,
+    engine: Callable[[], WriteBehind],
+    entity: Entity,
+    priority: Priority,
+    deadline: float | None,
+    expect_version: int | None,
+) -> Receipt:
+    """store.enqueue(entity, ...): its arguments checked, then enqueue()."""
+    info = core.entity_info(entity)
+    row, base, events = entity_write(info, entity)
+    if priority is not Priority.NORMAL:  # the checks of the defaults cost a call each
+        priority = check_priority(priority)
+    if deadline is not None:
+        deadline = check_deadline(deadline)
+    if expect_version is not None:
+        expect_version = check_expect_version(expect_version)
+    options = (False, priority, deadline, expect_version, base, events)
+    return enqueue(core.frames, engine(), info.spec, row, options)
 
 
 def enqueue(

@@ -19,7 +19,7 @@ from . import _fork
 from ._calls import counted
 from ._core import Core, State
 from ._emit import Pending, decode
-from ._enqueue import enqueue, entity_write, make_engine
+from ._enqueue import enqueue, enqueue_entity, make_engine
 from ._saving import save_chunks
 from ._transaction import Transaction
 from .backends import Backend, open_backend, redacted
@@ -342,17 +342,9 @@ class Store:
         calls = self._calls
         calls.enter()  # as @counted does, without its wrapper's cost: this is the hot path
         try:
-            core = self._core
-            info = core.entity_info(entity)
-            row, base, events = entity_write(info, entity)
-            if priority is not Priority.NORMAL:  # the checks of the defaults cost a call each
-                priority = check_priority(priority)
-            if deadline is not None:
-                deadline = check_deadline(deadline)
-            if expect_version is not None:
-                expect_version = check_expect_version(expect_version)
-            options = (False, priority, deadline, expect_version, base, events)
-            return enqueue(core.frames, self._writebehind(), info.spec, row, options)
+            return enqueue_entity(
+                self._core, self._writebehind, entity, priority, deadline, expect_version
+            )
         finally:
             calls.leave()
 
