@@ -17,6 +17,7 @@ class Chains:
     def __init__(self) -> None:
         # in the order they were stored last (a dict keeps it): the least recent first
         self._chains: dict[Key, tuple[int, int]] = {}
+        self.changes = 0  # how many times the chains changed: unchanged, effective() is too
 
     def allowed(self, write: Write, stored: int) -> bool:
         """May write be stored over the stored version?"""
@@ -41,10 +42,12 @@ class Chains:
         """Another writer deleted the entity: its versions start again, so a
         version this engine stored no longer says the content is its own."""
         self._chains.pop(key, None)
+        self.changes += 1
 
     def stored(self, writes: list[Write]) -> None:
         """This engine stored each write as its version (0: deleted)."""
         chains = self._chains
+        self.changes += 1
         for write in writes:
             key, version = write.key, write.version
             chain = chains.pop(key, None)  # and put back last: the most recent

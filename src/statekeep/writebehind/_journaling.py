@@ -123,35 +123,43 @@ class JournalThread:
                 self._deferred.clear()
             taken: list[tuple[Write, int, int, int | None]] = []
             records: list[Record] = []
-            due = [*self._rejournal]
+            unjournaled, chains, run = self._unjournaled, self._chains, self._run
+            due = [(write, now) for write in self._rejournal]
             self._rejournal.clear()
-            for write, since in self._unjournaled.items():
-                if not everything and since + (self._spill or 0.0) > now:
-                    break
-                due.append(write)
-            flight = self._flight
-            for write in due:
-                flying = flight.get(write.key)
-                if flying is not None and not self._jstop:
-                    if flying is not write:
-                        # a newer write of an entity a batch in flight is storing: its
-                        # base is what that batch leaves, so journaled once it settles
-                        since = self._unjournaled.pop(write, now)
-                        self._deferred.setdefault(write.key, (write, since))
-                        continue
-                    if write.sealed:  # its batch's note is written: durable once committed
-                        self._unjournaled.pop(write, None)
-                        continue
-                    # else in a batch that has not reached its note (the database
-                    # hangs, say): journaled now, and that note will name the record
-                self._unjournaled.pop(write, None)
-                if write.done or write.merged_into is not None:
+            if everything:
+                due.extend(unjournaled.items())
+                unjournaled.clear()
+            else:
+                spill = self._spill or 0.0
+                for write, since in unjournaled.items():
+                    if since + spill > now:
+                        break
+                    due.append((write, since))
+                for write, _ in due:
+                    unjournaled.pop(write, None)
+            flight, stopping, jseq = self._flight, self._jstop, self._jseq
+            for write, since in due:
+                if flight and not stopping:
+                    flying = flight.get(write.key)
+                    if flying is not None:
+                        if flying is not write:
+                            # a newer write of an entity a batch in flight is storing: its
+                            # base is what that batch leaves, so journaled once it settles
+                            self._deferred.setdefault(write.key, (write, since))
+                            continue
+                        if write.sealed:  # its batch's note is written: durable once committed
+                            continue
+                        # else in a batch that has not reached its note (the database
+                        # hangs, say): journaled now, and that note will name the record
+                if write.version is not None or write.error is not None or write.merged_into:
                     continue
-                self._jseq += 1
-                base = self._chains.effective(write)
-                records.append(write.record(self._run, self._jseq, base))
-                write.jnext = (self._run, self._jseq)
-                taken.append((write, write.seq, self._jseq, base))
+                jseq += 1
+                base = write.base if write.base is None else chains.effective(write)
+                records.append(write.record(run, jseq, base))
+                write.jnext = (run, jseq)
+                taken.append((write, write.seq, jseq, base))
+            self._jseq = jseq
+            changes = chains.changes
             markers, self._markers = self._markers, []
             noted, self._noted = self._noted, []
         self._journaling = True  # enqueue lets this thread back in between its calls
@@ -170,19 +178,23 @@ class JournalThread:
             return
         self._journaling = False
         with self._lock:
+            moved = chains.changes != changes  # a batch stored (or forgot) some meanwhile
+            rejournal, markers = self._rejournal, self._markers
             for write, seq, jseq, base in taken:
-                target = write.final()
-                jid = (segment, (self._run, jseq))
-                if target.done:  # stored (or failed) while it was being written
+                target = write if write.merged_into is None else write.final()
+                jid = (segment, (run, jseq))
+                if target.version is not None or target.error is not None:
+                    # stored (or failed) while it was being written
                     write.jnext = None
-                    self._markers.append(jid)
+                    markers.append(jid)
                     continue
                 target.jids += (jid,)
                 write.jnext = None  # after: a batch's note reads one or the other unlocked
                 target.jbase = base
-                target.durable_seq = max(target.durable_seq, seq)
-                if self._chains.effective(target) != base:  # a batch of it committed meanwhile
-                    self._rejournal[target] = None
+                if seq > target.durable_seq:
+                    target.durable_seq = seq
+                if moved and chains.effective(target) != base:  # a batch of it committed
+                    rejournal[target] = None
             self._stale.extend(noted)  # their markers are written: the notes may go
             self._changed.notify_all()
 
