@@ -123,6 +123,38 @@ def _may_hide_non_finite(schema: Any, root: bool = True) -> bool:
     return any(_may_hide_non_finite(value, False) for value in schema.values())
 
 
+# core schema types whose JSON never holds a bare NaN or infinity token: the
+# scalars that cannot be one, and the containers (looked into)
+_FINITE_SCHEMAS = frozenset(
+    (
+        *("str", "int", "bool", "none", "datetime", "date", "time", "timedelta", "uuid"),
+        *("model", "model-fields", "model-field", "list", "set", "frozenset", "tuple"),
+        *("dict", "nullable", "default", "union", "tagged-union", "definitions"),
+        *("typed-dict", "typed-dict-field", "dataclass", "dataclass-args", "dataclass-field"),
+    )
+)
+
+
+def _may_write_non_finite(schema: Any) -> bool:
+    """Can a body of this core schema hold NaN or an infinity as a bare token
+    (a float, Any, extra fields, a custom serializer, anything not known)?
+    If not, those words in a body are inside strings and need no look."""
+    if isinstance(schema, list):
+        return any(_may_write_non_finite(item) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    kind = schema.get("type")
+    if kind is not None and (kind not in _FINITE_SCHEMAS or "serialization" in schema):
+        return True
+    if schema.get("extra_fields_behavior") == "allow" or schema.get("extra_behavior") == "allow":
+        return True
+    return any(
+        _may_write_non_finite(value)
+        for key, value in schema.items()
+        if key not in ("metadata", "computed_fields")
+    )
+
+
 _SCALARS = (str, int, bool, type(None))
 
 
@@ -308,6 +340,7 @@ class EntityInfo:
         # the fields whose values may hide a NaN as null (see _may_hide_non_finite),
         # worked out with _to_json
         self._hides_non_finite: tuple[str, ...] = ()
+        self._writes_non_finite = True  # (see _may_write_non_finite), also with _to_json
         self._by_name = any(  # bodies use field names, whatever the aliases
             info.alias is not None or info.validation_alias is not None for info in fields.values()
         )
@@ -366,8 +399,7 @@ class EntityInfo:
                 return self.row(entity)  # raises the error with its message
             if (
                 "\\u0000" in body
-                or "NaN" in body
-                or "Infinity" in body
+                or (self._writes_non_finite and ("NaN" in body or "Infinity" in body))
                 or (self._hides_non_finite and "null" in body)
                 or (token is not None and not _STRICT.intact(token))
             ):
@@ -391,6 +423,7 @@ class EntityInfo:
                 fields["version"] += 1
                 rows.append(make(entity, to_json, strict))
         else:  # the same, with _row inlined: this loop is the hot path
+            finite_check = self._writes_non_finite
             try:
                 for entity in entities:
                     fields = entity.__dict__
@@ -400,8 +433,7 @@ class EntityInfo:
                     body = to_json(entity, warnings=strict).decode()
                     if (
                         "\\u0000" in body
-                        or "NaN" in body
-                        or "Infinity" in body
+                        or (finite_check and ("NaN" in body or "Infinity" in body))
                         or (self._hides_non_finite and "null" in body and self._hidden(entity))
                     ):
                         self._row(entity, to_json)  # raises the error, if there is one
@@ -432,6 +464,9 @@ class EntityInfo:
                     pydantic.TypeAdapter[Any](info.annotation or Any).core_schema
                 )
             )
+            self._writes_non_finite = self.cls.model_config.get(
+                "extra"
+            ) == "allow" or _may_write_non_finite(self.cls.__pydantic_core_schema__)
             self._to_json = to_json
         return to_json
 

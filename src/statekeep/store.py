@@ -339,14 +339,15 @@ class Store:
         transaction it is enqueued when the outermost block commits, and
         dropped if the block rolls back. deadline: seconds by which it must
         be stored."""
-        calls = self._calls
-        calls.enter()  # as @counted does, without its wrapper's cost: this is the hot path
-        try:
+        if self._engine is not None:  # the hot path: once the engine runs, it refuses
+            # writes once it closes, and enqueue does no I/O: no need to count the call
             return enqueue_entity(
                 self._core, self._writebehind, entity, priority, deadline, expect_version
             )
-        finally:
-            calls.leave()
+        with self._calls:
+            return enqueue_entity(
+                self._core, self._writebehind, entity, priority, deadline, expect_version
+            )
 
     @counted
     def enqueue_delete(

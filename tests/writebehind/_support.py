@@ -3,6 +3,7 @@ event recorder, polling, and where a SQLite store keeps its journal."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,8 +34,8 @@ class FaultyBackend:
         self.waiting = threading.Event()
         self.down_until = 0.0
         self.fail_in = "begin"
-        self.attempts: list[float] = []  # monotonic time of each flusher begin()
-        self.failures: list[float] = []  # ... of each injected failure
+        self.attempts: list[float] = []  # monotonic time of each batch's begin()
+        self.failures: list[float] = []  # ... of each injected failure (not of probes)
         self.committed: list[list[str]] = []
         self._batch: list[str] = []
 
@@ -52,20 +53,24 @@ class FaultyBackend:
     def recover(self) -> None:
         self.down_until = 0.0
 
-    def _down(self, where: str) -> bool:
+    def _down(self, where: str, *, probe: bool = False) -> bool:
         if self.fail_in == where and time.monotonic() < self.down_until:
-            self.failures.append(time.monotonic())
+            if not probe:
+                self.failures.append(time.monotonic())
             return True
         return False
 
     def begin(self) -> None:
         if self._flusher():
-            self.attempts.append(time.monotonic())
+            # the flusher's probe of the database while it backs off is not an attempt
+            probe = sys._getframe(1).f_code.co_name == "_probe"
+            if not probe:
+                self.attempts.append(time.monotonic())
             if not self.gate.is_set():
                 self.waiting.set()
                 self.gate.wait()
                 self.waiting.clear()
-            if self._down("begin"):
+            if self._down("begin", probe=probe):
                 raise TransientBackendError("the database is unreachable (injected outage)")
             self._batch = []
         self._inner.begin()

@@ -111,7 +111,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
         self._jwake: float | None = 0.0  # ... the journal thread
         self._jstop = False  # the flusher has stopped: the journal thread writes what is left
         self._state = "new"  # new -> running -> closing -> closed
-        self.waits = Waits()  # the store sets waits.in_transaction
+        self.waits = Waits(self._changed)  # the store sets waits.in_transaction
         self._threads = self.waits.threads
         self._closer: threading.Thread | None = None  # closed from its own thread: that one
         self._stored = self._retried = self._dead = self._shed = 0
@@ -222,7 +222,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
                 self._high = True
                 self._emit("health.high", pending=len(pending))
             if receipt is None:
-                receipt = Receipt(self._changed, self.waits, write, seq)
+                receipt = Receipt(self.waits, write, seq)
             else:
                 receipt._bind(write, seq)
         if self._events:
@@ -242,7 +242,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
 
     def unbound(self) -> Receipt:
         """The receipt of a write enqueued in a transaction (bound at its commit)."""
-        return Receipt(self._changed, self.waits)
+        return Receipt(self.waits)
 
     def drop(self, receipt: Receipt, error: StatekeepError) -> None:
         """The transaction a write was enqueued in rolled back: it never is."""

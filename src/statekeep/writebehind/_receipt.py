@@ -24,9 +24,10 @@ class Waits:
     inside a transaction of its store (`in_transaction`, set by the store),
     which holds what the engine's batch would wait for."""
 
-    __slots__ = ("in_transaction", "threads")
+    __slots__ = ("changed", "in_transaction", "threads")
 
-    def __init__(self) -> None:
+    def __init__(self, changed: threading.Condition) -> None:
+        self.changed = changed  # the engine's condition: receipts wait on it
         self.threads: list[threading.Thread] = []
         self.in_transaction: Callable[[], bool] | None = None
 
@@ -55,22 +56,16 @@ class Receipt:
     (`durable`), or lost if the store has no journal (`error` is a
     StoreClosedError)."""
 
-    __slots__ = ("_changed", "_dropped", "_seq", "_waits", "_write", "callbacks")
+    __slots__ = ("_dropped", "_seq", "_waits", "_write", "callbacks")
 
-    def __init__(
-        self,
-        changed: threading.Condition,
-        waits: Waits,
-        write: Write | None = None,
-        seq: int = 0,
-    ) -> None:
-        self._changed = changed
-        self._waits = waits  # the waits that would be a deadlock
+    def __init__(self, waits: Waits, write: Write | None = None, seq: int = 0) -> None:
+        self._waits = waits  # the engine's condition, and the waits that would be a deadlock
         self._write = write  # None until a transaction it was enqueued in commits
         self._seq = seq
-        self._dropped: StatekeepError | None = None  # its transaction rolled back
-        # awaits of it while not bound to a write (its transaction open)
-        self.callbacks: list[Callable[[], None]] | None = None
+        if write is None:  # (read only while unbound: enqueue is the hot path)
+            self._dropped: StatekeepError | None = None  # its transaction rolled back
+            # awaits of it while not bound to a write (its transaction open)
+            self.callbacks: list[Callable[[], None]] | None = None
 
     def _target(self) -> Write | None:
         write = self._write
@@ -116,8 +111,8 @@ class Receipt:
         if not (self.durable or self.done):
             # the journal makes a bound write durable whatever the database holds
             self._waits.check("receipt.wait_durable()", transaction=self._write is None)
-        with self._changed:
-            self._changed.wait_for(lambda: self.durable or self.error is not None, timeout)
+        with self._waits.changed:
+            self._waits.changed.wait_for(lambda: self.durable or self.error is not None, timeout)
         self._raise()
         return self.durable
 
@@ -126,8 +121,8 @@ class Receipt:
         timeout = check_timeout(timeout)
         if not self.done:
             self._waits.check("receipt.wait_stored()")
-        with self._changed:
-            self._changed.wait_for(lambda: self.done, timeout)
+        with self._waits.changed:
+            self._waits.changed.wait_for(lambda: self.done, timeout)
         self._raise()
         return self.stored
 
@@ -144,7 +139,7 @@ class Receipt:
         def wake() -> None:
             loop.call_soon_threadsafe(_settle, future)
 
-        with self._changed:
+        with self._waits.changed:
             write = self._target()
             if self.done:
                 future.set_result(None)

@@ -19,29 +19,26 @@ class Write:
     it with the sequence number of their enqueue: the write is durable up to
     `durable_seq`, and its outcome (`version` or `error`) is every receipt's."""
 
-    __slots__ = (
-        "base",
-        "callbacks",
-        "deadline",
-        "delete",
-        "durable_seq",
-        "error",
-        "events",
-        "expect",
-        "jbase",
-        "jids",
-        "jnext",
-        "key",
-        "left",
-        "merged_into",
-        "priority",
-        "row",
-        "sealed",
-        "seq",
-        "since",
-        "spec",
-        "version",
-    )
+    # what a new write starts with, as class attributes: the caller sets only
+    # what it has (enqueue is the hot path; no __slots__, so that these can be)
+    seq = durable_seq = 0
+    row: Row = ()
+    delete = False
+    base: int | None = None  # the version it is based on (None: any)
+    expect: int | None = None
+    deadline: float | None = None
+    events: tuple[str, ...] = ()  # domain events recorded on the entity (outbox JSON)
+    jids: tuple[JournalId, ...] = ()  # its journal records not yet marked done
+    jbase: int | None = None  # the base its last journal record says
+    # the record the journal thread is writing of it (a batch's note names it too)
+    jnext: RecordId | None = None
+    # in a batch whose note is written: durable once it commits, so not journaled
+    sealed = False
+    version: int | None = None  # stored as this version
+    error: StatekeepError | None = None
+    left = False  # close() left it pending
+    merged_into: Write | None = None  # put back under a newer write of the entity
+    callbacks: list[Callable[[], None]] | None = None  # awaiting receipts
 
     def __init__(
         self, key: Key, spec: CollectionSpec, since: float, priority: Priority = Priority.LOW
@@ -50,24 +47,6 @@ class Write:
         self.spec = spec
         self.since = since
         self.priority = priority
-        self.seq = self.durable_seq = 0
-        self.row: Row = ()
-        self.delete = False
-        self.base: int | None = None  # the version it is based on (None: any)
-        self.expect: int | None = None
-        self.deadline: float | None = None
-        self.events: tuple[str, ...] = ()  # domain events recorded on the entity (outbox JSON)
-        self.jids: tuple[JournalId, ...] = ()  # its journal records not yet marked done
-        self.jbase: int | None = None  # the base its last journal record says
-        # the record the journal thread is writing of it (a batch's note names it too)
-        self.jnext: RecordId | None = None
-        # in a batch whose note is written: durable once it commits, so not journaled
-        self.sealed = False
-        self.version: int | None = None  # stored as this version
-        self.error: StatekeepError | None = None
-        self.left = False  # close() left it pending
-        self.merged_into: Write | None = None  # put back under a newer write of the entity
-        self.callbacks: list[Callable[[], None]] | None = None  # awaiting receipts
 
     @property
     def done(self) -> bool:
