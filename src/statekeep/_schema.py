@@ -106,21 +106,22 @@ def _has_non_finite(body: str) -> bool:
     return False
 
 
-def _may_hide_non_finite(schema: Any, root: bool = True) -> bool:
-    """Can a float in a value of this core schema be serialised by a serializer
-    that writes NaN and infinities as null (a nested model or dataclass with
-    pydantic's default ser_json_inf_nan, or an Any field holding one)? Then
-    "null" in a body may stand for a NaN, and the values are looked at."""
+def _may_hide_non_finite(schema: Any) -> bool:
+    """Can a float in a value of this core schema (a field's type) be
+    serialised by a serializer that writes NaN and infinities as null (a
+    model or dataclass with pydantic's default ser_json_inf_nan, or an Any
+    field holding one)? Then "null" in a body may stand for a NaN, and the
+    values are looked at."""
     if isinstance(schema, list):
-        return any(_may_hide_non_finite(item, False) for item in schema)
+        return any(_may_hide_non_finite(item) for item in schema)
     if not isinstance(schema, dict):
         return False
     if schema.get("type") == "any":
         return True
     config = schema.get("config")
-    if not root and isinstance(config, dict) and config.get("ser_json_inf_nan") != "constants":
+    if isinstance(config, dict) and config.get("ser_json_inf_nan") != "constants":
         return True
-    return any(_may_hide_non_finite(value, False) for value in schema.values())
+    return any(_may_hide_non_finite(value) for value in schema.values())
 
 
 # core schema types whose JSON never holds a bare NaN or infinity token: the
