@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._core import State
 from ._emit import encode
 from ._transaction import Frames
 from .backends.base import CollectionSpec, Row
@@ -54,7 +55,10 @@ def enqueue_entity(
     expect_version: int | None,
 ) -> Receipt:
     """store.enqueue(entity, ...): its arguments checked, then enqueue()."""
-    info = core.entity_info(entity)
+    if core.state is State.OPEN and isinstance(entity, Entity):
+        info = type(entity).__statekeep__  # what core.entity_info() returns: the hot path
+    else:
+        info = core.entity_info(entity)  # raises
     row, base, events = entity_write(info, entity)
     if priority is not Priority.NORMAL:  # the checks of the defaults cost a call each
         priority = check_priority(priority)
@@ -62,6 +66,10 @@ def enqueue_entity(
         deadline = check_deadline(deadline)
     if expect_version is not None:
         expect_version = check_expect_version(expect_version)
+    if core.frames.current() is None:  # enqueue()'s first case, inlined
+        return engine().enqueue(
+            info.spec, row, False, priority, deadline, expect_version, base, events
+        )
     options = (False, priority, deadline, expect_version, base, events)
     return enqueue(core.frames, engine(), info.spec, row, options)
 

@@ -76,7 +76,11 @@ class StrictWarnings:
         """A token for intact() if a call may pass warnings=True now; None: pass "error"."""
         filters = warnings.filters
         seen = self._seen
-        if filters is not seen[0] or len(filters) != seen[1] or _first(filters) is not seen[2]:
+        if (
+            filters is not seen[0]
+            or len(filters) != seen[1]
+            or (filters[0] if filters else None) is not seen[2]  # _first(), inlined: hot path
+        ):
             seen = self._walk()
         if not seen[3]:
             return None
