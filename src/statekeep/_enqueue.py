@@ -29,21 +29,6 @@ Options = tuple[bool, Priority, float | None, int | None, int | None, tuple[str,
 
 if TYPE_CHECKING:
     from ._core import Core
-    from ._schema import EntityInfo
-
-
-def entity_write(info: EntityInfo, entity: Entity) -> tuple[Row, int | None, tuple[str, ...]]:
-    """The row of the entity's content (its body for the version it will
-    most likely get), the version it is based on (None for a
-    last_write_wins class), and the domain events recorded on the entity
-    (taken off it: they travel with the write)."""
-    row = info.next_row(entity)
-    base = None if entity.__last_write_wins__ else entity.__dict__["version"]
-    if has_recorded():
-        recorded = take_recorded(entity)
-        if recorded:
-            return row, base, tuple(map(encode, recorded))
-    return row, base, ()
 
 
 def enqueue_entity(
@@ -54,19 +39,28 @@ def enqueue_entity(
     deadline: float | None,
     expect_version: int | None,
 ) -> Receipt:
-    """store.enqueue(entity, ...): its arguments checked, then enqueue()."""
+    """store.enqueue(entity, ...): the write the entity makes (its row, for
+    the version it will most likely get; the version it is based on, none
+    for a last_write_wins class; the domain events recorded on it, which
+    travel with the write), its arguments checked, then enqueue()."""
     if core.state is State.OPEN and isinstance(entity, Entity):
         info = type(entity).__statekeep__  # what core.entity_info() returns: the hot path
     else:
         info = core.entity_info(entity)  # raises
-    row, base, events = entity_write(info, entity)
+    row = info.next_row(entity)
+    base = None if entity.__last_write_wins__ else entity.__dict__["version"]
+    events: tuple[str, ...] = ()
+    if has_recorded():
+        recorded = take_recorded(entity)
+        if recorded:
+            events = tuple(map(encode, recorded))
     if priority is not Priority.NORMAL:  # the checks of the defaults cost a call each
         priority = check_priority(priority)
     if deadline is not None:
         deadline = check_deadline(deadline)
     if expect_version is not None:
         expect_version = check_expect_version(expect_version)
-    if core.frames.current() is None:  # enqueue()'s first case, inlined
+    if not core.frames.read():  # no block open: enqueue()'s first case, inlined
         return engine().enqueue(
             info.spec, row, False, priority, deadline, expect_version, base, events
         )

@@ -171,11 +171,14 @@ class WriteBehind(JournalThread, Scheduling, Room):
                 self._make_room(now)  # may wait, and so let others in
                 write = pending.get(key)
             self._seq = seq = self._seq + 1
+            unjournaled = self._unjournaled
             if write is None:
                 write = pending[key] = Write(key, spec, now, priority)
                 lane = self._lanes[priority]
                 lane[key] = write
+                fresh = True
             else:
+                fresh = write not in unjournaled
                 if priority > write.priority:  # coalesced into a more urgent write
                     del self._lanes[write.priority][key]
                     self._lanes[priority][key] = write
@@ -198,8 +201,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
                 if write.deadline is None or due < write.deadline:
                     write.deadline = due
                     heapq.heappush(self._deadlines, (due, seq, key))
-            unjournaled = self._unjournaled
-            if self._journal is not None and write not in unjournaled:
+            if fresh and self._journal is not None:
                 unjournaled[write] = now
                 jdue = now if self._spill is None else now + self._spill
                 if self._jwake is None or jdue < self._jwake:
