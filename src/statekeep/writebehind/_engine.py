@@ -477,7 +477,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
             finally:
                 self._storing = False
 
-    def _seal(self, writes: list[Write]) -> list[tuple[Write, list[RecordId]]]:
+    def _seal(self, writes: list[Write]) -> list[tuple[Write, RecordId]]:
         """A batch is about to write its note: from now on its writes are
         durable once it commits, so the journal thread leaves them be; the
         journal records of each (one may be being written) go in the note."""
@@ -488,11 +488,10 @@ class WriteBehind(JournalThread, Scheduling, Room):
                 write.sealed = True
                 if unjournaled:
                     unjournaled.pop(write, None)
-                if write.jids or write.jnext is not None:
-                    ids = [record_id for _, record_id in write.jids]
-                    if write.jnext is not None:
-                        ids.append(write.jnext)
-                    recorded.append((write, ids))
+                for _, record_id in write.jids:
+                    recorded.append((write, record_id))
+                if write.jnext is not None:
+                    recorded.append((write, write.jnext))
             return recorded
 
     def _probe(self) -> bool:

@@ -26,7 +26,7 @@ def write_note(
     """Adds the note of a batch (in the caller's transaction); returns its id."""
     backend.ensure_collection(NOTES)
     # each record's own run: a batch also stores records it recovered or adopted
-    entries = [[run_of, seq, key[0], key[1], version] for (run_of, seq), key, version in stored]
+    entries = [(run_of, seq, *key, version) for (run_of, seq), key, version in stored]
     body = json.dumps({"id": id, "version": 1, "run": run, "stored": entries})
     backend.put(NOTES, [(id, 1, body)])
     return id

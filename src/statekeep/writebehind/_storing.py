@@ -32,8 +32,8 @@ Change = tuple[CollectionSpec, str, int, int, str | None, tuple[str, ...]]
 Outcome = dict[Key, int | StatekeepError]
 Allowed = Callable[[Write, int], bool]  # may this write be stored over that version?
 # the journal records of each write, which no longer journals them (its batch's note names them)
-# (returns those that have records, with their records)
-Seal = Callable[[list[Write]], list[tuple[Write, list[RecordId]]]]
+# (returns each of their records, with its write)
+Seal = Callable[[list[Write]], list[tuple[Write, RecordId]]]
 
 
 class BatchHooks(CommitHooks, Protocol):
@@ -124,9 +124,7 @@ def _write(backend: Backend, writes: list[Write], batch: Batch, blind: bool) -> 
             backend.put(spec, spec_rows)
         kept = {key: version for key, version in outcome.items() if isinstance(version, int)}
         sealed = batch.seal([write for write in writes if write.key in kept])
-        noted = [
-            (record_id, write.key, kept[write.key]) for write, ids in sealed for record_id in ids
-        ]
+        noted = [(record_id, write.key, kept[write.key]) for write, record_id in sealed]
         note = write_note(backend, next(batch.tries), batch.run, noted) if noted else None
         if batch.stale:
             delete_notes(backend, batch.stale)
