@@ -10,7 +10,7 @@ from ._core import State
 from ._emit import encode
 from ._transaction import Frames
 from .backends.base import CollectionSpec, Row
-from .entity import Entity, has_recorded, take_recorded
+from .entity import Entity, has_recorded, put_back_recorded, take_recorded
 from .errors import StatekeepError, TransactionError
 from .writebehind import (
     Priority,
@@ -43,28 +43,36 @@ def enqueue_entity(
     the version it will most likely get; the version it is based on, none
     for a last_write_wins class; the domain events recorded on it, which
     travel with the write), its arguments checked, then enqueue()."""
-    if core.state is State.OPEN and isinstance(entity, Entity):
-        info = type(entity).__statekeep__  # what core.entity_info() returns: the hot path
-    else:
-        info = core.entity_info(entity)  # raises
-    row = info.next_row(entity)
-    base = None if entity.__last_write_wins__ else entity.__dict__["version"]
-    events: tuple[str, ...] = ()
-    if has_recorded():
-        recorded = take_recorded(entity)
-        if recorded:
-            events = tuple(map(encode, recorded))
+    info = getattr(type(entity), "__statekeep__", None)
+    if core.state is not State.OPEN or info is None or not isinstance(entity, Entity):
+        info = core.entity_info(entity)  # raises, but for an entity the hot path would miss
     if priority is not Priority.NORMAL:  # the checks of the defaults cost a call each
         priority = check_priority(priority)
     if deadline is not None:
         deadline = check_deadline(deadline)
     if expect_version is not None:
         expect_version = check_expect_version(expect_version)
+    row = info.next_row(entity)
+    base = None if entity.__last_write_wins__ else entity.__dict__["version"]
+    if has_recorded():
+        recorded = take_recorded(entity)
+        if recorded:
+            options = (
+                False,
+                priority,
+                deadline,
+                expect_version,
+                base,
+                tuple(map(encode, recorded)),
+            )
+            try:
+                return enqueue(core.frames, engine(), info.spec, row, options)
+            except StatekeepError:  # refused (closed, full, another task's block): they stay
+                put_back_recorded(entity, recorded)
+                raise
     if not core.frames.read():  # no block open: enqueue()'s first case, inlined
-        return engine().enqueue(
-            info.spec, row, False, priority, deadline, expect_version, base, events
-        )
-    options = (False, priority, deadline, expect_version, base, events)
+        return engine().enqueue(info.spec, row, False, priority, deadline, expect_version, base)
+    options = (False, priority, deadline, expect_version, base, ())
     return enqueue(core.frames, engine(), info.spec, row, options)
 
 

@@ -136,12 +136,14 @@ _FINITE_SCHEMAS = frozenset(
 )
 
 
-def _may_write_non_finite(schema: Any) -> bool:
+def _may_write_non_finite(schema: Any, entity: type | None = None, own: bool = False) -> bool:
     """Can a body of this core schema hold NaN or an infinity as a bare token
-    (a float, Any, extra fields, a custom serializer, anything not known)?
-    If not, those words in a body are inside strings and need no look."""
+    (a float, Any, extra fields, a custom serializer, a Decimal, which writes
+    "NaN" as text, anything not known)? If not, those words in a body are
+    inside strings and need no look. The computed fields of `entity`'s own
+    model are not in its body (own: the node is that model's)."""
     if isinstance(schema, list):
-        return any(_may_write_non_finite(item) for item in schema)
+        return any(_may_write_non_finite(item, entity) for item in schema)
     if not isinstance(schema, dict):
         return False
     kind = schema.get("type")
@@ -149,11 +151,26 @@ def _may_write_non_finite(schema: Any) -> bool:
         return True
     if schema.get("extra_fields_behavior") == "allow" or schema.get("extra_behavior") == "allow":
         return True
+    inner = kind == "model" and entity is not None and schema.get("cls") is entity
     return any(
-        _may_write_non_finite(value)
+        _may_write_non_finite(value, entity, inner)
         for key, value in schema.items()
-        if key not in ("metadata", "computed_fields")
+        if key != "metadata" and not (own and key == "computed_fields")
     )
+
+
+def _wraps_serializer(schema: Any) -> bool:
+    """Does a wrap serializer (a field's or a model's) serialise part of a
+    body of this core schema? pydantic's warnings then come from the
+    application's module, where statekeep._strict cannot see them."""
+    if isinstance(schema, list):
+        return any(_wraps_serializer(item) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    serialization = schema.get("serialization")
+    if isinstance(serialization, dict) and serialization.get("type") == "function-wrap":
+        return True
+    return any(_wraps_serializer(value) for key, value in schema.items() if key != "metadata")
 
 
 _SCALARS = (str, int, bool, type(None))
@@ -166,6 +183,8 @@ def _holds_non_finite(value: Any) -> bool:
         return False
     if kind is float or isinstance(value, float):
         return not math.isfinite(value)
+    if isinstance(value, decimal.Decimal):  # written as the text "NaN": no Decimal reads it
+        return not value.is_finite()
     if isinstance(value, dict):
         for item in value.values():  # a loop: faster than any() on a hot path
             if type(item) not in _SCALARS and _holds_non_finite(item):
@@ -342,6 +361,8 @@ class EntityInfo:
         # worked out with _to_json
         self._hides_non_finite: tuple[str, ...] = ()
         self._writes_non_finite = True  # (see _may_write_non_finite), also with _to_json
+        # pass warnings="error" always (see _wraps_serializer), also with _to_json
+        self._always_strict = True
         self._by_name = any(  # bodies use field names, whatever the aliases
             info.alias is not None or info.validation_alias is not None for info in fields.values()
         )
@@ -374,7 +395,7 @@ class EntityInfo:
     def row(self, entity: Stored) -> Row:
         """The row for the entity as it is now (its version already set)."""
         to_json = self._serializer()
-        token = _STRICT.arm()
+        token = None if self._always_strict else _STRICT.arm()
         if token is None:
             return self._row(entity, to_json)
         row = self._row(entity, to_json, True)
@@ -393,7 +414,7 @@ class EntityInfo:
             to_json = self._to_json
             if self._indexed or to_json is None:
                 return self.row(entity)
-            token = _STRICT.arm()
+            token = None if self._always_strict else _STRICT.arm()
             try:
                 body = to_json(entity, warnings="error" if token is None else True).decode()
             except (pydantic_core.PydanticSerializationError, UserWarning):
@@ -413,7 +434,7 @@ class EntityInfo:
         """Moves each entity's version forward (noting the old one in olds, in
         order, as it goes) and returns their rows: save_many's inner loop."""
         to_json = self._serializer()
-        token = _STRICT.arm()
+        token = None if self._always_strict else _STRICT.arm()
         strict: bool | str = "error" if token is None else True
         rows = []
         if self._indexed:
@@ -465,9 +486,11 @@ class EntityInfo:
                     pydantic.TypeAdapter[Any](info.annotation or Any).core_schema
                 )
             )
+            schema = self.cls.__pydantic_core_schema__
             self._writes_non_finite = self.cls.model_config.get(
                 "extra"
-            ) == "allow" or _may_write_non_finite(self.cls.__pydantic_core_schema__)
+            ) == "allow" or _may_write_non_finite(schema, self.cls)
+            self._always_strict = _wraps_serializer(schema)
             self._to_json = to_json
         return to_json
 
@@ -491,9 +514,11 @@ class EntityInfo:
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: "
                 "its text holds a NUL character (\\x00), which databases cut or refuse"
             )
-        if (("NaN" in body or "Infinity" in body) and _has_non_finite(body)) or (
-            self._hides_non_finite and "null" in body and self._hidden(entity)
-        ):
+        if (
+            ("NaN" in body or "Infinity" in body)
+            # a bare token, or (in a model that can hold one) a Decimal's text
+            and (_has_non_finite(body) or (self._writes_non_finite and _holds_non_finite(entity)))
+        ) or (self._hides_non_finite and "null" in body and self._hidden(entity)):
             raise ValidationError(
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: it holds an "
                 "infinite or NaN number, which JSON cannot hold and no two databases compare alike"

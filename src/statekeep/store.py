@@ -317,6 +317,9 @@ class Store:
         if engine is None:
             with self._engine_lock:
                 if self._engine is None:
+                    # close() marks the store closing under this lock, then closes
+                    # the engine it finds: none may start after that
+                    self._core.check_open()
                     self._engine = make_engine(self._core, self._writebehind_options)
                 engine = self._engine
         return engine
