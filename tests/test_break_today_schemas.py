@@ -197,7 +197,8 @@ def _counted() -> Entity:
 
 
 def _wrapped() -> Entity:
-    return Wrapped(id="w", inner=Inner.model_construct(count="not a number"))
+    inner = Inner.model_construct(count="not a number")  # type: ignore[arg-type]
+    return Wrapped(id="w", inner=inner)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -252,8 +253,8 @@ def test_filters_changed_from_another_thread_never_let_a_warned_body_in(
             with warnings.catch_warnings(record=True):
                 warnings.simplefilter("always")
             saved = warnings.filters[:]
-            warnings.filters[:] = [("ignore", None, Warning, None, 0)]
-            warnings.filters[:] = saved
+            warnings.filters[:] = [("ignore", None, Warning, None, 0)]  # type: ignore[index]
+            warnings.filters[:] = saved  # type: ignore[index]
 
     def write(k: int) -> None:
         for i in range(3000):

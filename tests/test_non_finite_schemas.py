@@ -85,7 +85,7 @@ BAD: dict[str, Callable[[], Entity]] = {
     "union": lambda: _holding(Either(id="bad"), math.inf),
     "nested": lambda: Nested(id="bad", value=Inner(x=math.nan)),
     "any": lambda: Anything(id="bad", value={"deep": [math.nan]}),
-    "extra": lambda: Extra(id="bad", name="x", loose=math.inf),  # type: ignore[call-arg]
+    "extra": lambda: Extra(id="bad", name="x", loose=math.inf),
     "serializer": lambda: Serialised(id="bad", value="nan"),
 }
 
@@ -109,7 +109,7 @@ def test_a_non_finite_number_is_refused_whatever_field_holds_it(
     store: statekeep.Store, make: Callable[[], Entity]
 ) -> None:
     cls = type(make())
-    writes = {
+    writes: dict[str, Callable[[], object]] = {
         "save": lambda: store.save(make()),
         "save_many": lambda: store.save_many([make()]),
         "enqueue": lambda: store.enqueue(make()),
