@@ -124,6 +124,8 @@ class JournalThread:
             taken: list[tuple[Write, int, int, int | None]] = []
             records: list[Record] = []
             unjournaled, chains, run = self._unjournaled, self._chains, self._run
+            # before any base is worked out: the flusher forgets chains without the lock
+            changes = chains.changes
             due = [(write, now) for write in self._rejournal]
             self._rejournal.clear()
             if everything:
@@ -159,7 +161,6 @@ class JournalThread:
                 write.jnext = (run, jseq)
                 taken.append((write, write.seq, jseq, base))
             self._jseq = jseq
-            changes = chains.changes
             markers, self._markers = self._markers, []
             noted, self._noted = self._noted, []
         self._journaling = True  # enqueue lets this thread back in between its calls
