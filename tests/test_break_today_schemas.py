@@ -70,8 +70,8 @@ class Gauge(pydantic.BaseModel):
 
 
 class Panel(Entity, collection="brk_panel"):
-    """No float field of its own: _may_write_non_finite says False, since it
-    skips every "computed_fields" key of the core schema, though only the
+    """No float field of its own: _may_write_non_finite said False, since it
+    skipped every "computed_fields" key of the core schema, though only the
     entity's own computed fields are left out of its body."""
 
     gauge: Gauge = Gauge()
