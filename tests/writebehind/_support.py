@@ -25,6 +25,7 @@ class FaultyBackend:
     - outage: begin() (or put(), by `fail_in`) raise TransientBackendError
       until `down_until` (time.monotonic()).
     - committed: the ids of every committed write-behind transaction, in order.
+    - reads: how many times the flusher read stored versions.
     """
 
     def __init__(self, inner: Any) -> None:
@@ -37,6 +38,7 @@ class FaultyBackend:
         self.attempts: list[float] = []  # monotonic time of each batch's begin()
         self.failures: list[float] = []  # ... of each injected failure (not of probes)
         self.committed: list[list[str]] = []
+        self.reads = 0  # the flusher's reads of stored versions (not of its notes)
         self._batch: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -81,6 +83,12 @@ class FaultyBackend:
         self._inner.put(spec, rows)
         if self._flusher() and not spec.name.startswith("statekeep_"):  # not the engine's notes
             self._batch.extend(row[0] for row in rows)
+
+    def versions(self, collection: str, ids: Sequence[str]) -> dict[str, int]:
+        if self._flusher() and not collection.startswith("statekeep_"):  # not the notes
+            self.reads += 1
+        result: dict[str, int] = self._inner.versions(collection, ids)
+        return result
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
         self._inner.delete(collection, id, version)

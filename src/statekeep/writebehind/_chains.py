@@ -27,6 +27,10 @@ class Chains:
         chain = self._chains.get(write.key)
         return chain is not None and chain[0] <= base and chain[1] == stored
 
+    def has(self, key: Key) -> bool:
+        """Has this engine stored the entity lately (so its versions may be its own)?"""
+        return key in self._chains
+
     def effective(self, write: Write) -> int | None:
         """The base a journal record of write says: the version this engine
         stored last, when every change since write's base was its own."""

@@ -454,7 +454,7 @@ class WriteBehind(JournalThread, Scheduling, Room):
                     return
                 batch = Batch(
                     self._hooks,
-                    self._chains.allowed,
+                    self._chains,
                     self._seal,
                     (self._run, self._batches),
                     self._stale,

@@ -18,6 +18,7 @@ from ..errors import (
     StatekeepError,
     TransientBackendError,
 )
+from ._chains import Chains
 from ._journal import RecordId
 from ._notes import delete_notes, write_note
 from ._records import restamp
@@ -51,17 +52,19 @@ class Batch:
     """What one batch carries besides its writes: the note it writes (run and
     number) and the notes of earlier batches it deletes."""
 
-    __slots__ = ("allowed", "hooks", "run", "seal", "stale", "tries", "written")
+    __slots__ = ("allowed", "chained", "hooks", "run", "seal", "stale", "tries", "written")
 
     def __init__(
         self,
         hooks: BatchHooks | None,
-        allowed: Allowed,
+        chains: Chains,
         seal: Seal,
         note: tuple[int, int],
         stale: list[str],
     ) -> None:
-        self.hooks, self.allowed, self.seal, self.stale = hooks, allowed, seal, stale
+        self.hooks, self.seal, self.stale = hooks, seal, stale
+        self.allowed: Allowed = chains.allowed
+        self.chained: Callable[[Key], bool] = chains.has
         self.run, number = note
         self.tries = iter(f"{self.run}-{number}-{k}" for k in range(1 << 30))
         self.written: list[str] = []  # the notes of its committed transactions
@@ -71,9 +74,12 @@ def store_batch(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
     """Stores the writes in one transaction; on a permanent failure, narrows
     it down one write at a time. Returns each key's stored version, or the
     error that stopped it (a TransientBackendError: try again later)."""
-    # a batch of new entities only is inserted without reading versions first;
-    # if one is stored after all, the insert fails whole and the batch reads them
-    blind = all(map(_new, writes))
+    # a batch whose every write is a new entity or an update of the version it
+    # was based on (and this engine stored none of them since) is put without
+    # reading versions first: put checks them, and if one is not what its row
+    # says the batch fails whole and is written again reading them
+    chained = batch.chained
+    blind = all(_as_based(write, chained) for write in writes)
     try:
         for attempt in range(_RACES):
             try:
@@ -100,14 +106,15 @@ def store_batch(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
     return outcome
 
 
-def _new(write: Write) -> bool:
-    """A write of an entity that should not be stored yet (inserted as version 1)."""
-    return (
-        not write.delete
-        and write.row[1] == 1
-        and write.base in (0, None)
-        and write.expect in (0, None)
-    )
+def _as_based(write: Write, chained: Callable[[Key], bool]) -> bool:
+    """Is the write's row (version base + 1, or 1 for a new entity) what it
+    is most likely stored as, its expected version (if any) being its base?"""
+    if write.delete:
+        return False
+    version, base, expect = write.row[1], write.base, write.expect
+    if version == 1:
+        return base in (0, None) and expect in (0, None)
+    return base == version - 1 and expect in (None, base) and not chained(write.key)
 
 
 def _write(backend: Backend, writes: list[Write], batch: Batch, blind: bool) -> Outcome:
@@ -116,7 +123,7 @@ def _write(backend: Backend, writes: list[Write], batch: Batch, blind: bool) -> 
     commit = Commit(backend, hooks)
     with commit as events:  # written to the outbox with the batch, before its commit
         if blind:
-            outcome, rows, changes = _as_new(backend, writes, build)
+            outcome, rows, changes = _put_as_based(backend, writes, build)
         else:
             stored = _stored_versions(backend, writes)
             outcome, rows, changes = _checked(backend, writes, batch, stored, build)
@@ -145,11 +152,12 @@ def _write(backend: Backend, writes: list[Write], batch: Batch, blind: bool) -> 
 Rows = dict[str, tuple[CollectionSpec, list[Row]]]  # by collection
 
 
-def _as_new(
+def _put_as_based(
     backend: Backend, writes: list[Write], build: bool
 ) -> tuple[Outcome, Rows, list[Change]]:
-    """A batch of new entities (none stored, as far as this engine knows):
-    each row as it is, version 1; the insert fails whole if one is stored."""
+    """A batch of writes stored as their rows say (see _as_based): new
+    entities as version 1, updates over the version they were based on; the
+    put fails whole if one is not."""
     specs = {write.spec.name: write.spec for write in writes}
     for spec in specs.values():
         backend.ensure_collection(spec)
@@ -163,8 +171,8 @@ def _as_new(
             rows[write.key[0]][1].append(write.row)
     changes: list[Change] = []
     if build:
-        changes = [(w.spec, w.key[1], 0, 1, w.row[2], w.events) for w in writes]
-    return dict.fromkeys([write.key for write in writes], 1), rows, changes
+        changes = [(w.spec, w.key[1], w.row[1] - 1, w.row[1], w.row[2], w.events) for w in writes]
+    return {write.key: write.row[1] for write in writes}, rows, changes
 
 
 def _checked(
