@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any, Protocol
 
 from .._commit import Commit, CommitHooks
@@ -78,8 +79,7 @@ def store_batch(backend: Backend, writes: list[Write], batch: Batch) -> Outcome:
     # was based on (and this engine stored none of them since) is put without
     # reading versions first: put checks them, and if one is not what its row
     # says the batch fails whole and is written again reading them
-    chained = batch.chained
-    blind = all(_as_based(write, chained) for write in writes)
+    blind = all(map(_as_based, writes, repeat(batch.chained)))
     try:
         for attempt in range(_RACES):
             try:
