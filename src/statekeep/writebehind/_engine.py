@@ -45,8 +45,9 @@ from ._journal import Journal, JournalId, Record, RecordId
 from ._journaling import JournalThread
 from ._notes import NOTES
 from ._options import JOURNAL_WINDOW, DeadLetter, Priority, Stats, WriteBehindOptions
+from ._outcomes import Outcomes
 from ._receipt import Receipt, Waits
-from ._records import DeadLetterFile, journal_record, spec_of
+from ._records import DeadLetterFile, spec_of
 from ._room import Room
 from ._scheduling import Scheduling
 from ._shutdown import unwatch, watch
@@ -64,7 +65,7 @@ _PROBE = 0.25  # seconds between probes of the database while backing off
 _monotonic = time.monotonic
 
 
-class WriteBehind(JournalThread, Scheduling, Room):
+class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
     def __init__(
         self,
         backend: Backend,
@@ -609,64 +610,6 @@ class WriteBehind(JournalThread, Scheduling, Room):
             with self._lock:
                 self._settling = False
                 self._changed.notify_all()
-
-    def _resolve(self, write: Write) -> list[Callable[[], None]]:
-        """A write is stored or failed for good (lock held): its records may be
-        marked done; returns the callbacks of awaiting receipts."""
-        self._markers.extend(write.jids)
-        write.jids = ()
-        self._unjournaled.pop(write, None)
-        self._rejournal.pop(write, None)
-        return self._finish(write)
-
-    @staticmethod
-    def _finish(write: Write) -> list[Callable[[], None]]:
-        callbacks, write.callbacks = write.callbacks or [], None
-        return callbacks
-
-    def _dead_letter(self, write: Write, error: StatekeepError) -> None:
-        self._dead += 1
-        self._last_error = str(error)
-        collection, id = write.key
-        record = journal_record(
-            write.spec,
-            write.row,
-            write.delete,
-            write.expect,
-            write.priority,
-            None,
-            write.seq,
-            run=self._run,
-        )
-        letter = DeadLetter(
-            collection, id, write.delete, f"{type(error).__name__}: {error}", record
-        )
-        self._dead_letters.append(letter)
-        if self._dead_file is not None:
-            self._dead_file.append(letter)
-        self._emit("dead_letter", collection=collection, id=id, error=str(error))
-
-    def _put_back(self, write: Write) -> None:
-        key = write.key
-        newer = self._pending.get(key)
-        if newer is not None:  # a later write of the entity waits: it wins
-            newer.jids = write.jids + newer.jids
-            newer.durable_seq = max(newer.durable_seq, write.durable_seq)
-            newer.since = min(newer.since, write.since)
-            newer.events = write.events + newer.events
-            if write.callbacks:
-                newer.callbacks = [*write.callbacks, *(newer.callbacks or [])]
-                write.callbacks = None
-            write.merged_into = newer
-            self._unjournaled.pop(write, None)
-            return
-        write.sealed = False
-        if self._journal is not None and write.durable_seq < write.seq:
-            self._unjournaled.setdefault(write, write.since)  # not durable until journaled
-        self._pending[key] = write
-        self._lanes[write.priority][key] = write
-        if write.deadline is not None:
-            heapq.heappush(self._deadlines, (write.deadline, write.seq, key))
 
 
 def _all_done(waiting: list[Write]) -> bool:
