@@ -124,9 +124,8 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
         commit = options.durability == "commit" or (
             options.durability == "auto" and getattr(backend, "embedded", False)
         )  # (a backend written before `embedded` is not embedded)
-        self._window = options.window
-        if self._window is None:
-            self._window = options.commit_interval if commit else JOURNAL_WINDOW
+        default = options.commit_interval if commit else JOURNAL_WINDOW
+        self._window: float = default if options.window is None else options.window
         if journal_dir is not None:
             directory, self._claim = claim(journal_dir)
             self._journal = Journal(directory, fsync=options.fsync)
@@ -214,9 +213,11 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
                 and (
                     len(lane) >= self._max_batch
                     or (
-                        (write.priority is not Priority.NORMAL or write.deadline is not None)
-                        and self._due(write, now) < wake_at
+                        write.since + self._window  # _due() of a NORMAL write, inlined
+                        if write.priority is Priority.NORMAL and write.deadline is None
+                        else self._due(write, now)
                     )
+                    < wake_at
                 )
             ):
                 self._wake_at = now

@@ -19,7 +19,7 @@ class Scheduling:
     """The flusher's choice of batches."""
 
     options: WriteBehindOptions
-    _window: float | None
+    _window: float
     _pending: dict[Key, Write]
     _lanes: dict[Priority, dict[Key, Write]]
     _flight: dict[Key, Write]
@@ -30,7 +30,6 @@ class Scheduling:
     def _take(self, now: float) -> list[Write]:
         o = self.options
         window = self._window
-        assert window is not None
         everything = self._flushing > 0 or self._state == "closing"
         keys: dict[Key, None] = {}
         critical = self._lanes[Priority.CRITICAL]
@@ -71,7 +70,6 @@ class Scheduling:
         """When the flusher should take this pending write."""
         o = self.options
         window = self._window
-        assert window is not None
         if write.priority is Priority.CRITICAL:
             due = now
         elif write.priority is Priority.NORMAL:
@@ -84,7 +82,6 @@ class Scheduling:
 
     def _next_due(self, now: float) -> float | None:
         window = self._window
-        assert window is not None
         if self._lanes[Priority.CRITICAL]:
             return now
         times = []
