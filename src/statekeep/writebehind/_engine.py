@@ -463,10 +463,9 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
                 )
                 self._batches += 1
                 self._stale = []
-            if self._forgotten:
-                forgotten, self._forgotten = self._forgotten, []
-                for key in forgotten:
-                    self._chains.forget(key)
+                forgotten = self._forgotten  # appended to without the lock: popped one by
+                while forgotten:  # one (atomic), none is lost to a swap of the list
+                    self._chains.forget(forgotten.pop())
             if not writes:
                 if self._probe():
                     with self._lock:
