@@ -94,7 +94,11 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
                 else:
                     results.append(row)
     elapsed = time.perf_counter() - start
-    other_load = load.between(before, load.snapshot()).describe()
+    measured = load.between(before, load.snapshot())
+    other_load = measured.describe()
+    warning = measured.warning()
+    if warning is not None:
+        other_load += f". WARNING: {warning}"
     described.append(("Other load during this run", other_load))
 
     report.print_table(
@@ -111,6 +115,8 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         f"({elapsed:.0f} s)",
     )
     console.print(f"Machine load: {other_load}.")
+    if warning is not None:
+        console.print(f"[bold yellow]Warning: {warning}.[/]")
     if output is not None:
         text = report.markdown(results, described, sizes, title, tables)
         output.parent.mkdir(parents=True, exist_ok=True)

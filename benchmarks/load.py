@@ -40,6 +40,10 @@ def snapshot() -> Snapshot:
     return Snapshot(time.monotonic(), os.getloadavg(), busy, getattr(cpu, "steal", 0.0), own)
 
 
+NOISY_OTHER = 0.25  # share of all cores other processes may keep busy before a warning
+NOISY_STEAL = 0.10  # ... the hypervisor may steal
+
+
 @dataclass(frozen=True)
 class Load:
     """What ran beside the benchmark between two snapshots."""
@@ -51,6 +55,18 @@ class Load:
     own_busy: float  # share of all cores this process used
     steal: float  # share of all cores stolen by the hypervisor
     cores: int
+
+    def warning(self) -> str | None:
+        """A warning when the machine was too busy for the figures to be
+        trusted (other processes over a quarter of the cores, or a tenth
+        stolen by the hypervisor); None on a quiet enough machine."""
+        if self.other_busy <= NOISY_OTHER and self.steal <= NOISY_STEAL:
+            return None
+        return (
+            f"the machine was busy: other processes kept {self.other_busy:.0%} of its "
+            f"{self.cores} cores busy and the hypervisor stole {self.steal:.0%}; these "
+            "figures are not to be trusted: run it again on a quiet machine"
+        )
 
     def describe(self) -> str:
         start, end = self.loadavg_start, self.loadavg_end

@@ -110,7 +110,9 @@ options stand for the journal mode, and the commit mode's rows read "n/a
 (engine without durability modes)". The extra table "the machine's other
 load" gives, for each part, the load average and the CPU other processes
 kept busy meanwhile (all cores' busy time from /proc/stat less this
-process's own): figures from a busy machine mean less.
+process's own): figures from a busy machine mean less, and the run says
+so ("WARNING" in the load line) when other processes kept more than a
+quarter of the cores busy or the hypervisor stole a tenth.
 
 - **enqueue until stored**: `enqueue()` of {enqueue_many:,} entities as fast as
   the caller can, then `flush()`: the time until all are stored, against
