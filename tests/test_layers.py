@@ -2,7 +2,7 @@
 
     cli, _demo                (only cli imports the demo; nobody imports cli)
     store, _core, _saving, _transaction, _emit   (the Store is a facade over _core)
-    entity, _schema, conditions, active   (active: the default store, a Protocol)
+    entity, _schema, _bodies, conditions, active   (active: the default store, a Protocol)
     writebehind, events       (rows and events: no entities, no store)
     _commit                   (the one commit sequence: begin, outbox, commit, deliver)
     backends                  (standard library, statekeep.backends, statekeep.errors,
@@ -39,7 +39,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
 BACKENDS = f"{PACKAGE}.backends"
 ERRORS = f"{PACKAGE}.errors"
-DOMAIN = [f"{PACKAGE}.entity", f"{PACKAGE}._schema", f"{PACKAGE}.conditions", f"{PACKAGE}.active"]
+DOMAIN = [
+    f"{PACKAGE}.entity",
+    f"{PACKAGE}._schema",
+    f"{PACKAGE}._bodies",
+    f"{PACKAGE}.conditions",
+    f"{PACKAGE}.active",
+]
 DEMO = f"{PACKAGE}._demo"
 ABOVE_DOMAIN = [f"{PACKAGE}.store", f"{PACKAGE}.cli", DEMO]
 ENTRY_POINTS = [f"{PACKAGE}.cli", DEMO]

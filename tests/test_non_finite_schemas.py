@@ -1,5 +1,5 @@
 """A body is looked at for NaN and infinities only when its model can write
-them (statekeep._schema._may_write_non_finite): every model that can, by
+them (statekeep._bodies.may_write_non_finite): every model that can, by
 any way pydantic writes a float, still has them refused on every write path,
 and a model that cannot still stores the words in its text."""
 

@@ -11,11 +11,9 @@ is a pydantic model here, and an entity is a `Stored` (an id and a version).
 
 from __future__ import annotations
 
-import dataclasses
 import decimal
 import enum
 import functools
-import json
 import math
 import re
 import types
@@ -32,6 +30,13 @@ import pydantic_core
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from ._bodies import (
+    has_non_finite,
+    holds_non_finite,
+    may_hide_non_finite,
+    may_write_non_finite,
+    wraps_serializer,
+)
 from ._strict import StrictWarnings
 from .backends.base import (
     CollectionSpec,
@@ -91,116 +96,6 @@ def check_storable(value: int | str, what: str) -> None:
             raise QueryError(f"{what}: text with unpaired surrogates: {value!r}") from exc
     elif not -(2**63) <= value < 2**63 and not isinstance(value, bool):
         raise QueryError(f"{what}: {value} does not fit in 64 bits")
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
-def _has_non_finite(body: str) -> bool:
-    """Does the JSON text hold NaN or an infinity (not merely those words in a string)?"""
-    try:
-        json.loads(body, parse_constant=_refuse_constant)
-    except ValueError:
-        return True
-    return False
-
-
-def _may_hide_non_finite(schema: Any) -> bool:
-    """Can a float in a value of this core schema (a field's type) be
-    serialised by a serializer that writes NaN and infinities as null (a
-    model or dataclass with pydantic's default ser_json_inf_nan, or an Any
-    field holding one)? Then "null" in a body may stand for a NaN, and the
-    values are looked at."""
-    if isinstance(schema, list):
-        return any(_may_hide_non_finite(item) for item in schema)
-    if not isinstance(schema, dict):
-        return False
-    if schema.get("type") == "any":
-        return True
-    config = schema.get("config")
-    if isinstance(config, dict) and config.get("ser_json_inf_nan") != "constants":
-        return True
-    return any(_may_hide_non_finite(value) for value in schema.values())
-
-
-# core schema types whose JSON never holds a bare NaN or infinity token: the
-# scalars that cannot be one, and the containers (looked into)
-_FINITE_SCHEMAS = frozenset(
-    (
-        *("str", "int", "bool", "none", "datetime", "date", "time", "timedelta", "uuid"),
-        *("model", "model-fields", "model-field", "list", "set", "frozenset", "tuple"),
-        *("dict", "nullable", "default", "union", "tagged-union", "definitions"),
-        *("typed-dict", "typed-dict-field", "dataclass", "dataclass-args", "dataclass-field"),
-    )
-)
-
-
-def _may_write_non_finite(schema: Any, entity: type | None = None, own: bool = False) -> bool:
-    """Can a body of this core schema hold NaN or an infinity as a bare token
-    (a float, Any, extra fields, a custom serializer, a Decimal, which writes
-    "NaN" as text, anything not known)? If not, those words in a body are
-    inside strings and need no look. The computed fields of `entity`'s own
-    model are not in its body (own: the node is that model's)."""
-    if isinstance(schema, list):
-        return any(_may_write_non_finite(item, entity) for item in schema)
-    if not isinstance(schema, dict):
-        return False
-    kind = schema.get("type")
-    if kind is not None and (kind not in _FINITE_SCHEMAS or "serialization" in schema):
-        return True
-    if schema.get("extra_fields_behavior") == "allow" or schema.get("extra_behavior") == "allow":
-        return True
-    inner = kind == "model" and entity is not None and schema.get("cls") is entity
-    return any(
-        _may_write_non_finite(value, entity, inner)
-        for key, value in schema.items()
-        if key != "metadata" and not (own and key == "computed_fields")
-    )
-
-
-def _wraps_serializer(schema: Any) -> bool:
-    """Does a wrap serializer (a field's or a model's) serialise part of a
-    body of this core schema? pydantic's warnings then come from the
-    application's module, where statekeep._strict cannot see them."""
-    if isinstance(schema, list):
-        return any(_wraps_serializer(item) for item in schema)
-    if not isinstance(schema, dict):
-        return False
-    serialization = schema.get("serialization")
-    if isinstance(serialization, dict) and serialization.get("type") == "function-wrap":
-        return True
-    return any(_wraps_serializer(value) for key, value in schema.items() if key != "metadata")
-
-
-_SCALARS = (str, int, bool, type(None))
-
-
-def _holds_non_finite(value: Any) -> bool:
-    """Does the Python value hold a NaN or an infinity, however deep?"""
-    kind = type(value)
-    if kind in _SCALARS:
-        return False
-    if kind is float or isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, decimal.Decimal):  # written as the text "NaN": no Decimal reads it
-        return not value.is_finite()
-    if isinstance(value, dict):
-        for item in value.values():  # a loop: faster than any() on a hot path
-            if type(item) not in _SCALARS and _holds_non_finite(item):
-                return True
-        return False
-    if isinstance(value, (list, tuple, set, frozenset)):
-        for item in value:  # noqa: SIM110 - a loop, as above
-            if type(item) not in _SCALARS and _holds_non_finite(item):
-                return True
-        return False
-    if isinstance(value, pydantic.BaseModel):
-        extra = value.__pydantic_extra__ or {}
-        return _holds_non_finite(value.__dict__) or _holds_non_finite(extra)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return any(_holds_non_finite(getattr(value, f.name)) for f in dataclasses.fields(value))
-    return False
 
 
 def _base_type(annotation: Any) -> Any:
@@ -357,11 +252,11 @@ class EntityInfo:
         )
         self._adapters: dict[str, pydantic.TypeAdapter[Any]] = {}
         self._to_json: Callable[..., bytes] | None = None  # once the model is complete
-        # the fields whose values may hide a NaN as null (see _may_hide_non_finite),
+        # the fields whose values may hide a NaN as null (see may_hide_non_finite),
         # worked out with _to_json
         self._hides_non_finite: tuple[str, ...] = ()
-        self._writes_non_finite = True  # (see _may_write_non_finite), also with _to_json
-        # pass warnings="error" always (see _wraps_serializer), also with _to_json
+        self._writes_non_finite = True  # (see may_write_non_finite), also with _to_json
+        # pass warnings="error" always (see wraps_serializer), also with _to_json
         self._always_strict = True
         self._by_name = any(  # bodies use field names, whatever the aliases
             info.alias is not None or info.validation_alias is not None for info in fields.values()
@@ -471,7 +366,7 @@ class EntityInfo:
     def _hidden(self, entity: Stored) -> bool:
         """Does a field whose serializer writes NaN as null hold a NaN or an infinity?"""
         fields = entity.__dict__
-        return any(_holds_non_finite(fields[name]) for name in self._hides_non_finite)
+        return any(holds_non_finite(fields[name]) for name in self._hides_non_finite)
 
     def _serializer(self) -> Callable[..., bytes]:
         to_json = self._to_json
@@ -482,15 +377,15 @@ class EntityInfo:
             self._hides_non_finite = tuple(
                 name
                 for name, info in self.cls.model_fields.items()
-                if _may_hide_non_finite(
+                if may_hide_non_finite(
                     pydantic.TypeAdapter[Any](info.annotation or Any).core_schema
                 )
             )
             schema = self.cls.__pydantic_core_schema__
             self._writes_non_finite = self.cls.model_config.get(
                 "extra"
-            ) == "allow" or _may_write_non_finite(schema, self.cls)
-            self._always_strict = _wraps_serializer(schema)
+            ) == "allow" or may_write_non_finite(schema, self.cls)
+            self._always_strict = wraps_serializer(schema)
             self._to_json = to_json
         return to_json
 
@@ -517,7 +412,7 @@ class EntityInfo:
         if (
             ("NaN" in body or "Infinity" in body)
             # a bare token, or (in a model that can hold one) a Decimal's text
-            and (_has_non_finite(body) or (self._writes_non_finite and _holds_non_finite(entity)))
+            and (has_non_finite(body) or (self._writes_non_finite and holds_non_finite(entity)))
         ) or (self._hides_non_finite and "null" in body and self._hidden(entity)):
             raise ValidationError(
                 f"{type(entity).__name__} {entity.id!r} cannot be stored: it holds an "
