@@ -54,26 +54,19 @@ def enqueue_entity(
         expect_version = check_expect_version(expect_version)
     row = info.next_row(entity)
     base = None if entity.__last_write_wins__ else entity.__dict__["version"]
-    if has_recorded():
-        recorded = take_recorded(entity)
-        if recorded:
-            options = (
-                False,
-                priority,
-                deadline,
-                expect_version,
-                base,
-                tuple(map(encode, recorded)),
+    recorded = take_recorded(entity) if has_recorded() else []
+    events = tuple(map(encode, recorded)) if recorded else ()
+    try:
+        if not core.frames.read():  # no block open: enqueue()'s first case, inlined
+            return engine().enqueue(
+                info.spec, row, False, priority, deadline, expect_version, base, events
             )
-            try:
-                return enqueue(core.frames, engine(), info.spec, row, options)
-            except StatekeepError:  # refused (closed, full, another task's block): they stay
-                put_back_recorded(entity, recorded)
-                raise
-    if not core.frames.read():  # no block open: enqueue()'s first case, inlined
-        return engine().enqueue(info.spec, row, False, priority, deadline, expect_version, base)
-    options = (False, priority, deadline, expect_version, base, ())
-    return enqueue(core.frames, engine(), info.spec, row, options)
+        options = (False, priority, deadline, expect_version, base, events)
+        return enqueue(core.frames, engine(), info.spec, row, options)
+    except StatekeepError:  # refused (closed, full, another task's block): the events stay
+        if recorded:
+            put_back_recorded(entity, recorded)
+        raise
 
 
 def enqueue(
