@@ -153,10 +153,10 @@ class JournalThread:
                             continue
                         # else in a batch that has not reached its note (the database
                         # hangs, say): journaled now, and that note will name the record
-                if write.version is not None or write.error is not None or write.merged_into:
+                if write.done or write.merged_into is not None:
                     continue
                 jseq += 1
-                base = write.base if write.base is None else chains.effective(write)
+                base = chains.effective(write)
                 records.append(write.record(run, jseq, base))
                 write.jnext = (run, jseq)
                 taken.append((write, write.seq, jseq, base))
@@ -182,10 +182,9 @@ class JournalThread:
             moved = chains.changes != changes  # a batch stored (or forgot) some meanwhile
             rejournal, markers = self._rejournal, self._markers
             for write, seq, jseq, base in taken:
-                target = write if write.merged_into is None else write.final()
+                target = write.final()
                 jid = (segment, (run, jseq))
-                if target.version is not None or target.error is not None:
-                    # stored (or failed) while it was being written
+                if target.done:  # stored (or failed) while it was being written
                     write.jnext = None
                     markers.append(jid)
                     continue
