@@ -496,13 +496,13 @@ class Store:
         limit = check.count(limit, "limit", least=0, none=True)
         offset = check.count(offset, "offset", least=0)
         query = Query(info.filters(conditions, equals), info.orders(order_by), limit, offset)
-        backend = self._core.backend
-        backend.ensure_collection(info.spec, create=False)
-        return self._results(info, backend.select(info.spec, query))
+        return self._results(info, query)  # no I/O until the first result is asked for
 
-    def _results(self, info: EntityInfo, bodies: Iterator[str]) -> Iterator[Any]:
-        load = info.load
-        calls = self._calls
+    def _results(self, info: EntityInfo, query: Query) -> Iterator[Any]:
+        load, calls, backend = info.load, self._calls, self._core.backend
+        with calls:
+            backend.ensure_collection(info.spec, create=False)
+            bodies = backend.select(info.spec, query)
         while True:
             with calls:  # StoreClosedError once the store is closing
                 body = next(bodies, None)

@@ -1,6 +1,7 @@
 """The fixtures the conformance tests share, over the backend registry
 (tests/_backends.py, a plugin every suite has): `store`, further stores of
-the same backend (`make_store`), and seeded data that must stay as it is
+the same backend (`make_store`), the facade `store` is (sync, or async
+through tests/_async_bridge.py), and seeded data that must stay as it is
 (`assert_unchanged`).
 """
 
@@ -15,14 +16,38 @@ import pytest
 import statekeep
 
 # for the tests that name them (tests/_backends.py defines them)
+from _async_bridge import Bridge, Loop
 from _backends import BACKENDS as BACKENDS
 from _backends import Backend as Backend
 
 from .models import Note, Todo
 
 
+@pytest.fixture(scope="session")
+def bridge_loop() -> Iterator[Loop]:
+    loop = Loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def facade(request: pytest.FixtureRequest) -> str:
+    """Which facade `store` is: statekeep.Store, or statekeep.aio.AsyncStore
+    through a Store-shaped bridge (tests/_async_bridge.py). A test of what
+    only the sync facade has is marked `sync_only` (with why)."""
+    mark = request.node.get_closest_marker("sync_only")
+    if request.param == "async" and mark is not None:
+        pytest.skip(f"sync facade only: {mark.args[0]}")
+    return str(request.param)
+
+
 @pytest.fixture
-def store(store_url: str) -> Iterator[statekeep.Store]:
+def store(store_url: str, facade: str, request: pytest.FixtureRequest) -> Iterator[statekeep.Store]:
+    if facade == "async":
+        bridged = Bridge.open(request.getfixturevalue("bridge_loop"), store_url)
+        with bridged:
+            yield bridged  # type: ignore[misc]  # Store-shaped
+        return
     with statekeep.open(store_url) as opened:
         yield opened
 

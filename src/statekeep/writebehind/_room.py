@@ -1,11 +1,13 @@
 """Room in a full pending set (a part of WriteBehind, which holds the state
-it shares: see _engine): policy "block" waits for it (up to block_timeout),
+it shares: see _engine): policy "block" waits for it (up to block_timeout; on a thread running an
+event loop, which it would block, it refuses instead),
 "shed_low" drops the oldest pending LOW write (its receipt fails with
 QueueFullError, once its journal records are marked done), "raise" refuses
 the write with QueueFullError."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +51,13 @@ class Room:
                 victim = next(iter(self._lanes[Priority.LOW].values()), None)
             if victim is not None and victim.jnext is None and self._shed_write(victim):
                 return
+        if policy is Policy.BLOCK and asyncio._get_running_loop() is not None:
+            raise QueueFullError(
+                f"{len(self._pending)} writes are pending (max_pending={limit}) and this "
+                "thread runs an event loop, which waiting for room would block: "
+                "`await store.enqueue_wait(...)` of a statekeep.aio.AsyncStore waits without "
+                "blocking it"
+            )
         if policy is Policy.BLOCK and self._changed.wait_for(
             lambda: len(self._pending) < limit or self._state != "running",
             self.options.block_timeout,

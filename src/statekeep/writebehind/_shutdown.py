@@ -49,6 +49,8 @@ def at_open(drain_on_sigterm: bool) -> None:
     if threading.current_thread() is threading.main_thread():
         install_sigterm_handler()
         return
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:  # installed already (statekeep.aio.open)
+        return
     with _guard:
         if _warned:
             return

@@ -1,0 +1,122 @@
+"""The threads an AsyncStore runs blocking calls on, and the hop to them.
+
+Each worker is one thread (a single-worker ThreadPoolExecutor). A call
+outside a transaction borrows an idle worker for its length; a transaction
+block, or a find being paged, keeps one for its whole length, so that every
+call of it runs on one thread (backends hold a transaction per thread) and in
+one contextvars.Context (the sync core keeps its transaction frames there).
+
+A call that has started cannot be stopped: when the awaiting task is
+cancelled, call() waits for the call to end before it raises CancelledError,
+so that what the caller sees afterwards (an entity's version, a rolled-back
+block) is what the call did. A call not yet started is not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..errors import ConfigurationError, StoreClosedError
+
+T = TypeVar("T")
+
+Worker = concurrent.futures.ThreadPoolExecutor
+
+
+async def call(
+    worker: Worker,
+    fn: Callable[..., T],
+    *args: Any,
+    on_cancel: Callable[[], None] | None = None,
+) -> T:
+    """fn(*args) on worker's thread. A cancelled caller calls on_cancel (a
+    call may stop early when told) and waits for the call's end."""
+    future = worker.submit(fn, *args)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
+        await _until_done(future)
+        raise
+
+
+async def _until_done(future: concurrent.futures.Future[Any]) -> None:
+    """Waits for a call that has started (cancelled again meanwhile: still waits)."""
+    while not future.done():
+        waiter = asyncio.wrap_future(future)
+        try:
+            await asyncio.shield(waiter)
+        except asyncio.CancelledError:
+            continue
+        except BaseException:  # noqa: BLE001 - its own error: the caller raises CancelledError
+            return
+
+
+class Workers:
+    """A store's worker threads: at most `limit` at once; idle ones are kept."""
+
+    def __init__(self, limit: int, name: str) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"threads must be a whole number of at least 1, not {limit!r}")
+        self.limit = limit
+        self._name = name
+        self._idle: list[Worker] = []
+        self._all: set[Worker] = set()
+        self._lock = threading.Lock()
+        self._free: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._free is None or self._loop is not loop:  # bound to the loop that uses it
+            self._free, self._loop = asyncio.Semaphore(self.limit), loop
+        return self._free
+
+    async def take(self) -> Worker:
+        """An idle worker (a new one if none is idle), waiting while `limit` are busy."""
+        await self._semaphore().acquire()
+        with self._lock:
+            if self.closed:
+                self._semaphore().release()
+                raise StoreClosedError("the store is closed")
+            if self._idle:
+                return self._idle.pop()
+            worker = Worker(1, thread_name_prefix=self._name)
+            self._all.add(worker)
+            return worker
+
+    def give(self, worker: Worker) -> None:
+        """Back to the idle ones (or shut down, if the store closed meanwhile)."""
+        with self._lock:
+            if self.closed:
+                worker.shutdown(wait=False)
+            else:
+                self._idle.append(worker)
+        if self._free is not None:
+            self._free.release()
+
+    async def run(
+        self, fn: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None
+    ) -> T:
+        """fn(*args) on an idle worker, in a copy of the caller's context."""
+        worker = await self.take()
+        try:
+            context = contextvars.copy_context()
+            return await call(worker, context.run, fn, *args, on_cancel=on_cancel)
+        finally:
+            self.give(worker)
+
+    def close(self) -> None:
+        """Stops the threads once what they are running ends; nothing new is taken."""
+        with self._lock:
+            self.closed = True
+            workers, self._all, self._idle = self._all, set(), []
+        for worker in workers:
+            worker.shutdown(wait=False)
