@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from . import (
+    aio,
     events,
     files,
     get,
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTa
     "files": files.run,
     "events": events.run,
     "outbox": outbox.run,
+    "aio": aio.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

@@ -36,6 +36,10 @@ class Sizes:
     pg_get: int = 10_000
     pg_get_stored: int = 100_000
     files_save_many: int = 10_000
+    # statekeep.aio against the sync Store (SQLite, and PostgreSQL when a server answers)
+    aio_get: int = 10_000
+    aio_stored: int = 100_000  # rows in the table the gets read from
+    aio_save_many: int = 100_000
     # events
     dispatch: int = 200_000  # events handed to the handlers
     dispatch_saves: int = 20_000  # save() calls with 0, 1 and 10 handlers
@@ -68,6 +72,9 @@ class Sizes:
             pg_get=500,
             pg_get_stored=2_000,
             files_save_many=300,
+            aio_get=500,
+            aio_stored=2_000,
+            aio_save_many=2_000,
             dispatch=2_000,
             dispatch_saves=300,
             durable=300,
