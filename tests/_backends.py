@@ -71,6 +71,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "requires(*capabilities): run only on backends that have all of them"
     )
+    config.addinivalue_line(
+        "markers",
+        "sync_only(why): a test of the sync facade only (a suite's `store` may be either)",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

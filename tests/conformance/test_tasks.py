@@ -19,6 +19,10 @@ from statekeep import TransactionError
 
 from .models import Counter, Note, Todo
 
+# tasks and threads sharing one sync Store; an AsyncStore's own rules for
+# tasks (each task's block on a thread of its own) are tested in tests/aio
+pytestmark = pytest.mark.sync_only("asyncio tasks and threads calling a sync Store")
+
 AT_ONCE = 2.0  # seconds: a refusal comes well before any lock timeout (5 s)
 
 

@@ -19,9 +19,16 @@ from typing import Any, TypeVar, overload
 
 from .. import _arguments as check
 from ..backends import Backend, redacted
+from ..backends.base import CollectionSpec, WouldWait
 from ..conditions import Condition, OrderBy
 from ..entity import Entity
-from ..errors import ConfigurationError, QueueFullError, StatekeepError, ValidationError
+from ..errors import (
+    ConfigurationError,
+    NotFoundError,
+    QueueFullError,
+    StatekeepError,
+    ValidationError,
+)
 from ..events import DurableSubscription, Handler, Subscription, SubscriptionInfo
 from ..store import Store
 from ..writebehind import Policy, Priority, Receipt, WriteBehind, at_open, check_options
@@ -63,6 +70,10 @@ class AsyncStore:
             )
         self.sync = store
         self._workers = Workers(threads, "statekeep-aio")
+        get_now = getattr(store.backend, "get_now", None)  # base.ReadsNow, if it has it
+        self._get_now: Callable[[CollectionSpec, str], str | None] | None = (
+            get_now if callable(get_now) else None
+        )
 
     # -- lifecycle -----------------------------------------------------------
     @property
@@ -272,8 +283,30 @@ class AsyncStore:
 
     # -- reads ---------------------------------------------------------------
     async def get(self, cls: type[E], id: str) -> E:
-        """The entity stored under id; NotFoundError if there is none."""
+        """The entity stored under id; NotFoundError if there is none.
+
+        Outside a transaction block, on a backend whose point reads wait for
+        nothing (SQLite in WAL mode, memory), it is read on the loop's thread
+        (a hop to a worker costs more than the read); where such a read
+        would wait (a lock), on a worker."""
+        if self._get_now is not None and own_block() is None:
+            try:
+                loaded: E = self._read_now(self._get_now, cls, id)
+                return loaded
+            except WouldWait:
+                pass
         return await run(self._workers, self.sync.get, cls, id)
+
+    def _read_now(
+        self, get_now: Callable[[CollectionSpec, str], str | None], cls: Any, id: Any
+    ) -> Any:
+        core = self.sync._core
+        with core.calls:  # StoreClosedError once the store is closing
+            info = core.info(cls)
+            body = get_now(info.spec, check.an_id(id))
+        if body is None:
+            raise NotFoundError(info.spec.name, id)
+        return info.load(body)
 
     async def get_many(self, cls: type[E], ids: Iterable[str]) -> dict[str, E]:
         """The stored entities among ids, by id (missing ids are left out)."""

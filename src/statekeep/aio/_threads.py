@@ -15,6 +15,7 @@ block) is what the call did. A call not yet started is not run.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import threading
@@ -59,7 +60,8 @@ async def _until_done(future: concurrent.futures.Future[Any]) -> None:
 
 
 class Workers:
-    """A store's worker threads: at most `limit` at once; idle ones are kept."""
+    """A store's worker threads: at most `limit` busy at once (further
+    callers wait, on whichever event loop they run); idle ones are kept."""
 
     def __init__(self, limit: int, name: str) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -68,39 +70,51 @@ class Workers:
         self._name = name
         self._idle: list[Worker] = []
         self._all: set[Worker] = set()
+        self._busy = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._lock = threading.Lock()
-        self._free: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if self._free is None or self._loop is not loop:  # bound to the loop that uses it
-            self._free, self._loop = asyncio.Semaphore(self.limit), loop
-        return self._free
 
     async def take(self) -> Worker:
         """An idle worker (a new one if none is idle), waiting while `limit` are busy."""
-        await self._semaphore().acquire()
-        with self._lock:
-            if self.closed:
-                self._semaphore().release()
-                raise StoreClosedError("the store is closed")
-            if self._idle:
-                return self._idle.pop()
-            worker = Worker(1, thread_name_prefix=self._name)
-            self._all.add(worker)
-            return worker
+        while True:
+            with self._lock:
+                if self.closed:
+                    raise StoreClosedError("the store is closed")
+                if self._busy < self.limit:
+                    self._busy += 1
+                    if self._idle:
+                        return self._idle.pop()
+                    worker = Worker(1, thread_name_prefix=self._name)
+                    self._all.add(worker)
+                    return worker
+                turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._waiting.append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                self._wake_next()  # the turn it may have been given goes to the next
+                raise
 
     def give(self, worker: Worker) -> None:
         """Back to the idle ones (or shut down, if the store closed meanwhile)."""
         with self._lock:
+            self._busy -= 1
             if self.closed:
                 worker.shutdown(wait=False)
             else:
                 self._idle.append(worker)
-        if self._free is not None:
-            self._free.release()
+        self._wake_next()
+
+    def _wake_next(self) -> None:
+        with self._lock:
+            if self._busy >= self.limit:
+                return
+            while self._waiting:
+                turn = self._waiting.popleft()
+                if not turn.done() and not turn.get_loop().is_closed():
+                    turn.get_loop().call_soon_threadsafe(_give_turn, turn)
+                    return
 
     async def run(
         self, fn: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None
@@ -118,5 +132,14 @@ class Workers:
         with self._lock:
             self.closed = True
             workers, self._all, self._idle = self._all, set(), []
+            waiting, self._waiting = list(self._waiting), collections.deque()
         for worker in workers:
             worker.shutdown(wait=False)
+        for turn in waiting:  # they find the store closed
+            if not turn.get_loop().is_closed():
+                turn.get_loop().call_soon_threadsafe(_give_turn, turn)
+
+
+def _give_turn(turn: asyncio.Future[None]) -> None:
+    if not turn.done():
+        turn.set_result(None)

@@ -147,6 +147,20 @@ def prefix_range(prefix: str) -> tuple[str, str | None]:
     return prefix, stem[:-1] + chr(following)
 
 
+class WouldWait(Exception):  # noqa: N818 - a signal between layers, never a user's error
+    """get_now() cannot answer without waiting (for a lock, the disk, the network)."""
+
+
+class ReadsNow(Protocol):
+    """What a backend may offer beyond Backend, for statekeep.aio: a point
+    read that waits for nothing, so that it may run on an event loop's
+    thread. It raises WouldWait where get() would wait (a lock; a collection
+    not yet checked with ensure_collection), and answers as get() does
+    outside any transaction (only what is committed)."""
+
+    def get_now(self, spec: CollectionSpec, id: str) -> str | None: ...
+
+
 class Backend(Protocol):
     # A file-system path that auxiliary files (the write-behind journal) may
     # live beside, or None for a database that does not outlive its process.

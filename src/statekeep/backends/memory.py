@@ -126,6 +126,12 @@ class MemoryBackend(OverlayTransactions[_Transaction]):
         row = self._current(self._mine(), (collection, id))
         return None if row is None else str(row[2])
 
+    def get_now(self, spec: CollectionSpec, id: str) -> str | None:
+        """get() on an event loop's thread (base.ReadsNow): no I/O, and the
+        data lock is held only for moments."""
+        row = self._current(None, (spec.name, id))
+        return None if row is None else str(row[2])
+
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
         txn = self._mine()
         with self._data_lock:

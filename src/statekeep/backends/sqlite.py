@@ -54,7 +54,17 @@ from ._sqlite_sql import (
     quote,
 )
 from ._sqlite_sql import where as where_clause
-from .base import CHUNK_ROWS, CollectionSpec, Filter, Query, Row, atomic, conflict_detail, time_key
+from .base import (
+    CHUNK_ROWS,
+    CollectionSpec,
+    Filter,
+    Query,
+    Row,
+    WouldWait,
+    atomic,
+    conflict_detail,
+    time_key,
+)
 
 SYNCHRONOUS = ("normal", "full")
 _CHUNK = 500  # ids per IN (...) lookup
@@ -434,6 +444,22 @@ class SQLiteBackend:
             row = self._read_conn().execute(sql, (id,)).fetchone()
         except sqlite3.Error as exc:
             return empty_or_raise(exc, None)
+        return None if row is None else str(row[0])
+
+    def get_now(self, spec: CollectionSpec, id: str) -> str | None:
+        """get() that waits for nothing (base.ReadsNow): on a connection of
+        this thread's with no busy timeout, which sees only what is committed."""
+        if self._ensured.get(spec.name) is not spec and spec not in self._ensured_specs:
+            raise WouldWait
+        try:
+            conn: sqlite3.Connection = self._local.now
+        except AttributeError:
+            conn = self._local.now = self._connect()
+            conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            row = conn.execute(self._get_sql[spec.name], (id,)).fetchone()
+        except (KeyError, sqlite3.Error) as exc:  # not prepared yet; busy, locked; closing
+            raise WouldWait from exc
         return None if row is None else str(row[0])
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
