@@ -158,3 +158,25 @@ def test_error_tree_is_pinned() -> None:
 @pytest.mark.parametrize("name", ERRORS)
 def test_every_error_is_drawn_in_the_errors_docstring(name: str) -> None:
     assert re.search(rf"\b{name}\b", statekeep.errors.__doc__ or "")
+
+
+# statekeep.aio, a subpackage the docs name (docs/async.md)
+AIO_ALL = ["AsyncResults", "AsyncStore", "AsyncTransaction", "open"]
+
+
+def test_aio_all_is_pinned() -> None:
+    import statekeep.aio
+
+    assert statekeep.aio.__all__ == AIO_ALL
+    for name in AIO_ALL:
+        assert getattr(statekeep.aio, name).__module__.startswith("statekeep.aio")
+
+
+def test_aio_is_not_imported_by_statekeep() -> None:
+    """`import statekeep` loads no asyncio facade: it is imported when asked for."""
+    import subprocess
+    import sys
+
+    code = "import sys, statekeep; print('statekeep.aio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

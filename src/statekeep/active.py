@@ -107,4 +107,22 @@ def current_store() -> DefaultStore:
             "statekeep.use(statekeep.open('sqlite:///app.db')), "
             "or call the store's methods directly (store.save(entity))"
         )
+    if getattr(store, "is_async", False):
+        raise ConfigurationError(
+            "the default store is a statekeep.aio.AsyncStore: use the async methods "
+            "(`await todo.asave()`, `await Todo.aget(id)`, `Todo.afind(...)`)"
+        )
+    return store
+
+
+def current_async_store() -> Any:
+    """The default store for `asave()` and the other async Active Record
+    methods: a statekeep.aio.AsyncStore (this module names it not, see above)."""
+    store = _scoped.get() or _default
+    if store is None or not getattr(store, "is_async", False):
+        raise ConfigurationError(
+            "the async Active Record methods (asave, aget, afind, acount, adelete) use "
+            "a default statekeep.aio.AsyncStore: statekeep.use(await statekeep.aio.open(url))"
+            + ("" if store is None else f"; the default store is {store!r}")
+        )
     return store

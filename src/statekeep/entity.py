@@ -286,6 +286,39 @@ class Entity(pydantic.BaseModel):
     def count(cls, *conditions: Condition, **equals: Any) -> int:
         return active.current_store().count(cls, *conditions, **equals)
 
+    # -- Active Record, over the default AsyncStore (statekeep.aio) ----------
+    # named as Django's async ORM names them: `await todo.asave()`
+    async def asave(self) -> Self:
+        saved: Self = await active.current_async_store().save(self)
+        return saved
+
+    async def adelete(self) -> None:
+        await active.current_async_store().delete(self)
+
+    @classmethod
+    async def aget(cls, id: str) -> Self:
+        found: Self = await active.current_async_store().get(cls, id)
+        return found
+
+    @classmethod
+    def afind(
+        cls,
+        *conditions: Condition,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int = 0,
+        **equals: Any,
+    ) -> Any:
+        """`async for todo in Todo.afind(...)`, or `await Todo.afind(...).all()`."""
+        return active.current_async_store().find(
+            cls, *conditions, order_by=order_by, limit=limit, offset=offset, **equals
+        )
+
+    @classmethod
+    async def acount(cls, *conditions: Condition, **equals: Any) -> int:
+        counted: int = await active.current_async_store().count(cls, *conditions, **equals)
+        return counted
+
 
 # what every entity class has: a field of one of these names would hide it
 _ENTITY_API = frozenset(

@@ -98,7 +98,9 @@ def test_a_thread_that_cannot_open_a_connection_leaves_no_lock(tmp_path: Path) -
         assert sorted(t.title for t in store.find(Todo)) == ["after", "first"]
 
 
-@pytest.mark.sync_only("tasks sharing one thread and one sync Store; an AsyncStore runs another task's save outside the block (tests/aio)")
+@pytest.mark.sync_only(
+    "tasks sharing one thread and one sync Store; an AsyncStore runs another task's save outside the block (tests/aio)"
+)
 def test_another_asyncio_task_cannot_slip_a_save_into_an_open_transaction(
     store: statekeep.Store,
 ) -> None:

@@ -62,6 +62,8 @@ class AsyncStore:
     a Store you have: both then share its backend, transactions and events,
     and closing either closes both."""
 
+    is_async = True  # for statekeep.use(): Active Record's async methods use it
+
     def __init__(self, store: Store, *, threads: int = THREADS) -> None:
         if not isinstance(store, Store):
             raise ConfigurationError(
