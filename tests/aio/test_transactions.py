@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -109,10 +110,8 @@ def test_a_cancelled_save_either_committed_or_not_and_the_version_says_which(
         task = asyncio.create_task(store.save(todo))
         await asyncio.sleep(delay)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
         stored = await store.get_many(Todo, ["c"])
         if todo.version == 1:
             assert stored["c"].version == 1

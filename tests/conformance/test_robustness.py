@@ -99,7 +99,8 @@ def test_a_thread_that_cannot_open_a_connection_leaves_no_lock(tmp_path: Path) -
 
 
 @pytest.mark.sync_only(
-    "tasks sharing one thread and one sync Store; an AsyncStore runs another task's save outside the block (tests/aio)"
+    "tasks sharing one thread and one sync Store; an AsyncStore runs another "
+    "task's save outside the block (tests/aio)"
 )
 def test_another_asyncio_task_cannot_slip_a_save_into_an_open_transaction(
     store: statekeep.Store,

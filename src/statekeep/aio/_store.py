@@ -51,7 +51,7 @@ async def open(url: str, *, threads: int = THREADS, **options: Any) -> AsyncStor
     if threading.current_thread() is threading.main_thread():
         at_open(check_options(options.get("writebehind")).drain_on_sigterm)  # off it: no handler
     try:
-        store = await workers.run(Store, url, **options)
+        store = await workers.run(functools.partial(Store, url, **options))
     finally:
         workers.close()
     return AsyncStore(store, threads=threads)
