@@ -11,6 +11,7 @@ I/O (enqueue outside a block, on/off, the properties) runs on the loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import threading
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
@@ -34,7 +35,7 @@ from ..store import Store
 from ..writebehind import Policy, Priority, Receipt, WriteBehind, at_open, check_options
 from ._block import AsyncTransaction, own_block, run
 from ._results import AsyncResults
-from ._threads import Workers
+from ._threads import Workers, call
 
 E = TypeVar("E", bound=Entity)
 
@@ -97,11 +98,14 @@ class AsyncStore:
     async def close(self, timeout: float | None = None) -> None:
         """Stores what was enqueued (see Store.close) and releases everything."""
         timeout = check.timeout(timeout)
-        closer = threading.Thread(target=self.sync.close, args=(timeout,), name="statekeep-close")
-        closer.start()  # a thread of its own: close waits for the calls of the workers
-        while closer.is_alive():
-            await asyncio.sleep(0.005)
-        self._workers.close()
+        # on a thread of its own (close waits for the workers' calls), waited for
+        # to the end even when cancelled: a store is closed once close() returns
+        closing = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="statekeep-close")
+        try:
+            await call(closing, self.sync.close, timeout)
+        finally:
+            closing.shutdown(wait=False)
+            self._workers.close()
 
     async def __aenter__(self) -> AsyncStore:
         return self
