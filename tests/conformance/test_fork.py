@@ -25,6 +25,10 @@ from statekeep import Priority, TransactionError, WriteBehindOptions
 
 from .models import Note, Todo
 
+# the bridge's event loop thread is not in a forked child; an AsyncStore
+# used across fork is tested in tests/aio/test_fork.py
+pytestmark = pytest.mark.sync_only("forked children of a sync Store's process")
+
 CHILDREN = 4
 ROWS = 20
 

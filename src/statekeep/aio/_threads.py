@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .. import _fork
 from ..errors import ConfigurationError, StoreClosedError
 
 T = TypeVar("T")
@@ -74,6 +75,14 @@ class Workers:
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._lock = threading.Lock()
         self.closed = False
+        _fork.track(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (statekeep._fork): the workers' threads are the
+        parent's, gone here; new ones start at the next call."""
+        self._lock = threading.Lock()
+        self._idle, self._all, self._busy = [], set(), 0
+        self._waiting = collections.deque()
 
     async def take(self) -> Worker:
         """An idle worker (a new one if none is idle), waiting while `limit` are busy."""
