@@ -43,7 +43,7 @@ def test_forked_children_use_the_parents_async_store(store_url: str) -> None:
             finally:
                 os._exit(code)
         pids.append(pid)
-    codes = []
+    codes: list[int | str] = []
     deadline = time.monotonic() + 30
     for pid in pids:
         while True:

@@ -9,12 +9,13 @@ task's transaction block, where the block's uncommitted writes are seen.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from itertools import islice
 from typing import Any, Generic, TypeVar
 
-from ..errors import QueryError
+from ..errors import QueryError, StoreClosedError
 from ._block import own_block
 from ._threads import Workers, call
 
@@ -96,7 +97,8 @@ async def _pages(
     finally:  # stopped early: the cursor is closed on its own thread
         close = getattr(results, "close", None)
         if close is not None:
-            await run(close)
+            with contextlib.suppress(StoreClosedError):  # closed meanwhile: so is the cursor
+                await run(close)
 
 
 def _page(results: Iterator[E], size: int) -> list[E]:

@@ -73,6 +73,7 @@ class AsyncStore:
             )
         self.sync = store
         self._workers = Workers(threads, "statekeep-aio")
+        store._core.exits.callback(self._workers.close)  # closing the Store closes both
         get_now = getattr(store.backend, "get_now", None)  # base.ReadsNow, if it has it
         self._get_now: Callable[[CollectionSpec, str], str | None] | None = (
             get_now if callable(get_now) else None
@@ -100,7 +101,7 @@ class AsyncStore:
         timeout = check.timeout(timeout)
         # on a thread of its own (close waits for the workers' calls), waited for
         # to the end even when cancelled: a store is closed once close() returns
-        closing = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="statekeep-close")
+        closing = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aio-close")
         try:
             await call(closing, self.sync.close, timeout)
         finally:

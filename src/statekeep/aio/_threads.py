@@ -38,7 +38,10 @@ async def call(
 ) -> T:
     """fn(*args) on worker's thread. A cancelled caller calls on_cancel (a
     call may stop early when told) and waits for the call's end."""
-    future = worker.submit(fn, *args)
+    try:
+        future = worker.submit(fn, *args)
+    except RuntimeError as exc:  # its thread was shut down: the store has closed
+        raise StoreClosedError("the store is closed") from exc
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
