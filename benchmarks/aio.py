@@ -577,18 +577,7 @@ def postgres_get(
     del rows
     engine = _orm.postgres_engine(url, schema)  # makes the ORM's table
     try:
-        with engine.begin() as conn:  # the same entities in the ORM's table
-            conn.execute(sa.text("TRUNCATE orm_todo"))
-            conn.execute(
-                sa.text(
-                    "INSERT INTO orm_todo (id, version, title, done, priority, tags, created) "
-                    "SELECT id, version, body->>'title', (body->>'done')::boolean, "
-                    "(body->>'priority')::integer, (body->'tags')::json, "
-                    "(body->>'created')::timestamp FROM bench_todo"
-                )
-            )
-            conn.execute(sa.text("ANALYZE orm_todo"))
-            conn.execute(sa.text("ANALYZE bench_todo"))
+        _orm.copy_stored(engine)  # the same entities in the ORM's table
     finally:
         engine.dispose()
     wanted, warm = _sample(keys, n)

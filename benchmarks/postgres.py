@@ -187,18 +187,7 @@ def get(sizes: Sizes, url: str, schema: str, progress: Progress) -> list[Result]
         store.save_many(_models.entities(rows, ids))
     del rows
     engine = _orm.postgres_engine(url, schema)
-    with engine.begin() as conn:  # the same entities in the ORM's table
-        conn.execute(sa.text("TRUNCATE orm_todo"))
-        conn.execute(
-            sa.text(
-                "INSERT INTO orm_todo (id, version, title, done, priority, tags, created) "
-                "SELECT id, version, body->>'title', (body->>'done')::boolean, "
-                "(body->>'priority')::integer, (body->'tags')::json, "
-                "(body->>'created')::timestamp FROM bench_todo"
-            )
-        )
-        conn.execute(sa.text("ANALYZE orm_todo"))
-        conn.execute(sa.text("ANALYZE bench_todo"))
+    _orm.copy_stored(engine)  # the same entities in the ORM's table
     wanted = random.Random(4).sample(ids, n)
     table = f'"{schema}".bench_todo'
 
