@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigurationError
-from ._threads import Worker, Workers, call
+from ._threads import Worker, Workers, call, call_to_end
 
 if TYPE_CHECKING:
     from .._transaction import Transaction
@@ -43,6 +43,12 @@ class Block:
         self, fn: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None
     ) -> T:
         return await call(self.worker, self.context.run, fn, *args, on_cancel=on_cancel)
+
+    async def run_to_end(
+        self, fn: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None
+    ) -> T:
+        """fn(*args) in the block, run even if the caller is cancelled first."""
+        return await call_to_end(self.worker, self.context.run, fn, *args, on_cancel=on_cancel)
 
 
 _current: ContextVar[Block | None] = ContextVar("statekeep_aio_block", default=None)
@@ -113,8 +119,19 @@ class AsyncTransaction:
         if sync is None or block is None:
             raise ConfigurationError("this transaction block was not entered: use `async with`")
         self._sync = self._block = self._token = None
+        cancelled: list[asyncio.CancelledError] = []
+
+        def end() -> None:
+            # cancelled before its end began: it rolls back, as if cancelled in the body
+            if exc_type is None and cancelled:
+                sync.__exit__(asyncio.CancelledError, cancelled[0], None)
+            else:
+                sync.__exit__(exc_type, exc, tb)
+
         try:
-            await block.run(sync.__exit__, exc_type, exc, tb)
+            await block.run_to_end(
+                end, on_cancel=lambda: cancelled.append(asyncio.CancelledError())
+            )
         finally:
             block.depth -= 1
             if token is not None:  # the outermost block
@@ -138,5 +155,5 @@ async def _enter(block: Block, sync: Transaction) -> None:
         await block.run(enter)
     except asyncio.CancelledError as cancelled:
         if entered:
-            await block.run(sync.__exit__, type(cancelled), cancelled, None)
+            await block.run_to_end(sync.__exit__, type(cancelled), cancelled, None)
         raise

@@ -10,14 +10,13 @@ task's transaction block, where the block's uncommitted writes are seen.
 from __future__ import annotations
 
 import contextlib
-import contextvars
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from itertools import islice
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from ..errors import QueryError, StoreClosedError
-from ._block import own_block
-from ._threads import Workers, call
+from ._block import Block, own_block
+from ._threads import Workers
 
 E = TypeVar("E")
 
@@ -39,26 +38,28 @@ class AsyncResults(Generic[E]):
         return self._each()
 
     async def _each(self) -> AsyncGenerator[E, None]:
-        async for page in self._paged():
-            for entity in page:
-                yield entity
+        # each generator closes the one it reads (aclosing): left to the garbage
+        # collector, an outer one closed first gave the thread back while the
+        # inner one's cursor was still open on it (a transaction, on PostgreSQL)
+        async with contextlib.aclosing(self._paged()) as pages:
+            async for page in pages:
+                for entity in page:
+                    yield entity
 
     async def all(self) -> list[E]:
         """Every result, in a list."""
         found: list[E] = []
-        async for page in self._paged():
-            found.extend(page)
+        async with contextlib.aclosing(self._paged()) as pages:
+            async for page in pages:
+                found.extend(page)
         return found
 
     async def first(self) -> E | None:
         """The first result, or None if there is none."""
-        pages = self._paged(1)
-        try:
+        async with contextlib.aclosing(self._paged(1)) as pages:
             async for page in pages:
                 return page[0] if page else None
             return None
-        finally:
-            await pages.aclose()
 
     async def _paged(self, first: int = FIRST_PAGE) -> AsyncGenerator[list[E], None]:
         results, self._results = self._results, None
@@ -66,29 +67,24 @@ class AsyncResults(Generic[E]):
             raise QueryError("these results have been read already: call find() again")
         block = own_block()
         if block is not None:
-            async for page in _pages(block.run, results, first):
-                yield page
+            async with contextlib.aclosing(_pages(block, results, first)) as pages:
+                async for page in pages:
+                    yield page
             return
-        worker = await self._workers.take()
-        context = contextvars.copy_context()
-
-        async def run(fn: Callable[..., Any], *args: Any) -> Any:
-            return await call(worker, context.run, fn, *args)
-
+        holder = Block(None, await self._workers.take())  # a block of no transaction
         try:
-            async for page in _pages(run, results, first):
-                yield page
+            async with contextlib.aclosing(_pages(holder, results, first)) as pages:
+                async for page in pages:
+                    yield page
         finally:
-            self._workers.give(worker)
+            self._workers.give(holder.worker)
 
 
-async def _pages(
-    run: Callable[..., Any], results: Iterator[E], first: int
-) -> AsyncGenerator[list[E], None]:
+async def _pages(block: Block, results: Iterator[E], first: int) -> AsyncGenerator[list[E], None]:
     size = first
     try:
         while True:
-            page: list[E] = await run(_page, results, size)
+            page: list[E] = await block.run(_page, results, size)
             if page:
                 yield page
             if len(page) < size:
@@ -98,7 +94,7 @@ async def _pages(
         close = getattr(results, "close", None)
         if close is not None:
             with contextlib.suppress(StoreClosedError):  # closed meanwhile: so is the cursor
-                await run(close)
+                await block.run_to_end(close)
 
 
 def _page(results: Iterator[E], size: int) -> list[E]:

@@ -41,13 +41,18 @@ E = TypeVar("E", bound=Entity)
 
 __all__ = ["AsyncStore", "open"]
 
-THREADS = 8  # worker threads per store, by default
+THREADS = 8  # worker threads for single calls, per store, by default
+BLOCKS = 64  # transaction blocks, find iterations and waits open at once, by default
 
 
-async def open(url: str, *, threads: int = THREADS, **options: Any) -> AsyncStore:
+async def open(
+    url: str, *, threads: int = THREADS, blocks: int = BLOCKS, **options: Any
+) -> AsyncStore:
     """`store = await statekeep.aio.open(url, **options)`: an AsyncStore over
     a Store opened with statekeep.open(url, **options) (on a worker thread:
-    opening reads the database). threads: how many calls at once."""
+    opening reads the database). threads: how many single calls at once;
+    blocks: how many transaction blocks, find iterations and waits (flush,
+    enqueue_wait) at once, each keeping a thread of its own for its length."""
     workers = Workers(threads, "statekeep-aio")
     if threading.current_thread() is threading.main_thread():
         at_open(check_options(options.get("writebehind")).drain_on_sigterm)  # off it: no handler
@@ -55,7 +60,7 @@ async def open(url: str, *, threads: int = THREADS, **options: Any) -> AsyncStor
         store = await workers.run(functools.partial(Store, url, **options))
     finally:
         workers.close()
-    return AsyncStore(store, threads=threads)
+    return AsyncStore(store, threads=threads, blocks=blocks)
 
 
 class AsyncStore:
@@ -65,15 +70,18 @@ class AsyncStore:
 
     is_async = True  # for statekeep.use(): Active Record's async methods use it
 
-    def __init__(self, store: Store, *, threads: int = THREADS) -> None:
+    def __init__(self, store: Store, *, threads: int = THREADS, blocks: int = BLOCKS) -> None:
         if not isinstance(store, Store):
             raise ConfigurationError(
                 f"AsyncStore() takes a statekeep.Store, not {store!r}; "
                 "or open one with `await statekeep.aio.open(url)`"
             )
         self.sync = store
+        # two pools: a task in a block (which keeps a thread) never waits for
+        # a thread behind other blocks, nor a single call behind long holders
         self._workers = Workers(threads, "statekeep-aio")
-        store._core.exits.callback(self._workers.close)  # closing the Store closes both
+        self._holders = Workers(blocks, "statekeep-aio-block", "blocks")
+        store._core.exits.callback(self._close_workers)  # closing the Store closes both
         get_now = getattr(store.backend, "get_now", None)  # base.ReadsNow, if it has it
         self._get_now: Callable[[CollectionSpec, str], str | None] | None = (
             get_now if callable(get_now) else None
@@ -106,7 +114,11 @@ class AsyncStore:
             await call(closing, self.sync.close, timeout)
         finally:
             closing.shutdown(wait=False)
-            self._workers.close()
+            self._close_workers()
+
+    def _close_workers(self) -> None:
+        self._workers.close()
+        self._holders.close()
 
     async def __aenter__(self) -> AsyncStore:
         return self
@@ -128,7 +140,7 @@ class AsyncStore:
         """`async with store.transaction():` an atomic block of this task;
         nested blocks are savepoints. Other tasks (even ones started inside
         it) are not part of it, and do not see what it has not committed."""
-        return AsyncTransaction(self._workers, self.sync.transaction)
+        return AsyncTransaction(self._holders, self.sync.transaction)
 
     # -- writes --------------------------------------------------------------
     async def save(self, entity: E) -> E:
@@ -223,7 +235,7 @@ class AsyncStore:
         enqueue = functools.partial(
             self.sync.enqueue, deadline=deadline, expect_version=expect_version
         )
-        return await self._workers.run(enqueue, entity, priority)
+        return await self._holders.run(enqueue, entity, priority)
 
     def enqueue_delete(
         self,
@@ -258,7 +270,7 @@ class AsyncStore:
         good); False if timeout passed first."""
         self.sync._core.check_open()
         timeout = check.timeout(timeout)
-        return await self._workers.run(self.sync.flush, timeout)
+        return await self._holders.run(self.sync.flush, timeout)
 
     wait_idle = flush
 
@@ -333,7 +345,7 @@ class AsyncStore:
         results = self.sync.find(
             cls, *conditions, order_by=order_by, limit=limit, offset=offset, **equals
         )
-        return AsyncResults(self._workers, results)
+        return AsyncResults(self._holders, results)
 
     async def count(self, cls: type[Entity], *conditions: Condition, **equals: Any) -> int:
         count = functools.partial(self.sync.count, **equals)

@@ -5,11 +5,16 @@ outside a transaction borrows an idle worker for its length; a transaction
 block, or a find being paged, keeps one for its whole length, so that every
 call of it runs on one thread (backends hold a transaction per thread) and in
 one contextvars.Context (the sync core keeps its transaction frames there).
+Those holders come from a pool of their own (AsyncStore's `blocks`), apart
+from single calls (`threads`): a task started inside a block, or a call made
+while a find is paged, never waits for a thread that the block or the find
+keeps (with one pool, threads=1 deadlocked there).
 
 A call that has started cannot be stopped: when the awaiting task is
 cancelled, call() waits for the call to end before it raises CancelledError,
 so that what the caller sees afterwards (an entity's version, a rolled-back
-block) is what the call did. A call not yet started is not run.
+block) is what the call did. A call not yet started is not run, except by
+call_to_end(), for what must run whatever happens (a block's end).
 """
 
 from __future__ import annotations
@@ -51,6 +56,28 @@ async def call(
         raise
 
 
+async def call_to_end(
+    worker: Worker,
+    fn: Callable[..., T],
+    *args: Any,
+    on_cancel: Callable[[], None] | None = None,
+) -> T:
+    """fn(*args) on worker's thread, run and waited for even if the caller is
+    cancelled before it starts (a block's end, a cursor's close: left undone,
+    they would leave a transaction open on the thread); CancelledError after."""
+    try:
+        future = worker.submit(fn, *args)
+    except RuntimeError as exc:
+        raise StoreClosedError("the store is closed") from exc
+    try:  # shielded: a cancelled caller does not cancel the call before it starts
+        return await asyncio.shield(asyncio.wrap_future(future))
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
+        await _until_done(future)
+        raise
+
+
 async def _until_done(future: concurrent.futures.Future[Any]) -> None:
     """Waits for a call that has started (cancelled again meanwhile: still waits)."""
     while not future.done():
@@ -67,9 +94,11 @@ class Workers:
     """A store's worker threads: at most `limit` busy at once (further
     callers wait, on whichever event loop they run); idle ones are kept."""
 
-    def __init__(self, limit: int, name: str) -> None:
+    def __init__(self, limit: int, name: str, option: str = "threads") -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError(f"threads must be a whole number of at least 1, not {limit!r}")
+            raise ConfigurationError(
+                f"{option} must be a whole number of at least 1, not {limit!r}"
+            )
         self.limit = limit
         self._name = name
         self._idle: list[Worker] = []
