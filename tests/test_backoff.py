@@ -8,7 +8,7 @@ import pytest
 
 from statekeep._numbers import is_seconds, is_whole
 from statekeep.errors import ConfigurationError
-from statekeep.flow import Backoff, Retry
+from statekeep.flow import Backoff, FakeClock, Retry
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
@@ -48,7 +48,7 @@ def test_bad_backoff_settings_are_refused(options: dict[str, object]) -> None:
 def test_retry_tries_again_only_while_asked() -> None:
     calls: list[int] = []
     told: list[int] = []
-    slept: list[float] = []
+    clock = FakeClock()
 
     def flaky() -> str:
         calls.append(1)
@@ -60,14 +60,14 @@ def test_retry_tries_again_only_while_asked() -> None:
         attempts=3,
         backoff=Backoff(base=0.5, cap=1.0),
         on_retry=lambda exc, n: told.append(n),
-        sleep=slept.append,
+        clock=clock,
     )
     assert retry.call(flaky) == "done"
-    assert told == [1, 2] and slept == [0.5, 1.0]
+    assert told == [1, 2] and clock.now() == 1.5  # waited 0.5, then 1.0
 
     calls.clear()
     with pytest.raises(TimeoutError):
-        Retry(attempts=2, sleep=slept.append).call(flaky)
+        Retry(attempts=2, clock=clock).call(flaky)
     assert len(calls) == 2
 
     calls.clear()
@@ -76,7 +76,7 @@ def test_retry_tries_again_only_while_asked() -> None:
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("attempts", [0, -1, True, 1.5, None])
+@pytest.mark.parametrize("attempts", [0, -1, True, 1.5, None, "3"])
 def test_bad_attempts_are_refused(attempts: object) -> None:
     with pytest.raises(ConfigurationError):
         Retry(attempts=attempts)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import statekeep.errors
 
 PUBLIC = [
     "BackendError",
+    "CircuitOpenError",
     "Condition",
     "ConfigurationError",
     "ConflictError",
@@ -40,6 +41,7 @@ PUBLIC = [
     "StoreClosedError",
     "Subscription",
     "SubscriptionInfo",
+    "ThrottledError",
     "TransactionError",
     "TransientBackendError",
     "UnknownFieldError",
@@ -53,6 +55,7 @@ PUBLIC = [
 
 ERRORS = [
     "BackendError",
+    "CircuitOpenError",
     "ConfigurationError",
     "ConflictError",
     "DeadlockError",
@@ -61,6 +64,7 @@ ERRORS = [
     "QueueFullError",
     "StatekeepError",
     "StoreClosedError",
+    "ThrottledError",
     "TransactionError",
     "TransientBackendError",
     "UnknownFieldError",
@@ -79,6 +83,8 @@ ERROR_TREE: dict[str, tuple[type[BaseException], ...]] = {
     "ValidationError": (statekeep.errors.StatekeepError, ValueError),
     "QueryError": (statekeep.errors.StatekeepError, ValueError),
     "QueueFullError": (statekeep.errors.StatekeepError,),
+    "ThrottledError": (statekeep.errors.StatekeepError, TimeoutError),
+    "CircuitOpenError": (statekeep.errors.StatekeepError,),
     "UnknownFieldError": (statekeep.errors.QueryError, AttributeError),
     "BackendError": (statekeep.errors.StatekeepError,),
     "TransientBackendError": (statekeep.errors.BackendError,),
@@ -170,6 +176,28 @@ def test_aio_all_is_pinned() -> None:
     assert statekeep.aio.__all__ == AIO_ALL
     for name in AIO_ALL:
         assert getattr(statekeep.aio, name).__module__.startswith("statekeep.aio")
+
+
+# statekeep.flow, a subpackage the docs name (docs/flow.md)
+FLOW_ALL = [
+    "Backoff",
+    "CircuitBreaker",
+    "CircuitState",
+    "Clock",
+    "FakeClock",
+    "FlowStats",
+    "Percentiles",
+    "Retry",
+    "Throttle",
+]
+
+
+def test_flow_all_is_pinned() -> None:
+    import statekeep.flow
+
+    assert statekeep.flow.__all__ == FLOW_ALL
+    for name in FLOW_ALL:
+        assert getattr(statekeep.flow, name).__module__.startswith("statekeep.flow")
 
 
 def test_aio_is_not_imported_by_statekeep() -> None:

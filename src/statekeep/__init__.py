@@ -7,6 +7,7 @@ from .conditions import Condition, FieldRef, Ordering
 from .entity import Entity
 from .errors import (
     BackendError,
+    CircuitOpenError,
     ConfigurationError,
     ConflictError,
     DeadlockError,
@@ -15,6 +16,7 @@ from .errors import (
     QueueFullError,
     StatekeepError,
     StoreClosedError,
+    ThrottledError,
     TransactionError,
     TransientBackendError,
     UnknownFieldError,
@@ -38,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
+    "CircuitOpenError",
     "Condition",
     "ConfigurationError",
     "ConflictError",
@@ -65,6 +68,7 @@ __all__ = [
     "StoreClosedError",
     "Subscription",
     "SubscriptionInfo",
+    "ThrottledError",
     "TransactionError",
     "TransientBackendError",
     "UnknownFieldError",

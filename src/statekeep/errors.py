@@ -10,6 +10,8 @@ StatekeepError
 ├── ConflictError            a stale version: someone else saved first
 ├── ValidationError          bad data for an entity (a ValueError); .errors() has the details
 ├── QueueFullError           the write-behind queue is full (policy block or raise)
+├── ThrottledError           a flow Throttle could not admit a call within its timeout
+├── CircuitOpenError         a flow CircuitBreaker is open: the call failed fast
 ├── QueryError               a condition or ordering that cannot be run (also a ValueError)
 │   └── UnknownFieldError    a field the entity does not have (also an AttributeError)
 └── BackendError             the database driver failed; the driver's error is chained
@@ -23,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "BackendError",
+    "CircuitOpenError",
     "ConfigurationError",
     "ConflictError",
     "DeadlockError",
@@ -31,6 +34,7 @@ __all__ = [
     "QueueFullError",
     "StatekeepError",
     "StoreClosedError",
+    "ThrottledError",
     "TransactionError",
     "TransientBackendError",
     "UnknownFieldError",
@@ -90,6 +94,25 @@ class ValidationError(StatekeepError, ValueError):
 
 class QueueFullError(StatekeepError):
     """The write-behind queue holds max_pending writes and the policy says no."""
+
+
+class ThrottledError(StatekeepError, TimeoutError):
+    """A Throttle (statekeep.flow) could not admit a call within its timeout;
+    nothing was taken from it. `retry_after` says when a slot frees (seconds,
+    None if that depends on another caller)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CircuitOpenError(StatekeepError):
+    """A CircuitBreaker (statekeep.flow) is open: the call was not made.
+    `retry_after` says in how many seconds it lets a probe through."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class QueryError(StatekeepError, ValueError):

@@ -108,9 +108,10 @@ class PostgresBackend:
         self._closed = False
         self._outbox = Outbox(schema)
         # a read, or a BEGIN, that met a dead connection runs once more on another
-        self._read_again = Retry(attempts=2, when=self._dead_outside)
+        self._read_again = Retry(attempts=2, backoff=None, when=self._dead_outside)
         self._begin_again = Retry(
             attempts=2,
+            backoff=None,
             when=lambda exc: isinstance(exc, psycopg.Error) and lost(exc),
             on_retry=lambda exc, attempt: self._connections.lost(),
         )
@@ -279,7 +280,7 @@ class PostgresBackend:
         def again(exc: BaseException, attempt: int) -> None:
             _log.info("statekeep: %s: adding columns met a deadlock; again", spec.name)
 
-        Retry(attempts=3, when=_deadlock, on_retry=again).call(build_and_fill)
+        Retry(attempts=3, backoff=None, when=_deadlock, on_retry=again).call(build_and_fill)
 
     def _known(self, collection: str) -> bool:
         """Does the table exist (as this thread sees it)? Reads of a missing one find nothing."""

@@ -1,11 +1,33 @@
-"""Flow control: how often, how soon and how many times work is tried.
+"""Flow control: how often, how soon, how many at once and how many times
+work is tried, for threads and asyncio tasks alike.
 
-Today this holds the one retry policy the rest of statekeep uses (write-behind
-batches, durable subscriptions, backends retrying a deadlock). The flow
-package stays a leaf: it imports the standard library and statekeep.errors only,
-so every layer, backends included, may use it.
+- `Throttle`: a rate (GCRA token bucket, exact first burst), a cap on calls
+  in flight, cool-downs and per-key throttles.
+- `CircuitBreaker`: fails fast while a dependency is down, probes, closes.
+- `Retry` / `Backoff`: the one retry policy statekeep uses (write-behind
+  batches, durable subscriptions, backends retrying a deadlock).
+- `FakeClock`: every part takes `clock=`, so tests run simulated time.
+- `FlowStats`: what each part's `stats()` returns.
+
+The flow package stays a leaf: it imports the standard library and
+statekeep.errors only, so every layer, backends included, may use it.
 """
 
-from ._backoff import Backoff, Retry
+from ._backoff import Backoff
+from ._breaker import CircuitBreaker, CircuitState
+from ._clock import Clock, FakeClock
+from ._retry import Retry
+from ._stats import FlowStats, Percentiles
+from ._throttle import Throttle
 
-__all__ = ["Backoff", "Retry"]
+__all__ = [
+    "Backoff",
+    "CircuitBreaker",
+    "CircuitState",
+    "Clock",
+    "FakeClock",
+    "FlowStats",
+    "Percentiles",
+    "Retry",
+    "Throttle",
+]
