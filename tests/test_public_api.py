@@ -25,6 +25,7 @@ PUBLIC = [
     "Entity",
     "Event",
     "FieldRef",
+    "FlowClosedError",
     "HandlerFailed",
     "Indexed",
     "Lifecycle",
@@ -59,6 +60,7 @@ ERRORS = [
     "ConfigurationError",
     "ConflictError",
     "DeadlockError",
+    "FlowClosedError",
     "NotFoundError",
     "QueryError",
     "QueueFullError",
@@ -85,6 +87,7 @@ ERROR_TREE: dict[str, tuple[type[BaseException], ...]] = {
     "QueueFullError": (statekeep.errors.StatekeepError,),
     "ThrottledError": (statekeep.errors.StatekeepError, TimeoutError),
     "CircuitOpenError": (statekeep.errors.StatekeepError,),
+    "FlowClosedError": (statekeep.errors.StatekeepError,),
     "UnknownFieldError": (statekeep.errors.QueryError, AttributeError),
     "BackendError": (statekeep.errors.StatekeepError,),
     "TransientBackendError": (statekeep.errors.BackendError,),
@@ -180,15 +183,19 @@ def test_aio_all_is_pinned() -> None:
 
 # statekeep.flow, a subpackage the docs name (docs/flow.md)
 FLOW_ALL = [
+    "AsyncDebounce",
     "Backoff",
     "CircuitBreaker",
     "CircuitState",
     "Clock",
+    "Debounce",
     "FakeClock",
     "FlowStats",
+    "Handle",
     "Percentiles",
     "Retry",
     "Throttle",
+    "debounce",
 ]
 
 

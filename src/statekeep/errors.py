@@ -12,6 +12,7 @@ StatekeepError
 ├── QueueFullError           the write-behind queue is full (policy block or raise)
 ├── ThrottledError           a flow Throttle could not admit a call within its timeout
 ├── CircuitOpenError         a flow CircuitBreaker is open: the call failed fast
+├── FlowClosedError          a flow part (debounce, batcher, pipeline) used after close()
 ├── QueryError               a condition or ordering that cannot be run (also a ValueError)
 │   └── UnknownFieldError    a field the entity does not have (also an AttributeError)
 └── BackendError             the database driver failed; the driver's error is chained
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DeadlockError",
+    "FlowClosedError",
     "NotFoundError",
     "QueryError",
     "QueueFullError",
@@ -113,6 +115,10 @@ class CircuitOpenError(StatekeepError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class FlowClosedError(StatekeepError):
+    """A flow part (a Debounce, a Batcher, a Pipeline) was used after close()."""
 
 
 class QueryError(StatekeepError, ValueError):

@@ -3,6 +3,8 @@ work is tried, for threads and asyncio tasks alike.
 
 - `Throttle`: a rate (GCRA token bucket, exact first burst), a cap on calls
   in flight, cool-downs and per-key throttles.
+- `Debounce` / `AsyncDebounce` / `@debounce`: a burst of calls, one
+  invocation (trailing, leading, max_wait), per key if asked.
 - `CircuitBreaker`: fails fast while a dependency is down, probes, closes.
 - `Retry` / `Backoff`: the one retry policy statekeep uses (write-behind
   batches, durable subscriptions, backends retrying a deadlock).
@@ -16,18 +18,24 @@ statekeep.errors only, so every layer, backends included, may use it.
 from ._backoff import Backoff
 from ._breaker import CircuitBreaker, CircuitState
 from ._clock import Clock, FakeClock
+from ._debounce import AsyncDebounce, Debounce, debounce
+from ._handle import Handle
 from ._retry import Retry
 from ._stats import FlowStats, Percentiles
 from ._throttle import Throttle
 
 __all__ = [
+    "AsyncDebounce",
     "Backoff",
     "CircuitBreaker",
     "CircuitState",
     "Clock",
+    "Debounce",
     "FakeClock",
     "FlowStats",
+    "Handle",
     "Percentiles",
     "Retry",
     "Throttle",
+    "debounce",
 ]

@@ -26,6 +26,7 @@ import functools
 import inspect
 import math
 import threading
+import time
 from collections.abc import Callable, Coroutine, Hashable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
@@ -89,19 +90,33 @@ class Throttle:
         self.name, self.max_keys = name, max_keys
         self._on_throttle = on_throttle
         self._clock = a_clock(clock)
+        self._now = time.monotonic if type(self._clock) is Clock else self._clock.now
         self._interval = self.per / rate if rate is not None else 0.0
         self._tolerance = (burst - 1) * self._interval
         self._tat = -math.inf
         self._epoch = 0  # moves on at each cool_down: reservations made before are redone
         self._lock = threading.Lock()
         self._slots = Slots(max_concurrent) if max_concurrent is not None else None
-        self._counts = {"admitted": 0, "waits": 0, "refused": 0, "cooled_down": 0}
+        self._admitted = 0  # the hot counter, apart from the others
+        self._counts = {"waits": 0, "refused": 0, "cooled_down": 0}
         self._sleeping = 0
         self._waits = Timings()
         self._keys: collections.OrderedDict[Hashable, Throttle] = collections.OrderedDict()
         self._keys_lock = threading.Lock()
 
     # -- the rate ------------------------------------------------------------
+    def _at_once(self) -> bool:
+        """The fast path: admitted now by the rate (it never overtakes a
+        waiter: a waiter's reservation has moved the TAT on)."""
+        with self._lock:
+            now = self._now()
+            tat = self._tat
+            if tat - self._tolerance > now + _EPSILON:
+                return False
+            self._tat = (tat if tat > now else now) + self._interval
+            self._admitted += 1
+            return True
+
     def _reserve(self, now: float, most: float | None) -> tuple[float, float, int] | None:
         """Under the lock: (moment this caller may go, the TAT it left, epoch),
         its place taken; None if that moment is more than `most` s away."""
@@ -122,7 +137,7 @@ class Throttle:
     def _refuse(self, timeout: float | None) -> ThrottledError:
         with self._lock:
             self._counts["refused"] += 1
-            after = max(0.0, self._tat - self._tolerance - self._clock.now())
+            after = max(0.0, self._tat - self._tolerance - self._now())
         return ThrottledError(
             f"{self.name}: no slot within {timeout:g} s ({self._describe()})",
             retry_after=after
@@ -142,12 +157,12 @@ class Throttle:
         """None if admitted now; else the reservation to wait for (_NO: it
         would come after deadline)."""
         with self._lock:
-            now = self._clock.now()
+            now = self._now()
             reserved = self._reserve(now, None if deadline is None else max(0.0, deadline - now))
             if reserved is None:
                 return _NO
             if reserved[0] <= now:
-                self._counts["admitted"] += 1
+                self._admitted += 1
                 if now > began:  # after waits (fair=False, or a cool-down)
                     self._waits.record(now - began)
                 return None
@@ -166,8 +181,8 @@ class Throttle:
         with self._lock:
             self._sleeping -= 1
             if self.fair and reserved[2] == self._epoch:
-                self._counts["admitted"] += 1
-                self._waits.record(self._clock.now() - began)
+                self._admitted += 1
+                self._waits.record(self._now() - began)
                 return True
             return False
 
@@ -218,32 +233,36 @@ class Throttle:
         """Waits for a slot (None: as long as it takes); ThrottledError if
         none comes within timeout seconds. With max_concurrent, release()
         after the call (or use `with throttle:`)."""
-        timeout = a_timeout(timeout)
         slots = self._slots
+        if timeout is None and slots is None and self._at_once():
+            return
+        timeout = a_timeout(timeout)
         if slots is None:
             self._pass(timeout)
             return
-        began = self._clock.now()
+        began = self._now()
         if not slots.take(timeout):
             raise self._refuse(timeout)
         try:
-            self._pass(None if timeout is None else max(0.0, timeout - (self._clock.now() - began)))
+            self._pass(None if timeout is None else max(0.0, timeout - (self._now() - began)))
         except BaseException:
             slots.give()
             raise
 
     async def acquire_async(self, timeout: float | None = None) -> None:
         """acquire(), waiting on the event loop."""
-        timeout = a_timeout(timeout)
         slots = self._slots
+        if timeout is None and slots is None and self._at_once():
+            return
+        timeout = a_timeout(timeout)
         if slots is None:
             await self._pass_async(timeout)
             return
-        began = self._clock.now()
+        began = self._now()
         if not await slots.take_async(timeout):
             raise self._refuse(timeout)
         try:
-            left = None if timeout is None else max(0.0, timeout - (self._clock.now() - began))
+            left = None if timeout is None else max(0.0, timeout - (self._now() - began))
             await self._pass_async(left)
         except BaseException:
             slots.give()
@@ -257,9 +276,9 @@ class Throttle:
                 self._counts["refused"] += 1
             return False
         with self._lock:
-            now = self._clock.now()
+            now = self._now()
             if self._reserve(now, 0.0) is not None:
-                self._counts["admitted"] += 1
+                self._admitted += 1
                 return True
             self._counts["refused"] += 1
         if slots is not None:
@@ -272,7 +291,8 @@ class Throttle:
             raise ConfigurationError(f"{self.name}: release() without a matching acquire()")
 
     def __enter__(self) -> Throttle:
-        self.acquire()
+        if self._slots is not None or not self._at_once():
+            self.acquire()
         return self
 
     def __exit__(
@@ -281,10 +301,12 @@ class Throttle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        if self._slots is not None:
+            self.release()
 
     async def __aenter__(self) -> Throttle:
-        await self.acquire_async()
+        if self._slots is not None or not self._at_once():
+            await self.acquire_async()
         return self
 
     async def __aexit__(
@@ -293,7 +315,8 @@ class Throttle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        if self._slots is not None:
+            self.release()
 
     @overload
     def __call__(
@@ -332,7 +355,7 @@ class Throttle:
         if not is_seconds(seconds):
             raise ConfigurationError(f"cool_down() takes seconds >= 0, not {seconds!r}")
         with self._lock:
-            until = self._clock.now() + seconds
+            until = self._now() + seconds
             self._tat = max(self._tat, until + self._tolerance)
             self._epoch += 1
             self._counts["cooled_down"] += 1
@@ -368,7 +391,7 @@ class Throttle:
         """Drops the least recently used key whose throttle is idle (one
         that would admit a full burst now and has nothing in flight: no
         state is lost), or else the least recently used one."""
-        now = self._clock.now()
+        now = self._now()
         for index, (key, child) in enumerate(self._keys.items()):
             if index >= _EVICT_SCAN:
                 break
@@ -384,7 +407,7 @@ class Throttle:
 
     def stats(self) -> FlowStats:
         with self._lock:
-            counts = dict(self._counts)
+            counts = {"admitted": self._admitted, **self._counts}
             sleeping = self._sleeping
         slots = self._slots
         gauges: dict[str, float] = {"waiting": sleeping + (slots.waiting if slots else 0)}
