@@ -119,7 +119,7 @@ def test_blocks_beyond_the_limit_wait_for_a_thread(store_url: str) -> None:
     with_store(store_url, body, blocks=3)
 
 
-@pytest.mark.parametrize("blocks", [0, -1, 1.5, True, "8", None])
+@pytest.mark.parametrize("blocks", [0, -1, 1.5, True, "8"])
 def test_a_bad_blocks_option_is_a_configuration_error(blocks: object) -> None:
     async def main() -> None:
         with pytest.raises(statekeep.errors.ConfigurationError, match="blocks"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import math
 import threading
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
@@ -35,24 +36,26 @@ from ..store import Store
 from ..writebehind import Policy, Priority, Receipt, WriteBehind, at_open, check_options
 from ._block import AsyncTransaction, own_block, run
 from ._results import AsyncResults
-from ._threads import Workers, call
+from ._threads import Workers, call, check_limit
 
 E = TypeVar("E", bound=Entity)
 
 __all__ = ["AsyncStore", "open"]
 
 THREADS = 8  # worker threads for single calls, per store, by default
-BLOCKS = 64  # transaction blocks, find iterations and waits open at once, by default
+BLOCKS = 64  # transaction blocks open at once, by default (PostgreSQL: fewer, see _blocks)
 
 
 async def open(
-    url: str, *, threads: int = THREADS, blocks: int = BLOCKS, **options: Any
+    url: str, *, threads: int = THREADS, blocks: int | None = None, **options: Any
 ) -> AsyncStore:
     """`store = await statekeep.aio.open(url, **options)`: an AsyncStore over
     a Store opened with statekeep.open(url, **options) (on a worker thread:
     opening reads the database). threads: how many single calls at once;
-    blocks: how many transaction blocks, find iterations and waits (flush,
-    enqueue_wait) at once, each keeping a thread of its own for its length."""
+    blocks: how many transaction blocks open at once (each keeps a thread and
+    a connection; None: 64, and on PostgreSQL one fewer than pool_max)."""
+    check_limit(threads, "threads")
+    check_limit(blocks, "blocks", none=True)
     workers = Workers(threads, "statekeep-aio")
     if threading.current_thread() is threading.main_thread():
         at_open(check_options(options.get("writebehind")).drain_on_sigterm)  # off it: no handler
@@ -70,18 +73,22 @@ class AsyncStore:
 
     is_async = True  # for statekeep.use(): Active Record's async methods use it
 
-    def __init__(self, store: Store, *, threads: int = THREADS, blocks: int = BLOCKS) -> None:
+    def __init__(self, store: Store, *, threads: int = THREADS, blocks: int | None = None) -> None:
         if not isinstance(store, Store):
             raise ConfigurationError(
                 f"AsyncStore() takes a statekeep.Store, not {store!r}; "
                 "or open one with `await statekeep.aio.open(url)`"
             )
+        check_limit(threads, "threads")
+        check_limit(blocks, "blocks", none=True)
         self.sync = store
-        # two pools: a task in a block (which keeps a thread) never waits for
-        # a thread behind other blocks, nor a single call behind long holders
+        # three pools (see _threads): single calls; blocks, at most so many at
+        # once; finds and flushes, with no limit (a find inside a block or a
+        # find never waits for the thread its block or find keeps)
         self._workers = Workers(threads, "statekeep-aio")
-        self._holders = Workers(blocks, "statekeep-aio-block", "blocks")
-        store._core.exits.callback(self._close_workers)  # closing the Store closes both
+        self._blocks = Workers(_blocks(store, blocks), "statekeep-aio-block", keep=8)
+        self._holders = Workers(None, "statekeep-aio-hold", keep=8)
+        store._core.exits.callback(self._close_workers)  # closing the Store closes them
         get_now = getattr(store.backend, "get_now", None)  # base.ReadsNow, if it has it
         self._get_now: Callable[[CollectionSpec, str], str | None] | None = (
             get_now if callable(get_now) else None
@@ -118,6 +125,7 @@ class AsyncStore:
 
     def _close_workers(self) -> None:
         self._workers.close()
+        self._blocks.close()
         self._holders.close()
 
     async def __aenter__(self) -> AsyncStore:
@@ -140,7 +148,7 @@ class AsyncStore:
         """`async with store.transaction():` an atomic block of this task;
         nested blocks are savepoints. Other tasks (even ones started inside
         it) are not part of it, and do not see what it has not committed."""
-        return AsyncTransaction(self._holders, self.sync.transaction)
+        return AsyncTransaction(self._blocks, self.sync.transaction)
 
     # -- writes --------------------------------------------------------------
     async def save(self, entity: E) -> E:
@@ -226,16 +234,25 @@ class AsyncStore:
         expect_version: int | None = None,
     ) -> Receipt:
         """enqueue(), waiting (without blocking the loop) for room in a full
-        pending set under policy "block", up to its block_timeout."""
-        try:
-            return self.enqueue(entity, priority, deadline=deadline, expect_version=expect_version)
-        except QueueFullError:
-            if self.sync.writebehind.options.policy is not Policy.BLOCK:
-                raise
-        enqueue = functools.partial(
-            self.sync.enqueue, deadline=deadline, expect_version=expect_version
-        )
-        return await self._holders.run(enqueue, entity, priority)
+        pending set under policy "block", up to its block_timeout. Cancelled
+        while it waits, it has enqueued nothing."""
+        options = self.sync.writebehind.options
+        loop = asyncio.get_running_loop()
+        wait = options.block_timeout
+        give_up = math.inf if wait is None else loop.time() + wait
+        pause = _FIRST_LOOK
+        while True:
+            try:
+                return self.enqueue(
+                    entity, priority, deadline=deadline, expect_version=expect_version
+                )
+            except QueueFullError:
+                if options.policy is not Policy.BLOCK or loop.time() >= give_up:
+                    raise
+            # room comes when the engine stores a batch: look again soon, then
+            # less often (on the loop: a cancelled wait leaves nothing behind)
+            await asyncio.sleep(min(pause, max(0.0, give_up - loop.time())))
+            pause = min(pause * 2, _LAST_LOOK)
 
     def enqueue_delete(
         self,
@@ -270,7 +287,7 @@ class AsyncStore:
         good); False if timeout passed first."""
         self.sync._core.check_open()
         timeout = check.timeout(timeout)
-        return await self._holders.run(self.sync.flush, timeout)
+        return await self._holders.run(self.sync.flush, timeout, detach=True)
 
     wait_idle = flush
 
@@ -350,6 +367,22 @@ class AsyncStore:
     async def count(self, cls: type[Entity], *conditions: Condition, **equals: Any) -> int:
         count = functools.partial(self.sync.count, **equals)
         return await run(self._workers, count, cls, *conditions)
+
+
+_FIRST_LOOK = 0.0005  # enqueue_wait: seconds before it looks for room again,
+_LAST_LOOK = 0.02  # doubling up to this
+
+
+def _blocks(store: Store, blocks: int | None) -> int:
+    """The blocks= default: 64; on a backend with a connection pool, one
+    fewer than its size (a connection is left for the reads of tasks that
+    a block awaits, so none of them waits for ever)."""
+    if blocks is not None:
+        return blocks
+    pool = getattr(store.backend, "pool_max", None)
+    if isinstance(pool, int) and pool > 0:
+        return max(1, pool - 1)
+    return BLOCKS
 
 
 def _watched(entities: Iterable[Any], stop: threading.Event) -> Iterable[Any]:

@@ -5,10 +5,11 @@ outside a transaction borrows an idle worker for its length; a transaction
 block, or a find being paged, keeps one for its whole length, so that every
 call of it runs on one thread (backends hold a transaction per thread) and in
 one contextvars.Context (the sync core keeps its transaction frames there).
-Those holders come from a pool of their own (AsyncStore's `blocks`), apart
-from single calls (`threads`): a task started inside a block, or a call made
-while a find is paged, never waits for a thread that the block or the find
-keeps (with one pool, threads=1 deadlocked there).
+Three pools: single calls share `threads` workers; transaction blocks take
+one of at most `blocks` at once (a turn waited for on the loop, no thread
+held meanwhile); find iterations and flushes take one of a pool with no
+limit. So a task started inside a block, a find inside a find, or a flush
+inside a block, never waits for a thread that the block or the find keeps.
 
 A call that has started cannot be stopped: when the awaiting task is
 cancelled, call() waits for the call to end before it raises CancelledError,
@@ -91,15 +92,13 @@ async def _until_done(future: concurrent.futures.Future[Any]) -> None:
 
 
 class Workers:
-    """A store's worker threads: at most `limit` busy at once (further
-    callers wait, on whichever event loop they run); idle ones are kept."""
+    """A store's worker threads: at most `limit` busy at once (None: no
+    limit; further callers wait, on whichever event loop they run), at most
+    `keep` idle ones kept."""
 
-    def __init__(self, limit: int, name: str, option: str = "threads") -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError(
-                f"{option} must be a whole number of at least 1, not {limit!r}"
-            )
+    def __init__(self, limit: int | None, name: str, keep: int | None = None) -> None:
         self.limit = limit
+        self.keep = keep if keep is not None else (limit or 8)
         self._name = name
         self._idle: list[Worker] = []
         self._all: set[Worker] = set()
@@ -122,7 +121,7 @@ class Workers:
             with self._lock:
                 if self.closed:
                     raise StoreClosedError("the store is closed")
-                if self._busy < self.limit:
+                if self.limit is None or self._busy < self.limit:
                     self._busy += 1
                     if self._idle:
                         return self._idle.pop()
@@ -138,35 +137,64 @@ class Workers:
                 raise
 
     def give(self, worker: Worker) -> None:
-        """Back to the idle ones (or shut down, if the store closed meanwhile)."""
+        """Back to the idle ones (or shut down: the store closed, or enough are idle)."""
         with self._lock:
             self._busy -= 1
-            if self.closed:
+            if self.closed or len(self._idle) >= self.keep:
+                self._all.discard(worker)
                 worker.shutdown(wait=False)
             else:
                 self._idle.append(worker)
         self._wake_next()
 
     def _wake_next(self) -> None:
+        """Gives the free place's turn to the first waiter whose loop runs;
+        waiters on loops that are not running now are woken too (each takes
+        again when its loop runs, and waits again if it finds no place)."""
         with self._lock:
-            if self._busy >= self.limit:
+            if self.limit is not None and self._busy >= self.limit:
                 return
             while self._waiting:
                 turn = self._waiting.popleft()
-                if not turn.done() and not turn.get_loop().is_closed():
-                    turn.get_loop().call_soon_threadsafe(_give_turn, turn)
+                loop = turn.get_loop()
+                if turn.done() or loop.is_closed():
+                    continue
+                loop.call_soon_threadsafe(_give_turn, turn)
+                if loop.is_running():
                     return
 
     async def run(
-        self, fn: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        on_cancel: Callable[[], None] | None = None,
+        detach: bool = False,
     ) -> T:
-        """fn(*args) on an idle worker, in a copy of the caller's context."""
+        """fn(*args) on an idle worker, in a copy of the caller's context.
+        detach=True: a cancelled caller does not wait for the call's end (for
+        calls that only wait: a flush); the worker comes back when it ends."""
         worker = await self.take()
         try:
-            context = contextvars.copy_context()
-            return await call(worker, context.run, fn, *args, on_cancel=on_cancel)
-        finally:
+            future = worker.submit(contextvars.copy_context().run, fn, *args)
+        except RuntimeError as exc:  # its thread was shut down: the store has closed
             self.give(worker)
+            raise StoreClosedError("the store is closed") from exc
+        try:
+            result = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if on_cancel is not None:
+                on_cancel()
+            if detach:
+                future.add_done_callback(lambda _: self.give(worker))
+                raise
+            await _until_done(future)
+            self.give(worker)
+            raise
+        except BaseException:
+            self.give(worker)
+            raise
+        self.give(worker)
+        return result
 
     def close(self) -> None:
         """Stops the threads once what they are running ends; nothing new is taken."""
@@ -179,6 +207,17 @@ class Workers:
         for turn in waiting:  # they find the store closed
             if not turn.get_loop().is_closed():
                 turn.get_loop().call_soon_threadsafe(_give_turn, turn)
+
+
+def check_limit(value: Any, option: str, *, none: bool = False) -> None:
+    """threads= / blocks=: a whole number >= 1 (or None where allowed)."""
+    if value is None and none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        also = " or None" if none else ""
+        raise ConfigurationError(
+            f"{option} must be a whole number of at least 1{also}, not {value!r}"
+        )
 
 
 def _give_turn(turn: asyncio.Future[None]) -> None:

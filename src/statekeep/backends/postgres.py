@@ -84,6 +84,7 @@ class PostgresBackend:
         **libpq: str,
     ) -> None:
         self.schema = schema
+        self.pool_max = pool_max  # transactions at once (statekeep.aio caps its blocks below it)
         self._timeout = timeout
         self.location: str | None = location(url, schema)
         self.embedded = False
