@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint format clean postgres
+.PHONY: demo test bench docs lint format clean postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/statekeep demo
+
+# The figures in docs/ drawn from real runs (docs/benchmarks.md: `make bench`).
+docs: $(STAMP)
+	$(BIN)/python docs/_timelines.py docs/flow.md
 
 # The local PostgreSQL server the tests and benchmarks use, started if it is
 # down (a server elsewhere: set STATEKEEP_TEST_POSTGRES_URL and this does nothing).
@@ -33,15 +37,15 @@ bench: $(STAMP) postgres
 
 # .ci/run runs `make lint` and then `make test`: CI lints exactly as this does.
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks docs
+	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/mypy src
 	$(BIN)/mypy tests
-	$(BIN)/mypy benchmarks
+	$(BIN)/mypy benchmarks docs/_timelines.py
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks docs
+	$(BIN)/ruff check --fix src tests benchmarks docs
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

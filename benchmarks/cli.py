@@ -14,6 +14,7 @@ from . import (
     aio,
     events,
     files,
+    flow,
     get,
     load,
     machine,
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTa
     "events": events.run,
     "outbox": outbox.run,
     "aio": aio.run,
+    "flow": flow.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

@@ -40,6 +40,10 @@ class Sizes:
     aio_get: int = 10_000
     aio_stored: int = 100_000  # rows in the table the gets read from
     aio_save_many: int = 100_000
+    # statekeep.flow
+    flow_calls: int = 200_000  # throttle acquires, retried calls, debounced calls
+    flow_items: int = 200_000  # no-op items through a Batcher
+    flow_store: int = 50_000  # entities through store.batcher, against save_many
     # events
     dispatch: int = 200_000  # events handed to the handlers
     dispatch_saves: int = 20_000  # save() calls with 0, 1 and 10 handlers
@@ -75,6 +79,9 @@ class Sizes:
             aio_get=500,
             aio_stored=2_000,
             aio_save_many=2_000,
+            flow_calls=4_000,
+            flow_items=2_000,
+            flow_store=1_000,
             dispatch=2_000,
             dispatch_saves=300,
             durable=300,

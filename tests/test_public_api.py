@@ -183,8 +183,10 @@ def test_aio_all_is_pinned() -> None:
 
 # statekeep.flow, a subpackage the docs name (docs/flow.md)
 FLOW_ALL = [
+    "AsyncBatcher",
     "AsyncDebounce",
     "Backoff",
+    "Batcher",
     "CircuitBreaker",
     "CircuitState",
     "Clock",

@@ -9,7 +9,7 @@ StatekeepError
 ├── NotFoundError            no entity with that id (also a LookupError)
 ├── ConflictError            a stale version: someone else saved first
 ├── ValidationError          bad data for an entity (a ValueError); .errors() has the details
-├── QueueFullError           the write-behind queue is full (policy block or raise)
+├── QueueFullError           a write-behind queue or a flow Batcher is full (policy block or raise)
 ├── ThrottledError           a flow Throttle could not admit a call within its timeout
 ├── CircuitOpenError         a flow CircuitBreaker is open: the call failed fast
 ├── FlowClosedError          a flow part (debounce, batcher, pipeline) used after close()
@@ -95,7 +95,8 @@ class ValidationError(StatekeepError, ValueError):
 
 
 class QueueFullError(StatekeepError):
-    """The write-behind queue holds max_pending writes and the policy says no."""
+    """The write-behind queue (or a flow Batcher) holds max_pending items and
+    the policy says no; also a Batcher item shed to make room (shed_oldest)."""
 
 
 class ThrottledError(StatekeepError, TimeoutError):

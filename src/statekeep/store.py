@@ -52,6 +52,7 @@ from .writebehind import (
 )
 
 if TYPE_CHECKING:
+    from ._entity_batcher import EntityBatcher
     from ._schema import EntityInfo
 
 E = TypeVar("E", bound=Entity)
@@ -386,6 +387,14 @@ class Store:
         self._core.check_open()
         timeout = check.timeout(timeout)
         return self._engine.flush(timeout) if self._engine is not None else True
+
+    def batcher(self, cls: type[E], **options: Any) -> EntityBatcher[E]:
+        """A statekeep.flow.Batcher of cls entities, saved with save_many a
+        batch at a time: `handle = batcher.add(todo)` (see _entity_batcher).
+        Close it (or use `with`) before the store."""
+        from ._entity_batcher import EntityBatcher
+
+        return EntityBatcher(self, cls, **options)
 
     # -- events --------------------------------------------------------------
     @overload

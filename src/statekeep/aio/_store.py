@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from .. import _arguments as check
+from .._entity_batcher import AsyncEntityBatcher
 from ..backends import Backend, redacted
 from ..backends.base import CollectionSpec, WouldWait
 from ..conditions import Condition, OrderBy
@@ -290,6 +291,11 @@ class AsyncStore:
         return await self._holders.run(self.sync.flush, timeout, detach=True)
 
     wait_idle = flush
+
+    def batcher(self, cls: type[E], **options: Any) -> AsyncEntityBatcher[E]:
+        """A statekeep.flow.AsyncBatcher of cls entities, saved with save_many
+        a batch at a time off the loop: `handle = await batcher.add(todo)`."""
+        return AsyncEntityBatcher(self.sync, cls, **options)
 
     # -- events --------------------------------------------------------------
     def on(self, target: Any, handler: Handler | None = None, *, priority: int = 0) -> Any:

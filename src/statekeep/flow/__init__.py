@@ -1,6 +1,8 @@
 """Flow control: how often, how soon, how many at once and how many times
 work is tried, for threads and asyncio tasks alike.
 
+- `Batcher` / `AsyncBatcher`: items in one at a time, batches out by size
+  or age, a Handle per item, only failed items retried.
 - `Throttle`: a rate (GCRA token bucket, exact first burst), a cap on calls
   in flight, cool-downs and per-key throttles.
 - `Debounce` / `AsyncDebounce` / `@debounce`: a burst of calls, one
@@ -16,6 +18,7 @@ statekeep.errors only, so every layer, backends included, may use it.
 """
 
 from ._backoff import Backoff
+from ._batcher import AsyncBatcher, Batcher
 from ._breaker import CircuitBreaker, CircuitState
 from ._clock import Clock, FakeClock
 from ._debounce import AsyncDebounce, Debounce, debounce
@@ -25,8 +28,10 @@ from ._stats import FlowStats, Percentiles
 from ._throttle import Throttle
 
 __all__ = [
+    "AsyncBatcher",
     "AsyncDebounce",
     "Backoff",
+    "Batcher",
     "CircuitBreaker",
     "CircuitState",
     "Clock",

@@ -122,7 +122,7 @@ class FakeClock(Clock):
 
         def wake() -> None:
             if not loop.is_closed():
-                loop.call_soon_threadsafe(_resolve, woken)
+                loop.call_soon_threadsafe(resolve, woken)
 
         with self._lock:
             if moment <= self._now:
@@ -145,7 +145,8 @@ class FakeClock(Clock):
         return f"FakeClock(now={self._now!r})"
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
+def resolve(future: asyncio.Future[None]) -> None:
+    """Wakes an asyncio waiter (called on its loop: call_soon_threadsafe)."""
     if not future.done():
         future.set_result(None)
 

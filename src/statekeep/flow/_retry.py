@@ -98,8 +98,11 @@ class Retry:
             return False
         return self.when is None or bool(self.when(exc))
 
-    def _next_wait(self, exc: Exception, attempt: int, began: float) -> float | None:
-        """After failed attempt n: the moment to try again, or None (give up)."""
+    def _next_wait(
+        self, exc: BaseException, attempt: int, began: float, now: float | None = None
+    ) -> float | None:
+        """After failed attempt n (the first began at `began`): the moment to
+        try again, or None (give up). now: the caller's clock's (a batcher's)."""
         worth = self._worth(exc)  # the caller's predicate: outside the lock
         with self._lock:
             if not worth:
@@ -109,7 +112,8 @@ class Retry:
                 self._counts["gave_up"] += 1
                 return None
             delay = self.backoff.delay(attempt) if self.backoff is not None else 0.0
-            now = self._clock.now()
+            if now is None:
+                now = self._clock.now()
             if self.deadline is not None and now + delay - began > self.deadline:
                 self._counts["gave_up"] += 1
                 return None

@@ -14,6 +14,7 @@ import collections
 import threading
 
 from .._numbers import LONGEST
+from ._clock import resolve
 
 
 class _Waiter:
@@ -32,12 +33,7 @@ class _Waiter:
         assert future is not None
         loop = future.get_loop()
         if not loop.is_closed():
-            loop.call_soon_threadsafe(_resolve, future)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+            loop.call_soon_threadsafe(resolve, future)
 
 
 class Slots:

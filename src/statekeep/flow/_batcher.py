@@ -1,0 +1,559 @@
+"""Batcher: items one at a time in, batches out.
+
+`batcher.add(item)` returns a Handle at once; a batch goes to
+`process(items)` when `max_size` items wait or when the oldest has waited
+`max_delay` seconds (or at flush() / close()). `process` says how each item
+went: it returns None (all done, each result None), a list with one outcome
+per item (an Exception instance is that item's failure, anything else its
+result), or raises (every item failed with that error). A failed item is
+tried again in a later batch when `retry` (a statekeep.flow.Retry) says so,
+after its backoff; only the failed items go again. Its handle then gives the
+result or the last error.
+
+At most `max_pending` items wait or are in flight; beyond that `policy` says
+what add() does: "block" (wait for room, up to its timeout, then
+QueueFullError), "raise" (QueueFullError at once) or "shed_oldest" (the
+oldest waiting item is dropped, its handle failing with QueueFullError).
+`concurrency` batches are processed at once, each on a thread of the
+batcher's.
+
+AsyncBatcher is its twin for asyncio: `await add(item)`, `await flush()`,
+`await close()`; its process may be a coroutine function (run on the loop
+of the first add) or a plain one (run on the batcher's threads, off the loop:
+a blocking database write, say).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import inspect
+import itertools
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, Literal, TypeVar
+
+from .._numbers import LONGEST, is_seconds, is_whole
+from .._numbers import timeout as a_timeout
+from ..errors import ConfigurationError, FlowClosedError, QueueFullError
+from ._clock import Clock, a_clock, resolve
+from ._handle import Handle, _Failure, settle_all
+from ._retry import Retry
+from ._stats import FlowStats, Timings
+
+T = TypeVar("T")
+R = TypeVar("R")
+PolicyName = Literal["block", "raise", "shed_oldest"]
+POLICIES = ("block", "raise", "shed_oldest")
+
+
+class _Item:
+    __slots__ = ("added", "attempt", "handle", "value")
+
+    def __init__(self, value: Any, added: float) -> None:
+        self.value = value
+        self.handle: Handle[Any] = Handle()
+        self.added = added
+        self.attempt = 1
+
+
+class _Batching(Generic[T, R]):
+    """The core both twins share: the waiting items, when a batch is due,
+    the worker threads, and what an outcome does to each item."""
+
+    def __init__(
+        self,
+        process: Callable[[list[T]], Any],
+        max_size: int,
+        max_delay: float,
+        max_pending: int,
+        policy: PolicyName,
+        retry: Retry | None,
+        concurrency: int,
+        on_progress: Callable[[int], object] | None,
+        name: str | None,
+        clock: Clock | None,
+    ) -> None:
+        _check(process, max_size, max_delay, max_pending, policy, retry, concurrency, on_progress)
+        if name is not None and not isinstance(name, str):
+            raise ConfigurationError(f"name must be a str, not {name!r}")
+        self.process, self.max_size, self.max_delay = process, max_size, float(max_delay)
+        self.max_pending, self.policy, self.retry = max_pending, policy, retry
+        self.concurrency = concurrency
+        self.name: str = name or str(getattr(process, "__qualname__", "batcher"))
+        self._on_progress = on_progress
+        self._clock = a_clock(clock)
+        self._cond = threading.Condition()
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._later: list[tuple[float, int, _Item]] = []  # failed items, by their retry moment
+        self._order = itertools.count()
+        self._held = 0  # items in batches being processed
+        self._flushing = 0
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+        self._counts = {
+            "added": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "retried": 0,
+            "shed": 0,
+            "batches": 0,
+        }
+        self._process_time = Timings()
+        self._batch_wait = Timings()
+
+    # -- with the condition held -------------------------------------------------
+    def _count(self) -> int:
+        return len(self._pending) + len(self._later) + self._held
+
+    def _enter(self, value: T, now: float) -> _Item | None:
+        """Adds the item if there is room (shedding the oldest if that is the
+        policy); None if the caller must wait or be refused."""
+        if self._closed:
+            raise FlowClosedError(f"{self.name}: this batcher is closed")
+        if self._count() >= self.max_pending:
+            if self.policy != "shed_oldest" or not self._pending:
+                return None
+            shed = self._pending.popleft()
+            self._counts["shed"] += 1
+            shed.handle._fail(QueueFullError(f"{self.name}: shed to make room (shed_oldest)"))
+        item = _Item(value, now)
+        pending = self._pending
+        pending.append(item)
+        self._counts["added"] += 1
+        if len(pending) == 1 or len(pending) == self.max_size:
+            self._cond.notify()  # a worker arms max_delay, or takes a full batch
+        if not self._threads:
+            self._start()
+        return item
+
+    def _refuse(self, timeout: float | None) -> QueueFullError:
+        waited = "" if timeout is None or self.policy == "raise" else f" for {timeout:g} s"
+        return QueueFullError(
+            f"{self.name}: {self.max_pending} items pending (policy {self.policy}){waited}"
+        )
+
+    def _due(self, now: float) -> float | None:
+        """When the next batch is due (None: nothing to do until an add)."""
+        later = self._later
+        while later and later[0][0] <= now:  # retries whose backoff ended go first
+            self._pending.appendleft(heapq.heappop(later)[2])
+        pending = self._pending
+        due = None
+        if pending:
+            if len(pending) >= self.max_size or self._flushing or self._closed:
+                return now
+            due = pending[0].added + self.max_delay
+        if later and (due is None or later[0][0] < due):
+            due = later[0][0]
+        return due
+
+    def _take(self, now: float) -> list[_Item] | None:
+        due = self._due(now)
+        if due is None or due > now or not self._pending:
+            return None
+        pending = self._pending
+        size = min(self.max_size, len(pending))
+        batch = [pending.popleft() for _ in range(size)]
+        self._held += size
+        self._counts["batches"] += 1
+        self._batch_wait.record(now - batch[0].added)
+        return batch
+
+    def _idle(self) -> bool:
+        return not self._count()
+
+    # -- the worker threads --------------------------------------------------------
+    def _start(self) -> None:
+        for n in range(self.concurrency):
+            thread = threading.Thread(
+                target=self._work, name=f"statekeep-batcher {self.name} {n}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        cond, clock = self._cond, self._clock
+        while True:
+            with cond:
+                while True:
+                    now = clock.now()
+                    batch = self._take(now)
+                    if batch is not None:
+                        break
+                    if self._closed and self._idle():
+                        return
+                    clock.wait(cond, self._due(now))
+            began = clock.now()
+            outcome = self._run([item.value for item in batch])
+            self._settle(batch, outcome, began)
+
+    def _run(self, values: list[T]) -> Any:
+        """process(values): its return value, or a _Failure of what it raised."""
+        try:
+            return self.process(values)
+        except Exception as exc:  # noqa: BLE001 - each item's failure, retried or reported
+            return _Failure(exc)
+
+    def _settle(self, batch: list[_Item], outcome: Any, began: float) -> None:
+        now = self._clock.now()
+        self._process_time.record(now - began)
+        outcomes = _outcomes(outcome, len(batch), self.name)
+        done: list[_Item] = []
+        results: list[Any] = []
+        with self._cond:
+            for item, result in zip(batch, outcomes, strict=True):
+                if isinstance(result, _Failure) and self._again(item, result.error, now):
+                    continue
+                done.append(item)
+                results.append(result)
+                self._counts["failed" if isinstance(result, _Failure) else "succeeded"] += 1
+            self._held -= len(batch)
+            settled = self._counts["succeeded"] + self._counts["failed"]
+            self._cond.notify_all()  # room for blocked adders; flush and close waiters
+        settle_all((item.handle for item in done), results)
+        self._room_freed()
+        if self._on_progress is not None:
+            self._on_progress(settled)
+
+    def _again(self, item: _Item, error: BaseException, now: float) -> bool:
+        """With the condition: puts a failed item back for a later batch if
+        the retry policy says so."""
+        if self.retry is None:
+            return False
+        moment = self.retry._next_wait(error, item.attempt, item.added, now)
+        if moment is None:
+            return False
+        item.attempt += 1
+        self._counts["retried"] += 1
+        heapq.heappush(self._later, (moment, next(self._order), item))
+        return True
+
+    def _room_freed(self) -> None:
+        """Room for waiting adders (the async twin wakes its own)."""
+
+    def _ask_flush(self) -> None:
+        with self._cond:
+            self._flushing += 1
+            self._cond.notify_all()
+
+    def _flushed(self, timeout: float | None) -> bool:
+        """Waits until nothing is pending or in flight."""
+        cond = self._cond
+        with cond:
+            try:
+                return cond.wait_for(self._idle, LONGEST if timeout is None else timeout)
+            finally:
+                self._flushing -= 1
+
+    def _close_threads(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join()
+
+    # -- figures -------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Items waiting or in flight."""
+        with self._cond:
+            return self._count()
+
+    def stats(self) -> FlowStats:
+        with self._cond:
+            counts = dict(self._counts)
+            gauges = {
+                "pending": float(len(self._pending) + len(self._later)),
+                "in_flight": float(self._held),
+            }
+        timings = {
+            "process": self._process_time.summary(),
+            "batch_wait": self._batch_wait.summary(),
+        }
+        return FlowStats("batcher", self.name, counts, gauges, timings)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}: max_size={self.max_size}>"
+
+
+class Batcher(_Batching[T, R]):
+    """`batcher = Batcher(process, max_size=500, max_delay=0.1)`;
+    `handle = batcher.add(item)`; `handle.result()`."""
+
+    def __init__(
+        self,
+        process: Callable[[list[T]], Sequence[R | BaseException] | None],
+        max_size: int = 500,
+        max_delay: float = 0.1,
+        max_pending: int = 10_000,
+        *,
+        policy: PolicyName = "block",
+        retry: Retry | None = None,
+        concurrency: int = 1,
+        on_progress: Callable[[int], object] | None = None,
+        name: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if inspect.iscoroutinefunction(process):
+            raise ConfigurationError(
+                f"Batcher takes a plain function; use AsyncBatcher for {process!r}"
+            )
+        super().__init__(
+            process,
+            max_size,
+            max_delay,
+            max_pending,
+            policy,
+            retry,
+            concurrency,
+            on_progress,
+            name,
+            clock,
+        )
+
+    def add(self, item: T, timeout: float | None = None) -> Handle[R]:
+        """Queues item; its Handle gives process's outcome for it. With
+        max_pending reached: see policy (timeout: how long "block" waits)."""
+        with self._cond:
+            entered = self._enter(item, self._clock.now())
+            if entered is None:
+                if self.policy != "block":
+                    raise self._refuse(None)
+                timeout = a_timeout(timeout)
+                room = self._cond.wait_for(
+                    lambda: self._closed or self._count() < self.max_pending,
+                    LONGEST if timeout is None else timeout,
+                )
+                entered = self._enter(item, self._clock.now()) if room else None
+                if entered is None:
+                    raise self._refuse(timeout)
+            return entered.handle
+
+    def add_many(self, items: Iterable[T], timeout: float | None = None) -> list[Handle[R]]:
+        """add() of each item, in order."""
+        return [self.add(item, timeout) for item in items]
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Sends what is pending now and waits until every item is settled
+        (retries included); False if timeout passed first."""
+        timeout = a_timeout(timeout)
+        self._ask_flush()
+        return self._flushed(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """flush(), then stops the threads; add() after it raises FlowClosedError."""
+        timeout = a_timeout(timeout)
+        flushed = self.flush(timeout)
+        self._close_threads()
+        return flushed
+
+    def __enter__(self) -> Batcher[T, R]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def map(
+        cls,
+        process: Callable[[list[T]], Sequence[R | BaseException] | None],
+        items: Iterable[T],
+        *,
+        max_size: int = 500,
+        max_delay: float = 0.1,
+        retry: Retry | None = None,
+        concurrency: int = 1,
+        progress: bool | str = False,
+    ) -> list[R]:
+        """process over items in batches: each item's result, in order (the
+        first failure raises). progress: a rich progress bar (True, or its
+        label) while it runs."""
+        total = len(items) if isinstance(items, Sequence) else None
+        bar = _Bar(progress, total) if progress else None
+        batcher: Batcher[T, R] = cls(
+            process,
+            max_size,
+            max_delay,
+            max(max_size * 4, 1000),
+            retry=retry,
+            concurrency=concurrency,
+            on_progress=bar.update if bar is not None else None,
+        )
+        try:
+            handles = batcher.add_many(items)
+            batcher.flush()
+            return [handle.result() for handle in handles]
+        finally:
+            batcher.close()
+            if bar is not None:
+                bar.stop()
+
+
+class AsyncBatcher(_Batching[T, R]):
+    """Batcher for asyncio: `handle = await batcher.add(item)`, `await handle`."""
+
+    def __init__(
+        self,
+        process: Callable[[list[T]], Any],
+        max_size: int = 500,
+        max_delay: float = 0.1,
+        max_pending: int = 10_000,
+        *,
+        policy: PolicyName = "block",
+        retry: Retry | None = None,
+        concurrency: int = 1,
+        on_progress: Callable[[int], object] | None = None,
+        name: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(
+            process,
+            max_size,
+            max_delay,
+            max_pending,
+            policy,
+            retry,
+            concurrency,
+            on_progress,
+            name,
+            clock,
+        )
+        self._coroutine = inspect.iscoroutinefunction(process)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._room_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def _run(self, values: list[T]) -> Any:
+        if not self._coroutine:
+            return super()._run(values)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return _Failure(FlowClosedError(f"{self.name}: the event loop of its adds is gone"))
+        try:
+            return asyncio.run_coroutine_threadsafe(self.process(values), loop).result()
+        except Exception as exc:  # noqa: BLE001 - each item's failure, retried or reported
+            return _Failure(exc)
+
+    def _room_freed(self) -> None:
+        with self._cond:
+            waiters, self._room_waiters = self._room_waiters, collections.deque()
+        for waiter in waiters:
+            loop = waiter.get_loop()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(resolve, waiter)
+
+    async def add(self, item: T, timeout: float | None = None) -> Handle[R]:
+        """Queues item (waiting for room under policy "block", without
+        blocking the loop); `await handle` gives its outcome."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None or self._loop.is_closed():
+            self._loop = loop
+        timeout = a_timeout(timeout)
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            with self._cond:
+                entered = self._enter(item, self._clock.now())
+                if entered is not None:
+                    return entered.handle
+                if self.policy != "block":
+                    raise self._refuse(None)
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._room_waiters.append(waiter)
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise self._refuse(timeout)
+            try:
+                async with asyncio.timeout(left):
+                    await waiter
+            except TimeoutError:
+                raise self._refuse(timeout) from None
+
+    async def add_many(self, items: Iterable[T], timeout: float | None = None) -> list[Handle[R]]:
+        return [await self.add(item, timeout) for item in items]
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Sends what is pending and waits (off the loop) until all is settled."""
+        timeout = a_timeout(timeout)
+        self._ask_flush()
+        return await asyncio.to_thread(self._flushed, timeout)
+
+    async def close(self, timeout: float | None = None) -> bool:
+        flushed = await self.flush(timeout)
+        await asyncio.to_thread(self._close_threads)
+        return flushed
+
+    async def __aenter__(self) -> AsyncBatcher[T, R]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _outcomes(outcome: Any, n: int, name: str) -> list[Any]:
+    """process's return value as one outcome per item (_Failure for a failed one)."""
+    if isinstance(outcome, _Failure):
+        return [outcome] * n
+    if outcome is None:
+        return [None] * n
+    if isinstance(outcome, Sequence) and not isinstance(outcome, (str, bytes)):
+        if len(outcome) != n:
+            error = ConfigurationError(
+                f"{name}: process returned {len(outcome)} outcomes for {n} items"
+            )
+            return [_Failure(error)] * n
+        return [_Failure(o) if isinstance(o, BaseException) else o for o in outcome]
+    error = ConfigurationError(
+        f"{name}: process must return None or one outcome per item, not {outcome!r}"
+    )
+    return [_Failure(error)] * n
+
+
+class _Bar:
+    """A rich progress bar fed by on_progress."""
+
+    def __init__(self, progress: bool | str, total: int | None) -> None:
+        from rich.progress import Progress
+
+        self._progress = Progress()
+        label = progress if isinstance(progress, str) else "processing"
+        self._task = self._progress.add_task(label, total=total)
+        self._progress.start()
+
+    def update(self, settled: int) -> None:
+        self._progress.update(self._task, completed=settled)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def _check(
+    process: Any,
+    max_size: Any,
+    max_delay: Any,
+    max_pending: Any,
+    policy: Any,
+    retry: Any,
+    concurrency: Any,
+    on_progress: Any,
+) -> None:
+    if not callable(process):
+        raise ConfigurationError(f"a batcher takes a callable process, not {process!r}")
+    if not is_whole(max_size, 1):
+        raise ConfigurationError(f"max_size must be a whole number >= 1, not {max_size!r}")
+    if not is_seconds(max_delay):
+        raise ConfigurationError(f"max_delay must be seconds >= 0, not {max_delay!r}")
+    if not is_whole(max_pending, 1) or max_pending < max_size:
+        raise ConfigurationError(
+            f"max_pending must be a whole number >= max_size ({max_size!r}), not {max_pending!r}"
+        )
+    if policy not in POLICIES:
+        raise ConfigurationError(f"policy must be one of {', '.join(POLICIES)}; not {policy!r}")
+    if retry is not None and not isinstance(retry, Retry):
+        raise ConfigurationError(f"retry must be a statekeep.flow.Retry or None, not {retry!r}")
+    if not is_whole(concurrency, 1):
+        raise ConfigurationError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
+    if on_progress is not None and not callable(on_progress):
+        raise ConfigurationError(f"on_progress must be callable, not {on_progress!r}")
