@@ -80,8 +80,9 @@ class EntityBatcher(Batcher[E, E]):
         self.cls = cls
 
     def add(self, item: E, timeout: float | None = None) -> Handle[E]:
-        check_entity(self.cls, item)
-        return super().add(item, timeout)
+        if not isinstance(item, self.cls):  # inline: an add is a hot path
+            check_entity(self.cls, item)
+        return Batcher.add(self, item, timeout)
 
 
 class AsyncEntityBatcher(AsyncBatcher[E, E]):

@@ -136,7 +136,9 @@ def _stuck(gate: threading.Event) -> Any:
 
 def test_policy_raise_refuses_at_once_when_full() -> None:
     gate = threading.Event()
-    batcher = Batcher(_stuck(gate), max_size=2, max_delay=0.0, max_pending=4, policy="raise")
+    batcher = Batcher(
+        _stuck(gate), max_size=2, max_delay=0.0, max_pending=4, policy="raise", caller_runs=False
+    )
     batcher.add_many(range(4))
     with pytest.raises(QueueFullError):
         batcher.add(99)
@@ -147,7 +149,7 @@ def test_policy_raise_refuses_at_once_when_full() -> None:
 
 def test_policy_block_waits_for_room_then_times_out() -> None:
     gate = threading.Event()
-    batcher = Batcher(_stuck(gate), max_size=2, max_delay=0.0, max_pending=4)
+    batcher = Batcher(_stuck(gate), max_size=2, max_delay=0.0, max_pending=4, caller_runs=False)
     batcher.add_many(range(4))
     started = time.monotonic()
     with pytest.raises(QueueFullError):
@@ -161,7 +163,9 @@ def test_policy_block_waits_for_room_then_times_out() -> None:
 def test_policy_shed_oldest_drops_the_oldest_waiting_item() -> None:
     gate = threading.Event()
     process = _stuck(gate)
-    batcher = Batcher(process, max_size=2, max_delay=60.0, max_pending=3, policy="shed_oldest")
+    batcher = Batcher(
+        process, max_size=2, max_delay=60.0, max_pending=3, policy="shed_oldest", caller_runs=False
+    )
     first = batcher.add_many([1, 2])  # a full batch: in flight, stuck
     time.sleep(0.05)
     waiting = batcher.add(3)
@@ -202,7 +206,7 @@ def test_concurrency_processes_that_many_batches_at_once() -> None:
         with lock:
             inside -= 1
 
-    with Batcher(slow, 2, 0.0, concurrency=4) as batcher:
+    with Batcher(slow, 2, 0.0, concurrency=4, caller_runs=False) as batcher:
         batcher.add_many(range(40))
     assert most == 4
 
@@ -320,3 +324,22 @@ def test_a_coroutine_process_needs_the_async_batcher() -> None:
 
     with pytest.raises(ConfigurationError, match="AsyncBatcher"):
         Batcher(process)  # type: ignore[arg-type]
+
+
+def test_the_add_that_fills_a_batch_processes_it_unless_told_not_to() -> None:
+    for caller_runs in (True, False):
+        ran_on: list[str] = []
+
+        def process(items: list[int], ran_on: list[str] = ran_on) -> None:
+            ran_on.append(threading.current_thread().name)
+
+        with Batcher(process, 10, 60.0, caller_runs=caller_runs) as batcher:
+            handles = batcher.add_many(range(30))
+            if caller_runs:  # done by the time the adds return
+                assert all(h.done() for h in handles)
+            assert all(h.result(5) is None for h in handles)
+        me = threading.current_thread().name
+        assert (ran_on == [me] * 3) is caller_runs
+        assert all(name.startswith("statekeep-batcher") for name in ran_on) is not caller_runs
+    with pytest.raises(ConfigurationError, match="caller_runs"):
+        Batcher(print, caller_runs="yes")  # type: ignore[arg-type]

@@ -14,8 +14,12 @@ At most `max_pending` items wait or are in flight; beyond that `policy` says
 what add() does: "block" (wait for room, up to its timeout, then
 QueueFullError), "raise" (QueueFullError at once) or "shed_oldest" (the
 oldest waiting item is dropped, its handle failing with QueueFullError).
-`concurrency` batches are processed at once, each on a thread of the
-batcher's.
+`concurrency` batches are processed at once. A batch that fills up is
+processed by the add() that filled it (caller_runs=True, the default of the
+sync Batcher: one thread does the work, where two would only hand the GIL to
+each other: store.batcher reaches 0.81-0.85x save_many so, 0.75-0.77x with
+its worker thread saving); a batch due to its age, a flush or a retry, on
+the batcher's own thread. caller_runs=False: add() never processes.
 
 AsyncBatcher is its twin for asyncio: `await add(item)`, `await flush()`,
 `await close()`; its process may be a coroutine function (run on the loop
@@ -31,6 +35,7 @@ import heapq
 import inspect
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
@@ -48,12 +53,15 @@ PolicyName = Literal["block", "raise", "shed_oldest"]
 POLICIES = ("block", "raise", "shed_oldest")
 
 
-class _Item:
-    __slots__ = ("added", "attempt", "handle", "value")
+class _Item(Handle[Any]):
+    """An item waiting or in flight, and the Handle its adder holds (one
+    object: a batcher makes one per item)."""
+
+    __slots__ = ("added", "attempt", "value")
 
     def __init__(self, value: Any, added: float) -> None:
+        self._state, self._value, self._waiters = 0, None, None  # Handle's, inline: hot
         self.value = value
-        self.handle: Handle[Any] = Handle()
         self.added = added
         self.attempt = 1
 
@@ -84,17 +92,20 @@ class _Batching(Generic[T, R]):
         self.name: str = name or str(getattr(process, "__qualname__", "batcher"))
         self._on_progress = on_progress
         self._clock = a_clock(clock)
-        self._cond = threading.Condition()
+        self._now = time.monotonic if type(self._clock) is Clock else self._clock.now
+        self._lock = threading.Lock()  # entered directly on the hot path
+        self._cond = threading.Condition(self._lock)
         self._pending: collections.deque[_Item] = collections.deque()
         self._later: list[tuple[float, int, _Item]] = []  # failed items, by their retry moment
         self._order = itertools.count()
         self._held = 0  # items in batches being processed
+        self._running = 0  # batches being processed (at most concurrency)
+        self._size = 0  # items waiting, waiting for a retry, or in flight
+        self._added = self._succeeded = 0  # the hot counters, apart from the others
         self._flushing = 0
         self._closed = False
         self._threads: list[threading.Thread] = []
         self._counts = {
-            "added": 0,
-            "succeeded": 0,
             "failed": 0,
             "retried": 0,
             "shed": 0,
@@ -104,24 +115,23 @@ class _Batching(Generic[T, R]):
         self._batch_wait = Timings()
 
     # -- with the condition held -------------------------------------------------
-    def _count(self) -> int:
-        return len(self._pending) + len(self._later) + self._held
-
-    def _enter(self, value: T, now: float) -> _Item | None:
+    def _enter(self, value: T) -> _Item | None:
         """Adds the item if there is room (shedding the oldest if that is the
         policy); None if the caller must wait or be refused."""
         if self._closed:
             raise FlowClosedError(f"{self.name}: this batcher is closed")
-        if self._count() >= self.max_pending:
+        if self._size >= self.max_pending:
             if self.policy != "shed_oldest" or not self._pending:
                 return None
             shed = self._pending.popleft()
+            self._size -= 1
             self._counts["shed"] += 1
-            shed.handle._fail(QueueFullError(f"{self.name}: shed to make room (shed_oldest)"))
-        item = _Item(value, now)
+            shed._fail(QueueFullError(f"{self.name}: shed to make room (shed_oldest)"))
+        item = _Item(value, self._now())
         pending = self._pending
         pending.append(item)
-        self._counts["added"] += 1
+        self._size += 1
+        self._added += 1
         if len(pending) == 1 or len(pending) == self.max_size:
             self._cond.notify()  # a worker arms max_delay, or takes a full batch
         if not self._threads:
@@ -150,9 +160,12 @@ class _Batching(Generic[T, R]):
         return due
 
     def _take(self, now: float) -> list[_Item] | None:
+        if self._running >= self.concurrency:
+            return None
         due = self._due(now)
         if due is None or due > now or not self._pending:
             return None
+        self._running += 1
         pending = self._pending
         size = min(self.max_size, len(pending))
         batch = [pending.popleft() for _ in range(size)]
@@ -162,7 +175,7 @@ class _Batching(Generic[T, R]):
         return batch
 
     def _idle(self) -> bool:
-        return not self._count()
+        return not self._size
 
     # -- the worker threads --------------------------------------------------------
     def _start(self) -> None:
@@ -184,10 +197,13 @@ class _Batching(Generic[T, R]):
                         break
                     if self._closed and self._idle():
                         return
-                    clock.wait(cond, self._due(now))
-            began = clock.now()
-            outcome = self._run([item.value for item in batch])
-            self._settle(batch, outcome, began)
+                    busy = self._running >= self.concurrency  # a settle wakes it
+                    clock.wait(cond, None if busy else self._due(now))
+            self._process(batch)
+
+    def _process(self, batch: list[_Item]) -> None:
+        began = self._now()
+        self._settle(batch, self._run([item.value for item in batch]), began)
 
     def _run(self, values: list[T]) -> Any:
         """process(values): its return value, or a _Failure of what it raised."""
@@ -197,22 +213,30 @@ class _Batching(Generic[T, R]):
             return _Failure(exc)
 
     def _settle(self, batch: list[_Item], outcome: Any, began: float) -> None:
-        now = self._clock.now()
+        now = self._now()
         self._process_time.record(now - began)
         outcomes = _outcomes(outcome, len(batch), self.name)
-        done: list[_Item] = []
-        results: list[Any] = []
+        if any(type(result) is _Failure for result in outcomes):
+            done: list[_Item] = []
+            results: list[Any] = []
+            with self._cond:
+                for item, result in zip(batch, outcomes, strict=True):
+                    if type(result) is _Failure and self._again(item, result.error, now):
+                        continue
+                    done.append(item)
+                    results.append(result)
+            failed = sum(1 for result in results if type(result) is _Failure)
+        else:  # the usual case: every item done
+            done, results, failed = batch, outcomes, 0
         with self._cond:
-            for item, result in zip(batch, outcomes, strict=True):
-                if isinstance(result, _Failure) and self._again(item, result.error, now):
-                    continue
-                done.append(item)
-                results.append(result)
-                self._counts["failed" if isinstance(result, _Failure) else "succeeded"] += 1
+            self._running -= 1
             self._held -= len(batch)
-            settled = self._counts["succeeded"] + self._counts["failed"]
+            self._size -= len(done)
+            self._succeeded += len(done) - failed
+            self._counts["failed"] += failed
+            settled = self._succeeded + self._counts["failed"]
             self._cond.notify_all()  # room for blocked adders; flush and close waiters
-        settle_all((item.handle for item in done), results)
+        settle_all(done, results)
         self._room_freed()
         if self._on_progress is not None:
             self._on_progress(settled)
@@ -261,11 +285,11 @@ class _Batching(Generic[T, R]):
     def pending(self) -> int:
         """Items waiting or in flight."""
         with self._cond:
-            return self._count()
+            return self._size
 
     def stats(self) -> FlowStats:
         with self._cond:
-            counts = dict(self._counts)
+            counts = {"added": self._added, "succeeded": self._succeeded, **self._counts}
             gauges = {
                 "pending": float(len(self._pending) + len(self._later)),
                 "in_flight": float(self._held),
@@ -295,6 +319,7 @@ class Batcher(_Batching[T, R]):
         retry: Retry | None = None,
         concurrency: int = 1,
         on_progress: Callable[[int], object] | None = None,
+        caller_runs: bool = True,
         name: str | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -302,6 +327,9 @@ class Batcher(_Batching[T, R]):
             raise ConfigurationError(
                 f"Batcher takes a plain function; use AsyncBatcher for {process!r}"
             )
+        if not isinstance(caller_runs, bool):
+            raise ConfigurationError(f"caller_runs must be True or False, not {caller_runs!r}")
+        self.caller_runs = caller_runs
         super().__init__(
             process,
             max_size,
@@ -317,21 +345,43 @@ class Batcher(_Batching[T, R]):
 
     def add(self, item: T, timeout: float | None = None) -> Handle[R]:
         """Queues item; its Handle gives process's outcome for it. With
-        max_pending reached: see policy (timeout: how long "block" waits)."""
-        with self._cond:
-            entered = self._enter(item, self._clock.now())
-            if entered is None:
-                if self.policy != "block":
-                    raise self._refuse(None)
-                timeout = a_timeout(timeout)
-                room = self._cond.wait_for(
-                    lambda: self._closed or self._count() < self.max_pending,
-                    LONGEST if timeout is None else timeout,
-                )
-                entered = self._enter(item, self._clock.now()) if room else None
-                if entered is None:
-                    raise self._refuse(timeout)
-            return entered.handle
+        max_pending reached: see policy (timeout: how long "block" waits).
+        With caller_runs=True, the add that fills a batch processes it."""
+        with self._lock:  # the fast path: room, and the batcher open
+            if self._size < self.max_pending and not self._closed and self._threads:
+                entered = _Item(item, self._now())
+                pending = self._pending
+                pending.append(entered)
+                self._size += 1
+                self._added += 1
+                n = len(pending)
+                batch = None
+                if n >= self.max_size and self.caller_runs:
+                    batch = self._take(entered.added)  # None: the batches at once are running
+                if batch is None:
+                    if n == 1 or n == self.max_size:
+                        self._cond.notify()  # a worker arms max_delay, or takes the batch
+                    return entered
+            else:
+                batch = None
+        if batch is not None:  # caller_runs: this thread processes the batch it filled
+            self._process(batch)
+            return entered
+        with self._lock:
+            added = self._enter(item)
+            if added is not None:
+                return added
+            if self.policy != "block":
+                raise self._refuse(None)
+            timeout = a_timeout(timeout)
+            room = self._cond.wait_for(
+                lambda: self._closed or self._size < self.max_pending,
+                LONGEST if timeout is None else timeout,
+            )
+            added = self._enter(item) if room else None
+            if added is None:
+                raise self._refuse(timeout)
+            return added
 
     def add_many(self, items: Iterable[T], timeout: float | None = None) -> list[Handle[R]]:
         """add() of each item, in order."""
@@ -455,9 +505,9 @@ class AsyncBatcher(_Batching[T, R]):
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             with self._cond:
-                entered = self._enter(item, self._clock.now())
+                entered = self._enter(item)
                 if entered is not None:
-                    return entered.handle
+                    return entered
                 if self.policy != "block":
                     raise self._refuse(None)
                 waiter: asyncio.Future[None] = loop.create_future()
