@@ -195,6 +195,7 @@ FLOW_ALL = [
     "FlowStats",
     "Handle",
     "Percentiles",
+    "Pipeline",
     "Retry",
     "Throttle",
     "debounce",

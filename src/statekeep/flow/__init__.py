@@ -10,6 +10,8 @@ work is tried, for threads and asyncio tasks alike.
 - `CircuitBreaker`: fails fast while a dependency is down, probes, closes.
 - `Retry` / `Backoff`: the one retry policy statekeep uses (write-behind
   batches, durable subscriptions, backends retrying a deadlock).
+- `Pipeline`: those parts composed (map, debounce, throttle, breaker, then
+  batch or each), one put(), one stats(), one close().
 - `FakeClock`: every part takes `clock=`, so tests run simulated time.
 - `FlowStats`: what each part's `stats()` returns.
 
@@ -23,6 +25,7 @@ from ._breaker import CircuitBreaker, CircuitState
 from ._clock import Clock, FakeClock
 from ._debounce import AsyncDebounce, Debounce, debounce
 from ._handle import Handle
+from ._pipeline import Pipeline
 from ._retry import Retry
 from ._stats import FlowStats, Percentiles
 from ._throttle import Throttle
@@ -40,6 +43,7 @@ __all__ = [
     "FlowStats",
     "Handle",
     "Percentiles",
+    "Pipeline",
     "Retry",
     "Throttle",
     "debounce",
