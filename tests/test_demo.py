@@ -19,6 +19,7 @@ import pytest
 from rich.console import Console
 
 import statekeep
+from statekeep._demo.meters import METER_RATE, READINGS_PER_SEGMENT
 from statekeep._demo.recordings import (
     SESSIONS,
     STILL_RECORDING,
@@ -27,6 +28,7 @@ from statekeep._demo.recordings import (
     Segment,
     Thumbnail,
 )
+from statekeep._demo.report import summary
 from statekeep._demo.steps import demo, run
 
 SEGMENTS = 5_000
@@ -140,6 +142,7 @@ def test_demo_stores_every_write_by_priority(tmp_path: Path) -> None:
     out = io.StringIO()
 
     report = demo(str(path), SEGMENTS, Console(file=out, width=100))
+    text = out.getvalue()
 
     thumbnails = SESSIONS * THUMBNAILS_PER_SESSION
     # CRITICAL: the sessions created, then one of them paused and resumed
@@ -172,11 +175,24 @@ def test_demo_stores_every_write_by_priority(tmp_path: Path) -> None:
     assert events.session_changes == {"paused": 1, "resumed": 1, "completed": COMPLETED}
     assert events.in_process_delivered == COMPLETED + 3
     assert events.in_process_failures == 0
+    # the level meters went through the flow pipeline: the last reading of
+    # each burst per session, never faster than the throttle's rate
+    meters = report.meters
+    assert meters.readings == SEGMENTS * READINGS_PER_SEGMENT
+    assert meters.meters == SESSIONS  # one per session (a burst's last always goes on)
+    forwarded = meters.stats["debounce"].counts["invocations"]
+    assert SESSIONS <= forwarded < meters.readings
+    assert meters.stats["throttle"].counts["admitted"] == forwarded
+    assert forwarded <= METER_RATE // 20 + METER_RATE * meters.seconds + 1
+    assert meters.stats["batch"].counts["succeeded"] == forwarded
+    assert "level meters:" in text
+    shown = Console(file=io.StringIO(), width=120)
+    shown.print(summary(report))
+    assert "flow: level readings in" in shown.file.getvalue()  # type: ignore[attr-defined]
     # nothing is left for the next open: the journal holds no segment
     assert report.journal_segments == 0
     assert Path(f"{path}.writebehind").is_dir()
     assert journal_segments(path) == []
-    text = out.getvalue()
     assert "paused (CRITICAL)" in text and "stored " in text
     assert "save_many" in text
     assert text.count(PANEL_TITLE) == 1
@@ -229,6 +245,15 @@ def test_demo_refuses_a_leftover_journal(
 
 def test_demo_refuses_a_negative_count(tmp_path: Path) -> None:
     assert run(str(tmp_path / "x.db"), -1) == 2
+
+
+@pytest.mark.parametrize("rate", [0, -5])
+def test_demo_refuses_a_meter_rate_below_one(
+    tmp_path: Path, rate: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(str(tmp_path / "x.db"), 10, rate) == 2
+    assert "--meter-rate" in capsys.readouterr().out
+    assert not (tmp_path / "x.db").exists()
     assert not (tmp_path / "x.db").exists()
 
 

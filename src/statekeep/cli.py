@@ -12,6 +12,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the recording-sessions demo on a SQLite file")
     demo.add_argument("--path", help="database file (default: a new file in a temp folder)")
     demo.add_argument("--segments", type=int, default=100_000)
+    demo.add_argument(
+        "--meter-rate",
+        type=int,
+        default=1_000,
+        help="level-meter writes a second at most, through the flow pipeline (default 1000)",
+    )
     listing = commands.add_parser(
         "subscriptions", help="list the durable subscriptions of a database (position, lag)"
     )
@@ -23,13 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     drop.add_argument("name", help="the subscription's name")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return run_demo(args.path, args.segments)
+        return run_demo(args.path, args.segments, args.meter_rate)
     if args.command in ("subscriptions", "unsubscribe"):
         return subscriptions(args.command, args.url, getattr(args, "name", None))
     return 2
 
 
-def run_demo(path: str | None, segments: int) -> int:
+def run_demo(path: str | None, segments: int, meter_rate: int = 1_000) -> int:
     """The demo, if its extra is installed (statekeep._demo)."""
     from ._demo import load
     from .errors import ConfigurationError
@@ -39,7 +45,7 @@ def run_demo(path: str | None, segments: int) -> int:
     except ConfigurationError as exc:
         print(f"statekeep demo: {exc}", file=sys.stderr)
         return 1
-    return run(path, segments)
+    return run(path, segments, meter_rate)
 
 
 def subscriptions(command: str, url: str, name: str | None) -> int:

@@ -16,10 +16,15 @@ sessions' state changes, and a durable subscriber, "enricher", in a child
 process with a store of its own on the same file, gives each new segment a
 loudness class.
 
+The sessions' input levels, many readings a second, go through a
+statekeep.flow Pipeline (debounced per session, throttled to `--meter-rate`,
+saved in batches) into one LevelMeter per session.
+
 The parts, one concept each: `recordings` (the entities and the made-up
 data), `steps` (`run` and the steps), `stream` (step 2, through the
-write-behind queue), `panel` (its live view), `events` (the handler and the
-enricher's child process) and `report` (what was measured, and the summary).
+write-behind queue), `meters` (the level meters, through the pipeline),
+`panel` (its live view), `events` (the handler and the enricher's child
+process) and `report` (what was measured, and the summary).
 
 Only the command line imports this package, and `import statekeep` never
 does: the demo draws with rich, which the `statekeep[demo]` extra installs.
@@ -35,8 +40,8 @@ from ..errors import ConfigurationError
 OPTIONAL = ("rich",)  # what the demo extra installs
 
 
-def load() -> Callable[[str | None, int], int]:
-    """The demo's `run(path, segments)`; ConfigurationError, with the command
+def load() -> Callable[[str | None, int, int], int]:
+    """The demo's `run(path, segments, meter_rate)`; ConfigurationError, with the command
     that installs it, if the demo extra is missing."""
     try:
         from .steps import run

@@ -10,6 +10,7 @@ from rich.table import Table
 from statekeep import Priority
 
 from .events import EventsReport, event_rows
+from .meters import MetersReport, meter_rows
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Report:
     closed_bytes: int = 0  # after close() folded the WAL into the file
     stored: dict[str, int] = field(default_factory=dict)  # counted at the end
     events: EventsReport = field(default_factory=EventsReport)
+    meters: MetersReport = field(default_factory=MetersReport)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -130,6 +132,9 @@ def summary(report: Report) -> Table:
         + " entities",
         end_section=True,
     )
+    flow = meter_rows(report.meters)
+    for what, value in flow:
+        table.add_row(what, value, end_section=(what, value) == flow[-1])
     for what, value in event_rows(report.events):
         table.add_row(what, value, end_section=what.startswith("enricher catch-up"))
     for step in (

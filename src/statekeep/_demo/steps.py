@@ -2,7 +2,8 @@
 
 1. create the sessions (CRITICAL enqueues, waited for with `wait_stored`);
 2. stream the segments and thumbnails through the write-behind queue
-   (statekeep._demo.stream);
+   (statekeep._demo.stream), and the sessions' level readings through a
+   statekeep.flow Pipeline (statekeep._demo.meters);
 3. update: flag clipping segments and mark most sessions complete, in one
    transaction (and show that a stale copy cannot overwrite newer data);
 4. delete a session recorded with a loose cable, with all its segments and
@@ -31,6 +32,7 @@ import statekeep
 from statekeep import Priority
 
 from .events import Enricher, SessionChanges
+from .meters import METER_RATE, READINGS_PER_SEGMENT, meters
 from .recordings import (
     CATCH_UP_TIMEOUT,
     CLIP_DB,
@@ -47,11 +49,14 @@ from .report import Report, file_size, per_second, summary
 from .stream import Receipts, compare_save_many, stream
 
 
-def run(path: str | None, segments: int) -> int:
+def run(path: str | None, segments: int, meter_rate: int = METER_RATE) -> int:
     """Run the demo into `path` (default: a new file in a fresh temp folder)."""
     console = Console(highlight=False)
     if segments < 0:
         console.print(Text(f"--segments must be 0 or more, not {segments}", style="red"))
+        return 2
+    if meter_rate < 1:
+        console.print(Text(f"--meter-rate must be 1 or more, not {meter_rate}", style="red"))
         return 2
     db_path = _choose_path(path)
     problem = _path_problem(db_path)
@@ -60,7 +65,7 @@ def run(path: str | None, segments: int) -> int:
         return 2
     console.print(Text("statekeep demo: recording sessions", style="bold"))
     console.print(Text(f"database: {db_path}"), soft_wrap=True)
-    report = demo(db_path, segments, console)
+    report = demo(db_path, segments, console, meter_rate)
     console.print()
     console.print(summary(report))
     console.print()
@@ -94,7 +99,7 @@ def _path_problem(db_path: str) -> str | None:
     return None
 
 
-def demo(db_path: str, segments: int, console: Console) -> Report:
+def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_RATE) -> Report:
     """The steps, on an open store; returns what they did and how long each took."""
     report = Report(db_path)
     rng = random.Random(SEED)
@@ -147,6 +152,9 @@ def demo(db_path: str, segments: int, console: Console) -> Report:
             markup=False,
         )
 
+        report.meters = meters(
+            store, sessions, segments * READINGS_PER_SEGMENT, meter_rate, console
+        )
         started = time.perf_counter()
         report.compared_writes = compare_save_many(sessions, segments)
         compared = report.timings["save_many (scratch file)"] = time.perf_counter() - started
