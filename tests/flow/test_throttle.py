@@ -348,3 +348,13 @@ def test_unfair_waiters_still_keep_the_rate() -> None:
         admitted.append(clock.now())
     _never_more_than(admitted, 2, 5, 1.0, slack=1e-6)
     assert admitted[-1] == pytest.approx(2.0)
+
+
+def test_stats_say_how_many_were_admitted_a_second_lately() -> None:
+    clock = FakeClock()
+    throttle = Throttle(rate=20, clock=clock)
+    for _ in range(200):  # 10 s at 20 a second
+        throttle.acquire()
+    assert throttle.stats().gauges["admitted_per_s"] == pytest.approx(20, abs=2)
+    clock.advance(30)  # quiet since
+    assert throttle.stats().gauges["admitted_per_s"] == 0

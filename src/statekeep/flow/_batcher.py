@@ -45,7 +45,7 @@ from ..errors import ConfigurationError, FlowClosedError, QueueFullError
 from ._clock import Clock, a_clock, resolve
 from ._handle import Handle, _Failure, settle_all
 from ._retry import Retry
-from ._stats import FlowStats, Timings
+from ._stats import FlowStats, PerSecond, Timings
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -112,6 +112,7 @@ class _Batching(Generic[T, R]):
             "batches": 0,
         }
         self._process_time = Timings()
+        self._per_second = PerSecond()  # items settled
         self._batch_wait = Timings()
 
     # -- with the condition held -------------------------------------------------
@@ -233,6 +234,7 @@ class _Batching(Generic[T, R]):
             self._held -= len(batch)
             self._size -= len(done)
             self._succeeded += len(done) - failed
+            self._per_second.count(now, len(done))
             self._counts["failed"] += failed
             settled = self._succeeded + self._counts["failed"]
             self._cond.notify_all()  # room for blocked adders; flush and close waiters
@@ -293,6 +295,7 @@ class _Batching(Generic[T, R]):
             gauges = {
                 "pending": float(len(self._pending) + len(self._later)),
                 "in_flight": float(self._held),
+                "settled_per_s": self._per_second.rate(self._now()),
             }
         timings = {
             "process": self._process_time.summary(),

@@ -129,3 +129,35 @@ class FlowStats:
                     f"{summary.p50 * 1e3:.3g} / {summary.p99 * 1e3:.3g} / {summary.max * 1e3:.3g}",
                 )
         return table
+
+
+class PerSecond:
+    """Events a second over the last `seconds` whole seconds: one counter
+    for the current second, the finished ones kept in a short ring. Callers
+    hold their own lock around count()."""
+
+    __slots__ = ("_done", "_now", "_second", "_seconds")
+
+    def __init__(self, seconds: int = 10) -> None:
+        self._seconds = seconds
+        self._second = -1
+        self._now = 0
+        self._done: list[tuple[int, int]] = []  # (second, count), oldest first
+
+    def count(self, moment: float, n: int = 1) -> None:
+        second = int(moment)
+        if second != self._second:
+            if self._now:
+                self._done.append((self._second, self._now))
+                if len(self._done) > self._seconds:
+                    del self._done[0]
+            self._second, self._now = second, 0
+        self._now += n
+
+    def rate(self, moment: float) -> float:
+        """Events a second over the finished seconds of the window (0 if none)."""
+        first = int(moment) - self._seconds
+        kept = [n for second, n in self._done if second >= first]
+        if self._second >= first and self._second < int(moment) and self._now:
+            kept.append(self._now)
+        return sum(kept) / self._seconds if kept else 0.0

@@ -36,7 +36,7 @@ from .._numbers import timeout as a_timeout
 from ..errors import ConfigurationError, ThrottledError
 from ._clock import Clock, a_clock
 from ._slots import Slots
-from ._stats import FlowStats, Timings
+from ._stats import FlowStats, PerSecond, Timings
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -98,6 +98,7 @@ class Throttle:
         self._lock = threading.Lock()
         self._slots = Slots(max_concurrent) if max_concurrent is not None else None
         self._admitted = 0  # the hot counter, apart from the others
+        self._per_second = PerSecond()
         self._counts = {"waits": 0, "refused": 0, "cooled_down": 0}
         self._sleeping = 0
         self._waits = Timings()
@@ -115,6 +116,7 @@ class Throttle:
                 return False
             self._tat = (tat if tat > now else now) + self._interval
             self._admitted += 1
+            self._per_second.count(now)
             return True
 
     def _reserve(self, now: float, most: float | None) -> tuple[float, float, int] | None:
@@ -163,6 +165,7 @@ class Throttle:
                 return _NO
             if reserved[0] <= now:
                 self._admitted += 1
+                self._per_second.count(now)
                 if now > began:  # after waits (fair=False, or a cool-down)
                     self._waits.record(now - began)
                 return None
@@ -182,6 +185,7 @@ class Throttle:
             self._sleeping -= 1
             if self.fair and reserved[2] == self._epoch:
                 self._admitted += 1
+                self._per_second.count(self._now())
                 self._waits.record(self._now() - began)
                 return True
             return False
@@ -279,6 +283,7 @@ class Throttle:
             now = self._now()
             if self._reserve(now, 0.0) is not None:
                 self._admitted += 1
+                self._per_second.count(now)
                 return True
             self._counts["refused"] += 1
         if slots is not None:
@@ -409,8 +414,12 @@ class Throttle:
         with self._lock:
             counts = {"admitted": self._admitted, **self._counts}
             sleeping = self._sleeping
+            per_second = self._per_second.rate(self._now())
         slots = self._slots
-        gauges: dict[str, float] = {"waiting": sleeping + (slots.waiting if slots else 0)}
+        gauges: dict[str, float] = {
+            "waiting": sleeping + (slots.waiting if slots else 0),
+            "admitted_per_s": per_second,
+        }
         if slots is not None:
             gauges["in_flight"] = slots.used
         if self._keys:
