@@ -294,12 +294,20 @@ def _leaf(target: str) -> bool:
     return any(_inside(target, leaf) for leaf in LEAVES)
 
 
+# What a leaf may import besides the standard library: rich, inside the
+# flow methods that draw (a table, a progress bar), never when it is imported
+# (test_importing_statekeep_needs_only_pydantic checks that it is not loaded).
+LEAF_DRAWING = "rich"
+
+
 def test_leaves_import_only_the_standard_library_errors_and_leaves() -> None:
     """_numbers, _naming and flow: usable from every layer, backends included."""
     wrong = [
         str(i)
         for i in IMPORTS
-        if _leaf(i.source) and not (_stdlib(i.target) or _leaf(i.target) or i.target == ERRORS)
+        if _leaf(i.source)
+        and not (_stdlib(i.target) or _leaf(i.target) or i.target == ERRORS)
+        and i.target.partition(".")[0] != LEAF_DRAWING
     ]
     assert wrong == []
 
@@ -508,7 +516,7 @@ def test_importing_statekeep_creates_no_store(tmp_path: Path) -> None:
 
 # -- the Store stays a facade ---------------------------------------------------
 
-STORE_LINE_BUDGET = 520
+STORE_LINE_BUDGET = 530  # 520 until Store.batcher (issue 13), whose work is in _entity_batcher
 
 
 def test_store_py_stays_within_its_line_budget() -> None:

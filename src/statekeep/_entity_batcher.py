@@ -11,7 +11,9 @@ says, for the entities it held back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+import inspect
+from collections.abc import Iterable
+from typing import Any, Protocol, TypeVar
 
 from .entity import Entity
 from .errors import (
@@ -23,10 +25,15 @@ from .errors import (
 )
 from .flow import AsyncBatcher, Batcher, Handle, Retry
 
-if TYPE_CHECKING:
-    from .store import Store
-
 E = TypeVar("E", bound=Entity)
+
+
+class Store(Protocol):
+    """What a batcher needs of a store (statekeep.Store, which makes it)."""
+
+    def save(self, entity: Any) -> Any: ...
+
+    def save_many(self, entities: Iterable[Any]) -> int: ...
 
 
 def retry_transient() -> Retry:
@@ -36,7 +43,8 @@ def retry_transient() -> Retry:
 
 def batch_saver(store: Store, cls: type[Entity]) -> Any:
     """The process function: save_many, or each on its own when one fails."""
-    store._core.info(cls)  # ConfigurationError for what is not an Entity class
+    if not (isinstance(cls, type) and issubclass(cls, Entity)):
+        raise ConfigurationError(f"a store's batcher takes an Entity subclass, not {cls!r}")
 
     def save(entities: list[Entity]) -> list[Any]:
         try:
@@ -45,11 +53,13 @@ def batch_saver(store: Store, cls: type[Entity]) -> Any:
         except (ConflictError, ValidationError):
             pass  # one entity's fault: find which
         outcomes: list[Any] = []
-        for entity in entities:
+        for n, entity in enumerate(entities):
             try:
                 outcomes.append(store.save(entity))
-            except TransientBackendError:
-                raise  # the whole batch again, later
+            except TransientBackendError as exc:
+                # this one and the rest go again later (its retry says when);
+                # those saved already stay saved, never saved twice
+                return outcomes + [exc] * (len(entities) - n)
             except StatekeepError as exc:
                 outcomes.append(exc)
         return outcomes
@@ -62,9 +72,18 @@ def check_entity(cls: type[Entity], entity: Any) -> None:
         raise ValidationError(f"this batcher stores {cls.__name__} entities, not {entity!r}")
 
 
-def _setup(store: Store, cls: type[Entity], options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _setup(
+    store: Store, cls: type[Entity], options: dict[str, Any], batcher: type[Any]
+) -> tuple[Any, dict[str, Any]]:
     if "process" in options:
         raise ConfigurationError("a store's batcher saves its entities: no process=")
+    known = set(inspect.signature(batcher.__init__).parameters) - {"self", "process"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown batcher option {', '.join(unknown)}; "
+            f"the options are {', '.join(sorted(known))}"
+        )
     options.setdefault("retry", retry_transient())
     options.setdefault("name", f"{cls.__name__} batcher" if isinstance(cls, type) else None)
     return batch_saver(store, cls), options
@@ -75,7 +94,7 @@ class EntityBatcher(Batcher[E, E]):
     `handle = batcher.add(todo)`; `handle.result()` is the saved entity."""
 
     def __init__(self, store: Store, cls: type[E], **options: Any) -> None:
-        process, options = _setup(store, cls, options)
+        process, options = _setup(store, cls, options, Batcher)
         super().__init__(process, **options)
         self.cls = cls
 
@@ -90,7 +109,7 @@ class AsyncEntityBatcher(AsyncBatcher[E, E]):
     batches are saved on the batcher's thread, off the event loop."""
 
     def __init__(self, store: Store, cls: type[E], **options: Any) -> None:
-        process, options = _setup(store, cls, options)
+        process, options = _setup(store, cls, options, AsyncBatcher)
         super().__init__(process, **options)
         self.cls = cls
 

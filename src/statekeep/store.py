@@ -20,6 +20,7 @@ from ._calls import counted
 from ._core import Core, State
 from ._emit import Pending, decode
 from ._enqueue import enqueue, enqueue_entity, make_engine
+from ._entity_batcher import EntityBatcher
 from ._saving import save_chunks
 from ._transaction import Transaction
 from .backends import Backend, open_backend, redacted
@@ -52,7 +53,6 @@ from .writebehind import (
 )
 
 if TYPE_CHECKING:
-    from ._entity_batcher import EntityBatcher
     from ._schema import EntityInfo
 
 E = TypeVar("E", bound=Entity)
@@ -392,8 +392,6 @@ class Store:
         """A statekeep.flow.Batcher of cls entities, saved with save_many a
         batch at a time: `handle = batcher.add(todo)` (see _entity_batcher).
         Close it (or use `with`) before the store."""
-        from ._entity_batcher import EntityBatcher
-
         return EntityBatcher(self, cls, **options)
 
     # -- events --------------------------------------------------------------

@@ -245,7 +245,7 @@ def test_keys_have_their_own_budget_and_memory_stays_bounded() -> None:
     assert sum(throttle.for_key("b").try_acquire() for _ in range(5)) == 2
     for n in range(1000):
         throttle.for_key(n)
-    assert throttle.stats().gauges["keys"] == 100
+    assert 50 <= throttle.stats().gauges["keys"] <= 100
     with pytest.raises(ConfigurationError):
         throttle.for_key(["not", "hashable"])  # type: ignore[arg-type]
 

@@ -34,6 +34,7 @@ import collections
 import heapq
 import inspect
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +52,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 PolicyName = Literal["block", "raise", "shed_oldest"]
 POLICIES = ("block", "raise", "shed_oldest")
+_log = logging.getLogger("statekeep.flow")
 
 
 class _Item(Handle[Any]):
@@ -105,6 +107,8 @@ class _Batching(Generic[T, R]):
         self._flushing = 0
         self._closed = False
         self._threads: list[threading.Thread] = []
+        self._shed: list[_Item] = []  # shed under the lock, their handles failed after it
+        self._inside = threading.local()  # .processing: this thread runs process now
         self._counts = {
             "failed": 0,
             "retried": 0,
@@ -127,7 +131,7 @@ class _Batching(Generic[T, R]):
             shed = self._pending.popleft()
             self._size -= 1
             self._counts["shed"] += 1
-            shed._fail(QueueFullError(f"{self.name}: shed to make room (shed_oldest)"))
+            self._shed.append(shed)  # failed by the caller once the lock is let go
         item = _Item(value, self._now())
         pending = self._pending
         pending.append(item)
@@ -203,8 +207,23 @@ class _Batching(Generic[T, R]):
             self._process(batch)
 
     def _process(self, batch: list[_Item]) -> None:
+        """Runs process on batch and settles it, whatever process raises: a
+        BaseException (KeyboardInterrupt, SystemExit) fails the batch's items
+        too, then goes on in the caller's thread (caller_runs) and is logged
+        on the batcher's own."""
         began = self._now()
-        self._settle(batch, self._run([item.value for item in batch]), began)
+        self._inside.processing = True
+        try:
+            outcome = self._run([item.value for item in batch])
+        except BaseException as exc:
+            self._settle(batch, _Failure(exc), began)
+            if threading.current_thread() not in self._threads:
+                raise
+            _log.error("statekeep.flow: %s: process raised %r", self.name, exc)
+            return
+        finally:
+            self._inside.processing = False
+        self._settle(batch, outcome, began)
 
     def _run(self, values: list[T]) -> Any:
         """process(values): its return value, or a _Failure of what it raised."""
@@ -220,12 +239,18 @@ class _Batching(Generic[T, R]):
         if any(type(result) is _Failure for result in outcomes):
             done: list[_Item] = []
             results: list[Any] = []
-            with self._cond:
-                for item, result in zip(batch, outcomes, strict=True):
-                    if type(result) is _Failure and self._again(item, result.error, now):
-                        continue
+            again: list[tuple[float, _Item]] = []
+            for item, result in zip(batch, outcomes, strict=True):
+                moment = self._again(item, result.error, now) if type(result) is _Failure else None
+                if moment is not None:
+                    again.append((moment, item))
+                else:
                     done.append(item)
                     results.append(result)
+            with self._cond:
+                for moment, item in again:
+                    heapq.heappush(self._later, (moment, next(self._order), item))
+                self._counts["retried"] += len(again)
             failed = sum(1 for result in results if type(result) is _Failure)
         else:  # the usual case: every item done
             done, results, failed = batch, outcomes, 0
@@ -241,20 +266,31 @@ class _Batching(Generic[T, R]):
         settle_all(done, results)
         self._room_freed()
         if self._on_progress is not None:
-            self._on_progress(settled)
+            try:
+                self._on_progress(settled)
+            except Exception:  # noqa: BLE001 - a broken callback must not stop the batcher
+                _log.exception("statekeep.flow: %s: on_progress raised", self.name)
 
-    def _again(self, item: _Item, error: BaseException, now: float) -> bool:
-        """With the condition: puts a failed item back for a later batch if
-        the retry policy says so."""
+    def _again(self, item: _Item, error: BaseException, now: float) -> float | None:
+        """Outside the lock (the retry's when / on_retry are the caller's
+        code): the moment a failed item goes again, or None (it fails)."""
         if self.retry is None:
-            return False
-        moment = self.retry._next_wait(error, item.attempt, item.added, now)
-        if moment is None:
-            return False
-        item.attempt += 1
-        self._counts["retried"] += 1
-        heapq.heappush(self._later, (moment, next(self._order), item))
-        return True
+            return None
+        try:
+            moment = self.retry._next_wait(error, item.attempt, item.added, now)
+        except Exception:  # noqa: BLE001 - a broken predicate fails the item, logged
+            _log.exception("statekeep.flow: %s: the retry policy raised", self.name)
+            return None
+        if moment is not None:
+            item.attempt += 1
+        return moment
+
+    def _fail_shed(self) -> None:
+        """The items shed_oldest dropped: failed once the lock is let go."""
+        with self._cond:
+            shed, self._shed = self._shed, []
+        for item in shed:
+            item._fail(QueueFullError(f"{self.name}: shed to make room (shed_oldest)"))
 
     def _room_freed(self) -> None:
         """Room for waiting adders (the async twin wakes its own)."""
@@ -265,22 +301,34 @@ class _Batching(Generic[T, R]):
             self._cond.notify_all()
 
     def _flushed(self, timeout: float | None) -> bool:
-        """Waits until nothing is pending or in flight."""
+        """Waits until nothing is pending or in flight (from inside process,
+        which would wait for its own batch: it does not wait, False)."""
         cond = self._cond
+        if getattr(self._inside, "processing", False):
+            with cond:
+                self._flushing -= 1
+            return False
         with cond:
             try:
                 return cond.wait_for(self._idle, LONGEST if timeout is None else timeout)
             finally:
                 self._flushing -= 1
 
-    def _close_threads(self) -> None:
+    def _close_threads(self, deadline: float | None) -> bool:
+        """Stops the threads (once what is pending is done); False if they
+        have not ended by deadline (time.monotonic), or this is one of them."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
             threads = list(self._threads)
+        ended = True
         for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join()
+            if thread is threading.current_thread():
+                ended = False
+                continue
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            ended = ended and not thread.is_alive()
+        return ended
 
     # -- figures -------------------------------------------------------------------
     @property
@@ -350,6 +398,8 @@ class Batcher(_Batching[T, R]):
         """Queues item; its Handle gives process's outcome for it. With
         max_pending reached: see policy (timeout: how long "block" waits).
         With caller_runs=True, the add that fills a batch processes it."""
+        if timeout is not None:
+            timeout = a_timeout(timeout)
         with self._lock:  # the fast path: room, and the batcher open
             if self._size < self.max_pending and not self._closed and self._threads:
                 entered = _Item(item, self._now())
@@ -370,21 +420,24 @@ class Batcher(_Batching[T, R]):
         if batch is not None:  # caller_runs: this thread processes the batch it filled
             self._process(batch)
             return entered
-        with self._lock:
-            added = self._enter(item)
-            if added is not None:
+        try:
+            with self._lock:
+                added = self._enter(item)
+                if added is not None:
+                    return added
+                if self.policy != "block":
+                    raise self._refuse(None)
+                room = self._cond.wait_for(
+                    lambda: self._closed or self._size < self.max_pending,
+                    LONGEST if timeout is None else timeout,
+                )
+                added = self._enter(item) if room else None
+                if added is None:
+                    raise self._refuse(timeout)
                 return added
-            if self.policy != "block":
-                raise self._refuse(None)
-            timeout = a_timeout(timeout)
-            room = self._cond.wait_for(
-                lambda: self._closed or self._size < self.max_pending,
-                LONGEST if timeout is None else timeout,
-            )
-            added = self._enter(item) if room else None
-            if added is None:
-                raise self._refuse(timeout)
-            return added
+        finally:
+            if self._shed:
+                self._fail_shed()
 
     def add_many(self, items: Iterable[T], timeout: float | None = None) -> list[Handle[R]]:
         """add() of each item, in order."""
@@ -398,11 +451,14 @@ class Batcher(_Batching[T, R]):
         return self._flushed(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
-        """flush(), then stops the threads; add() after it raises FlowClosedError."""
+        """flush(), then stops the threads; add() after it raises FlowClosedError.
+        False if that did not all end within timeout (or close was called by
+        process itself: the rest then ends in the background)."""
         timeout = a_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
         flushed = self.flush(timeout)
-        self._close_threads()
-        return flushed
+        ended = self._close_threads(deadline)
+        return flushed and ended
 
     def __enter__(self) -> Batcher[T, R]:
         return self
@@ -425,6 +481,8 @@ class Batcher(_Batching[T, R]):
         """process over items in batches: each item's result, in order (the
         first failure raises). progress: a rich progress bar (True, or its
         label) while it runs."""
+        if not isinstance(items, Iterable) or isinstance(items, (str, bytes)):
+            raise ConfigurationError(f"map() takes an iterable of items, not {items!r}")
         total = len(items) if isinstance(items, Sequence) else None
         bar = _Bar(progress, total) if progress else None
         batcher: Batcher[T, R] = cls(
@@ -509,12 +567,15 @@ class AsyncBatcher(_Batching[T, R]):
         while True:
             with self._cond:
                 entered = self._enter(item)
-                if entered is not None:
-                    return entered
-                if self.policy != "block":
-                    raise self._refuse(None)
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._room_waiters.append(waiter)
+                if entered is None and self.policy == "block":
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._room_waiters.append(waiter)
+            if self._shed:
+                self._fail_shed()
+            if entered is not None:
+                return entered
+            if self.policy != "block":
+                raise self._refuse(None)
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 raise self._refuse(timeout)
@@ -534,9 +595,11 @@ class AsyncBatcher(_Batching[T, R]):
         return await asyncio.to_thread(self._flushed, timeout)
 
     async def close(self, timeout: float | None = None) -> bool:
+        timeout = a_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
         flushed = await self.flush(timeout)
-        await asyncio.to_thread(self._close_threads)
-        return flushed
+        ended = await asyncio.to_thread(self._close_threads, deadline)
+        return flushed and ended
 
     async def __aenter__(self) -> AsyncBatcher[T, R]:
         return self

@@ -32,6 +32,7 @@ from ..errors import CircuitOpenError, ConfigurationError
 from ._clock import Clock, a_clock
 from ._retry import _exception_types
 from ._stats import FlowStats
+from ._wrapping import a_callable, wrap_iterators
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -260,8 +261,10 @@ class CircuitBreaker:
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """`@breaker` on a function or a coroutine function."""
-        if not callable(fn):
-            raise ConfigurationError(f"@breaker decorates a callable, not {fn!r}")
+        a_callable(fn, "breaker")
+        iterating = wrap_iterators(fn, self)  # a failure while iterated counts
+        if iterating is not None:
+            return iterating
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)

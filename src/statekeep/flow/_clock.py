@@ -84,6 +84,8 @@ class FakeClock(Clock):
 
     def set(self, moment: float) -> None:
         """Moves the time to moment (never back)."""
+        if not is_seconds(moment, least=-1e15):
+            raise ConfigurationError(f"set() takes a moment in seconds, not {moment!r}")
         with self._lock:
             if moment > self._now:
                 self._now = float(moment)

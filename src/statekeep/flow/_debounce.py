@@ -31,6 +31,7 @@ import inspect
 import itertools
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
@@ -178,7 +179,7 @@ class _Debouncing(Generic[T]):
             root._keys[key] = child
             if len(root._keys) > root.max_keys:
                 for old in list(itertools.islice(root._keys, 0, 16)):
-                    if root._keys[old]._period is None:  # idle: nothing to lose
+                    if old != key and root._keys[old]._period is None:  # idle: nothing lost
                         del root._keys[old]
                         break
             return child
@@ -265,7 +266,7 @@ class Debounce(_Debouncing[T]):
         """On a method: a debounce per instance (keyed by the instance)."""
         if obj is None:
             return self
-        return functools.partial(self.for_key(id(obj)).__call__, obj)
+        return functools.partial(self.for_key(_Identity(obj)).__call__, obj)
 
     def for_key(self, key: Hashable) -> Debounce[T]:
         """The debounce of key (made on first use, with these options)."""
@@ -328,15 +329,25 @@ class Debounce(_Debouncing[T]):
                         return
                     clock.wait(self._lock, heap[0][0] if heap else None)
             for key, (args, kwargs, handle) in fires:
-                key._invoke(args, kwargs, handle)
+                # on this thread, even a KeyboardInterrupt or SystemExit fn
+                # raised ends only its invocation (its handle is cancelled)
+                key._invoke(args, kwargs, handle, reraise=False)
 
-    def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any], handle: Handle[Any]) -> None:
+    def _invoke(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        handle: Handle[Any],
+        reraise: bool = True,
+    ) -> None:
         try:
             outcome = self.fn(*args, **kwargs)
         except BaseException as exc:
             self._done(handle, None, exc)
             if not isinstance(exc, Exception):
-                raise
+                if reraise:
+                    raise
+                _log.error("statekeep.flow: %s raised %r; its handle is cancelled", self.name, exc)
             return
         self._done(handle, outcome, None)
 
@@ -403,16 +414,17 @@ class AsyncDebounce(_Debouncing[T]):
         self._timer: asyncio.Task[None] | None = None
         if _root is None:
             self._loop: asyncio.AbstractEventLoop | None = None
-            self._tasks: set[asyncio.Task[Any]] = set()
+            self._tasks: set[asyncio.Task[Any]] = set()  # timers and invocations
+            self._invocations: set[asyncio.Task[Any]] = set()
         else:
-            self._tasks = _root._tasks
+            self._tasks, self._invocations = _root._tasks, _root._invocations
 
     def __call__(self, *args: Any, **kwargs: Any) -> Handle[T]:
         loop = self._the_loop()
         with self._lock:
             handle, at_once = self._fold(self._clock.now(), args, kwargs)
         if at_once:
-            self._spawn(loop, self._invoke(args, kwargs, handle))
+            self._invocations.add(self._spawn(loop, self._invoke(args, kwargs, handle)))
         if self._timer is None:  # it ends the period, and fires what folds in
             self._timer = self._spawn(loop, self._wait_and_fire())
         return handle
@@ -420,7 +432,7 @@ class AsyncDebounce(_Debouncing[T]):
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
             return self
-        return functools.partial(self.for_key(id(obj)).__call__, obj)
+        return functools.partial(self.for_key(_Identity(obj)).__call__, obj)
 
     def _the_loop(self) -> asyncio.AbstractEventLoop:
         try:
@@ -441,6 +453,7 @@ class AsyncDebounce(_Debouncing[T]):
         task = loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._invocations.discard)
         return task
 
     def for_key(self, key: Hashable) -> AsyncDebounce[T]:
@@ -519,10 +532,39 @@ class AsyncDebounce(_Debouncing[T]):
             if fire is not None:
                 assert isinstance(key, AsyncDebounce)
                 await key._invoke(*fire)
-        running = [t for t in root._tasks if t is not asyncio.current_task()]
-        for task in running:
-            task.cancel()  # timers with nothing left to fire, or invocations
-        await asyncio.gather(*running, return_exceptions=True)
+        me = asyncio.current_task()
+        invoking = [t for t in root._invocations if t is not me]
+        await asyncio.gather(*invoking, return_exceptions=True)  # they end as they would
+        timers = [t for t in root._tasks if t is not me and t not in invoking]
+        for task in timers:
+            task.cancel()  # nothing is left for them to fire
+        await asyncio.gather(*timers, return_exceptions=True)
+
+
+class _Identity:
+    """A method debounce's key: its instance, by identity, held weakly (an
+    id() alone could come back for a new object once the old one is gone)."""
+
+    __slots__ = ("__weakref__", "_hash", "_ref")
+
+    def __init__(self, obj: Any) -> None:
+        self._hash = id(obj)
+        try:
+            self._ref: Callable[[], Any] = weakref.ref(obj)
+        except TypeError:  # no weak references (slots): held strongly
+            self._ref = lambda: obj
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Identity):
+            return NotImplemented
+        mine = self._ref()
+        return mine is not None and mine is other._ref()
+
+    def __repr__(self) -> str:
+        return f"<instance {self._hash:#x}>"
 
 
 def debounce(

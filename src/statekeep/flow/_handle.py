@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Callable, Generator, Iterable
 from typing import Any, Generic, TypeVar
 
 from .._numbers import LONGEST
 from .._numbers import timeout as a_timeout
+from ..errors import ConfigurationError
 from ._clock import resolve
 
 T = TypeVar("T")
 
 _LOCK = threading.Lock()
+_log = logging.getLogger("statekeep.flow")
 _PENDING, _DONE, _FAILED, _CANCELLED = 0, 1, 2, 3
 
 
@@ -92,6 +95,8 @@ class Handle(Generic[T]):
 
     def add_done_callback(self, fn: Callable[[Handle[T]], object]) -> None:
         """fn(handle) once it is done (at once if it is)."""
+        if not callable(fn):
+            raise ConfigurationError(f"add_done_callback() takes a callable, not {fn!r}")
 
         def call() -> None:
             fn(self)
@@ -117,8 +122,7 @@ class Handle(Generic[T]):
             self._state, self._value = state, value
             waiters, self._waiters = self._waiters, None
         if waiters:
-            for wake in waiters:
-                wake()
+            _wake_all(waiters)
 
     def _set(self, value: T) -> None:
         self._settle(_DONE, value)
@@ -148,8 +152,17 @@ def settle_all(handles: Iterable[Handle[Any]], values: Iterable[Any]) -> None:
             if handle._waiters:
                 woken.extend(handle._waiters)
             handle._waiters = None
-    for wake in woken:
-        wake()
+    _wake_all(woken)
+
+
+def _wake_all(waiters: list[Callable[[], None]]) -> None:
+    """Wakes each waiter; a done callback that raises is logged, and the
+    others are still woken."""
+    for wake in waiters:
+        try:
+            wake()
+        except Exception:  # noqa: BLE001 - logged; the other waiters still wake
+            _log.exception("statekeep.flow: a Handle's done callback raised")
 
 
 class _Failure:

@@ -73,6 +73,10 @@ class Retry:
             raise ConfigurationError(f"attempts must be an int >= 1 or None, not {attempts!r}")
         self.attempts = attempts
         self.backoff = _a_backoff(backoff, jitter)
+        if attempts is None and self.backoff is None:
+            raise ConfigurationError(
+                "attempts=None (no limit) needs a backoff too: without a pause it would spin"
+            )
         self.retry_on = _exception_types(retry_on)
         if when is not None and not callable(when):
             raise ConfigurationError(f"when must be callable, not {when!r}")
@@ -135,16 +139,19 @@ class Retry:
     # -- calling ---------------------------------------------------------------
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """fn(*args, **kwargs), tried again as this policy says."""
+        began = self._clock.now() if self.deadline is not None else 0.0
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - raised again unless retried
-            return self._again(exc, fn, args, kwargs)
+            return self._again(exc, fn, args, kwargs, began)
         self._succeeded()
         return result
 
-    def _again(self, exc: Exception, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    def _again(
+        self, exc: Exception, fn: Callable[..., T], args: Any, kwargs: Any, began: float
+    ) -> T:
+        """After the first try failed (it began at `began`: the deadline's start)."""
         clock = self._clock
-        began = clock.now()
         attempt = 1
         while True:
             moment = self._next_wait(exc, attempt, began)
@@ -164,14 +171,12 @@ class Retry:
     async def call_async(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """await fn(*args, **kwargs), tried again as this policy says."""
         clock = self._clock
-        began = 0.0
+        began = clock.now() if self.deadline is not None else 0.0
         attempt = 1
         while True:
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
-                if attempt == 1:
-                    began = clock.now()
                 moment = self._next_wait(exc, attempt, began)
                 if moment is None:
                     self._ended()
@@ -202,13 +207,15 @@ class Retry:
             return retried_async
 
         lock, counts, again = self._lock, self._counts, self._again
+        now = self._clock.now if self.deadline is not None else _zero
 
         @functools.wraps(fn)
         def retried(*args: P.args, **kwargs: P.kwargs) -> Any:
+            began = now()
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - raised again unless retried
-                return again(exc, fn, args, kwargs)
+                return again(exc, fn, args, kwargs, began)
             with lock:
                 counts["calls"] += 1
                 counts["succeeded"] += 1
@@ -223,6 +230,10 @@ class Retry:
 
     def __repr__(self) -> str:
         return f"<Retry {self.name}: attempts={self.attempts}, deadline={self.deadline}>"
+
+
+def _zero() -> float:
+    return 0.0
 
 
 def _a_backoff(backoff: Backoff | float | None, jitter: float | None) -> Backoff | None:

@@ -37,12 +37,12 @@ from ..errors import ConfigurationError, ThrottledError
 from ._clock import Clock, a_clock
 from ._slots import Slots
 from ._stats import FlowStats, PerSecond, Timings
+from ._wrapping import a_callable, wrap_iterators
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _EPSILON = 1e-9  # seconds: moments closer than this are one
-_EVICT_SCAN = 8  # keys looked at for an idle one before the oldest goes anyway
 
 
 class Throttle:
@@ -92,6 +92,8 @@ class Throttle:
         self._clock = a_clock(clock)
         self._now = time.monotonic if type(self._clock) is Clock else self._clock.now
         self._interval = self.per / rate if rate is not None else 0.0
+        if not math.isfinite(self._interval * burst):
+            raise ConfigurationError(f"rate {rate!r} per {per!r} s is too small to keep count of")
         self._tolerance = (burst - 1) * self._interval
         self._tat = -math.inf
         self._epoch = 0  # moves on at each cool_down: reservations made before are redone
@@ -136,15 +138,15 @@ class Throttle:
             if self._tat == tat:
                 self._tat -= self._interval
 
-    def _refuse(self, timeout: float | None) -> ThrottledError:
+    def _refuse(self, timeout: float | None, by_rate: bool) -> ThrottledError:
+        """by_rate: the rate refused (its next moment is known), not a full
+        max_concurrent (that depends on another caller's release)."""
         with self._lock:
             self._counts["refused"] += 1
             after = max(0.0, self._tat - self._tolerance - self._now())
         return ThrottledError(
             f"{self.name}: no slot within {timeout:g} s ({self._describe()})",
-            retry_after=after
-            if self._slots is None or self._slots.used < self._slots.limit
-            else None,
+            retry_after=after if by_rate else None,
         )
 
     def _describe(self) -> str:
@@ -199,7 +201,7 @@ class Throttle:
             if reserved is None:
                 return
             if reserved is _NO:
-                raise self._refuse(timeout)
+                raise self._refuse(timeout, by_rate=True)
             try:
                 clock.sleep_until(reserved[0])
             except BaseException:
@@ -217,7 +219,7 @@ class Throttle:
             if reserved is None:
                 return
             if reserved is _NO:
-                raise self._refuse(timeout)
+                raise self._refuse(timeout, by_rate=True)
             try:
                 await clock.sleep_until_async(reserved[0])
             except BaseException:
@@ -246,7 +248,7 @@ class Throttle:
             return
         began = self._now()
         if not slots.take(timeout):
-            raise self._refuse(timeout)
+            raise self._refuse(timeout, by_rate=False)
         try:
             self._pass(None if timeout is None else max(0.0, timeout - (self._now() - began)))
         except BaseException:
@@ -264,7 +266,7 @@ class Throttle:
             return
         began = self._now()
         if not await slots.take_async(timeout):
-            raise self._refuse(timeout)
+            raise self._refuse(timeout, by_rate=False)
         try:
             left = None if timeout is None else max(0.0, timeout - (self._now() - began))
             await self._pass_async(left)
@@ -332,8 +334,10 @@ class Throttle:
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """`@throttle` on a function or a coroutine function."""
-        if not callable(fn):
-            raise ConfigurationError(f"@throttle decorates a callable, not {fn!r}")
+        a_callable(fn, "throttle")
+        iterating = wrap_iterators(fn, self)  # held while a generator is iterated
+        if iterating is not None:
+            return iterating
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -361,7 +365,9 @@ class Throttle:
             raise ConfigurationError(f"cool_down() takes seconds >= 0, not {seconds!r}")
         with self._lock:
             until = self._now() + seconds
-            self._tat = max(self._tat, until + self._tolerance)
+            # the waiters book again after it, in their order: their bookings go
+            booked = self._tat - self._sleeping * self._interval if self.fair else self._tat
+            self._tat = max(booked, until + self._tolerance)
             self._epoch += 1
             self._counts["cooled_down"] += 1
 
@@ -393,17 +399,20 @@ class Throttle:
             return child
 
     def _evict(self) -> None:
-        """Drops the least recently used key whose throttle is idle (one
-        that would admit a full burst now and has nothing in flight: no
-        state is lost), or else the least recently used one."""
+        """Beyond max_keys: drops the least recently used idle keys (one that
+        would admit a full burst now and has nothing in flight: no state is
+        lost), a tenth of max_keys at once so that a scan is paid seldom; if
+        none is idle, the least recently used key (its budget is forgotten)."""
         now = self._now()
-        for index, (key, child) in enumerate(self._keys.items()):
-            if index >= _EVICT_SCAN:
-                break
-            if child._idle(now):
-                del self._keys[key]
-                return
-        self._keys.popitem(last=False)
+        newest = next(reversed(self._keys))
+        idle = [key for key, child in self._keys.items() if key != newest and child._idle(now)][
+            : max(1, self.max_keys // 10)
+        ]
+        for key in idle:
+            del self._keys[key]
+        if not idle:
+            self._keys.popitem(last=False)
+            self._counts["evicted_busy"] = self._counts.get("evicted_busy", 0) + 1
 
     def _idle(self, now: float) -> bool:
         with self._lock:
