@@ -40,14 +40,16 @@ from typing import Any
 
 from ..backends import Claim
 from ..backends.base import Backend
-from ..errors import ConfigurationError, ConflictError, StatekeepError
-from ..flow import Backoff
+from ..errors import CircuitOpenError, ConfigurationError, ConflictError, StatekeepError
+from ..flow import Backoff, CircuitBreaker, CircuitState
 from ._bus import Matcher
 from ._calling import Abandoned, call, is_async, running_loop
 from ._checkpoints import load, prune, save
 from ._event import Event
 
 log = logging.getLogger("statekeep.events")
+
+OUTBOX_FAILURES = 3  # reads of the outbox failed in a row before it fails fast
 
 Decode = Callable[[str], Event]
 
@@ -59,6 +61,7 @@ class SubscriptionStats:
     skipped: int = 0
     failures: int = 0
     last_error: str | None = None
+    outbox: str = "closed"  # its circuit breaker: closed, open (failing fast) or half_open
 
 
 class DurableSubscription:
@@ -92,6 +95,16 @@ class DurableSubscription:
         self._poll = poll
         self._max_backoff = max_backoff
         self._backoff = Backoff(base=0.1, cap=max_backoff, factor=2.0)
+        # reading the outbox: after OUTBOX_FAILURES failures in a row it fails
+        # fast (no query, no log) and probes once a second until one succeeds
+        self._outbox = CircuitBreaker(
+            OUTBOX_FAILURES,
+            window=3600.0,
+            reset_timeout=min(max_backoff, 1.0),
+            failure_on=StatekeepError,
+            on_change=self._outbox_changed,
+            name=f"subscription {name}: reading the outbox",
+        )
         self._checkpoint_every = checkpoint_every
         self._loop = loop
         self._on_stop = on_stop
@@ -189,7 +202,10 @@ class DurableSubscription:
         try:
             while not self._stopping.is_set():
                 try:
-                    events = self._backend.read_events(position, self._batch)
+                    events = self._outbox.call(self._backend.read_events, position, self._batch)
+                except CircuitOpenError as open_:
+                    self._stopping.wait(open_.retry_after)  # no query until the probe
+                    continue
                 except StatekeepError as exc:
                     self._note_failure(exc)
                     self._stopping.wait(min(self._max_backoff, 1.0))
@@ -280,6 +296,18 @@ class DurableSubscription:
 
     def _call(self, event: Event) -> None:
         call(self._handler, event, self._loop, self._abandon)
+
+    def _outbox_changed(self, old: CircuitState, new: CircuitState) -> None:
+        self.stats.outbox = new.value
+        if new is CircuitState.OPEN and old is CircuitState.CLOSED:
+            log.warning(
+                "subscription %s: the outbox is unreachable; failing fast, trying again "
+                "every %.3g s",
+                self.name,
+                self._outbox.reset_timeout,
+            )
+        elif new is CircuitState.CLOSED:
+            log.warning("subscription %s: the outbox is reachable again", self.name)
 
     def _note_failure(self, error: BaseException, event: Event | None = None) -> None:
         self.stats.failures += 1
