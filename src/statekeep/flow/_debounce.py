@@ -33,7 +33,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from .._numbers import is_seconds, is_whole
 from ..errors import ConfigurationError, FlowClosedError
@@ -184,8 +184,34 @@ class _Debouncing(Generic[T]):
                         break
             return child
 
+    def for_key(self, key: Hashable) -> Self:
+        """The debounce of key (made on first use, with these options)."""
+        child = self._child(key)
+        assert isinstance(child, type(self))
+        return child
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Handle[T]:
+        raise NotImplementedError  # each twin's
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        """On a method: a debounce per instance (keyed by the instance)."""
+        if obj is None:
+            return self
+        return functools.partial(self.for_key(_Identity(obj)).__call__, obj)
+
     def _make_child(self, key: Hashable) -> _Debouncing[T]:
-        raise NotImplementedError
+        root = self._root
+        make: Any = type(self)  # Debounce or AsyncDebounce: the same arguments
+        return make(  # type: ignore[no-any-return]
+            self.fn,
+            self.wait,
+            self.max_wait,
+            leading=self.leading,
+            trailing=self.trailing,
+            max_keys=self.max_keys,
+            name=f"{root.name}[{key!r}]",
+            _root=root,
+        )
 
     def _family(self) -> list[_Debouncing[T]]:
         root = self._root
@@ -261,31 +287,6 @@ class Debounce(_Debouncing[T]):
         if at_once:
             self._invoke(args, kwargs, handle)
         return handle
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        """On a method: a debounce per instance (keyed by the instance)."""
-        if obj is None:
-            return self
-        return functools.partial(self.for_key(_Identity(obj)).__call__, obj)
-
-    def for_key(self, key: Hashable) -> Debounce[T]:
-        """The debounce of key (made on first use, with these options)."""
-        child = self._child(key)
-        assert isinstance(child, Debounce)
-        return child
-
-    def _make_child(self, key: Hashable) -> Debounce[T]:
-        root = self._root
-        return Debounce(
-            self.fn,
-            self.wait,
-            self.max_wait,
-            leading=self.leading,
-            trailing=self.trailing,
-            max_keys=self.max_keys,
-            name=f"{root.name}[{key!r}]",
-            _root=root,  # type: ignore[arg-type]
-        )
 
     def _arm(self) -> None:
         """With the lock: books a look at this key's due moment, unless an
@@ -429,11 +430,6 @@ class AsyncDebounce(_Debouncing[T]):
             self._timer = self._spawn(loop, self._wait_and_fire())
         return handle
 
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
-        return functools.partial(self.for_key(_Identity(obj)).__call__, obj)
-
     def _the_loop(self) -> asyncio.AbstractEventLoop:
         try:
             loop = asyncio.get_running_loop()
@@ -455,24 +451,6 @@ class AsyncDebounce(_Debouncing[T]):
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(self._invocations.discard)
         return task
-
-    def for_key(self, key: Hashable) -> AsyncDebounce[T]:
-        child = self._child(key)
-        assert isinstance(child, AsyncDebounce)
-        return child
-
-    def _make_child(self, key: Hashable) -> AsyncDebounce[T]:
-        root = self._root
-        return AsyncDebounce(
-            self.fn,
-            self.wait,
-            self.max_wait,
-            leading=self.leading,
-            trailing=self.trailing,
-            max_keys=self.max_keys,
-            name=f"{root.name}[{key!r}]",
-            _root=root,  # type: ignore[arg-type]
-        )
 
     async def _wait_and_fire(self) -> None:
         """This key's timer: sleeps until due, fires, and ends with the period."""
