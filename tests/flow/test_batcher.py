@@ -343,3 +343,78 @@ def test_the_add_that_fills_a_batch_processes_it_unless_told_not_to() -> None:
         assert all(name.startswith("statekeep-batcher") for name in ran_on) is not caller_runs
     with pytest.raises(ConfigurationError, match="caller_runs"):
         Batcher(print, caller_runs="yes")  # type: ignore[arg-type]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    threads=st.integers(1, 4),
+    per_thread=st.integers(1, 150),
+    close_after=st.floats(0, 0.02),
+    max_pending=st.integers(8, 64),
+)
+def test_close_at_a_random_moment_loses_nothing_that_was_acknowledged(
+    threads: int, per_thread: int, close_after: float, max_pending: int
+) -> None:
+    processed: list[int] = []
+    lock = threading.Lock()
+
+    def process(items: list[int]) -> list[int]:
+        time.sleep(0.0005)
+        with lock:
+            processed.extend(items)
+        return items
+
+    batcher = Batcher(process, 8, 0.001, max_pending, caller_runs=False)
+    acknowledged: list[tuple[int, Any]] = []
+
+    def add(n: int) -> None:
+        for i in range(per_thread):
+            item = n * 1000 + i
+            try:
+                handle = batcher.add(item, timeout=5)
+            except FlowClosedError:
+                return
+            with lock:
+                acknowledged.append((item, handle))
+
+    workers = [threading.Thread(target=add, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    time.sleep(close_after)
+    assert batcher.close(10)
+    for worker in workers:
+        worker.join(10)
+    # every acknowledged item was processed once, with its own result; no other was
+    assert all(handle.result(5) == item for item, handle in acknowledged)
+    assert sorted(processed) == sorted(item for item, _ in acknowledged)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cancel_after=st.lists(st.floats(0, 0.01), min_size=1, max_size=40))
+def test_async_adds_cancelled_at_random_points_add_nothing_and_lose_nothing(
+    cancel_after: list[float],
+) -> None:
+    async def main() -> None:
+        processed: list[int] = []
+
+        def process(items: list[int]) -> list[int]:
+            time.sleep(0.001)  # slow: the small queue fills, adds wait for room
+            processed.extend(items)
+            return items
+
+        batcher: AsyncBatcher[int, int] = AsyncBatcher(process, 2, 0.0, 4)
+        acknowledged: list[tuple[int, Any]] = []
+
+        async def add(item: int, after: float) -> None:
+            try:
+                async with asyncio.timeout(after):
+                    acknowledged.append((item, await batcher.add(item)))
+            except TimeoutError:
+                pass
+
+        await asyncio.gather(*(add(n, after) for n, after in enumerate(cancel_after)))
+        assert await batcher.close(10)
+        assert [await handle for _, handle in acknowledged] == [i for i, _ in acknowledged]
+        assert sorted(processed) == sorted(i for i, _ in acknowledged)
+
+    asyncio.run(main())
