@@ -263,7 +263,11 @@ def test_a_waiter_on_a_stopped_loop_does_not_swallow_the_free_thread(store_url: 
         asyncio.run(main())
     finally:
         for loop, task in kept:
+            # ended on its own loop before that closes: a coroutine left pending
+            # in a closed loop is finalized by whichever thread's garbage
+            # collection finds it (it crashed CPython 3.11 once, in a later test)
             task.cancel()
+            loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
             loop.close()
 
 
