@@ -40,9 +40,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
-from .._numbers import LONGEST, is_seconds, is_whole
+from .._numbers import LONGEST
 from .._numbers import timeout as a_timeout
 from ..errors import ConfigurationError, FlowClosedError, QueueFullError
+from ._batch_parts import Bar, check, each_outcome
 from ._clock import Clock, a_clock, resolve
 from ._handle import Handle, _Failure, settle_all
 from ._retry import Retry
@@ -51,7 +52,6 @@ from ._stats import FlowStats, PerSecond, Timings
 T = TypeVar("T")
 R = TypeVar("R")
 PolicyName = Literal["block", "raise", "shed_oldest"]
-POLICIES = ("block", "raise", "shed_oldest")
 _log = logging.getLogger("statekeep.flow")
 
 
@@ -85,7 +85,7 @@ class _Batching(Generic[T, R]):
         name: str | None,
         clock: Clock | None,
     ) -> None:
-        _check(process, max_size, max_delay, max_pending, policy, retry, concurrency, on_progress)
+        check(process, max_size, max_delay, max_pending, policy, retry, concurrency, on_progress)
         if name is not None and not isinstance(name, str):
             raise ConfigurationError(f"name must be a str, not {name!r}")
         self.process, self.max_size, self.max_delay = process, max_size, float(max_delay)
@@ -235,7 +235,7 @@ class _Batching(Generic[T, R]):
     def _settle(self, batch: list[_Item], outcome: Any, began: float) -> None:
         now = self._now()
         self._process_time.record(now - began)
-        outcomes = _outcomes(outcome, len(batch), self.name)
+        outcomes = each_outcome(outcome, len(batch), self.name)
         if any(type(result) is _Failure for result in outcomes):
             done: list[_Item] = []
             results: list[Any] = []
@@ -484,7 +484,7 @@ class Batcher(_Batching[T, R]):
         if not isinstance(items, Iterable) or isinstance(items, (str, bytes)):
             raise ConfigurationError(f"map() takes an iterable of items, not {items!r}")
         total = len(items) if isinstance(items, Sequence) else None
-        bar = _Bar(progress, total) if progress else None
+        bar = Bar(progress, total) if progress else None
         batcher: Batcher[T, R] = cls(
             process,
             max_size,
@@ -606,70 +606,3 @@ class AsyncBatcher(_Batching[T, R]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _outcomes(outcome: Any, n: int, name: str) -> list[Any]:
-    """process's return value as one outcome per item (_Failure for a failed one)."""
-    if isinstance(outcome, _Failure):
-        return [outcome] * n
-    if outcome is None:
-        return [None] * n
-    if isinstance(outcome, Sequence) and not isinstance(outcome, (str, bytes)):
-        if len(outcome) != n:
-            error = ConfigurationError(
-                f"{name}: process returned {len(outcome)} outcomes for {n} items"
-            )
-            return [_Failure(error)] * n
-        return [_Failure(o) if isinstance(o, BaseException) else o for o in outcome]
-    error = ConfigurationError(
-        f"{name}: process must return None or one outcome per item, not {outcome!r}"
-    )
-    return [_Failure(error)] * n
-
-
-class _Bar:
-    """A rich progress bar fed by on_progress."""
-
-    def __init__(self, progress: bool | str, total: int | None) -> None:
-        from rich.progress import Progress
-
-        self._progress = Progress()
-        label = progress if isinstance(progress, str) else "processing"
-        self._task = self._progress.add_task(label, total=total)
-        self._progress.start()
-
-    def update(self, settled: int) -> None:
-        self._progress.update(self._task, completed=settled)
-
-    def stop(self) -> None:
-        self._progress.stop()
-
-
-def _check(
-    process: Any,
-    max_size: Any,
-    max_delay: Any,
-    max_pending: Any,
-    policy: Any,
-    retry: Any,
-    concurrency: Any,
-    on_progress: Any,
-) -> None:
-    if not callable(process):
-        raise ConfigurationError(f"a batcher takes a callable process, not {process!r}")
-    if not is_whole(max_size, 1):
-        raise ConfigurationError(f"max_size must be a whole number >= 1, not {max_size!r}")
-    if not is_seconds(max_delay):
-        raise ConfigurationError(f"max_delay must be seconds >= 0, not {max_delay!r}")
-    if not is_whole(max_pending, 1) or max_pending < max_size:
-        raise ConfigurationError(
-            f"max_pending must be a whole number >= max_size ({max_size!r}), not {max_pending!r}"
-        )
-    if policy not in POLICIES:
-        raise ConfigurationError(f"policy must be one of {', '.join(POLICIES)}; not {policy!r}")
-    if retry is not None and not isinstance(retry, Retry):
-        raise ConfigurationError(f"retry must be a statekeep.flow.Retry or None, not {retry!r}")
-    if not is_whole(concurrency, 1):
-        raise ConfigurationError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
-    if on_progress is not None and not callable(on_progress):
-        raise ConfigurationError(f"on_progress must be callable, not {on_progress!r}")
