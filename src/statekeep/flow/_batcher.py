@@ -17,7 +17,7 @@ oldest waiting item is dropped, its handle failing with QueueFullError).
 `concurrency` batches are processed at once. A batch that fills up is
 processed by the add() that filled it (caller_runs=True, the default of the
 sync Batcher: one thread does the work, where two would only hand the GIL to
-each other: store.batcher reaches 0.81-0.85x save_many so, 0.75-0.77x with
+each other: store.batcher reaches 0.81-0.85x save_many so, 0.58-0.77x with
 its worker thread saving); a batch due to its age, a flush or a retry, on
 the batcher's own thread. caller_runs=False: add() never processes.
 
