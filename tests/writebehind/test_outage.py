@@ -113,3 +113,20 @@ def test_await_receipt_after_an_outage(open_store: OpenStore, open_faulty: OpenF
 
     assert asyncio.run(main()) == 1
     assert store.get(Doc, "a").title == "awaited"
+
+
+def test_the_database_breaker_opens_in_an_outage_and_closes_after_it(
+    open_store: OpenStore, open_faulty: OpenFaulty
+) -> None:
+    """The flusher's statekeep.flow CircuitBreaker: open once a batch failed
+    (stats().database), probing every PROBE s, closed once the database is
+    back and the batch it held back is stored."""
+    store, backend = open_faulty(window=0.01, retry_base=5.0, retry_cap=5.0)
+    assert store.writebehind.stats().database == "closed"
+    backend.outage(OUTAGE, "begin")
+    receipt = store.enqueue(Doc(id="held", title="during", n=1))
+    eventually(lambda: store.writebehind.stats().database in ("open", "half_open"))
+    # the backoff is 5 s, but a probe finds the database back within a PROBE
+    assert receipt.wait_stored(timeout=OUTAGE + 4 * PROBE + 2)
+    eventually(lambda: store.writebehind.stats().database == "closed")
+    assert store.get(Doc, "held").title == "during"

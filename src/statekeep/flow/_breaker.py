@@ -307,6 +307,15 @@ class CircuitBreaker:
     ) -> None:
         self.__exit__(exc_type, exc, tb)
 
+    @property
+    def probe_at(self) -> float | None:
+        """When (on its clock) an open breaker lets a probe through; None
+        unless it is open."""
+        with self._lock:
+            if self._state is not CircuitState.OPEN:
+                return None
+            return self._opened_at + self.reset_timeout
+
     # -- by hand, and figures --------------------------------------------------
     def trip(self) -> None:
         """Opens it now (for reset_timeout), whatever the counts say."""

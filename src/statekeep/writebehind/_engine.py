@@ -38,7 +38,7 @@ from ..errors import (
     StoreClosedError,
     TransientBackendError,
 )
-from ..flow import Backoff
+from ..flow import Backoff, CircuitBreaker, CircuitState
 from ._chains import Chains
 from ._claim import claim, free_with_leftovers
 from ._journal import Journal, JournalId, Record, RecordId
@@ -98,7 +98,16 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
         self._run = random.getrandbits(62)  # with a sequence number, names a journal record
         self._flushing = 0
         self._retry_at = 0.0
-        self._probe_at = 0.0  # when the flusher next probes the database, backing off
+        # the database, as the flusher sees it: open after a batch failed for a
+        # reason that may pass (nothing is sent until retry_at, the backoff's
+        # moment), half open every _PROBE s (a cheap read: a probe that
+        # succeeds sends the batches at once, one that fails opens it again)
+        self._circuit = CircuitBreaker(
+            1,
+            reset_timeout=_PROBE,
+            failure_on=StatekeepError,  # a probe that fails in any way: open again
+            name="write-behind: the database",
+        )
         self._attempt = 0  # failures in a row of the batches being retried
         self._backoff = Backoff(options.retry_base, options.retry_cap, jitter=0.5)
         self._events: list[tuple[str, dict[str, Any]]] = []
@@ -384,6 +393,7 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
                 shed=self._shed,
                 last_error=self._last_error,
                 oldest_pending_age=now - oldest,
+                database=self._circuit.state.value,
             )
 
     def dead_letters(self) -> list[DeadLetter]:
@@ -466,9 +476,11 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
                 forgotten = self._forgotten  # appended to without the lock: popped one by
                 while forgotten:  # one (atomic), none is lost to a swap of the list
                     self._chains.forget(forgotten.pop())
-            if not writes:
-                if self._probe():
-                    with self._lock:
+            if not writes:  # a probe, the breaker half open
+                error = self._probe()
+                with self._lock:
+                    self._circuit._exit(True, error)  # closed again, or open for _PROBE
+                    if error is None:
                         self._retry_at = 0.0
                 continue
             self._storing = True
@@ -495,8 +507,9 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
                     recorded.append((write, write.jnext))
             return recorded
 
-    def _probe(self) -> bool:
-        """Is the database back? One small read in a transaction."""
+    def _probe(self) -> StatekeepError | None:
+        """Is the database back? One small read in a transaction: None if
+        it is, else why not."""
         backend = self._backend
         try:
             backend.begin()
@@ -505,9 +518,9 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
                 backend.versions(NOTES.name, ["probe"])
             finally:
                 backend.rollback()
-        except StatekeepError:
-            return False
-        return True
+        except StatekeepError as exc:
+            return exc
+        return None
 
     def _next_batch(self) -> list[Write] | None:
         """Waits (lock held) until a batch is due; None when it is time to
@@ -521,11 +534,17 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
                 if batch:
                     return batch
                 wake = self._next_due(now)
-            elif self._retry_at - now > _PROBE and self._attempt and self._probe_at <= now:
-                self._probe_at = now + _PROBE
+            elif (
+                self._retry_at - now > _PROBE
+                and self._circuit.state is CircuitState.HALF_OPEN
+                and self._circuit._enter()  # this thread's probe
+            ):
                 return []
             else:
-                wake = min(self._retry_at, max(self._probe_at, now))
+                probe_at = self._circuit.probe_at
+                wake = (
+                    self._retry_at if probe_at is None else min(self._retry_at, max(probe_at, now))
+                )
             self._wake_at = wake
             self._work.wait(None if wake is None else max(wake - now, 0.0005))
             self._wake_at = time.monotonic()  # awake: enqueue need not wake it
@@ -585,10 +604,12 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
                 delay = self._backoff.delay(self._attempt)
                 now = time.monotonic()
                 self._retry_at = now + delay
-                self._probe_at = now + _PROBE
+                self._circuit.trip()  # open: a probe in _PROBE s
                 self._emit("retry", attempt=self._attempt, delay=delay, error=str(transient))
             else:
                 self._attempt = 0
+                if self._circuit.state is not CircuitState.CLOSED:
+                    self._circuit.reset()
             for write, error in dead:
                 self._dead_letter(write, error)
             if self._held:

@@ -122,6 +122,10 @@ class Stats:
     shed: int = 0
     last_error: str | None = None
     oldest_pending_age: float = 0.0  # seconds
+    # the flusher's circuit breaker on the database: "closed"; "open" after a
+    # batch failed for a reason that may pass (backing off, journal kept);
+    # "half_open" while a probe runs
+    database: str = "closed"
 
     @property
     def total_pending(self) -> int:
