@@ -68,6 +68,7 @@ def test_open_it_fails_fast_then_probes_then_closes() -> None:
     with pytest.raises(CircuitOpenError) as fast:
         breaker.call(counted)
     assert calls == 0 and fast.value.retry_after == 5.0
+    assert breaker.probe_at == 5.0  # opened at 0 on the fake clock
     clock.advance(4.9)
     with pytest.raises(CircuitOpenError):
         breaker.call(counted)
@@ -75,6 +76,7 @@ def test_open_it_fails_fast_then_probes_then_closes() -> None:
     assert breaker.state is CircuitState.HALF_OPEN
     assert breaker.call(counted) == "ok"
     assert breaker.state is CircuitState.CLOSED and calls == 1
+    assert breaker.probe_at is None
     assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
 
 
