@@ -358,3 +358,23 @@ def test_stats_say_how_many_were_admitted_a_second_lately() -> None:
     assert throttle.stats().gauges["admitted_per_s"] == pytest.approx(20, abs=2)
     clock.advance(30)  # quiet since
     assert throttle.stats().gauges["admitted_per_s"] == 0
+
+
+def test_call_and_call_async_run_the_function_once_admitted() -> None:
+    from rich.console import Console
+
+    clock = FakeClock()
+    throttle = Throttle(rate=2, clock=clock, name="api")
+    assert throttle.call(lambda x: x + 1, 1) == 2
+    assert throttle.call(lambda x: x + 1, 2) == 3
+    assert clock.now() == pytest.approx(0.5)
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    assert asyncio.run(throttle.call_async(double, 4)) == 8
+    assert clock.now() == pytest.approx(1.0)
+    console = Console(record=True, width=100)
+    console.print(throttle.stats().table())
+    text = console.export_text()
+    assert "throttle api" in text and "admitted" in text and "wait p50 / p99 / max ms" in text

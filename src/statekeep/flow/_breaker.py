@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import enum
-import functools
 import inspect
 import math
 import threading
@@ -32,7 +31,7 @@ from ..errors import CircuitOpenError, ConfigurationError
 from ._clock import Clock, a_clock
 from ._retry import _exception_types
 from ._stats import FlowStats
-from ._wrapping import a_callable, wrap_iterators
+from ._wrapping import guard
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -260,24 +259,8 @@ class CircuitBreaker:
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """`@breaker` on a function or a coroutine function."""
-        a_callable(fn, "breaker")
-        iterating = wrap_iterators(fn, self)  # a failure while iterated counts
-        if iterating is not None:
-            return iterating
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(fn, *args, **kwargs)
-
-            return guarded_async
-
-        @functools.wraps(fn)
-        def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return guarded
+        """`@breaker` on a function, coroutine function or generator function."""
+        return guard(fn, "breaker", self, self.call, self.call_async)
 
     def __enter__(self) -> CircuitBreaker:
         probe = self._enter()

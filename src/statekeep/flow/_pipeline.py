@@ -163,10 +163,8 @@ class Pipeline:
         for column in ("part", "figure", "value"):
             table.add_column(column, justify="right" if column == "value" else "left")
         for label, stats in self.stats().items():
-            for key, count in stats.counts.items():
-                table.add_row(label, key, f"{count:,}")
-            for key, gauge in stats.gauges.items():
-                table.add_row(label, key, f"{gauge:,.3g}")
+            for figure, value in stats.rows():
+                table.add_row(label, figure, value)
         return table
 
     def close(self, timeout: float | None = None) -> None:

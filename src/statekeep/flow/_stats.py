@@ -2,7 +2,7 @@
 
 `Timings` keeps durations in log-spaced buckets (40 a decade, so a percentile
 is within 3% of the truth) from 100 ns to 100,000 s: recording is a log10 and
-an increment under a lock, merging is adding lists. `FlowStats` is one part's
+an increment under a lock. `FlowStats` is one part's
 snapshot, in the shape a metrics registry collects (counters, gauges,
 histograms by name).
 """
@@ -65,20 +65,6 @@ class Timings:
             if seconds > self.max:
                 self.max = seconds
 
-    def merge(self, other: Timings) -> None:
-        with other._lock:
-            buckets, count, total, most = list(other._buckets), other.count, other.total, other.max
-        with self._lock:
-            self._buckets = [a + b for a, b in zip(self._buckets, buckets, strict=True)]
-            self.count += count
-            self.total += total
-            self.max = max(self.max, most)
-
-    def percentile(self, q: float) -> float:
-        """The q-quantile (0 < q <= 1), never above the largest recorded."""
-        with self._lock:
-            return self._percentile(q)
-
     def _percentile(self, q: float) -> float:
         if not self.count:
             return 0.0
@@ -111,6 +97,21 @@ class FlowStats:
     gauges: Mapping[str, float] = field(default_factory=dict)
     timings: Mapping[str, Percentiles] = field(default_factory=dict)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """(figure, value) for each count, gauge and timing, as text."""
+        rows = [(key, f"{count:,}") for key, count in self.counts.items()]
+        rows += [(key, f"{gauge:,.3g}") for key, gauge in self.gauges.items()]
+        for key, summary in self.timings.items():
+            if summary.count:
+                rows.append(
+                    (
+                        f"{key} p50 / p99 / max ms",
+                        f"{summary.p50 * 1e3:.3g} / {summary.p99 * 1e3:.3g} / "
+                        f"{summary.max * 1e3:.3g}",
+                    )
+                )
+        return rows
+
     def table(self) -> object:
         """A rich Table of these figures."""
         from rich.table import Table
@@ -118,16 +119,8 @@ class FlowStats:
         table = Table(title=f"{self.kind} {self.name}")
         table.add_column("figure")
         table.add_column("value", justify="right")
-        for key, count in self.counts.items():
-            table.add_row(key, f"{count:,}")
-        for key, gauge in self.gauges.items():
-            table.add_row(key, f"{gauge:,.3g}")
-        for key, summary in self.timings.items():
-            if summary.count:
-                table.add_row(
-                    f"{key} p50 / p99 / max ms",
-                    f"{summary.p50 * 1e3:.3g} / {summary.p99 * 1e3:.3g} / {summary.max * 1e3:.3g}",
-                )
+        for figure, value in self.rows():
+            table.add_row(figure, value)
         return table
 
 

@@ -22,12 +22,10 @@ its own, the least recently used idle ones dropped beyond max_keys.
 from __future__ import annotations
 
 import collections
-import functools
-import inspect
 import math
 import threading
 import time
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -37,7 +35,7 @@ from ..errors import ConfigurationError, ThrottledError
 from ._clock import Clock, a_clock
 from ._slots import Slots
 from ._stats import FlowStats, PerSecond, Timings
-from ._wrapping import a_callable, wrap_iterators
+from ._wrapping import guard
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -333,26 +331,18 @@ class Throttle:
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """`@throttle` on a function or a coroutine function."""
-        a_callable(fn, "throttle")
-        iterating = wrap_iterators(fn, self)  # held while a generator is iterated
-        if iterating is not None:
-            return iterating
-        if inspect.iscoroutinefunction(fn):
+        """`@throttle` on a function, coroutine function or generator function."""
+        return guard(fn, "throttle", self, self.call, self.call_async)
 
-            @functools.wraps(fn)
-            async def throttled_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                async with self:
-                    return await fn(*args, **kwargs)
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) once admitted (`with throttle:` around it)."""
+        with self:
+            return fn(*args, **kwargs)
 
-            return throttled_async
-
-        @functools.wraps(fn)
-        def throttled(*args: P.args, **kwargs: P.kwargs) -> Any:
-            with self:
-                return fn(*args, **kwargs)
-
-        return throttled
+    async def call_async(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """await fn(*args, **kwargs) once admitted (`async with throttle:`)."""
+        async with self:
+            return await fn(*args, **kwargs)
 
     # -- signals, keys, figures -----------------------------------------------
     def cool_down(self, seconds: float | None = None) -> None:

@@ -44,3 +44,32 @@ def wrap_iterators(fn: Callable[..., Any], part: Any) -> Callable[..., Any] | No
 def a_callable(fn: Any, what: str) -> None:
     if not callable(fn):
         raise ConfigurationError(f"@{what} decorates a callable, not {fn!r}")
+
+
+def guard(
+    fn: Callable[..., Any],
+    what: str,
+    part: Any,
+    run: Callable[..., Any],
+    run_async: Callable[..., Any],
+) -> Callable[..., Any]:
+    """`@part` on fn: run(fn, *args, **kwargs) for a function,
+    await run_async(...) for a coroutine function, `with part` / `async
+    with part` around a generator's or an async generator's iteration."""
+    a_callable(fn, what)
+    iterating = wrap_iterators(fn, part)
+    if iterating is not None:
+        return iterating
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+            return await run_async(fn, *args, **kwargs)
+
+        return guarded_async
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        return run(fn, *args, **kwargs)
+
+    return guarded
