@@ -44,10 +44,7 @@ async def call(
 ) -> T:
     """fn(*args) on worker's thread. A cancelled caller calls on_cancel (a
     call may stop early when told) and waits for the call's end."""
-    try:
-        future = worker.submit(fn, *args)
-    except RuntimeError as exc:  # its thread was shut down: the store has closed
-        raise StoreClosedError("the store is closed") from exc
+    future = submit(worker, fn, *args)
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
@@ -55,6 +52,14 @@ async def call(
             on_cancel()
         await _until_done(future)
         raise
+
+
+def submit(worker: Worker, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+    """fn(*args) handed to worker's thread; StoreClosedError once it was shut down."""
+    try:
+        return worker.submit(fn, *args)
+    except RuntimeError as exc:  # its thread was shut down: the store has closed
+        raise StoreClosedError("the store is closed") from exc
 
 
 async def call_to_end(
@@ -66,10 +71,7 @@ async def call_to_end(
     """fn(*args) on worker's thread, run and waited for even if the caller is
     cancelled before it starts (a block's end, a cursor's close: left undone,
     they would leave a transaction open on the thread); CancelledError after."""
-    try:
-        future = worker.submit(fn, *args)
-    except RuntimeError as exc:
-        raise StoreClosedError("the store is closed") from exc
+    future = submit(worker, fn, *args)
     try:  # shielded: a cancelled caller does not cancel the call before it starts
         return await asyncio.shield(asyncio.wrap_future(future))
     except asyncio.CancelledError:
@@ -175,10 +177,12 @@ class Workers:
         calls that only wait: a flush); the worker comes back when it ends."""
         worker = await self.take()
         try:
-            future = worker.submit(contextvars.copy_context().run, fn, *args)
-        except RuntimeError as exc:  # its thread was shut down: the store has closed
+            future: concurrent.futures.Future[T] = submit(
+                worker, contextvars.copy_context().run, fn, *args
+            )
+        except StoreClosedError:
             self.give(worker)
-            raise StoreClosedError("the store is closed") from exc
+            raise
         try:
             result = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
