@@ -13,6 +13,9 @@ StatekeepError
 ├── ThrottledError           a flow Throttle could not admit a call within its timeout
 ├── CircuitOpenError         a flow CircuitBreaker is open: the call failed fast
 ├── FlowClosedError          a flow part (debounce, batcher, pipeline) used after close()
+├── StateError               a statekeep.state AppState misused
+│   ├── StatePathError       a path naming nothing in the state (also a LookupError)
+│   └── FrozenStateError     a snapshot changed in place (also a TypeError)
 ├── QueryError               a condition or ordering that cannot be run (also a ValueError)
 │   └── UnknownFieldError    a field the entity does not have (also an AttributeError)
 └── BackendError             the database driver failed; the driver's error is chained
@@ -31,9 +34,12 @@ __all__ = [
     "ConflictError",
     "DeadlockError",
     "FlowClosedError",
+    "FrozenStateError",
     "NotFoundError",
     "QueryError",
     "QueueFullError",
+    "StateError",
+    "StatePathError",
     "StatekeepError",
     "StoreClosedError",
     "ThrottledError",
@@ -120,6 +126,24 @@ class CircuitOpenError(StatekeepError):
 
 class FlowClosedError(StatekeepError):
     """A flow part (a Debounce, a Batcher, a Pipeline) was used after close()."""
+
+
+class StateError(StatekeepError):
+    """A statekeep.state AppState was misused: see the subclasses."""
+
+
+class StatePathError(StateError, LookupError):
+    """A path (`"doc.paragraphs.3.text"`) names nothing in the state's shape
+    or value: an unknown field, a missing key, an index out of range."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class FrozenStateError(StateError, TypeError):
+    """A snapshot of an AppState was changed in place: snapshots never change;
+    change the state with set(), update() or batch()."""
 
 
 class QueryError(StatekeepError, ValueError):

@@ -53,9 +53,13 @@ from .writebehind import (
 )
 
 if TYPE_CHECKING:
+    import pydantic
+
     from ._schema import EntityInfo
+    from .state import AppState
 
 E = TypeVar("E", bound=Entity)
+M = TypeVar("M", bound="pydantic.BaseModel")
 
 __all__ = ["OrderBy", "Store", "open"]
 
@@ -122,6 +126,8 @@ class Store:
         self._writebehind_options = writebehind_options
         self._engine: WriteBehind | None = None
         self._engine_lock = threading.Lock()
+        self._states: dict[str, AppState[Any]] = {}  # store.state(): open app states by name
+        self._states_lock = threading.Lock()
         self._closed, self._closer = threading.Event(), 0
         exits = core.exits  # what close() releases after the write-behind engine, in turn:
         exits.callback(backend.close)  # 6. the backend
@@ -177,6 +183,11 @@ class Store:
         journal for the next open) and releases everything."""
         timeout = check.timeout(timeout)
         core = self._core
+        if core.state is State.OPEN:  # app states first: their last snapshots are enqueued
+            with self._states_lock:
+                states = list(self._states.values())
+            for state in states:
+                state.close()
         with self._engine_lock:  # one close() closes; one called meanwhile waits for it
             closer = core.state is State.OPEN
             if closer:
@@ -393,6 +404,25 @@ class Store:
         batch at a time: `handle = batcher.add(todo)` (see _entity_batcher).
         Close it (or use `with`) before the store."""
         return EntityBatcher(self, cls, **options)
+
+    def state(self, name: str, model: type[M] | M, **options: Any) -> AppState[M]:
+        """The app state called name (see docs/state.md): restored from this
+        store, persisted through write-behind; the same object for the same
+        name until closed. Needs the `state` extra."""
+        from .state import open_state
+
+        with self._states_lock:
+            self._core.check_open()
+            found = self._states.get(name)
+            if found is not None and not found.closed:
+                wanted = model if isinstance(model, type) else type(model)
+                if found.model_class is not wanted:
+                    raise ConfigurationError(
+                        f"the state {name!r} is open as {found.model_class.__name__}, not {wanted.__name__}"
+                    )
+                return found
+            state = self._states[name] = open_state(self, name, model, **options)
+            return state
 
     # -- events --------------------------------------------------------------
     @overload

@@ -1,0 +1,527 @@
+"""AppState: one live, typed, immutable application state.
+
+    state = AppState(Editor())            # or store.state("editor", Editor)
+    state.set("doc.title", "Draft")       # validated at that path only
+    state.update(lambda d: d.cursor.__setattr__("line", 3))
+    with state.batch() as draft:          # one version, however many changes
+        draft.doc.title = "Final"
+        draft.meters["left"] = -12.0
+    state.value.doc.title                 # a frozen snapshot: read it anywhere
+    state.subscribe("doc.title", lambda old, new: ...)
+    state.undo()
+
+Every change makes a new version; versions share all they did not change.
+Updates are applied by priority (see _coordinator); subscriptions are found
+by the paths a version changed (see _watch); the last versions are kept for
+at(), undo() and redo() (see _history).
+
+Callbacks run in version order in the thread that made the version, with
+the state's lock held: an update a callback makes is applied once the
+callbacks of the current version have run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import pydantic
+
+from ..errors import ConfigurationError, StateError, StatePathError, StoreClosedError
+from ..flow import Clock
+from ..writebehind import Priority
+from ._coordinator import Coordinator
+from ._draft import Changes, draft_of
+from ._history import History, copied_bytes
+from ._memory import MemoryReport, measure
+from ._node import Node, plain
+from ._options import StateOptions, check_options
+from ._paths import PathLike, Resolver, read, write
+from ._shape import ModelShape, compile_shape
+from ._stats import Counters, StateStats
+from ._subscription import Subscription, make_watch
+from ._updates import Finished, Remove, Run, SetValue
+from ._watch import Index, Watch, order_of
+
+if TYPE_CHECKING:
+    from ._persist import Persister
+
+log = logging.getLogger("statekeep.state")
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+_CRITICAL = Priority.CRITICAL
+_LIVE: weakref.WeakSet[AppState[Any]] = weakref.WeakSet()
+
+
+class AppState(Generic[M]):
+    """A typed application state: frozen snapshots, prioritised updates,
+    selector subscriptions, undo and redo. See docs/state.md."""
+
+    def __init__(self, initial: M | type[M], **options: Any) -> None:
+        model, value = _initial(initial)
+        self.options: StateOptions = check_options(options)
+        self._model = model
+        self._resolve = Resolver(model_shape(model))
+        self._paths = self._resolve.cache
+        self._shape = self._resolve.root
+        self._root: Any = self._shape.adopt(value)
+        self._version = 0
+        self._lock = threading.RLock()
+        self._condition = threading.Condition(self._lock)
+        self._clock: Clock = self.options.clock
+        self._history = History(self.options.history, self.options.history_bytes)
+        self._history.entries.append((0, self._root, (), 0))
+        self._index = Index()
+        self._watches: dict[Watch, None] = {}
+        self._dispatching = False
+        self._later: list[Any] = []  # updates made by callbacks, applied after them
+        self._batch: tuple[threading.Thread, Any] | None = None  # (owner, draft)
+        self._closed = False
+        self._persister: Persister | None = None  # set by store.state()
+        self.counters = Counters()
+        # name -> a function giving a line of stats() (the persister, memory pressure)
+        self.reports: dict[str, Callable[[], Any]] = {}
+        self.on_version: list[Callable[[int, Any, tuple[tuple[Any, ...], ...]], None]] = []
+        self._coordinator = Coordinator(
+            self._condition,
+            self._clock,
+            self._apply,
+            frame=self.options.frame,
+            max_frame=self.options.max_frame,
+            idle=self.options.idle,
+            low_max_age=self.options.low_max_age,
+            name=self.options.name,
+        )
+        _LIVE.add(self)
+
+    # -- reading -------------------------------------------------------------------
+    @property
+    def value(self) -> Any:
+        """The current snapshot: frozen, shared, free to keep."""
+        self.counters.reads += 1
+        return self._root
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def model_class(self) -> type[M]:
+        return self._model
+
+    def get(self, path: PathLike) -> Any:
+        """The value at path in the current snapshot (StatePathError if none)."""
+        self.counters.reads += 1
+        return read(self._root, self._resolve(path))
+
+    def model(self) -> M:
+        """The current value as a new instance of the state's model."""
+        return self._model.model_validate(plain(self._root))
+
+    def at(self, version: int) -> Any:
+        """The snapshot of a version still kept (see `versions()`)."""
+        entry = self._history.at(version)
+        if entry is None:
+            kept = self._history.versions()
+            raise StateError(f"version {version} is not kept: versions {kept[0]}..{kept[-1]} are")
+        return entry[1]
+
+    def versions(self) -> list[int]:
+        return self._history.versions()
+
+    # -- changing --------------------------------------------------------------------
+    def set(
+        self,
+        path: PathLike,
+        value: Any,
+        *,
+        priority: Priority = Priority.NORMAL,
+        deadline: float | None = None,
+    ) -> None:
+        """Sets the value at path (validated against the shape there)."""
+        resolved = self._paths.get(path)  # type: ignore[arg-type]
+        if resolved is None:
+            resolved = self._resolve(path)
+        shape = resolved.shape
+        if type(value) is not shape.fast:
+            value = shape.freeze(value, resolved.text)
+        if priority is _CRITICAL and deadline is None:
+            with self._lock:  # the hot path: nothing waits, nothing to merge with
+                if not (
+                    self._batch or self._dispatching or self._coordinator.normal or self._closed
+                ):
+                    counters = self.counters
+                    counters.writes += 1
+                    counters.updates_applied += 1
+                    self._commit(
+                        write(self._root, resolved, value), (resolved.names,), undoable=True
+                    )
+                    return
+        self._submit(SetValue(resolved, value), priority, deadline)
+
+    def delete(
+        self, path: PathLike, *, priority: Priority = Priority.NORMAL, deadline: float | None = None
+    ) -> None:
+        """Removes a dict key or a list item."""
+        resolved = self._resolve(path)
+        if not resolved.names:
+            raise StatePathError("the state itself cannot be deleted", "")
+        self._submit(Remove(resolved), priority, deadline)
+
+    def update(
+        self,
+        fn: Callable[[Any], Any],
+        *,
+        priority: Priority = Priority.NORMAL,
+        deadline: float | None = None,
+    ) -> None:
+        """fn(draft) changes a draft of the state like a normal object (or
+        returns a whole new value); all its changes become one version."""
+        if not callable(fn):
+            raise ConfigurationError(f"update() takes a function of a draft, not {fn!r}")
+        self._submit(Run(fn, self._shape), priority, deadline)
+
+    @contextmanager
+    def batch(self) -> Iterator[Any]:
+        """`with state.batch() as draft:` changes become one version at the
+        end of the block, or none if it raises. Other threads' updates wait
+        for the block; this thread's set() and update() go into the draft."""
+        with self._lock:
+            self._check_open()
+            if self._batch is not None:  # a batch inside a batch: the same draft
+                yield self._batch[1]
+                return
+            changes = Changes()
+            draft = draft_of(self._root, self._shape, (), changes)
+            self._batch = (threading.current_thread(), draft)
+            try:
+                yield draft
+            except BaseException:
+                self._batch = None
+                raise
+            self._batch = None
+            self.counters.writes += 1
+            self._coordinator.critical(Finished(draft, changes))
+            self._run_later()
+
+    def flush(self) -> int:
+        """Applies every update still waiting; returns the version."""
+        with self._lock:
+            self._coordinator.flush()
+            self._run_later()
+            return self._version
+
+    def undo(self) -> bool:
+        """Goes back one version (as a new version); False if there is none."""
+        with self._lock:
+            self._check_open()
+            self._coordinator.flush()
+            history = self._history
+            if not history.undo:
+                return False
+            _, root, changes = history.undo.pop()
+            history.redo.append((self._version, self._root, changes))
+            self._commit(root, changes, undoable=False)
+            self._run_later()
+            return True
+
+    def redo(self) -> bool:
+        """Goes forward again after undo(); False if there is nothing to redo."""
+        with self._lock:
+            self._check_open()
+            self._coordinator.flush()
+            history = self._history
+            if not history.redo:
+                return False
+            _, root, changes = history.redo.pop()
+            history.undo.append((self._version, self._root, changes))
+            self._commit(root, changes, undoable=False)
+            self._run_later()
+            return True
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._history.undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._history.redo)
+
+    # -- subscriptions -----------------------------------------------------------------
+    def subscribe(
+        self, target: PathLike | Callable[[Any], Any], callback: Callable[[Any, Any], Any]
+    ) -> Subscription:
+        """callback(old, new) once per version in which the selected value
+        changed: target is a path (`"doc.title"`; `"meters.*"` gives dicts of
+        the entries that changed) or a function of a snapshot."""
+        watch = make_watch(target, callback, self._resolve)
+        with self._lock:
+            self._check_open()
+            watch.start(self._root, self._index)
+            self._watches[watch] = None
+        return Subscription(self, watch)
+
+    def unsubscribe(self, subscription: Subscription) -> bool:
+        with self._lock:
+            watch = subscription.watch
+            if self._watches.pop(watch, 0) == 0:
+                return False
+            watch.stop(self._index)
+            return True
+
+    # -- the machinery -------------------------------------------------------------------
+    def _submit(self, update: Any, priority: Priority, deadline: float | None) -> None:
+        if deadline is not None and (
+            not isinstance(deadline, int | float) or deadline < 0 or deadline != deadline
+        ):
+            raise ConfigurationError(f"deadline must be seconds >= 0, not {deadline!r}")
+        with self._lock:
+            self._check_open()
+            self.counters.writes += 1
+            batch = self._batch
+            if batch is not None and batch[0] is threading.current_thread():
+                _into_draft(update, batch[1])
+                return
+            if self._dispatching:  # made by a callback: after the callbacks of this version
+                self._later.append(update)
+                return
+            coordinator = self._coordinator
+            if priority is Priority.CRITICAL or priority == Priority.CRITICAL:
+                coordinator.critical(update)
+            elif priority == Priority.NORMAL:
+                coordinator.normal_update(update, deadline)
+            elif priority == Priority.LOW:
+                coordinator.low_update(update, deadline)
+            else:
+                raise ConfigurationError(f"priority must be a statekeep.Priority, not {priority!r}")
+            self._run_later()
+
+    def _apply(self, updates: list[Any], caller: bool = False) -> None:
+        """Applies updates in order as one version (with the lock held).
+        caller: the last update is the caller's own, so its error is raised
+        (after the others are applied); an error of an update that waited is
+        logged and that update dropped."""
+        started = time.perf_counter()
+        root = self._root
+        changed: dict[tuple[Any, ...], None] = {}
+        last = len(updates) - 1
+        for i, update in enumerate(updates):
+            try:
+                root = update.apply(root, changed)
+            except Exception as exc:
+                self.counters.updates_failed += 1
+                if caller and i == last:
+                    if root is not self._root:
+                        self._commit(root, tuple(changed), undoable=True)
+                    raise
+                log.error("state %s: an update failed and was dropped: %r", self.options.name, exc)
+        self.counters.updates_applied += len(updates)
+        if root is not self._root:
+            self._commit(root, tuple(changed), undoable=True)
+        self._coordinator.applied(time.perf_counter() - started)
+
+    def _commit(self, root: Any, changes: tuple[tuple[Any, ...], ...], *, undoable: bool) -> None:
+        old, version = self._root, self._version + 1
+        self._root, self._version = root, version
+        history = self._history
+        if history.limit_bytes is None:
+            history.entries.append((version, root, changes, 0))
+        else:
+            history.add_bounded((version, root, changes, copied_bytes(root, changes)))
+        if undoable:
+            history.undo.append((version - 1, old, changes))
+            if history.redo:
+                history.redo.clear()
+        self.counters.versions += 1
+        if self._watches:
+            self._dispatch(old, root, changes)
+        if self.on_version:
+            for listener in self.on_version:
+                listener(version, root, changes)
+
+    def _dispatch(self, old: Any, new: Any, changes: tuple[tuple[Any, ...], ...]) -> None:
+        index = self._index
+        if len(changes) == 1:
+            watches: Any = index.of(changes[0])
+            if not watches:
+                return
+        else:
+            found: dict[Watch, None] = {}
+            index.candidates(changes, found)
+            watches = sorted(found, key=order_of)
+        self._dispatching = True
+        try:
+            for watch in watches:
+                try:
+                    change = watch.change(old, new, changes, self._index)
+                except Exception:  # a selector that raises: isolated, as a callback
+                    self._failed(watch, "its selector")
+                    continue
+                if change is not None:
+                    self.counters.callbacks += 1
+                    try:
+                        watch.call(*change)
+                    except Exception:
+                        self._failed(watch, "its callback")
+        finally:
+            self._dispatching = False
+
+    def _failed(self, watch: Watch, what: str) -> None:
+        self.counters.callbacks_failed += 1
+        watch.failed += 1
+        log.exception("state %s: %s of %r failed", self.options.name, what, watch)
+
+    def _run_later(self) -> None:
+        while self._later and not self._dispatching:
+            updates, self._later = self._later, []
+            self._apply(updates)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"the state {self.options.name!r} is closed")
+
+    # -- reports and life cycle -----------------------------------------------------------
+    def stats(self) -> StateStats:
+        with self._lock:
+            return StateStats.of(self)
+
+    def memory(self) -> MemoryReport:
+        """Measures the kept versions' memory by walking their trees: what
+        each version shares with the one before it, and the total."""
+        with self._lock:
+            roots = [entry[1] for entry in self._history.entries]
+        return measure(roots)
+
+    def trim(self, keep: int = 1) -> None:
+        """Keeps only the newest `keep` versions (undo and redo shrink too)."""
+        with self._lock:
+            self._history.trim(keep)
+
+    # -- persistence (a state opened with store.state()) ----------------------------------
+    @property
+    def persisted(self) -> bool:
+        return self._persister is not None
+
+    @property
+    def durable_version(self) -> int:
+        """The newest version a crash now would restore at least (-1: none yet)."""
+        return self._persisted().durable_version
+
+    def wait_durable(self, timeout: float | None = None) -> int:
+        """Snapshots the newest version and waits until it is durable."""
+        return self._persisted().wait_durable(timeout)
+
+    def _persisted(self) -> Persister:
+        if self._persister is None:
+            raise StateError(
+                f"the state {self.options.name!r} is not kept in a store: open it with store.state()"
+            )
+        return self._persister
+
+    def _restart(self, root: Any, version: int) -> None:
+        """Starts again from a restored root at its version (no history before it)."""
+        with self._lock:
+            self._root, self._version = root, version
+            self._history.restart((version, root, (), 0))
+            for watch in self._watches:
+                watch.stop(self._index)
+                watch.start(root, self._index)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Applies what waits, stops the timer; updates are then refused."""
+        with self._lock:
+            if self._closed:
+                return
+            self._coordinator.flush()
+            self._run_later()
+            self._closed = True
+            thread = self._coordinator.close()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5.0)
+        if self._persister is not None:
+            self._persister.close()
+
+    def __enter__(self) -> AppState[M]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<AppState {self.options.name!r} of {self._model.__name__}, version {self._version}>"
+        )
+
+    def _after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self._condition = threading.Condition(self._lock)
+        self._coordinator.after_fork(self._condition)
+
+
+def _into_draft(update: Any, draft: Any) -> None:
+    """An update made inside this thread's batch() goes into its draft."""
+    if isinstance(update, Run):
+        result = update.fn(draft)
+        if result is not None and result is not draft:
+            raise StateError("inside batch(), update() changes the draft; it cannot replace it")
+        return
+    names = update.path.names
+    if not names:
+        raise StateError("inside batch(), change the draft's parts; the state cannot be replaced")
+    parent = draft
+    for name in names[:-1]:
+        parent = (
+            getattr(parent, name)
+            if isinstance(name, str) and hasattr(type(parent), "_field")
+            else parent[name]
+        )
+    last = names[-1]
+    is_node = hasattr(type(parent), "_field")
+    if isinstance(update, Remove):
+        del parent[last]
+    elif is_node:
+        setattr(parent, last, update.value)
+    else:
+        parent[last] = update.value
+
+
+def model_shape(model: type[pydantic.BaseModel]) -> ModelShape:
+    shape = compile_shape(model)
+    assert isinstance(shape, ModelShape)
+    return shape
+
+
+def _initial(initial: Any) -> tuple[type[pydantic.BaseModel], Any]:
+    if isinstance(initial, type) and issubclass(initial, pydantic.BaseModel):
+        try:
+            return initial, initial()
+        except pydantic.ValidationError as exc:
+            raise ConfigurationError(
+                f"{initial.__name__}() needs values: pass an instance to start from"
+            ) from exc
+    if isinstance(initial, pydantic.BaseModel):
+        return type(initial), initial
+    if isinstance(initial, Node):
+        return initial._model, initial
+    raise ConfigurationError(
+        f"an AppState starts from a pydantic model or an instance of one, not {initial!r}"
+    )
+
+
+def _after_fork_in_child() -> None:
+    for state in list(_LIVE):
+        state._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,362 @@
+"""Drafts: a snapshot changed like a normal object, then frozen as one version.
+
+`state.update(fn)` and `with state.batch() as draft:` hand out a Draft of the
+current snapshot. Reading it reads the snapshot; a container read through it
+(a model, a dict, a list) is a Draft too, made on first touch. Each
+assignment is validated against the Shape at its path at once (a bad value
+raises there, and the draft is dropped whole), and its path is recorded.
+`finish` builds the new tree: only the containers that changed are copied
+(a dict's changes go into one `immutables` mutation), the rest is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import FrozenStateError, StatePathError
+from ._node import Map, Node, make, plain, values_of
+from ._shape import ListShape, MapShape, ModelShape, OptionalShape, Shape
+
+_MISSING = object()
+
+
+class Changes:
+    """The paths changed in one draft, in the order they were first changed."""
+
+    __slots__ = ("paths",)
+
+    def __init__(self) -> None:
+        self.paths: dict[tuple[Any, ...], None] = {}
+
+    def add(self, path: tuple[Any, ...]) -> None:
+        self.paths[path] = None
+
+
+def draft_of(value: Any, shape: Shape, path: tuple[Any, ...], changes: Changes) -> Any:
+    """value as a Draft when it is a container, else value itself."""
+    if isinstance(shape, OptionalShape):
+        if value is None:
+            return None
+        shape = shape.inner
+    kind = type(value)
+    if isinstance(value, Node):
+        node_shape = shape if isinstance(shape, ModelShape) else ModelShape(value._model)
+        return NodeDraft(value, node_shape, path, changes)
+    untyped = shape.annotation is Any  # inside a value of no declared shape
+    if kind is Map and (untyped or isinstance(shape, MapShape)):
+        return MapDraft(value, shape if isinstance(shape, MapShape) else None, path, changes)
+    if kind is tuple and (untyped or isinstance(shape, ListShape)):
+        return ListDraft(value, shape if isinstance(shape, ListShape) else None, path, changes)
+    return value  # a scalar, or a value checked whole (set it whole to change it)
+
+
+def finish(value: Any) -> Any:
+    """A draft's frozen value (its base when nothing in it changed)."""
+    return value._finish() if isinstance(value, Draft) else value
+
+
+def _incoming(value: Any, shape: Shape, where: str) -> Any:
+    """A value assigned into a draft, validated and frozen."""
+    if isinstance(value, Draft):
+        value = value._finish()
+    return shape.freeze(value, where)
+
+
+class Draft:
+    __slots__ = ("_base", "_changes", "_dirty", "_path")
+
+    def __init__(self, base: Any, path: tuple[Any, ...], changes: Changes) -> None:
+        object.__setattr__(self, "_base", base)
+        object.__setattr__(self, "_path", path)
+        object.__setattr__(self, "_changes", changes)
+        object.__setattr__(self, "_dirty", False)
+
+    def _changed(self, part: Any = _MISSING) -> None:
+        object.__setattr__(self, "_dirty", True)
+        self._changes.add(self._path if part is _MISSING else (*self._path, part))
+
+    def _where(self, part: Any) -> str:
+        return ".".join(str(p) for p in (*self._path, part))
+
+    def _finish(self) -> Any:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        other = other._finish() if isinstance(other, Draft) else other
+        return bool(self._finish() == other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"draft of {self._finish()!r}"
+
+
+class NodeDraft(Draft):
+    __slots__ = ("_overlay", "_shape")
+
+    def __init__(
+        self, base: Node, shape: ModelShape, path: tuple[Any, ...], changes: Changes
+    ) -> None:
+        super().__init__(base, path, changes)
+        object.__setattr__(self, "_shape", shape)
+        object.__setattr__(self, "_overlay", {})
+
+    def _field(self, name: str) -> tuple[int, Shape]:
+        try:
+            return self._shape.fields[name]
+        except KeyError:
+            known = ", ".join(self._shape.fields)
+            raise StatePathError(
+                f"{self._where(name)}: {self._shape.model.__name__} has no field {name!r}; "
+                f"its fields are: {known}",
+                self._where(name),
+            ) from None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        index, shape = self._field(name)
+        overlay = self._overlay
+        if index in overlay:
+            return overlay[index]
+        child = draft_of(values_of(self._base)[index], shape, (*self._path, name), self._changes)
+        if isinstance(child, Draft):
+            overlay[index] = child
+        return child
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        index, shape = self._field(name)
+        self._overlay[index] = _incoming(value, shape, self._where(name))
+        self._changed(name)
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenStateError(f"{self._where(name)}: a field cannot be deleted; set it instead")
+
+    def _finish(self) -> Any:
+        overlay = self._overlay
+        if not overlay:
+            return self._base
+        values = list(values_of(self._base))
+        changed = self._dirty
+        for index, value in overlay.items():
+            if isinstance(value, Draft):
+                value = value._finish()
+            if value is not values[index]:
+                values[index] = value
+                changed = True
+        return make(type(self._base), tuple(values)) if changed else self._base
+
+
+class MapDraft(Draft):
+    __slots__ = ("_drafts", "_key", "_overlay", "_value")
+
+    def __init__(
+        self, base: Map, shape: MapShape | None, path: tuple[Any, ...], changes: Changes
+    ) -> None:
+        super().__init__(base, path, changes)
+        object.__setattr__(self, "_key", shape)
+        object.__setattr__(self, "_value", shape.value if shape is not None else Shape(Any))
+        object.__setattr__(self, "_overlay", {})  # key -> frozen value, or _MISSING once deleted
+        object.__setattr__(self, "_drafts", {})  # key -> the draft of a container read
+
+    def _a_key(self, key: Any) -> Any:
+        return key if self._key is None else self._key.a_key(key, self._where(key))
+
+    def __getitem__(self, key: Any) -> Any:
+        key = self._a_key(key)
+        found = self._drafts.get(key, _MISSING)
+        if found is not _MISSING:
+            return found
+        value = self._overlay.get(key, _MISSING)
+        if value is _MISSING:
+            if key in self._overlay:
+                raise KeyError(key)
+            value = self._base[key]
+        child = draft_of(value, self._value, (*self._path, key), self._changes)
+        if isinstance(child, Draft):
+            self._drafts[key] = child
+        return child
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        key = self._a_key(key)
+        self._overlay[key] = _incoming(value, self._value, self._where(key))
+        self._drafts.pop(key, None)
+        self._changed(key)
+
+    def __delitem__(self, key: Any) -> None:
+        key = self._a_key(key)
+        if key not in self:
+            raise KeyError(key)
+        self._overlay[key] = _MISSING
+        self._drafts.pop(key, None)
+        self._changed(key)
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        if key not in self:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        value = finish(self[key])
+        del self[key]
+        return value
+
+    def update(self, other: Any = (), **more: Any) -> None:
+        items = other.items() if hasattr(other, "items") else other
+        for key, value in [*items, *more.items()]:
+            self[key] = value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __contains__(self, key: Any) -> bool:
+        try:
+            key = self._a_key(key)
+        except StatePathError:
+            return False
+        value = self._overlay.get(key, _MISSING)
+        if value is not _MISSING:
+            return True
+        return key not in self._overlay and key in self._base
+
+    def keys(self) -> Iterator[Any]:
+        overlay = self._overlay
+        for key in self._base:
+            if overlay.get(key, True) is not _MISSING:
+                yield key
+        for key, value in overlay.items():
+            if value is not _MISSING and key not in self._base:
+                yield key
+
+    __iter__ = keys
+
+    def values(self) -> Iterator[Any]:
+        return (self[k] for k in list(self.keys()))
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        return ((k, self[k]) for k in list(self.keys()))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.keys())
+
+    def _finish(self) -> Any:
+        overlay, drafts = self._overlay, self._drafts
+        if not overlay and not drafts:
+            return self._base
+        changed = False
+        with self._base.mutate() as mutation:
+            for key, draft in drafts.items():
+                value = draft._finish()
+                if value is not draft._base:
+                    mutation[key] = value
+                    changed = True
+            for key, value in overlay.items():
+                if value is _MISSING:
+                    if key in mutation:
+                        del mutation[key]
+                        changed = True
+                else:
+                    mutation[key] = value
+                    changed = True
+            return mutation.finish() if changed else self._base
+
+
+class ListDraft(Draft):
+    __slots__ = ("_item", "_items")
+
+    def __init__(
+        self,
+        base: tuple[Any, ...],
+        shape: ListShape | None,
+        path: tuple[Any, ...],
+        changes: Changes,
+    ) -> None:
+        super().__init__(base, path, changes)
+        object.__setattr__(self, "_item", shape.item if shape is not None else Shape(Any))
+        object.__setattr__(self, "_items", None)  # a list, once the first item is touched
+
+    def _list(self) -> list[Any]:
+        if self._items is None:
+            object.__setattr__(self, "_items", list(self._base))
+        return self._items  # type: ignore[return-value]
+
+    def __getitem__(self, index: Any) -> Any:
+        items = self._list()
+        if isinstance(index, slice):
+            return [finish(v) for v in items[index]]
+        value = items[index]
+        if isinstance(value, Draft):
+            return value
+        child = draft_of(value, self._item, (*self._path, index % len(items)), self._changes)
+        if isinstance(child, Draft):
+            items[index] = child
+        return child
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        items = self._list()
+        if not -len(items) <= index < len(items):
+            raise StatePathError(f"{self._where(index)}: index out of range", self._where(index))
+        items[index] = _incoming(value, self._item, self._where(index))
+        self._changed(index % len(items))
+
+    def __delitem__(self, index: int | slice) -> None:
+        del self._list()[index]
+        self._changed()
+
+    def append(self, value: Any) -> None:
+        self._list().append(_incoming(value, self._item, self._where(len(self._list()))))
+        self._changed()
+
+    def extend(self, values: Any) -> None:
+        for value in values:
+            self.append(value)
+
+    def insert(self, index: int, value: Any) -> None:
+        self._list().insert(index, _incoming(value, self._item, self._where(index)))
+        self._changed()
+
+    def pop(self, index: int = -1) -> Any:
+        value = finish(self._list().pop(index))
+        self._changed()
+        return value
+
+    def remove(self, value: Any) -> None:
+        items = [finish(v) for v in self._list()]
+        frozen = _incoming(value, self._item, self._where("?"))
+        del self[items.index(frozen)]
+
+    def clear(self) -> None:
+        self._list().clear()
+        self._changed()
+
+    def __len__(self) -> int:
+        return len(self._base) if self._items is None else len(self._items)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[i] for i in range(len(self)))
+
+    def __contains__(self, value: Any) -> bool:
+        return any(finish(v) == finish(value) for v in self._list())
+
+    def _finish(self) -> Any:
+        if self._items is None:
+            return self._base
+        items = tuple(finish(v) for v in self._items)
+        if len(items) == len(self._base) and all(
+            a is b for a, b in zip(items, self._base, strict=True)
+        ):
+            return self._base
+        return items
+
+
+def thaw(value: Any) -> Any:
+    """A frozen value (or a draft) as plain data."""
+    return plain(finish(value))

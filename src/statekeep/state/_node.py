@@ -1,0 +1,144 @@
+"""Frozen values: what a snapshot of an AppState is made of.
+
+A pydantic model's value becomes a Node: one class per model, its fields in
+one tuple behind read-only properties (a read is one C-level tuple index), so
+copying it with one field changed is one tuple slice. A dict becomes an
+`immutables.Map` (a hash array mapped trie: a change copies about log32(n)
+small nodes and shares the rest), a list a tuple, a set a frozenset; scalars
+stay as they are. Nothing in a snapshot can be changed in place, so a
+snapshot may be held, shared between threads and compared by identity.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from typing import Any
+
+import immutables
+import pydantic
+
+from ..errors import FrozenStateError
+
+Map = immutables.Map
+
+
+class Node(tuple):  # type: ignore[type-arg]
+    """A frozen pydantic model value: attributes read like the model's (a
+    property per field over a tuple of the values, as a namedtuple's), and
+    nothing can be set. `==` compares values of the same model; a Node is
+    hashable when its values are."""
+
+    __slots__ = ()
+    _model: type[pydantic.BaseModel]
+    _names: tuple[str, ...]
+    _index: dict[str, int]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenStateError(
+            f"a state snapshot never changes: set {type(self).__name__}.{name} "
+            "with state.set(), state.update() or state.batch()"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        self.__setattr__(name, None)
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if type(other) is not type(self):
+            return False
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple.__hash__(self)))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={v!r}" for n, v in zip(self._names, self, strict=True))
+        return f"{type(self).__name__}({fields})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self._model, tuple(self)))
+
+    def __copy__(self) -> Node:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Node:
+        return self
+
+
+def _rebuild(model: type[pydantic.BaseModel], values: tuple[Any, ...]) -> Node:
+    return make(node_class(model), values)
+
+
+_CLASSES: dict[type[pydantic.BaseModel], type[Node]] = {}
+
+
+def node_class(model: type[pydantic.BaseModel]) -> type[Node]:
+    """The Node class of a pydantic model (made once per model)."""
+    cls = _CLASSES.get(model)
+    if cls is None:
+        names = tuple(model.model_fields)
+        namespace: dict[str, Any] = {
+            "__slots__": (),
+            "__module__": model.__module__,
+            "__qualname__": model.__qualname__,
+            "_model": model,
+            "_names": names,
+            "_index": {name: i for i, name in enumerate(names)},
+        }
+        for i, name in enumerate(names):
+            namespace[name] = property(operator.itemgetter(i), doc=f"{model.__name__}.{name}")
+        cls = _CLASSES.setdefault(model, type(model.__name__, (Node,), namespace))
+    return cls
+
+
+_new_tuple = tuple.__new__
+
+
+def make(cls: type[Node], values: Any) -> Node:
+    return _new_tuple(cls, values)
+
+
+def values_of(node: Node) -> tuple[Any, ...]:
+    return node
+
+
+def replaced(node: Node, index: int, value: Any) -> Node:
+    """node with its field at index set to value (the others shared)."""
+    return _new_tuple(type(node), (*node[:index], value, *node[index + 1 :]))
+
+
+def plain(value: Any) -> Any:
+    """A frozen value as plain Python data (dicts, lists, scalars), for JSON
+    or a model: the inverse of freezing."""
+    if isinstance(value, Node):
+        return {n: plain(v) for n, v in zip(value._names, value, strict=True)}
+    kind = type(value)
+    if kind is Map:
+        return {k: plain(v) for k, v in value.items()}
+    if kind is tuple:
+        return [plain(v) for v in value]
+    if kind is frozenset:
+        return [plain(v) for v in value]
+    return value
+
+
+def freeze_any(value: Any) -> Any:
+    """Freezes a value of no declared shape: a model becomes its Node, a
+    mapping a Map, a list or tuple a tuple, a set a frozenset."""
+    if isinstance(value, Node):
+        return value
+    if isinstance(value, pydantic.BaseModel):
+        cls = node_class(type(value))
+        return make(cls, tuple(freeze_any(getattr(value, n)) for n in cls._names))
+    if isinstance(value, Mapping) and type(value) is not Map:
+        return Map({k: freeze_any(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze_any(v) for v in value)
+    if isinstance(value, set):
+        return frozenset(value)
+    return value

@@ -1,0 +1,177 @@
+"""Paths into a state: `"doc.paragraphs.3.text"` or `("meters", "left")`.
+
+A path is resolved once against the state's Shape (and cached): each part
+becomes the key its container is read with (a field's index in its Node, a
+dict key of the declared key type, a list index), and the Shape at its end
+validates what is set there. Use a tuple when a dict key holds a dot or is
+not a string.
+
+`read`, `write` and `remove` give a new tree with one value changed: the
+containers along the path are copied, everything else is shared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import StatePathError
+from ._node import Map, Node, replaced, values_of
+from ._shape import ListShape, MapShape, ModelShape, OptionalShape, Shape
+
+PathLike = str | tuple[Any, ...]
+
+
+class Path:
+    __slots__ = ("containers", "keys", "names", "shape", "text")
+
+    def __init__(
+        self,
+        names: tuple[Any, ...],
+        keys: tuple[Any, ...],
+        containers: tuple[Shape, ...],
+        shape: Shape,
+    ) -> None:
+        self.names = names  # what subscriptions see: field names, dict keys, indices
+        self.keys = keys  # what containers are read with (a field's index in its Node)
+        self.containers = containers
+        self.shape = shape
+        self.text = ".".join(str(n) for n in names)
+
+
+class Resolver:
+    """Resolves paths against one root Shape; remembers up to `limit` of them."""
+
+    __slots__ = ("cache", "limit", "root")
+
+    def __init__(self, root: Shape, limit: int = 4096) -> None:
+        self.root = root
+        self.limit = limit
+        self.cache: dict[PathLike, Path] = {}
+
+    def __call__(self, path: PathLike) -> Path:
+        found = self.cache.get(path)
+        if found is not None:
+            return found
+        if isinstance(path, str):
+            parts: tuple[Any, ...] = tuple(path.split(".")) if path else ()
+        elif isinstance(path, tuple):
+            parts = path
+        else:
+            raise StatePathError(
+                f"a path is a string ('doc.title') or a tuple of parts, not {path!r}", repr(path)
+            )
+        names, keys, containers = [], [], []
+        shape = self.root
+        for part in parts:
+            where = ".".join(str(n) for n in [*names, part])
+            if isinstance(part, str) and not part:
+                raise StatePathError(f"{path!r}: a path has no empty parts", str(path))
+            key, child = shape.child(part, where)
+            inner = shape.inner if isinstance(shape, OptionalShape) else shape
+            names.append(part if isinstance(inner, ModelShape) else key)
+            keys.append(key)
+            containers.append(inner)
+            shape = child
+        resolved = Path(tuple(names), tuple(keys), tuple(containers), shape)
+        if len(self.cache) >= self.limit:
+            self.cache.clear()
+        try:
+            self.cache[path] = resolved
+        except TypeError:  # a tuple holding something unhashable: not cached
+            pass
+        return resolved
+
+
+def _step(value: Any, container: Shape, key: Any, path: Path, depth: int) -> Any:
+    if value is None:
+        raise StatePathError(f"{_upto(path, depth)} is None", path.text)
+    try:
+        if isinstance(container, ModelShape):
+            return values_of(value)[key]
+        return value[key]
+    except (KeyError, IndexError):
+        what = "key" if isinstance(container, MapShape) else "index"
+        raise StatePathError(
+            f"{path.text}: no {what} {key!r} in {_upto(path, depth)}", path.text
+        ) from None
+    except TypeError:
+        raise StatePathError(f"{path.text}: {_upto(path, depth)} has no parts", path.text) from None
+
+
+def _upto(path: Path, depth: int) -> str:
+    return ".".join(str(n) for n in path.names[:depth]) or "the state"
+
+
+def read(root: Any, path: Path) -> Any:
+    value = root
+    for depth, (key, container) in enumerate(zip(path.keys, path.containers, strict=True)):
+        value = _step(value, container, key, path, depth)
+    return value
+
+
+def _put(
+    container_value: Any, container: Shape, key: Any, child: Any, path: Path, depth: int
+) -> Any:
+    if container_value is None:
+        raise StatePathError(f"{_upto(path, depth)} is None: set it first", path.text)
+    if isinstance(container, ModelShape):
+        return replaced(container_value, key, child)
+    if type(container_value) is Map:
+        return container_value.set(key, child)
+    if type(container_value) is tuple:
+        if not -len(container_value) <= key < len(container_value):
+            raise StatePathError(
+                f"{path.text}: index {key} is out of range of {_upto(path, depth)} "
+                f"({len(container_value)} items); append with update()",
+                path.text,
+            )
+        index = key % len(container_value)
+        return (*container_value[:index], child, *container_value[index + 1 :])
+    raise StatePathError(
+        f"{path.text}: {_upto(path, depth)} cannot be changed at a part", path.text
+    )
+
+
+def write(root: Any, path: Path, value: Any) -> Any:
+    """root with value (already frozen) at path."""
+    keys, containers = path.keys, path.containers
+    n = len(keys)
+    if n == 0:
+        return value
+    if n == 2 and isinstance(containers[0], ModelShape) and isinstance(root, Node):
+        # the common case, one field then one key: spelt out (the hot path of set)
+        first = values_of(root)[keys[0]]
+        return replaced(root, keys[0], _put(first, containers[1], keys[1], value, path, 1))
+    stack = [root]
+    for depth in range(n - 1):
+        stack.append(_step(stack[-1], containers[depth], keys[depth], path, depth))
+    child = value
+    for depth in range(n - 1, -1, -1):
+        child = _put(stack[depth], containers[depth], keys[depth], child, path, depth)
+    return child
+
+
+def remove(root: Any, path: Path) -> Any:
+    """root without the dict key (or list item) at path."""
+    if not path.keys:
+        raise StatePathError("the state itself cannot be removed", "")
+    container = path.containers[-1]
+    if not isinstance(container, MapShape | ListShape) and container.annotation is not Any:
+        raise StatePathError(
+            f"{path.text}: only a dict key or a list item can be removed", path.text
+        )
+    parent_path = Path(path.names[:-1], path.keys[:-1], path.containers[:-1], container)
+    parent = read(root, parent_path)
+    key = path.keys[-1]
+    if type(parent) is Map:
+        if key not in parent:
+            raise StatePathError(f"{path.text}: no key {key!r}", path.text)
+        smaller: Any = parent.delete(key)
+    else:
+        items = list(parent)
+        try:
+            del items[key]
+        except IndexError:
+            raise StatePathError(f"{path.text}: no index {key}", path.text) from None
+        smaller = tuple(items)
+    return write(root, parent_path, smaller)

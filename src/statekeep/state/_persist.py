@@ -1,0 +1,322 @@
+"""A state kept in a Store: restored on open, persisted through write-behind.
+
+`store.state("editor", Editor)` restores the last durable version (a full
+snapshot and the unbroken chain of deltas after it) and then persists the
+state from its own thread: every `every` seconds (0.1 by default), if the
+state changed, one snapshot of its newest version (the versions in between
+coalesce: the last one wins). A snapshot is a delta (the values at the
+paths changed since the snapshot before) while deltas stay small; a full
+snapshot once they add up to half a full one, after `full_every` deltas, or
+when the whole state was replaced. Once a full snapshot is stored, the
+deltas before it are deleted.
+
+Each snapshot is enqueued like any entity (`priority=`, NORMAL by default),
+so it is durable once the write-behind journal has it, and survives a
+SIGKILL; `durable_version` says which version a crash now would restore at
+least, and `wait_durable()` waits for the newest.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pydantic
+
+from ..errors import ConfigurationError, NotFoundError, StatekeepError, ValidationError
+from ..writebehind import Priority, Receipt
+from ._codec import Codec, decode
+from ._node import plain
+from ._paths import remove, write
+from ._snapshot import StateSnapshot, delta_id
+from ._watch import ABSENT, select_absent
+
+if TYPE_CHECKING:
+    from ._appstate import AppState
+
+log = logging.getLogger("statekeep.state")
+
+
+class StoreLike(Protocol):
+    def enqueue(self, entity: Any, priority: Priority = ..., **options: Any) -> Receipt: ...
+    def enqueue_delete(self, target: Any, id: str | None = None, **options: Any) -> Receipt: ...
+    def get(self, cls: Any, id: str) -> Any: ...
+    def find(self, cls: Any, *conditions: Any, **equals: Any) -> Any: ...
+    def flush(self, timeout: float | None = None) -> bool: ...
+
+
+def restore(store: StoreLike, state: AppState[Any]) -> list[StateSnapshot]:
+    """Brings state to its last stored version; returns the deltas read."""
+    name = state.options.name
+    try:
+        full = store.get(StateSnapshot, name)
+    except NotFoundError:
+        return []
+    try:
+        root = state._shape.freeze(decode(full.data), "")
+    except (ValidationError, ValueError, pydantic.ValidationError) as exc:
+        raise ValidationError(
+            f"the stored state {name!r} does not fit {state.model_class.__name__}: {exc}"
+        ) from exc
+    deltas = sorted(
+        (
+            d
+            for d in store.find(StateSnapshot, state=name)
+            if d.kind == "delta" and d.base == full.seq
+        ),
+        key=lambda d: d.seq,
+    )
+    seq = full.seq
+    for delta in deltas:
+        if delta.seq <= seq:
+            continue
+        if delta.prev != seq:
+            break  # a gap: the versions after it cannot be rebuilt
+        for op in decode(delta.data):
+            path = state._resolve(tuple(op[0]))
+            root = (
+                remove(root, path)
+                if len(op) == 1
+                else write(root, path, path.shape.freeze(op[1], path.text))
+            )
+        seq = delta.seq
+    state._restart(root, seq)
+    return deltas
+
+
+class Persister:
+    def __init__(
+        self,
+        store: StoreLike,
+        state: AppState[Any],
+        *,
+        every: float,
+        full_every: int,
+        priority: Priority,
+        level: int | None,
+        restored: list[StateSnapshot],
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.name = state.options.name
+        self.every = every
+        self.full_every = full_every
+        self.priority = priority
+        self.codec = Codec(level=level or 3, fixed=level is not None)
+        self._changed: dict[tuple[Any, ...], None] = {}
+        self._whole = False  # the root was replaced since the last snapshot
+        self._lock = threading.Lock()  # one snapshot at a time
+        self._stop = threading.Event()
+        self.version = state.version  # the version of the last snapshot taken
+        self.base = state.version  # the version of the last full snapshot
+        self._deltas = 0  # deltas since the last full snapshot
+        self._delta_bytes = 0
+        self._full_bytes = 0
+        self._written: list[
+            tuple[int, str, Receipt]
+        ] = []  # (version, kind, receipt) not yet durable
+        self._durable = state.version if restored or self._exists() else -1
+        self._old_deltas = [(d.base, d.id) for d in restored]  # deleted once a newer full is stored
+        self._last_snapshot = time.monotonic()
+        self.fulls = 0
+        self.deltas = 0
+        if self._durable < 0:  # nothing stored yet: the first version is written now
+            self._whole = True
+        state.on_version.append(self._note)
+        state.reports["persisted"] = self.report
+        self._thread = threading.Thread(
+            target=self._run, name=f"statekeep-state-persist-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _exists(self) -> bool:
+        try:
+            self.store.get(StateSnapshot, self.name)
+        except NotFoundError:
+            return False
+        return True
+
+    def _note(self, version: int, root: Any, changes: tuple[tuple[Any, ...], ...]) -> None:
+        """A new version (the state's lock held): remember what changed."""
+        if () in changes:
+            self._whole = True
+        else:
+            self._changed.update(dict.fromkeys(changes))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.snapshot()
+                self._settle()
+            except StatekeepError as exc:  # a full queue, a closed store: tried again next time
+                log.warning("state %s: a snapshot was not taken: %s", self.name, exc)
+            except Exception:
+                log.exception("state %s: a snapshot failed", self.name)
+
+    def snapshot(self) -> Receipt | None:
+        """Enqueues a snapshot of the newest version, if it changed."""
+        with self._lock:
+            state = self.state
+            with state._lock:
+                root, version = state._root, state._version
+                changed, self._changed = self._changed, {}
+                whole, self._whole = self._whole, False
+            if version == self.version and not whole:
+                return None
+            now = time.monotonic()
+            interval, self._last_snapshot = now - self._last_snapshot, now
+            full = (
+                whole or self._deltas >= self.full_every or self._delta_bytes * 2 > self._full_bytes
+            )
+            data = self.codec.encode(root if full else _ops(root, changed), interval)
+            kind = "full" if full else "delta"
+            entity = StateSnapshot(
+                id=self.name if full else delta_id(self.name, version),
+                state=self.name,
+                kind=kind,
+                seq=version,
+                base=version if full else self.base,
+                prev=version if full else self.version,
+                level=self.codec.level,
+                data=data,
+            )
+            receipt = self.store.enqueue(entity, self.priority)
+            if full:
+                self.fulls += 1
+                self.base, self._deltas, self._delta_bytes, self._full_bytes = (
+                    version,
+                    0,
+                    0,
+                    len(data),
+                )
+            else:
+                self.deltas += 1
+                self._deltas += 1
+                self._delta_bytes += len(data)
+                self._old_deltas.append((self.base, entity.id))
+            self.version = version
+            self._written.append((version, kind, receipt))
+            return receipt
+
+    def _settle(self) -> None:
+        """Moves durable_version on; deletes deltas a stored full snapshot made useless."""
+        written = self._written
+        while written:
+            version, kind, receipt = written[0]
+            if receipt.error is not None:  # shed or dead-lettered: the next snapshot is full
+                self._whole = True
+                written.pop(0)
+                continue
+            if not receipt.durable:
+                break
+            self._durable = version
+            written.pop(0)
+            if kind == "full" and receipt.stored:
+                self._drop_deltas_before(version)
+
+    def _drop_deltas_before(self, base: int) -> None:
+        keep = []
+        for delta_base, key in self._old_deltas:
+            if delta_base < base:
+                self.store.enqueue_delete(StateSnapshot, key, priority=Priority.LOW)
+            else:
+                keep.append((delta_base, key))
+        self._old_deltas = keep
+
+    @property
+    def durable_version(self) -> int:
+        """The newest version a crash now would restore (or a newer one); -1: none yet."""
+        with self._lock:
+            self._settle()
+            return self._durable
+
+    def wait_durable(self, timeout: float | None = None) -> int:
+        """Applies the updates waiting, snapshots the newest version and waits
+        until it is durable; returns the version now durable."""
+        self.state.flush()
+        self.snapshot()
+        with self._lock:
+            pending = [r for _, _, r in self._written]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for receipt in pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            receipt.wait_durable(left)
+        return self.durable_version
+
+    def report(self) -> str:
+        codec = self.codec
+        return (
+            f"{self.fulls} full + {self.deltas} delta snapshots, zstd level {codec.level}, "
+            f"{codec.stored_bytes:,} of {codec.raw_bytes:,} bytes ({codec.ratio:.1%}), "
+            f"{codec.mb_per_second:,.0f} MB/s; durable up to version {self._durable}"
+        )
+
+    def close(self) -> None:
+        """A last snapshot of the newest version, then the thread stops."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        try:
+            self.snapshot()
+        except StatekeepError as exc:
+            log.warning("state %s: the last snapshot was not taken: %s", self.name, exc)
+
+
+def _ops(root: Any, changed: dict[tuple[Any, ...], None]) -> list[list[Any]]:
+    """The changes of a delta: [path, value] per path (none under another), [path] if gone."""
+    ops = []
+    paths = sorted(changed, key=len)
+    taken: set[tuple[Any, ...]] = set()
+    for path in paths:
+        if any(path[:i] in taken for i in range(len(path))):
+            continue
+        taken.add(path)
+        value = select_absent(root, path)
+        ops.append([list(path)] if value is ABSENT else [list(path), plain(value)])
+    return ops
+
+
+def check_persist_options(every: Any, full_every: Any, level: Any) -> None:
+    if not isinstance(every, int | float) or isinstance(every, bool) or not 0 < every <= 3600:
+        raise ConfigurationError(f"persist_every must be seconds in (0, 3600], not {every!r}")
+    if not isinstance(full_every, int) or isinstance(full_every, bool) or full_every < 0:
+        raise ConfigurationError(f"full_every must be a whole number >= 0, not {full_every!r}")
+    if level is not None and (
+        not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 22
+    ):
+        raise ConfigurationError(f"level must be None or a zstd level 1..22, not {level!r}")
+
+
+def open_state(
+    store: StoreLike,
+    name: str,
+    model: Any,
+    *,
+    persist_every: float = 0.1,
+    full_every: int = 100,
+    priority: Priority = Priority.NORMAL,
+    level: int | None = None,
+    **options: Any,
+) -> AppState[Any]:
+    """An AppState named name, restored from store and persisted there."""
+    from ._appstate import AppState
+
+    check_persist_options(persist_every, full_every, level)
+    if not isinstance(priority, Priority):
+        raise ConfigurationError(f"priority must be a statekeep.Priority, not {priority!r}")
+    state: AppState[Any] = AppState(model, name=name, **options)
+    store.flush()  # what an earlier run left in the journal is stored before it is read
+    restored = restore(store, state)
+    persister = Persister(
+        store,
+        state,
+        every=persist_every,
+        full_every=full_every,
+        priority=priority,
+        level=level,
+        restored=restored,
+    )
+    state._persister = persister
+    return state

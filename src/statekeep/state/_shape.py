@@ -1,0 +1,266 @@
+"""The shape of a state: its pydantic model compiled into a tree of Shapes.
+
+Each Shape knows how to check and freeze a value of its place in the tree
+(`freeze`: validate, then freeze; `adopt`: freeze a value already valid) and,
+for containers, how a path segment names a child (`child`). A change at a
+path is validated against the Shape at that path only, not the whole tree.
+
+Validation at a path uses the field's type and its constraints
+(`Field(gt=0)`, `max_length`, ...): pydantic's own validator for that type,
+built once. A model's validators (`field_validator`, `model_validator`) run
+when a whole value of that model is set.
+"""
+
+from __future__ import annotations
+
+import collections.abc as abc
+import datetime
+import decimal
+import enum
+import types
+import typing
+import uuid
+from typing import Any
+
+import immutables
+import pydantic
+
+from ..errors import StatePathError, ValidationError
+from ._node import Map, Node, freeze_any, make, node_class, plain
+
+# immutable values that are stored as they are: no copy, no freezing
+_SCALARS = (str, int, float, bool, bytes, type(None), decimal.Decimal, uuid.UUID)
+_SCALARS += (datetime.datetime, datetime.date, datetime.time, datetime.timedelta)
+_FAST = frozenset({str, int, float, bool, bytes})  # checked by exact type, then stored
+
+
+def frozen_kind(value: Any) -> bool:
+    return isinstance(value, Node | Map | tuple | frozenset)
+
+
+class Shape:
+    """A leaf: any value of one type, checked by pydantic, stored frozen."""
+
+    __slots__ = ("_adapter", "annotation", "fast", "scalar")
+    container = False
+
+    def __init__(self, annotation: Any) -> None:
+        self.annotation = annotation
+        self._adapter: pydantic.TypeAdapter[Any] | None = None
+        self.fast = annotation if annotation in _FAST else None
+        self.scalar = _is_scalar(annotation)
+
+    @property
+    def adapter(self) -> pydantic.TypeAdapter[Any]:
+        if self._adapter is None:
+            self._adapter = pydantic.TypeAdapter(self.annotation)
+        return self._adapter
+
+    def freeze(self, value: Any, where: str) -> Any:
+        if type(value) is self.fast:
+            return value
+        if frozen_kind(value):
+            value = plain(value)
+        try:
+            valid = self.adapter.validate_python(value)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(
+                f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
+            ) from None
+        return self.adopt(valid)
+
+    def adopt(self, valid: Any) -> Any:
+        return valid if self.scalar else freeze_any(valid)
+
+    def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
+        if self.annotation is Any:  # inside a value of no declared shape: a key as given
+            return segment, self
+        raise StatePathError(f"{where} is a {_name(self.annotation)}: it has no parts", where)
+
+
+class ModelShape(Shape):
+    __slots__ = ("_fields", "cls", "model")
+    container = True
+
+    def __init__(self, model: type[pydantic.BaseModel]) -> None:
+        super().__init__(model)
+        self.model = model
+        self.cls = node_class(model)
+        self._fields: dict[str, tuple[int, Shape]] | None = None  # compiled on first use
+
+    @property
+    def fields(self) -> dict[str, tuple[int, Shape]]:
+        if self._fields is None:
+            self._fields = {}  # set first: a model that contains itself
+            for i, (name, info) in enumerate(self.model.model_fields.items()):
+                annotation = info.annotation
+                if info.metadata:  # constraints: checked by pydantic as a leaf
+                    self._fields[name] = (i, Shape(typing.Annotated[annotation, *info.metadata]))
+                else:
+                    self._fields[name] = (i, compile_shape(annotation))
+        return self._fields
+
+    def freeze(self, value: Any, where: str) -> Any:
+        if type(value) is self.cls:
+            return value
+        if type(value) is not self.model:
+            if frozen_kind(value):
+                value = plain(value)
+            try:
+                value = self.model.model_validate(value)
+            except pydantic.ValidationError as exc:
+                raise ValidationError(
+                    f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
+                ) from None
+        return self.adopt(value)
+
+    def adopt(self, valid: Any) -> Any:
+        if type(valid) is self.cls:
+            return valid
+        fields = self.fields
+        return make(
+            self.cls, tuple(shape.adopt(getattr(valid, n)) for n, (_, shape) in fields.items())
+        )
+
+    def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
+        found = self.fields.get(segment) if isinstance(segment, str) else None
+        if found is None:
+            known = ", ".join(self.fields)
+            raise StatePathError(
+                f"{where}: {self.model.__name__} has no field {segment!r}; its fields are: {known}",
+                where,
+            )
+        return found
+
+
+class MapShape(Shape):
+    __slots__ = ("key", "value")
+    container = True
+
+    def __init__(self, annotation: Any, key: Any, value: Any) -> None:
+        super().__init__(annotation)
+        self.key = Shape(key)
+        self.value = compile_shape(value)
+
+    def adopt(self, valid: Any) -> Any:
+        if self.value.scalar:
+            return Map(valid)
+        adopt = self.value.adopt
+        return Map({k: adopt(v) for k, v in valid.items()})
+
+    def freeze(self, value: Any, where: str) -> Any:
+        if type(value) is Map and self.value.scalar and self.key.fast is str:
+            if all(type(k) is str for k in value) and all(  # already frozen and valid
+                type(v) is self.value.fast for v in value.values()
+            ):
+                return value
+        return super().freeze(value, where)
+
+    def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
+        return self.a_key(segment, where), self.value
+
+    def a_key(self, segment: Any, where: str) -> Any:
+        if type(segment) is self.key.fast:
+            return segment
+        try:
+            return self.key.adapter.validate_python(segment)
+        except pydantic.ValidationError as exc:
+            raise StatePathError(
+                f"{where}: not a key of this dict: {_first_error(exc)}", where
+            ) from None
+
+
+class ListShape(Shape):
+    __slots__ = ("item",)
+    container = True
+
+    def __init__(self, annotation: Any, item: Any) -> None:
+        super().__init__(annotation)
+        self.item = compile_shape(item)
+
+    def adopt(self, valid: Any) -> Any:
+        if self.item.scalar:
+            return tuple(valid)
+        adopt = self.item.adopt
+        return tuple(adopt(v) for v in valid)
+
+    def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
+        if isinstance(segment, str) and segment.lstrip("-").isdigit():
+            segment = int(segment)
+        if type(segment) is not int:
+            raise StatePathError(f"{where}: a list's part is an index, not {segment!r}", where)
+        return segment, self.item
+
+
+class OptionalShape(Shape):
+    """`X | None` of a container X: None, or a value of X's shape."""
+
+    __slots__ = ("inner",)
+    container = True
+
+    def __init__(self, annotation: Any, inner: Shape) -> None:
+        super().__init__(annotation)
+        self.inner = inner
+
+    def freeze(self, value: Any, where: str) -> Any:
+        return None if value is None else self.inner.freeze(value, where)
+
+    def adopt(self, valid: Any) -> Any:
+        return None if valid is None else self.inner.adopt(valid)
+
+    def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
+        return self.inner.child(segment, where)
+
+
+_SHAPES: dict[Any, Shape] = {}
+
+
+def compile_shape(annotation: Any) -> Shape:
+    """The Shape of a type annotation (cached: one per annotation)."""
+    try:
+        found = _SHAPES.get(annotation)
+    except TypeError:  # an annotation that cannot be hashed
+        return _compile(annotation)
+    if found is None:
+        found = _SHAPES.setdefault(annotation, _compile(annotation))
+    return found
+
+
+def _compile(annotation: Any) -> Shape:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return ModelShape(annotation)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (dict, abc.Mapping, abc.MutableMapping, immutables.Map) and len(args) == 2:
+        return MapShape(annotation, args[0], args[1])
+    if origin in (list, abc.Sequence, abc.MutableSequence) and len(args) == 1:
+        return ListShape(annotation, args[0])
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return ListShape(annotation, args[0])
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        other = compile_shape(args[0] if args[1] is type(None) else args[1])
+        if other.container:
+            return OptionalShape(annotation, other)
+    return Shape(annotation)
+
+
+def _is_scalar(annotation: Any) -> bool:
+    if annotation in _SCALARS:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return True
+    if typing.get_origin(annotation) is typing.Literal:
+        return True
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return all(_is_scalar(a) for a in args)
+    return False
+
+
+def _name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation)
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    error = exc.errors()[0]
+    location = ".".join(str(p) for p in error.get("loc", ()))
+    return f"{location}: {error['msg']}" if location else str(error["msg"])
