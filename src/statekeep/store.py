@@ -418,7 +418,8 @@ class Store:
                 wanted = model if isinstance(model, type) else type(model)
                 if found.model_class is not wanted:
                     raise ConfigurationError(
-                        f"the state {name!r} is open as {found.model_class.__name__}, not {wanted.__name__}"
+                        f"the state {name!r} is open as {found.model_class.__name__}, "
+                        f"not {wanted.__name__}"
                     )
                 return found
             state = self._states[name] = open_state(self, name, model, **options)

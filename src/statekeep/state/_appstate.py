@@ -66,7 +66,7 @@ class AppState(Generic[M]):
     def __init__(self, initial: M | type[M], **options: Any) -> None:
         model, value = _initial(initial)
         self.options: StateOptions = check_options(options)
-        self._model = model
+        self._model: type[M] = model  # type: ignore[assignment]  # the model of initial
         self._resolve = Resolver(model_shape(model))
         self._paths = self._resolve.cache
         self._shape = self._resolve.root
@@ -122,7 +122,8 @@ class AppState(Generic[M]):
 
     def model(self) -> M:
         """The current value as a new instance of the state's model."""
-        return self._model.model_validate(plain(self._root))
+        model: M = self._model.model_validate(plain(self._root))
+        return model
 
     def at(self, version: int) -> Any:
         """The snapshot of a version still kept (see `versions()`)."""
@@ -145,7 +146,7 @@ class AppState(Generic[M]):
         deadline: float | None = None,
     ) -> None:
         """Sets the value at path (validated against the shape there)."""
-        resolved = self._paths.get(path)  # type: ignore[arg-type]
+        resolved = self._paths.get(path)
         if resolved is None:
             resolved = self._resolve(path)
         shape = resolved.shape
@@ -292,7 +293,7 @@ class AppState(Generic[M]):
                 self._later.append(update)
                 return
             coordinator = self._coordinator
-            if priority is Priority.CRITICAL or priority == Priority.CRITICAL:
+            if priority == Priority.CRITICAL:
                 coordinator.critical(update)
             elif priority == Priority.NORMAL:
                 coordinator.normal_update(update, deadline)
@@ -360,14 +361,14 @@ class AppState(Generic[M]):
             for watch in watches:
                 try:
                     change = watch.change(old, new, changes, self._index)
-                except Exception:  # a selector that raises: isolated, as a callback
+                except Exception:  # noqa: BLE001 - a selector that raises: isolated, as a callback
                     self._failed(watch, "its selector")
                     continue
                 if change is not None:
                     self.counters.callbacks += 1
                     try:
                         watch.call(*change)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - logged; the other callbacks still run
                         self._failed(watch, "its callback")
         finally:
             self._dispatching = False
@@ -420,7 +421,8 @@ class AppState(Generic[M]):
     def _persisted(self) -> Persister:
         if self._persister is None:
             raise StateError(
-                f"the state {self.options.name!r} is not kept in a store: open it with store.state()"
+                f"the state {self.options.name!r} is not kept in a store: "
+                "open it with store.state()"
             )
         return self._persister
 

@@ -65,6 +65,10 @@ def _incoming(value: Any, shape: Shape, where: str) -> Any:
 
 class Draft:
     __slots__ = ("_base", "_changes", "_dirty", "_path")
+    _base: Any
+    _changes: Changes
+    _dirty: bool
+    _path: tuple[Any, ...]
 
     def __init__(self, base: Any, path: tuple[Any, ...], changes: Changes) -> None:
         object.__setattr__(self, "_base", base)
@@ -94,6 +98,8 @@ class Draft:
 
 class NodeDraft(Draft):
     __slots__ = ("_overlay", "_shape")
+    _overlay: dict[int, Any]
+    _shape: ModelShape
 
     def __init__(
         self, base: Node, shape: ModelShape, path: tuple[Any, ...], changes: Changes
@@ -150,9 +156,13 @@ class NodeDraft(Draft):
 
 class MapDraft(Draft):
     __slots__ = ("_drafts", "_key", "_overlay", "_value")
+    _drafts: dict[Any, Draft]
+    _key: MapShape | None
+    _overlay: dict[Any, Any]
+    _value: Shape
 
     def __init__(
-        self, base: Map, shape: MapShape | None, path: tuple[Any, ...], changes: Changes
+        self, base: Map[Any, Any], shape: MapShape | None, path: tuple[Any, ...], changes: Changes
     ) -> None:
         super().__init__(base, path, changes)
         object.__setattr__(self, "_key", shape)
@@ -271,6 +281,8 @@ class MapDraft(Draft):
 
 class ListDraft(Draft):
     __slots__ = ("_item", "_items")
+    _item: Shape
+    _items: list[Any] | None
 
     def __init__(
         self,

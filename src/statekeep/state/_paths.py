@@ -12,6 +12,7 @@ containers along the path are copied, everything else is shared.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ..errors import StatePathError
@@ -60,7 +61,9 @@ class Resolver:
             raise StatePathError(
                 f"a path is a string ('doc.title') or a tuple of parts, not {path!r}", repr(path)
             )
-        names, keys, containers = [], [], []
+        names: list[Any] = []
+        keys: list[Any] = []
+        containers: list[Shape] = []
         shape = self.root
         for part in parts:
             where = ".".join(str(n) for n in [*names, part])
@@ -75,10 +78,8 @@ class Resolver:
         resolved = Path(tuple(names), tuple(keys), tuple(containers), shape)
         if len(self.cache) >= self.limit:
             self.cache.clear()
-        try:
+        with contextlib.suppress(TypeError):  # a tuple holding something unhashable: not cached
             self.cache[path] = resolved
-        except TypeError:  # a tuple holding something unhashable: not cached
-            pass
         return resolved
 
 

@@ -29,8 +29,8 @@ from ..errors import StatePathError, ValidationError
 from ._node import Map, Node, freeze_any, make, node_class, plain
 
 # immutable values that are stored as they are: no copy, no freezing
-_SCALARS = (str, int, float, bool, bytes, type(None), decimal.Decimal, uuid.UUID)
-_SCALARS += (datetime.datetime, datetime.date, datetime.time, datetime.timedelta)
+_SCALARS: tuple[type, ...] = (str, int, float, bool, bytes, type(None), decimal.Decimal)
+_SCALARS += (uuid.UUID, datetime.datetime, datetime.date, datetime.time, datetime.timedelta)
 _FAST = frozenset({str, int, float, bool, bytes})  # checked by exact type, then stored
 
 
@@ -149,11 +149,14 @@ class MapShape(Shape):
         return Map({k: adopt(v) for k, v in valid.items()})
 
     def freeze(self, value: Any, where: str) -> Any:
-        if type(value) is Map and self.value.scalar and self.key.fast is str:
-            if all(type(k) is str for k in value) and all(  # already frozen and valid
-                type(v) is self.value.fast for v in value.values()
-            ):
-                return value
+        fast = self.value.fast
+        if (  # a Map already frozen and valid
+            type(value) is Map
+            and fast is not None
+            and self.key.fast is str
+            and all(type(k) is str and type(v) is fast for k, v in value.items())
+        ):
+            return value
         return super().freeze(value, where)
 
     def child(self, segment: Any, where: str) -> tuple[Any, Shape]:

@@ -67,7 +67,8 @@ def make_watch(target: Any, callback: Any, resolve: Resolver) -> Watch:
         watch = Watch(callback, None, target, loop)
     else:
         raise ConfigurationError(
-            f"subscribe() takes a path ('doc.title', 'meters.*') or a selector function, not {target!r}"
+            "subscribe() takes a path ('doc.title', 'meters.*') or a selector function, "
+            f"not {target!r}"
         )
     watch.call = _caller(watch)
     return watch
@@ -94,7 +95,7 @@ def pattern(target: str | tuple[Any, ...], resolve: Resolver) -> tuple[Any, ...]
 def _caller(watch: Watch) -> Callable[[Any, Any], None]:
     callback, loop = watch.callback, watch.loop
     if loop is None:
-        return callback  # type: ignore[return-value]
+        return callback
 
     def schedule(old: Any, new: Any) -> None:
         coroutine = callback(old, new)

@@ -21,6 +21,9 @@ Deps = set[tuple[Any, ...]]
 
 class _View:
     __slots__ = ("_deps", "_path", "_value")
+    _deps: Deps
+    _path: tuple[Any, ...]
+    _value: Any
 
     def __init__(self, value: Any, path: tuple[Any, ...], deps: Deps) -> None:
         object.__setattr__(self, "_value", value)

@@ -255,7 +255,8 @@ def _children(value: Any) -> Iterable[tuple[Any, Any]]:
         return zip(value._names, values_of(value), strict=True)
     kind = type(value)
     if kind is Map:
-        return value.items()
+        items: Iterable[tuple[Any, Any]] = value.items()
+        return items
     if kind is tuple:
         return enumerate(value)
     return ()
