@@ -516,7 +516,8 @@ def test_importing_statekeep_creates_no_store(tmp_path: Path) -> None:
 
 # -- the Store stays a facade ---------------------------------------------------
 
-STORE_LINE_BUDGET = 530  # 520 until Store.batcher (issue 13), whose work is in _entity_batcher
+STORE_LINE_BUDGET = 540  # 520 until Store.batcher (issue 13); 530 until Store.state (issue 14):
+# each an accessor of a few lines whose work is in a module of its own (_entity_batcher, _states)
 
 
 def test_store_py_stays_within_its_line_budget() -> None:

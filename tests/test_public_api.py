@@ -26,6 +26,7 @@ PUBLIC = [
     "Event",
     "FieldRef",
     "FlowClosedError",
+    "FrozenStateError",
     "HandlerFailed",
     "Indexed",
     "Lifecycle",
@@ -36,6 +37,8 @@ PUBLIC = [
     "QueryError",
     "QueueFullError",
     "Receipt",
+    "StateError",
+    "StatePathError",
     "StatekeepError",
     "Stats",
     "Store",
@@ -61,9 +64,12 @@ ERRORS = [
     "ConflictError",
     "DeadlockError",
     "FlowClosedError",
+    "FrozenStateError",
     "NotFoundError",
     "QueryError",
     "QueueFullError",
+    "StateError",
+    "StatePathError",
     "StatekeepError",
     "StoreClosedError",
     "ThrottledError",
@@ -88,6 +94,9 @@ ERROR_TREE: dict[str, tuple[type[BaseException], ...]] = {
     "ThrottledError": (statekeep.errors.StatekeepError, TimeoutError),
     "CircuitOpenError": (statekeep.errors.StatekeepError,),
     "FlowClosedError": (statekeep.errors.StatekeepError,),
+    "StateError": (statekeep.errors.StatekeepError,),
+    "StatePathError": (statekeep.errors.StateError, LookupError),
+    "FrozenStateError": (statekeep.errors.StateError, TypeError),
     "UnknownFieldError": (statekeep.errors.QueryError, AttributeError),
     "BackendError": (statekeep.errors.StatekeepError,),
     "TransientBackendError": (statekeep.errors.BackendError,),
@@ -218,3 +227,40 @@ def test_aio_is_not_imported_by_statekeep() -> None:
     code = "import sys, statekeep; print('statekeep.aio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# statekeep.state, a subpackage the docs name (docs/state.md)
+STATE_ALL = [
+    "AppState",
+    "GuardStats",
+    "MemoryGuard",
+    "MemoryPressure",
+    "MemoryRelieved",
+    "MemoryReport",
+    "Node",
+    "Priority",
+    "StateSnapshot",
+    "StateStats",
+    "Subscription",
+    "memory_guard",
+    "open_state",
+]
+
+
+def test_state_all_is_pinned() -> None:
+    import statekeep.state
+
+    assert statekeep.state.__all__ == STATE_ALL
+    for name in STATE_ALL:
+        assert getattr(statekeep.state, name).__module__.startswith("statekeep.")
+
+
+def test_import_statekeep_does_not_import_the_state_extras() -> None:
+    """`import statekeep` needs only pydantic: immutables and zstandard load
+    with statekeep.state (store.state() imports it when first called)."""
+    import subprocess
+    import sys
+
+    code = "import sys, statekeep; print('immutables' in sys.modules, 'zstandard' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -22,6 +22,7 @@ from ._emit import Pending, decode
 from ._enqueue import enqueue, enqueue_entity, make_engine
 from ._entity_batcher import EntityBatcher
 from ._saving import save_chunks
+from ._states import States
 from ._transaction import Transaction
 from .backends import Backend, open_backend, redacted
 from .backends.base import Query
@@ -126,8 +127,7 @@ class Store:
         self._writebehind_options = writebehind_options
         self._engine: WriteBehind | None = None
         self._engine_lock = threading.Lock()
-        self._states: dict[str, AppState[Any]] = {}  # store.state(): open app states by name
-        self._states_lock = threading.Lock()
+        self._states = States(self)  # store.state()
         self._closed, self._closer = threading.Event(), 0
         exits = core.exits  # what close() releases after the write-behind engine, in turn:
         exits.callback(backend.close)  # 6. the backend
@@ -184,10 +184,7 @@ class Store:
         timeout = check.timeout(timeout)
         core = self._core
         if core.state is State.OPEN:  # app states first: their last snapshots are enqueued
-            with self._states_lock:
-                states = list(self._states.values())
-            for state in states:
-                state.close()
+            self._states.close_all()
         with self._engine_lock:  # one close() closes; one called meanwhile waits for it
             closer = core.state is State.OPEN
             if closer:
@@ -406,24 +403,10 @@ class Store:
         return EntityBatcher(self, cls, **options)
 
     def state(self, name: str, model: type[M] | M, **options: Any) -> AppState[M]:
-        """The app state called name (see docs/state.md): restored from this
-        store, persisted through write-behind; the same object for the same
-        name until closed. Needs the `state` extra."""
-        from .state import open_state
-
-        with self._states_lock:
-            self._core.check_open()
-            found = self._states.get(name)
-            if found is not None and not found.closed:
-                wanted = model if isinstance(model, type) else type(model)
-                if found.model_class is not wanted:
-                    raise ConfigurationError(
-                        f"the state {name!r} is open as {found.model_class.__name__}, "
-                        f"not {wanted.__name__}"
-                    )
-                return found
-            state = self._states[name] = open_state(self, name, model, **options)
-            return state
+        """The app state called name (docs/state.md): restored from this store,
+        persisted through write-behind; one object per name until closed."""
+        self._core.check_open()
+        return self._states.open(name, model, options)
 
     # -- events --------------------------------------------------------------
     @overload

@@ -18,17 +18,23 @@ from ._appstate import AppState
 from ._memory import MemoryReport
 from ._node import Node
 from ._persist import open_state
+from ._pressure import GuardStats, MemoryGuard, MemoryPressure, MemoryRelieved, memory_guard
 from ._snapshot import StateSnapshot
 from ._stats import StateStats
 from ._subscription import Subscription
 
 __all__ = [
     "AppState",
+    "GuardStats",
+    "MemoryGuard",
+    "MemoryPressure",
+    "MemoryRelieved",
     "MemoryReport",
     "Node",
     "Priority",
     "StateSnapshot",
     "StateStats",
     "Subscription",
+    "memory_guard",
     "open_state",
 ]

@@ -29,20 +29,22 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import pydantic
 
 from ..errors import ConfigurationError, StateError, StatePathError, StoreClosedError
 from ..flow import Clock
 from ..writebehind import Priority
-from ._coordinator import Coordinator
+from ._codec import decode, encode
+from ._coordinator import Coordinator, Decisions
 from ._draft import Changes, draft_of
 from ._history import History, copied_bytes
 from ._memory import MemoryReport, measure
 from ._node import Node, plain
 from ._options import StateOptions, check_options
 from ._paths import PathLike, Resolver, read, write
+from ._pressure import memory_guard
 from ._shape import ModelShape, compile_shape
 from ._stats import Counters, StateStats
 from ._subscription import Subscription, make_watch
@@ -50,12 +52,24 @@ from ._updates import Finished, Remove, Run, SetValue
 from ._watch import Index, Watch, order_of
 
 if TYPE_CHECKING:
-    from ._persist import Persister
+    from ..events import Bus
+
+
+class Persister(Protocol):
+    """What a state kept in a store has (statekeep.state._persist)."""
+
+    @property
+    def durable_version(self) -> int: ...
+    def wait_durable(self, timeout: float | None = None) -> int: ...
+    def hardest(self) -> None: ...
+    def close(self) -> None: ...
+
 
 log = logging.getLogger("statekeep.state")
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 _CRITICAL = Priority.CRITICAL
+_COLD = Node()  # the root of a compressed state: see compress()
 _LIVE: weakref.WeakSet[AppState[Any]] = weakref.WeakSet()
 
 
@@ -84,6 +98,8 @@ class AppState(Generic[M]):
         self._batch: tuple[threading.Thread, Any] | None = None  # (owner, draft)
         self._closed = False
         self._persister: Persister | None = None  # set by store.state()
+        self._bus: Bus | None = None  # the store's, for MemoryPressure events
+        self._cold: tuple[bytes, int] | None = None  # (zstd bytes, level) while compressed
         self.counters = Counters()
         # name -> a function giving a line of stats() (the persister, memory pressure)
         self.reports: dict[str, Callable[[], Any]] = {}
@@ -99,13 +115,15 @@ class AppState(Generic[M]):
             name=self.options.name,
         )
         _LIVE.add(self)
+        memory_guard().watch(self)
 
     # -- reading -------------------------------------------------------------------
     @property
     def value(self) -> Any:
         """The current snapshot: frozen, shared, free to keep."""
         self.counters.reads += 1
-        return self._root
+        root = self._root
+        return self._warm() if root is _COLD else root
 
     @property
     def version(self) -> int:
@@ -118,15 +136,16 @@ class AppState(Generic[M]):
     def get(self, path: PathLike) -> Any:
         """The value at path in the current snapshot (StatePathError if none)."""
         self.counters.reads += 1
-        return read(self._root, self._resolve(path))
+        return read(self.value, self._resolve(path))
 
     def model(self) -> M:
         """The current value as a new instance of the state's model."""
-        model: M = self._model.model_validate(plain(self._root))
+        model: M = self._model.model_validate(plain(self.value))
         return model
 
     def at(self, version: int) -> Any:
         """The snapshot of a version still kept (see `versions()`)."""
+        self._warm()
         entry = self._history.at(version)
         if entry is None:
             kept = self._history.versions()
@@ -195,6 +214,7 @@ class AppState(Generic[M]):
         for the block; this thread's set() and update() go into the draft."""
         with self._lock:
             self._check_open()
+            self._warm()
             if self._batch is not None:  # a batch inside a batch: the same draft
                 yield self._batch[1]
                 return
@@ -222,6 +242,7 @@ class AppState(Generic[M]):
         """Goes back one version (as a new version); False if there is none."""
         with self._lock:
             self._check_open()
+            self._warm()
             self._coordinator.flush()
             history = self._history
             if not history.undo:
@@ -236,6 +257,7 @@ class AppState(Generic[M]):
         """Goes forward again after undo(); False if there is nothing to redo."""
         with self._lock:
             self._check_open()
+            self._warm()
             self._coordinator.flush()
             history = self._history
             if not history.redo:
@@ -264,7 +286,7 @@ class AppState(Generic[M]):
         watch = make_watch(target, callback, self._resolve)
         with self._lock:
             self._check_open()
-            watch.start(self._root, self._index)
+            watch.start(self._warm(), self._index)
             self._watches[watch] = None
         return Subscription(self, watch)
 
@@ -284,6 +306,7 @@ class AppState(Generic[M]):
             raise ConfigurationError(f"deadline must be seconds >= 0, not {deadline!r}")
         with self._lock:
             self._check_open()
+            self._warm()
             self.counters.writes += 1
             batch = self._batch
             if batch is not None and batch[0] is threading.current_thread():
@@ -390,14 +413,70 @@ class AppState(Generic[M]):
     # -- reports and life cycle -----------------------------------------------------------
     def stats(self) -> StateStats:
         with self._lock:
-            return StateStats.of(self)
+            coordinator = self._coordinator
+            return StateStats(
+                name=self.options.name,
+                version=self._version,
+                versions_kept=len(self._history.entries),
+                history_bytes=self._history.bytes,
+                counters=Counters(**vars(self.counters)),
+                decisions=Decisions(**vars(coordinator.decisions)),
+                frame=coordinator.current_frame(),
+                pending=coordinator.pending(),
+                update_seconds=coordinator.cost,
+                subscriptions=len(self._watches),
+                extra={name: report() for name, report in self.reports.items()},
+            )
 
     def memory(self) -> MemoryReport:
         """Measures the kept versions' memory by walking their trees: what
         each version shares with the one before it, and the total."""
         with self._lock:
+            self._warm()
             roots = [entry[1] for entry in self._history.entries]
         return measure(roots)
+
+    # -- memory ---------------------------------------------------------------------------
+    @property
+    def compressed(self) -> bool:
+        """True while the state is kept compressed (see compress())."""
+        return self._cold is not None
+
+    def compress(self, hardest: bool = False) -> bool:
+        """Keeps the state as zstd bytes until it is next read or changed,
+        and drops its history; False if it cannot now (updates waiting, a
+        batch open, closed, or already compressed). The memory guard calls
+        it for cold states (see _pressure)."""
+        with self._lock:
+            if self._cold is not None or self._closed or self._batch is not None:
+                return False
+            if self._coordinator.pending() or self._dispatching:
+                return False
+            level = 19 if hardest else 3
+            self._cold = (encode(self._root, level), level)
+            self._root = _COLD
+            self._history.restart((self._version, _COLD, (), 0))
+            return True
+
+    def _warm(self) -> Any:
+        """The root, decompressed first if the state is compressed."""
+        with self._lock:
+            cold = self._cold
+            if cold is None:
+                return self._root
+            root = self._shape.freeze(decode(cold[0]), "")
+            self._root, self._cold = root, None
+            self._history.restart((self._version, root, (), 0))
+            return root
+
+    def _relieve(self) -> int:
+        """Under memory pressure: drops the history; 1 if there was one."""
+        with self._lock:
+            dropped = len(self._history.entries) > 1 or bool(self._history.undo)
+            self._history.trim(1)
+            if self._persister is not None:
+                self._persister.hardest()
+            return int(dropped)
 
     def trim(self, keep: int = 1) -> None:
         """Keeps only the newest `keep` versions (undo and redo shrink too)."""

@@ -21,20 +21,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import pydantic
 
 from ..errors import ConfigurationError, NotFoundError, StatekeepError, ValidationError
 from ..writebehind import Priority, Receipt
+from ._appstate import AppState
 from ._codec import Codec, decode
 from ._node import plain
 from ._paths import remove, write
 from ._snapshot import StateSnapshot, delta_id
 from ._watch import ABSENT, select_absent
-
-if TYPE_CHECKING:
-    from ._appstate import AppState
 
 log = logging.getLogger("statekeep.state")
 
@@ -49,6 +47,8 @@ class StoreLike(Protocol):
     def get(self, cls: Any, id: str) -> Any: ...
     def find(self, cls: Any, *conditions: Any, **equals: Any) -> Any: ...
     def flush(self, timeout: float | None = None) -> bool: ...
+    @property
+    def bus(self) -> Any: ...
 
 
 def restore(store: StoreLike, state: AppState[Any]) -> list[StateSnapshot]:
@@ -164,7 +164,7 @@ class Persister:
         with self._lock:
             state = self.state
             with state._lock:
-                root, version = state._root, state._version
+                root, version = state._warm(), state._version
                 changed, self._changed = self._changed, {}
                 whole, self._whole = self._whole, False
             if version == self.version and not whole:
@@ -249,6 +249,10 @@ class Persister:
             receipt.wait_durable(left)
         return self.durable_version
 
+    def hardest(self) -> None:
+        """Snapshots at the hardest compression from now on (memory pressure)."""
+        self.codec.hardest()
+
     def report(self) -> str:
         codec = self.codec
         return (
@@ -305,8 +309,6 @@ def open_state(
     **options: Any,
 ) -> AppState[Any]:
     """An AppState named name, restored from store and persisted there."""
-    from ._appstate import AppState
-
     check_persist_options(persist_every, full_every, level)
     if not isinstance(priority, Priority):
         raise ConfigurationError(f"priority must be a statekeep.Priority, not {priority!r}")
@@ -323,4 +325,5 @@ def open_state(
         restored=restored,
     )
     state._persister = persister
+    state._bus = store.bus
     return state

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._coordinator import Decisions
-
-if TYPE_CHECKING:
-    from ._appstate import AppState
 
 
 @dataclass
@@ -53,24 +50,6 @@ class StateStats:
     def callbacks_per_version(self) -> float:
         versions = self.counters.versions
         return self.counters.callbacks / versions if versions else 0.0
-
-    @classmethod
-    def of(cls, state: AppState[Any]) -> StateStats:
-        coordinator = state._coordinator
-        decisions = coordinator.decisions
-        return cls(
-            name=state.options.name,
-            version=state.version,
-            versions_kept=len(state._history.entries),
-            history_bytes=state._history.bytes,
-            counters=Counters(**vars(state.counters)),
-            decisions=Decisions(**vars(decisions)),
-            frame=coordinator.current_frame(),
-            pending=coordinator.pending(),
-            update_seconds=coordinator.cost,
-            subscriptions=len(state._watches),
-            extra={name: report() for name, report in state.reports.items()},
-        )
 
     def rows(self) -> list[tuple[str, str]]:
         c, d = self.counters, self.decisions

@@ -11,16 +11,17 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import ConfigurationError
 from ._paths import Resolver
 from ._watch import WILDCARD, Watch
 
-if TYPE_CHECKING:
-    from ._appstate import AppState
-
 log = logging.getLogger("statekeep.state")
+
+
+class Unsubscribes(Protocol):
+    def unsubscribe(self, subscription: Subscription) -> bool: ...
 
 
 class Subscription:
@@ -28,7 +29,7 @@ class Subscription:
 
     __slots__ = ("state", "watch")
 
-    def __init__(self, state: AppState[Any], watch: Watch) -> None:
+    def __init__(self, state: Unsubscribes, watch: Watch) -> None:
         self.state = state
         self.watch = watch
 
