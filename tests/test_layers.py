@@ -273,6 +273,32 @@ def test_events_know_no_entities_and_no_store() -> None:
     assert wrong == {}
 
 
+STATE = f"{PACKAGE}.state"
+# rich: only inside StateStats.table()
+STATE_THIRD_PARTY = {"immutables", "zstandard", "pydantic", "pydantic_core", "rich"}
+
+
+def test_state_knows_no_store() -> None:
+    """statekeep.state sits beside the entity layer: it persists through a
+    Store it is handed (a Protocol), and never imports the store, aio, the
+    CLI or the demo; the store imports it only inside store.state()."""
+    wrong = {
+        target: " -> ".join(str(i) for i in chain)
+        for target, chain in _closure(STATE).items()
+        if target == PACKAGE or any(_inside(target, above) for above in ABOVE_DOMAIN)
+    }
+    assert wrong == {}
+
+
+def test_state_needs_only_its_extras_beyond_the_standard_library() -> None:
+    outside = {
+        i.target.split(".")[0]
+        for i in IMPORTS
+        if _inside(i.source, STATE) and not _inside(i.target, PACKAGE)
+    }
+    assert outside - set(sys.stdlib_module_names) == STATE_THIRD_PARTY
+
+
 def test_writebehind_knows_rows_not_entities() -> None:
     """Write-behind sits below the entity layer: it queues rows for a backend,
     and knows nothing of pydantic models, entities or the Store."""
