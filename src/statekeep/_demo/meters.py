@@ -10,8 +10,10 @@ store. The summary shows the pipeline's figures.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -40,6 +42,17 @@ class MetersReport:
     meters: int = 0  # LevelMeter entities stored at the end
     seconds: float = 0.0
     stats: dict[str, FlowStats] = field(default_factory=dict)
+
+
+def levels(sessions: list[RecordingSession]) -> Iterator[tuple[str, float]]:
+    """The sessions' input level readings, (session id, dB), each session in
+    turn, for ever: made up, but seeded, so every run reads the same levels.
+    The pipeline below takes them as fast as they come; the studio state
+    (statekeep._demo.studio) takes them at the meters' own pace."""
+    rng = random.Random(SEED + 2)
+    ids = [session.id for session in sessions]
+    for n in itertools.count():
+        yield ids[n % len(ids)], round(rng.uniform(-60.0, 0.0), 1)
 
 
 def meters(
@@ -75,11 +88,9 @@ def meters(
         .throttle(rate=rate, burst=max(1, rate // 20))
         .batch(save, max_size=200, max_delay=0.02)
     )
-    rng = random.Random(SEED + 2)
-    ids = [session.id for session in sessions]
     started = time.perf_counter()
-    for n in range(readings):
-        pipeline.put((ids[n % len(ids)], round(rng.uniform(-60.0, 0.0), 1)))
+    for item in itertools.islice(levels(sessions), readings):
+        pipeline.put(item)
     pipeline.close()
     report.seconds = time.perf_counter() - started
     report.stats = pipeline.stats()

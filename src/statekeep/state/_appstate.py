@@ -174,7 +174,11 @@ class AppState(Generic[M]):
         if priority is _CRITICAL and deadline is None:
             with self._lock:  # the hot path: nothing waits, nothing to merge with
                 if not (
-                    self._batch or self._dispatching or self._coordinator.normal or self._closed
+                    self._batch
+                    or self._dispatching
+                    or self._coordinator.normal
+                    or self._closed
+                    or self._cold
                 ):
                     counters = self.counters
                     counters.writes += 1

@@ -22,6 +22,7 @@ FakeClock.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,7 @@ class Coordinator:
         "name",
         "normal",
         "normal_due",
+        "__weakref__",
     )
 
     def __init__(
@@ -193,23 +195,28 @@ class Coordinator:
     def _wake(self) -> None:
         if self._thread is None and not self._closed:
             self._thread = threading.Thread(
-                target=self._run, name=f"statekeep-state-{self.name}", daemon=True
+                target=_timer,
+                args=(weakref.ref(self),),
+                name=f"statekeep-state-{self.name}",
+                daemon=True,
             )
             self._thread.start()
         self.condition.notify_all()
 
-    def _run(self) -> None:
-        with self.condition:
-            while not self._closed:
-                due = self.next_due()
-                if due > self.clock.now():
-                    self.clock.wait(self.condition, None if due == INF else due)
-                    continue
-                try:
-                    self.run_due()
-                except Exception:  # noqa: BLE001 - logged by apply; the timer must go on
-                    self.normal, self.low = [], []
-                    self.normal_due = self.low_due = INF
+    def _step(self) -> float | None:
+        """Applies what is due (condition held); the moment to wait until
+        (None: until notified), or INF once closed."""
+        if self._closed:
+            return INF
+        due = self.next_due()
+        if due > self.clock.now():
+            return None if due == INF else due
+        try:
+            self.run_due()
+        except Exception:  # noqa: BLE001 - logged by apply; the timer must go on
+            self.normal, self.low = [], []
+            self.normal_due = self.low_due = INF
+        return self.clock.now()
 
     def close(self) -> threading.Thread | None:
         """Stops the timer (with condition held); the thread to join, if any."""
@@ -223,3 +230,22 @@ class Coordinator:
         self._thread = None
         if self.pending() and not self._closed:
             self._wake()
+
+
+def _timer(ref: weakref.ReferenceType[Coordinator]) -> None:
+    """The timer thread: holds its coordinator only while it works, so a
+    state nobody holds (and nobody closed) is collected, and its timer ends."""
+    while True:
+        coordinator = ref()
+        if coordinator is None:
+            return
+        condition, clock = coordinator.condition, coordinator.clock
+        with condition:
+            moment = coordinator._step()
+            if moment == INF:
+                return
+            del coordinator
+            if moment is None:
+                condition.wait(1.0)  # and look again whether the state is still held
+            elif moment > clock.now():
+                clock.wait(condition, min(moment, clock.now() + 1.0))

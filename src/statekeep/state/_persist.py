@@ -49,6 +49,8 @@ class StoreLike(Protocol):
     def flush(self, timeout: float | None = None) -> bool: ...
     @property
     def bus(self) -> Any: ...
+    @property
+    def writebehind(self) -> Any: ...
 
 
 def restore(store: StoreLike, state: AppState[Any]) -> list[StateSnapshot]:
@@ -313,7 +315,11 @@ def open_state(
     if not isinstance(priority, Priority):
         raise ConfigurationError(f"priority must be a statekeep.Priority, not {priority!r}")
     state: AppState[Any] = AppState(model, name=name, **options)
-    store.flush()  # what an earlier run left in the journal is stored before it is read
+    # what an earlier run left in the write-behind journal (snapshots acknowledged
+    # durable, not yet stored) is taken over when the engine starts, and stored
+    # by the flush, before the state is read
+    _ = store.writebehind
+    store.flush()
     restored = restore(store, state)
     persister = Persister(
         store,
