@@ -11,6 +11,7 @@ from statekeep import Priority
 
 from .events import EventsReport, event_rows
 from .meters import MetersReport, meter_rows
+from .studio import StudioReport, studio_rows
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Report:
     stored: dict[str, int] = field(default_factory=dict)  # counted at the end
     events: EventsReport = field(default_factory=EventsReport)
     meters: MetersReport = field(default_factory=MetersReport)
+    studio: StudioReport = field(default_factory=StudioReport)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -135,6 +137,9 @@ def summary(report: Report) -> Table:
     flow = meter_rows(report.meters)
     for what, value in flow:
         table.add_row(what, value, end_section=(what, value) == flow[-1])
+    studio = studio_rows(report.studio)
+    for what, value in studio:
+        table.add_row(what, value, end_section=(what, value) == studio[-1])
     for what, value in event_rows(report.events):
         table.add_row(what, value, end_section=what.startswith("enricher catch-up"))
     for step in (

@@ -2,15 +2,16 @@
 
 1. create the sessions (CRITICAL enqueues, waited for with `wait_stored`);
 2. stream the segments and thumbnails through the write-behind queue
-   (statekeep._demo.stream), and the sessions' level readings through a
-   statekeep.flow Pipeline (statekeep._demo.meters);
+   (statekeep._demo.stream), the studio's live state meanwhile (meters at
+   200 Hz, the transport: statekeep._demo.studio), and the sessions' level
+   readings through a statekeep.flow Pipeline (statekeep._demo.meters);
 3. update: flag clipping segments and mark most sessions complete, in one
    transaction (and show that a stale copy cannot overwrite newer data);
 4. delete a session recorded with a loose cable, with all its segments and
    thumbnails, in one transaction;
 5. query by indexed fields and show a few results;
 6. stop the enricher; print counts, events, throughputs, timings and the
-   size of the file.
+   size of the file; restore the studio state from the file in a fresh Store.
 
 The file is left in place so it can be inspected with the `sqlite3` shell.
 """
@@ -47,6 +48,7 @@ from .recordings import (
 )
 from .report import Report, file_size, per_second, summary
 from .stream import Receipts, compare_save_many, stream
+from .studio import Desk, restore
 
 
 def run(path: str | None, segments: int, meter_rate: int = METER_RATE) -> int:
@@ -125,8 +127,10 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
             f"stored {report.sessions_wait * 1000:.1f} ms later (wait_stored)"
         )
 
-        # 2. stream the segments and thumbnails through the write-behind queue
-        stream(store, enricher, sessions, segments, receipts, report, console)
+        # 2. stream the segments and thumbnails through the write-behind queue,
+        # with the studio's live state kept in the store meanwhile
+        desk = Desk(store, sessions)
+        stream(store, enricher, sessions, segments, receipts, report, console, desk)
         receipts.sweep()
         report.enqueued = dict(receipts.enqueued)
         report.stored_by_priority = dict(receipts.stored)
@@ -149,6 +153,15 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
             f"   enricher (durable subscriber, process {enricher.pid}): "
             f"{enricher.progress()[0]:,} segments enriched;\n"
             f"   {events.lag_at_flush:,} events behind when flush returned, {outcome}",
+            markup=False,
+        )
+        studio = desk.report
+        console.print(
+            f"   studio state (store.state): {studio.meter_updates:,} meter updates at "
+            f"{studio.meter_rate:,.0f}/s (NORMAL),\n"
+            f"   transport {' > '.join(studio.transport)} (CRITICAL);\n"
+            f"   {studio.version:,} versions ({studio.coalesced:,} updates coalesced), "
+            f"{studio.snapshots} stored",
             markup=False,
         )
 
@@ -237,6 +250,8 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
         report.file_bytes = file_size(db_path)
     report.closed_bytes = file_size(db_path)
     report.journal_segments = len(list(Path(db_path + ".writebehind").glob("segment-*.log")))
+    restore(db_path, desk)
+    report.studio = desk.report
     return report
 
 

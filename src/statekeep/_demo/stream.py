@@ -1,8 +1,9 @@
 """The demo's step 2: segments and thumbnails streamed through the write-behind
 queue (`store.enqueue`) behind the live panel, one session paused (CRITICAL,
-waited for) and resumed on the way, then `store.flush()` and a wait for the
-enricher to catch up; and, for comparison, the same writes with one
-`save_many` into a scratch file."""
+waited for) and resumed on the way, while the studio state takes the meters
+at 200 Hz and the transport changes (statekeep._demo.studio); then
+`store.flush()` and a wait for the enricher to catch up; and, for
+comparison, the same writes with one `save_many` into a scratch file."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from .recordings import (
     thumbnail_count,
 )
 from .report import Report
+from .studio import Desk
 
 SWEEP_STEP = 1_000  # look at the receipts every this many writes
 LIVE_REFRESH = 8  # panel refreshes per second (on a terminal)
@@ -46,9 +48,11 @@ def stream(
     receipts: Receipts,
     report: Report,
     console: Console,
+    desk: Desk,
 ) -> None:
-    """Enqueues the writes behind a live panel, flushes, and waits for the
-    enricher to catch up; fills in the report."""
+    """Enqueues the writes behind a live panel (the studio recording
+    meanwhile), flushes, and waits for the enricher to catch up; fills in
+    the report."""
     loose = next(session for session in sessions if session.device == LOOSE_CABLE)
     pause_at, resume_at = int(segments * PAUSE_AT), int(segments * RESUME_AT)
     changes = 2 if segments else 0
@@ -59,12 +63,15 @@ def stream(
     spent = longest = 0.0
     number = 0  # segments so far
     with Live(panel, console=console, refresh_per_second=LIVE_REFRESH):
+        desk.start(loose)  # the studio follows the take on the loose cable
         for priority, entity in make_writes(random.Random(SEED + 1), sessions, segments):
             if priority is Priority.NORMAL:
                 if number == pause_at:
+                    desk.transport("paused")
                     loose.state = "paused"
                     pause(store, loose, receipts, report, console)
                 if number == resume_at:
+                    desk.transport("recording")
                     loose.state = "recording"
                     receipts.add(Priority.CRITICAL, store.enqueue(loose, Priority.CRITICAL))
                     console.print(
@@ -83,6 +90,9 @@ def stream(
                 receipts.sweep()
                 panel.sample(receipts.count - before)
         panel.sample(receipts.count - before)
+        # the recording stops: the studio's last version is durable (journaled)
+        # before the flush, so it writes nothing once the enricher has caught up
+        desk.stop()
         began = time.perf_counter()
         store.flush()
         flushed = time.perf_counter()

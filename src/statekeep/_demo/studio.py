@@ -76,10 +76,14 @@ class StudioReport:
     kept_bytes: int = 0  # what they take together
     copies_bytes: int = 0  # what they would take as full copies
     durable: int = -1  # durable_version once the recording stopped
-    snapshots: str = ""  # the persister's line of stats()
+    snapshots: str = ""  # "N full + M delta snapshots", from the persister's line of stats()
     restored: int = -1  # the version a fresh store restored
     restored_equal: bool = False  # with the value the demo left
     restore_seconds: float = 0.0  # store.state() on the fresh store
+
+    @property
+    def meter_rate(self) -> float:
+        return self.meter_updates / self.meter_seconds if self.meter_seconds else 0.0
 
 
 class Desk:
@@ -99,9 +103,7 @@ class Desk:
     def start(self, follow: RecordingSession) -> None:
         """Follows a session and starts recording (one CRITICAL version), then the feed."""
         with self.state.batch() as studio:
-            studio.session = CurrentSession(
-                id=follow.id, title=follow.name, started=follow.started
-            )
+            studio.session = CurrentSession(id=follow.id, title=follow.name, started=follow.started)
             studio.transport = "recording"
         self.report.transport.append("recording")
         self._feed.start()
@@ -141,7 +143,8 @@ class Desk:
         report.coalesced = stats.coalesced
         report.immediate = stats.decisions.immediate
         report.batched = stats.decisions.batched
-        report.snapshots = str(stats.extra.get("persisted", ""))
+        # the persister reports one line ("3 full + 4 delta snapshots, zstd level 3, ...")
+        report.snapshots = str(stats.extra.get("persisted", "")).partition(",")[0]
         memory = state.memory()
         report.sharing = memory.sharing
         report.kept = memory.versions
@@ -170,24 +173,32 @@ def studio_rows(report: StudioReport) -> list[tuple[str, str]]:
     """The summary's rows for the studio state."""
     if not report.transport:
         return []
-    rate = report.meter_updates / report.meter_seconds if report.meter_seconds else 0.0
     per_version = report.updates / max(report.version, 1)
-    restored = (
-        f"{report.restore_seconds * 1000:,.1f} ms (version {report.restored:,}"
-        + (", equal)" if report.restored_equal else ", NOT equal)")
+    last = (
+        "the last"
+        if report.restored == report.version and report.restored_equal
+        else "NOT the last"
     )
     return [
-        ("state: meter updates (NORMAL)", f"{report.meter_updates:,} at {rate:,.0f}/s"),
-        ("state: transport (CRITICAL)", " > ".join(report.transport)),
+        (
+            "state: meter updates (NORMAL)",
+            f"{report.meter_updates:,} at {report.meter_rate:,.0f}/s",
+        ),
+        (
+            "state: transport changes (CRITICAL)",
+            f"{len(report.transport)}, the last: {report.transport[-1]}",
+        ),
         (
             "state: versions / updates coalesced",
             f"{report.version:,} / {report.coalesced:,} ({per_version:.1f} per version)",
         ),
+        (f"state: sharing of {report.kept} kept versions", f"{report.sharing:.1%}"),
         (
-            f"state: sharing ({report.kept} versions)",
-            f"{report.sharing:.1%} ({_size(report.kept_bytes)}; "
-            f"copies {_size(report.copies_bytes)})",
+            "state: their memory / as full copies",
+            f"{_size(report.kept_bytes)} / {_size(report.copies_bytes)}",
         ),
-        ("state: durable version at stop", f"{report.durable:,}"),
-        ("state: restore (fresh store)", restored),
+        (
+            "state: restore in a fresh store",
+            f"{report.restore_seconds * 1000:,.1f} ms, version {report.restored:,} ({last})",
+        ),
     ]

@@ -23,6 +23,7 @@ callbacks of the current version have run.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 import os
 import threading
 import time
@@ -94,6 +95,8 @@ class AppState(Generic[M]):
         self._index = Index()
         self._watches: dict[Watch, None] = {}
         self._dispatching = False
+        self._direct = 0  # CRITICAL sets on the hot path (counted as writes and updates)
+        self._first_version = 0  # versions made since: version - this
         self._later: list[Any] = []  # updates made by callbacks, applied after them
         self._batch: tuple[threading.Thread, Any] | None = None  # (owner, draft)
         self._closed = False
@@ -171,22 +174,27 @@ class AppState(Generic[M]):
         shape = resolved.shape
         if type(value) is not shape.fast:
             value = shape.freeze(value, resolved.text)
-        if priority is _CRITICAL and deadline is None:
-            with self._lock:  # the hot path: nothing waits, nothing to merge with
+        if priority is _CRITICAL and deadline is None:  # the hot path: spelt out
+            lock = self._lock
+            lock.acquire()  # (a `with` costs twice as much)
+            try:
                 if not (
                     self._batch
                     or self._dispatching
                     or self._coordinator.normal
                     or self._closed
                     or self._cold
-                ):
-                    counters = self.counters
-                    counters.writes += 1
-                    counters.updates_applied += 1
-                    self._commit(
-                        write(self._root, resolved, value), (resolved.names,), undoable=True
-                    )
+                ):  # nothing waits, nothing to merge with
+                    self._direct += 1
+                    if self._direct & 63:
+                        self._commit(write(self._root, resolved, value), (resolved.names,), True)
+                    else:  # one in 64 is timed, for stats().update_seconds
+                        started = time.perf_counter()
+                        self._commit(write(self._root, resolved, value), (resolved.names,), True)
+                        self._coordinator.timed(time.perf_counter() - started)
                     return
+            finally:
+                lock.release()
         self._submit(SetValue(resolved, value), priority, deadline)
 
     def delete(
@@ -253,7 +261,7 @@ class AppState(Generic[M]):
                 return False
             _, root, changes = history.undo.pop()
             history.redo.append((self._version, self._root, changes))
-            self._commit(root, changes, undoable=False)
+            self._commit(root, changes, False)
             self._run_later()
             return True
 
@@ -268,7 +276,7 @@ class AppState(Generic[M]):
                 return False
             _, root, changes = history.redo.pop()
             history.undo.append((self._version, self._root, changes))
-            self._commit(root, changes, undoable=False)
+            self._commit(root, changes, False)
             self._run_later()
             return True
 
@@ -346,15 +354,15 @@ class AppState(Generic[M]):
                 self.counters.updates_failed += 1
                 if caller and i == last:
                     if root is not self._root:
-                        self._commit(root, tuple(changed), undoable=True)
+                        self._commit(root, tuple(changed), True)
                     raise
                 log.error("state %s: an update failed and was dropped: %r", self.options.name, exc)
         self.counters.updates_applied += len(updates)
         if root is not self._root:
-            self._commit(root, tuple(changed), undoable=True)
+            self._commit(root, tuple(changed), True)
         self._coordinator.applied(time.perf_counter() - started)
 
-    def _commit(self, root: Any, changes: tuple[tuple[Any, ...], ...], *, undoable: bool) -> None:
+    def _commit(self, root: Any, changes: tuple[tuple[Any, ...], ...], undoable: bool) -> None:
         old, version = self._root, self._version + 1
         self._root, self._version = root, version
         history = self._history
@@ -366,7 +374,6 @@ class AppState(Generic[M]):
             history.undo.append((version - 1, old, changes))
             if history.redo:
                 history.redo.clear()
-        self.counters.versions += 1
         if self._watches:
             self._dispatch(old, root, changes)
         if self.on_version:
@@ -423,8 +430,10 @@ class AppState(Generic[M]):
                 version=self._version,
                 versions_kept=len(self._history.entries),
                 history_bytes=self._history.bytes,
-                counters=Counters(**vars(self.counters)),
-                decisions=Decisions(**vars(coordinator.decisions)),
+                counters=self._counters(),
+                decisions=replace(
+                    coordinator.decisions, immediate=coordinator.decisions.immediate + self._direct
+                ),
                 frame=coordinator.current_frame(),
                 pending=coordinator.pending(),
                 update_seconds=coordinator.cost,
@@ -432,13 +441,26 @@ class AppState(Generic[M]):
                 extra={name: report() for name, report in self.reports.items()},
             )
 
+    def _counters(self) -> Counters:
+        counters = Counters(**vars(self.counters))
+        counters.writes += self._direct
+        counters.updates_applied += self._direct
+        counters.versions = self._version - self._first_version
+        return counters
+
     def memory(self) -> MemoryReport:
         """Measures the kept versions' memory by walking their trees: what
         each version shares with the one before it, and the total."""
         with self._lock:
             self._warm()
             roots = [entry[1] for entry in self._history.entries]
-        return measure(roots)
+        report = measure(roots)
+        self.reports["memory"] = lambda: (
+            f"{report.versions} versions in {report.total_bytes:,} bytes, "
+            f"{report.sharing:.2%} shared with the version before "
+            f"(as copies: {report.copies_bytes:,} bytes; measured by memory())"
+        )
+        return report
 
     # -- memory ---------------------------------------------------------------------------
     @property
@@ -512,7 +534,7 @@ class AppState(Generic[M]):
     def _restart(self, root: Any, version: int) -> None:
         """Starts again from a restored root at its version (no history before it)."""
         with self._lock:
-            self._root, self._version = root, version
+            self._root, self._version, self._first_version = root, version, version
             self._history.restart((version, root, (), 0))
             for watch in self._watches:
                 watch.stop(self._index)

@@ -150,6 +150,9 @@ class Coordinator:
     def applied(self, seconds: float) -> None:
         """A version was made; seconds: what making and announcing it cost."""
         self.last_applied = self.clock.now()
+        self.timed(seconds)
+
+    def timed(self, seconds: float) -> None:
         self.cost = seconds if self.cost == 0.0 else 0.8 * self.cost + 0.2 * seconds
 
     def _arrived(self) -> float:

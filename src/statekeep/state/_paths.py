@@ -16,14 +16,15 @@ import contextlib
 from typing import Any
 
 from ..errors import StatePathError
-from ._node import Map, Node, replaced, values_of
+from ._node import Map, replaced, values_of
 from ._shape import ListShape, MapShape, ModelShape, OptionalShape, Shape
 
 PathLike = str | tuple[Any, ...]
+_tuple = tuple.__new__
 
 
 class Path:
-    __slots__ = ("containers", "keys", "names", "shape", "text")
+    __slots__ = ("containers", "field_then_key", "keys", "names", "shape", "text")
 
     def __init__(
         self,
@@ -37,6 +38,12 @@ class Path:
         self.containers = containers
         self.shape = shape
         self.text = ".".join(str(n) for n in names)
+        # a model's dict field, then one key of it ("meters.left"): the hot path of set
+        self.field_then_key = (
+            len(keys) == 2
+            and isinstance(containers[0], ModelShape)
+            and isinstance(containers[1], MapShape)
+        )
 
 
 class Resolver:
@@ -136,13 +143,14 @@ def _put(
 def write(root: Any, path: Path, value: Any) -> Any:
     """root with value (already frozen) at path."""
     keys, containers = path.keys, path.containers
+    if path.field_then_key:  # spelt out: the hot path of set
+        field, key = keys
+        mapping = root[field]
+        if type(mapping) is Map:
+            return _tuple(type(root), (*root[:field], mapping.set(key, value), *root[field + 1 :]))
     n = len(keys)
     if n == 0:
         return value
-    if n == 2 and isinstance(containers[0], ModelShape) and isinstance(root, Node):
-        # the common case, one field then one key: spelt out (the hot path of set)
-        first = values_of(root)[keys[0]]
-        return replaced(root, keys[0], _put(first, containers[1], keys[1], value, path, 1))
     stack = [root]
     for depth in range(n - 1):
         stack.append(_step(stack[-1], containers[depth], keys[depth], path, depth))
