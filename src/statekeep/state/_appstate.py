@@ -23,13 +23,13 @@ callbacks of the current version have run.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import pydantic
@@ -38,7 +38,7 @@ from ..errors import ConfigurationError, StateError, StatePathError, StoreClosed
 from ..flow import Clock
 from ..writebehind import Priority
 from ._codec import decode, encode
-from ._coordinator import Coordinator, Decisions
+from ._coordinator import Coordinator
 from ._draft import Changes, draft_of
 from ._history import History, copied_bytes
 from ._memory import MemoryReport, measure

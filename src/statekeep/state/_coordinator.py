@@ -45,6 +45,7 @@ class Decisions:
 
 class Coordinator:
     __slots__ = (
+        "__weakref__",
         "_apply",
         "_closed",
         "_last_arrival",
@@ -64,7 +65,6 @@ class Coordinator:
         "name",
         "normal",
         "normal_due",
-        "__weakref__",
     )
 
     def __init__(
