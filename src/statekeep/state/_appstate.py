@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import pydantic
 
+from .._numbers import is_seconds
 from ..errors import ConfigurationError, StateError, StatePathError, StoreClosedError
 from ..flow import Clock
 from ..writebehind import Priority
@@ -49,7 +50,7 @@ from ._pressure import memory_guard
 from ._shape import ModelShape, compile_shape
 from ._stats import Counters, StateStats
 from ._subscription import Subscription, make_watch
-from ._updates import Finished, Remove, Run, SetValue
+from ._updates import Finished, Remove, Run, SetValue, grouped
 from ._watch import Index, Watch, order_of
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ log = logging.getLogger("statekeep.state")
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 _CRITICAL = Priority.CRITICAL
+_NORMAL = Priority.NORMAL
 _COLD = Node()  # the root of a compressed state: see compress()
 _LIVE: weakref.WeakSet[AppState[Any]] = weakref.WeakSet()
 
@@ -312,13 +314,17 @@ class AppState(Generic[M]):
 
     # -- the machinery -------------------------------------------------------------------
     def _submit(self, update: Any, priority: Priority, deadline: float | None) -> None:
-        if deadline is not None and (
-            not isinstance(deadline, int | float) or deadline < 0 or deadline != deadline
-        ):
+        if type(priority) is not Priority:
+            priority = _a_priority(priority)
+        if deadline is not None and not is_seconds(deadline):
             raise ConfigurationError(f"deadline must be seconds >= 0, not {deadline!r}")
-        with self._lock:
-            self._check_open()
-            self._warm()
+        lock = self._lock
+        lock.acquire()  # (a `with` costs twice as much)
+        try:
+            if self._closed:
+                self._check_open()
+            if self._cold is not None:
+                self._warm()
             self.counters.writes += 1
             batch = self._batch
             if batch is not None and batch[0] is threading.current_thread():
@@ -327,16 +333,16 @@ class AppState(Generic[M]):
             if self._dispatching:  # made by a callback: after the callbacks of this version
                 self._later.append(update)
                 return
-            coordinator = self._coordinator
-            if priority == Priority.CRITICAL:
-                coordinator.critical(update)
-            elif priority == Priority.NORMAL:
-                coordinator.normal_update(update, deadline)
-            elif priority == Priority.LOW:
-                coordinator.low_update(update, deadline)
+            if priority is _NORMAL:
+                self._coordinator.normal_update(update, deadline)
+            elif priority is _CRITICAL:
+                self._coordinator.critical(update)
             else:
-                raise ConfigurationError(f"priority must be a statekeep.Priority, not {priority!r}")
-            self._run_later()
+                self._coordinator.low_update(update, deadline)
+            if self._later:
+                self._run_later()
+        finally:
+            lock.release()
 
     def _apply(self, updates: list[Any], caller: bool = False) -> None:
         """Applies updates in order as one version (with the lock held).
@@ -346,6 +352,9 @@ class AppState(Generic[M]):
         started = time.perf_counter()
         root = self._root
         changed: dict[tuple[Any, ...], None] = {}
+        count = len(updates)
+        if count > 1:
+            updates = grouped(updates)
         last = len(updates) - 1
         for i, update in enumerate(updates):
             try:
@@ -357,7 +366,7 @@ class AppState(Generic[M]):
                         self._commit(root, tuple(changed), True)
                     raise
                 log.error("state %s: an update failed and was dropped: %r", self.options.name, exc)
-        self.counters.updates_applied += len(updates)
+        self.counters.updates_applied += count
         if root is not self._root:
             self._commit(root, tuple(changed), True)
         self._coordinator.applied(time.perf_counter() - started)
@@ -573,6 +582,17 @@ class AppState(Generic[M]):
         self._lock = threading.RLock()
         self._condition = threading.Condition(self._lock)
         self._coordinator.after_fork(self._condition)
+
+
+def _a_priority(priority: Any) -> Priority:
+    if isinstance(priority, int) and not isinstance(priority, bool):
+        try:
+            return Priority(priority)
+        except ValueError:
+            pass
+    raise ConfigurationError(
+        f"priority must be a statekeep.Priority (CRITICAL, NORMAL, LOW), not {priority!r}"
+    )
 
 
 def _into_draft(update: Any, draft: Any) -> None:

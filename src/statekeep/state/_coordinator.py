@@ -47,14 +47,16 @@ class Coordinator:
     __slots__ = (
         "__weakref__",
         "_apply",
+        "_arrivals",
         "_closed",
-        "_last_arrival",
         "_thread",
+        "_window",
         "clock",
         "condition",
         "cost",
         "decisions",
         "frame",
+        "frame_now",
         "idle",
         "last_active",
         "last_applied",
@@ -95,7 +97,9 @@ class Coordinator:
         self.low_due = INF
         self.last_applied = -INF  # when the last version was made
         self.last_active = -INF  # when the last update above LOW came
-        self._last_arrival = -INF
+        self._window = clock.now()  # the rate's window: since when, how many arrived
+        self._arrivals = 0
+        self.frame_now = frame  # frame, stretched to 4x what versions cost lately
         self.cost = 0.0  # seconds applying and announcing a version costs lately
         self.decisions = Decisions()
         self._thread: threading.Thread | None = None
@@ -114,21 +118,29 @@ class Coordinator:
     def normal_update(self, update: Any, deadline: float | None) -> None:
         now = self._arrived()
         self.last_active = now
-        frame = self.current_frame()
-        if not self.normal and now - self.last_applied >= frame:
-            self.decisions.immediate += 1
-            self.decisions.mode = "immediate"
+        normal, decisions = self.normal, self.decisions
+        if normal:  # a frame is open: the update joins it
+            normal.append(update)
+            decisions.batched += 1
+            if deadline is not None and now + deadline < self.normal_due:
+                self.normal_due = now + deadline
+                self._wake()
+                if deadline <= 0:
+                    self.run_due()
+            return
+        if now - self.last_applied >= self.frame_now:  # slower than one per frame
+            decisions.immediate += 1
+            decisions.mode = "immediate"
             self._apply([update], True)
             return
-        self.decisions.batched += 1
-        self.decisions.mode = "batched"
-        self.normal.append(update)
-        due = max(now, self.last_applied + frame)
+        decisions.batched += 1
+        decisions.mode = "batched"
+        normal.append(update)
+        due = self.last_applied + self.frame_now
         if deadline is not None:
             due = min(due, now + deadline)
-        if due < self.normal_due:
-            self.normal_due = due
-            self._wake()
+        self.normal_due = due
+        self._wake()
         if due <= now:
             self.run_due()
 
@@ -145,7 +157,7 @@ class Coordinator:
         self._wake()
 
     def current_frame(self) -> float:
-        return min(self.max_frame, max(self.frame, 4.0 * self.cost))
+        return self.frame_now
 
     def applied(self, seconds: float) -> None:
         """A version was made; seconds: what making and announcing it cost."""
@@ -154,15 +166,16 @@ class Coordinator:
 
     def timed(self, seconds: float) -> None:
         self.cost = seconds if self.cost == 0.0 else 0.8 * self.cost + 0.2 * seconds
+        self.frame_now = min(self.max_frame, max(self.frame, 4.0 * self.cost))
 
     def _arrived(self) -> float:
+        """Now; counts the update into the rate (measured over windows of a second)."""
         now = self.clock.now()
-        gap = now - self._last_arrival
-        self._last_arrival = now
-        if gap > 0:
-            rate = 1.0 / gap
-            decisions = self.decisions
-            decisions.rate = rate if decisions.rate == 0.0 else 0.9 * decisions.rate + 0.1 * rate
+        self._arrivals += 1
+        elapsed = now - self._window
+        if elapsed >= 1.0:
+            self.decisions.rate = self._arrivals / elapsed
+            self._window, self._arrivals = now, 0
         return now
 
     def _take_normal(self) -> None:

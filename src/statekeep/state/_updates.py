@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._draft import Changes, draft_of, finish
+from ._node import Map, replaced
 from ._paths import Path, remove, write
 from ._shape import Shape
 
@@ -78,3 +79,54 @@ class Finished:
         if new is not root:
             changed.update(self.changes.paths)
         return new
+
+
+class SetMany:
+    """Consecutive sets of keys of one dict field ("meters.left", "meters.right",
+    ...), as waiting NORMAL updates of a meter often are: one mutation of the
+    dict, one copy of it, however many sets (the last of a key wins)."""
+
+    __slots__ = ("sets",)
+
+    def __init__(self, sets: list[SetValue]) -> None:
+        self.sets = sets
+
+    def apply(self, root: Any, changed: dict[tuple[Any, ...], None]) -> Any:
+        field = self.sets[0].path.keys[0]
+        mapping = root[field]
+        if type(mapping) is not Map:  # None (an optional field): each as it would fail
+            for one in self.sets:
+                root = one.apply(root, changed)
+            return root
+        with mapping.mutate() as mutation:
+            for one in self.sets:
+                mutation[one.path.keys[1]] = one.value
+                changed[one.path.names] = None
+            return replaced(root, field, mutation.finish())
+
+
+def grouped(updates: list[Any]) -> list[Any]:
+    """updates, with each run of sets of one dict field's keys made one SetMany."""
+    out: list[Any] = []
+    run: list[SetValue] = []
+    field = None
+    for update in updates:
+        if type(update) is SetValue and update.path.field_then_key:
+            if run and update.path.keys[0] == field:
+                run.append(update)
+                continue
+            _close(run, out)
+            run, field = [update], update.path.keys[0]
+            continue
+        _close(run, out)
+        run, field = [], None
+        out.append(update)
+    _close(run, out)
+    return out
+
+
+def _close(run: list[SetValue], out: list[Any]) -> None:
+    if len(run) > 1:
+        out.append(SetMany(run))
+    elif run:
+        out.append(run[0])
