@@ -24,6 +24,7 @@ from . import (
     report,
     save,
     save_many,
+    state,
     writebehind,
 )
 from .harness import ExtraTable, Progress, Result, Sizes
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTa
     "outbox": outbox.run,
     "aio": aio.run,
     "flow": flow.run,
+    "state": state.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

@@ -44,6 +44,14 @@ class Sizes:
     flow_calls: int = 200_000  # throttle acquires, retried calls, debounced calls
     flow_items: int = 200_000  # no-op items through a Batcher
     flow_store: int = 50_000  # entities through store.batcher, against save_many
+    # statekeep.state (issue 14)
+    state_keys: int = 100_000  # keys of the state's meters dict
+    state_subscribers: int = 1_000  # subscriptions on keys the updates do not change
+    state_updates: int = 20_000  # set() calls per round (of immutables' and pyrsistent's too)
+    state_copies: int = 200  # dict.copy() + set per round
+    state_batches: int = 200  # batches of 100 updates per round
+    state_versions: int = 100  # versions measured for sharing and memory
+    state_snapshots: int = 1_000  # compressions (and restores) of the studio state per round
     # events
     dispatch: int = 200_000  # events handed to the handlers
     dispatch_saves: int = 20_000  # save() calls with 0, 1 and 10 handlers
@@ -82,6 +90,12 @@ class Sizes:
             flow_calls=4_000,
             flow_items=2_000,
             flow_store=1_000,
+            state_keys=2_000,
+            state_subscribers=100,
+            state_updates=500,
+            state_copies=20,
+            state_batches=10,
+            state_snapshots=10,
             dispatch=2_000,
             dispatch_saves=300,
             durable=300,

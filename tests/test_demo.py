@@ -2,8 +2,10 @@
 segments (NORMAL), thumbnails (LOW) and session state changes (CRITICAL), all
 through the write-behind queue, with nothing left in its journal. Its events
 arrive: the in-process handler sees the sessions' state changes, and the
-durable subscriber in a child process enriches every segment stored. Without
-the demo extra (rich), the command says how to install it."""
+durable subscriber in a child process enriches every segment stored. Its
+studio state (statekeep.state) is kept in the store and a fresh store
+restores its last version. Without the demo extra (rich), the command says
+how to install it."""
 
 from __future__ import annotations
 
@@ -58,6 +60,8 @@ def assert_events_in_summary(out: str, segments: int) -> None:
     delivered = summary_value(out, "events delivered: in-process / durable")
     assert delivered == f"{COMPLETED + 3} / {segments:,}"
     assert summary_value(out, "enricher catch-up after flush").endswith(" s")
+    assert summary_value(out, "state: transport changes (CRITICAL)") == "4, the last: stopped"
+    assert summary_value(out, "state: restore in a fresh store").endswith("(the last)")
 
 
 def test_there_are_thumbnails_to_check() -> None:
@@ -168,7 +172,9 @@ def test_demo_stores_every_write_by_priority(tmp_path: Path) -> None:
     assert events.enricher_pid is not None and events.enricher_pid != os.getpid()
     assert sum(events.loudness.values()) == SEGMENTS
     assert events.loudness["clipping"] == report.segments_flagged  # both: peak > CLIP_DB
-    assert 0 <= events.lag_at_flush <= report.streamed + SESSIONS
+    # the outbox also has the studio state's snapshots, and the deletes of old deltas
+    studio_events = report.studio.fulls + 2 * report.studio.deltas
+    assert 0 <= events.lag_at_flush <= report.streamed + SESSIONS + studio_events
     assert 0 < events.catch_up < 60
     # in-process: the pause, the resume and the completions; and the edit that
     # _show_conflict saves (a change of name, not of state)
@@ -189,6 +195,21 @@ def test_demo_stores_every_write_by_priority(tmp_path: Path) -> None:
     shown = Console(file=io.StringIO(), width=120)
     shown.print(summary(report))
     assert "flow: level readings in" in shown.file.getvalue()  # type: ignore[attr-defined]
+    # the studio state: the meters at 200 Hz (NORMAL, coalesced per frame), the
+    # transport (CRITICAL), persisted, and restored by a fresh store on the file
+    studio = report.studio
+    assert studio.transport == ["recording", "paused", "recording", "stopped"]
+    assert studio.meter_updates > 0
+    assert studio.updates == studio.meter_updates + 4  # the session, then 3 transport sets
+    assert 0 < studio.version == studio.updates - studio.coalesced
+    if studio.meter_updates >= 10:  # readings 5 ms apart, frames of 16 ms
+        assert studio.coalesced > 0
+    assert studio.durable == studio.restored == studio.version and studio.restored_equal
+    assert 0 < studio.restore_seconds < 10
+    assert 2 <= studio.kept <= 100 and 0 < studio.sharing <= 1
+    assert 0 < studio.kept_bytes < studio.copies_bytes
+    assert studio.fulls >= 1  # the first snapshot of a new state is full
+    assert "studio state (store.state):" in text
     # nothing is left for the next open: the journal holds no segment
     assert report.journal_segments == 0
     assert Path(f"{path}.writebehind").is_dir()

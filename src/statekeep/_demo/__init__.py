@@ -18,16 +18,21 @@ loudness class.
 
 The sessions' input levels, many readings a second, go through a
 statekeep.flow Pipeline (debounced per session, throttled to `--meter-rate`,
-saved in batches) into one LevelMeter per session.
+saved in batches) into one LevelMeter per session. Meanwhile the studio's
+console keeps one live statekeep.state AppState in the store
+(`store.state("studio", Studio)`): the session it follows, the meters at
+200 Hz (NORMAL, coalesced per frame) and the transport (CRITICAL).
 
 The parts, one concept each: `recordings` (the entities and the made-up
 data), `steps` (`run` and the steps), `stream` (step 2, through the
 write-behind queue), `meters` (the level meters, through the pipeline),
-`panel` (its live view), `events` (the handler and the enricher's child
-process) and `report` (what was measured, and the summary).
+`studio` (the live app state), `panel` (its live view), `events` (the
+handler and the enricher's child process) and `report` (what was measured,
+and the summary).
 
 Only the command line imports this package, and `import statekeep` never
-does: the demo draws with rich, which the `statekeep[demo]` extra installs.
+does: the demo draws with rich, which the `statekeep[demo]` extra installs,
+and keeps its studio with statekeep.state, which needs the `state` extra.
 This module itself imports nothing optional, so `load()` can say so.
 """
 
@@ -37,7 +42,8 @@ from collections.abc import Callable
 
 from ..errors import ConfigurationError
 
-OPTIONAL = ("rich",)  # what the demo extra installs
+# what the demo needs beyond pydantic, by the extra that installs it
+OPTIONAL = {"rich": "demo", "immutables": "state", "zstandard": "state"}
 
 
 def load() -> Callable[[str | None, int, int], int]:
@@ -47,10 +53,12 @@ def load() -> Callable[[str | None, int, int], int]:
         from .steps import run
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").partition(".")[0]
-        if missing not in OPTIONAL:
+        extra = OPTIONAL.get(missing)
+        if extra is None:
             raise
+        extras = "demo" if extra == "demo" else f"demo,{extra}"
         raise ConfigurationError(
-            f"the demo needs {missing}, which the demo extra installs: "
-            "pip install 'statekeep[demo]'"
+            f"the demo needs {missing}, which the {extra} extra installs: "
+            f"pip install 'statekeep[{extras}]'"
         ) from exc
     return run

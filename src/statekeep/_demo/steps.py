@@ -161,7 +161,7 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
             f"{studio.meter_rate:,.0f}/s (NORMAL),\n"
             f"   transport {' > '.join(studio.transport)} (CRITICAL);\n"
             f"   {studio.version:,} versions ({studio.coalesced:,} updates coalesced), "
-            f"{studio.snapshots} stored",
+            f"{studio.fulls:,} full + {studio.deltas:,} delta snapshots",
             markup=False,
         )
 

@@ -21,11 +21,12 @@ restore it (`restore`, once the demo's store is closed).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -69,14 +70,13 @@ class StudioReport:
     version: int = 0  # the state's version at the end
     updates: int = 0  # updates applied (meters, transport, the session)
     coalesced: int = 0  # updates that did not need a version of their own
-    immediate: int = 0  # the coordinator's decisions
-    batched: int = 0
     sharing: float = 0.0  # state.memory().sharing, over the kept versions
     kept: int = 0  # versions measured
     kept_bytes: int = 0  # what they take together
     copies_bytes: int = 0  # what they would take as full copies
     durable: int = -1  # durable_version once the recording stopped
-    snapshots: str = ""  # "N full + M delta snapshots", from the persister's line of stats()
+    fulls: int = 0  # full snapshots enqueued (the persister's line of stats())
+    deltas: int = 0  # delta snapshots enqueued
     restored: int = -1  # the version a fresh store restored
     restored_equal: bool = False  # with the value the demo left
     restore_seconds: float = 0.0  # store.state() on the fresh store
@@ -98,7 +98,7 @@ class Desk:
         self._takes = {session.id: session.name for session in sessions}
         self._stop = threading.Event()
         self._feed = threading.Thread(target=self._run, name="demo-meter-feed", daemon=True)
-        self._final: object = None
+        self.final: Any = None  # the last snapshot, once stopped
 
     def start(self, follow: RecordingSession) -> None:
         """Follows a session and starts recording (one CRITICAL version), then the feed."""
@@ -141,16 +141,16 @@ class Desk:
         report.version = stats.version
         report.updates = stats.counters.updates_applied
         report.coalesced = stats.coalesced
-        report.immediate = stats.decisions.immediate
-        report.batched = stats.decisions.batched
-        # the persister reports one line ("3 full + 4 delta snapshots, zstd level 3, ...")
-        report.snapshots = str(stats.extra.get("persisted", "")).partition(",")[0]
+        # the persister reports one line: "3 full + 4 delta snapshots, zstd level 3, ..."
+        counts = re.match(r"([\d,]+) full \+ ([\d,]+) delta", str(stats.extra.get("persisted")))
+        if counts:
+            report.fulls, report.deltas = (int(n.replace(",", "")) for n in counts.groups())
         memory = state.memory()
         report.sharing = memory.sharing
         report.kept = memory.versions
         report.kept_bytes = memory.total_bytes
         report.copies_bytes = memory.copies_bytes
-        self._final = state.value
+        self.final = state.value
 
 
 def restore(db_path: str, desk: Desk) -> None:
@@ -162,7 +162,7 @@ def restore(db_path: str, desk: Desk) -> None:
         state = store.state(NAME, Studio)
         report.restore_seconds = time.perf_counter() - began
         report.restored = state.version
-        report.restored_equal = state.value == desk._final
+        report.restored_equal = state.value == desk.final
 
 
 def _size(count: int) -> str:
