@@ -242,6 +242,7 @@ STATE_ALL = [
     "StateSnapshot",
     "StateStats",
     "Subscription",
+    "check_open_options",
     "memory_guard",
     "open_state",
 ]

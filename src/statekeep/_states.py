@@ -25,11 +25,12 @@ class States:
         self._lock = threading.Lock()
 
     def open(self, name: str, model: Any, options: dict[str, Any]) -> AppState[Any]:
-        from .state import open_state
+        from .state import check_open_options, open_state
 
         with self._lock:
             found = self._open.get(name)
             if found is not None and not found.closed:
+                check_open_options(options)  # bad ones are refused though they are not used
                 wanted = model if isinstance(model, type) else type(model)
                 if found.model_class is not wanted:
                     raise ConfigurationError(

@@ -17,7 +17,7 @@ from ..writebehind import Priority
 from ._appstate import AppState
 from ._memory import MemoryReport
 from ._node import Node
-from ._persist import open_state
+from ._persist import check_open_options, open_state
 from ._pressure import GuardStats, MemoryGuard, MemoryPressure, MemoryRelieved, memory_guard
 from ._snapshot import StateSnapshot
 from ._stats import StateStats
@@ -35,6 +35,7 @@ __all__ = [
     "StateSnapshot",
     "StateStats",
     "Subscription",
+    "check_open_options",
     "memory_guard",
     "open_state",
 ]

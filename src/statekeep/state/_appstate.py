@@ -40,12 +40,12 @@ from ..flow import Clock
 from ..writebehind import Priority
 from ._codec import decode, encode
 from ._coordinator import Coordinator
-from ._draft import Changes, draft_of
+from ._draft import Changes, draft_of, draft_remove, draft_set, run_in
 from ._history import History, copied_bytes
 from ._memory import MemoryReport, measure
-from ._node import Node, plain
+from ._node import Map, Node, plain
 from ._options import StateOptions, check_options
-from ._paths import PathLike, Resolver, read, write
+from ._paths import Path, PathLike, Resolver, read, write
 from ._pressure import memory_guard
 from ._shape import ModelShape, compile_shape
 from ._stats import Counters, StateStats
@@ -70,6 +70,7 @@ class Persister(Protocol):
 log = logging.getLogger("statekeep.state")
 M = TypeVar("M", bound=pydantic.BaseModel)
 
+_tuple = tuple.__new__
 _CRITICAL = Priority.CRITICAL
 _NORMAL = Priority.NORMAL
 _COLD = Node()  # the root of a compressed state: see compress()
@@ -150,6 +151,8 @@ class AppState(Generic[M]):
 
     def at(self, version: int) -> Any:
         """The snapshot of a version still kept (see `versions()`)."""
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise StateError(f"a version is a whole number, not {version!r}")
         self._warm()
         entry = self._history.at(version)
         if entry is None:
@@ -170,14 +173,17 @@ class AppState(Generic[M]):
         deadline: float | None = None,
     ) -> None:
         """Sets the value at path (validated against the shape there)."""
-        resolved = self._paths.get(path)
+        try:
+            resolved = self._paths.get(path)
+        except TypeError:  # a list, or a tuple holding one: the resolver says what is wrong
+            resolved = None
         if resolved is None:
             resolved = self._resolve(path)
         shape = resolved.shape
         if type(value) is not shape.fast:
             value = shape.freeze(value, resolved.text)
-        if priority is _CRITICAL and deadline is None:  # the hot path: spelt out
-            lock = self._lock
+        if priority is _CRITICAL and deadline is None and not resolved.negative:
+            lock = self._lock  # the hot path, spelt out
             lock.acquire()  # (a `with` costs twice as much)
             try:
                 if not (
@@ -189,15 +195,34 @@ class AppState(Generic[M]):
                 ):  # nothing waits, nothing to merge with
                     self._direct += 1
                     if self._direct & 63:
-                        self._commit(write(self._root, resolved, value), (resolved.names,), True)
+                        self._set_now(resolved, value)
                     else:  # one in 64 is timed, for stats().update_seconds
                         started = time.perf_counter()
-                        self._commit(write(self._root, resolved, value), (resolved.names,), True)
+                        self._set_now(resolved, value)
                         self._coordinator.timed(time.perf_counter() - started)
                     return
             finally:
                 lock.release()
         self._submit(SetValue(resolved, value), priority, deadline)
+
+    def _set_now(self, path: Path, value: Any) -> None:
+        """A CRITICAL set with nothing waiting (lock held): one version, now."""
+        old = self._root
+        if path.field_then_key:
+            field, key = path.keys
+            mapping = old[field]
+            if type(mapping) is Map:
+                new = _tuple(type(old), (*old[:field], mapping.set(key, value), *old[field + 1 :]))
+            else:
+                new = write(old, path, value)
+        else:
+            new = write(old, path, value)
+        self._commit(new, path.changes, True)
+        coordinator = self._coordinator
+        if coordinator.low:  # activity LOW updates wait to end
+            coordinator.last_active = self._clock.now()
+        if self._later:
+            self._run_later()
 
     def delete(
         self, path: PathLike, *, priority: Priority = Priority.NORMAL, deadline: float | None = None
@@ -232,6 +257,8 @@ class AppState(Generic[M]):
             if self._batch is not None:  # a batch inside a batch: the same draft
                 yield self._batch[1]
                 return
+            self._coordinator.apply_normal()  # what waits comes first, in its own version
+            self._run_later()
             changes = Changes()
             draft = draft_of(self._root, self._shape, (), changes)
             self._batch = (threading.current_thread(), draft)
@@ -297,7 +324,7 @@ class AppState(Generic[M]):
         """callback(old, new) once per version in which the selected value
         changed: target is a path (`"doc.title"`; `"meters.*"` gives dicts of
         the entries that changed) or a function of a snapshot."""
-        watch = make_watch(target, callback, self._resolve)
+        watch = make_watch(target, callback, self._resolve, self.counters)
         with self._lock:
             self._check_open()
             watch.start(self._warm(), self._index)
@@ -305,6 +332,10 @@ class AppState(Generic[M]):
         return Subscription(self, watch)
 
     def unsubscribe(self, subscription: Subscription) -> bool:
+        if not isinstance(subscription, Subscription):
+            raise ConfigurationError(
+                f"unsubscribe() takes what subscribe() returned, not {subscription!r}"
+            )
         with self._lock:
             watch = subscription.watch
             if self._watches.pop(watch, 0) == 0:
@@ -370,6 +401,8 @@ class AppState(Generic[M]):
         if root is not self._root:
             self._commit(root, tuple(changed), True)
         self._coordinator.applied(time.perf_counter() - started)
+        if self._later and not self._dispatching:  # made by this version's callbacks
+            self._run_later()
 
     def _commit(self, root: Any, changes: tuple[tuple[Any, ...], ...], undoable: bool) -> None:
         old, version = self._root, self._version + 1
@@ -383,6 +416,9 @@ class AppState(Generic[M]):
             history.undo.append((version - 1, old, changes))
             if history.redo:
                 history.redo.clear()
+            if history.limit_bytes is not None:  # never back past the oldest version kept
+                while len(history.undo) >= len(history.entries):
+                    history.undo.popleft()
         if self._watches:
             self._dispatch(old, root, changes)
         if self.on_version:
@@ -515,6 +551,8 @@ class AppState(Generic[M]):
 
     def trim(self, keep: int = 1) -> None:
         """Keeps only the newest `keep` versions (undo and redo shrink too)."""
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+            raise ConfigurationError(f"trim() keeps a whole number >= 1 of versions, not {keep!r}")
         with self._lock:
             self._history.trim(keep)
 
@@ -598,28 +636,11 @@ def _a_priority(priority: Any) -> Priority:
 def _into_draft(update: Any, draft: Any) -> None:
     """An update made inside this thread's batch() goes into its draft."""
     if isinstance(update, Run):
-        result = update.fn(draft)
-        if result is not None and result is not draft:
-            raise StateError("inside batch(), update() changes the draft; it cannot replace it")
-        return
-    names = update.path.names
-    if not names:
-        raise StateError("inside batch(), change the draft's parts; the state cannot be replaced")
-    parent = draft
-    for name in names[:-1]:
-        parent = (
-            getattr(parent, name)
-            if isinstance(name, str) and hasattr(type(parent), "_field")
-            else parent[name]
-        )
-    last = names[-1]
-    is_node = hasattr(type(parent), "_field")
-    if isinstance(update, Remove):
-        del parent[last]
-    elif is_node:
-        setattr(parent, last, update.value)
+        run_in(draft, update.fn, update.shape)
+    elif isinstance(update, Remove):
+        draft_remove(draft, update.path.names)
     else:
-        parent[last] = update.value
+        draft_set(draft, update.path.names, update.value)
 
 
 def model_shape(model: type[pydantic.BaseModel]) -> ModelShape:

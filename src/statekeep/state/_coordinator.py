@@ -178,7 +178,7 @@ class Coordinator:
             self._window, self._arrivals = now, 0
         return now
 
-    def _take_normal(self) -> None:
+    def apply_normal(self) -> None:
         updates, self.normal = self.normal, []
         self.normal_due = INF
         if updates:
@@ -195,7 +195,7 @@ class Coordinator:
     def run_due(self) -> None:
         now = self.clock.now()
         if self.normal and now >= self.normal_due:
-            self._take_normal()
+            self.apply_normal()
         if self.low and (now >= self.low_due or now >= self.last_active + self.idle):
             self.flush()
 

@@ -14,11 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import FrozenStateError, StatePathError
+from ..errors import FrozenStateError, StateError, StatePathError
 from ._node import Map, Node, make, plain, values_of
 from ._shape import ListShape, MapShape, ModelShape, OptionalShape, Shape
+from ._watch import ABSENT, select_absent
 
-_MISSING = object()
+
+class _Missing:
+    __slots__ = ()
+
+
+_MISSING: Any = _Missing()  # no value: not set here, or deleted
 
 
 class Changes:
@@ -124,16 +130,21 @@ class NodeDraft(Draft):
             raise AttributeError(name)
         index, shape = self._field(name)
         overlay = self._overlay
-        if index in overlay:
-            return overlay[index]
-        child = draft_of(values_of(self._base)[index], shape, (*self._path, name), self._changes)
-        if isinstance(child, Draft):
+        value = overlay.get(index, _MISSING)
+        if isinstance(value, Draft):
+            return value
+        if value is _MISSING:
+            value = values_of(self._base)[index]
+        child = draft_of(value, shape, (*self._path, name), self._changes)
+        if isinstance(child, Draft):  # (a value assigned whole is drafted too: it changes on)
             overlay[index] = child
         return child
 
     def __setattr__(self, name: str, value: Any) -> None:
         index, shape = self._field(name)
-        self._overlay[index] = _incoming(value, shape, self._where(name))
+        if type(value) is not shape.fast:
+            value = _incoming(value, shape, self._where(name))
+        self._overlay[index] = value
         self._changed(name)
 
     def __delattr__(self, name: str) -> None:
@@ -155,9 +166,9 @@ class NodeDraft(Draft):
 
 
 class MapDraft(Draft):
-    __slots__ = ("_drafts", "_key", "_overlay", "_value")
-    _drafts: dict[Any, Draft]
+    __slots__ = ("_key", "_key_fast", "_overlay", "_value")
     _key: MapShape | None
+    _key_fast: Any
     _overlay: dict[Any, Any]
     _value: Shape
 
@@ -166,26 +177,29 @@ class MapDraft(Draft):
     ) -> None:
         super().__init__(base, path, changes)
         object.__setattr__(self, "_key", shape)
+        object.__setattr__(self, "_key_fast", shape.key.fast if shape is not None else object)
         object.__setattr__(self, "_value", shape.value if shape is not None else Shape(Any))
-        object.__setattr__(self, "_overlay", {})  # key -> frozen value, or _MISSING once deleted
-        object.__setattr__(self, "_drafts", {})  # key -> the draft of a container read
+        # key -> a frozen value set, the draft of a container read or set, or _MISSING once deleted
+        object.__setattr__(self, "_overlay", {})
 
     def _a_key(self, key: Any) -> Any:
-        return key if self._key is None else self._key.a_key(key, self._where(key))
+        if type(key) is self._key_fast or self._key is None:
+            return key
+        return self._key.a_key(key, self._where(key))
 
     def __getitem__(self, key: Any) -> Any:
         key = self._a_key(key)
-        found = self._drafts.get(key, _MISSING)
-        if found is not _MISSING:
-            return found
-        value = self._overlay.get(key, _MISSING)
+        overlay = self._overlay
+        value = overlay.get(key, _MISSING)
         if value is _MISSING:
-            if key in self._overlay:
+            if key in overlay:
                 raise KeyError(key)
             value = self._base[key]
+        elif isinstance(value, Draft):
+            return value
         child = draft_of(value, self._value, (*self._path, key), self._changes)
         if isinstance(child, Draft):
-            self._drafts[key] = child
+            overlay[key] = child
         return child
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -195,17 +209,21 @@ class MapDraft(Draft):
             return default
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        key = self._a_key(key)
-        self._overlay[key] = _incoming(value, self._value, self._where(key))
-        self._drafts.pop(key, None)
-        self._changed(key)
+        if type(key) is not self._key_fast:
+            key = self._a_key(key)
+        shape = self._value
+        if type(value) is not shape.fast:
+            value = _incoming(value, shape, self._where(key))
+        self._overlay[key] = value
+        if not self._dirty:
+            object.__setattr__(self, "_dirty", True)
+        self._changes.paths[(*self._path, key)] = None
 
     def __delitem__(self, key: Any) -> None:
         key = self._a_key(key)
         if key not in self:
             raise KeyError(key)
         self._overlay[key] = _MISSING
-        self._drafts.pop(key, None)
         self._changed(key)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
@@ -258,25 +276,24 @@ class MapDraft(Draft):
         return sum(1 for _ in self.keys())
 
     def _finish(self) -> Any:
-        overlay, drafts = self._overlay, self._drafts
-        if not overlay and not drafts:
+        overlay = self._overlay
+        if not overlay:
             return self._base
+        base = self._base
         changed = False
-        with self._base.mutate() as mutation:
-            for key, draft in drafts.items():
-                value = draft._finish()
-                if value is not draft._base:
-                    mutation[key] = value
-                    changed = True
+        with base.mutate() as mutation:
             for key, value in overlay.items():
                 if value is _MISSING:
                     if key in mutation:
                         del mutation[key]
                         changed = True
-                else:
+                    continue
+                if isinstance(value, Draft):
+                    value = value._finish()
+                if value is not base.get(key, _MISSING):
                     mutation[key] = value
                     changed = True
-            return mutation.finish() if changed else self._base
+            return mutation.finish() if changed else base
 
 
 class ListDraft(Draft):
@@ -372,3 +389,67 @@ class ListDraft(Draft):
 def thaw(value: Any) -> Any:
     """A frozen value (or a draft) as plain data."""
     return plain(finish(value))
+
+
+def _part(parent: Any, name: Any, where: tuple[Any, ...]) -> Any:
+    try:
+        if isinstance(parent, NodeDraft):
+            return getattr(parent, name)
+        return parent[name]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        text = ".".join(map(str, where))
+        raise StatePathError(f"{text}: no such part in the draft", text) from None
+
+
+def draft_set(draft: Any, names: tuple[Any, ...], value: Any) -> None:
+    """Sets value (frozen and valid) at a path of names in a draft."""
+    if not names:
+        raise StateError("inside batch(), change the draft's parts; the state cannot be replaced")
+    parent = draft
+    for depth, name in enumerate(names[:-1]):
+        parent = _part(parent, name, names[: depth + 1])
+    last = names[-1]
+    if isinstance(parent, NodeDraft):
+        setattr(parent, last, value)
+        return
+    try:
+        parent[last] = value
+    except (IndexError, TypeError, KeyError):
+        text = ".".join(map(str, names))
+        raise StatePathError(f"{text}: no such part in the draft", text) from None
+
+
+def draft_remove(draft: Any, names: tuple[Any, ...]) -> None:
+    """Removes the dict key or list item at a path of names in a draft."""
+    parent = draft
+    for depth, name in enumerate(names[:-1]):
+        parent = _part(parent, name, names[: depth + 1])
+    try:
+        del parent[names[-1]]
+    except (IndexError, TypeError, KeyError, AttributeError):
+        text = ".".join(map(str, names))
+        raise StatePathError(f"{text}: no such key or item in the draft", text) from None
+
+
+def run_in(draft: Any, fn: Any, shape: Shape) -> None:
+    """fn(a draft of draft's value now); what it changed goes into draft only
+    if it returns normally (a raising fn leaves draft as it was)."""
+    base = finish(draft)
+    changes = Changes()
+    inner = draft_of(base, shape, (), changes)
+    result = fn(inner)
+    if result is not None and result is not inner:
+        raise StateError("inside batch(), update() changes the draft; it cannot replace it")
+    after = finish(inner)
+    if after is base:
+        return
+    done: set[tuple[Any, ...]] = set()
+    for path in sorted(changes.paths, key=len):
+        if any(path[:i] in done for i in range(len(path))):
+            continue  # under a path copied whole
+        done.add(path)
+        value = select_absent(after, path)
+        if value is ABSENT:
+            draft_remove(draft, path)
+        else:
+            draft_set(draft, path, value)

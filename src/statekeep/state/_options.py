@@ -51,7 +51,8 @@ def check_options(options: dict[str, Any]) -> StateOptions:
     for key in _SECONDS:
         if key in options and not is_seconds(options[key]):
             raise ConfigurationError(f"{key} must be seconds >= 0, not {options[key]!r}")
-    clock = options.get("clock") or Clock()
+    clock = options.get("clock")
+    clock = Clock() if clock is None else clock
     if not isinstance(clock, Clock | _FakeClock):
         raise ConfigurationError(f"clock must be a statekeep.flow Clock, not {clock!r}")
     checked = StateOptions(**{**options, "clock": clock})

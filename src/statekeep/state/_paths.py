@@ -24,7 +24,7 @@ _tuple = tuple.__new__
 
 
 class Path:
-    __slots__ = ("containers", "field_then_key", "keys", "names", "shape", "text")
+    __slots__ = ("changes", "containers", "field_then_key", "keys", "names", "negative", "shape")
 
     def __init__(
         self,
@@ -37,13 +37,34 @@ class Path:
         self.keys = keys  # what containers are read with (a field's index in its Node)
         self.containers = containers
         self.shape = shape
-        self.text = ".".join(str(n) for n in names)
+        self.changes = (names,)  # what a set of it changes, as versions record it
+        # a list index from the end: the names a change records depend on the list
+        self.negative = any(
+            type(k) is int and k < 0 and isinstance(c, ListShape)
+            for k, c in zip(keys, containers, strict=True)
+        )
         # a model's dict field, then one key of it ("meters.left"): the hot path of set
         self.field_then_key = (
             len(keys) == 2
             and isinstance(containers[0], ModelShape)
             and isinstance(containers[1], MapShape)
         )
+
+    @property
+    def text(self) -> str:
+        return ".".join(str(n) for n in self.names)
+
+    def concrete(self, root: Any) -> tuple[Any, ...]:
+        """names, with an index from the end made the index it is in root."""
+        if not self.negative:
+            return self.names
+        names = list(self.names)
+        value = root
+        for depth, (key, container) in enumerate(zip(self.keys, self.containers, strict=True)):
+            if isinstance(container, ListShape) and type(key) is int and key < 0 and value:
+                names[depth] = key % len(value)
+            value = _step(value, container, key, self, depth)
+        return tuple(names)
 
 
 class Resolver:
@@ -57,7 +78,14 @@ class Resolver:
         self.cache: dict[PathLike, Path] = {}
 
     def __call__(self, path: PathLike) -> Path:
-        found = self.cache.get(path)
+        if not isinstance(path, str | tuple):
+            raise StatePathError(
+                f"a path is a string ('doc.title') or a tuple of parts, not {path!r}", repr(path)
+            )
+        try:
+            found = self.cache.get(path)
+        except TypeError:  # a tuple holding something unhashable
+            found = None
         if found is not None:
             return found
         if isinstance(path, str):
@@ -158,6 +186,13 @@ def write(root: Any, path: Path, value: Any) -> Any:
     for depth in range(n - 1, -1, -1):
         child = _put(stack[depth], containers[depth], keys[depth], child, path, depth)
     return child
+
+
+def read_parent(root: Any, path: Path) -> Any:
+    """The container the last part of path is in."""
+    return read(
+        root, Path(path.names[:-1], path.keys[:-1], path.containers[:-1], path.containers[-1])
+    )
 
 
 def remove(root: Any, path: Path) -> Any:

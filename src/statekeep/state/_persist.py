@@ -30,6 +30,7 @@ from ..writebehind import Priority, Receipt
 from ._appstate import AppState
 from ._codec import Codec, decode
 from ._node import plain
+from ._options import check_options
 from ._paths import remove, write
 from ._snapshot import StateSnapshot, delta_id
 from ._watch import ABSENT, select_absent
@@ -53,43 +54,56 @@ class StoreLike(Protocol):
     def writebehind(self) -> Any: ...
 
 
-def restore(store: StoreLike, state: AppState[Any]) -> list[StateSnapshot]:
-    """Brings state to its last stored version; returns the deltas read."""
+class Restored:
+    """What restore() found: the full snapshot's version, and every delta row
+    of the state (those of older full snapshots are garbage)."""
+
+    def __init__(self, base: int, deltas: list[StateSnapshot]) -> None:
+        self.base = base
+        self.deltas = deltas
+
+
+def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
+    """Brings state to its last stored version (None: nothing stored)."""
     name = state.options.name
     try:
         full = store.get(StateSnapshot, name)
     except NotFoundError:
-        return []
+        return None
     try:
         root = state._shape.freeze(decode(full.data), "")
     except (ValidationError, ValueError, pydantic.ValidationError) as exc:
         raise ValidationError(
             f"the stored state {name!r} does not fit {state.model_class.__name__}: {exc}"
         ) from exc
-    deltas = sorted(
-        (
-            d
-            for d in store.find(StateSnapshot, state=name)
-            if d.kind == "delta" and d.base == full.seq
-        ),
-        key=lambda d: d.seq,
-    )
+    found = [d for d in store.find(StateSnapshot, state=name) if d.kind == "delta"]
     seq = full.seq
-    for delta in deltas:
+    for delta in sorted((d for d in found if d.base == full.seq), key=lambda d: d.seq):
         if delta.seq <= seq:
             continue
         if delta.prev != seq:
             break  # a gap: the versions after it cannot be rebuilt
-        for op in decode(delta.data):
-            path = state._resolve(tuple(op[0]))
-            root = (
-                remove(root, path)
-                if len(op) == 1
-                else write(root, path, path.shape.freeze(op[1], path.text))
-            )
+        try:
+            root = _replayed(root, decode(delta.data), state)
+        except (StatekeepError, ValueError, TypeError, IndexError) as exc:
+            raise ValidationError(
+                f"the stored state {name!r} (delta {delta.id}) does not fit "
+                f"{state.model_class.__name__}: {exc}"
+            ) from exc
         seq = delta.seq
     state._restart(root, seq)
-    return deltas
+    return Restored(full.seq, found)
+
+
+def _replayed(root: Any, ops: list[list[Any]], state: AppState[Any]) -> Any:
+    for op in ops:
+        path = state._resolve(tuple(op[0]))
+        if len(op) == 1:  # removed (a key added and removed since the snapshot before: absent)
+            if select_absent(root, path.names) is not ABSENT:
+                root = remove(root, path)
+        else:
+            root = write(root, path, path.shape.freeze(op[1], path.text))
+    return root
 
 
 class Persister:
@@ -102,7 +116,7 @@ class Persister:
         full_every: int,
         priority: Priority,
         level: int | None,
-        restored: list[StateSnapshot],
+        restored: Restored | None,
     ) -> None:
         self.store = store
         self.state = state
@@ -116,33 +130,33 @@ class Persister:
         self._lock = threading.Lock()  # one snapshot at a time
         self._stop = threading.Event()
         self.version = state.version  # the version of the last snapshot taken
-        self.base = state.version  # the version of the last full snapshot
+        self.base = state.version if restored is None else restored.base  # of the last full one
         self._deltas = 0  # deltas since the last full snapshot
         self._delta_bytes = 0
         self._full_bytes = 0
         self._written: list[
             tuple[int, str, Receipt]
         ] = []  # (version, kind, receipt) not yet durable
-        self._durable = state.version if restored or self._exists() else -1
-        self._old_deltas = [(d.base, d.id) for d in restored]  # deleted once a newer full is stored
+        self._durable = -1 if restored is None else state.version
+        # (base, id) of deltas, deleted once a newer full snapshot is stored
+        self._old_deltas = [] if restored is None else [(d.base, d.id) for d in restored.deltas]
+        self._unstored: list[tuple[int, Receipt]] = []  # full snapshots durable, not yet stored
+        self._broken = False  # a snapshot failed: no delta counts as durable until a full one
         self._last_snapshot = time.monotonic()
         self.fulls = 0
         self.deltas = 0
-        if self._durable < 0:  # nothing stored yet: the first version is written now
+        if restored is None or restored.deltas:
+            # nothing stored yet, or deltas: the first snapshot is a full one (deltas after
+            # a gap, or of older full snapshots, must never chain to the new ones)
             self._whole = True
+        if restored is not None:
+            self._drop_deltas_before(restored.base)  # those of older full snapshots
         state.on_version.append(self._note)
         state.reports["persisted"] = self.report
         self._thread = threading.Thread(
             target=self._run, name=f"statekeep-state-persist-{self.name}", daemon=True
         )
         self._thread.start()
-
-    def _exists(self) -> bool:
-        try:
-            self.store.get(StateSnapshot, self.name)
-        except NotFoundError:
-            return False
-        return True
 
     def _note(self, version: int, root: Any, changes: tuple[tuple[Any, ...], ...]) -> None:
         """A new version (the state's lock held): remember what changed."""
@@ -155,7 +169,8 @@ class Persister:
         while not self._stop.wait(self.every):
             try:
                 self.snapshot()
-                self._settle()
+                with self._lock:
+                    self._settle()
             except StatekeepError as exc:  # a full queue, a closed store: tried again next time
                 log.warning("state %s: a snapshot was not taken: %s", self.name, exc)
             except Exception:
@@ -207,20 +222,30 @@ class Persister:
             return receipt
 
     def _settle(self) -> None:
-        """Moves durable_version on; deletes deltas a stored full snapshot made useless."""
+        """Moves durable_version on (lock held); deletes the deltas a stored
+        full snapshot made useless."""
         written = self._written
         while written:
             version, kind, receipt = written[0]
             if receipt.error is not None:  # shed or dead-lettered: the next snapshot is full
-                self._whole = True
+                self._whole = self._broken = True
                 written.pop(0)
                 continue
             if not receipt.durable:
                 break
-            self._durable = version
             written.pop(0)
-            if kind == "full" and receipt.stored:
+            if kind == "full":
+                self._broken = False
+                self._unstored.append((version, receipt))
+            if not self._broken:
+                self._durable = version
+        still = []
+        for version, receipt in self._unstored:
+            if receipt.stored:
                 self._drop_deltas_before(version)
+            elif receipt.error is None:
+                still.append((version, receipt))
+        self._unstored = still
 
     def _drop_deltas_before(self, base: int) -> None:
         keep = []
@@ -270,8 +295,15 @@ class Persister:
             self._thread.join()
         try:
             self.snapshot()
+            with self._lock:
+                fulls = [r for _, kind, r in self._written if kind == "full"]
+                fulls += [r for _, r in self._unstored]
+            for receipt in fulls:  # stored soon: the deltas before it go (else at the next open)
+                receipt.wait_stored(2.0)
+            with self._lock:
+                self._settle()
         except StatekeepError as exc:
-            log.warning("state %s: the last snapshot was not taken: %s", self.name, exc)
+            log.warning("state %s: the last snapshot was not taken or stored: %s", self.name, exc)
 
 
 def _ops(root: Any, changed: dict[tuple[Any, ...], None]) -> list[list[Any]]:
@@ -286,6 +318,22 @@ def _ops(root: Any, changed: dict[tuple[Any, ...], None]) -> list[list[Any]]:
         value = select_absent(root, path)
         ops.append([list(path)] if value is ABSENT else [list(path), plain(value)])
     return ops
+
+
+PERSIST_OPTIONS = ("persist_every", "full_every", "priority", "level")
+
+
+def check_open_options(options: dict[str, Any]) -> None:
+    """Checks store.state()'s options as open_state would (for a name already open)."""
+    if "name" in options:
+        raise ConfigurationError("store.state(name, Model) takes the name once, not name=")
+    check_persist_options(
+        options.get("persist_every", 0.1), options.get("full_every", 100), options.get("level")
+    )
+    priority = options.get("priority", Priority.NORMAL)
+    if not isinstance(priority, Priority):
+        raise ConfigurationError(f"priority must be a statekeep.Priority, not {priority!r}")
+    check_options({k: v for k, v in options.items() if k not in PERSIST_OPTIONS})
 
 
 def check_persist_options(every: Any, full_every: Any, level: Any) -> None:
@@ -311,9 +359,15 @@ def open_state(
     **options: Any,
 ) -> AppState[Any]:
     """An AppState named name, restored from store and persisted there."""
-    check_persist_options(persist_every, full_every, level)
-    if not isinstance(priority, Priority):
-        raise ConfigurationError(f"priority must be a statekeep.Priority, not {priority!r}")
+    check_open_options(
+        {
+            "persist_every": persist_every,
+            "full_every": full_every,
+            "priority": priority,
+            "level": level,
+            **options,
+        }
+    )
     state: AppState[Any] = AppState(model, name=name, **options)
     # what an earlier run left in the write-behind journal (snapshots acknowledged
     # durable, not yet stored) is taken over when the engine starts, and stored

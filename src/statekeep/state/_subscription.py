@@ -51,7 +51,7 @@ class Subscription:
         return repr(self.watch)
 
 
-def make_watch(target: Any, callback: Any, resolve: Resolver) -> Watch:
+def make_watch(target: Any, callback: Any, resolve: Resolver, counters: Any) -> Watch:
     if not callable(callback):
         raise ConfigurationError(f"a subscription's callback must be callable, not {callback!r}")
     loop = None
@@ -71,7 +71,7 @@ def make_watch(target: Any, callback: Any, resolve: Resolver) -> Watch:
             "subscribe() takes a path ('doc.title', 'meters.*') or a selector function, "
             f"not {target!r}"
         )
-    watch.call = _caller(watch)
+    watch.call = _caller(watch, counters)
     return watch
 
 
@@ -93,7 +93,7 @@ def pattern(target: str | tuple[Any, ...], resolve: Resolver) -> tuple[Any, ...]
     return tuple(names)
 
 
-def _caller(watch: Watch) -> Callable[[Any, Any], None]:
+def _caller(watch: Watch, counters: Any) -> Callable[[Any, Any], None]:
     callback, loop = watch.callback, watch.loop
     if loop is None:
         return callback
@@ -105,17 +105,19 @@ def _caller(watch: Watch) -> Callable[[Any, Any], None]:
         except RuntimeError:  # the loop is closed
             coroutine.close()
             raise
-        future.add_done_callback(lambda f: _report(watch, f))
+        future.add_done_callback(lambda f: _report(watch, counters, f))
 
     return schedule
 
 
-def _report(watch: Watch, future: Any) -> None:
+def _report(watch: Watch, counters: Any, future: Any) -> None:
+    """A coroutine callback ended: its failure counted and logged, as a plain one's."""
     if future.cancelled():
         return
     error = future.exception()
     if error is not None:
         watch.failed += 1
+        counters.callbacks_failed += 1
         log.error(
             "state subscription %r failed",
             watch,

@@ -12,8 +12,8 @@ from typing import Any
 
 from ._draft import Changes, draft_of, finish
 from ._node import Map, replaced
-from ._paths import Path, remove, write
-from ._shape import Shape
+from ._paths import Path, read_parent, remove, write
+from ._shape import ListShape, Shape
 
 
 class SetValue:
@@ -25,7 +25,7 @@ class SetValue:
 
     def apply(self, root: Any, changed: dict[tuple[Any, ...], None]) -> Any:
         new = write(root, self.path, self.value)
-        changed[self.path.names] = None
+        changed[self.path.concrete(root)] = None
         return new
 
 
@@ -37,7 +37,13 @@ class Remove:
 
     def apply(self, root: Any, changed: dict[tuple[Any, ...], None]) -> Any:
         new = remove(root, self.path)
-        changed[self.path.names] = None
+        names = self.path.concrete(root)
+        if (
+            isinstance(self.path.containers[-1], ListShape)
+            or type(read_parent(root, self.path)) is tuple
+        ):
+            names = names[:-1]  # the items after it move: the list changed
+        changed[names] = None
         return new
 
 
