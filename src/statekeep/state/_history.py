@@ -46,10 +46,10 @@ def copied_bytes(root: Any, changed: Iterable[tuple[Any, ...]]) -> int:
 
 
 # a kept version: (version, root, the paths changed from the version before,
-# the bytes it does not share with the version before: estimated, 0 when not bounded by bytes)
-Entry = tuple[int, Any, tuple[tuple[Any, ...], ...], int]
-# a version undo() or redo() goes to: (version it was, root, the paths that differ)
-Step = tuple[int, Any, tuple[tuple[Any, ...], ...]]
+# the bytes it does not share with the version before (estimated, 0 when not
+# bounded by bytes), the root of the version before). An entry is also a step
+# of undo() (back to its root before) and of redo() (forward to its root).
+Entry = tuple[int, Any, tuple[tuple[Any, ...], ...], int, Any]
 
 
 class History:
@@ -62,8 +62,8 @@ class History:
         self.limit_bytes = limit_bytes
         self.entries: deque[Entry] = deque(maxlen=limit)
         self.bytes = 0
-        self.undo: deque[Step] = deque(maxlen=max(1, limit - 1))  # newest last
-        self.redo: list[Step] = []  # the next one last
+        self.undo: deque[Entry] = deque(maxlen=max(1, limit - 1))  # newest last
+        self.redo: list[Entry] = []  # the next one last
 
     def add_bounded(self, entry: Entry) -> None:
         """Keeps entry, within history_bytes too."""

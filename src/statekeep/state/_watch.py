@@ -57,14 +57,25 @@ class Index:
     def of(self, path: tuple[Any, ...]) -> tuple[Watch, ...]:
         """The candidates of one changed path, in subscription order."""
         found = self.memo.get(path)
+        if found is not None:
+            return found
+        node: Trie | None = self.root  # first the common miss: no watch at, above or below
+        for part in path:
+            assert node is not None
+            if node.watches or WILDCARD in node.children:
+                break
+            node = node.children.get(part)
+            if node is None:
+                found = ()
+                break
         if found is None:
             candidates: dict[Watch, None] = {}
             self.candidates((path,), candidates)
             found = tuple(sorted(candidates, key=order_of))
-            memo = self.memo
-            if len(memo) >= 65536:
-                memo.clear()
-            memo[path] = found
+        memo = self.memo
+        if len(memo) >= 256:  # small: what it holds dies young (see Resolver)
+            memo.clear()
+        memo[path] = found
         return found
 
     def add(self, path: tuple[Any, ...], watch: Watch) -> None:
