@@ -103,7 +103,8 @@ class Draft:
 
 
 class NodeDraft(Draft):
-    __slots__ = ("_overlay", "_shape")
+    # __dict__: a child draft, once made, is an attribute (read without __getattr__)
+    __slots__ = ("__dict__", "_overlay", "_shape")
     _overlay: dict[int, Any]
     _shape: ModelShape
 
@@ -138,6 +139,7 @@ class NodeDraft(Draft):
         child = draft_of(value, shape, (*self._path, name), self._changes)
         if isinstance(child, Draft):  # (a value assigned whole is drafted too: it changes on)
             overlay[index] = child
+            self.__dict__[name] = child
         return child
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -145,6 +147,7 @@ class NodeDraft(Draft):
         if type(value) is not shape.fast:
             value = _incoming(value, shape, self._where(name))
         self._overlay[index] = value
+        self.__dict__.pop(name, None)
         self._changed(name)
 
     def __delattr__(self, name: str) -> None:
