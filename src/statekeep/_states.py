@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from . import _fork
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -22,6 +23,12 @@ class States:
     def __init__(self, store: Any) -> None:
         self._store = store
         self._open: dict[str, AppState[Any]] = {}
+        self._lock = threading.Lock()
+        _fork.track(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock. The persisted states it inherits
+        are closed there (they are the parent's to write; see AppState)."""
         self._lock = threading.Lock()
 
     def open(self, name: str, model: Any, options: dict[str, Any]) -> AppState[Any]:

@@ -65,6 +65,7 @@ class Persister(Protocol):
     def wait_durable(self, timeout: float | None = None) -> int: ...
     def hardest(self) -> None: ...
     def close(self) -> None: ...
+    def after_fork(self) -> None: ...
 
 
 log = logging.getLogger("statekeep.state")
@@ -103,7 +104,8 @@ class AppState(Generic[M]):
         self._history.entries.append((0, self._root, (), 0, self._root))
         self._index = Index()
         self._watches: dict[Watch, None] = {}
-        self._dispatching = False
+        self._dispatching = False  # callbacks or update functions run: their updates wait
+        self._draining = False  # _run_later is applying what they made
         self._direct = 0  # CRITICAL sets on the hot path (counted as writes and updates)
         self._first_version = 0  # versions made since: version - this
         self._later: list[Any] = []  # updates made by callbacks, applied after them
@@ -425,16 +427,23 @@ class AppState(Generic[M]):
         if count > 1:
             updates = grouped(updates)
         last = len(updates) - 1
-        for i, update in enumerate(updates):
-            try:
-                root = update.apply(root, changed)
-            except Exception as exc:
-                self.counters.updates_failed += 1
-                if caller and i == last:
-                    if root is not self._root:
-                        self._commit(root, tuple(changed), True)
-                    raise
-                log.error("state %s: an update failed and was dropped: %r", self.options.name, exc)
+        self._dispatching = True  # an update function's own set()s wait for its version
+        try:
+            for i, update in enumerate(updates):
+                try:
+                    root = update.apply(root, changed)
+                except Exception as exc:
+                    self.counters.updates_failed += 1
+                    if caller and i == last:
+                        self._dispatching = False
+                        if root is not self._root:
+                            self._commit(root, tuple(changed), True)
+                        raise
+                    log.error(
+                        "state %s: an update failed and was dropped: %r", self.options.name, exc
+                    )
+        finally:
+            self._dispatching = False
         self.counters.updates_applied += count
         if root is not self._root:
             self._commit(root, tuple(changed), True)
@@ -500,9 +509,18 @@ class AppState(Generic[M]):
         log.exception("state %s: %s of %r failed", self.options.name, what, watch)
 
     def _run_later(self) -> None:
-        while self._later and not self._dispatching:
-            updates, self._later = self._later, []
-            self._apply(updates)
+        """Applies the updates callbacks made, each lot as one version; in a
+        loop, not by recursion: a chain of callbacks, each making the next
+        update, may run for thousands of versions."""
+        if self._draining:
+            return  # an outer _run_later's loop takes them
+        self._draining = True
+        try:
+            while self._later and not self._dispatching:
+                updates, self._later = self._later, []
+                self._apply(updates)
+        finally:
+            self._draining = False
 
     def _check_open(self) -> None:
         if self._closed:
@@ -642,8 +660,8 @@ class AppState(Generic[M]):
             self._run_later()
             self._closed = True
             thread = self._coordinator.close()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
+        if thread is not None and not self._lock._is_owned():  # type: ignore[attr-defined]
+            thread.join(5.0)  # (not from a callback, which holds the lock the timer waits for)
         if self._persister is not None:
             self._persister.close()
 
@@ -659,9 +677,20 @@ class AppState(Generic[M]):
         )
 
     def _after_fork(self) -> None:
+        """In a forked child: fresh locks (another thread may have held them)
+        and a timer of its own. A persisted state stays the parent's to
+        write: the child's copy is closed (store.state() in the child opens
+        it again, once no other process has it open)."""
         self._lock = threading.RLock()
         self._condition = threading.Condition(self._lock)
+        self._dispatching = self._draining = False
+        self._batch = None
         self._coordinator.after_fork(self._condition)
+        if self._persister is not None:
+            self._persister.after_fork()
+            self._closed = True
+            with self._lock:
+                self._coordinator.close()
 
 
 def _a_priority(priority: Any) -> Priority:

@@ -245,7 +245,8 @@ class Coordinator:
         self.condition = condition
         self._thread = None
         if self.pending() and not self._closed:
-            self._wake()
+            with condition:
+                self._wake()
 
 
 def _timer(ref: weakref.ReferenceType[Coordinator]) -> None:

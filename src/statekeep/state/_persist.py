@@ -25,7 +25,13 @@ from typing import Any, Protocol
 
 import pydantic
 
-from ..errors import ConfigurationError, NotFoundError, StatekeepError, ValidationError
+from ..errors import (
+    ConfigurationError,
+    NotFoundError,
+    StateError,
+    StatekeepError,
+    ValidationError,
+)
 from ..writebehind import Priority, Receipt
 from ._appstate import AppState
 from ._codec import Codec, decode
@@ -52,6 +58,8 @@ class StoreLike(Protocol):
     def bus(self) -> Any: ...
     @property
     def writebehind(self) -> Any: ...
+    @property
+    def backend(self) -> Any: ...
 
 
 class Restored:
@@ -117,7 +125,9 @@ class Persister:
         priority: Priority,
         level: int | None,
         restored: Restored | None,
+        claim: Any = None,
     ) -> None:
+        self._claim = claim  # this process's claim to write the state's rows
         self.store = store
         self.state = state
         self.name = state.options.name
@@ -127,8 +137,15 @@ class Persister:
         self.codec = Codec(level=level or 3, fixed=level is not None)
         self._changed: dict[tuple[Any, ...], None] = {}
         self._whole = False  # the root was replaced since the last snapshot
-        self._lock = threading.Lock()  # one snapshot at a time
+        # Locks, taken in this order only: the state's, then _taking (one
+        # snapshot at a time), then _lock (the bookkeeping below). No one
+        # waits for the state's lock holding either, so a callback (which
+        # runs holding the state's lock) may read durable_version, call
+        # wait_durable() or close the state.
+        self._taking = threading.Lock()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._resend = False  # a snapshot was lost (not enqueued, or shed): the next is full
         self.version = state.version  # the version of the last snapshot taken
         self.base = state.version if restored is None else restored.base  # of the last full one
         self._deltas = 0  # deltas since the last full snapshot
@@ -153,7 +170,7 @@ class Persister:
             self._drop_deltas_before(restored.base)  # those of older full snapshots
         state.on_version.append(self._note)
         state.reports["persisted"] = self.report
-        self._thread = threading.Thread(
+        self._thread: threading.Thread | None = threading.Thread(
             target=self._run, name=f"statekeep-state-persist-{self.name}", daemon=True
         )
         self._thread.start()
@@ -168,7 +185,7 @@ class Persister:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                self.snapshot()
+                self.snapshot(self._stop)
                 with self._lock:
                     self._settle()
             except StatekeepError as exc:  # a full queue, a closed store: tried again next time
@@ -176,50 +193,69 @@ class Persister:
             except Exception:
                 log.exception("state %s: a snapshot failed", self.name)
 
-    def snapshot(self) -> Receipt | None:
-        """Enqueues a snapshot of the newest version, if it changed."""
+    def snapshot(self, stop: threading.Event | None = None) -> Receipt | None:
+        """Enqueues a snapshot of the newest version, if it changed (None if
+        not, or if stop was set while waiting for the state)."""
+        state = self.state
+        lock = state._lock
+        if stop is None:
+            lock.acquire()
+        else:  # the persist thread: gives way to a close() that holds the state
+            while not lock.acquire(timeout=0.05):
+                if stop.is_set():
+                    return None
+        try:
+            self._taking.acquire()
+            root, version = state._warm(), state._version
+            changed, self._changed = self._changed, {}
+            whole, self._whole = self._whole, False
+        finally:
+            lock.release()
+        try:
+            return self._take(root, version, changed, whole)
+        except BaseException:
+            self._resend = True  # what changed is not in any snapshot: the next is full
+            raise
+        finally:
+            self._taking.release()
+
+    def _take(
+        self, root: Any, version: int, changed: dict[tuple[Any, ...], None], whole: bool
+    ) -> Receipt | None:
+        """A snapshot of root (_taking held)."""
         with self._lock:
-            state = self.state
-            with state._lock:
-                root, version = state._warm(), state._version
-                changed, self._changed = self._changed, {}
-                whole, self._whole = self._whole, False
-            if version == self.version and not whole:
-                return None
-            now = time.monotonic()
-            interval, self._last_snapshot = now - self._last_snapshot, now
-            full = (
-                whole or self._deltas >= self.full_every or self._delta_bytes * 2 > self._full_bytes
-            )
-            data = self.codec.encode(root if full else _ops(root, changed), interval)
-            kind = "full" if full else "delta"
-            entity = StateSnapshot(
-                id=self.name if full else delta_id(self.name, version),
-                state=self.name,
-                kind=kind,
-                seq=version,
-                base=version if full else self.base,
-                prev=version if full else self.version,
-                level=self.codec.level,
-                data=data,
-            )
-            receipt = self.store.enqueue(entity, self.priority)
+            whole = whole or self._resend
+            self._resend = False
+        if version == self.version and not whole:
+            return None
+        now = time.monotonic()
+        interval, self._last_snapshot = now - self._last_snapshot, now
+        full = whole or self._deltas >= self.full_every or self._delta_bytes * 2 > self._full_bytes
+        data = self.codec.encode(root if full else _ops(root, changed), interval)
+        entity = StateSnapshot(
+            id=self.name if full else delta_id(self.name, version),
+            state=self.name,
+            kind="full" if full else "delta",
+            seq=version,
+            base=version if full else self.base,
+            prev=version if full else self.version,
+            level=self.codec.level,
+            data=data,
+        )
+        receipt = self.store.enqueue(entity, self.priority)
+        with self._lock:
             if full:
                 self.fulls += 1
-                self.base, self._deltas, self._delta_bytes, self._full_bytes = (
-                    version,
-                    0,
-                    0,
-                    len(data),
-                )
+                self.base, self._deltas, self._delta_bytes = version, 0, 0
+                self._full_bytes = len(data)
             else:
                 self.deltas += 1
                 self._deltas += 1
                 self._delta_bytes += len(data)
                 self._old_deltas.append((self.base, entity.id))
             self.version = version
-            self._written.append((version, kind, receipt))
-            return receipt
+            self._written.append((version, entity.kind, receipt))
+        return receipt
 
     def _settle(self) -> None:
         """Moves durable_version on (lock held); deletes the deltas a stored
@@ -228,7 +264,7 @@ class Persister:
         while written:
             version, kind, receipt = written[0]
             if receipt.error is not None:  # shed or dead-lettered: the next snapshot is full
-                self._whole = self._broken = True
+                self._resend = self._broken = True
                 written.pop(0)
                 continue
             if not receipt.durable:
@@ -291,8 +327,9 @@ class Persister:
     def close(self) -> None:
         """A last snapshot of the newest version, then the thread stops."""
         self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()  # it gives way within 50 ms if this thread holds the state
         try:
             self.snapshot()
             with self._lock:
@@ -304,6 +341,22 @@ class Persister:
                 self._settle()
         except StatekeepError as exc:
             log.warning("state %s: the last snapshot was not taken or stored: %s", self.name, exc)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            claim.release()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent goes on persisting the state; this
+        copy of it persists nothing (its state is closed)."""
+        self._taking = threading.Lock()
+        self._lock = threading.Lock()
+        self._stop.set()
+        self._thread = None
+        self._claim = None  # the parent's (the claims module lets go of the child's copy)
 
 
 def _ops(root: Any, changed: dict[tuple[Any, ...], None]) -> list[list[Any]]:
@@ -368,22 +421,33 @@ def open_state(
             **options,
         }
     )
-    state: AppState[Any] = AppState(model, name=name, **options)
-    # what an earlier run left in the write-behind journal (snapshots acknowledged
-    # durable, not yet stored) is taken over when the engine starts, and stored
-    # by the flush, before the state is read
-    _ = store.writebehind
-    store.flush()
-    restored = restore(store, state)
-    persister = Persister(
-        store,
-        state,
-        every=persist_every,
-        full_every=full_every,
-        priority=priority,
-        level=level,
-        restored=restored,
-    )
+    claim = store.backend.claim(f"statekeep.state {name}")
+    if claim is None:
+        raise StateError(
+            f"the state {name!r} is open in another process or Store on this database: "
+            "a named state has one writer at a time (close it there first)"
+        )
+    try:
+        state: AppState[Any] = AppState(model, name=name, **options)
+        # what an earlier run left in the write-behind journal (snapshots acknowledged
+        # durable, not yet stored) is taken over when the engine starts, and stored
+        # by the flush, before the state is read
+        _ = store.writebehind
+        store.flush()
+        restored = restore(store, state)
+        persister = Persister(
+            store,
+            state,
+            every=persist_every,
+            full_every=full_every,
+            priority=priority,
+            level=level,
+            restored=restored,
+            claim=claim,
+        )
+    except BaseException:
+        claim.release()
+        raise
     state._persister = persister
     state._bus = store.bus
     return state

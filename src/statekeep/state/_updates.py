@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._draft import Changes, draft_of, finish
+from ..errors import ValidationError
+from ._draft import Changes, Draft, draft_of, finish
 from ._node import Map, replaced
 from ._paths import Path, read_parent, remove, write
 from ._shape import ListShape, Shape
@@ -61,7 +62,12 @@ class Run:
         draft = draft_of(root, self.shape, (), changes)
         result = self.fn(draft)
         if result is not None and result is not draft:
-            new = self.shape.freeze(finish(result), "")
+            if isinstance(result, Draft):
+                raise ValidationError(
+                    "update(fn): fn returned a part of the draft; change the draft and "
+                    "return None, or return a whole new value of the state"
+                )
+            new = self.shape.freeze(result, "")
             if new is not root:
                 changed[()] = None
             return new
