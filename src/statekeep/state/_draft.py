@@ -54,6 +54,10 @@ def draft_of(value: Any, shape: Shape, path: tuple[Any, ...], changes: Changes) 
         return MapDraft(value, shape if isinstance(shape, MapShape) else None, path, changes)
     if kind is tuple and (untyped or isinstance(shape, ListShape)):
         return ListDraft(value, shape if isinstance(shape, ListShape) else None, path, changes)
+    if kind is Map or kind is tuple:  # a constrained dict or list (Field(max_length=...)):
+        draft = (MapDraft if kind is Map else ListDraft)(value, None, path, changes)
+        object.__setattr__(draft, "_check", shape)  # changed freely, checked whole at the end
+        return draft
     return value  # a scalar, or a value checked whole (set it whole to change it)
 
 
@@ -70,9 +74,10 @@ def _incoming(value: Any, shape: Shape, where: str) -> Any:
 
 
 class Draft:
-    __slots__ = ("_base", "_changes", "_dirty", "_path")
+    __slots__ = ("_base", "_changes", "_check", "_dirty", "_path")
     _base: Any
     _changes: Changes
+    _check: Shape | None
     _dirty: bool
     _path: tuple[Any, ...]
 
@@ -81,6 +86,13 @@ class Draft:
         object.__setattr__(self, "_path", path)
         object.__setattr__(self, "_changes", changes)
         object.__setattr__(self, "_dirty", False)
+        object.__setattr__(self, "_check", None)
+
+    def _checked(self, value: Any) -> Any:
+        """A changed value of a constrained container, checked whole."""
+        if self._check is None:
+            return value
+        return self._check.freeze(value, ".".join(map(str, self._path)))
 
     def _changed(self, part: Any = _MISSING) -> None:
         object.__setattr__(self, "_dirty", True)
@@ -296,7 +308,24 @@ class MapDraft(Draft):
                 if value is not base.get(key, _MISSING):
                     mutation[key] = value
                     changed = True
-            return mutation.finish() if changed else base
+            return self._checked(mutation.finish()) if changed else base
+
+    def clear(self) -> None:
+        for key in list(self.keys()):
+            del self[key]
+
+    def popitem(self) -> tuple[Any, Any]:
+        for key in self.keys():
+            return key, self.pop(key)
+        raise KeyError("popitem(): the dict is empty")
+
+    def __ior__(self, other: Any) -> MapDraft:
+        self.update(other)
+        return self
+
+    def copy(self) -> dict[Any, Any]:
+        """A plain dict of the draft's keys and (frozen) values now."""
+        return {key: finish(value) for key, value in self.items()}
 
 
 class ListDraft(Draft):
@@ -332,16 +361,56 @@ class ListDraft(Draft):
             items[index] = child
         return child
 
-    def __setitem__(self, index: int, value: Any) -> None:
+    def __setitem__(self, index: int | slice, value: Any) -> None:
         items = self._list()
-        if not -len(items) <= index < len(items):
-            raise StatePathError(f"{self._where(index)}: index out of range", self._where(index))
+        if isinstance(index, slice):
+            new = [_incoming(v, self._item, self._where(index)) for v in value]
+            try:
+                items[index] = new
+            except ValueError as exc:  # an extended slice of another length
+                raise StatePathError(f"{self._where(index)}: {exc}", self._where(index)) from None
+            self._changed()
+            return
+        self._in_range(index)
         items[index] = _incoming(value, self._item, self._where(index))
         self._changed(index % len(items))
 
     def __delitem__(self, index: int | slice) -> None:
+        if not isinstance(index, slice):
+            self._in_range(index)
         del self._list()[index]
         self._changed()
+
+    def _in_range(self, index: Any) -> None:
+        if type(index) is not int:
+            raise StatePathError(
+                f"{self._where(index)}: a list's part is an index, not {index!r}",
+                self._where(index),
+            )
+        if not -len(self) <= index < len(self):
+            raise StatePathError(f"{self._where(index)}: index out of range", self._where(index))
+
+    def __iadd__(self, values: Any) -> ListDraft:
+        self.extend(values)
+        return self
+
+    def __add__(self, values: Any) -> list[Any]:
+        return [*(finish(v) for v in self._list()), *values]
+
+    def sort(self, *, key: Any = None, reverse: bool = False) -> None:
+        items = self._list()
+        items[:] = sorted((finish(v) for v in items), key=key, reverse=reverse)
+        self._changed()
+
+    def reverse(self) -> None:
+        self._list().reverse()
+        self._changed()
+
+    def index(self, value: Any, *args: Any) -> int:
+        return [finish(v) for v in self._list()].index(finish(value), *args)
+
+    def count(self, value: Any) -> int:
+        return [finish(v) for v in self._list()].count(finish(value))
 
     def append(self, value: Any) -> None:
         self._list().append(_incoming(value, self._item, self._where(len(self._list()))))
@@ -386,7 +455,7 @@ class ListDraft(Draft):
             a is b for a, b in zip(items, self._base, strict=True)
         ):
             return self._base
-        return items
+        return self._checked(items)
 
 
 def thaw(value: Any) -> Any:
