@@ -29,7 +29,7 @@ from statekeep import Priority
 from statekeep.backends import open_backend
 from statekeep.errors import ConfigurationError, ValidationError
 from statekeep.state import AppState, StateSnapshot
-from statekeep.state._snapshot import delta_id
+from statekeep.state._snapshot import delta_id, full_id
 from writebehind._support import FaultyBackend
 
 CRITICAL, NORMAL, LOW = Priority.CRITICAL, Priority.NORMAL, Priority.LOW
@@ -103,7 +103,11 @@ def rows(store: statekeep.Store, name: str) -> list[Row]:
     """(id, kind, seq, base, prev) of the state's snapshots, once all enqueued is stored."""
     store.flush()
     found = store.find(StateSnapshot, state=name)
-    return sorted((r.id, r.kind, r.seq, r.base, r.prev) for r in found)
+    return sorted(((r.id, r.kind, r.seq, r.base, r.prev) for r in found), key=_full_first)
+
+
+def _full_first(row: Row) -> tuple[bool, str]:
+    return row[1] != "full", row[0]
 
 
 def stored(store: statekeep.Store) -> list[tuple[Any, ...]]:
@@ -218,7 +222,7 @@ def test_full_snapshots_only(stores: Stores) -> None:
     state = store.state("studio", Studio(pad=PAD), persist_every=HOUR, full_every=0)
     edit(state, "wait_durable")
     version = state.version
-    assert rows(store, "studio") == [("studio", "full", version, version, version)]
+    assert rows(store, "studio") == [(full_id("studio"), "full", version, version, version)]
     report = persisted(state)
     assert (report.deltas, report.durable) == (0, version)
 
@@ -357,7 +361,7 @@ def test_deltas_chain_to_a_full_snapshot_and_go_with_it(stores: Stores) -> None:
     store = stores.open()
     state = store.state("chain", Studio(pad=PAD), persist_every=HOUR, full_every=3)
     assert state.wait_durable(30) == 0
-    expected: list[Row] = [("chain", "full", 0, 0, 0)]
+    expected: list[Row] = [(full_id("chain"), "full", 0, 0, 0)]
     assert rows(store, "chain") == expected
     models = {0: state.model()}
     for version in range(1, 10):
@@ -365,7 +369,7 @@ def test_deltas_chain_to_a_full_snapshot_and_go_with_it(stores: Stores) -> None:
         assert state.wait_durable(30) == version
         models[version] = state.model()
         if version % 4 == 0:
-            expected = [("chain", "full", version, version, version)]
+            expected = [(full_id("chain"), "full", version, version, version)]
         else:
             base = version - version % 4
             expected.append((delta_id("chain", version), "delta", version, base, version - 1))

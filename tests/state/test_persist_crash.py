@@ -34,6 +34,7 @@ import pytest
 
 import statekeep
 from statekeep.state import StateSnapshot
+from statekeep.state._snapshot import full_id
 
 from ._state_child import Studio, expected, initial, step
 
@@ -191,7 +192,7 @@ def test_no_delta_rows_outlive_crashes(store_url: str, tmp_path: Path) -> None:
         store.flush()
         assert state.durable_version == state.version  # settled: old deltas deleted
         store.flush()
-        full = store.get(StateSnapshot, NAME)
+        full = store.get(StateSnapshot, full_id(NAME))
         rows = snapshot_rows(store)
     stale = [row for row in rows if row[0] == "delta" and row[2] != full.seq]
     assert not stale, (

@@ -35,7 +35,13 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 import pydantic
 
 from .._numbers import is_seconds
-from ..errors import ConfigurationError, StateError, StatePathError, StoreClosedError
+from ..errors import (
+    ConfigurationError,
+    StateError,
+    StatePathError,
+    StoreClosedError,
+    ValidationError,
+)
 from ..flow import Clock
 from ..writebehind import Priority
 from ._codec import decode, encode
@@ -45,6 +51,7 @@ from ._history import History, copied_bytes
 from ._memory import MemoryReport, measure
 from ._node import Map, Node, plain
 from ._options import StateOptions, check_options
+from ._pack import Schema, loose
 from ._paths import PathLike, Resolver, read, write
 from ._pressure import memory_guard
 from ._shape import MapShape, ModelShape, compile_shape
@@ -114,6 +121,7 @@ class AppState(Generic[M]):
         self._persister: Persister | None = None  # set by store.state()
         self._bus: Bus | None = None  # the store's, for MemoryPressure events
         self._cold: tuple[bytes, int] | None = None  # (zstd bytes, level) while compressed
+        self._schema: Schema | None = None  # for packing and unpacking (made once)
         self.counters = Counters()
         # name -> a function giving a line of stats() (the persister, memory pressure)
         self.reports: dict[str, Callable[[], Any]] = {}
@@ -584,7 +592,11 @@ class AppState(Generic[M]):
             if self._coordinator.pending() or self._dispatching:
                 return False
             level = 19 if hardest else 3
-            self._cold = (encode(self._root, level), level)
+            try:
+                self._cold = (encode(self._root, level, self.schema), level)
+            except ValidationError as exc:  # a value of a type it cannot keep
+                log.warning("state %s: not compressed: %s", self.options.name, exc)
+                return False
             self._root = _COLD
             self._history.restart((self._version, _COLD, (), 0, _COLD))
             return True
@@ -595,10 +607,25 @@ class AppState(Generic[M]):
             cold = self._cold
             if cold is None:
                 return self._root
-            root = self._shape.freeze(decode(cold[0]), "")
+            root = self.unpacked(cold[0])
             self._root, self._cold = root, None
             self._history.restart((self._version, root, (), 0, root))
             return root
+
+    def unpacked(self, data: bytes) -> Any:
+        """A root encoded by _codec, as a frozen tree of this state's shape."""
+        value, exact = self.decoded(data)
+        return value if exact else self._shape.restore(loose(value), "")
+
+    def decoded(self, data: bytes) -> tuple[Any, bool]:
+        """What _codec encoded, and whether it is exact (see _pack)."""
+        return decode(data, self.schema)
+
+    @property
+    def schema(self) -> Schema:
+        if self._schema is None:
+            self._schema = Schema(self._shape)
+        return self._schema
 
     def _relieve(self) -> int:
         """Under memory pressure: drops the history; 1 if there was one."""

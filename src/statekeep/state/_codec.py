@@ -1,4 +1,4 @@
-"""Snapshots as bytes: a state's value as JSON, compressed with zstd.
+"""Snapshots as bytes: a state's value packed (see _pack), compressed with zstd.
 
 A full snapshot is the whole value; a delta is the list of changes since the
 snapshot before it (`[path, value]`, or `[path]` for a key removed). The
@@ -17,17 +17,29 @@ from typing import Any
 import pydantic_core
 import zstandard
 
-from ._node import plain
+from ..errors import ValidationError
+from ._pack import Schema, pack, unpack
 
 LEVELS = (1, 3, 6, 9)
 
 
-def encode(value: Any, level: int) -> bytes:
-    return zstandard.ZstdCompressor(level=level).compress(pydantic_core.to_json(plain(value)))
+def encode(value: Any, level: int, schema: Schema) -> bytes:
+    return zstandard.ZstdCompressor(level=level).compress(pack(value, schema))
 
 
-def decode(data: bytes) -> Any:
-    return pydantic_core.from_json(zstandard.ZstdDecompressor().decompress(data))
+def decode(data: bytes, schema: Schema) -> tuple[Any, bool]:
+    """What encode() made, and whether it is exact (see _pack.unpack); JSON
+    (as the first snapshots were kept) is never exact."""
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(data)
+    except zstandard.ZstdError as exc:
+        raise ValidationError(f"a stored state cannot be read: {exc}") from exc
+    if raw[:1] == b"\x80":  # a pickle's first opcode
+        return unpack(raw, schema)
+    try:
+        return pydantic_core.from_json(raw), False
+    except ValueError as exc:
+        raise ValidationError(f"a stored state cannot be read: {exc}") from exc
 
 
 @dataclass
@@ -41,10 +53,10 @@ class Codec:
     seconds: float = 0.0
     fixed: bool = False  # a level given by the application: never changed
 
-    def encode(self, value: Any, interval: float) -> bytes:
+    def encode(self, value: Any, interval: float, schema: Schema) -> bytes:
         """value compressed; interval: seconds between snapshots lately."""
         started = time.perf_counter()
-        raw = pydantic_core.to_json(plain(value))
+        raw = pack(value, schema)
         data = zstandard.ZstdCompressor(level=self.level).compress(raw)
         spent = time.perf_counter() - started
         self.raw_bytes += len(raw)
@@ -67,7 +79,7 @@ class Codec:
 
     @property
     def ratio(self) -> float:
-        """Stored bytes / JSON bytes (smaller is better)."""
+        """Stored bytes / packed bytes (smaller is better)."""
         return self.stored_bytes / self.raw_bytes if self.raw_bytes else 1.0
 
     @property

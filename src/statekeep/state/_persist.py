@@ -34,11 +34,11 @@ from ..errors import (
 )
 from ..writebehind import Priority, Receipt
 from ._appstate import AppState
-from ._codec import Codec, decode
-from ._node import plain
+from ._codec import Codec
 from ._options import check_options
+from ._pack import loose
 from ._paths import remove, write
-from ._snapshot import StateSnapshot, delta_id
+from ._snapshot import StateSnapshot, delta_id, full_id
 from ._watch import ABSENT, select_absent
 
 log = logging.getLogger("statekeep.state")
@@ -75,11 +75,13 @@ def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
     """Brings state to its last stored version (None: nothing stored)."""
     name = state.options.name
     try:
-        full = store.get(StateSnapshot, name)
+        full = store.get(StateSnapshot, full_id(name))
     except NotFoundError:
         return None
+    if full.kind != "full" or full.state != name:
+        raise ValidationError(f"the stored snapshot {full.id!r} is not the state {name!r}'s")
     try:
-        root = state._shape.freeze(decode(full.data), "")
+        root = state.unpacked(full.data)
     except (ValidationError, ValueError, pydantic.ValidationError) as exc:
         raise ValidationError(
             f"the stored state {name!r} does not fit {state.model_class.__name__}: {exc}"
@@ -92,7 +94,7 @@ def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
         if delta.prev != seq:
             break  # a gap: the versions after it cannot be rebuilt
         try:
-            root = _replayed(root, decode(delta.data), state)
+            root = _replayed(root, delta.data, state)
         except (StatekeepError, ValueError, TypeError, IndexError) as exc:
             raise ValidationError(
                 f"the stored state {name!r} (delta {delta.id}) does not fit "
@@ -103,14 +105,16 @@ def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
     return Restored(full.seq, found)
 
 
-def _replayed(root: Any, ops: list[list[Any]], state: AppState[Any]) -> Any:
+def _replayed(root: Any, data: bytes, state: AppState[Any]) -> Any:
+    ops, exact = state.decoded(data)
     for op in ops:
         path = state._resolve(tuple(op[0]))
         if len(op) == 1:  # removed (a key added and removed since the snapshot before: absent)
             if select_absent(root, path.names) is not ABSENT:
                 root = remove(root, path)
         else:
-            root = write(root, path, path.shape.freeze(op[1], path.text))
+            value = op[1] if exact else path.shape.restore(loose(op[1]), path.text)
+            root = write(root, path, value)
     return root
 
 
@@ -231,9 +235,9 @@ class Persister:
         now = time.monotonic()
         interval, self._last_snapshot = now - self._last_snapshot, now
         full = whole or self._deltas >= self.full_every or self._delta_bytes * 2 > self._full_bytes
-        data = self.codec.encode(root if full else _ops(root, changed), interval)
+        data = self.codec.encode(root if full else _ops(root, changed), interval, self.state.schema)
         entity = StateSnapshot(
-            id=self.name if full else delta_id(self.name, version),
+            id=full_id(self.name) if full else delta_id(self.name, version),
             state=self.name,
             kind="full" if full else "delta",
             seq=version,
@@ -359,7 +363,7 @@ class Persister:
         self._claim = None  # the parent's (the claims module lets go of the child's copy)
 
 
-def _ops(root: Any, changed: dict[tuple[Any, ...], None]) -> list[list[Any]]:
+def _ops(root: Any, changed: dict[tuple[Any, ...], None]) -> list[tuple[Any, ...]]:
     """The changes of a delta: [path, value] per path (none under another), [path] if gone."""
     ops = []
     paths = sorted(changed, key=len)
@@ -369,7 +373,7 @@ def _ops(root: Any, changed: dict[tuple[Any, ...], None]) -> list[list[Any]]:
             continue
         taken.add(path)
         value = select_absent(root, path)
-        ops.append([list(path)] if value is ABSENT else [list(path), plain(value)])
+        ops.append((path,) if value is ABSENT else (path, value))
     return ops
 
 

@@ -72,6 +72,21 @@ class Shape:
     def adopt(self, valid: Any) -> Any:
         return valid if self.scalar else freeze_any(valid)
 
+    def restore(self, value: Any, where: str) -> Any:
+        """A stored value read back as plain data (its model changed since
+        it was stored), validated as a stored record is: not strictly (it
+        was valid), its fields by name or alias; then frozen."""
+        try:
+            valid = self._validate_stored(value)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(
+                f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
+            ) from None
+        return self.adopt(valid)
+
+    def _validate_stored(self, value: Any) -> Any:
+        return self.adapter.validate_python(value, strict=False, by_name=True)
+
     def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
         if self.annotation is Any:  # inside a value of no declared shape: a key as given
             return segment, self
@@ -121,6 +136,9 @@ class ModelShape(Shape):
         return make(
             self.cls, tuple(shape.adopt(getattr(valid, n)) for n, (_, shape) in fields.items())
         )
+
+    def _validate_stored(self, value: Any) -> Any:
+        return self.model.model_validate(value, strict=False, by_name=True)
 
     def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
         found = self.fields.get(segment) if isinstance(segment, str) else None

@@ -1,7 +1,8 @@
 """The rows a persisted AppState is kept in (collection `app_state_snapshots`).
 
-One full snapshot per state (id: the state's name; written over, last write
-wins) and the deltas written after it (id: name@version). A delta names the
+One full snapshot per state (id: name@full; written over, last write wins)
+and the deltas written after it (id: name@version, fifteen digits: no
+state's ids are another's, whatever the names). A delta names the
 full snapshot it builds on (`base`) and the version it follows (`prev`), so
 restoring follows an unbroken chain from the full snapshot and stops at the
 first gap: what it restores is always a version that existed.
@@ -26,7 +27,11 @@ class StateSnapshot(Entity, collection="app_state_snapshots", last_write_wins=Tr
     base: int  # the version of the full snapshot it builds on (a full one: its own)
     prev: int  # the version it follows (a full one: its own)
     level: int  # zstd level
-    data: bytes  # JSON, compressed
+    data: bytes  # packed (see _pack), compressed
+
+
+def full_id(name: str) -> str:
+    return f"{name}@full"
 
 
 def delta_id(name: str, version: int) -> str:
