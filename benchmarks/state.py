@@ -768,7 +768,7 @@ def _zstd(level: int, schema: Schema) -> Codec:
     compressor, decompressor = zstandard.ZstdCompressor(level=level), zstandard.ZstdDecompressor()
     return Codec(
         lambda value: codec.encode(value, level, schema),
-        lambda data: plain(codec.decode(data, schema)[0]),
+        lambda data: codec.decode(data, schema)[0],
         compressor.compress,
         decompressor.decompress,
     )
@@ -789,7 +789,8 @@ def _codecs(sizes: Sizes, progress: Progress) -> list[Result]:
     reference = f"to_json + zlib level {ZLIB_LEVELS[-1]}"
     stored = {name: len(c.encode(value)) for name, c in codecs.items()}
     for name, c in codecs.items():
-        assert c.decode(c.encode(value)) == expected, name
+        exact = name.startswith("statekeep")  # the frozen tree itself; JSON: plain data
+        assert c.decode(c.encode(value)) == (value if exact else expected), name
         assert c.decompress(c.compress(json_bytes)) == json_bytes, name
 
     def loop(work: Callable[[Any], Any], given: Callable[[], Any]) -> Trial:
