@@ -214,11 +214,15 @@ def test_a_raising_fn_changes_nothing_and_raises_to_its_caller(
     assert state.value.doc.title == "Draft" and "new" not in state.value.meters
 
 
-def test_a_draft_kept_after_its_update_changes_nothing(state: AppState[Editor]) -> None:
+def test_a_draft_kept_after_its_update_refuses_changes(state: AppState[Editor]) -> None:
     kept: list[Any] = []
     state.update(lambda d: kept.append(d))
+    state.flush()
     before = state.value
-    kept[0].doc.title = "too late"
+    with pytest.raises(StateError, match="has ended"):
+        kept[0].doc.title = "too late"  # would be lost: refused
+    with pytest.raises(StateError, match="has ended"):
+        kept[0].doc.paragraphs.append("too late")
     assert state.value is before and state.value.doc.title == "Draft"
 
 

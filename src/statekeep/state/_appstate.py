@@ -100,7 +100,10 @@ class AppState(Generic[M]):
         self._dict_fields: dict[str, tuple[int, type, type]] = {
             name: (index, shape.key.fast, shape.value.fast)
             for name, (index, shape) in self._shape.fields.items()
-            if isinstance(shape, MapShape) and shape.key.fast and shape.value.fast
+            if isinstance(shape, MapShape)
+            and shape.key.fast
+            and shape.value.fast
+            and not shape.checked
         }
         self._root: Any = self._shape.adopt(value)
         self._version = 0
@@ -314,6 +317,7 @@ class AppState(Generic[M]):
                 yield draft
             except BaseException:
                 self._batch = None
+                changes.close()
                 raise
             self._batch = None
             self.counters.writes += 1
@@ -438,9 +442,11 @@ class AppState(Generic[M]):
         self._dispatching = True  # an update function's own set()s wait for its version
         try:
             for i, update in enumerate(updates):
+                made = len(self._later)
                 try:
                     root = update.apply(root, changed)
                 except Exception as exc:
+                    del self._later[made:]  # what a failed update function made fails with it
                     self.counters.updates_failed += 1
                     if caller and i == last:
                         self._dispatching = False

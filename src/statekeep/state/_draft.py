@@ -38,6 +38,18 @@ class Changes:
     def add(self, path: tuple[Any, ...]) -> None:
         self.paths[path] = None
 
+    def close(self) -> None:
+        """The draft's update() or batch() has ended: a change to it now raises."""
+        self.paths = _Ended()
+
+
+class _Ended(dict[tuple[Any, ...], None]):
+    def __setitem__(self, key: tuple[Any, ...], value: None) -> None:
+        raise StateError(
+            "this draft's update() or batch() has ended: its changes are applied, and a "
+            "change to it now would be lost; make it with a new update() or batch()"
+        )
+
 
 def draft_of(value: Any, shape: Shape, path: tuple[Any, ...], changes: Changes) -> Any:
     """value as a Draft when it is a container, else value itself."""
@@ -50,15 +62,21 @@ def draft_of(value: Any, shape: Shape, path: tuple[Any, ...], changes: Changes) 
         node_shape = shape if isinstance(shape, ModelShape) else ModelShape(value._model)
         return NodeDraft(value, node_shape, path, changes)
     untyped = shape.annotation is Any  # inside a value of no declared shape
+    draft: Draft
     if kind is Map and (untyped or isinstance(shape, MapShape)):
-        return MapDraft(value, shape if isinstance(shape, MapShape) else None, path, changes)
-    if kind is tuple and (untyped or isinstance(shape, ListShape)):
-        return ListDraft(value, shape if isinstance(shape, ListShape) else None, path, changes)
-    if kind is Map or kind is tuple:  # a constrained dict or list (Field(max_length=...)):
-        draft = (MapDraft if kind is Map else ListDraft)(value, None, path, changes)
-        object.__setattr__(draft, "_check", shape)  # changed freely, checked whole at the end
+        draft = MapDraft(value, shape if isinstance(shape, MapShape) else None, path, changes)
+    elif kind is tuple and (untyped or isinstance(shape, ListShape)):
+        draft = ListDraft(value, shape if isinstance(shape, ListShape) else None, path, changes)
+    elif kind is Map or kind is tuple or kind is frozenset:  # a leaf: a fixed tuple, a set...
+        cls = MapDraft if kind is Map else ListDraft if kind is tuple else SetDraft
+        draft = cls(value, None, path, changes)  # its items unchecked until it ends:
+        object.__setattr__(draft, "_check", shape)  # then checked whole
         return draft
-    return value  # a scalar, or a value checked whole (set it whole to change it)
+    else:
+        return value  # a scalar
+    if shape.checked:  # a constrained dict or list: checked whole when the draft ends
+        object.__setattr__(draft, "_check", shape)
+    return draft  # a scalar, or a value checked whole (set it whole to change it)
 
 
 def finish(value: Any) -> Any:
@@ -397,6 +415,15 @@ class ListDraft(Draft):
     def __add__(self, values: Any) -> list[Any]:
         return [*(finish(v) for v in self._list()), *values]
 
+    def __imul__(self, times: int) -> ListDraft:
+        items = self._list()
+        items[:] = [finish(v) for v in items] * times
+        self._changed()
+        return self
+
+    def __mul__(self, times: int) -> list[Any]:
+        return [finish(v) for v in self._list()] * times
+
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
         items = self._list()
         items[:] = sorted((finish(v) for v in items), key=key, reverse=reverse)
@@ -458,6 +485,87 @@ class ListDraft(Draft):
         return self._checked(items)
 
 
+class SetDraft(Draft):
+    """A set field's draft: a set's methods; its items are checked (with
+    the field's type) when the draft ends."""
+
+    __slots__ = ("_items",)
+    _items: set[Any] | None
+
+    def __init__(
+        self, base: frozenset[Any], shape: None, path: tuple[Any, ...], changes: Changes
+    ) -> None:
+        super().__init__(base, path, changes)
+        object.__setattr__(self, "_items", None)
+
+    def _set(self) -> set[Any]:
+        if self._items is None:
+            object.__setattr__(self, "_items", set(self._base))
+        return self._items  # type: ignore[return-value]
+
+    def _now(self) -> Any:
+        return self._base if self._items is None else self._items
+
+    def add(self, value: Any) -> None:
+        self._set().add(finish(value))
+        self._changed()
+
+    def discard(self, value: Any) -> None:
+        self._set().discard(finish(value))
+        self._changed()
+
+    def remove(self, value: Any) -> None:
+        if finish(value) not in self._now():
+            raise KeyError(value)
+        self.discard(value)
+
+    def pop(self) -> Any:
+        value = self._set().pop()
+        self._changed()
+        return value
+
+    def clear(self) -> None:
+        self._set().clear()
+        self._changed()
+
+    def update(self, *others: Any) -> None:
+        for other in others:
+            self._set().update(finish(v) for v in other)
+        self._changed()
+
+    def difference_update(self, *others: Any) -> None:
+        for other in others:
+            self._set().difference_update(finish(v) for v in other)
+        self._changed()
+
+    def __ior__(self, other: Any) -> SetDraft:
+        self.update(other)
+        return self
+
+    def __isub__(self, other: Any) -> SetDraft:
+        self.difference_update(other)
+        return self
+
+    def __iand__(self, other: Any) -> SetDraft:
+        self._set().intersection_update(finish(v) for v in other)
+        self._changed()
+        return self
+
+    def __contains__(self, value: Any) -> bool:
+        return finish(value) in self._now()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._now()))
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+    def _finish(self) -> Any:
+        if self._items is None or self._items == self._base:
+            return self._base
+        return self._checked(frozenset(self._items))
+
+
 def thaw(value: Any) -> Any:
     """A frozen value (or a draft) as plain data."""
     return plain(finish(value))
@@ -509,14 +617,18 @@ def run_in(draft: Any, fn: Any, shape: Shape) -> None:
     base = finish(draft)
     changes = Changes()
     inner = draft_of(base, shape, (), changes)
-    result = fn(inner)
+    try:
+        result = fn(inner)
+    finally:
+        changes_made = changes.paths
+        changes.close()
     if result is not None and result is not inner:
         raise StateError("inside batch(), update() changes the draft; it cannot replace it")
     after = finish(inner)
     if after is base:
         return
     done: set[tuple[Any, ...]] = set()
-    for path in sorted(changes.paths, key=len):
+    for path in sorted(changes_made, key=len):
         if any(path[:i] in done for i in range(len(path))):
             continue  # under a path copied whole
         done.add(path)

@@ -11,6 +11,7 @@ snapshot may be held, shared between threads and compared by identity.
 
 from __future__ import annotations
 
+import collections
 import operator
 from collections.abc import Mapping
 from typing import Any
@@ -137,8 +138,10 @@ def freeze_any(value: Any) -> Any:
         return make(cls, tuple(freeze_any(getattr(value, n)) for n in cls._names))
     if isinstance(value, Mapping) and type(value) is not Map:
         return Map({k: freeze_any(v) for k, v in value.items()})
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | collections.deque):
         return tuple(freeze_any(v) for v in value)
     if isinstance(value, set):
         return frozenset(value)
+    if isinstance(value, bytearray):
+        return bytes(value)
     return value

@@ -44,6 +44,7 @@ class Path:
             len(keys) == 2
             and isinstance(containers[0], ModelShape)
             and isinstance(containers[1], MapShape)
+            and not containers[1].checked
         )
         if negative is None:  # a list index from the end: what a change records depends on the list
             negative = any(
@@ -202,7 +203,10 @@ def write(root: Any, path: Path, value: Any) -> Any:
         stack.append(_step(stack[-1], containers[depth], keys[depth], path, depth))
     child = value
     for depth in range(n - 1, -1, -1):
-        child = _put(stack[depth], containers[depth], keys[depth], child, path, depth)
+        container = containers[depth]
+        child = _put(stack[depth], container, keys[depth], child, path, depth)
+        if container.checked:  # a constrained dict or list: valid whole after the change?
+            container.check(child, _upto(path, depth))
     return child
 
 
@@ -236,4 +240,6 @@ def remove(root: Any, path: Path) -> Any:
         except IndexError:
             raise StatePathError(f"{path.text}: no index {key}", path.text) from None
         smaller = tuple(items)
+    if container.checked:
+        container.check(smaller, parent_path.text)
     return write(root, parent_path, smaller)

@@ -209,6 +209,8 @@ class Persister:
                 if stop.is_set():
                     return None
         try:
+            if state._version == self.version and not (self._whole or self._resend):
+                return None  # nothing new (and a compressed state stays compressed)
             self._taking.acquire()
             root, version = state._warm(), state._version
             changed, self._changed = self._changed, {}

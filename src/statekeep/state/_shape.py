@@ -14,6 +14,7 @@ when a whole value of that model is set.
 from __future__ import annotations
 
 import collections.abc as abc
+import contextlib
 import datetime
 import decimal
 import enum
@@ -41,7 +42,7 @@ def frozen_kind(value: Any) -> bool:
 class Shape:
     """A leaf: any value of one type, checked by pydantic, stored frozen."""
 
-    __slots__ = ("_adapter", "annotation", "fast", "scalar")
+    __slots__ = ("_adapter", "annotation", "checked", "fast", "scalar")
     container = False
 
     def __init__(self, annotation: Any) -> None:
@@ -49,6 +50,9 @@ class Shape:
         self._adapter: pydantic.TypeAdapter[Any] | None = None
         self.fast = annotation if annotation in _FAST else None
         self.scalar = _is_scalar(annotation)
+        # a constrained dict or list (Annotated[list[int], Field(max_length=3)]): changed
+        # at a part like any other, then checked whole
+        self.checked = False
 
     @property
     def adapter(self) -> pydantic.TypeAdapter[Any]:
@@ -71,6 +75,15 @@ class Shape:
 
     def adopt(self, valid: Any) -> Any:
         return valid if self.scalar else freeze_any(valid)
+
+    def check(self, value: Any, where: str) -> None:
+        """Raises ValidationError unless value (frozen) is valid here whole."""
+        try:
+            self.adapter.validate_python(plain(value))
+        except pydantic.ValidationError as exc:
+            raise ValidationError(
+                f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
+            ) from None
 
     def restore(self, value: Any, where: str) -> Any:
         """A stored value read back as plain data (its model changed since
@@ -108,11 +121,10 @@ class ModelShape(Shape):
         if self._fields is None:
             self._fields = {}  # set first: a model that contains itself
             for i, (name, info) in enumerate(self.model.model_fields.items()):
-                annotation = info.annotation
-                if info.metadata:  # constraints: checked by pydantic as a leaf
-                    self._fields[name] = (i, Shape(typing.Annotated[annotation, *info.metadata]))
-                else:
-                    self._fields[name] = (i, compile_shape(annotation))
+                annotation: Any = info.annotation
+                if info.metadata:  # constraints
+                    annotation = typing.Annotated[annotation, *info.metadata]
+                self._fields[name] = (i, compile_shape(annotation))
         return self._fields
 
     def freeze(self, value: Any, where: str) -> Any:
@@ -171,6 +183,7 @@ class MapShape(Shape):
         if (  # a Map already frozen and valid
             type(value) is Map
             and fast is not None
+            and not self.checked
             and self.key.fast is str
             and all(type(k) is str and type(v) is fast for k, v in value.items())
         ):
@@ -207,7 +220,8 @@ class ListShape(Shape):
 
     def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
         if isinstance(segment, str) and segment.lstrip("-").isdigit():
-            segment = int(segment)
+            with contextlib.suppress(ValueError):  # ("²" is a digit, not a number)
+                segment = int(segment)
         if type(segment) is not int:
             raise StatePathError(f"{where}: a list's part is an index, not {segment!r}", where)
         return segment, self.item
@@ -251,6 +265,16 @@ def _compile(annotation: Any) -> Shape:
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
         return ModelShape(annotation)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:  # constraints: a dict or list checked whole, else a leaf
+        inner = _compile(args[0])
+        if isinstance(inner, MapShape):
+            inner = MapShape(annotation, inner.key.annotation, inner.value.annotation)
+        elif isinstance(inner, ListShape):
+            inner = ListShape(annotation, inner.item.annotation)
+        else:
+            return Shape(annotation)
+        inner.checked = True
+        return inner
     if origin in (dict, abc.Mapping, abc.MutableMapping, immutables.Map) and len(args) == 2:
         return MapShape(annotation, args[0], args[1])
     if origin in (list, abc.Sequence, abc.MutableSequence) and len(args) == 1:

@@ -60,7 +60,11 @@ class Run:
     def apply(self, root: Any, changed: dict[tuple[Any, ...], None]) -> Any:
         changes = Changes()
         draft = draft_of(root, self.shape, (), changes)
-        result = self.fn(draft)
+        try:
+            result = self.fn(draft)
+        finally:
+            made = changes.paths
+            changes.close()
         if result is not None and result is not draft:
             if isinstance(result, Draft):
                 raise ValidationError(
@@ -73,7 +77,7 @@ class Run:
             return new
         new = finish(draft)
         if new is not root:
-            changed.update(changes.paths)
+            changed.update(made)
         return new
 
 
@@ -87,9 +91,11 @@ class Finished:
         self.changes = changes
 
     def apply(self, root: Any, changed: dict[tuple[Any, ...], None]) -> Any:
+        made = self.changes.paths
+        self.changes.close()
         new = finish(self.draft)
         if new is not root:
-            changed.update(self.changes.paths)
+            changed.update(made)
         return new
 
 
