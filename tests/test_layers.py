@@ -275,7 +275,7 @@ def test_events_know_no_entities_and_no_store() -> None:
 
 STATE = f"{PACKAGE}.state"
 # rich: only inside StateStats.table()
-STATE_THIRD_PARTY = {"immutables", "zstandard", "pydantic", "pydantic_core", "rich"}
+STATE_THIRD_PARTY = {"immutables", "msgpack", "zstandard", "pydantic", "pydantic_core", "rich"}
 
 
 def test_state_knows_no_store() -> None:

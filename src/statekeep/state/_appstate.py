@@ -621,7 +621,11 @@ class AppState(Generic[M]):
     def unpacked(self, data: bytes) -> Any:
         """A root encoded by _codec, as a frozen tree of this state's shape."""
         value, exact = self.decoded(data)
-        return value if exact else self._shape.restore(loose(value), "")
+        if not exact:
+            return self._shape.restore(loose(value), "")
+        if type(value) is not self._shape.cls:
+            raise ValidationError(f"a stored state is not a {self._model.__name__}: {value!r:.100}")
+        return value
 
     def decoded(self, data: bytes) -> tuple[Any, bool]:
         """What _codec encoded, and whether it is exact (see _pack)."""
