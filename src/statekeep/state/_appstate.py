@@ -165,7 +165,7 @@ class AppState(Generic[M]):
 
     def model(self) -> M:
         """The current value as a new instance of the state's model."""
-        model: M = self._model.model_validate(plain(self.value))
+        model: M = self._model.model_validate(plain(self.value), strict=False, by_name=True)
         return model
 
     def at(self, version: int) -> Any:

@@ -23,8 +23,6 @@ import threading
 import time
 from typing import Any, Protocol
 
-import pydantic
-
 from ..errors import (
     ConfigurationError,
     NotFoundError,
@@ -72,7 +70,13 @@ class Restored:
 
 
 def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
-    """Brings state to its last stored version (None: nothing stored)."""
+    """Brings state to its last stored version (None: nothing stored).
+
+    Stored by the same schema, the full snapshot and its deltas are frozen
+    trees, applied as they are. Stored by a schema that has changed since,
+    they are plain data: the deltas are applied to the full snapshot's data
+    (a field since removed or renamed is still a key there), and the result
+    is validated once, as a stored record is."""
     name = state.options.name
     try:
         full = store.get(StateSnapshot, full_id(name))
@@ -80,12 +84,14 @@ def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
         return None
     if full.kind != "full" or full.state != name:
         raise ValidationError(f"the stored snapshot {full.id!r} is not the state {name!r}'s")
+    model = state.model_class.__name__
     try:
-        root = state.unpacked(full.data)
-    except (ValidationError, ValueError, pydantic.ValidationError) as exc:
-        raise ValidationError(
-            f"the stored state {name!r} does not fit {state.model_class.__name__}: {exc}"
-        ) from exc
+        value, exact = state.decoded(full.data)
+    except ValidationError as exc:
+        raise ValidationError(f"the stored state {name!r}: {exc}") from exc
+    if exact and type(value) is not state._shape.cls:
+        raise ValidationError(f"the stored state {name!r} is not a {model}: {value!r:.100}")
+    root = value if exact else loose(value)
     found = [d for d in store.find(StateSnapshot, state=name) if d.kind == "delta"]
     seq = full.seq
     for delta in sorted((d for d in found if d.base == full.seq), key=lambda d: d.seq):
@@ -94,27 +100,52 @@ def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
         if delta.prev != seq:
             break  # a gap: the versions after it cannot be rebuilt
         try:
-            root = _replayed(root, delta.data, state)
-        except (StatekeepError, ValueError, TypeError, IndexError) as exc:
+            ops, same = state.decoded(delta.data)
+            root = _replayed(root, ops, state) if exact and same else _loosely(root, ops)
+        except (StatekeepError, ValueError, TypeError, IndexError, KeyError) as exc:
             raise ValidationError(
-                f"the stored state {name!r} (delta {delta.id}) does not fit "
-                f"{state.model_class.__name__}: {exc}"
+                f"the stored state {name!r} (delta {delta.id}) does not fit {model}: {exc}"
             ) from exc
         seq = delta.seq
+    if not exact:
+        try:
+            root = state._shape.restore(root, "")
+        except ValidationError as exc:
+            raise ValidationError(f"the stored state {name!r} does not fit {model}: {exc}") from exc
     state._restart(root, seq)
     return Restored(full.seq, found)
 
 
-def _replayed(root: Any, data: bytes, state: AppState[Any]) -> Any:
-    ops, exact = state.decoded(data)
+def _replayed(root: Any, ops: Any, state: AppState[Any]) -> Any:
     for op in ops:
         path = state._resolve(tuple(op[0]))
         if len(op) == 1:  # removed (a key added and removed since the snapshot before: absent)
             if select_absent(root, path.names) is not ABSENT:
                 root = remove(root, path)
         else:
-            value = op[1] if exact else path.shape.restore(loose(op[1]), path.text)
-            root = write(root, path, value)
+            root = write(root, path, op[1])
+    return root
+
+
+def _loosely(root: Any, ops: Any) -> Any:
+    """A delta applied to plain data (dicts, lists) by its paths' names."""
+    for op in ops:
+        names = tuple(op[0])
+        if not names:
+            root = loose(op[1])
+            continue
+        parent = root
+        for name in names[:-1]:
+            parent = parent[name]
+        if len(op) == 1:
+            if isinstance(parent, dict):
+                parent.pop(names[-1], None)
+            elif -len(parent) <= names[-1] < len(parent):
+                del parent[names[-1]]
+        elif isinstance(parent, list) and names[-1] == len(parent):
+            parent.append(loose(op[1]))
+        else:
+            parent[names[-1]] = loose(op[1])
     return root
 
 

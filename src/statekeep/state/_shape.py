@@ -63,8 +63,8 @@ class Shape:
     def freeze(self, value: Any, where: str) -> Any:
         if type(value) is self.fast:
             return value
-        if frozen_kind(value):
-            value = plain(value)
+        if frozen_kind(value):  # a part of a snapshot: read back as stored data is
+            return self.restore(plain(value), where)
         try:
             valid = self.adapter.validate_python(value)
         except pydantic.ValidationError as exc:
@@ -79,7 +79,7 @@ class Shape:
     def check(self, value: Any, where: str) -> None:
         """Raises ValidationError unless value (frozen) is valid here whole."""
         try:
-            self.adapter.validate_python(plain(value))
+            self.adapter.validate_python(plain(value), strict=False, by_name=True)
         except pydantic.ValidationError as exc:
             raise ValidationError(
                 f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
@@ -131,8 +131,8 @@ class ModelShape(Shape):
         if type(value) is self.cls:
             return value
         if type(value) is not self.model:
-            if frozen_kind(value):
-                value = plain(value)
+            if frozen_kind(value):  # a part of a snapshot: read back as stored data is
+                return self.restore(plain(value), where)
             try:
                 value = self.model.model_validate(value)
             except pydantic.ValidationError as exc:
