@@ -357,12 +357,14 @@ class NoneDefaults(BaseModel):
 
 def test_container_field_with_a_none_default_is_not_a_raw_type_error() -> None:
     """`dict[str, int] = None` (pydantic takes it: defaults are not validated):
-    AppState(Model) dies with TypeError: 'NoneType' object is not iterable."""
-    try:
-        state = AppState(NoneDefaults)
-    except (ConfigurationError, ValidationError):
-        return  # typed: fine
-    assert state.value.mapping is None and state.value.items is None
+    AppState(Model) died with TypeError: 'NoneType' object is not iterable.
+    Now a ValidationError that names the field and the fix."""
+    with pytest.raises(
+        ValidationError, match=r"NoneDefaults\.mapping: None where a dict\[str, int\]"
+    ):
+        AppState(NoneDefaults)
+    state = AppState(NoneDefaults(mapping={"a": 1}, items=[]))  # given: fine
+    assert dict(state.value.mapping) == {"a": 1} and state.value.items == ()
 
 
 def test_deeply_nested_value_in_any_field_is_a_validation_error() -> None:

@@ -66,12 +66,13 @@ class Shape:
         if frozen_kind(value):  # a part of a snapshot: read back as stored data is
             return self.restore(plain(value), where)
         try:
-            valid = self.adapter.validate_python(value)
+            return self.adopt(self.adapter.validate_python(value))
         except pydantic.ValidationError as exc:
             raise ValidationError(
                 f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
             ) from None
-        return self.adopt(valid)
+        except RecursionError:  # a list in a list in ... in an Any field
+            raise _too_deep(where) from None
 
     def adopt(self, valid: Any) -> Any:
         return valid if self.scalar else freeze_any(valid)
@@ -139,15 +140,26 @@ class ModelShape(Shape):
                 raise ValidationError(
                     f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
                 ) from None
-        return self.adopt(value)
+        try:
+            return self.adopt(value)
+        except RecursionError:
+            raise _too_deep(where) from None
 
     def adopt(self, valid: Any) -> Any:
         if type(valid) is self.cls:
             return valid
         fields = self.fields
-        return make(
-            self.cls, tuple(shape.adopt(getattr(valid, n)) for n, (_, shape) in fields.items())
-        )
+        try:
+            return make(
+                self.cls, tuple(shape.adopt(getattr(valid, n)) for n, (_, shape) in fields.items())
+            )
+        except _NoneDefaultError as exc:  # say which field
+            name = next(
+                n
+                for n, (_, shape) in fields.items()
+                if getattr(valid, n) is None and isinstance(shape, MapShape | ListShape)
+            )
+            raise ValidationError(f"{self.model.__name__}.{name}: {exc}") from None
 
     def _validate_stored(self, value: Any) -> Any:
         return self.model.model_validate(value, strict=False, by_name=True)
@@ -173,6 +185,8 @@ class MapShape(Shape):
         self.value = compile_shape(value)
 
     def adopt(self, valid: Any) -> Any:
+        if valid is None:  # a default pydantic did not validate: `dict[str, int] = None`
+            raise _none_in(self.annotation)
         if self.value.scalar:
             return Map(valid)
         adopt = self.value.adopt
@@ -213,6 +227,8 @@ class ListShape(Shape):
         self.item = compile_shape(item)
 
     def adopt(self, valid: Any) -> Any:
+        if valid is None:
+            raise _none_in(self.annotation)
         if self.item.scalar:
             return tuple(valid)
         adopt = self.item.adopt
@@ -267,14 +283,10 @@ def _compile(annotation: Any) -> Shape:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:  # constraints: a dict or list checked whole, else a leaf
         inner = _compile(args[0])
-        if isinstance(inner, MapShape):
-            inner = MapShape(annotation, inner.key.annotation, inner.value.annotation)
-        elif isinstance(inner, ListShape):
-            inner = ListShape(annotation, inner.item.annotation)
-        else:
-            return Shape(annotation)
-        inner.checked = True
-        return inner
+        if isinstance(inner, OptionalShape):  # Optional[list[int]] = Field(None, max_length=2)
+            checked = _checked(inner.inner, typing.Annotated[inner.inner.annotation, *args[1:]])
+            return Shape(annotation) if checked is None else OptionalShape(annotation, checked)
+        return _checked(inner, annotation) or Shape(annotation)
     if origin in (dict, abc.Mapping, abc.MutableMapping, immutables.Map) and len(args) == 2:
         return MapShape(annotation, args[0], args[1])
     if origin in (list, abc.Sequence, abc.MutableSequence) and len(args) == 1:
@@ -286,6 +298,19 @@ def _compile(annotation: Any) -> Shape:
         if other.container:
             return OptionalShape(annotation, other)
     return Shape(annotation)
+
+
+def _checked(inner: Shape, annotation: Any) -> Shape | None:
+    """A dict or list Shape checked whole against annotation (its constraints)."""
+    found: Shape
+    if isinstance(inner, MapShape):
+        found = MapShape(annotation, inner.key.annotation, inner.value.annotation)
+    elif isinstance(inner, ListShape):
+        found = ListShape(annotation, inner.item.annotation)
+    else:
+        return None
+    found.checked = True
+    return found
 
 
 def _is_scalar(annotation: Any) -> bool:
@@ -301,7 +326,24 @@ def _is_scalar(annotation: Any) -> bool:
     return False
 
 
+def _too_deep(where: str) -> ValidationError:
+    return ValidationError(f"{where or 'the state'}: a value nested too deeply to keep")
+
+
+class _NoneDefaultError(ValidationError):
+    """None where a dict or list is declared (a default pydantic did not validate)."""
+
+
+def _none_in(annotation: Any) -> ValidationError:
+    return _NoneDefaultError(
+        f"None where a {_name(annotation)} is declared (a default is not validated:"
+        f" declare it `{_name(annotation)} | None` to allow None)"
+    )
+
+
 def _name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is not None:  # dict[str, int], not dict
+        return str(annotation).replace("typing.", "")
     return getattr(annotation, "__name__", None) or str(annotation)
 
 
