@@ -34,7 +34,6 @@ from pydantic import BaseModel, Field, create_model
 
 import statekeep
 from statekeep.errors import (
-    ConfigurationError,
     StatekeepError,
     StatePathError,
     ValidationError,
