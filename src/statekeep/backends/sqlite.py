@@ -628,13 +628,13 @@ def _file_of(path: str) -> str | None:
     the write-behind journal); None for an in-memory one. A `file:` URI names
     a file other processes share too, unless it is mode=memory."""
     if not path.startswith("file:"):
-        return path
+        return path if path in ("", ":memory:") else os.path.realpath(path)  # one name per file
     name, _, query = path[len("file:") :].partition("?")
     if name.startswith("//"):  # file://host/path: the host is empty or localhost
         name = "/" + name[2:].partition("/")[2]
     if not name or name == ":memory:" or "memory" in parse_qs(query).get("mode", []):
         return None
-    return unquote(name)
+    return os.path.realpath(unquote(name))
 
 
 def _too_big(spec: CollectionSpec) -> ValidationError:

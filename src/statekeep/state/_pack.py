@@ -72,6 +72,7 @@ for _attribute in dir(pydantic.networks):  # AnyUrl, HttpUrl, PostgresDsn, ...
         _BY_TEXT[_value] = _attribute
 _FROM_TEXT = {name: cls for cls, name in _BY_TEXT.items()}
 _SECRETS: dict[type, str] = {pydantic.SecretStr: "SecretStr", pydantic.SecretBytes: "SecretBytes"}
+_DEEPEST = 100  # models in models: a value nested deeper is not kept (measured: 250 crashed)
 _INTS: dict[type, str] = {pydantic.ByteSize: "ByteSize"}
 
 
@@ -150,6 +151,7 @@ class _Packer:
         self.table: list[Any] = []  # [schema index or -1, name, field names] per model met
         self.rows: dict[type[Node], int] = {}
         self.packer = msgpack.Packer(**_PACK, default=self.default)
+        self.depth = 0  # of models in models (each a nested pack)
 
     def pack(self, value: Any) -> bytes:
         return bytes(self.packer.pack(value))
@@ -167,7 +169,13 @@ class _Packer:
                 self.table.append(
                     [self.schema.model_index.get(kind, -1), _name(obj._model), list(obj._names)]
                 )
-            return msgpack.ExtType(_NODE, _pack_with(self, [row, *obj]))
+            self.depth += 1
+            try:
+                if self.depth > _DEEPEST:  # unpacking it would overflow the C stack
+                    raise _unkept(kind, f"models nested more than {_DEEPEST} deep")
+                return msgpack.ExtType(_NODE, _pack_with(self, [row, *obj]))
+            finally:
+                self.depth -= 1
         return _REDUCE.get(kind, _other)(self, obj)
 
 
@@ -183,7 +191,8 @@ def _other(packer: _Packer, obj: Any) -> Any:
         if index is None and _imported(_name(kind)) is not kind:
             raise _unkept(kind, "an enum neither in the state's model nor importable by its name")
         return msgpack.ExtType(
-            _ENUM, _pack_with(packer, [index if index is not None else _name(kind), obj.value])
+            _ENUM,
+            _pack_with(packer, [index if index is not None else _name(kind), obj.value, obj.name]),
         )
     if kind in _BY_TEXT:
         return msgpack.ExtType(_TEXT, _pack_with(packer, [_BY_TEXT[kind], str(obj)]))
@@ -193,6 +202,8 @@ def _other(packer: _Packer, obj: Any) -> Any:
         )
     if kind in _INTS:
         return msgpack.ExtType(_INT, _pack_with(packer, [_INTS[kind], int(obj)]))
+    if kind is int:  # wider than 64 bits: as its digits
+        return msgpack.ExtType(_INT, _pack_with(packer, ["int", str(obj)]))
     if isinstance(obj, datetime.tzinfo):
         return msgpack.ExtType(_TZ, _pack_with(packer, _zone(obj)))
     raise _unkept(kind, "")
@@ -310,13 +321,13 @@ class _Unpacker:
         return _BUILD[code](self, value)
 
     def enum(self, value: Any) -> Any:
-        which, member = value
+        which, member, name = value
         if not self.exact:
             return member  # validated into the enum (or what replaced it)
         cls = self.schema.enums[which] if type(which) is int else _imported(which)
         if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
             raise ValueError(f"no enum {which!r}")
-        return cls(member)
+        return cls[name]  # by name: a value that is a list comes back a tuple
 
 
 def _imported(name: str) -> Any:
@@ -367,7 +378,7 @@ _BUILD: dict[int, Callable[[_Unpacker, Any], Any]] = {
     _SECRET: lambda u, v: {"SecretStr": pydantic.SecretStr, "SecretBytes": pydantic.SecretBytes}[
         v[0]
     ](v[1]),
-    _INT: lambda u, v: {"ByteSize": pydantic.ByteSize}[v[0]](v[1]),
+    _INT: lambda u, v: {"ByteSize": pydantic.ByteSize, "int": int}[v[0]](v[1]),
     _TZ: lambda u, v: _zone_of(v),
 }
 

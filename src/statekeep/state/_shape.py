@@ -132,6 +132,11 @@ class ModelShape(Shape):
         if type(value) is self.cls:
             return value
         if type(value) is not self.model:
+            if isinstance(value, Node) and value._model is not self.model:
+                raise ValidationError(
+                    f"{where or 'the state'}: a snapshot of {value._model.__name__},"
+                    f" not of {self.model.__name__}"
+                )
             if frozen_kind(value):  # a part of a snapshot: read back as stored data is
                 return self.restore(plain(value), where)
             try:

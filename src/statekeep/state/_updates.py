@@ -14,7 +14,7 @@ from ..errors import ValidationError
 from ._draft import Changes, Draft, draft_of, finish
 from ._node import Map, replaced
 from ._paths import Path, read_parent, remove, write
-from ._shape import ListShape, Shape
+from ._shape import ListShape, Shape, frozen_kind
 
 
 class SetValue:
@@ -66,7 +66,9 @@ class Run:
             made = changes.paths
             changes.close()
         if result is not None and result is not draft:
-            if isinstance(result, Draft):
+            if isinstance(result, Draft) or (  # a part: `lambda d: d.items.pop()`
+                frozen_kind(result) and type(result) is not type(root)
+            ):
                 raise ValidationError(
                     "update(fn): fn returned a part of the draft; change the draft and "
                     "return None, or return a whole new value of the state"
