@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zoneinfo
 from pathlib import Path
@@ -621,6 +622,43 @@ def test_guard_name_is_free_after_sigkill_even_with_a_forked_worker_alive(tmp_pa
         if child.poll() is None:
             child.kill()
             child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+        if worker:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_name_whose_holder_dies_meanwhile_is_waited_for(tmp_path: Path) -> None:
+    """An application restarted by its supervisor opens its state while the
+    old process is still being killed: store.state() waits for the name
+    (up to a second) instead of failing at once, and restores what the old
+    process made durable."""
+    script, url = tmp_path / "holder.py", _url(tmp_path)
+    script.write_text(HOLDER)
+    child = subprocess.Popen(
+        [sys.executable, str(script), url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    worker = 0
+    killer = threading.Timer(0.3, child.kill)
+    try:
+        assert child.stdout is not None
+        worker = int(child.stdout.readline() or 0)
+        assert worker, "the holder did not start"
+        with statekeep.open(url) as store:
+            killer.start()
+            started = time.monotonic()
+            assert store.state("shared", Shared).value.n == 41  # one call: no retry here
+            assert time.monotonic() - started >= 0.25, "it was free before the kill?"
+    finally:
+        killer.cancel()
+        if child.poll() is None:
+            child.kill()
+        child.wait()
         if child.stdout is not None:
             child.stdout.close()
         if worker:
