@@ -197,7 +197,6 @@ def test_datetime_in_a_zone_read_from_a_file_stays_aware() -> None:
     assert state.value.v == when
 
 
-@OPEN
 def test_fixed_offset_zone_keeps_its_name() -> None:
     """A datetime in `timezone(timedelta(hours=1), "CET")`: after compress()
     its tzname() is "UTC+01:00", no longer "CET" (_pack._zone keeps only
@@ -327,7 +326,6 @@ with statekeep.open("sqlite:///board.db") as store:
 """
 
 
-@OPEN
 def test_model_with_an_annotated_validator_restores_exactly(tmp_path: Path) -> None:
     """A user's model has `n: Annotated[int, AfterValidator(positive)]`
     (pydantic's usual spelling) and keeps a model in an Any field. On the

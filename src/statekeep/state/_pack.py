@@ -95,7 +95,11 @@ class Schema:
 
 def _signature(model: type[pydantic.BaseModel]) -> str:
     fields = ";".join(f"{n}:{f.annotation}:{f.metadata}" for n, f in model.model_fields.items())
-    return f"{_name(model)}({fields})"
+    # the same in every process: a validator function's repr holds its address
+    return _ADDRESS.sub("", f"{_name(model)}({fields})")
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _members(cls: type[enum.Enum]) -> str:
@@ -226,6 +230,8 @@ def _zone(tz: datetime.tzinfo | None) -> Any:
     offset = tz.utcoffset(None)
     if offset is None:
         raise _unkept(type(tz), "a time zone with no fixed offset")
+    if type(tz) is datetime.timezone and str(tz) != str(datetime.timezone(offset)):
+        return [offset.total_seconds(), str(tz)]  # a name of its own: timezone(offset, "CET")
     return offset.total_seconds()
 
 
@@ -354,6 +360,8 @@ def _zone_of(data: Any) -> datetime.tzinfo | None:
         return None
     if type(data) is str:
         return zoneinfo.ZoneInfo(data)
+    if type(data) in (list, tuple):
+        return datetime.timezone(datetime.timedelta(seconds=data[0]), data[1])
     return datetime.timezone(datetime.timedelta(seconds=data))
 
 
