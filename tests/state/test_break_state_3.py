@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import zoneinfo
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -592,12 +593,10 @@ def _opened_within(url: str, seconds: float) -> int:
         time.sleep(0.02)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_guard_name_is_free_after_sigkill_even_with_a_forked_worker_alive(tmp_path: Path) -> None:
-    """guard: a process holding the state forks a worker, then is SIGKILLed;
-    the worker lives on. The name must be usable again at once (the
-    worker's copy of the lock file descriptor must not keep the claim), and
-    the durable version restored."""
+@contextlib.contextmanager
+def _holder(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A process holding the state "shared" (n=41 durable) with a forked
+    worker; both killed at the end."""
     script, url = tmp_path / "holder.py", _url(tmp_path)
     script.write_text(HOLDER)
     child = subprocess.Popen(
@@ -611,49 +610,8 @@ def test_guard_name_is_free_after_sigkill_even_with_a_forked_worker_alive(tmp_pa
         assert child.stdout is not None
         worker = int(child.stdout.readline() or 0)
         assert worker, "the holder did not start"
-        with statekeep.open(url) as store, pytest.raises(StateError):
-            store.state("shared", Shared)  # held while the holder lives
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(10) == -signal.SIGKILL
-        assert _opened_within(url, 5.0) == 41
+        yield child, url
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
-        if worker:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker, signal.SIGKILL)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_name_whose_holder_dies_meanwhile_is_waited_for(tmp_path: Path) -> None:
-    """An application restarted by its supervisor opens its state while the
-    old process is still being killed: store.state() waits for the name
-    (up to a second) instead of failing at once, and restores what the old
-    process made durable."""
-    script, url = tmp_path / "holder.py", _url(tmp_path)
-    script.write_text(HOLDER)
-    child = subprocess.Popen(
-        [sys.executable, str(script), url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    worker = 0
-    killer = threading.Timer(0.3, child.kill)
-    try:
-        assert child.stdout is not None
-        worker = int(child.stdout.readline() or 0)
-        assert worker, "the holder did not start"
-        with statekeep.open(url) as store:
-            killer.start()
-            started = time.monotonic()
-            assert store.state("shared", Shared).value.n == 41  # one call: no retry here
-            assert time.monotonic() - started >= 0.25, "it was free before the kill?"
-    finally:
-        killer.cancel()
         if child.poll() is None:
             child.kill()
         child.wait()
@@ -662,3 +620,34 @@ def test_a_name_whose_holder_dies_meanwhile_is_waited_for(tmp_path: Path) -> Non
         if worker:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_guard_name_is_free_after_sigkill_even_with_a_forked_worker_alive(tmp_path: Path) -> None:
+    """guard: a process holding the state forks a worker, then is SIGKILLed;
+    the worker lives on. The name must be usable again at once (the
+    worker's copy of the lock file descriptor must not keep the claim), and
+    the durable version restored."""
+    with _holder(tmp_path) as (child, url):
+        with statekeep.open(url) as store, pytest.raises(StateError):
+            store.state("shared", Shared)  # held while the holder lives
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(10) == -signal.SIGKILL
+        assert _opened_within(url, 5.0) == 41
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_name_whose_holder_dies_meanwhile_is_waited_for(tmp_path: Path) -> None:
+    """An application restarted by its supervisor opens its state while the
+    old process is still being killed: store.state() waits for the name
+    (up to a second) instead of failing at once, and restores what the old
+    process made durable."""
+    with _holder(tmp_path) as (child, url), statekeep.open(url) as store:
+        killer = threading.Timer(0.3, child.kill)
+        killer.start()
+        try:
+            started = time.monotonic()
+            assert store.state("shared", Shared).value.n == 41  # one call: no retry here
+            assert time.monotonic() - started >= 0.25, "it was free before the kill?"
+        finally:
+            killer.cancel()
