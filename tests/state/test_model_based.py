@@ -10,7 +10,6 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-import immutables
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -19,7 +18,9 @@ from pydantic import BaseModel
 
 from statekeep.errors import StateError, StatekeepError
 from statekeep.flow import FakeClock
-from statekeep.state import AppState, Node, Priority
+from statekeep.state import AppState, Priority
+
+from ._models import thaw
 
 CRITICAL, NORMAL = Priority.CRITICAL, Priority.NORMAL
 HISTORY = 6  # versions kept: undo goes back HISTORY - 1 versions
@@ -41,17 +42,6 @@ class Root(BaseModel):
 
 Data = dict[str, Any]
 FAILS = (LookupError, TypeError)  # what a change of the reference raises where it cannot apply
-
-
-def thaw(value: Any) -> Any:
-    """A snapshot as plain data, written here rather than taken from src."""
-    if isinstance(value, Node):
-        return {name: thaw(getattr(value, name)) for name in value._names}
-    if isinstance(value, immutables.Map):
-        return {key: thaw(item) for key, item in value.items()}
-    if isinstance(value, tuple):
-        return [thaw(item) for item in value]
-    return value
 
 
 # -- the changes: each made on the state and on the reference -----------------------------------

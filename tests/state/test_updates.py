@@ -28,17 +28,9 @@ from statekeep.errors import (
 from statekeep.flow import FakeClock
 from statekeep.state import AppState, Priority
 
+from ._models import Cursor, Doc
+
 CRITICAL, NORMAL, LOW = Priority.CRITICAL, Priority.NORMAL, Priority.LOW
-
-
-class Doc(BaseModel):
-    title: str = ""
-    paragraphs: list[str] = []
-
-
-class Cursor(BaseModel):
-    line: int = 0
-    column: int = 0
 
 
 class Editor(BaseModel):

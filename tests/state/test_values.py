@@ -18,15 +18,7 @@ import statekeep.errors
 from statekeep.errors import FrozenStateError, StatePathError, ValidationError
 from statekeep.state import AppState, Node
 
-
-class Doc(BaseModel):
-    title: str = ""
-    paragraphs: list[str] = []
-
-
-class Cursor(BaseModel):
-    line: int = 0
-    column: int = 0
+from ._models import Cursor, Doc, thaw
 
 
 class Editor(BaseModel):
@@ -44,17 +36,6 @@ class Editor(BaseModel):
 class Point(BaseModel):  # the same fields as Cursor: its snapshots are still not Cursor's
     line: int = 0
     column: int = 0
-
-
-def thaw(value: Any) -> Any:
-    """A snapshot as plain data, written here rather than taken from src."""
-    if isinstance(value, Node):
-        return {name: thaw(getattr(value, name)) for name in value._names}
-    if isinstance(value, immutables.Map):
-        return {key: thaw(item) for key, item in value.items()}
-    if isinstance(value, tuple):
-        return [thaw(item) for item in value]
-    return value
 
 
 def editor() -> Editor:
