@@ -378,7 +378,6 @@ with statekeep.open("sqlite:///record.db") as store:
 """
 
 
-@OPEN
 def test_model_set_after_a_schema_change_survives_the_next_restart(tmp_path: Path) -> None:
     """Run 1 stores a state; run 2 (a field added to the model) restores it
     leniently, as documented, then sets a model in an Any field; run 3 (same

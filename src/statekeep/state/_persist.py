@@ -64,9 +64,10 @@ class Restored:
     """What restore() found: the full snapshot's version, and every delta row
     of the state (those of older full snapshots are garbage)."""
 
-    def __init__(self, base: int, deltas: list[StateSnapshot]) -> None:
+    def __init__(self, base: int, deltas: list[StateSnapshot], exact: bool) -> None:
         self.base = base
         self.deltas = deltas
+        self.exact = exact  # stored by this schema (else read leniently: the schema changed)
 
 
 def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
@@ -113,7 +114,7 @@ def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
         except ValidationError as exc:
             raise ValidationError(f"the stored state {name!r} does not fit {model}: {exc}") from exc
     state._restart(root, seq)
-    return Restored(full.seq, found)
+    return Restored(full.seq, found, exact)
 
 
 def _replayed(root: Any, ops: Any, state: AppState[Any]) -> Any:
@@ -197,9 +198,10 @@ class Persister:
         self._last_snapshot = time.monotonic()
         self.fulls = 0
         self.deltas = 0
-        if restored is None or restored.deltas:
+        if restored is None or restored.deltas or not restored.exact:
             # nothing stored yet, or deltas: the first snapshot is a full one (deltas after
-            # a gap, or of older full snapshots, must never chain to the new ones)
+            # a gap, or of older full snapshots, must never chain to the new ones; nor
+            # deltas of this schema to a full one of another)
             self._whole = True
         if restored is not None:
             self._drop_deltas_before(restored.base)  # those of older full snapshots
