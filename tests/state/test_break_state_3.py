@@ -181,7 +181,6 @@ def test_enum_with_a_list_value_reopens(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not ZONEINFO_FILE.exists(), reason="needs the system's tz database")
-@OPEN
 def test_datetime_in_a_zone_read_from_a_file_stays_aware() -> None:
     """A user builds a zone with ZoneInfo.from_file() (a tz file shipped with
     the app; its .key is None) and sets an aware datetime. After compress()

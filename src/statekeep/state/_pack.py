@@ -221,12 +221,18 @@ def _unkept(kind: type, why: str) -> ValidationError:
     )
 
 
-def _zone(tz: datetime.tzinfo | None) -> Any:
-    """A time zone as data: its key (a ZoneInfo), else its fixed offset."""
+def _zone(tz: datetime.tzinfo | None, when: datetime.datetime | None = None) -> Any:
+    """A time zone as data: its key (a ZoneInfo), else its fixed offset (a
+    ZoneInfo read from a file: its offset and name at when)."""
     if tz is None:
         return None
-    if isinstance(tz, zoneinfo.ZoneInfo):
+    if isinstance(tz, zoneinfo.ZoneInfo) and tz.key is not None:
         return tz.key
+    if isinstance(tz, zoneinfo.ZoneInfo):  # from_file(): no name to find it again by
+        offset = when.utcoffset() if when is not None else None
+        if offset is None:
+            raise _unkept(type(tz), "a ZoneInfo read from a file, outside a datetime")
+        return [offset.total_seconds(), when.tzname() if when is not None else None]
     offset = tz.utcoffset(None)
     if offset is None:
         raise _unkept(type(tz), "a time zone with no fixed offset")
@@ -238,7 +244,7 @@ def _zone(tz: datetime.tzinfo | None) -> Any:
 def _datetime(packer: _Packer, obj: datetime.datetime) -> Any:
     naive = obj.replace(tzinfo=None)
     return msgpack.ExtType(
-        _DATETIME, _pack_with(packer, [naive.isoformat(), _zone(obj.tzinfo), obj.fold])
+        _DATETIME, _pack_with(packer, [naive.isoformat(), _zone(obj.tzinfo, obj), obj.fold])
     )
 
 
@@ -360,8 +366,9 @@ def _zone_of(data: Any) -> datetime.tzinfo | None:
         return None
     if type(data) is str:
         return zoneinfo.ZoneInfo(data)
-    if type(data) in (list, tuple):
-        return datetime.timezone(datetime.timedelta(seconds=data[0]), data[1])
+    if type(data) in (list, tuple):  # an offset with a name of its own
+        offset = datetime.timedelta(seconds=data[0])
+        return datetime.timezone(offset, data[1]) if data[1] else datetime.timezone(offset)
     return datetime.timezone(datetime.timedelta(seconds=data))
 
 
