@@ -227,7 +227,7 @@ class Persister:
                     self._settle()
             except StatekeepError as exc:  # a full queue, a closed store: tried again next time
                 log.warning("state %s: a snapshot was not taken: %s", self.name, exc)
-            except Exception:
+            except Exception:  # the persist thread must live on: logged with its traceback
                 log.exception("state %s: a snapshot failed", self.name)
 
     def snapshot(self, stop: threading.Event | None = None) -> Receipt | None:

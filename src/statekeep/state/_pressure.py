@@ -143,7 +143,7 @@ class MemoryGuard:
         while not self._stop.wait(self.interval):
             try:
                 self.check()
-            except Exception:
+            except Exception:  # the guard's thread must live on: logged with its traceback
                 log.exception("the state memory guard's check failed")
 
     def check(self) -> bool:
@@ -211,7 +211,7 @@ class MemoryGuard:
         for callback in list(self.on_event):
             try:
                 callback(event)
-            except Exception:
+            except Exception:  # a user's callback, isolated as event handlers are
                 log.exception("a memory guard callback failed")
         buses = {id(s._bus): s._bus for s in states if s._bus is not None}
         for bus in buses.values():
