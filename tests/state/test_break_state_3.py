@@ -45,11 +45,6 @@ CRITICAL = Priority.CRITICAL
 ZONEINFO_FILE = Path("/usr/share/zoneinfo/Europe/Paris")
 
 
-# Found by the third breaker round and not fixed yet (issue 14 stays open on them; see its
-# note): strict, so a fix that makes one pass must remove its mark.
-OPEN = pytest.mark.xfail(strict=True, reason="open: issue 14, third breaker round")
-
-
 def _url(tmp_path: Path, name: str = "state.db") -> str:
     return f"sqlite:///{tmp_path / name}"
 
@@ -105,12 +100,10 @@ class Pos:
         pytest.param(int, 2**70, id="int-over-64-bits"),
         pytest.param(int, -(2**70), id="negative-int-over-64-bits"),
         pytest.param(Any, 10**30, id="any-int-over-64-bits"),
-        pytest.param(
-            dict[Frozen, int], {Frozen(a=1): 2}, id="frozen-model-as-dict-key", marks=OPEN
-        ),
-        pytest.param(Any, {Frozen(a=1): 2}, id="any-frozen-model-as-dict-key", marks=OPEN),
-        pytest.param(Any, {Frozen(a=1)}, id="any-set-of-frozen-models", marks=OPEN),
-        pytest.param(Pos, Pos(3), id="stdlib-dataclass-field", marks=OPEN),
+        pytest.param(dict[Frozen, int], {Frozen(a=1): 2}, id="frozen-model-as-dict-key"),
+        pytest.param(Any, {Frozen(a=1): 2}, id="any-frozen-model-as-dict-key"),
+        pytest.param(Any, {Frozen(a=1)}, id="any-set-of-frozen-models"),
+        pytest.param(Pos, Pos(3), id="stdlib-dataclass-field"),
     ],
 )
 def test_value_set_accepts_is_kept_by_compress(annotation: Any, value: Any) -> None:
@@ -210,7 +203,6 @@ def test_fixed_offset_zone_keeps_its_name() -> None:
     assert state.value.v.tzname() == "CET"
 
 
-@OPEN
 def test_snapshot_of_a_dataclass_field_cannot_be_changed_in_place() -> None:
     """Docs: nothing in a snapshot can be changed in place. A stdlib
     dataclass field (pydantic supports them) is kept as the dataclass
@@ -433,10 +425,10 @@ def _plant(tmp_path: Path, values: list[Any]) -> str:
 @pytest.mark.parametrize(
     "values",
     [
-        pytest.param(["not a number", {}, []], id="int-field-holds-a-str", marks=OPEN),
-        pytest.param([1, [1, 2], []], id="dict-field-holds-a-list", marks=OPEN),
-        pytest.param([1, {}, 5], id="list-field-holds-an-int", marks=OPEN),
-        pytest.param([1, {"left": "loud"}, []], id="float-value-holds-a-str", marks=OPEN),
+        pytest.param(["not a number", {}, []], id="int-field-holds-a-str"),
+        pytest.param([1, [1, 2], []], id="dict-field-holds-a-list"),
+        pytest.param([1, {}, 5], id="list-field-holds-an-int"),
+        pytest.param([1, {"left": "loud"}, []], id="float-value-holds-a-str"),
     ],
 )
 def test_tampered_row_with_wrong_types_is_refused_on_open(tmp_path: Path, values: Any) -> None:

@@ -682,3 +682,45 @@ def test_a_normal_update_waiting_before_a_batch_is_kept() -> None:
             lost.append(first)
         state.close()
     assert not lost, f"the NORMAL update was lost after a CRITICAL {' / '.join(lost)}"
+
+
+class Tag(BaseModel):
+    model_config = {"frozen": True}
+    name: str
+    level: int = 0
+
+
+@dataclass
+class Spot:
+    x: int = 0
+    labels: list[str] | None = None
+
+
+class Keyed(BaseModel):
+    by_tag: dict[Tag, int] = {}
+    spot: Spot = Spot()
+    loose: Any = None
+    count: int = None  # type: ignore[assignment]  # a default pydantic does not validate
+
+
+def test_model_keys_dataclasses_and_unvalidated_defaults_survive_a_restart(
+    stores: Stores,
+) -> None:
+    store = stores.open()
+    state = store.state("keyed", Keyed)
+    state.set("by_tag", {Tag(name="a"): 1}, priority=CRITICAL)
+    state.set("spot", Spot(3, ["x"]), priority=CRITICAL)
+    state.set("loose", {Tag(name="b", level=2): {Tag(name="c")}}, priority=CRITICAL)
+    with state.batch() as draft:
+        draft.by_tag[Tag(name="z")] = 26  # a model as a key in a draft: frozen too
+    assert state.value.by_tag[Tag(name="a")] == 1 and Tag(name="z") in state.value.by_tag
+    assert state.value.spot == Spot(3, ["x"]) and state.value.spot.labels == ("x",)
+    assert state.value.count is None
+
+    store = stores.restart(store, state)
+    again = store.state("keyed", Keyed)
+    assert again.value == state.value and again.value.by_tag[Tag(name="z")] == 26
+    assert again.value.loose[Tag(name="b", level=2)] == frozenset({Tag(name="c")})
+    assert again.value.count is None
+    with pytest.raises(ValidationError, match="count"):  # as Keyed.model_validate() would
+        again.model()

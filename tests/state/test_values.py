@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import immutables
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 import statekeep.errors
 from statekeep.errors import FrozenStateError, StatePathError, ValidationError
@@ -157,7 +157,29 @@ def test_snapshots_of_different_models_or_plain_tuples_are_not_equal() -> None:
     assert tuple(cursor) == tuple(point)
     assert cursor != point and point != cursor
     assert cursor != (2, 4) and operator.ne((2, 4), cursor)  # both ways round
-    assert cursor != Cursor(line=2, column=4)
+    assert cursor != Point(line=2, column=4) and cursor != Cursor(line=3, column=4)
+
+
+def test_a_snapshot_equals_a_model_of_its_value_and_a_frozen_one_hashes_alike() -> None:
+    cursor = immediate().value.cursor
+    assert cursor == Cursor(line=2, column=4) and Cursor(line=2, column=4) == cursor
+    assert operator.ne(cursor, Cursor(line=2, column=4)) is False
+
+    class Key(BaseModel):
+        model_config = ConfigDict(frozen=True)
+        name: str
+        tags: tuple[str, ...] = ()
+
+    class Empty(BaseModel):
+        model_config = ConfigDict(frozen=True)
+
+    class One(BaseModel):
+        model_config = ConfigDict(frozen=True)
+        name: str
+
+    for model in (Key(name="a", tags=("x",)), Empty(), One(name="b")):
+        node = AppState(model).value
+        assert node == model and hash(node) == hash(model)
 
 
 def test_a_snapshot_pickles_to_an_equal_frozen_snapshot() -> None:

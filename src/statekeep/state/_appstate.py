@@ -54,7 +54,7 @@ from ._options import StateOptions, check_options
 from ._pack import Schema, loose
 from ._paths import PathLike, Resolver, read, write
 from ._pressure import memory_guard
-from ._shape import MapShape, ModelShape, compile_shape
+from ._shape import MapShape, ModelShape, compile_shape, first_error
 from ._stats import Counters, StateStats
 from ._subscription import Subscription, make_watch
 from ._updates import Finished, Remove, Run, SetValue, grouped
@@ -165,7 +165,14 @@ class AppState(Generic[M]):
 
     def model(self) -> M:
         """The current value as a new instance of the state's model."""
-        model: M = self._model.model_validate(plain(self.value), strict=False, by_name=True)
+        try:
+            model: M = self._model.model_validate(plain(self.value), strict=False, by_name=True)
+        except pydantic.ValidationError as exc:  # a default pydantic did not validate
+            raise ValidationError(
+                f"the state {self.options.name!r} is not a valid {self._model.__name__}:"
+                f" {first_error(exc)}",
+                exc.errors(),
+            ) from None
         return model
 
     def at(self, version: int) -> Any:

@@ -2,7 +2,8 @@
 
 A pydantic model's value becomes a Node: one class per model, its fields in
 one tuple behind read-only properties (a read is one C-level tuple index), so
-copying it with one field changed is one tuple slice. A dict becomes an
+copying it with one field changed is one tuple slice; a stdlib dataclass's
+value (pydantic accepts them as fields) becomes one too. A dict becomes an
 `immutables.Map` (a hash array mapped trie: a change copies about log32(n)
 small nodes and shares the rest), a list a tuple, a set a frozenset; scalars
 stay as they are. Nothing in a snapshot can be changed in place, so a
@@ -12,6 +13,7 @@ snapshot may be held, shared between threads and compared by identity.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import operator
 from collections.abc import Mapping
 from typing import Any
@@ -27,13 +29,16 @@ Map = immutables.Map
 class Node(tuple):  # type: ignore[type-arg]
     """A frozen pydantic model value: attributes read like the model's (a
     property per field over a tuple of the values, as a namedtuple's), and
-    nothing can be set. `==` compares values of the same model; a Node is
-    hashable when its values are."""
+    nothing can be set. `==` compares values of the same model, frozen or
+    not (`snapshot.cursor == Cursor(line=3)`); a Node is hashable when its
+    values are, with the hash of its model's value (a frozen model's), so a
+    dict keyed by frozen models is read with the models themselves."""
 
     __slots__ = ()
-    _model: type[pydantic.BaseModel]
+    _model: type  # a pydantic model, or a stdlib dataclass
     _names: tuple[str, ...]
     _index: dict[str, int]
+    _hashed: tuple[int, ...] | None  # the fields a dataclass's hash takes (None: a model's)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise FrozenStateError(
@@ -48,14 +53,23 @@ class Node(tuple):  # type: ignore[type-arg]
         if self is other:
             return True
         if type(other) is not type(self):
-            return False
+            if type(other) is not self._model:
+                return False
+            other = freeze_any(other)
         return tuple.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
     def __hash__(self) -> int:
-        return hash((type(self), tuple.__hash__(self)))
+        # as the model's own hash: pydantic hashes its fields' values (one field: that
+        # value itself; none: 0), a dataclass the tuple of its hashed fields
+        hashed = self._hashed
+        if hashed is not None:
+            return hash(tuple(self[i] for i in hashed))
+        if len(self) == 1:
+            return hash(self[0])
+        return tuple.__hash__(self) if self else hash(0)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{n}={v!r}" for n, v in zip(self._names, self, strict=True))
@@ -71,18 +85,26 @@ class Node(tuple):  # type: ignore[type-arg]
         return self
 
 
-def _rebuild(model: type[pydantic.BaseModel], values: tuple[Any, ...]) -> Node:
+def _rebuild(model: type, values: tuple[Any, ...]) -> Node:
     return make(node_class(model), values)
 
 
-_CLASSES: dict[type[pydantic.BaseModel], type[Node]] = {}
+_CLASSES: dict[type, type[Node]] = {}
 
 
-def node_class(model: type[pydantic.BaseModel]) -> type[Node]:
-    """The Node class of a pydantic model (made once per model)."""
+def node_class(model: type) -> type[Node]:
+    """The Node class of a pydantic model or a stdlib dataclass (made once per class)."""
     cls = _CLASSES.get(model)
     if cls is None:
-        names = tuple(model.model_fields)
+        hashed: tuple[int, ...] | None = None
+        if issubclass(model, pydantic.BaseModel):
+            names = tuple(model.model_fields)
+        else:
+            fields = dataclasses.fields(model)  # type: ignore[arg-type]  # a dataclass
+            names = tuple(f.name for f in fields)
+            hashed = tuple(
+                i for i, f in enumerate(fields) if f.hash or (f.hash is None and f.compare)
+            )
         namespace: dict[str, Any] = {
             "__slots__": (),
             "__module__": model.__module__,
@@ -90,6 +112,7 @@ def node_class(model: type[pydantic.BaseModel]) -> type[Node]:
             "_model": model,
             "_names": names,
             "_index": {name: i for i, name in enumerate(names)},
+            "_hashed": hashed,
         }
         for i, name in enumerate(names):
             namespace[name] = property(operator.itemgetter(i), doc=f"{model.__name__}.{name}")
@@ -120,7 +143,7 @@ def plain(value: Any) -> Any:
         return {n: plain(v) for n, v in zip(value._names, value, strict=True)}
     kind = type(value)
     if kind is Map:
-        return {k: plain(v) for k, v in value.items()}
+        return {plain_key(k): plain(v) for k, v in value.items()}
     if kind is tuple:
         return [plain(v) for v in value]
     if kind is frozenset:
@@ -128,20 +151,48 @@ def plain(value: Any) -> Any:
     return value
 
 
+def plain_key(key: Any) -> Any:
+    """A dict key as plain Python data: a Node becomes its model's value
+    again (a dict cannot be a key), a tuple a tuple."""
+    if type(key) in _PLAIN:
+        return key
+    if isinstance(key, Node):
+        fields = {n: plain(v) for n, v in zip(key._names, key, strict=True)}
+        model = key._model
+        if issubclass(model, pydantic.BaseModel):
+            return model.model_validate(fields)
+        return model(**fields)
+    if type(key) is tuple:
+        return tuple(plain_key(v) for v in key)
+    return key
+
+
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})  # frozen as they are
+
+
 def freeze_any(value: Any) -> Any:
-    """Freezes a value of no declared shape: a model becomes its Node, a
-    mapping a Map, a list or tuple a tuple, a set a frozenset."""
-    if isinstance(value, Node):
+    """Freezes a value of no declared shape: a model or a dataclass becomes
+    its Node, a mapping a Map (its keys frozen too), a list or tuple a
+    tuple, a set a frozenset of frozen items."""
+    kind = type(value)
+    if kind in _PLAIN or isinstance(value, Node):
         return value
-    if isinstance(value, pydantic.BaseModel):
-        cls = node_class(type(value))
+    if isinstance(value, pydantic.BaseModel) or (
+        dataclasses.is_dataclass(value) and not isinstance(value, type)
+    ):
+        cls = node_class(kind)
         return make(cls, tuple(freeze_any(getattr(value, n)) for n in cls._names))
-    if isinstance(value, Mapping) and type(value) is not Map:
-        return Map({k: freeze_any(v) for k, v in value.items()})
+    if isinstance(value, Mapping) and kind is not Map:
+        return Map({freeze_key(k): freeze_any(v) for k, v in value.items()})
     if isinstance(value, list | tuple | collections.deque):
         return tuple(freeze_any(v) for v in value)
-    if isinstance(value, set):
-        return frozenset(value)
+    if isinstance(value, set | frozenset):
+        return frozenset(freeze_key(v) for v in value)
     if isinstance(value, bytearray):
         return bytes(value)
     return value
+
+
+def freeze_key(key: Any) -> Any:
+    """A dict key or set item frozen (a frozen model becomes its Node: equal, same hash)."""
+    return key if type(key) in _PLAIN else freeze_any(key)

@@ -74,7 +74,8 @@ def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
     """Brings state to its last stored version (None: nothing stored).
 
     Stored by the same schema, the full snapshot and its deltas are frozen
-    trees, applied as they are. Stored by a schema that has changed since,
+    trees, applied as they are, and the result's types are checked against
+    the shape (not validated again: a check per value). Stored by a schema that has changed since,
     they are plain data: the deltas are applied to the full snapshot's data
     (a field since removed or renamed is still a key there), and the result
     is validated once, as a stored record is."""
@@ -108,11 +109,13 @@ def restore(store: StoreLike, state: AppState[Any]) -> Restored | None:
                 f"the stored state {name!r} (delta {delta.id}) does not fit {model}: {exc}"
             ) from exc
         seq = delta.seq
-    if not exact:
-        try:
+    try:
+        if exact:  # its types are checked, not trusted: a row may have been edited
+            state._shape.verify(root, "")
+        else:
             root = state._shape.restore(root, "")
-        except ValidationError as exc:
-            raise ValidationError(f"the stored state {name!r} does not fit {model}: {exc}") from exc
+    except ValidationError as exc:
+        raise ValidationError(f"the stored state {name!r} does not fit {model}: {exc}") from exc
     state._restart(root, seq)
     return Restored(full.seq, found, exact)
 

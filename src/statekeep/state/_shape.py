@@ -69,7 +69,7 @@ class Shape:
             return self.adopt(self.adapter.validate_python(value))
         except pydantic.ValidationError as exc:
             raise ValidationError(
-                f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
+                f"{where or 'the state'}: {first_error(exc)}", exc.errors()
             ) from None
         except RecursionError:  # a list in a list in ... in an Any field
             raise _too_deep(where) from None
@@ -83,8 +83,29 @@ class Shape:
             self.adapter.validate_python(plain(value), strict=False, by_name=True)
         except pydantic.ValidationError as exc:
             raise ValidationError(
-                f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
+                f"{where or 'the state'}: {first_error(exc)}", exc.errors()
             ) from None
+
+    def verify(self, value: Any, where: str) -> None:
+        """Raises ValidationError unless value (frozen, read back exactly from
+        stored bytes) is what freezing a valid value here gives: its types
+        are checked, not trusted (a row may have been edited by hand)."""
+        if self.fast is not None:
+            if type(value) is not self.fast:
+                raise _not_a(self.annotation, value, where)
+            return
+        if self.annotation is Any:
+            return
+        with contextlib.suppress(pydantic.ValidationError):
+            if not self.scalar:  # a fixed tuple, a model in a union...: valid as stored data
+                self._validate_stored(plain(value))
+                return
+            with contextlib.suppress(pydantic.ValidationError):
+                self.adapter.validate_python(value, strict=True)  # of the type itself
+                return
+            if self.adapter.validate_python(value) == value:  # or equal to what it gives
+                return
+        raise _not_a(self.annotation, value, where)
 
     def restore(self, value: Any, where: str) -> Any:
         """A stored value read back as plain data (its model changed since
@@ -94,7 +115,7 @@ class Shape:
             valid = self._validate_stored(value)
         except pydantic.ValidationError as exc:
             raise ValidationError(
-                f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
+                f"{where or 'the state'}: {first_error(exc)}", exc.errors()
             ) from None
         return self.adopt(valid)
 
@@ -143,7 +164,7 @@ class ModelShape(Shape):
                 value = self.model.model_validate(value)
             except pydantic.ValidationError as exc:
                 raise ValidationError(
-                    f"{where or 'the state'}: {_first_error(exc)}", exc.errors()
+                    f"{where or 'the state'}: {first_error(exc)}", exc.errors()
                 ) from None
         try:
             return self.adopt(value)
@@ -169,6 +190,15 @@ class ModelShape(Shape):
     def _validate_stored(self, value: Any) -> Any:
         return self.model.model_validate(value, strict=False, by_name=True)
 
+    def verify(self, value: Any, where: str) -> None:
+        if type(value) is not self.cls:
+            raise _not_a(self.model, value, where)
+        infos = self.model.model_fields
+        for (name, (_, shape)), item in zip(self.fields.items(), value, strict=True):
+            if item == infos[name].default:
+                continue  # a default pydantic does not validate (`count: int = None`): as set
+            shape.verify(item, f"{where}.{name}" if where else name)
+
     def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
         found = self.fields.get(segment) if isinstance(segment, str) else None
         if found is None:
@@ -192,10 +222,25 @@ class MapShape(Shape):
     def adopt(self, valid: Any) -> Any:
         if valid is None:  # a default pydantic did not validate: `dict[str, int] = None`
             raise _none_in(self.annotation)
+        if not self.key.scalar:  # frozen models as keys: their Nodes (equal, same hash)
+            valid = {self.key.adopt(k): v for k, v in valid.items()}
         if self.value.scalar:
             return Map(valid)
         adopt = self.value.adopt
         return Map({k: adopt(v) for k, v in valid.items()})
+
+    def verify(self, value: Any, where: str) -> None:
+        if type(value) is not Map:
+            raise _not_a(self.annotation, value, where)
+        key, item = self.key, self.value
+        if not _all_of(key.fast, value.keys()):
+            for k in value:
+                key.verify(k, f"{where}.{k!r}")
+        if not _all_of(item.fast, value.values()):
+            for k, v in value.items():
+                item.verify(v, f"{where}.{k}")
+        if self.checked:
+            self.check(value, where)
 
     def freeze(self, value: Any, where: str) -> Any:
         fast = self.value.fast
@@ -216,10 +261,10 @@ class MapShape(Shape):
         if type(segment) is self.key.fast:
             return segment
         try:
-            return self.key.adapter.validate_python(segment)
+            return self.key.adopt(self.key.adapter.validate_python(segment))
         except pydantic.ValidationError as exc:
             raise StatePathError(
-                f"{where}: not a key of this dict: {_first_error(exc)}", where
+                f"{where}: not a key of this dict: {first_error(exc)}", where
             ) from None
 
 
@@ -238,6 +283,16 @@ class ListShape(Shape):
             return tuple(valid)
         adopt = self.item.adopt
         return tuple(adopt(v) for v in valid)
+
+    def verify(self, value: Any, where: str) -> None:
+        if type(value) is not tuple:
+            raise _not_a(self.annotation, value, where)
+        item = self.item
+        if not _all_of(item.fast, value):
+            for i, v in enumerate(value):
+                item.verify(v, f"{where}.{i}")
+        if self.checked:
+            self.check(value, where)
 
     def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
         if isinstance(segment, str) and segment.lstrip("-").isdigit():
@@ -263,6 +318,10 @@ class OptionalShape(Shape):
 
     def adopt(self, valid: Any) -> Any:
         return None if valid is None else self.inner.adopt(valid)
+
+    def verify(self, value: Any, where: str) -> None:
+        if value is not None:
+            self.inner.verify(value, where)
 
     def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
         return self.inner.child(segment, where)
@@ -331,6 +390,17 @@ def _is_scalar(annotation: Any) -> bool:
     return False
 
 
+def _all_of(kind: type | None, values: abc.Iterable[Any]) -> bool:
+    """Whether every value is of exactly that type (one C-level pass)."""
+    return kind is not None and all(type(v) is kind for v in values)
+
+
+def _not_a(annotation: Any, value: Any, where: str) -> ValidationError:
+    return ValidationError(
+        f"{where or 'the state'}: not a {_name(annotation)}: {type(value).__name__} {value!r:.60}"
+    )
+
+
 def _too_deep(where: str) -> ValidationError:
     return ValidationError(f"{where or 'the state'}: a value nested too deeply to keep")
 
@@ -352,7 +422,7 @@ def _name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation)
 
 
-def _first_error(exc: pydantic.ValidationError) -> str:
+def first_error(exc: pydantic.ValidationError) -> str:
     error = exc.errors()[0]
     location = ".".join(str(p) for p in error.get("loc", ()))
     return f"{location}: {error['msg']}" if location else str(error["msg"])
