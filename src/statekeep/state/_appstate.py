@@ -508,8 +508,11 @@ class AppState(Generic[M]):
             index.candidates(changes, found)
             watches = sorted(found, key=order_of)
         self._dispatching = True
+        subscribed = self._watches
         try:
             for watch in watches:
+                if watch not in subscribed:  # cancelled by a callback before it
+                    continue
                 try:
                     change = watch.change(old, new, changes, self._index)
                 except Exception:  # noqa: BLE001 - a selector that raises: isolated, as a callback

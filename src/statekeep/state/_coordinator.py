@@ -155,6 +155,8 @@ class Coordinator:
         if due < self.low_due:
             self.low_due = due
         self._wake()
+        if deadline is not None and deadline <= 0:  # due now: applied in this thread
+            self.run_due()
 
     def current_frame(self) -> float:
         return self.frame_now

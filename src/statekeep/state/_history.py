@@ -62,7 +62,7 @@ class History:
         self.limit_bytes = limit_bytes
         self.entries: deque[Entry] = deque(maxlen=limit)
         self.bytes = 0
-        self.undo: deque[Entry] = deque(maxlen=max(1, limit - 1))  # newest last
+        self.undo: deque[Entry] = deque(maxlen=limit - 1)  # newest last (history=1: none)
         self.redo: list[Entry] = []  # the next one last
 
     def add_bounded(self, entry: Entry) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import immutables
 import pydantic
 
-from ..errors import FrozenStateError
+from ..errors import FrozenStateError, ValidationError
 
 Map = immutables.Map
 
@@ -39,6 +39,7 @@ class Node(tuple):  # type: ignore[type-arg]
     _names: tuple[str, ...]
     _index: dict[str, int]
     _hashed: tuple[int, ...] | None  # the fields a dataclass's hash takes (None: a model's)
+    _rooted: bool  # a RootModel's: its value is its one field's
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise FrozenStateError(
@@ -113,6 +114,7 @@ def node_class(model: type) -> type[Node]:
             "_names": names,
             "_index": {name: i for i, name in enumerate(names)},
             "_hashed": hashed,
+            "_rooted": issubclass(model, pydantic.RootModel),
         }
         for i, name in enumerate(names):
             namespace[name] = property(operator.itemgetter(i), doc=f"{model.__name__}.{name}")
@@ -140,6 +142,8 @@ def plain(value: Any) -> Any:
     """A frozen value as plain Python data (dicts, lists, scalars), for JSON
     or a model: the inverse of freezing."""
     if isinstance(value, Node):
+        if value._rooted:
+            return plain(value[0])
         return {n: plain(v) for n, v in zip(value._names, value, strict=True)}
     kind = type(value)
     if kind is Map:
@@ -157,11 +161,10 @@ def plain_key(key: Any) -> Any:
     if type(key) in _PLAIN:
         return key
     if isinstance(key, Node):
-        fields = {n: plain(v) for n, v in zip(key._names, key, strict=True)}
         model = key._model
         if issubclass(model, pydantic.BaseModel):
-            return model.model_validate(fields)
-        return model(**fields)
+            return model.model_validate(plain(key))
+        return model(**plain(key))
     if type(key) is tuple:
         return tuple(plain_key(v) for v in key)
     return key
@@ -180,6 +183,8 @@ def freeze_any(value: Any) -> Any:
     if isinstance(value, pydantic.BaseModel) or (
         dataclasses.is_dataclass(value) and not isinstance(value, type)
     ):
+        if isinstance(value, pydantic.BaseModel) and value.__pydantic_extra__:
+            raise extra_refused(value)
         cls = node_class(kind)
         return make(cls, tuple(freeze_any(getattr(value, n)) for n in cls._names))
     if isinstance(value, Mapping) and kind is not Map:
@@ -191,6 +196,15 @@ def freeze_any(value: Any) -> Any:
     if isinstance(value, bytearray):
         return bytes(value)
     return value
+
+
+def extra_refused(value: pydantic.BaseModel) -> ValidationError:
+    """A model's value with fields it does not declare (extra="allow")."""
+    names = ", ".join(map(str, value.__pydantic_extra__ or {}))
+    return ValidationError(
+        f"{type(value).__name__}: fields it does not declare ({names}) are not kept in a "
+        "state, which holds a model's declared fields: declare them"
+    )
 
 
 def freeze_key(key: Any) -> Any:

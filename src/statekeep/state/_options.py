@@ -38,6 +38,10 @@ def check_options(options: dict[str, Any]) -> StateOptions:
         raise ConfigurationError(
             f"name must be a non-empty string of at most 200 characters, not {name!r}"
         )
+    try:  # a lone surrogate (a file name os.fsdecode could not decode) cannot be stored
+        name.encode()
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"name must be text that UTF-8 can encode, not {name!r}") from None
     history = options.get("history", 100)
     if not isinstance(history, int) or isinstance(history, bool) or history < 1:
         raise ConfigurationError(

@@ -414,6 +414,8 @@ def unpack(data: bytes, schema: Schema) -> tuple[Any, bool]:
 def loose(value: Any) -> Any:
     """A tree read back inexactly, as plain data for validation."""
     if isinstance(value, Node):
+        if value._rooted:
+            return loose(value[0])
         return {n: loose(v) for n, v in zip(value._names, value, strict=True)}
     if isinstance(value, dict | Map):
         return {k: loose(v) for k, v in value.items()}

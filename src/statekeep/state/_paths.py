@@ -233,13 +233,22 @@ def remove(root: Any, path: Path) -> Any:
         if key not in parent:
             raise StatePathError(f"{path.text}: no key {key!r}", path.text)
         smaller: Any = parent.delete(key)
-    else:
+    elif type(parent) is tuple:
         items = list(parent)
         try:
             del items[key]
-        except IndexError:
-            raise StatePathError(f"{path.text}: no index {key}", path.text) from None
+        except (IndexError, TypeError):
+            raise StatePathError(f"{path.text}: no index {key!r}", path.text) from None
         smaller = tuple(items)
+    else:  # None, or a value with no parts (inside an Any field)
+        where = parent_path.text or "the state"
+        raise StatePathError(
+            f"{path.text}: {where} is {_kind(parent)}: it has no key or item to remove", path.text
+        )
     if container.checked:
         container.check(smaller, parent_path.text)
     return write(root, parent_path, smaller)
+
+
+def _kind(value: Any) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"

@@ -153,6 +153,9 @@ def _loosely(root: Any, ops: Any) -> Any:
     return root
 
 
+_CLOSE_WAIT = 5.0  # seconds close() waits for its snapshots to be stored (they are durable)
+
+
 class Persister:
     def __init__(
         self,
@@ -375,10 +378,13 @@ class Persister:
         try:
             self.snapshot()
             with self._lock:
-                fulls = [r for _, kind, r in self._written if kind == "full"]
-                fulls += [r for _, r in self._unstored]
-            for receipt in fulls:  # stored soon: the deltas before it go (else at the next open)
-                receipt.wait_stored(2.0)
+                receipts = [r for _, _, r in self._written]
+                receipts += [r for _, r in self._unstored]
+            # stored before the name is let go: the next to open it (another Store on this
+            # database) reads the newest version, and the deltas before a full one go
+            deadline = time.monotonic() + _CLOSE_WAIT
+            for receipt in receipts:
+                receipt.wait_stored(max(0.0, deadline - time.monotonic()))
             with self._lock:
                 self._settle()
         except StatekeepError as exc:
@@ -479,6 +485,7 @@ def open_state(
             **options,
         }
     )
+    check_options({"name": name})  # before it is claimed by that name
     claim = _claimed(store, f"statekeep.state {name}")
     if claim is None:
         raise StateError(

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import collections.abc as abc
 import contextlib
+import dataclasses
 import datetime
 import decimal
 import enum
+import threading
 import types
 import typing
 import uuid
@@ -27,12 +29,31 @@ import immutables
 import pydantic
 
 from ..errors import StatePathError, ValidationError
-from ._node import Map, Node, freeze_any, make, node_class, plain
+from ._node import Map, Node, extra_refused, freeze_any, make, node_class, plain
 
 # immutable values that are stored as they are: no copy, no freezing
 _SCALARS: tuple[type, ...] = (str, int, float, bool, bytes, type(None), decimal.Decimal)
 _SCALARS += (uuid.UUID, datetime.datetime, datetime.date, datetime.time, datetime.timedelta)
 _FAST = frozenset({str, int, float, bool, bytes})  # checked by exact type, then stored
+# a model's config that changes how its fields' values are validated (strict, NaN, text...):
+# part of each field's type, so of the Shapes compiled for its fields
+_VALIDATION_CONFIG = frozenset(
+    {
+        "strict",
+        "allow_inf_nan",
+        "str_strip_whitespace",
+        "str_to_lower",
+        "str_to_upper",
+        "str_min_length",
+        "str_max_length",
+        "coerce_numbers_to_str",
+        "use_enum_values",
+        "arbitrary_types_allowed",
+        "regex_engine",
+        "val_json_bytes",
+    }
+)
+Config = tuple[tuple[str, Any], ...] | None  # of _VALIDATION_CONFIG's keys, sorted (hashable)
 
 
 def frozen_kind(value: Any) -> bool:
@@ -42,13 +63,18 @@ def frozen_kind(value: Any) -> bool:
 class Shape:
     """A leaf: any value of one type, checked by pydantic, stored frozen."""
 
-    __slots__ = ("_adapter", "annotation", "checked", "fast", "scalar")
+    __slots__ = ("_adapter", "annotation", "checked", "config", "fast", "scalar")
     container = False
 
-    def __init__(self, annotation: Any) -> None:
+    def __init__(self, annotation: Any, config: Config = None) -> None:
         self.annotation = annotation
         self._adapter: pydantic.TypeAdapter[Any] | None = None
-        self.fast = annotation if annotation in _FAST else None
+        if _has_own_config(annotation):  # a model or a dataclass: its own config rules
+            config = None
+        self.config = config
+        # an exact str, int... is stored as it is, unless the config checks more than the type
+        plain_type = config is None or all(key == "strict" for key, _ in config)
+        self.fast = annotation if annotation in _FAST and plain_type else None
         self.scalar = _is_scalar(annotation)
         # a constrained dict or list (Annotated[list[int], Field(max_length=3)]): changed
         # at a part like any other, then checked whole
@@ -57,12 +83,18 @@ class Shape:
     @property
     def adapter(self) -> pydantic.TypeAdapter[Any]:
         if self._adapter is None:
-            self._adapter = pydantic.TypeAdapter(self.annotation)
+            config = None if self.config is None else pydantic.ConfigDict(**dict(self.config))  # type: ignore[typeddict-item]
+            self._adapter = pydantic.TypeAdapter(self.annotation, config=config)
         return self._adapter
 
     def freeze(self, value: Any, where: str) -> Any:
         if type(value) is self.fast:
             return value
+        if self.annotation is Any:  # no declared shape: frozen as it is (a Node stays one)
+            try:
+                return freeze_any(value)
+            except RecursionError:
+                raise _too_deep(where) from None
         if frozen_kind(value):  # a part of a snapshot: read back as stored data is
             return self.restore(plain(value), where)
         try:
@@ -129,25 +161,34 @@ class Shape:
 
 
 class ModelShape(Shape):
-    __slots__ = ("_fields", "cls", "model")
+    __slots__ = ("_fields", "cls", "field_config", "model")
     container = True
 
     def __init__(self, model: type[pydantic.BaseModel]) -> None:
         super().__init__(model)
         self.model = model
         self.cls = node_class(model)
+        own = model.model_config  # its fields are validated with it
+        self.field_config: Config = (
+            tuple(sorted((k, v) for k, v in own.items() if k in _VALIDATION_CONFIG)) or None
+        )
         self._fields: dict[str, tuple[int, Shape]] | None = None  # compiled on first use
 
     @property
     def fields(self) -> dict[str, tuple[int, Shape]]:
-        if self._fields is None:
-            self._fields = {}  # set first: a model that contains itself
-            for i, (name, info) in enumerate(self.model.model_fields.items()):
-                annotation: Any = info.annotation
-                if info.metadata:  # constraints
-                    annotation = typing.Annotated[annotation, *info.metadata]
-                self._fields[name] = (i, compile_shape(annotation))
-        return self._fields
+        fields = self._fields
+        if fields is None:
+            with _COMPILING:  # published whole: another thread never sees it half made
+                fields = self._fields
+                if fields is None:
+                    fields = {}
+                    for i, (name, info) in enumerate(self.model.model_fields.items()):
+                        annotation: Any = info.annotation
+                        if info.metadata:  # constraints
+                            annotation = typing.Annotated[annotation, *info.metadata]
+                        fields[name] = (i, compile_shape(annotation, self.field_config))
+                    self._fields = fields
+        return fields
 
     def freeze(self, value: Any, where: str) -> Any:
         if type(value) is self.cls:
@@ -174,6 +215,8 @@ class ModelShape(Shape):
     def adopt(self, valid: Any) -> Any:
         if type(valid) is self.cls:
             return valid
+        if getattr(valid, "__pydantic_extra__", None):  # extra="allow", and given some
+            raise extra_refused(valid)
         fields = self.fields
         try:
             return make(
@@ -214,10 +257,10 @@ class MapShape(Shape):
     __slots__ = ("key", "value")
     container = True
 
-    def __init__(self, annotation: Any, key: Any, value: Any) -> None:
-        super().__init__(annotation)
-        self.key = Shape(key)
-        self.value = compile_shape(value)
+    def __init__(self, annotation: Any, key: Any, value: Any, config: Config = None) -> None:
+        super().__init__(annotation, config)
+        self.key = Shape(key, config)
+        self.value = compile_shape(value, config)
 
     def adopt(self, valid: Any) -> Any:
         if valid is None:  # a default pydantic did not validate: `dict[str, int] = None`
@@ -272,9 +315,9 @@ class ListShape(Shape):
     __slots__ = ("item",)
     container = True
 
-    def __init__(self, annotation: Any, item: Any) -> None:
-        super().__init__(annotation)
-        self.item = compile_shape(item)
+    def __init__(self, annotation: Any, item: Any, config: Config = None) -> None:
+        super().__init__(annotation, config)
+        self.item = compile_shape(item, config)
 
     def adopt(self, valid: Any) -> Any:
         if valid is None:
@@ -309,8 +352,8 @@ class OptionalShape(Shape):
     __slots__ = ("inner",)
     container = True
 
-    def __init__(self, annotation: Any, inner: Shape) -> None:
-        super().__init__(annotation)
+    def __init__(self, annotation: Any, inner: Shape, config: Config = None) -> None:
+        super().__init__(annotation, config)
         self.inner = inner
 
     def freeze(self, value: Any, where: str) -> Any:
@@ -328,53 +371,70 @@ class OptionalShape(Shape):
 
 
 _SHAPES: dict[Any, Shape] = {}
+_COMPILING = threading.RLock()
 
 
-def compile_shape(annotation: Any) -> Shape:
-    """The Shape of a type annotation (cached: one per annotation)."""
+def compile_shape(annotation: Any, config: Config = None) -> Shape:
+    """The Shape of a type annotation in a model of that validation config
+    (cached: one per annotation and config)."""
     try:
-        found = _SHAPES.get(annotation)
+        found = _SHAPES.get((annotation, config))
     except TypeError:  # an annotation that cannot be hashed
-        return _compile(annotation)
+        return _compile(annotation, config)
     if found is None:
-        found = _SHAPES.setdefault(annotation, _compile(annotation))
+        found = _SHAPES.setdefault((annotation, config), _compile(annotation, config))
     return found
 
 
-def _compile(annotation: Any) -> Shape:
+def _compile(annotation: Any, config: Config) -> Shape:
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
         return ModelShape(annotation)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:  # constraints: a dict or list checked whole, else a leaf
-        inner = _compile(args[0])
+        inner = _compile(args[0], config)
         if isinstance(inner, OptionalShape):  # Optional[list[int]] = Field(None, max_length=2)
-            checked = _checked(inner.inner, typing.Annotated[inner.inner.annotation, *args[1:]])
-            return Shape(annotation) if checked is None else OptionalShape(annotation, checked)
-        return _checked(inner, annotation) or Shape(annotation)
+            checked = _checked(
+                inner.inner, typing.Annotated[inner.inner.annotation, *args[1:]], config
+            )
+            if checked is None:
+                return Shape(annotation, config)
+            return OptionalShape(annotation, checked, config)
+        return _checked(inner, annotation, config) or Shape(annotation, config)
     if origin in (dict, abc.Mapping, abc.MutableMapping, immutables.Map) and len(args) == 2:
-        return MapShape(annotation, args[0], args[1])
+        return MapShape(annotation, args[0], args[1], config)
     if origin in (list, abc.Sequence, abc.MutableSequence) and len(args) == 1:
-        return ListShape(annotation, args[0])
+        return ListShape(annotation, args[0], config)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return ListShape(annotation, args[0])
+        return ListShape(annotation, args[0], config)
     if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
-        other = compile_shape(args[0] if args[1] is type(None) else args[1])
+        other = compile_shape(args[0] if args[1] is type(None) else args[1], config)
         if other.container:
-            return OptionalShape(annotation, other)
-    return Shape(annotation)
+            return OptionalShape(annotation, other, config)
+    return Shape(annotation, config)
 
 
-def _checked(inner: Shape, annotation: Any) -> Shape | None:
+def _checked(inner: Shape, annotation: Any, config: Config) -> Shape | None:
     """A dict or list Shape checked whole against annotation (its constraints)."""
     found: Shape
     if isinstance(inner, MapShape):
-        found = MapShape(annotation, inner.key.annotation, inner.value.annotation)
+        found = MapShape(annotation, inner.key.annotation, inner.value.annotation, config)
     elif isinstance(inner, ListShape):
-        found = ListShape(annotation, inner.item.annotation)
+        found = ListShape(annotation, inner.item.annotation, config)
     else:
         return None
     found.checked = True
     return found
+
+
+def _has_own_config(annotation: Any) -> bool:
+    """A model, dataclass or TypedDict: validated by its own config (pydantic refuses another)."""
+    if not isinstance(annotation, type):
+        return False
+    return (
+        issubclass(annotation, pydantic.BaseModel)
+        or dataclasses.is_dataclass(annotation)
+        or typing.is_typeddict(annotation)
+    )
 
 
 def _is_scalar(annotation: Any) -> bool:

@@ -65,6 +65,11 @@ def make_watch(target: Any, callback: Any, resolve: Resolver, counters: Any) -> 
     if isinstance(target, str | tuple):
         watch = Watch(callback, pattern(target, resolve), None, loop)
     elif callable(target):
+        if _is_async(target):
+            raise ConfigurationError(
+                "a selector is a plain function of a snapshot that returns the part it selects, "
+                f"not a coroutine function: {target!r}"
+            )
         watch = Watch(callback, None, target, loop)
     else:
         raise ConfigurationError(

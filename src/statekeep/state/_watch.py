@@ -162,6 +162,7 @@ class Watch:
         "callback",
         "deps",
         "failed",
+        "filed",
         "last",
         "loop",
         "order",
@@ -180,6 +181,12 @@ class Watch:
         self.callback = callback
         self.call: Callable[[Any, Any], Any] = callback  # how it is called (async: scheduled)
         self.pattern = pattern  # a path (with "*" parts), or None for a selector function
+        # where it is filed: a negative index (the last item) under any index
+        self.filed = (
+            None
+            if pattern is None
+            else tuple(WILDCARD if type(p) is int and p < 0 else p for p in pattern)
+        )
         self.selector = selector
         self.loop = loop
         self.order = next(self._orders)
@@ -196,11 +203,12 @@ class Watch:
         if self.pattern is None:
             self.last = self._select(root, index)
         else:
-            index.add(self.pattern, self)
+            assert self.filed is not None
+            index.add(self.filed, self)
             self.last = select(root, self.pattern) if WILDCARD not in self.pattern else None
 
     def stop(self, index: Index) -> None:
-        for path in self.deps if self.pattern is None else (self.pattern,):
+        for path in self.deps if self.filed is None else (self.filed,):
             index.remove(path, self)
 
     def _select(self, root: Any, index: Index) -> Any:
