@@ -199,11 +199,18 @@ class NodeDraft(Draft):
 
 
 class MapDraft(Draft):
-    __slots__ = ("_key", "_key_fast", "_overlay", "_value")
+    """A dict's draft: its values go straight into one `immutables` mutation
+    of the base (made on the first change), so a batch of sets costs little
+    more than the mutation itself; a container value read through it is a
+    draft of its own, kept in the overlay until the draft is finished."""
+
+    __slots__ = ("_key", "_key_fast", "_mutation", "_overlay", "_value", "_value_fast")
     _key: MapShape | None
     _key_fast: Any
-    _overlay: dict[Any, Any]
+    _mutation: Any  # an immutables MapMutation of the base, once something changed
+    _overlay: dict[Any, Draft]
     _value: Shape
+    _value_fast: Any  # a value of exactly this type is stored as it is
 
     def __init__(
         self, base: Map[Any, Any], shape: MapShape | None, path: tuple[Any, ...], changes: Changes
@@ -211,25 +218,37 @@ class MapDraft(Draft):
         super().__init__(base, path, changes)
         object.__setattr__(self, "_key", shape)
         object.__setattr__(self, "_key_fast", shape.key.fast if shape is not None else object)
-        object.__setattr__(self, "_value", shape.value if shape is not None else Shape(Any))
-        # key -> a frozen value set, the draft of a container read or set, or _MISSING once deleted
-        object.__setattr__(self, "_overlay", {})
+        value = shape.value if shape is not None else Shape(Any)
+        object.__setattr__(self, "_value", value)
+        object.__setattr__(self, "_value_fast", value.fast)
+        object.__setattr__(self, "_mutation", None)
+        object.__setattr__(self, "_overlay", {})  # key -> the draft of a container read
 
     def _a_key(self, key: Any) -> Any:
         if type(key) is self._key_fast or self._key is None:
             return key
         return self._key.a_key(key, self._where(key))
 
+    def _mutated(self) -> Any:
+        mutation = self._mutation
+        if mutation is None:
+            mutation = self._base.mutate()
+            object.__setattr__(self, "_mutation", mutation)
+            object.__setattr__(self, "_dirty", True)
+        return mutation
+
+    def _now(self) -> Any:
+        """The keys and values now (a mutation reads like its Map)."""
+        mutation = self._mutation
+        return self._base if mutation is None else mutation
+
     def __getitem__(self, key: Any) -> Any:
         key = self._a_key(key)
         overlay = self._overlay
-        value = overlay.get(key, _MISSING)
-        if value is _MISSING:
-            if key in overlay:
-                raise KeyError(key)
-            value = self._base[key]
-        elif isinstance(value, Draft):
-            return value
+        child = overlay.get(key)
+        if child is not None:
+            return child
+        value = self._now()[key]
         child = draft_of(value, self._value, (*self._path, key), self._changes)
         if isinstance(child, Draft):
             overlay[key] = child
@@ -244,19 +263,22 @@ class MapDraft(Draft):
     def __setitem__(self, key: Any, value: Any) -> None:
         if type(key) is not self._key_fast:
             key = self._a_key(key)
-        shape = self._value
-        if type(value) is not shape.fast:
-            value = _incoming(value, shape, self._where(key))
-        self._overlay[key] = value
-        if not self._dirty:
-            object.__setattr__(self, "_dirty", True)
+        if type(value) is not self._value_fast:
+            value = _incoming(value, self._value, self._where(key))
+        if self._overlay:
+            self._overlay.pop(key, None)  # a draft of the value it replaces
+        mutation = self._mutation
+        if mutation is None:
+            mutation = self._mutated()
+        mutation[key] = value
         self._changes.paths[(*self._path, key)] = None
 
     def __delitem__(self, key: Any) -> None:
         key = self._a_key(key)
         if key not in self:
             raise KeyError(key)
-        self._overlay[key] = _MISSING
+        self._overlay.pop(key, None)
+        del self._mutated()[key]
         self._changed(key)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
@@ -283,19 +305,16 @@ class MapDraft(Draft):
             key = self._a_key(key)
         except StatePathError:
             return False
-        value = self._overlay.get(key, _MISSING)
-        if value is not _MISSING:
-            return True
-        return key not in self._overlay and key in self._base
+        return key in self._now()
 
     def keys(self) -> Iterator[Any]:
-        overlay = self._overlay
-        for key in self._base:
-            if overlay.get(key, True) is not _MISSING:
-                yield key
-        for key, value in overlay.items():
-            if value is not _MISSING and key not in self._base:
-                yield key
+        # a mutation cannot be iterated: its Map so far is, and the changes go on in a
+        # new mutation of that Map
+        now = self._base
+        if self._mutation is not None:
+            now = self._mutation.finish()
+            object.__setattr__(self, "_mutation", now.mutate())
+        return iter(list(now.keys()))
 
     __iter__ = keys
 
@@ -306,27 +325,21 @@ class MapDraft(Draft):
         return ((k, self[k]) for k in list(self.keys()))
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.keys())
+        return len(self._now())
 
     def _finish(self) -> Any:
-        overlay = self._overlay
-        if not overlay:
+        mutation = self._mutation
+        for key, child in self._overlay.items():
+            value = child._finish()
+            if value is not child._base:  # changed inside
+                if mutation is None:
+                    mutation = self._mutated()
+                mutation[key] = value
+        if mutation is None:
             return self._base
-        base = self._base
-        changed = False
-        with base.mutate() as mutation:
-            for key, value in overlay.items():
-                if value is _MISSING:
-                    if key in mutation:
-                        del mutation[key]
-                        changed = True
-                    continue
-                if isinstance(value, Draft):
-                    value = value._finish()
-                if value is not base.get(key, _MISSING):
-                    mutation[key] = value
-                    changed = True
-            return self._checked(mutation.finish()) if changed else base
+        done = mutation.finish()
+        object.__setattr__(self, "_mutation", done.mutate())  # it may be changed on
+        return self._checked(done)
 
     def clear(self) -> None:
         for key in list(self.keys()):

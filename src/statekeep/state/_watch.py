@@ -27,6 +27,7 @@ from ._track import tracked
 log = logging.getLogger("statekeep.state")
 
 WILDCARD = "*"
+_UNSEEN: Any = object()
 ABSENT = object()  # what select_absent gives where a path names nothing
 
 
@@ -104,25 +105,47 @@ class Index:
         root = self.root
         if not root.children and not root.watches:
             return
+        # a batch changes many keys of one dict: the walk down to their parent is made
+        # once per parent, then each key is one lookup among the parent's children
+        parents: dict[tuple[Any, ...], Any] = {}
         for path in changed:
-            node: Trie | None = root
-            for depth, part in enumerate(path):  # one branch while there is no "*"
-                assert node is not None
-                if node.watches:
-                    found.update(node.watches)  # above the change: their value holds it
-                children = node.children
-                if WILDCARD in children:
-                    self._branching(path, depth, [node], found)
-                    break
-                node = children.get(part)
-                if node is None:
-                    break
-            else:
-                assert node is not None
-                for (
-                    below
-                ) in node.walk():  # at or below the change: a container they read was replaced
+            if not path:
+                for below in root.walk():
                     found.update(below.watches)
+                continue
+            prefix = path[:-1]
+            parent = parents.get(prefix, _UNSEEN)
+            if parent is _UNSEEN:
+                parent = parents[prefix] = self._parent(path, found)
+            if parent is None:
+                continue
+            if type(parent) is tuple:  # a "*" on the way: followed for each path
+                depth, node = parent
+                self._branching(path, depth, [node], found)
+                continue
+            node = parent.children.get(path[-1])
+            if node is not None:  # at or below the change: a container they read was replaced
+                for below in node.walk():
+                    found.update(below.watches)
+
+    def _parent(self, path: tuple[Any, ...], found: dict[Watch, None]) -> Any:
+        """The trie node of path's parent (the watches above it are found on
+        the way); None when nothing is filed there; (depth, node) where a "*"
+        branches off on the way."""
+        node: Trie | None = self.root
+        last = len(path) - 1
+        for depth, part in enumerate(path):
+            assert node is not None
+            if node.watches:
+                found.update(node.watches)  # above the change: their value holds it
+            if WILDCARD in node.children:
+                return depth, node
+            if depth == last:
+                return node
+            node = node.children.get(part)
+            if node is None:
+                return None
+        return None
 
     @staticmethod
     def _branching(
