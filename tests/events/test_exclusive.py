@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 
 import statekeep
+from statekeep.backends._postgres_sessions import lock_key
 
 from ._support import Recorder, outbox_events, start_child, wait_for
 from .models import Item
@@ -130,14 +131,15 @@ def test_a_holder_that_loses_its_session_stands_by_and_the_other_takes_over(
     writer.save(Item(id="a"))
     assert holder.wait_idle(20)
     server = writer.url.split("?", 1)[0]
+    schema = cast("PostgresBackend", writer.backend).schema
+    key = lock_key(schema, "billing") & 0xFFFFFFFFFFFFFFFF  # as pg_locks shows a bigint key
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_locks "
-            "WHERE locktype = 'advisory' AND objsubid = 2 AND granted AND pid IN "
+            "WHERE locktype = 'advisory' AND objsubid = 1 AND granted AND pid IN "
             "(SELECT pid FROM pg_stat_activity WHERE datname = current_database()) "
-            "AND classid::bigint = (hashtext(%s)::bigint & 4294967295) "
-            "AND objid::bigint = (hashtext('billing')::bigint & 4294967295)",
-            (f"statekeep:{cast('PostgresBackend', writer.backend).schema}:subscription",),
+            "AND classid::bigint = %s AND objid::bigint = %s",
+            (key >> 32, key & 0xFFFFFFFF),
         )
     wait_for(lambda: standby.active, what="the standby to take over")
     for n in range(5):

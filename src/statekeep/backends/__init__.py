@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, unquote
 
 from ..errors import ConfigurationError
 from . import _owner as owner
-from ._claims import Claim
+from ._claims import Claim, FileClaims
 from ._parse import flag as _flag
 from ._parse import redacted
 from ._parse import seconds as _seconds
@@ -20,7 +20,15 @@ from .base import Backend
 from .memory import MemoryBackend
 from .sqlite import SQLiteBackend, SQLiteMemoryBackend
 
-__all__ = ["Backend", "Claim", "open_backend", "owner", "redacted", "register_backend"]
+__all__ = [
+    "Backend",
+    "Claim",
+    "FileClaims",
+    "open_backend",
+    "owner",
+    "redacted",
+    "register_backend",
+]
 
 Factory = Callable[[str, dict[str, str]], Backend]
 _factories: dict[str, Factory] = {}

@@ -10,6 +10,7 @@ makes them and closes those still open with the store.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 import time
@@ -73,8 +74,7 @@ class Sessions:
                 conn = self._connect()
                 self._keep(conn)
             row = conn.execute(
-                "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
-                (f"statekeep:{self._schema}:subscription", name),
+                "SELECT pg_try_advisory_lock(%s::bigint)", (lock_key(self._schema, name),)
             ).fetchone()
         except psycopg.Error as exc:
             if conn is not None:
@@ -109,6 +109,15 @@ class Listening:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
         weakref.finalize(self, conn.close)
+
+
+def lock_key(schema: str, name: str) -> int:
+    """The advisory lock of a claim: 64 bits of a hash of the schema and the
+    name, computed here (any text, NUL included; two names collide about once
+    in 2**32 names, where PostgreSQL's 32-bit hashtext collides about once in
+    65,000)."""
+    text = f"statekeep:{schema}\0{name}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
 
 class SessionClaim:

@@ -208,6 +208,8 @@ class DurableSubscription:
                     continue
                 except StatekeepError as exc:
                     self._note_failure(exc)
+                    # the failure that opened the breaker is counted before it says so
+                    self.stats.outbox = self._outbox.state.value
                     self._stopping.wait(min(self._max_backoff, 1.0))
                     continue
                 if not events:
@@ -298,7 +300,8 @@ class DurableSubscription:
         call(self._handler, event, self._loop, self._abandon)
 
     def _outbox_changed(self, old: CircuitState, new: CircuitState) -> None:
-        self.stats.outbox = new.value
+        if new is not CircuitState.OPEN:  # open: said once the failure is counted
+            self.stats.outbox = new.value
         if new is CircuitState.OPEN and old is CircuitState.CLOSED:
             log.warning(
                 "subscription %s: the outbox is unreachable; failing fast, trying again "

@@ -601,8 +601,11 @@ class AppState(Generic[M]):
         """Keeps the state as zstd bytes until it is next read or changed,
         and drops its history; False if it cannot now (updates waiting, a
         batch open, closed, or already compressed). The memory guard calls
-        it for cold states (see _pressure)."""
-        with self._lock:
+        it for cold states (see _pressure). It never waits for another
+        thread's batch or update: it returns False then."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
             if self._cold is not None or self._closed or self._batch is not None:
                 return False
             if self._coordinator.pending() or self._dispatching:
@@ -616,6 +619,8 @@ class AppState(Generic[M]):
             self._root = _COLD
             self._history.restart((self._version, _COLD, (), 0, _COLD))
             return True
+        finally:
+            self._lock.release()
 
     def _warm(self) -> Any:
         """The root, decompressed first if the state is compressed."""
@@ -648,13 +653,19 @@ class AppState(Generic[M]):
         return self._schema
 
     def _relieve(self) -> int:
-        """Under memory pressure: drops the history; 1 if there was one."""
-        with self._lock:
+        """Under memory pressure: drops the history; 1 if there was one (0
+        also when another thread holds the state: the guard's next look
+        tries again, never waiting for a batch)."""
+        if not self._lock.acquire(blocking=False):
+            return 0
+        try:
             dropped = len(self._history.entries) > 1 or bool(self._history.undo)
             self._history.trim(1)
             if self._persister is not None:
                 self._persister.hardest()
             return int(dropped)
+        finally:
+            self._lock.release()
 
     def trim(self, keep: int = 1) -> None:
         """Keeps only the newest `keep` versions (undo and redo shrink too)."""

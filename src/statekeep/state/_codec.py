@@ -44,7 +44,7 @@ class Codec:
     raw_bytes: int = 0
     stored_bytes: int = 0
     seconds: float = 0.0
-    fixed: bool = False  # a level given by the application: never changed
+    fixed: bool = False  # a level given by the application, or the hardest: never changed
 
     def encode(self, value: Any, interval: float, schema: Schema) -> bytes:
         """value compressed; interval: seconds between snapshots lately."""
@@ -67,8 +67,10 @@ class Codec:
             self.level = LEVELS[at + 1]
 
     def hardest(self) -> None:
+        """The hardest level from now on (memory pressure): no longer chosen by cost."""
         if not self.fixed:
             self.level = LEVELS[-1]
+            self.fixed = True
 
     @property
     def ratio(self) -> float:

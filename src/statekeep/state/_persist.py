@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+from ..backends import Claim, FileClaims
 from ..errors import (
     ConfigurationError,
     NotFoundError,
@@ -455,13 +456,42 @@ _CLAIM_WAIT = 1.0
 
 
 def _claimed(store: StoreLike, name: str) -> Any:
-    """The backend's claim of name, waited for up to _CLAIM_WAIT; None if held."""
+    """The claim of name, waited for up to _CLAIM_WAIT; None if held.
+
+    Two claims: the backend's (a PostgreSQL session's advisory lock, an
+    flock beside a SQLite file) and, for a database with files on this
+    host, an flock of this host's own. A PostgreSQL session lost in an
+    outage loses its lock while its process lives on, acknowledging
+    versions from its journal: the host's flock still keeps a second
+    writer on this host out."""
+    backend = store.backend
+    local = None if backend.location is None else FileClaims(f"{backend.location}.states")
     end = time.monotonic() + _CLAIM_WAIT
     while True:
-        claim = store.backend.claim(name)
-        if claim is not None or time.monotonic() >= end:
-            return claim
+        mine = local.claim(name) if local is not None else None
+        if mine is not None or local is None:
+            claim = backend.claim(name)
+            if claim is not None:
+                return claim if mine is None else _Claims(mine, claim)
+            if mine is not None:
+                mine.release()
+        if time.monotonic() >= end:
+            return None
         time.sleep(0.02)
+
+
+class _Claims:
+    """Claims held together, released together."""
+
+    def __init__(self, *claims: Claim) -> None:
+        self._claims = claims
+
+    def held(self) -> bool:
+        return all(claim.held() for claim in self._claims)
+
+    def release(self) -> None:
+        for claim in reversed(self._claims):
+            claim.release()
 
 
 def open_state(
@@ -486,7 +516,8 @@ def open_state(
         }
     )
     check_options({"name": name})  # before it is claimed by that name
-    claim = _claimed(store, f"statekeep.state {name}")
+    # NUL: no durable subscription's name (the claims' other users) holds one
+    claim = _claimed(store, f"statekeep.state\0{name}")
     if claim is None:
         raise StateError(
             f"the state {name!r} is open in another process or Store on this database: "

@@ -133,11 +133,15 @@ class MemoryGuard:
     def watch(self, state: Guarded) -> None:
         with self._lock:
             self.states.add(state)
-            if self._thread is None and self.interval > 0:
-                self._thread = threading.Thread(
-                    target=self._run, name="statekeep-state-memory", daemon=True
-                )
-                self._thread.start()
+            self._start()
+
+    def _start(self) -> None:
+        """Starts the guard's thread if it has none (lock held)."""
+        if self._thread is None and self.interval > 0:
+            self._thread = threading.Thread(
+                target=self._run, name="statekeep-state-memory", daemon=True
+            )
+            self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -190,6 +194,8 @@ class MemoryGuard:
             self._announce(
                 states, MemoryRelieved.made("statekeep", "", 0, rss=rss, watermark=self.watermark)
             )
+        elif stats.under_pressure:  # still: histories grown since (or busy then) are dropped
+            stats.trimmed += sum(state._relieve() for state in states)
         cold_after = self.pressure_cold_after if stats.under_pressure else self.cold_after
         if cold_after is not None:
             for state in states:
@@ -217,6 +223,15 @@ class MemoryGuard:
         for bus in buses.values():
             bus.dispatch([event])
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's thread is not here; one starts
+        again for the states the child has (or opens)."""
+        self._lock = threading.Lock()
+        self._thread = None
+        if not self._stop.is_set() and len(self.states):
+            with self._lock:
+                self._start()
+
     def close(self) -> None:
         self._stop.set()
         thread, self._thread = self._thread, None
@@ -241,6 +256,16 @@ def memory_guard(**options: Any) -> MemoryGuard:
                 for state in list(old.states):
                     _GUARD.watch(state)
         return _GUARD
+
+
+def _after_fork_in_child() -> None:
+    global _GUARD_LOCK
+    _GUARD_LOCK = threading.Lock()  # another thread may have held it at the fork
+    if _GUARD is not None:
+        _GUARD.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _check(options: dict[str, Any]) -> None:
