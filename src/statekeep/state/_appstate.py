@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pydantic
 
@@ -44,35 +44,27 @@ from ..errors import (
 )
 from ..flow import Clock
 from ..writebehind import Priority
-from ._codec import decode, encode
+from ._compression import COLD, Compressible
 from ._coordinator import Coordinator
 from ._draft import Changes, draft_of, draft_remove, draft_set, run_in
+from ._durability import Persistable, Persister
 from ._history import History, copied_bytes
 from ._memory import MemoryReport, measure
-from ._node import Map, Node, plain
+from ._node import Map, plain
 from ._options import StateOptions, check_options
-from ._pack import Schema, loose
+from ._pack import Schema
 from ._paths import PathLike, Resolver, read, write
 from ._pressure import memory_guard
-from ._shape import MapShape, ModelShape, compile_shape, first_error
+from ._shape import MapShape, first_error
+from ._start import initial_value, model_shape
 from ._stats import Counters, StateStats
 from ._subscription import Subscription, make_watch
+from ._undo import Undoable
 from ._updates import Finished, Remove, Run, SetValue, grouped
 from ._watch import Index, Watch, order_of
 
 if TYPE_CHECKING:
     from ..events import Bus
-
-
-class Persister(Protocol):
-    """What a state kept in a store has (statekeep.state._persist)."""
-
-    @property
-    def durable_version(self) -> int: ...
-    def wait_durable(self, timeout: float | None = None) -> int: ...
-    def hardest(self) -> None: ...
-    def close(self) -> None: ...
-    def after_fork(self) -> None: ...
 
 
 log = logging.getLogger("statekeep.state")
@@ -81,16 +73,15 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 _tuple = tuple.__new__
 _CRITICAL = Priority.CRITICAL
 _NORMAL = Priority.NORMAL
-_COLD = Node()  # the root of a compressed state: see compress()
 _LIVE: weakref.WeakSet[AppState[Any]] = weakref.WeakSet()
 
 
-class AppState(Generic[M]):
+class AppState(Compressible, Persistable, Undoable, Generic[M]):
     """A typed application state: frozen snapshots, prioritised updates,
     selector subscriptions, undo and redo. See docs/state.md."""
 
     def __init__(self, initial: M | type[M], **options: Any) -> None:
-        model, value = _initial(initial)
+        model, value = initial_value(initial)
         self.options: StateOptions = check_options(options)
         self._model: type[M] = model  # type: ignore[assignment]  # the model of initial
         self._shape = model_shape(model)
@@ -148,7 +139,7 @@ class AppState(Generic[M]):
         """The current snapshot: frozen, shared, free to keep."""
         self.counters.reads += 1
         root = self._root
-        return self._warm() if root is _COLD else root
+        return self._warm() if root is COLD else root
 
     @property
     def version(self) -> int:
@@ -337,44 +328,6 @@ class AppState(Generic[M]):
             self._coordinator.flush()
             self._run_later()
             return self._version
-
-    def undo(self) -> bool:
-        """Goes back one version (as a new version); False if there is none."""
-        with self._lock:
-            self._check_open()
-            self._warm()
-            self._coordinator.flush()
-            history = self._history
-            if not history.undo:
-                return False
-            step = history.undo.pop()
-            history.redo.append(step)
-            self._commit(step[4], step[2], False)
-            self._run_later()
-            return True
-
-    def redo(self) -> bool:
-        """Goes forward again after undo(); False if there is nothing to redo."""
-        with self._lock:
-            self._check_open()
-            self._warm()
-            self._coordinator.flush()
-            history = self._history
-            if not history.redo:
-                return False
-            step = history.redo.pop()
-            history.undo.append(step)
-            self._commit(step[1], step[2], False)
-            self._run_later()
-            return True
-
-    @property
-    def can_undo(self) -> bool:
-        return bool(self._history.undo)
-
-    @property
-    def can_redo(self) -> bool:
-        return bool(self._history.redo)
 
     # -- subscriptions -----------------------------------------------------------------
     def subscribe(
@@ -591,120 +544,6 @@ class AppState(Generic[M]):
         )
         return report
 
-    # -- memory ---------------------------------------------------------------------------
-    @property
-    def compressed(self) -> bool:
-        """True while the state is kept compressed (see compress())."""
-        return self._cold is not None
-
-    def compress(self, hardest: bool = False) -> bool:
-        """Keeps the state as zstd bytes until it is next read or changed,
-        and drops its history; False if it cannot now (updates waiting, a
-        batch open, closed, or already compressed). The memory guard calls
-        it for cold states (see _pressure). It never waits for another
-        thread's batch or update: it returns False then."""
-        if not self._lock.acquire(blocking=False):
-            return False
-        try:
-            if self._cold is not None or self._closed or self._batch is not None:
-                return False
-            if self._coordinator.pending() or self._dispatching:
-                return False
-            level = 19 if hardest else 3
-            try:
-                self._cold = (encode(self._root, level, self.schema), level)
-            except ValidationError as exc:  # a value of a type it cannot keep
-                log.warning("state %s: not compressed: %s", self.options.name, exc)
-                return False
-            self._root = _COLD
-            self._history.restart((self._version, _COLD, (), 0, _COLD))
-            return True
-        finally:
-            self._lock.release()
-
-    def _warm(self) -> Any:
-        """The root, decompressed first if the state is compressed."""
-        with self._lock:
-            cold = self._cold
-            if cold is None:
-                return self._root
-            root = self.unpacked(cold[0])
-            self._root, self._cold = root, None
-            self._history.restart((self._version, root, (), 0, root))
-            return root
-
-    def unpacked(self, data: bytes) -> Any:
-        """A root encoded by _codec, as a frozen tree of this state's shape."""
-        value, exact = self.decoded(data)
-        if not exact:
-            return self._shape.restore(loose(value), "")
-        if type(value) is not self._shape.cls:
-            raise ValidationError(f"a stored state is not a {self._model.__name__}: {value!r:.100}")
-        return value
-
-    def decoded(self, data: bytes) -> tuple[Any, bool]:
-        """What _codec encoded, and whether it is exact (see _pack)."""
-        return decode(data, self.schema)
-
-    @property
-    def schema(self) -> Schema:
-        if self._schema is None:
-            self._schema = Schema(self._shape)
-        return self._schema
-
-    def _relieve(self) -> int:
-        """Under memory pressure: drops the history; 1 if there was one (0
-        also when another thread holds the state: the guard's next look
-        tries again, never waiting for a batch)."""
-        if not self._lock.acquire(blocking=False):
-            return 0
-        try:
-            dropped = len(self._history.entries) > 1 or bool(self._history.undo)
-            self._history.trim(1)
-            if self._persister is not None:
-                self._persister.hardest()
-            return int(dropped)
-        finally:
-            self._lock.release()
-
-    def trim(self, keep: int = 1) -> None:
-        """Keeps only the newest `keep` versions (undo and redo shrink too)."""
-        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
-            raise ConfigurationError(f"trim() keeps a whole number >= 1 of versions, not {keep!r}")
-        with self._lock:
-            self._history.trim(keep)
-
-    # -- persistence (a state opened with store.state()) ----------------------------------
-    @property
-    def persisted(self) -> bool:
-        return self._persister is not None
-
-    @property
-    def durable_version(self) -> int:
-        """The newest version a crash now would restore at least (-1: none yet)."""
-        return self._persisted().durable_version
-
-    def wait_durable(self, timeout: float | None = None) -> int:
-        """Snapshots the newest version and waits until it is durable."""
-        return self._persisted().wait_durable(timeout)
-
-    def _persisted(self) -> Persister:
-        if self._persister is None:
-            raise StateError(
-                f"the state {self.options.name!r} is not kept in a store: "
-                "open it with store.state()"
-            )
-        return self._persister
-
-    def _restart(self, root: Any, version: int) -> None:
-        """Starts again from a restored root at its version (no history before it)."""
-        with self._lock:
-            self._root, self._version, self._first_version = root, version, version
-            self._history.restart((version, root, (), 0, root))
-            for watch in self._watches:
-                watch.stop(self._index)
-                watch.start(root, self._index)
-
     @property
     def closed(self) -> bool:
         return self._closed
@@ -718,7 +557,7 @@ class AppState(Generic[M]):
             self._run_later()
             self._closed = True
             thread = self._coordinator.close()
-        if thread is not None and not self._lock._is_owned():  # type: ignore[attr-defined]
+        if thread is not None and not self._lock._is_owned():
             thread.join(5.0)  # (not from a callback, which holds the lock the timer waits for)
         if self._persister is not None:
             self._persister.close()
@@ -770,29 +609,6 @@ def _into_draft(update: Any, draft: Any) -> None:
         draft_remove(draft, update.path.names)
     else:
         draft_set(draft, update.path.names, update.value)
-
-
-def model_shape(model: type[pydantic.BaseModel]) -> ModelShape:
-    shape = compile_shape(model)
-    assert isinstance(shape, ModelShape)
-    return shape
-
-
-def _initial(initial: Any) -> tuple[type[pydantic.BaseModel], Any]:
-    if isinstance(initial, type) and issubclass(initial, pydantic.BaseModel):
-        try:
-            return initial, initial()
-        except pydantic.ValidationError as exc:
-            raise ConfigurationError(
-                f"{initial.__name__}() needs values: pass an instance to start from"
-            ) from exc
-    if isinstance(initial, pydantic.BaseModel):
-        return type(initial), initial
-    if isinstance(initial, Node):
-        return initial._model, initial
-    raise ConfigurationError(
-        f"an AppState starts from a pydantic model or an instance of one, not {initial!r}"
-    )
 
 
 def _after_fork_in_child() -> None:
