@@ -60,7 +60,7 @@ from ._start import initial_value, model_shape
 from ._stats import Counters, StateStats
 from ._subscription import Subscription, make_watch
 from ._undo import Undoable
-from ._updates import Finished, Remove, Run, SetValue, grouped
+from ._updates import Finished, Remove, Run, SetKey, SetValue, grouped
 from ._watch import Index, Watch, order_of
 
 if TYPE_CHECKING:
@@ -190,15 +190,15 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
         deadline: float | None = None,
     ) -> None:
         """Sets the value at path (validated against the shape there)."""
-        if priority is _CRITICAL and deadline is None and type(path) is tuple and len(path) == 2:
+        if type(path) is tuple and len(path) == 2:
             spec = self._dict_fields.get(path[0])  # a key of a dict field: the hottest case
-            if (
-                spec is not None
-                and type(path[1]) is spec[1]
-                and type(value) is spec[2]
-                and self._set_key_now(spec[0], path, value)
-            ):
-                return
+            if spec is not None and type(path[1]) is spec[1] and type(value) is spec[2]:
+                if priority is _CRITICAL:
+                    if deadline is None and self._set_key_now(spec[0], path, value):
+                        return
+                elif priority is _NORMAL:  # waits for its frame: no path to resolve
+                    self._submit(SetKey(spec[0], path[0], path[1], value), _NORMAL, deadline)
+                    return
         try:
             resolved = self._paths.get(path)
         except TypeError:  # a list, or a tuple holding one: the resolver says what is wrong

@@ -30,6 +30,41 @@ class SetValue:
         return new
 
 
+class SetKey:
+    """A key of a model's dict field of scalars set to a value of its exact
+    type (checked by the caller), made without resolving a path: a NORMAL
+    set of a meter, the hottest waiting update. One small object, since
+    thousands may wait for a frame (each one the garbage collector walks):
+    its path is itself."""
+
+    __slots__ = ("index", "key", "name", "value")
+    field_then_key = True
+
+    def __init__(self, index: int, name: str, key: Any, value: Any) -> None:
+        self.index = index  # the field's index in the root Node
+        self.name = name
+        self.key = key
+        self.value = value
+
+    @property
+    def path(self) -> SetKey:
+        return self
+
+    @property
+    def keys(self) -> tuple[Any, Any]:
+        return (self.index, self.key)
+
+    @property
+    def names(self) -> tuple[Any, Any]:
+        return (self.name, self.key)
+
+    def apply(self, root: Any, changed: dict[tuple[Any, ...], None]) -> Any:
+        index = self.index
+        new = replaced(root, index, root[index].set(self.key, self.value))
+        changed[(self.name, self.key)] = None
+        return new
+
+
 class Remove:
     __slots__ = ("path",)
 
@@ -108,7 +143,7 @@ class SetMany:
 
     __slots__ = ("sets",)
 
-    def __init__(self, sets: list[SetValue]) -> None:
+    def __init__(self, sets: list[SetValue | SetKey]) -> None:
         self.sets = sets
 
     def apply(self, root: Any, changed: dict[tuple[Any, ...], None]) -> Any:
@@ -125,13 +160,16 @@ class SetMany:
             return replaced(root, field, mutation.finish())
 
 
+_SETS = frozenset({SetValue, SetKey})
+
+
 def grouped(updates: list[Any]) -> list[Any]:
     """updates, with each run of sets of one dict field's keys made one SetMany."""
     out: list[Any] = []
-    run: list[SetValue] = []
+    run: list[SetValue | SetKey] = []
     field = None
     for update in updates:
-        if type(update) is SetValue and update.path.field_then_key:
+        if type(update) in _SETS and update.path.field_then_key:
             if run and update.path.keys[0] == field:
                 run.append(update)
                 continue
@@ -145,7 +183,7 @@ def grouped(updates: list[Any]) -> list[Any]:
     return out
 
 
-def _close(run: list[SetValue], out: list[Any]) -> None:
+def _close(run: list[SetValue | SetKey], out: list[Any]) -> None:
     if len(run) > 1:
         out.append(SetMany(run))
     elif run:
