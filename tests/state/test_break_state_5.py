@@ -12,11 +12,9 @@ process.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +31,7 @@ import statekeep
 from statekeep.backends._postgres_sessions import lock_key
 from statekeep.errors import StateError
 from statekeep.state import AppState, Priority, memory_guard
+from writebehind._proxy import Proxy
 
 CRITICAL = Priority.CRITICAL
 HANG = 30.0  # seconds before a child process counts as hung
@@ -68,64 +67,6 @@ def _pg(pg_base: str, schema: str, port: int | None = None) -> str:
 def default_guard() -> Iterator[None]:
     yield
     memory_guard(interval=1.0)  # the defaults again for the next test
-
-
-class Proxy:
-    """A TCP proxy to the PostgreSQL server: kill() is an outage (every
-    connection through it is cut, new ones are refused); Proxy(port=) on the
-    same port again ends it."""
-
-    def __init__(self, target: tuple[str, int], port: int = 0) -> None:
-        self.target = target
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", port))
-        self.listener.listen(64)
-        self.port: int = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.alive = True
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                if not self.alive:
-                    client.close()
-                    server.close()
-                    return
-                self.sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def kill(self) -> None:
-        with self.lock:
-            self.alive = False
-            sockets, self.sockets = self.sockets, []
-        self.listener.close()
-        for s in sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
 
 
 def _target(pg_base: str) -> tuple[str, int]:
@@ -275,15 +216,14 @@ def test_a_second_writer_during_an_outage_is_refused_or_sees_the_acknowledged_ve
     gets a StateError until the first closes it or its process ends.
     Likely place: state/_persist.py (Persister never checks claim.held() nor
     claims again; backends/_postgres_sessions.py SessionClaim)."""
-    proxy = Proxy(_target(pg_base))
+    proxy = Proxy(*_target(pg_base))
     store = statekeep.open(_pg(pg_base, schema, proxy.port))
-    revived = None
     try:
         state = store.state("shared", Counter, persist_every=0.02)
         state.set("n", 1, priority=CRITICAL)
         state.wait_durable(5)
         store.flush(5)  # version 1 is stored in the database
-        proxy.kill()  # the outage
+        proxy.cut()  # the outage
         for n in range(2, 50):
             state.set("n", n, priority=CRITICAL)
         acknowledged = state.wait_durable(5)
@@ -299,10 +239,9 @@ def test_a_second_writer_during_an_outage_is_refused_or_sees_the_acknowledged_ve
                 f"(n={second.value.n}) while the first, alive, had version {acknowledged} durable"
             )
     finally:
-        proxy.kill()
-        revived = Proxy(_target(pg_base), port=proxy.port)
+        proxy.restore()
         store.close()
-        revived.kill()
+        proxy.close()
 
 
 # -- 3. SIGKILL during an outage while another Store lives on the same database ------------------
@@ -324,23 +263,22 @@ def test_restore_after_sigkill_reaches_the_acknowledged_version_another_store_ad
     versions are later overwritten by the adopted old snapshots (last write
     wins). Likely place: state/_persist.py open_state() (restores before
     adopted journals are stored) and state/_snapshot.py (last_write_wins)."""
-    proxy = Proxy(_target(pg_base))
+    proxy = Proxy(*_target(pg_base))
     url = _pg(pg_base, schema, proxy.port)
     bystander = statekeep.open(url)
-    revived = None
     try:
         b = bystander.state("b", Counter, persist_every=0.01)
         b.set("n", 1, priority=CRITICAL)
         b.wait_durable(5)
         child, acks = _start_flooder(tmp_path, url, "a")
         try:
-            proxy.kill()  # the outage
+            proxy.cut()  # the outage
             time.sleep(0.5)  # the child acknowledges from its journal meanwhile
         finally:
             _sigkill(child)
         acknowledged = _acked(acks)
         time.sleep(2.0)  # the bystander's engine adopts the dead run's journal (about a second)
-        revived = Proxy(_target(pg_base), port=proxy.port)  # the outage ends
+        proxy.restore()  # the outage ends
         with statekeep.open(url) as store:
             restored = store.state("a", Counter)
             version, n = restored.version, restored.value.n
@@ -348,11 +286,9 @@ def test_restore_after_sigkill_reaches_the_acknowledged_version_another_store_ad
             f"restored version {version} (n={n}); {acknowledged} was acknowledged durable"
         )
     finally:
-        proxy.kill()
-        if revived is None:
-            revived = Proxy(_target(pg_base), port=proxy.port)
+        proxy.restore()
         bystander.close()
-        revived.kill()
+        proxy.close()
 
 
 # -- 4. the memory guard in a forked child ------------------------------------------------------

@@ -26,31 +26,26 @@ class Undoable:
 
     def undo(self) -> bool:
         """Goes back one version (as a new version); False if there is none."""
-        with self._lock:
-            self._check_open()
-            self._warm()
-            self._coordinator.flush()
-            history = self._history
-            if not history.undo:
-                return False
-            step = history.undo.pop()
-            history.redo.append(step)
-            self._commit(step[4], step[2], False)
-            self._run_later()
-            return True
+        return self._step(back=True)
 
     def redo(self) -> bool:
         """Goes forward again after undo(); False if there is nothing to redo."""
+        return self._step(back=False)
+
+    def _step(self, back: bool) -> bool:
+        """One step of the undo stack (back) or of the redo stack onto the other."""
         with self._lock:
             self._check_open()
             self._warm()
             self._coordinator.flush()
             history = self._history
-            if not history.redo:
+            source, target = (history.undo, history.redo) if back else (history.redo, history.undo)
+            if not source:
                 return False
-            step = history.redo.pop()
-            history.undo.append(step)
-            self._commit(step[1], step[2], False)
+            step = source.pop()
+            target.append(step)
+            # a step is an entry: (version, its root, the paths changed, bytes, the root before)
+            self._commit(step[4] if back else step[1], step[2], False)
             self._run_later()
             return True
 
