@@ -30,10 +30,11 @@ _MISSING: Any = _Missing()  # no value: not set here, or deleted
 class Changes:
     """The paths changed in one draft, in the order they were first changed."""
 
-    __slots__ = ("paths",)
+    __slots__ = ("checking", "paths")
 
     def __init__(self) -> None:
         self.paths: dict[tuple[Any, ...], None] = {}
+        self.checking = True  # False while a draft is only looked at (==, repr)
 
     def add(self, path: tuple[Any, ...]) -> None:
         self.paths[path] = None
@@ -45,10 +46,14 @@ class Changes:
 
 class _Ended(dict[tuple[Any, ...], None]):
     def __setitem__(self, key: tuple[Any, ...], value: None) -> None:
-        raise StateError(
-            "this draft's update() or batch() has ended: its changes are applied, and a "
-            "change to it now would be lost; make it with a new update() or batch()"
-        )
+        raise _ended()
+
+
+def _ended() -> StateError:
+    return StateError(
+        "this draft's update() or batch() has ended: its changes are applied, and a "
+        "change to it now would be lost; make it with a new update() or batch()"
+    )
 
 
 def draft_of(value: Any, shape: Shape, path: tuple[Any, ...], changes: Changes) -> Any:
@@ -108,13 +113,28 @@ class Draft:
 
     def _checked(self, value: Any) -> Any:
         """A changed value of a constrained container, checked whole."""
-        if self._check is None:
+        if self._check is None or not self._changes.checking:
             return value
         return self._check.freeze(value, ".".join(map(str, self._path)))
 
     def _changed(self, part: Any = _MISSING) -> None:
         object.__setattr__(self, "_dirty", True)
         self._changes.add(self._path if part is _MISSING else (*self._path, part))
+
+    def _writable(self) -> None:
+        """Raises before a change to a draft whose update or batch has ended."""
+        if type(self._changes.paths) is _Ended:
+            raise _ended()
+
+    def _peek(self) -> Any:
+        """The value now, a constrained container not checked yet (it may be
+        over its bounds for a while, as long as it is within them at the end)."""
+        changes = self._changes
+        checking, changes.checking = changes.checking, False
+        try:
+            return self._finish()
+        finally:
+            changes.checking = checking
 
     def _where(self, part: Any) -> str:
         return ".".join(str(p) for p in (*self._path, part))
@@ -123,13 +143,18 @@ class Draft:
         raise NotImplementedError
 
     def __eq__(self, other: object) -> bool:
-        other = other._finish() if isinstance(other, Draft) else other
-        return bool(self._finish() == other)
+        """Equal to a value equal to what it holds now: a dict draft to a dict
+        of its items, a list draft to a list (a snapshot's Map or tuple too)."""
+        other = other._peek() if isinstance(other, Draft) else other
+        value = self._peek()
+        if value == other:
+            return True
+        return type(other) in (dict, list) and bool(plain(value) == other)
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"draft of {self._finish()!r}"
+        return f"draft of {self._peek()!r}"
 
 
 class NodeDraft(Draft):
@@ -173,6 +198,9 @@ class NodeDraft(Draft):
         return child
 
     def __setattr__(self, name: str, value: Any) -> None:
+        self._writable()
+        if value is self.__dict__.get(name):  # `d.meters |= ...`: changed in place already
+            return
         index, shape = self._field(name)
         if type(value) is not shape.fast:
             value = _incoming(value, shape, self._where(name))
@@ -263,17 +291,21 @@ class MapDraft(Draft):
     def __setitem__(self, key: Any, value: Any) -> None:
         if type(key) is not self._key_fast:
             key = self._a_key(key)
+        overlay = self._overlay
+        if overlay:
+            if overlay.get(key) is value:  # `d.meters["a"] |= ...`: changed in place already
+                return
+            overlay.pop(key, None)  # a draft of the value it replaces
         if type(value) is not self._value_fast:
             value = _incoming(value, self._value, self._where(key))
-        if self._overlay:
-            self._overlay.pop(key, None)  # a draft of the value it replaces
+        self._changes.paths[(*self._path, key)] = None  # first: an ended draft raises here
         mutation = self._mutation
         if mutation is None:
             mutation = self._mutated()
         mutation[key] = value
-        self._changes.paths[(*self._path, key)] = None
 
     def __delitem__(self, key: Any) -> None:
+        self._writable()
         key = self._a_key(key)
         if key not in self:
             raise KeyError(key)
@@ -393,6 +425,7 @@ class ListDraft(Draft):
         return child
 
     def __setitem__(self, index: int | slice, value: Any) -> None:
+        self._writable()
         items = self._list()
         if isinstance(index, slice):
             new = [_incoming(v, self._item, self._where(index)) for v in value]
@@ -407,6 +440,7 @@ class ListDraft(Draft):
         self._changed(index % len(items))
 
     def __delitem__(self, index: int | slice) -> None:
+        self._writable()
         if not isinstance(index, slice):
             self._in_range(index)
         del self._list()[index]
@@ -429,6 +463,7 @@ class ListDraft(Draft):
         return [*(finish(v) for v in self._list()), *values]
 
     def __imul__(self, times: int) -> ListDraft:
+        self._writable()
         items = self._list()
         items[:] = [finish(v) for v in items] * times
         self._changed()
@@ -438,11 +473,13 @@ class ListDraft(Draft):
         return [finish(v) for v in self._list()] * times
 
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
+        self._writable()
         items = self._list()
         items[:] = sorted((finish(v) for v in items), key=key, reverse=reverse)
         self._changed()
 
     def reverse(self) -> None:
+        self._writable()
         self._list().reverse()
         self._changed()
 
@@ -453,6 +490,7 @@ class ListDraft(Draft):
         return [finish(v) for v in self._list()].count(finish(value))
 
     def append(self, value: Any) -> None:
+        self._writable()
         self._list().append(_incoming(value, self._item, self._where(len(self._list()))))
         self._changed()
 
@@ -461,10 +499,12 @@ class ListDraft(Draft):
             self.append(value)
 
     def insert(self, index: int, value: Any) -> None:
+        self._writable()
         self._list().insert(index, _incoming(value, self._item, self._where(index)))
         self._changed()
 
     def pop(self, index: int = -1) -> Any:
+        self._writable()
         value = finish(self._list().pop(index))
         self._changed()
         return value
@@ -475,6 +515,7 @@ class ListDraft(Draft):
         del self[items.index(frozen)]
 
     def clear(self) -> None:
+        self._writable()
         self._list().clear()
         self._changed()
 
@@ -520,10 +561,12 @@ class SetDraft(Draft):
         return self._base if self._items is None else self._items
 
     def add(self, value: Any) -> None:
+        self._writable()
         self._set().add(finish(value))
         self._changed()
 
     def discard(self, value: Any) -> None:
+        self._writable()
         self._set().discard(finish(value))
         self._changed()
 
@@ -533,20 +576,24 @@ class SetDraft(Draft):
         self.discard(value)
 
     def pop(self) -> Any:
+        self._writable()
         value = self._set().pop()
         self._changed()
         return value
 
     def clear(self) -> None:
+        self._writable()
         self._set().clear()
         self._changed()
 
     def update(self, *others: Any) -> None:
+        self._writable()
         for other in others:
             self._set().update(finish(v) for v in other)
         self._changed()
 
     def difference_update(self, *others: Any) -> None:
+        self._writable()
         for other in others:
             self._set().difference_update(finish(v) for v in other)
         self._changed()
@@ -560,6 +607,7 @@ class SetDraft(Draft):
         return self
 
     def __iand__(self, other: Any) -> SetDraft:
+        self._writable()
         self._set().intersection_update(finish(v) for v in other)
         self._changed()
         return self
@@ -627,7 +675,7 @@ def draft_remove(draft: Any, names: tuple[Any, ...]) -> None:
 def run_in(draft: Any, fn: Any, shape: Shape) -> None:
     """fn(a draft of draft's value now); what it changed goes into draft only
     if it returns normally (a raising fn leaves draft as it was)."""
-    base = finish(draft)
+    base = draft._peek() if isinstance(draft, Draft) else draft
     changes = Changes()
     inner = draft_of(base, shape, (), changes)
     try:
@@ -647,6 +695,7 @@ def run_in(draft: Any, fn: Any, shape: Shape) -> None:
         done.add(path)
         value = select_absent(after, path)
         if value is ABSENT:
-            draft_remove(draft, path)
+            if select_absent(base, path) is not ABSENT:  # (not a key fn added and removed)
+                draft_remove(draft, path)
         else:
             draft_set(draft, path, value)

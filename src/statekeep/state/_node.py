@@ -32,13 +32,16 @@ class Node(tuple):  # type: ignore[type-arg]
     nothing can be set. `==` compares values of the same model, frozen or
     not (`snapshot.cursor == Cursor(line=3)`); a Node is hashable when its
     values are, with the hash of its model's value (a frozen model's), so a
-    dict keyed by frozen models is read with the models themselves."""
+    dict keyed by frozen models is read with the models themselves. A
+    dataclass, or a model with an `__eq__` or `__hash__` of its own, is
+    compared and hashed by its class's own, on the value thawed."""
 
     __slots__ = ()
     _model: type  # a pydantic model, or a stdlib dataclass
     _names: tuple[str, ...]
     _index: dict[str, int]
-    _hashed: tuple[int, ...] | None  # the fields a dataclass's hash takes (None: a model's)
+    _init: tuple[int, ...] | None  # the fields a dataclass is made from (None: all)
+    _delegate: bool  # compared and hashed as its class does, on the value thawed
     _rooted: bool  # a RootModel's: its value is its one field's
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -53,21 +56,20 @@ class Node(tuple):  # type: ignore[type-arg]
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
-        if type(other) is not type(self):
-            if type(other) is not self._model:
-                return False
-            other = freeze_any(other)
-        return tuple.__eq__(self, other)
+        if type(other) is type(self):
+            return thaw(self) == thaw(other) if self._delegate else tuple.__eq__(self, other)
+        if type(other) is self._model:
+            return thaw(self) == other if self._delegate else tuple.__eq__(self, freeze_any(other))
+        return False
 
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
     def __hash__(self) -> int:
         # as the model's own hash: pydantic hashes its fields' values (one field: that
-        # value itself; none: 0), a dataclass the tuple of its hashed fields
-        hashed = self._hashed
-        if hashed is not None:
-            return hash(tuple(self[i] for i in hashed))
+        # value itself; none: 0)
+        if self._delegate:
+            return hash(thaw(self))
         if len(self) == 1:
             return hash(self[0])
         return tuple.__hash__(self) if self else hash(0)
@@ -97,15 +99,15 @@ def node_class(model: type) -> type[Node]:
     """The Node class of a pydantic model or a stdlib dataclass (made once per class)."""
     cls = _CLASSES.get(model)
     if cls is None:
-        hashed: tuple[int, ...] | None = None
+        init: tuple[int, ...] | None = None
         if issubclass(model, pydantic.BaseModel):
             names = tuple(model.model_fields)
+            delegate = _own_eq_or_hash(model)
         else:
             fields = dataclasses.fields(model)  # type: ignore[arg-type]  # a dataclass
             names = tuple(f.name for f in fields)
-            hashed = tuple(
-                i for i, f in enumerate(fields) if f.hash or (f.hash is None and f.compare)
-            )
+            init = tuple(i for i, f in enumerate(fields) if f.init)
+            delegate = True
         namespace: dict[str, Any] = {
             "__slots__": (),
             "__module__": model.__module__,
@@ -113,13 +115,51 @@ def node_class(model: type) -> type[Node]:
             "_model": model,
             "_names": names,
             "_index": {name: i for i, name in enumerate(names)},
-            "_hashed": hashed,
+            "_init": init,
+            "_delegate": delegate,
             "_rooted": issubclass(model, pydantic.RootModel),
         }
         for i, name in enumerate(names):
             namespace[name] = property(operator.itemgetter(i), doc=f"{model.__name__}.{name}")
         cls = _CLASSES.setdefault(model, type(model.__name__, (Node,), namespace))
     return cls
+
+
+def _own_eq_or_hash(model: type[pydantic.BaseModel]) -> bool:
+    """Whether a model (or a base below BaseModel) defines __eq__ or __hash__
+    itself (pydantic's own hash of a frozen model is made by make_hash_func)."""
+    for cls in model.__mro__:
+        if cls is pydantic.BaseModel:
+            return False
+        own = vars(cls)
+        if "__eq__" in own:
+            return True
+        hash_of = own.get("__hash__")
+        if hash_of is not None and "make_hash_func" not in getattr(hash_of, "__qualname__", ""):
+            return True
+    return False
+
+
+def thaw(node: Node) -> Any:
+    """A Node's value as an instance of its class again."""
+    model = node._model
+    if issubclass(model, pydantic.BaseModel):
+        return model.model_validate(plain(node))
+    made = _adapter(model).validate_python(plain(node))
+    for i, name in enumerate(node._names):  # fields not given to __init__: as they were
+        if node._init is not None and i not in node._init:
+            object.__setattr__(made, name, node[i])
+    return made
+
+
+_ADAPTERS: dict[type, pydantic.TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type) -> pydantic.TypeAdapter[Any]:
+    found = _ADAPTERS.get(cls)
+    if found is None:
+        found = _ADAPTERS.setdefault(cls, pydantic.TypeAdapter(cls))
+    return found
 
 
 _new_tuple = tuple.__new__
@@ -144,6 +184,9 @@ def plain(value: Any) -> Any:
     if isinstance(value, Node):
         if value._rooted:
             return plain(value[0])
+        if value._init is not None:  # a dataclass: what its __init__ takes
+            names = value._names
+            return {names[i]: plain(value[i]) for i in value._init}
         return {n: plain(v) for n, v in zip(value._names, value, strict=True)}
     kind = type(value)
     if kind is Map:
@@ -161,10 +204,7 @@ def plain_key(key: Any) -> Any:
     if type(key) in _PLAIN:
         return key
     if isinstance(key, Node):
-        model = key._model
-        if issubclass(model, pydantic.BaseModel):
-            return model.model_validate(plain(key))
-        return model(**plain(key))
+        return thaw(key)
     if type(key) is tuple:
         return tuple(plain_key(v) for v in key)
     return key
@@ -208,5 +248,14 @@ def extra_refused(value: pydantic.BaseModel) -> ValidationError:
 
 
 def freeze_key(key: Any) -> Any:
-    """A dict key or set item frozen (a frozen model becomes its Node: equal, same hash)."""
-    return key if type(key) in _PLAIN else freeze_any(key)
+    """A dict key or set item frozen: a frozen model becomes its Node (equal,
+    same hash). An instance of a class that compares itself (a dataclass, a
+    model with an __eq__ of its own) stays as it is: hashable, so immutable
+    as far as its class says, and only its class's __eq__ finds it again."""
+    if type(key) in _PLAIN:
+        return key
+    if (isinstance(key, pydantic.BaseModel) or dataclasses.is_dataclass(key)) and node_class(
+        type(key)
+    )._delegate:
+        return key
+    return freeze_any(key)

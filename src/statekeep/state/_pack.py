@@ -21,6 +21,7 @@ only these extensions, each rebuilt by a function here.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import enum
@@ -42,12 +43,12 @@ import pydantic.networks
 import pydantic_core
 
 from ..errors import ValidationError
-from ._node import _CLASSES, Map, Node, make, node_class
+from ._node import _CLASSES, Map, Node, freeze_any, make, node_class, thaw
 from ._shape import ListShape, MapShape, ModelShape, OptionalShape, Shape, compile_shape
 
 # extension codes
 _NODE, _ENUM, _DATETIME, _DATE, _TIME, _DELTA, _DECIMAL, _UUID, _SET = range(1, 10)
-_TEXT, _SECRET, _COMPLEX, _PATTERN, _INT, _TZ = range(10, 16)
+_TEXT, _SECRET, _COMPLEX, _PATTERN, _INT, _TZ, _INSTANCE = range(10, 17)
 
 # values rebuilt from their text: (class, its name in the data)
 _BY_TEXT: dict[type, str] = {
@@ -210,6 +211,9 @@ def _other(packer: _Packer, obj: Any) -> Any:
         return msgpack.ExtType(_INT, _pack_with(packer, ["int", str(obj)]))
     if isinstance(obj, datetime.tzinfo):
         return msgpack.ExtType(_TZ, _pack_with(packer, _zone(obj)))
+    if isinstance(obj, pydantic.BaseModel) or dataclasses.is_dataclass(obj):
+        # a key kept as an instance (see _node.freeze_key): its Node, thawed when read
+        return msgpack.ExtType(_INSTANCE, _pack_with(packer, freeze_any(obj)))
     raise _unkept(kind, "")
 
 
@@ -355,7 +359,9 @@ def _model_named(name: str, names: tuple[str, ...]) -> type[Node] | None:
     """The Node class of a model (in a field of no declared type) by its
     name: imported, or else made in this process (a model of a function's)."""
     found = _imported(name)
-    if isinstance(found, type) and issubclass(found, pydantic.BaseModel):
+    if isinstance(found, type) and (
+        issubclass(found, pydantic.BaseModel) or dataclasses.is_dataclass(found)
+    ):
         return node_class(found)
     made = [cls for model, cls in _CLASSES.items() if _name(model) == name and cls._names == names]
     return made[0] if len(made) == 1 else None
@@ -395,6 +401,7 @@ _BUILD: dict[int, Callable[[_Unpacker, Any], Any]] = {
     ](v[1]),
     _INT: lambda u, v: {"ByteSize": pydantic.ByteSize, "int": int}[v[0]](v[1]),
     _TZ: lambda u, v: _zone_of(v),
+    _INSTANCE: lambda u, v: thaw(v) if isinstance(v, Node) else v,
 }
 
 

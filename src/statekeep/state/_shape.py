@@ -29,7 +29,7 @@ import immutables
 import pydantic
 
 from ..errors import StatePathError, ValidationError
-from ._node import Map, Node, extra_refused, freeze_any, make, node_class, plain
+from ._node import Map, Node, extra_refused, freeze_any, freeze_key, make, node_class, plain
 
 # immutable values that are stored as they are: no copy, no freezing
 _SCALARS: tuple[type, ...] = (str, int, float, bool, bytes, type(None), decimal.Decimal)
@@ -122,11 +122,7 @@ class Shape:
         """Raises ValidationError unless value (frozen, read back exactly from
         stored bytes) is what freezing a valid value here gives: its types
         are checked, not trusted (a row may have been edited by hand)."""
-        if self.fast is not None:
-            if type(value) is not self.fast:
-                raise _not_a(self.annotation, value, where)
-            return
-        if self.annotation is Any:
+        if type(value) is self.fast or self.annotation is Any:
             return
         with contextlib.suppress(pydantic.ValidationError):
             if not self.scalar:  # a fixed tuple, a model in a union...: valid as stored data
@@ -215,6 +211,16 @@ class ModelShape(Shape):
     def adopt(self, valid: Any) -> Any:
         if type(valid) is self.cls:
             return valid
+        if not isinstance(valid, self.model):  # a default pydantic did not validate
+            if valid is None:
+                raise _none_in(self.model)
+            try:
+                valid = self.model.model_validate(valid)
+            except pydantic.ValidationError as exc:
+                raise ValidationError(
+                    f"{self.model.__name__}: {first_error(exc)} (a default is not validated)",
+                    exc.errors(),
+                ) from None
         if getattr(valid, "__pydantic_extra__", None):  # extra="allow", and given some
             raise extra_refused(valid)
         fields = self.fields
@@ -226,7 +232,8 @@ class ModelShape(Shape):
             name = next(
                 n
                 for n, (_, shape) in fields.items()
-                if getattr(valid, n) is None and isinstance(shape, MapShape | ListShape)
+                if getattr(valid, n) is None
+                and isinstance(shape, MapShape | ListShape | ModelShape)
             )
             raise ValidationError(f"{self.model.__name__}.{name}: {exc}") from None
 
@@ -238,9 +245,13 @@ class ModelShape(Shape):
             raise _not_a(self.model, value, where)
         infos = self.model.model_fields
         for (name, (_, shape)), item in zip(self.fields.items(), value, strict=True):
-            if item == infos[name].default:
-                continue  # a default pydantic does not validate (`count: int = None`): as set
-            shape.verify(item, f"{where}.{name}" if where else name)
+            try:
+                shape.verify(item, f"{where}.{name}" if where else name)
+            except ValidationError:
+                default = infos[name].default
+                if item == default or plain(item) == default:
+                    continue  # a default pydantic does not validate (`count: int = None`)
+                raise
 
     def child(self, segment: Any, where: str) -> tuple[Any, Shape]:
         found = self.fields.get(segment) if isinstance(segment, str) else None
@@ -266,7 +277,7 @@ class MapShape(Shape):
         if valid is None:  # a default pydantic did not validate: `dict[str, int] = None`
             raise _none_in(self.annotation)
         if not self.key.scalar:  # frozen models as keys: their Nodes (equal, same hash)
-            valid = {self.key.adopt(k): v for k, v in valid.items()}
+            valid = {freeze_key(k): v for k, v in valid.items()}
         if self.value.scalar:
             return Map(valid)
         adopt = self.value.adopt
@@ -304,7 +315,8 @@ class MapShape(Shape):
         if type(segment) is self.key.fast:
             return segment
         try:
-            return self.key.adopt(self.key.adapter.validate_python(segment))
+            key = self.key.adapter.validate_python(segment)
+            return key if self.key.scalar else freeze_key(key)
         except pydantic.ValidationError as exc:
             raise StatePathError(
                 f"{where}: not a key of this dict: {first_error(exc)}", where
