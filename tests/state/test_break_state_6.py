@@ -15,7 +15,7 @@ import dataclasses
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import pydantic
 import pytest
@@ -318,4 +318,21 @@ def test_a_model_default_pydantic_did_not_validate_is_a_typed_error_or_works(
         state = AppState(model)
     except ValidationError:
         return
+    state.close()
+
+
+def test_setting_none_where_no_draft_was_read_sets_none() -> None:
+    """Guard for the `|=` fix: assigning None to a field or key never read
+    through the draft is a change like any other (not taken for the draft
+    already there)."""
+
+    class Holder(BaseModel):
+        focus: Optional[Nested] = None  # noqa: UP045
+        maybe: dict[str, Optional[int]] = {"a": 1}  # noqa: UP045
+
+    state = AppState(Holder(focus=Nested()))
+    with state.batch() as d:
+        d.focus = None
+        d.maybe["a"] = None
+    assert state.value.focus is None and state.value.maybe["a"] is None
     state.close()

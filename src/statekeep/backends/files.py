@@ -93,6 +93,7 @@ class FilesBackend(OverlayTransactions[_Transaction]):
         self._root = os.path.abspath(path)
         self.location: str | None = self._root
         self.embedded = False
+        self.claims_on_host = True  # its claims are flocks (or in-process)
         self._timeout = timeout
         self._fsync = fsync
         meta = os.path.join(self._root, META)

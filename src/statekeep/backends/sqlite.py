@@ -81,6 +81,7 @@ class SQLiteBackend:
         self._path = path
         self.location: str | None = _file_of(path)
         self.embedded = self.location is not None
+        self.claims_on_host = True  # its claims are flocks (or in-process)
         self._synchronous = synchronous
         self._timeout = timeout
         self._local = threading.local()

@@ -50,7 +50,7 @@ from ._draft import Changes, draft_of, draft_remove, draft_set, run_in
 from ._durability import Persistable, Persister
 from ._history import History, copied_bytes
 from ._memory import MemoryReport, measure
-from ._node import Map, plain
+from ._node import Map, thawed_fields
 from ._options import StateOptions, check_options
 from ._pack import Schema
 from ._paths import PathLike, Resolver, read, write
@@ -60,7 +60,7 @@ from ._start import initial_value, model_shape
 from ._stats import Counters, StateStats
 from ._subscription import Subscription, make_watch
 from ._undo import Undoable
-from ._updates import Finished, Remove, Run, SetKey, SetValue, grouped
+from ._updates import Finished, Remove, Run, SetKey, SetMany, SetValue, grouped
 from ._watch import Index, Watch, order_of
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
             low_max_age=self.options.low_max_age,
             name=self.options.name,
         )
+        self._coordinator.direct = _direct_sets(weakref.ref(self))
         _LIVE.add(self)
         memory_guard().watch(self)
 
@@ -157,7 +158,9 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
     def model(self) -> M:
         """The current value as a new instance of the state's model."""
         try:
-            model: M = self._model.model_validate(plain(self.value), strict=False, by_name=True)
+            # each model it holds an instance of its own class (a union's member stays one)
+            fields = thawed_fields(self.value)
+            model: M = self._model.model_validate(fields, strict=False, by_name=True)
         except pydantic.ValidationError as exc:  # a default pydantic did not validate
             raise ValidationError(
                 f"the state {self.options.name!r} is not a valid {self._model.__name__}:"
@@ -395,10 +398,10 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
         started = time.perf_counter()
         root = self._root
         changed: dict[tuple[Any, ...], None] = {}
-        count = len(updates)
-        if count > 1:
+        if len(updates) > 1:
             updates = grouped(updates)
         last = len(updates) - 1
+        applied = 0  # updates applied (a SetMany is its sets), failed ones not counted
         self._dispatching = True  # an update function's own set()s wait for its version
         try:
             for i, update in enumerate(updates):
@@ -410,15 +413,18 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
                     self.counters.updates_failed += 1
                     if caller and i == last:
                         self._dispatching = False
+                        self.counters.updates_applied += applied
                         if root is not self._root:
                             self._commit(root, tuple(changed), True)
                         raise
                     log.error(
                         "state %s: an update failed and was dropped: %r", self.options.name, exc
                     )
+                    continue
+                applied += len(update.sets) if type(update) is SetMany else 1
         finally:
             self._dispatching = False
-        self.counters.updates_applied += count
+        self.counters.updates_applied += applied
         if root is not self._root:
             self._commit(root, tuple(changed), True)
         self._coordinator.applied(time.perf_counter() - started)
@@ -507,6 +513,7 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
     def stats(self) -> StateStats:
         with self._lock:
             coordinator = self._coordinator
+            coordinator.roll()
             return StateStats(
                 name=self.options.name,
                 version=self._version,
@@ -609,6 +616,17 @@ def _into_draft(update: Any, draft: Any) -> None:
         draft_remove(draft, update.path.names)
     else:
         draft_set(draft, update.path.names, update.value)
+
+
+def _direct_sets(state: weakref.ref[AppState[Any]]) -> Callable[[], int]:
+    """How many CRITICAL sets the state applied on its hot path (by a weak
+    reference: the state's coordinator must not keep it alive)."""
+
+    def direct() -> int:
+        found = state()
+        return found._direct if found is not None else 0
+
+    return direct
 
 
 def _after_fork_in_child() -> None:

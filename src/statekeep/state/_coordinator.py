@@ -49,12 +49,14 @@ class Coordinator:
         "_apply",
         "_arrivals",
         "_closed",
+        "_direct_at",
         "_thread",
         "_window",
         "clock",
         "condition",
         "cost",
         "decisions",
+        "direct",
         "frame",
         "frame_now",
         "idle",
@@ -99,6 +101,9 @@ class Coordinator:
         self.last_active = -INF  # when the last update above LOW came
         self._window = clock.now()  # the rate's window: since when, how many arrived
         self._arrivals = 0
+        # CRITICAL sets applied on the caller's hot path, counted by the state (see roll())
+        self.direct: Callable[[], int] = lambda: 0
+        self._direct_at = 0
         self.frame_now = frame  # frame, stretched to 4x what versions cost lately
         self.cost = 0.0  # seconds applying and announcing a version costs lately
         self.decisions = Decisions()
@@ -174,11 +179,19 @@ class Coordinator:
         """Now; counts the update into the rate (measured over windows of a second)."""
         now = self.clock.now()
         self._arrivals += 1
+        if now - self._window >= 1.0:
+            self.roll(now)
+        return now
+
+    def roll(self, now: float | None = None) -> None:
+        """Ends the rate's window if a second has passed: the updates that
+        arrived in it (the hot path's CRITICAL sets too) over its length."""
+        now = self.clock.now() if now is None else now
         elapsed = now - self._window
         if elapsed >= 1.0:
-            self.decisions.rate = self._arrivals / elapsed
-            self._window, self._arrivals = now, 0
-        return now
+            direct = self.direct()
+            self.decisions.rate = (self._arrivals + direct - self._direct_at) / elapsed
+            self._window, self._arrivals, self._direct_at = now, 0, direct
 
     def apply_normal(self) -> None:
         updates, self.normal = self.normal, []

@@ -199,7 +199,7 @@ class NodeDraft(Draft):
 
     def __setattr__(self, name: str, value: Any) -> None:
         self._writable()
-        if value is self.__dict__.get(name):  # `d.meters |= ...`: changed in place already
+        if value is self.__dict__.get(name, _MISSING):  # `d.meters |= ...`: changed already
             return
         index, shape = self._field(name)
         if type(value) is not shape.fast:
@@ -293,7 +293,7 @@ class MapDraft(Draft):
             key = self._a_key(key)
         overlay = self._overlay
         if overlay:
-            if overlay.get(key) is value:  # `d.meters["a"] |= ...`: changed in place already
+            if overlay.get(key, _MISSING) is value:  # `d.nested["a"] |= ...`: changed already
                 return
             overlay.pop(key, None)  # a draft of the value it replaces
         if type(value) is not self._value_fast:

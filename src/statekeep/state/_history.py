@@ -23,11 +23,13 @@ _TRIE_NODE = 304  # bytes of one full node of an immutables.Map (32 slots), meas
 
 
 def copied_bytes(root: Any, changed: Iterable[tuple[Any, ...]]) -> int:
-    """About how many bytes a version's changes copied (not shared)."""
+    """About how many bytes a version's changes copied (not shared): the
+    containers along each changed path, and the value set there whole (a
+    dict or list replaced whole shares nothing with the one before)."""
     total = 0
     for path in changed:
         value = root
-        for part in (*path, None):
+        for part in path:
             if isinstance(value, Node):
                 total += sys.getsizeof(values_of(value)) + 32
                 index = value._index.get(part) if isinstance(part, str) else None
@@ -42,7 +44,24 @@ def copied_bytes(root: Any, changed: Iterable[tuple[Any, ...]]) -> int:
                 )
             else:
                 break
+        else:
+            total += whole_bytes(value)
     return total
+
+
+_ENTRY = 64  # bytes of a dict entry made anew: its share of trie nodes, a key, a value
+
+
+def whole_bytes(value: Any) -> int:
+    """About the bytes of a value set whole (its top level: a dict's entries,
+    a list's items, a string's text)."""
+    if type(value) is Map:
+        return 64 + _ENTRY * len(value)
+    if isinstance(value, tuple):  # a list, or a Node
+        return sys.getsizeof(value) + 32 * len(value)
+    if isinstance(value, str | bytes | frozenset):
+        return sys.getsizeof(value)
+    return 0
 
 
 # a kept version: (version, root, the paths changed from the version before,

@@ -343,6 +343,8 @@ class _Unpacker:
         cls = self.schema.enums[which] if type(which) is int else _imported(which)
         if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
             raise ValueError(f"no enum {which!r}")
+        if issubclass(cls, enum.Flag):  # a combination (READ|WRITE, or none) has no name
+            return cls(member)
         return cls[name]  # by name: a value that is a list comes back a tuple
 
 

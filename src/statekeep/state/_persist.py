@@ -458,14 +458,15 @@ _CLAIM_WAIT = 1.0
 def _claimed(store: StoreLike, name: str) -> Any:
     """The claim of name, waited for up to _CLAIM_WAIT; None if held.
 
-    Two claims: the backend's (a PostgreSQL session's advisory lock, an
-    flock beside a SQLite file) and, for a database with files on this
-    host, an flock of this host's own. A PostgreSQL session lost in an
+    Two claims: the backend's (a PostgreSQL session's advisory lock) and,
+    for a backend whose claims are not already this host's own (an flock
+    beside a SQLite file is), an flock on this host. A PostgreSQL session lost in an
     outage loses its lock while its process lives on, acknowledging
     versions from its journal: the host's flock still keeps a second
     writer on this host out."""
     backend = store.backend
-    local = None if backend.location is None else FileClaims(f"{backend.location}.states")
+    on_host = backend.location is None or getattr(backend, "claims_on_host", False)
+    local = None if on_host else FileClaims(f"{backend.location}.states")
     end = time.monotonic() + _CLAIM_WAIT
     while True:
         mine = local.claim(name) if local is not None else None
