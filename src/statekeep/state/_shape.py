@@ -464,7 +464,7 @@ def _is_scalar(annotation: Any) -> bool:
 
 def _all_of(kind: type | None, values: abc.Iterable[Any]) -> bool:
     """Whether every value is of exactly that type (one C-level pass)."""
-    return kind is not None and all(type(v) is kind for v in values)
+    return kind is not None and set(map(type, values)) <= {kind}
 
 
 def _not_a(annotation: Any, value: Any, where: str) -> ValidationError:
