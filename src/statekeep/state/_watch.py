@@ -107,13 +107,14 @@ class Index:
             return
         # a batch changes many keys of one dict: the walk down to their parent is made
         # once per parent, then each key is one lookup among the parent's children
-        parents: dict[tuple[Any, ...], Any] = {}
+        parents: dict[Any, Any] = {}  # by the parent's path; a key of a field by the field
         for path in changed:
-            if not path:
+            size = len(path)
+            if not size:
                 for below in root.walk():
                     found.update(below.watches)
                 continue
-            prefix = path[:-1]
+            prefix = path[0] if size == 2 else path[:-1]  # (no tuple made for the common case)
             parent = parents.get(prefix, _UNSEEN)
             if parent is _UNSEEN:
                 parent = parents[prefix] = self._parent(path, found)
