@@ -40,7 +40,6 @@ from ..errors import (
     StateError,
     StatePathError,
     StoreClosedError,
-    ValidationError,
 )
 from ..flow import Clock
 from ..writebehind import Priority
@@ -50,12 +49,13 @@ from ._draft import Changes, draft_of, draft_remove, draft_set, run_in
 from ._durability import Persistable, Persister
 from ._history import History, copied_bytes
 from ._memory import MemoryReport, measure
-from ._node import Map, thawed_fields
+from ._node import Map
 from ._options import StateOptions, check_options
 from ._pack import Schema
 from ._paths import PathLike, Resolver, read, write
 from ._pressure import memory_guard
-from ._shape import MapShape, first_error
+from ._rebuild import rebuilt
+from ._shape import MapShape
 from ._start import initial_value, model_shape
 from ._stats import Counters, StateStats
 from ._subscription import Subscription, make_watch
@@ -156,17 +156,11 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
         return read(self.value, self._resolve(path))
 
     def model(self) -> M:
-        """The current value as a new instance of the state's model."""
-        try:
-            # each model it holds an instance of its own class (a union's member stays one)
-            fields = thawed_fields(self.value)
-            model: M = self._model.model_validate(fields, strict=False, by_name=True)
-        except pydantic.ValidationError as exc:  # a default pydantic did not validate
-            raise ValidationError(
-                f"the state {self.options.name!r} is not a valid {self._model.__name__}:"
-                f" {first_error(exc)}",
-                exc.errors(),
-            ) from None
+        """The current value as a new instance of the state's model: each
+        model it holds an instance of its own class, built from the values
+        as they are (validated when they were set; validators do not run
+        again)."""
+        model: M = rebuilt(self.value, self._shape)
         return model
 
     def at(self, version: int) -> Any:

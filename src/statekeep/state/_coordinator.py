@@ -178,9 +178,9 @@ class Coordinator:
     def _arrived(self) -> float:
         """Now; counts the update into the rate (measured over windows of a second)."""
         now = self.clock.now()
-        self._arrivals += 1
-        if now - self._window >= 1.0:
+        if now - self._window >= 1.0:  # this update opens the next window
             self.roll(now)
+        self._arrivals += 1
         return now
 
     def roll(self, now: float | None = None) -> None:

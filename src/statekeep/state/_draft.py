@@ -436,6 +436,8 @@ class ListDraft(Draft):
             self._changed()
             return
         self._in_range(index)
+        if items[index] is value:  # `d.rows[0] += ...`: changed in place already
+            return
         items[index] = _incoming(value, self._item, self._where(index))
         self._changed(index % len(items))
 

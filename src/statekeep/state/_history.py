@@ -50,18 +50,38 @@ def copied_bytes(root: Any, changed: Iterable[tuple[Any, ...]]) -> int:
 
 
 _ENTRY = 64  # bytes of a dict entry made anew: its share of trie nodes, a key, a value
+_LOOKS = 4096  # values a whole value's estimate looks at; the rest is scaled from them
 
 
 def whole_bytes(value: Any) -> int:
-    """About the bytes of a value set whole (its top level: a dict's entries,
-    a list's items, a string's text)."""
-    if type(value) is Map:
-        return 64 + _ENTRY * len(value)
-    if isinstance(value, tuple):  # a list, or a Node
-        return sys.getsizeof(value) + 32 * len(value)
-    if isinstance(value, str | bytes | frozenset):
-        return sys.getsizeof(value)
-    return 0
+    """About the bytes of a value set whole (nothing shared with the version
+    before): its containers and texts, all the way down; past _LOOKS values
+    the bytes of those seen are scaled by how many were left unseen."""
+    total = seen = 0
+    unseen = 0  # values known to exist but not looked at
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if seen >= _LOOKS:
+            unseen += 1 + _count(item)
+            continue
+        seen += 1
+        if type(item) is Map:
+            total += 64 + _ENTRY * len(item)
+            stack.extend(item.values())
+        elif isinstance(item, tuple | frozenset):  # a list, a Node, a set
+            total += sys.getsizeof(item)
+            stack.extend(item)
+        elif isinstance(item, str | bytes):
+            total += sys.getsizeof(item)
+    if unseen and seen:
+        total += total * unseen // seen
+    return total
+
+
+def _count(item: Any) -> int:
+    """How many values a container holds at its top level (0 for a scalar)."""
+    return len(item) if isinstance(item, Map | tuple | frozenset) else 0
 
 
 # a kept version: (version, root, the paths changed from the version before,

@@ -198,36 +198,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-def thawed(value: Any) -> Any:
-    """A frozen tree as instances again: each Node an instance of its own
-    model or dataclass (so a union's member, or a model in an Any field,
-    stays what it was), each Map a dict, each tuple a list (its model makes
-    it a tuple again where it declares one), each frozenset a set."""
-    if isinstance(value, Node):
-        model = value._model
-        fields = thawed_fields(value)
-        if issubclass(model, pydantic.BaseModel):
-            return model.model_validate(fields, strict=False, by_name=True)
-        return _adapter(model).validate_python(fields, strict=False, by_name=True)
-    kind = type(value)
-    if kind is Map:
-        return {plain_key(k): thawed(v) for k, v in value.items()}
-    if kind is tuple:
-        return [thawed(v) for v in value]
-    if kind is frozenset:
-        return {thawed(v) for v in value}
-    return value
-
-
-def thawed_fields(node: Node) -> Any:
-    """What a Node's class is validated from: its fields thawed (a
-    RootModel's: its value; a dataclass's: those its __init__ takes)."""
-    if node._rooted:
-        return thawed(node[0])
-    names = node._names
-    return {names[i]: thawed(node[i]) for i in node._init or range(len(names))}
-
-
 def plain_key(key: Any) -> Any:
     """A dict key as plain Python data: a Node becomes its model's value
     again (a dict cannot be a key), a tuple a tuple."""

@@ -63,13 +63,16 @@ class Path:
             raise
         inner = shape.inner if isinstance(shape, OptionalShape) else shape
         negative = self.negative or (type(key) is int and key < 0 and isinstance(inner, ListShape))
-        return Path(
+        path = Path(
             (*self.names, part if isinstance(inner, ModelShape) else key),
             (*self.keys, key),
             (*self.containers, inner),
             child,
             negative,
         )
+        if inner is not shape:  # a key of a dict that may be None: each set fails on its own
+            path.field_then_key = False
+        return path
 
     @property
     def text(self) -> str:
