@@ -152,8 +152,8 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
 
     def get(self, path: PathLike) -> Any:
         """The value at path in the current snapshot (StatePathError if none)."""
-        self.counters.reads += 1
-        return read(self.value, self._resolve(path))
+        resolved = self._resolve(path)
+        return read(self.value, resolved)  # (value counts the read)
 
     def model(self) -> M:
         """The current value as a new instance of the state's model: each
@@ -167,12 +167,15 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
         """The snapshot of a version still kept (see `versions()`)."""
         if not isinstance(version, int) or isinstance(version, bool):
             raise StateError(f"a version is a whole number, not {version!r}")
-        self._warm()
-        entry = self._history.at(version)
-        if entry is None:
-            kept = self._history.versions()
-            raise StateError(f"version {version} is not kept: versions {kept[0]}..{kept[-1]} are")
-        return entry[1]
+        with self._lock:  # (compress() in another thread would empty the history)
+            self._warm()
+            entry = self._history.at(version)
+            if entry is None:
+                kept = self._history.versions()
+                raise StateError(
+                    f"version {version} is not kept: versions {kept[0]}..{kept[-1]} are"
+                )
+            return entry[1]
 
     def versions(self) -> list[int]:
         return self._history.versions()
@@ -303,6 +306,7 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
             if self._batch is not None:  # a batch inside a batch: the same draft
                 yield self._batch[1]
                 return
+            self._not_in_callback("batch()")
             self._coordinator.apply_normal()  # what waits comes first, in its own version
             self._run_later()
             changes = Changes()
@@ -320,11 +324,34 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
             self._run_later()
 
     def flush(self) -> int:
-        """Applies every update still waiting; returns the version."""
+        """Applies every update still waiting; returns the version. In a
+        callback, what waits is applied after this version's callbacks."""
         with self._lock:
-            self._coordinator.flush()
-            self._run_later()
+            self._not_in_batch("flush()")
+            if not self._dispatching:
+                self._coordinator.flush()
+                self._run_later()
             return self._version
+
+    def _not_in_batch(self, what: str) -> None:
+        """Raises inside this thread's batch(): a version made now would be
+        overwritten by the batch's own at the end of its block."""
+        batch = self._batch
+        if batch is not None and batch[0] is threading.current_thread():
+            raise StateError(
+                f"{what} inside batch(): the batch makes one version at the end of its "
+                "block; call it after the block"
+            )
+
+    def _not_in_callback(self, what: str) -> None:
+        """Raises in a subscription callback: a version made now would come
+        between this version's callbacks."""
+        self._not_in_batch(what)
+        if self._dispatching:
+            raise StateError(
+                f"{what} in a subscription callback or an update function: use set() or "
+                "update(), applied after this version's callbacks"
+            )
 
     # -- subscriptions -----------------------------------------------------------------
     def subscribe(

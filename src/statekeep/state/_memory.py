@@ -25,12 +25,12 @@ class MemoryReport:
     versions: int  # how many versions were measured
     version_bytes: int  # what the newest version takes alone
     total_bytes: int  # what all of them take together
-    shared_bytes: int  # of the versions after the first: bytes shared with the version before
+    shared_bytes: int  # of the versions after the first: bytes shared with those kept before
     walked_bytes: int  # of the versions after the first: their whole size
 
     @property
     def sharing(self) -> float:
-        """Bytes each version shares with the one before / its size (1.0: all)."""
+        """Bytes each version shares with those kept before it / its size (1.0: all)."""
         return self.shared_bytes / self.walked_bytes if self.walked_bytes else 1.0
 
     @property

@@ -44,7 +44,15 @@ import pydantic_core
 
 from ..errors import ValidationError
 from ._node import _CLASSES, Map, Node, freeze_any, make, node_class, thaw
-from ._shape import ListShape, MapShape, ModelShape, OptionalShape, Shape, compile_shape
+from ._shape import (
+    DEEPEST,
+    ListShape,
+    MapShape,
+    ModelShape,
+    OptionalShape,
+    Shape,
+    compile_shape,
+)
 
 # extension codes
 _NODE, _ENUM, _DATETIME, _DATE, _TIME, _DELTA, _DECIMAL, _UUID, _SET = range(1, 10)
@@ -73,7 +81,6 @@ for _attribute in dir(pydantic.networks):  # AnyUrl, HttpUrl, PostgresDsn, ...
         _BY_TEXT[_value] = _attribute
 _FROM_TEXT = {name: cls for cls, name in _BY_TEXT.items()}
 _SECRETS: dict[type, str] = {pydantic.SecretStr: "SecretStr", pydantic.SecretBytes: "SecretBytes"}
-_DEEPEST = 100  # models in models: a value nested deeper is not kept (measured: 250 crashed)
 _INTS: dict[type, str] = {pydantic.ByteSize: "ByteSize"}
 
 
@@ -176,8 +183,8 @@ class _Packer:
                 )
             self.depth += 1
             try:
-                if self.depth > _DEEPEST:  # unpacking it would overflow the C stack
-                    raise _unkept(kind, f"models nested more than {_DEEPEST} deep")
+                if self.depth > DEEPEST:  # unpacking it would overflow the C stack
+                    raise _unkept(kind, f"models nested more than {DEEPEST} deep")
                 return msgpack.ExtType(_NODE, _pack_with(self, [row, *obj]))
             finally:
                 self.depth -= 1

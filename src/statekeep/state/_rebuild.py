@@ -34,7 +34,13 @@ def rebuilt(value: Any, shape: Shape) -> Any:
     if isinstance(shape, ListShape) and type(value) is tuple:
         items = [rebuilt(v, shape.item) for v in value]
         return tuple(items) if _origin(shape.annotation) is tuple else items
-    return _any(value, shape.annotation)
+    made = _any(value, shape.annotation)
+    if shape.scalar or shape.annotation is Any:
+        return made
+    try:  # a NamedTuple, a deque, a Counter, a tuple in a union...: as the field declares
+        return shape.adapter.validate_python(made)
+    except pydantic.ValidationError:
+        return made
 
 
 def _instance(node: Node, shape: ModelShape) -> pydantic.BaseModel:
@@ -65,7 +71,8 @@ def _any(value: Any, annotation: Any) -> Any:
         items = [_any(v, Any) for v in value]
         return tuple(items) if origin is tuple else items
     if kind is frozenset:
-        return value if origin is frozenset else {_key(v) for v in value}
+        members = {_key(v) for v in value}
+        return frozenset(members) if origin is frozenset else members
     return value
 
 

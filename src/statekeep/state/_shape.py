@@ -53,6 +53,7 @@ _VALIDATION_CONFIG = frozenset(
         "val_json_bytes",
     }
 )
+DEEPEST = 100  # models in models: a value nested deeper is not kept (measured: 250 crashed)
 Config = tuple[tuple[str, Any], ...] | None  # of _VALIDATION_CONFIG's keys, sorted (hashable)
 
 
@@ -157,13 +158,14 @@ class Shape:
 
 
 class ModelShape(Shape):
-    __slots__ = ("_fields", "cls", "field_config", "model")
+    __slots__ = ("_fields", "_recursive", "cls", "field_config", "model")
     container = True
 
     def __init__(self, model: type[pydantic.BaseModel]) -> None:
         super().__init__(model)
         self.model = model
         self.cls = node_class(model)
+        self._recursive: bool | None = None  # whether it holds itself (found on first use)
         own = model.model_config  # its fields are validated with it
         self.field_config: Config = (
             tuple(sorted((k, v) for k, v in own.items() if k in _VALIDATION_CONFIG)) or None
@@ -204,9 +206,21 @@ class ModelShape(Shape):
                     f"{where or 'the state'}: {first_error(exc)}", exc.errors()
                 ) from None
         try:
-            return self.adopt(value)
+            frozen = self.adopt(value)
         except RecursionError:
             raise _too_deep(where) from None
+        if self.recursive and _model_depth(frozen) > DEEPEST:  # it could never be stored
+            raise ValidationError(
+                f"{where or 'the state'}: models nested more than {DEEPEST} deep cannot be kept"
+            )
+        return frozen
+
+    @property
+    def recursive(self) -> bool:
+        """Whether a value of this model can hold one of itself (an outline)."""
+        if self._recursive is None:
+            self._recursive = _holds(self, self, set())
+        return self._recursive
 
     def adopt(self, valid: Any) -> Any:
         if type(valid) is self.cls:
@@ -460,6 +474,41 @@ def _is_scalar(annotation: Any) -> bool:
     if origin in (typing.Union, types.UnionType):
         return all(_is_scalar(a) for a in args)
     return False
+
+
+def _holds(shape: Shape, model: ModelShape, seen: set[int]) -> bool:
+    """Whether a value of shape can hold a value of model."""
+    if id(shape) in seen:
+        return False
+    seen.add(id(shape))
+    if isinstance(shape, ModelShape):
+        children: list[Shape] = [child for _, child in shape.fields.values()]
+    elif isinstance(shape, MapShape):
+        children = [shape.value]
+    elif isinstance(shape, ListShape):
+        children = [shape.item]
+    elif isinstance(shape, OptionalShape):
+        children = [shape.inner]
+    else:
+        return False
+    return any(child is model or _holds(child, model, seen) for child in children)
+
+
+def _model_depth(value: Any) -> int:
+    """How deep models are nested in a frozen value (without recursion)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Node):
+            depth += 1
+            deepest = max(deepest, depth)
+            stack.extend((v, depth) for v in item)
+        elif type(item) is Map:
+            stack.extend((v, depth) for v in item.values())
+        elif type(item) is tuple:
+            stack.extend((v, depth) for v in item)
+    return deepest
 
 
 def _all_of(kind: type | None, values: abc.Iterable[Any]) -> bool:

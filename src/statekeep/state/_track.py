@@ -49,6 +49,43 @@ class _View:
     def __len__(self) -> int:
         return len(self._whole())
 
+    # what a snapshot's value offers besides reading its parts reads it whole:
+    # a tuple's count() and index(), +, *, comparisons, `in`
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._whole(), name)
+
+    def __contains__(self, item: Any) -> bool:
+        return _plain(item) in self._whole()
+
+    def __lt__(self, other: Any) -> bool:
+        return bool(self._whole() < _plain(other))
+
+    def __le__(self, other: Any) -> bool:
+        return bool(self._whole() <= _plain(other))
+
+    def __gt__(self, other: Any) -> bool:
+        return bool(self._whole() > _plain(other))
+
+    def __ge__(self, other: Any) -> bool:
+        return bool(self._whole() >= _plain(other))
+
+    def __add__(self, other: Any) -> Any:
+        return self._whole() + _plain(other)
+
+    def __radd__(self, other: Any) -> Any:
+        return _plain(other) + self._whole()
+
+    def __mul__(self, other: Any) -> Any:
+        return self._whole() * _plain(other)
+
+    __rmul__ = __mul__
+
+
+def _plain(value: Any) -> Any:
+    return value._whole() if isinstance(value, _View) else value
+
 
 def _view(value: Any, path: tuple[Any, ...], deps: Deps) -> Any:
     if isinstance(value, Node):

@@ -23,6 +23,7 @@ class Undoable:
             self, root: Any, changes: tuple[tuple[Any, ...], ...], undoable: bool
         ) -> None: ...
         def _run_later(self) -> None: ...
+        def _not_in_callback(self, what: str) -> None: ...
 
     def undo(self) -> bool:
         """Goes back one version (as a new version); False if there is none."""
@@ -36,6 +37,7 @@ class Undoable:
         """One step of the undo stack (back) or of the redo stack onto the other."""
         with self._lock:
             self._check_open()
+            self._not_in_callback("undo()" if back else "redo()")
             self._warm()
             self._coordinator.flush()
             history = self._history
