@@ -206,6 +206,25 @@ class _Costs:
     def text(self, name: str) -> str:
         return f"{_us(self.cost(name))} a call (best {_us(self.best_cost(name))})"
 
+    def against_immutables(
+        self, label: str, name: str, limit: str, most: float, what: str
+    ) -> list[Result]:
+        """The limit's row (an immutables contender) and name's, whose cost
+        must be at most `most` times the limit's."""
+        ratio = self.cost(name) / self.cost(limit)
+        return [
+            self.row(label, limit, limit, "the limit"),
+            self.row(
+                label,
+                name,
+                limit,
+                f"{ratio:.2f}x immutables' {_us(self.cost(limit))} "
+                f"(best / best {self.best_ratio(name, limit):.2f}x); {what}",
+                target=f"cost <= {most:g}x immutables'",
+                passed=ratio <= most,
+            ),
+        ]
+
     def row(self, label: str, name: str, limit: str, detail: str = "", **target: Any) -> Result:
         """A row of name's cost, its ratio the limit's cost / its own."""
         text = self.text(name) + (f"; {detail}" if detail else "")
@@ -409,18 +428,8 @@ def _set_rows(
         f"state set of one key of {sizes.state_keys:,}, {sizes.state_subscribers:,} "
         f"subscribers elsewhere ({kind})"
     )
-    ratio = costs.cost(SK_CRITICAL) / costs.cost(IMMUTABLES)
     rows = [
-        costs.row(label, IMMUTABLES, IMMUTABLES, "the limit"),
-        costs.row(
-            label,
-            SK_CRITICAL,
-            IMMUTABLES,
-            f"{ratio:.2f}x immutables' {_us(costs.cost(IMMUTABLES))} "
-            f"(best / best {costs.best_ratio(SK_CRITICAL, IMMUTABLES):.2f}x); a version a call",
-            target=f"cost <= {SUB_COST:g}x immutables'",
-            passed=ratio <= SUB_COST,
-        ),
+        *costs.against_immutables(label, SK_CRITICAL, IMMUTABLES, SUB_COST, "a version a call"),
         costs.row(
             label,
             SK_NORMAL,
@@ -576,19 +585,7 @@ def _batches(sizes: Sizes, progress: Progress) -> list[Result]:
         f"state batch of {BATCH} updates, {sizes.state_keys:,} keys, "
         f"{sizes.state_subscribers:,} subscribers elsewhere"
     )
-    ratio = costs.cost(SK_BATCH) / costs.cost(IMM_MUTATE)
-    rows = [
-        costs.row(label, IMM_MUTATE, IMM_MUTATE, "the limit"),
-        costs.row(
-            label,
-            SK_BATCH,
-            IMM_MUTATE,
-            f"{ratio:.2f}x immutables' {_us(costs.cost(IMM_MUTATE))} "
-            f"(best / best {costs.best_ratio(SK_BATCH, IMM_MUTATE):.2f}x); a version a batch",
-            target=f"cost <= {BATCH_COST:g}x immutables'",
-            passed=ratio <= BATCH_COST,
-        ),
-    ]
+    rows = costs.against_immutables(label, SK_BATCH, IMM_MUTATE, BATCH_COST, "a version a batch")
     return rows + _pyrsistent_rows(label, costs, (PYR_EVOLVER, PYR_EVOLVER_FREE), IMM_MUTATE)
 
 
