@@ -234,30 +234,34 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
         lock.acquire()  # (a `with` costs twice as much)
         try:
             coordinator = self._coordinator
-            if self._batch or self._dispatching or coordinator.normal or self._closed:
+            if (
+                self._batch
+                or self._dispatching
+                or coordinator.normal
+                or self._closed
+                or self._cold is not None
+            ):
                 return False
             old = self._root
-            mapping = old[index] if self._cold is None else None
+            mapping = old[index]
             if type(mapping) is not Map:
                 return False
             root = _tuple(type(old), (*old[:index], mapping.set(path[1], value), *old[index + 1 :]))
-            changes = (path,)
             history = self._history
-            direct = self._direct = self._direct + 1
             if (
-                not direct & 63  # (one in 64 is timed)
+                not (self._direct + 1) & 63  # (one in 64 is timed)
                 or history.limit_bytes is not None
                 or self.on_version
                 or coordinator.low
                 or self._later
             ):
-                self._direct = direct - 1
-                self._publish(old, root, changes)
+                self._publish(old, root, (path,))
                 return True
             # _publish's common case, spelt out once more: the hottest path of all
+            self._direct += 1
             version = self._version + 1
             self._root, self._version = root, version
-            entry = (version, root, changes, 0, old)
+            entry = (version, root, (path,), 0, old)
             history.entries.append(entry)
             history.undo.append(entry)
             if history.redo:
@@ -265,7 +269,7 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
             if self._watches:
                 found = self._index.memo.get(path)
                 if found is None or found:
-                    self._dispatch(old, root, changes)
+                    self._dispatch(old, root, entry[2])
                     if self._later:
                         self._run_later()
             return True
