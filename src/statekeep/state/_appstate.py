@@ -29,7 +29,6 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pydantic
@@ -45,19 +44,20 @@ from ..flow import Clock
 from ..writebehind import Priority
 from ._compression import COLD, Compressible
 from ._coordinator import Coordinator
-from ._draft import Changes, draft_of, draft_remove, draft_set, run_in
+from ._draft import Changes, draft_of
 from ._durability import Persistable, Persister
 from ._history import History, copied_bytes
-from ._memory import MemoryReport, measure
 from ._node import Map
 from ._options import StateOptions, check_options
 from ._pack import Schema
 from ._paths import PathLike, Resolver, read, write
 from ._pressure import memory_guard
 from ._rebuild import rebuilt
+from ._replay import draft_remove, draft_set, run_in
+from ._reports import Reported
 from ._shape import MapShape
 from ._start import initial_value, model_shape
-from ._stats import Counters, StateStats
+from ._stats import Counters
 from ._subscription import Subscription, make_watch
 from ._undo import Undoable
 from ._updates import Finished, Remove, Run, SetKey, SetMany, SetValue, grouped
@@ -76,7 +76,7 @@ _NORMAL = Priority.NORMAL
 _LIVE: weakref.WeakSet[AppState[Any]] = weakref.WeakSet()
 
 
-class AppState(Compressible, Persistable, Undoable, Generic[M]):
+class AppState(Compressible, Persistable, Undoable, Reported, Generic[M]):
     """A typed application state: frozen snapshots, prioritised updates,
     selector subscriptions, undo and redo. See docs/state.md."""
 
@@ -562,47 +562,6 @@ class AppState(Compressible, Persistable, Undoable, Generic[M]):
             raise StoreClosedError(f"the state {self.options.name!r} is closed")
 
     # -- reports and life cycle -----------------------------------------------------------
-    def stats(self) -> StateStats:
-        with self._lock:
-            coordinator = self._coordinator
-            coordinator.roll()
-            return StateStats(
-                name=self.options.name,
-                version=self._version,
-                versions_kept=len(self._history.entries),
-                history_bytes=self._history.bytes,
-                counters=self._counters(),
-                decisions=replace(
-                    coordinator.decisions, immediate=coordinator.decisions.immediate + self._direct
-                ),
-                frame=coordinator.current_frame(),
-                pending=coordinator.pending(),
-                update_seconds=coordinator.cost,
-                subscriptions=len(self._watches),
-                extra={name: report() for name, report in self.reports.items()},
-            )
-
-    def _counters(self) -> Counters:
-        counters = Counters(**vars(self.counters))
-        counters.writes += self._direct
-        counters.updates_applied += self._direct
-        counters.versions = self._version - self._first_version
-        return counters
-
-    def memory(self) -> MemoryReport:
-        """Measures the kept versions' memory by walking their trees: what
-        each version shares with the one before it, and the total."""
-        with self._lock:
-            self._warm()
-            roots = [entry[1] for entry in self._history.entries]
-        report = measure(roots)
-        self.reports["memory"] = lambda: (
-            f"{report.versions} versions in {report.total_bytes:,} bytes, "
-            f"{report.sharing:.2%} shared with the version before "
-            f"(as copies: {report.copies_bytes:,} bytes; measured by memory())"
-        )
-        return report
-
     @property
     def closed(self) -> bool:
         return self._closed
