@@ -29,7 +29,6 @@ from typing import Any, Optional
 import msgpack  # type: ignore[import-untyped]
 import pydantic
 import pytest
-import zstandard
 from pydantic import BaseModel, Field, create_model
 
 import statekeep
@@ -40,6 +39,8 @@ from statekeep.errors import (
 )
 from statekeep.state import AppState, Priority, StateSnapshot
 from statekeep.state._snapshot import full_id
+
+from ._models import planted
 
 CRITICAL = Priority.CRITICAL
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -234,21 +235,7 @@ class Plain(BaseModel):
 def _plant(tmp_path: Path, model: type[BaseModel], raw: bytes, name: str = "s") -> str:
     """A new database holding one full snapshot of `name` whose packed bytes
     (before zstd) are raw."""
-    url = _url(tmp_path, "planted.db")
-    with statekeep.open(url) as store:
-        store.save(
-            StateSnapshot(
-                id=full_id(name),
-                state=name,
-                kind="full",
-                seq=3,
-                base=3,
-                prev=3,
-                level=3,
-                data=zstandard.ZstdCompressor().compress(raw),
-            )
-        )
-    return url
+    return planted(tmp_path, raw, name)
 
 
 def _headed(model: type[BaseModel], body: bytes, table: list[Any] | None = None) -> bytes:

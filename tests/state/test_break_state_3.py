@@ -33,13 +33,13 @@ from typing import Any, Optional
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
-import zstandard
 from pydantic import BaseModel, ConfigDict, create_model
 
 import statekeep
 from statekeep.errors import StateError, ValidationError
-from statekeep.state import AppState, Priority, StateSnapshot
-from statekeep.state._snapshot import full_id
+from statekeep.state import AppState, Priority
+
+from ._models import planted
 
 CRITICAL = Priority.CRITICAL
 ZONEINFO_FILE = Path("/usr/share/zoneinfo/Europe/Paris")
@@ -405,21 +405,7 @@ def _plant(tmp_path: Path, values: list[Any]) -> str:
     raw = msgpack.packb(
         [fingerprint, table, msgpack.packb(node, use_bin_type=True)], use_bin_type=True
     )
-    url = _url(tmp_path, "planted.db")
-    with statekeep.open(url) as store:
-        store.save(
-            StateSnapshot(
-                id=full_id("s"),
-                state="s",
-                kind="full",
-                seq=3,
-                base=3,
-                prev=3,
-                level=3,
-                data=zstandard.ZstdCompressor().compress(raw),
-            )
-        )
-    return url
+    return planted(tmp_path, raw)
 
 
 @pytest.mark.parametrize(

@@ -57,9 +57,17 @@ class Node(tuple):  # type: ignore[type-arg]
         if self is other:
             return True
         if type(other) is type(self):
-            return thaw(self) == thaw(other) if self._delegate else tuple.__eq__(self, other)
+            return (
+                as_instance(self) == as_instance(other)
+                if self._delegate
+                else tuple.__eq__(self, other)
+            )
         if type(other) is self._model:
-            return thaw(self) == other if self._delegate else tuple.__eq__(self, freeze_any(other))
+            return (
+                as_instance(self) == other
+                if self._delegate
+                else tuple.__eq__(self, freeze_any(other))
+            )
         return False
 
     def __ne__(self, other: object) -> bool:
@@ -69,7 +77,7 @@ class Node(tuple):  # type: ignore[type-arg]
         # as the model's own hash: pydantic hashes its fields' values (one field: that
         # value itself; none: 0)
         if self._delegate:
-            return hash(thaw(self))
+            return hash(as_instance(self))
         if len(self) == 1:
             return hash(self[0])
         return tuple.__hash__(self) if self else hash(0)
@@ -140,7 +148,7 @@ def _own_eq_or_hash(model: type[pydantic.BaseModel]) -> bool:
     return False
 
 
-def thaw(node: Node) -> Any:
+def as_instance(node: Node) -> Any:
     """A Node's value as an instance of its class again."""
     model = node._model
     if issubclass(model, pydantic.BaseModel):
@@ -204,7 +212,7 @@ def plain_key(key: Any) -> Any:
     if type(key) in _PLAIN:
         return key
     if isinstance(key, Node):
-        return thaw(key)
+        return as_instance(key)
     if type(key) is tuple:
         return tuple(plain_key(v) for v in key)
     return key

@@ -43,7 +43,7 @@ import pydantic.networks
 import pydantic_core
 
 from ..errors import ValidationError
-from ._node import _CLASSES, Map, Node, freeze_any, make, node_class, thaw
+from ._node import _CLASSES, Map, Node, as_instance, freeze_any, make, node_class
 from ._shape import (
     DEEPEST,
     ListShape,
@@ -410,7 +410,7 @@ _BUILD: dict[int, Callable[[_Unpacker, Any], Any]] = {
     ](v[1]),
     _INT: lambda u, v: {"ByteSize": pydantic.ByteSize, "int": int}[v[0]](v[1]),
     _TZ: lambda u, v: _zone_of(v),
-    _INSTANCE: lambda u, v: thaw(v) if isinstance(v, Node) else v,
+    _INSTANCE: lambda u, v: as_instance(v) if isinstance(v, Node) else v,
 }
 
 
