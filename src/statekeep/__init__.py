@@ -23,6 +23,7 @@ from .errors import (
     ThrottledError,
     TransactionError,
     TransientBackendError,
+    TransitionError,
     UnknownFieldError,
     ValidationError,
 )
@@ -37,6 +38,7 @@ from .events import (
     SubscriptionInfo,
     Updated,
 )
+from .machines import Machine, State, Transitioned, TransitionRecord, TransitionReport
 from .store import Store, open
 from .writebehind import DeadLetter, Policy, Priority, Receipt, Stats, WriteBehindOptions
 
@@ -61,6 +63,7 @@ __all__ = [
     "HandlerFailed",
     "Indexed",
     "Lifecycle",
+    "Machine",
     "NotFoundError",
     "Ordering",
     "Policy",
@@ -68,6 +71,7 @@ __all__ = [
     "QueryError",
     "QueueFullError",
     "Receipt",
+    "State",
     "StateError",
     "StatePathError",
     "StatekeepError",
@@ -79,6 +83,10 @@ __all__ = [
     "ThrottledError",
     "TransactionError",
     "TransientBackendError",
+    "TransitionError",
+    "TransitionRecord",
+    "TransitionReport",
+    "Transitioned",
     "UnknownFieldError",
     "Updated",
     "ValidationError",

@@ -22,10 +22,13 @@ from .errors import ConfigurationError, QueryError, ValidationError
 _BIGGEST = 2**63 - 1  # what every backend can hold as a LIMIT or OFFSET
 
 
+# Backend methods a backend object may lack (the store does without them)
+OPTIONAL = frozenset({"count_by"})
 # what a backend object has: Backend's attributes and methods
 _BACKEND_MEMBERS = tuple(
     sorted(
-        {name for name in vars(Backend) if not name.startswith("_")} | set(Backend.__annotations__)
+        {name for name in vars(Backend) if not name.startswith("_") and name not in OPTIONAL}
+        | set(Backend.__annotations__)
     )
 )
 

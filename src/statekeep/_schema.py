@@ -98,13 +98,19 @@ def check_storable(value: int | str, what: str) -> None:
         raise QueryError(f"{what}: {value} does not fit in 64 bits")
 
 
-def _base_type(annotation: Any) -> Any:
+def base_type(annotation: Any) -> Any:
     """int | None -> int; anything else unchanged."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1:
             return args[0]
     return annotation
+
+
+def _indexed_type(annotation: Any) -> bool:
+    """A type whose fields are always indexed: it says so with a class
+    attribute `__statekeep_indexed__ = True` (a state machine's states)."""
+    return getattr(base_type(annotation), "__statekeep_indexed__", False) is True
 
 
 def _is_time(annotation: Any) -> bool:
@@ -213,7 +219,10 @@ class EntityInfo:
         indexed = [
             name
             for name, info in fields.items()
-            if name not in ("id", "version") and any(isinstance(m, Indexed) for m in info.metadata)
+            if name not in ("id", "version")
+            and (
+                any(isinstance(m, Indexed) for m in info.metadata) or _indexed_type(info.annotation)
+            )
         ]
         for name in indexed:
             if name.lower() in _RESERVED:
@@ -272,9 +281,15 @@ class EntityInfo:
 
     def _column_value(self, name: str, annotation: Any) -> Callable[[Any], Any] | None:
         """How to turn the field's value into its column value (None: as it is)."""
-        base = _base_type(annotation)
+        base = base_type(annotation)
         if base in _PLAIN:
             return None
+        if (
+            isinstance(base, type)
+            and issubclass(base, enum.Enum)
+            and all(type(member.value) in (str, int) for member in base)
+        ):
+            return lambda value: None if value is None else value._value_
         if _is_time(base):
             return lambda value: None if value is None else time_key_of(value)
         return lambda value: self.adapter(name).dump_python(value, mode="json")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Iterator
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Protocol, Self, cast
 
 import pydantic
 from pydantic import ConfigDict, Field
@@ -30,10 +30,10 @@ from pydantic import ConfigDict, Field
 from . import active
 from ._ids import new_id
 from ._naming import file_of, redefines, snake_case
-from ._schema import EntityInfo, as_validation_error
+from ._schema import EntityInfo, as_validation_error, base_type
 from .conditions import Condition, Fields, OrderBy
 from .errors import ConfigurationError, ValidationError
-from .events import Created, Deleted, Event, Lifecycle, Updated
+from .events import Created, Deleted, Event, Lifecycle, Updated, domain_class
 
 
 class _LifecycleClass:
@@ -67,6 +67,37 @@ class _LifecycleClass:
 
 
 _lifecycle_classes: dict[tuple[type, type], type[Lifecycle]] = {}
+
+
+class _ViewClass:
+    """`Session.Transitioned`: one entity class's view of a domain event kind
+    that a layer above defines (statekeep.machines' Transitioned): a subclass
+    that subscribes to the events of that class's collection only."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __get__(self, instance: Any, owner: type[Entity]) -> type[Event]:
+        key = (owner, self.kind)
+        found = _views.get(key)
+        if found is None:
+            base = domain_class(self.kind)
+            if base is None:
+                raise ConfigurationError(
+                    f"{owner.__name__}: no event of kind {self.kind!r} is defined "
+                    "(import statekeep.machines)"
+                )
+            namespace = {
+                "__module__": owner.__module__,
+                "__qualname__": f"{owner.__qualname__}.{base.__name__}",
+                "__statekeep_collection__": owner.__statekeep__.spec.name,
+            }
+            maker: Any = type(base)  # pydantic's metaclass
+            found = _views[key] = maker(f"{owner.__name__}{base.__name__}", (base,), namespace)
+        return found
+
+
+_views: dict[tuple[type, str], type[Event]] = {}
 # the class that reads a collection's lifecycle events back from an outbox: its
 # latest (a collection has several classes only when they say shared=True:
 # _claim_collection refuses any other second class, and a class defined again
@@ -75,7 +106,7 @@ _by_collection: dict[str, type[Entity]] = {}
 # the classes of each collection, by lower-cased collection name: (class, shared?, its file)
 _classes_of: dict[str, list[tuple[type[Entity], bool, str | None]]] = {}
 # domain events recorded on entities, until they are saved: id(entity) -> (ref, events)
-_recorded: dict[int, tuple[weakref.ref[Entity], list[Event]]] = {}
+_recorded: dict[int, tuple[weakref.ref[Entity], list[Event | Deferred]]] = {}
 
 
 def entity_class(collection: str) -> type[Entity] | None:
@@ -87,10 +118,42 @@ def has_recorded() -> bool:
     return bool(_recorded)
 
 
+class Deferred(Protocol):
+    """A domain event recorded before it is made (`record_deferred`): made
+    when the entity's save takes its events."""
+
+    def make(self) -> Event: ...
+
+
 def take_recorded(entity: Entity) -> list[Event]:
     """The domain events recorded on entity since it was last saved (and forgets them)."""
     entry = _recorded.pop(id(entity), None)
-    return entry[1] if entry is not None and entry[0]() is entity else []
+    if entry is None or entry[0]() is not entity:
+        return []
+    return [item if isinstance(item, Event) else item.make() for item in entry[1]]
+
+
+def record_deferred(entity: Entity, item: Deferred) -> None:
+    """Records a domain event to be made when the entity's save takes it (a
+    state machine's transition: nothing to make unless it is saved)."""
+    key = id(entity)
+    entry = _recorded.get(key)
+    if entry is None or entry[0]() is not entity:
+        entry = _new_entry(entity)
+    entry[1].append(item)
+
+
+def recorded_count(entity: Entity) -> int:
+    """How many domain events are recorded on entity, not yet saved."""
+    entry = _recorded.get(id(entity))
+    return len(entry[1]) if entry is not None and entry[0]() is entity else 0
+
+
+def forget_recorded_since(entity: Entity, count: int) -> None:
+    """Forgets the domain events recorded on entity after its first count."""
+    entry = _recorded.get(id(entity))
+    if entry is not None and entry[0]() is entity:
+        del entry[1][count:]
 
 
 def put_back_recorded(entity: Entity, events: list[Event]) -> None:
@@ -99,14 +162,19 @@ def put_back_recorded(entity: Entity, events: list[Event]) -> None:
         _recorded_of(entity)[:0] = events
 
 
-def _recorded_of(entity: Entity) -> list[Event]:
+def _recorded_of(entity: Entity) -> list[Event | Deferred]:
     """The domain events recorded on entity and not yet saved (a list to add to)."""
-    key = id(entity)
-    entry = _recorded.get(key)
+    entry = _recorded.get(id(entity))
     if entry is None or entry[0]() is not entity:
-        ref = weakref.ref(entity, lambda _, key=key: _recorded.pop(key, None))  # type: ignore[misc]
-        entry = _recorded[key] = (ref, [])
+        entry = _new_entry(entity)
     return entry[1]
+
+
+def _new_entry(entity: Entity) -> tuple[weakref.ref[Entity], list[Event | Deferred]]:
+    key = id(entity)
+    ref = weakref.ref(entity, lambda _, key=key: _recorded.pop(key, None))  # type: ignore[misc]
+    entry = _recorded[key] = (ref, [])
+    return entry
 
 
 def _check_field_names(cls: type) -> None:
@@ -128,6 +196,19 @@ def _check_field_names(cls: type) -> None:
                 f"every entity class uses ({', '.join(sorted(_ENTITY_API))} and "
                 "pydantic's model_* names): give the field another name"
             )
+
+
+def _bind_fields(cls: type[Entity]) -> dict[str, Any]:
+    """The fields whose type binds itself to the class that declares them (a
+    state machine, through `__statekeep_bind__(cls, field)`), bound."""
+    bound = {}
+    for name, info in cls.model_fields.items():
+        kind = base_type(info.annotation)
+        bind = getattr(kind, "__statekeep_bind__", None)
+        if bind is not None:
+            bind(cls, name)
+            bound[name] = kind
+    return bound
 
 
 def _claim_collection(cls: type[Entity], name: str, shared: bool) -> None:
@@ -174,6 +255,8 @@ class Entity(pydantic.BaseModel):
     )
 
     __statekeep__: ClassVar[EntityInfo]
+    # the fields that hold a state machine's states: name -> the machine class
+    __statekeep_machines__: ClassVar[dict[str, Any]] = {}
     f: ClassVar[Fields]
 
     id: str = Field(default_factory=new_id, min_length=1)
@@ -183,6 +266,8 @@ class Entity(pydantic.BaseModel):
     Created: ClassVar[type[Created]] = _LifecycleClass(Created)  # type: ignore[assignment]
     Updated: ClassVar[type[Updated]] = _LifecycleClass(Updated)  # type: ignore[assignment]
     Deleted: ClassVar[type[Deleted]] = _LifecycleClass(Deleted)  # type: ignore[assignment]
+    # its state machines' transitions (statekeep.machines): store.on(Todo.Transitioned)
+    Transitioned: ClassVar[type[Event]] = _ViewClass("transitioned")  # type: ignore[assignment]
 
     def __init__(self, /, **data: Any) -> None:
         try:
@@ -238,6 +323,7 @@ class Entity(pydantic.BaseModel):
         _claim_collection(cls, name, shared)
         cls.__statekeep__ = info
         cls.f = Fields(cls, cls.model_fields)
+        cls.__statekeep_machines__ = _bind_fields(cls)
         _by_collection[name] = cls
 
     # -- domain events -------------------------------------------------------
@@ -253,6 +339,42 @@ class Entity(pydantic.BaseModel):
                 f"record() takes a domain event (a statekeep.Event subclass), not {event!r}"
             )
         _recorded_of(self).append(event)
+
+    # -- state machines (statekeep.machines) -----------------------------------
+    def send(self, event: str, /, *, field: str | None = None, **data: Any) -> Self:
+        """Moves this entity's state machine by event, in memory: checks that
+        the event is allowed from the current state and its guards, runs the
+        actions, sets the field (TransitionError, and nothing changed, when
+        refused). The transition is announced with the entity's next save
+        (`store.send` sends and saves in one step). field: which machine,
+        when the entity has several; data: keywords for guards and actions."""
+        self._machine(field).send(self, event, field=field, **data)
+        return self
+
+    async def asend(self, event: str, /, *, field: str | None = None, **data: Any) -> Self:
+        """send(), awaiting guards and actions that are coroutine functions."""
+        await self._machine(field).asend(self, event, field=field, **data)
+        return self
+
+    def allowed_events(self, field: str | None = None) -> list[str]:
+        """The events this entity's machine would take from its current state
+        (guards not evaluated)."""
+        names: list[str] = self._machine(field).allowed_events(self, field=field)
+        return names
+
+    @classmethod
+    def _machine(cls, field: str | None) -> Any:
+        machines = cls.__statekeep_machines__
+        if field is None and len(machines) == 1:
+            return next(iter(machines.values()))
+        found = machines.get(field) if isinstance(field, str) else None
+        if found is None:
+            have = ", ".join(sorted(machines)) or "none"
+            raise ConfigurationError(
+                f"{cls.__name__} has state machine fields: {have}; "
+                + ("say which with field=..." if field is None else f"not {field!r}")
+            )
+        return found
 
     # -- Active Record, over the default store -------------------------------
     def save(self) -> Self:

@@ -16,6 +16,8 @@ StatekeepError
 ├── StateError               a statekeep.state AppState misused
 │   ├── StatePathError       a path naming nothing in the state (also a LookupError)
 │   └── FrozenStateError     a snapshot changed in place (also a TypeError)
+├── TransitionError          a state machine event not allowed now: unknown, not from this
+│                            state, or refused by a guard (statekeep.machines)
 ├── QueryError               a condition or ordering that cannot be run (also a ValueError)
 │   └── UnknownFieldError    a field the entity does not have (also an AttributeError)
 └── BackendError             the database driver failed; the driver's error is chained
@@ -45,6 +47,7 @@ __all__ = [
     "ThrottledError",
     "TransactionError",
     "TransientBackendError",
+    "TransitionError",
     "UnknownFieldError",
     "ValidationError",
 ]
@@ -144,6 +147,25 @@ class StatePathError(StateError, LookupError):
 class FrozenStateError(StateError, TypeError):
     """A snapshot of an AppState was changed in place: snapshots never change;
     change the state with set(), update() or batch()."""
+
+
+class TransitionError(StatekeepError):
+    """An event a state machine does not allow now; nothing was changed.
+
+    machine: the machine's name; state: the state the entity was in; event:
+    the event sent; reason: why it was refused; entity_id: the entity's id
+    (empty for a model without one)."""
+
+    def __init__(
+        self, machine: str, state: str, event: str, reason: str, entity_id: str = ""
+    ) -> None:
+        self.machine, self.state, self.event = machine, state, event
+        self.reason, self.entity_id = reason, entity_id
+        about = f" {entity_id!r}" if entity_id else ""
+        super().__init__(f"{machine}{about}: {event!r} from {state!r} refused: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (across processes) with its fields
+        return (type(self), (self.machine, self.state, self.event, self.reason, self.entity_id))
 
 
 class QueryError(StatekeepError, ValueError):

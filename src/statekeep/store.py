@@ -18,6 +18,7 @@ from . import _arguments as check
 from . import _fork
 from ._calls import counted
 from ._core import Core, State
+from ._counting import count_by
 from ._emit import Pending, decode
 from ._enqueue import enqueue, enqueue_entity, make_engine
 from ._entity_batcher import EntityBatcher
@@ -40,6 +41,7 @@ from .events import (
     matcher_for,
     running_loop,
 )
+from .machines import TransitionReport, history, send_stored, transition_many
 from .writebehind import (
     Priority,
     Receipt,
@@ -408,6 +410,37 @@ class Store:
         self._core.check_open()
         return self._states.open(name, model, options)
 
+    # -- state machines (statekeep.machines; docs/machines.md) -----------------
+    def send(
+        self,
+        entity: E,
+        event: str,
+        /,
+        *,
+        field: str | None = None,
+        retry: bool = False,
+        **data: Any,
+    ) -> E:
+        """Sends event to entity's machine and saves it in one transaction
+        (TransitionError when refused; ConflictError when stale, unless
+        retry=True); on failure the entity is left as it was."""
+        self._core.check_open()
+        return send_stored(self, entity, event, field=field, retry=retry, data=data)
+
+    def transition_many(
+        self, cls: type[Entity], event: str, /, *conditions: Condition, field: str | None = None,
+        chunk_size: int = 500, data: dict[str, Any] | None = None, **equals: Any,
+    ) -> TransitionReport:  # fmt: skip
+        """Sends event to every matching entity, a transaction per chunk, and
+        reports how many moved and why each other one did not."""
+        self._core.check_open()
+        return transition_many(self, cls, event, conditions, equals, field, chunk_size, data)
+
+    def history(self, target: Entity | type[Entity], id: str | None = None) -> list[Any]:
+        """The stored transitions of an entity whose machine keeps history, oldest first."""
+        self._core.check_open()
+        return history(self, target, id)
+
     # -- events --------------------------------------------------------------
     @overload
     def on(
@@ -530,6 +563,13 @@ class Store:
             if body is None:
                 return
             yield load(body)
+
+    @counted
+    def count_by(
+        self, cls: type[Entity], field: str, /, *conditions: Condition, **equals: Any
+    ) -> dict[Any, int]:
+        """{value: how many} for an indexed field (a machine's states), in one query."""
+        return count_by(self._core, cls, field, conditions, equals)
 
     @counted
     def count(self, cls: type[Entity], *conditions: Condition, **equals: Any) -> int:

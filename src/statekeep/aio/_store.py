@@ -33,6 +33,7 @@ from ..errors import (
     ValidationError,
 )
 from ..events import DurableSubscription, Handler, Subscription, SubscriptionInfo
+from ..machines import TransitionReport, asend_stored
 from ..store import Store
 from ..writebehind import Policy, Priority, Receipt, WriteBehind, at_open, check_options
 from ._block import AsyncTransaction, own_block, run
@@ -373,6 +374,41 @@ class AsyncStore:
     async def count(self, cls: type[Entity], *conditions: Condition, **equals: Any) -> int:
         count = functools.partial(self.sync.count, **equals)
         return await run(self._workers, count, cls, *conditions)
+
+    async def count_by(
+        self, cls: type[Entity], field: str, /, *conditions: Condition, **equals: Any
+    ) -> dict[Any, int]:
+        count_by = functools.partial(self.sync.count_by, **equals)
+        return await run(self._workers, count_by, cls, field, *conditions)
+
+    # -- state machines (statekeep.machines) -----------------------------------
+    async def send(
+        self,
+        entity: E,
+        event: str,
+        /,
+        *,
+        field: str | None = None,
+        retry: bool = False,
+        **data: Any,
+    ) -> E:
+        """Store.send, awaitable; guards and actions that are coroutine
+        functions are awaited on this loop, the save runs on a worker."""
+        self.sync._core.check_open()
+        return await asend_stored(self, entity, event, field=field, retry=retry, data=data)
+
+    async def transition_many(
+        self, cls: type[Entity], event: str, /, *conditions: Condition, field: str | None = None,
+        chunk_size: int = 500, data: dict[str, Any] | None = None, **equals: Any,
+    ) -> TransitionReport:  # fmt: skip
+        """Store.transition_many, awaitable (sync guards and actions only)."""
+        many = functools.partial(
+            self.sync.transition_many, field=field, chunk_size=chunk_size, data=data, **equals
+        )
+        return await run(self._workers, many, cls, event, *conditions)
+
+    async def history(self, target: Entity | type[Entity], id: str | None = None) -> list[Any]:
+        return await run(self._workers, self.sync.history, target, id)
 
 
 _FIRST_LOOK = 0.0005  # enqueue_wait: seconds before it looks for room again,

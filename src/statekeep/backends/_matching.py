@@ -99,6 +99,19 @@ def count(spec: CollectionSpec, rows: Iterable[Row], filters: Sequence[Filter]) 
     return sum(1 for row in rows if matches(row))
 
 
+def count_by(
+    spec: CollectionSpec, rows: Iterable[Row], column: str, filters: Sequence[Filter]
+) -> dict[Any, int]:
+    """How many of the rows the filters match, per value of an indexed column."""
+    matches = matcher(spec, filters)
+    position = spec.columns.index(column)
+    counts: dict[Any, int] = {}
+    for row in rows:
+        if matches(row):
+            counts[row[position]] = counts.get(row[position], 0) + 1
+    return counts
+
+
 def explain(spec: CollectionSpec, query: Query) -> list[str]:
     """The plan of `select`: no index, every row read, filtered and sorted in Python."""
     plan = [f"SCAN {spec.name} (every row, filtered in Python)"]

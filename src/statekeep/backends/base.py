@@ -214,6 +214,12 @@ class Backend(Protocol):
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int: ...
 
+    def count_by(
+        self, spec: CollectionSpec, column: str, filters: tuple[Filter, ...]
+    ) -> dict[Any, int]:
+        """How many matching rows hold each value of an indexed column: one
+        grouped query. (Optional: the store counts value by value without it.)"""
+
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         """How a select of the query would run, a line per step: the database's
         query plan (what an index lookup looks like), or for a backend that

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import (
     BackendError,
@@ -343,6 +344,11 @@ class FilesBackend(OverlayTransactions[_Transaction]):
         if not filters:  # a listing is enough: no document read, none checked
             return self._count_all(spec.name)
         return _matching.count(spec, self._visible(spec), filters)
+
+    def count_by(
+        self, spec: CollectionSpec, column: str, filters: tuple[Filter, ...]
+    ) -> dict[Any, int]:
+        return _matching.count_by(spec, self._visible(spec), column, filters)
 
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         return _matching.explain(spec, query)

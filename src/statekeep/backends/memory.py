@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import Any
 
 from ..errors import ConflictError, NotFoundError
 from . import _matching
@@ -157,6 +158,11 @@ class MemoryBackend(OverlayTransactions[_Transaction]):
 
     def count(self, spec: CollectionSpec, filters: tuple[Filter, ...]) -> int:
         return _matching.count(spec, self._visible(spec), filters)
+
+    def count_by(
+        self, spec: CollectionSpec, column: str, filters: tuple[Filter, ...]
+    ) -> dict[Any, int]:
+        return _matching.count_by(spec, self._visible(spec), column, filters)
 
     def explain(self, spec: CollectionSpec, query: Query) -> list[str]:
         return _matching.explain(spec, query)

@@ -571,6 +571,24 @@ class PostgresBackend:
         result: int = self._read(f"counting {spec.name}", work)
         return result
 
+    def count_by(
+        self, spec: CollectionSpec, column: str, filters: tuple[Filter, ...]
+    ) -> dict[Any, int]:
+        if not self._known(spec.name):
+            return {}
+        built = pgsql.Query(self.schema, spec)
+        name = pgsql.quote(column)
+        text = (
+            f"SELECT {name}, count(*) FROM {self._sql(spec).table}{built.where(filters)} "
+            f"GROUP BY {name}"
+        )
+
+        def work(conn: psycopg.Connection[Any]) -> dict[Any, int]:
+            return {value: int(n) for value, n in conn.execute(text, built.params).fetchall()}
+
+        result: dict[Any, int] = self._read(f"counting {spec.name} by {column}", work)
+        return result
+
     # -- the outbox: commit order without a lock (_postgres_outbox.py) ----------
     def append_events(self, bodies: Sequence[str]) -> None:
         self._writer()

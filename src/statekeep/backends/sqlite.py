@@ -497,6 +497,16 @@ class SQLiteBackend:
             return int(self._read_conn().execute(sql, params).fetchone()[0])
         return 0
 
+    def count_by(
+        self, spec: CollectionSpec, column: str, filters: tuple[Filter, ...]
+    ) -> dict[Any, int]:
+        where, params = where_clause(filters)
+        name = quote(column)
+        with OR_EMPTY:
+            sql = f"SELECT {name}, count(*) FROM {quote(spec.name)}{where} GROUP BY {name}"
+            return dict(self._read_conn().execute(sql, params).fetchall())
+        return {}
+
     # -- the outbox: a table whose positions are never reused -----------------
     def append_events(self, bodies: Sequence[str]) -> None:
         conn = self._write_conn()

@@ -12,6 +12,12 @@ Domain events are subclasses of Event with fields of their own:
     class SessionCompleted(statekeep.Event):
         minutes: int
 
+A domain event class may have views, one per collection, that subscribe to
+its events of that collection only (`Session.Transitioned` of
+statekeep.machines' Transitioned): a subclass that sets
+`__statekeep_collection__` in its body; it has its base's kind and is read
+back from an outbox as its base.
+
 A kind belongs to one domain event class: a second class of the same kind (a
 `Completed` in billing and another in sessions) is refused when it is
 defined, since both would be named `<collection>.completed` and an outbox
@@ -76,6 +82,8 @@ class Event(pydantic.BaseModel):
         super().__pydantic_init_subclass__(**kwargs)
         if not _is_domain(cls):
             return  # the store's own events (one class per entity class and kind for lifecycle)
+        if "__statekeep_collection__" in cls.__dict__:
+            return  # one collection's view of its base (Session.Transitioned): the base's kind
         if "kind" not in cls.__dict__:
             cls.kind = snake_case(cls.__name__)
         if cls.kind in _RESERVED_KINDS:
@@ -205,6 +213,8 @@ def outbox_entry(event: Event) -> str:
 
 
 def _head(cls: type[Event]) -> str:
+    while "__statekeep_collection__" in cls.__dict__ and _is_domain(cls):
+        cls = cls.__mro__[1]  # a collection's view of a domain event: read back as its base
     if not _is_domain(cls):  # the store's own events: their kind (and collection) say it
         return f'{{"kind":{json.dumps(cls.kind)},"event":'
     return f'{{"kind":{json.dumps(cls.kind)},"topic":{json.dumps(topic_of(cls))},"event":'

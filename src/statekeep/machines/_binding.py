@@ -1,0 +1,238 @@
+"""A machine bound to one field of one class: its guards and actions found.
+
+A guard or action named by text is looked up on the entity's class first (a
+method: called on the entity; a property or a field: read), then in the
+machine's body (a function: called with the entity). Actions also come by
+name, as python-statemachine names them: `before_<event>`, `on_<event>`,
+`on_exit_<state>`, `on_enter_<state>`, `after_<event>`, on the entity's class
+or in the machine's body. A callback whose signature takes more than the
+entity gets the keywords given to send().
+
+Each transition compiles to a `Step`: its guards, the actions before the
+field changes, the ones after, and whether any of them is a coroutine
+function (such a transition is sent with asend()).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pydantic
+
+from ..errors import ConfigurationError
+from ._define import Callback, Transition
+from ._records import history_class
+
+# a Machine class (this module sits below statekeep.machines._machine)
+Machine = Any
+
+# a callback made ready: (function of the entity [and data], takes data?, is async?, name)
+Ready = tuple[Callable[..., Any], bool, bool, str]
+
+
+class Step:
+    """One transition of a bound machine, ready to run."""
+
+    __slots__ = ("actions_after", "actions_before", "guards", "is_async", "target", "transition")
+
+    def __init__(
+        self,
+        transition: Transition,
+        guards: tuple[tuple[Ready, bool], ...],
+        before: tuple[Ready, ...],
+        after: tuple[Ready, ...],
+    ) -> None:
+        self.transition = transition
+        self.target = transition.target
+        self.guards = guards  # (callback, what it must return to let the transition go)
+        self.actions_before, self.actions_after = before, after
+        self.is_async = any(ready[2] for ready, _ in guards) or any(
+            ready[2] for ready in (*before, *after)
+        )
+
+
+class Binding:
+    """A machine bound to owner.field."""
+
+    __slots__ = ("event_class", "field", "history_class", "machine", "owner", "steps")
+
+    def __init__(self, machine: Machine, owner: type, field: str) -> None:
+        self.machine, self.owner, self.field = machine, owner, field
+        self.event_class: Any = None  # owner.Transitioned, for an entity class
+        self.history_class: Any = None  # the class of its history records, when kept
+        find = _Finder(machine, owner)
+        # state -> event -> the steps from it, in the order declared
+        self.steps: dict[Any, dict[str, tuple[Step, ...]]] = {
+            state: {
+                event: tuple(find.step(event, transition) for transition in transitions)
+                for event, transitions in exits.items()
+            }
+            for state, exits in machine._table_.items()
+        }
+
+    def exits_of(self, target: Any) -> Iterable[str]:
+        return self.steps[self.current(target)]
+
+    def current(self, target: Any) -> Any:
+        try:
+            value = target.__dict__[self.field]
+        except (AttributeError, KeyError):
+            raise ConfigurationError(
+                f"{type(target).__name__} has no field {self.field!r}"
+            ) from None
+        if value not in self.steps:
+            raise ConfigurationError(
+                f"{type(target).__name__}.{self.field} holds {value!r}, "
+                f"not a state of {self.machine.__name__}"
+            )
+        return value
+
+
+class _Finder:
+    def __init__(self, machine: Machine, owner: type) -> None:
+        self.machine, self.owner = machine, owner
+        self.fields = getattr(owner, "model_fields", {})
+
+    def step(self, event: str, transition: Transition) -> Step:
+        source, target = transition.source, transition.target
+        guards = tuple((self.ready(c, "cond"), True) for c in transition.cond) + tuple(
+            (self.ready(c, "unless"), False) for c in transition.unless
+        )
+        leaving = not transition.internal
+        before = [
+            *map(self.ready, transition.before, _repeat("before")),
+            *self.named(f"before_{event}"),
+            *self.named(f"on_{event}"),
+        ]
+        if leaving:
+            before += [
+                *map(self.ready, source.declared.exit, _repeat("exit")),
+                *self.named(f"on_exit_{source._name_}"),
+            ]
+        after = []
+        if leaving:
+            after += [
+                *map(self.ready, target.declared.enter, _repeat("enter")),
+                *self.named(f"on_enter_{target._name_}"),
+            ]
+        after += [
+            *map(self.ready, transition.after, _repeat("after")),
+            *self.named(f"after_{event}"),
+        ]
+        return Step(transition, guards, tuple(before), tuple(after))
+
+    def named(self, name: str) -> list[Ready]:
+        """The callbacks of that conventional name, on the class and in the machine."""
+        found = []
+        if callable(getattr(self.owner, name, None)):
+            found.append(self.ready(name, "action"))
+        body = self.machine.__dict__.get(name)
+        if body is not None and callable(body):
+            found.append(self.from_machine(body, name))
+        return found
+
+    def ready(self, callback: Callback, what: str) -> Ready:
+        if not isinstance(callback, str):
+            return _ready(callback, callback, getattr(callback, "__name__", repr(callback)))
+        name = callback
+        if name in self.fields:
+            return (lambda target: target.__dict__[name]), False, False, name
+        attribute = inspect.getattr_static(self.owner, name, None)
+        if isinstance(attribute, property) and attribute.fget is not None:
+            return _ready(attribute.fget, attribute.fget, name)
+        if attribute is not None and callable(attribute):
+            function = getattr(self.owner, name)
+            return _ready(function, function, name)
+        body = self.machine.__dict__.get(name)
+        if body is not None and callable(body):
+            return self.from_machine(body, name)
+        raise ConfigurationError(
+            f"{self.machine.__name__}: the {what} {name!r} is neither a method, property or "
+            f"field of {self.owner.__name__} nor a function of {self.machine.__name__}"
+        )
+
+    def from_machine(self, function: Any, name: str) -> Ready:
+        if isinstance(function, (staticmethod, classmethod)):
+            function = function.__func__
+        return _ready(function, function, f"{self.machine.__name__}.{name}")
+
+
+def _ready(call: Callable[..., Any], signature_of: Any, name: str) -> Ready:
+    """A callback that takes the entity, and the keywords of send() if its
+    signature has room for more."""
+    try:
+        parameters = list(inspect.signature(signature_of).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    takes_data = len(parameters) > 1 or any(
+        p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
+    )
+    is_async = inspect.iscoroutinefunction(signature_of)
+    return call, takes_data, is_async, name
+
+
+def _repeat(what: str) -> Iterable[str]:
+    while True:
+        yield what
+
+
+_bind_lock = threading.Lock()
+
+
+def bind(machine: Machine, owner: type, field: str) -> Binding:
+    """Binds machine to owner.field (again, when owner is defined again)."""
+    with _bind_lock:
+        binding = Binding(machine, owner, field)
+        if _is_entity_class(owner):
+            entity: Any = owner
+            binding.event_class = entity.Transitioned
+            if machine._history_:
+                binding.history_class = history_class(owner)
+        machine._bindings_[(owner, field)] = binding
+        machine._bindings_.pop((owner, None), None)
+        return binding
+
+
+def binding_for(machine: Machine, owner: type, field: str | None) -> Binding:
+    """The binding of machine to a field of owner: the one field of owner of
+    that machine, or the named one. A pydantic model that is not an entity
+    binds on first use."""
+    found: Binding | None = machine._bindings_.get((owner, field))  # (owner, None): its only one
+    if found is not None:
+        return found
+    fields = _fields_of(machine, owner)
+    if field is None and len(fields) == 1:
+        field = fields[0]
+    if field is None or field not in fields:
+        raise ConfigurationError(
+            f"{owner.__name__} has no field of {machine.__name__}"
+            + (f" called {field!r}" if field is not None else "")
+            + (
+                f" (it has {', '.join(fields)}; say which with field=...)"
+                if len(fields) > 1
+                else ""
+            )
+        )
+    found = machine._bindings_.get((owner, field)) or bind(machine, owner, field)
+    if len(fields) == 1:
+        machine._bindings_[(owner, None)] = found
+    return found
+
+
+def _fields_of(machine: Machine, owner: type) -> list[str]:
+    if not (isinstance(owner, type) and issubclass(owner, pydantic.BaseModel)):
+        raise ConfigurationError(
+            f"a machine moves pydantic models and entities, not {owner.__name__}"
+        )
+    from .._schema import base_type
+
+    return [
+        name for name, info in owner.model_fields.items() if base_type(info.annotation) is machine
+    ]
+
+
+def _is_entity_class(owner: type) -> bool:
+    return hasattr(owner, "__statekeep__") and hasattr(owner, "__statekeep_machines__")

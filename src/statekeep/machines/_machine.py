@@ -1,0 +1,292 @@
+"""Machine: a state machine declared once, as an enum of its states.
+
+    class Flow(statekeep.Machine):
+        idle = State(initial=True)
+        active, done = State(), State(final=True)
+        start = idle.to(active)
+        end = active.to(done)
+
+    class Job(statekeep.Entity):
+        state: Flow = Flow.idle    # an indexed column; type checkers see the enum
+
+The class is an enum (str-valued: `Flow.idle == "idle"`), so a field of its
+type is validated, stored and compared like any enum, and a type checker
+knows its members; its events are descriptors beside them. The class is
+checked when it is made (ConfigurationError): one initial state, every state
+reachable from it, a way out of every state that is not final and none out of
+a final one. Guard and action names are checked when an entity class binds
+the machine to a field.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar, Self
+
+from ..errors import ConfigurationError
+from ._binding import Binding, bind, binding_for
+from ._define import State, Transition, TransitionSpec
+from ._mermaid import mermaid
+from ._send import asend, can_send, send
+
+# what every machine class has: a state or an event of one of these names would hide it
+RESERVED = frozenset(
+    {
+        "send",
+        "asend",
+        "allowed_events",
+        "can_send",
+        "states",
+        "events",
+        "transitions",
+        "initial",
+        "finals",
+        "history",
+        "to_mermaid",
+        "final",
+        "description",
+        "exits",
+        "declared",
+        "bindings",
+        "name",
+        "value",
+        "mro",
+    }
+)
+
+
+class MachineType(enum.EnumType):
+    """The metaclass of machines: names the states and events of a class
+    body, makes the enum, then reads its transition table."""
+
+    @classmethod
+    def __prepare__(  # type: ignore[override]
+        cls, name: str, bases: tuple[type, ...], /, **kwds: Any
+    ) -> Any:
+        kwds.pop("history", None)
+        return super().__prepare__(name, bases, **kwds)
+
+    def __new__(
+        metacls,
+        cls: str,
+        bases: tuple[type, ...],
+        classdict: Any,
+        *,
+        history: bool = False,
+        **kwds: Any,
+    ) -> MachineType:
+        if not isinstance(history, bool):
+            raise ConfigurationError(f"{cls}: history takes True or False, not {history!r}")
+        members = list(getattr(classdict, "_member_names", ()))
+        declared: dict[str, State] = {}
+        for name in members:
+            value = classdict[name]
+            if not isinstance(value, State):
+                raise ConfigurationError(
+                    f"{cls}.{name} = {value!r}: a machine's body holds states (State()), "
+                    "events (state.to(...)) and functions"
+                )
+            if value.name:
+                raise ConfigurationError(
+                    f"{cls}.{name}: this State is already {value.name!r}; "
+                    "make one State() per state"
+                )
+            value.name = name
+            declared[name] = value
+        events = {
+            name: value for name, value in classdict.items() if isinstance(value, TransitionSpec)
+        }
+        made = super().__new__(metacls, cls, bases, classdict, **kwds)
+        if members or events:
+            _compile(made, declared, events, history)  # type: ignore[arg-type]
+        return made
+
+    # -- introspection: SessionFlow.states, .events, ... ---------------------------
+    @property
+    def states(cls) -> tuple[Any, ...]:
+        """Every state, in the order declared."""
+        return tuple(cls)
+
+    @property
+    def initial(cls) -> Any:
+        """The state a new entity starts in."""
+        return cls._initial_  # type: ignore[attr-defined]
+
+    @property
+    def finals(cls) -> frozenset[Any]:
+        """The final states (no way out)."""
+        return frozenset(state for state in cls._table_ if state.final)  # type: ignore[attr-defined]
+
+    @property
+    def events(cls) -> tuple[str, ...]:
+        """Every event's name, in the order declared."""
+        return tuple(cls._events_)  # type: ignore[attr-defined]
+
+    @property
+    def transitions(cls) -> list[tuple[Any, str, Any]]:
+        """(source, event, target) for every declared transition."""
+        table: dict[Any, dict[str, tuple[Transition, ...]]] = cls._table_  # type: ignore[attr-defined]
+        return [
+            (state, event, transition.target)
+            for state, exits in table.items()
+            for event, transitions in exits.items()
+            for transition in transitions
+        ]
+
+    @property
+    def history(cls) -> bool:
+        """Does a store keep a record of every transition it stores?"""
+        return bool(cls._history_)  # type: ignore[attr-defined]
+
+
+class Machine(enum.StrEnum, metaclass=MachineType):
+    """A state machine: subclass it, declare its states and events, and give
+    an entity a field of its type."""
+
+    # set on each machine class when it is made
+    __statekeep_indexed__: ClassVar[bool] = True  # a field of its type is an indexed column
+    _table_: ClassVar[dict[Any, dict[str, tuple[Transition, ...]]]]
+    _events_: ClassVar[dict[str, TransitionSpec]]
+    _initial_: ClassVar[Any]
+    _history_: ClassVar[bool]
+    _bindings_: ClassVar[dict[tuple[type, str | None], Binding]]
+
+    def __new__(cls, value: object) -> Self:
+        if not isinstance(value, State):  # an enum lookup by value goes through the metaclass
+            raise ConfigurationError(f"{cls.__name__}: {value!r} is not a state")
+        member = str.__new__(cls, value.name)
+        member._value_ = value.name
+        return member
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.{self._name_}"
+
+    @property
+    def final(self) -> bool:
+        return bool(self.declared.final)
+
+    @property
+    def description(self) -> str:
+        return str(self.declared.description)
+
+    @property
+    def declared(self) -> State:
+        return _DECLARED[type(self)][self._name_]
+
+    def exits(self) -> tuple[str, ...]:
+        """The events declared from this state."""
+        return tuple(type(self)._table_[self])
+
+    @classmethod
+    def to_mermaid(cls, current: object = None) -> str:
+        """The machine as a Mermaid stateDiagram-v2, with current (a state)
+        highlighted."""
+        return mermaid(cls, current)
+
+    # -- sending ---------------------------------------------------------------
+    @classmethod
+    def send(cls, target: Any, event: str, /, *, field: str | None = None, **data: Any) -> None:
+        """Moves target (an entity or pydantic model with a field of this
+        machine) by event, in memory (see statekeep.Entity.send)."""
+        send(cls, target, event, field, data)
+
+    @classmethod
+    async def asend(
+        cls, target: Any, event: str, /, *, field: str | None = None, **data: Any
+    ) -> None:
+        await asend(cls, target, event, field, data)
+
+    @classmethod
+    def allowed_events(cls, target: Any, /, *, field: str | None = None) -> list[str]:
+        """The events declared from target's current state (guards not evaluated)."""
+        binding = binding_for(cls, type(target), field)
+        return list(binding.exits_of(target))
+
+    @classmethod
+    def can_send(cls, target: Any, event: str, /, *, field: str | None = None, **data: Any) -> bool:
+        """Would send() take event now? (Guards evaluated; sync guards only.)"""
+        return can_send(cls, target, event, field, data)
+
+    @classmethod
+    def __statekeep_bind__(cls, owner: type, field: str) -> None:
+        """An entity class declares a field of this machine: its guards and
+        actions are found now (ConfigurationError for a name it lacks)."""
+        bind(cls, owner, field)
+
+
+# the State objects each machine's body declared, by name
+_DECLARED: dict[type, dict[str, State]] = {}
+
+
+def _compile(
+    cls: type[Machine], states: dict[str, State], events: dict[str, TransitionSpec], history: bool
+) -> None:
+    name = cls.__name__
+    clash = sorted(RESERVED.intersection([*states, *events]))
+    if clash:
+        raise ConfigurationError(
+            f"{name}: {', '.join(clash)} would hide what every machine has "
+            f"({', '.join(sorted(RESERVED))}); rename them"
+        )
+    if not states:
+        raise ConfigurationError(f"{name} declares events but no State()")
+    _DECLARED[cls] = states
+    by_state = {id(state): cls[state_name] for state_name, state in states.items()}
+    initial = [cls[n] for n, s in states.items() if s.initial]
+    if len(initial) != 1:
+        raise ConfigurationError(
+            f"{name} must mark one state initial=True, not "
+            + (", ".join(str(s) for s in initial) if initial else "none")
+        )
+    table: dict[Any, dict[str, list[Transition]]] = {cls[n]: {} for n in states}
+    seen: dict[int, str] = {}
+    for event_name, spec in events.items():
+        if id(spec) in seen:
+            raise ConfigurationError(
+                f"{name}: {event_name} and {seen[id(spec)]} are one event; declare each once"
+            )
+        seen[id(spec)] = event_name
+        if event_name.startswith("_"):
+            raise ConfigurationError(f"{name}.{event_name}: an event's name cannot start with _")
+        spec.name, spec.machine = event_name, cls
+        for transition in spec.transitions:
+            for end in (transition.source, transition.target):
+                if isinstance(end, State) and id(end) not in by_state:
+                    raise ConfigurationError(
+                        f"{name}.{event_name}: {end!r} is not a state of {name}"
+                    )
+            if isinstance(transition.source, State):  # a spec is compiled once
+                transition.source = by_state[id(transition.source)]
+                transition.target = by_state[id(transition.target)]
+            table[transition.source].setdefault(event_name, []).append(transition)
+    finals = {cls[n] for n, s in states.items() if s.final}
+    for state, exits in table.items():
+        if state in finals and exits:
+            raise ConfigurationError(
+                f"{name}.{state._name_} is final but has events out: {', '.join(exits)}"
+            )
+        if state not in finals and not exits:
+            raise ConfigurationError(
+                f"{name}.{state._name_} has no way out: declare an event from it, or mark it "
+                "final=True"
+            )
+    reached = {initial[0]}
+    todo = [initial[0]]
+    while todo:
+        for transitions in table[todo.pop()].values():
+            for transition in transitions:
+                if transition.target not in reached:
+                    reached.add(transition.target)
+                    todo.append(transition.target)
+    lost = [state._name_ for state in table if state not in reached]
+    if lost:
+        raise ConfigurationError(
+            f"{name}: no event leads from {initial[0]._name_} to {', '.join(lost)}"
+        )
+    cls._table_ = {
+        state: {e: tuple(ts) for e, ts in exits.items()} for state, exits in table.items()
+    }
+    cls._events_ = dict(events)
+    cls._initial_ = initial[0]
+    cls._history_ = history
+    cls._bindings_ = {}

@@ -1,0 +1,200 @@
+"""Sending an event: find the transition, check its guards, run its actions,
+set the field, and record the transition for the entity's next save.
+
+Refused (TransitionError) when the event is unknown, not declared from the
+current state, or every transition of it is held back by a guard: then
+nothing has changed. When an action raises, the fields are put back as they
+were before the send (what an action changed inside a list or a model it
+holds is its own) and the error goes to the caller.
+
+The field is written straight into the model's `__dict__`: the target is a
+member of the field's own type, so pydantic's validation on assignment (about
+a microsecond) has nothing to check.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..entity import Entity, forget_recorded_since, record_deferred, recorded_count
+from ..errors import ConfigurationError, TransitionError
+from ._binding import Binding, Machine, Ready, Step, binding_for
+
+
+def send(machine: Machine, target: Any, event: str, field: str | None, data: Any) -> None:
+    binding = binding_for(machine, type(target), field)
+    source = binding.current(target)
+    step = _step(binding, target, source, event, data, sync=True)
+    if not (step.actions_before or step.actions_after):
+        _move(binding, target, source, step, event)
+        return
+    saved = _save(target)
+    try:
+        for call, takes_data, _, _ in step.actions_before:
+            call(target, **data) if takes_data else call(target)
+        _move(binding, target, source, step, event)
+        for call, takes_data, _, _ in step.actions_after:
+            call(target, **data) if takes_data else call(target)
+    except BaseException:
+        _restore(binding, target, saved)
+        raise
+
+
+async def asend(machine: Machine, target: Any, event: str, field: str | None, data: Any) -> None:
+    binding = binding_for(machine, type(target), field)
+    source = binding.current(target)
+    step = None
+    for candidate in _candidates(binding, target, source, event):
+        if await _passes_async(candidate, target, data):
+            step = candidate
+            break
+    if step is None:
+        raise _held_back(binding, target, source, event)
+    saved = _save(target)
+    try:
+        for ready in step.actions_before:
+            await _run_async(ready, target, data)
+        _move(binding, target, source, step, event)
+        for ready in step.actions_after:
+            await _run_async(ready, target, data)
+    except BaseException:
+        _restore(binding, target, saved)
+        raise
+
+
+def can_send(machine: Machine, target: Any, event: str, field: str | None, data: Any) -> bool:
+    binding = binding_for(machine, type(target), field)
+    try:
+        _step(binding, target, binding.current(target), event, data, sync=True)
+    except TransitionError:
+        return False
+    return True
+
+
+def _step(binding: Binding, target: Any, source: Any, event: str, data: Any, sync: bool) -> Step:
+    """The transition event takes from source (TransitionError if none)."""
+    for step in _candidates(binding, target, source, event):
+        if step.is_async:
+            raise _error(
+                binding,
+                target,
+                source,
+                event,
+                "its guards or actions are coroutine functions: send it with "
+                f"`await entity.asend({event!r})`",
+            )
+        if _passes(step, target, data):
+            return step
+    raise _held_back(binding, target, source, event)
+
+
+def _candidates(binding: Binding, target: Any, source: Any, event: str) -> tuple[Step, ...]:
+    steps = binding.steps[source].get(event) if isinstance(event, str) else None
+    if steps is None:
+        if not isinstance(event, str) or event not in binding.machine._events_:
+            known = ", ".join(binding.machine._events_)
+            raise _error(binding, target, source, str(event), f"no such event (events: {known})")
+        allowed = ", ".join(binding.steps[source]) or "none: it is final"
+        raise _error(
+            binding, target, source, event, f"not from {source._name_} (from there: {allowed})"
+        )
+    return steps
+
+
+def _passes(step: Step, target: Any, data: Any) -> bool:
+    for (call, takes_data, _, _), wanted in step.guards:
+        if bool(call(target, **data) if takes_data else call(target)) is not wanted:
+            return False
+    return True
+
+
+async def _passes_async(step: Step, target: Any, data: Any) -> bool:
+    for ready, wanted in step.guards:
+        if bool(await _run_async(ready, target, data)) is not wanted:
+            return False
+    return True
+
+
+async def _run_async(ready: Ready, target: Any, data: Any) -> Any:
+    call, takes_data, is_async, _ = ready
+    result = call(target, **data) if takes_data else call(target)
+    return await result if is_async else result
+
+
+def _held_back(binding: Binding, target: Any, source: Any, event: str) -> TransitionError:
+    steps = binding.steps[source][event]
+    names = sorted(
+        {("" if wanted else "not ") + ready[3] for step in steps for ready, wanted in step.guards}
+    )
+    return _error(binding, target, source, event, f"held back by its guards ({', '.join(names)})")
+
+
+def _error(binding: Binding, target: Any, source: Any, event: str, reason: str) -> TransitionError:
+    entity_id = target.__dict__.get("id", "") if hasattr(target, "__dict__") else ""
+    return TransitionError(
+        binding.machine.__name__,
+        getattr(source, "_name_", str(source)),
+        event,
+        reason,
+        entity_id if isinstance(entity_id, str) else "",
+    )
+
+
+def _move(binding: Binding, target: Any, source: Any, step: Step, event: str) -> None:
+    field = binding.field
+    target.__dict__[field] = step.target
+    target.__pydantic_fields_set__.add(field)
+    if binding.event_class is not None:
+        record_deferred(target, Moved(binding, event, source, step.target, time.time()))
+
+
+def _save(target: Any) -> tuple[dict[str, Any], set[str], int]:
+    count = recorded_count(target) if isinstance(target, Entity) else 0
+    return dict(target.__dict__), set(target.__pydantic_fields_set__), count
+
+
+def _restore(binding: Binding, target: Any, saved: tuple[dict[str, Any], set[str], int]) -> None:
+    fields, fields_set, count = saved
+    target.__dict__.clear()
+    target.__dict__.update(fields)
+    object.__setattr__(target, "__pydantic_fields_set__", fields_set)
+    if isinstance(target, Entity):
+        forget_recorded_since(target, count)
+
+
+class Moved:
+    """A transition made in memory, to announce with the entity's next save
+    (entity.record_deferred): its event is made only then."""
+
+    __slots__ = ("at", "binding", "event", "source", "target")
+
+    def __init__(self, binding: Binding, event: str, source: Any, target: Any, at: float) -> None:
+        self.binding, self.event, self.source, self.target, self.at = (
+            binding,
+            event,
+            source,
+            target,
+            at,
+        )
+
+    def make(self) -> Any:
+        from datetime import UTC, datetime
+
+        binding = self.binding
+        return binding.event_class.made(
+            "",
+            "",
+            0,
+            at=datetime.fromtimestamp(self.at, UTC),
+            machine=binding.machine.__name__,
+            field=binding.field,
+            event=self.event,
+            source=self.source._value_,
+            target=self.target._value_,
+        )
+
+
+def check_field(field: object) -> None:
+    if field is not None and not isinstance(field, str):
+        raise ConfigurationError(f"field= takes a field's name, not {field!r}")

@@ -1,0 +1,259 @@
+"""Transitions a store keeps: sent and saved in one transaction.
+
+`send_stored` moves one entity and saves it (and its history record) in one
+transaction, with the version check: a stale entity raises ConflictError, or
+with retry=True is read again and sent again, as long as the event is still
+allowed from the state it is in now (else TransitionError). Either way the
+caller's entity is left as it was when the send failed.
+
+`transition_many` moves every entity that matches, a chunk at a time, each
+chunk in a transaction of its own (a chunk that meets a concurrent writer is
+read again and moved again), and reports the ones that did not qualify.
+
+The store is the Store facade, given as an argument: this package sits below
+it (store.send and store.transition_many are its thin accessors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from .. import _arguments as check
+from ..conditions import Condition
+from ..entity import Entity
+from ..errors import ConfigurationError, ConflictError, NotFoundError, TransitionError
+from ._binding import Binding, Machine, binding_for
+from ._records import TransitionRecord
+from ._send import _restore, _save
+
+E = TypeVar("E", bound=Entity)
+
+# how many times retry=True reads a stale entity again before it gives up
+ATTEMPTS = 10
+
+
+@dataclass
+class TransitionReport:
+    """What transition_many did: how many entities moved, and why each one
+    that matched did not."""
+
+    event: str
+    moved: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # id -> reason
+    retried_chunks: int = 0
+
+    @property
+    def matched(self) -> int:
+        return self.moved + len(self.skipped)
+
+    def __str__(self) -> str:
+        return f"{self.event}: {self.moved} moved, {len(self.skipped)} skipped" + (
+            f", {self.retried_chunks} chunks read again" if self.retried_chunks else ""
+        )
+
+
+def _bound(target: Entity, field_name: str | None) -> tuple[Machine, Binding]:
+    if not isinstance(target, Entity):
+        raise ConfigurationError(f"a store sends events to entities, not {target!r}")
+    machine: Machine = target._machine(field_name)
+    return machine, binding_for(machine, type(target), field_name)
+
+
+def send_stored(
+    store: Any,
+    entity: E,
+    event: str,
+    *,
+    field: str | None = None,
+    retry: bool = False,
+    data: dict[str, Any],
+) -> E:
+    check.flag(retry, "retry")
+    machine, binding = _bound(entity, field)
+    for attempt in range(ATTEMPTS if retry else 1):
+        saved = _save(entity)
+        try:
+            with store.transaction():
+                source = binding.current(entity)
+                machine.send(entity, event, field=binding.field, **data)
+                store.save(entity)
+                if binding.history_class is not None:
+                    store.save(_record(binding, entity, event, source))
+            return entity
+        except ConflictError:
+            _restore(binding, entity, saved)
+            if not retry or attempt == ATTEMPTS - 1:
+                raise
+            _refresh(store, entity)
+        except BaseException:
+            _restore(binding, entity, saved)
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def asend_stored(
+    store: Any,
+    entity: E,
+    event: str,
+    *,
+    field: str | None = None,
+    retry: bool = False,
+    data: dict[str, Any],
+) -> E:
+    """send_stored() for an AsyncStore, awaiting async guards and actions."""
+    check.flag(retry, "retry")
+    machine, binding = _bound(entity, field)
+    for attempt in range(ATTEMPTS if retry else 1):
+        saved = _save(entity)
+        try:
+            async with store.transaction():
+                source = binding.current(entity)
+                await machine.asend(entity, event, field=binding.field, **data)
+                await store.save(entity)
+                if binding.history_class is not None:
+                    await store.save(_record(binding, entity, event, source))
+            return entity
+        except ConflictError:
+            _restore(binding, entity, saved)
+            if not retry or attempt == ATTEMPTS - 1:
+                raise
+            fresh = await store.get(type(entity), entity.id)
+            _take(entity, fresh)
+        except BaseException:
+            _restore(binding, entity, saved)
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refresh(store: Any, entity: Entity) -> None:
+    _take(entity, store.get(type(entity), entity.id))
+
+
+def _take(entity: Entity, fresh: Entity) -> None:
+    """The caller's entity becomes what is stored (before a retry)."""
+    entity.__dict__.update(fresh.__dict__)
+    object.__setattr__(entity, "__pydantic_fields_set__", set(fresh.__pydantic_fields_set__))
+
+
+def _record(binding: Binding, entity: Entity, event: str, source: Any) -> TransitionRecord:
+    cls = binding.history_class
+    values = {
+        "entity_id": entity.id,
+        "entity_version": entity.version,
+        "machine": binding.machine.__name__,
+        "field": binding.field,
+        "event": event,
+        "source": source._value_,
+        "target": entity.__dict__[binding.field]._value_,
+        "at": datetime.now(UTC),
+    }
+    record: TransitionRecord = cls.model_construct(**values)
+    return record
+
+
+def transition_many(
+    store: Any,
+    cls: type[Entity],
+    event: str,
+    conditions: tuple[Condition, ...],
+    equals: dict[str, Any],
+    field: str | None = None,
+    chunk_size: int = 500,
+    data: dict[str, Any] | None = None,
+) -> TransitionReport:
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigurationError(
+            f"data= takes a dict of keywords for guards and actions, not {data!r}"
+        )
+    if not (isinstance(cls, type) and issubclass(cls, Entity)):
+        raise ConfigurationError(f"transition_many takes an entity class, not {cls!r}")
+    check.chunk_size(chunk_size)
+    machine: Machine = cls._machine(field)
+    binding = binding_for(machine, cls, field)
+    if event not in machine._events_:
+        raise TransitionError(
+            machine.__name__,
+            "",
+            str(event),
+            f"no such event (events: {', '.join(machine._events_)})",
+        )
+    report = TransitionReport(event)
+    last: str | None = None
+    while True:
+        after = (*conditions, cls.f.id > last) if last is not None else conditions
+        chunk = list(store.find(cls, *after, order_by="id", limit=chunk_size, **equals))
+        if not chunk:
+            return report
+        last = chunk[-1].id
+        _move_chunk(store, machine, binding, chunk, event, data, report)
+
+
+def _move_chunk(
+    store: Any,
+    machine: Machine,
+    binding: Binding,
+    chunk: list[Entity],
+    event: str,
+    data: dict[str, Any],
+    report: TransitionReport,
+) -> None:
+    for attempt in range(ATTEMPTS):
+        moved: list[Entity] = []
+        records: list[TransitionRecord] = []
+        skipped: dict[str, str] = {}
+        for entity in chunk:
+            source = entity.__dict__[binding.field]
+            try:
+                machine.send(entity, event, field=binding.field, **data)
+            except TransitionError as exc:
+                skipped[entity.id] = exc.reason
+                continue
+            moved.append(entity)
+            if binding.history_class is not None:
+                records.append(_record(binding, entity, event, source))
+        try:
+            with store.transaction():
+                store.save_many(moved)
+                if records:
+                    for record, entity in zip(records, moved, strict=True):
+                        record.__dict__["entity_version"] = entity.version
+                    store.save_many(records)
+        except ConflictError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            report.retried_chunks += 1
+            ids = [entity.id for entity in chunk]
+            fresh = store.get_many(type(chunk[0]), ids)
+            for gone in set(ids) - set(fresh):
+                report.skipped[gone] = "deleted meanwhile"
+            chunk = [fresh[id] for id in ids if id in fresh]
+            continue
+        report.moved += len(moved)
+        report.skipped.update(skipped)
+        return
+
+
+def history(store: Any, target: Entity | type[Entity], id: str | None = None) -> list[Any]:
+    """The stored transitions of an entity (of a machine declared with
+    history=True), oldest first."""
+    from ._records import history_class
+
+    if isinstance(target, Entity):
+        cls, id = type(target), target.id
+    elif isinstance(target, type) and issubclass(target, Entity) and isinstance(id, str):
+        cls = target
+    else:
+        raise ConfigurationError("history() takes an entity, or an entity class and an id")
+    if not any(machine._history_ for machine in cls.__statekeep_machines__.values()):
+        raise ConfigurationError(
+            f"{cls.__name__} has no machine that keeps history (declare it with "
+            "class ...(statekeep.Machine, history=True))"
+        )
+    records = history_class(cls)
+    try:
+        return list(store.find(records, entity_id=id, order_by="id"))
+    except NotFoundError:  # pragma: no cover - find does not raise it
+        return []
