@@ -24,10 +24,12 @@ import statekeep
 from statekeep._demo.meters import METER_RATE, READINGS_PER_SEGMENT
 from statekeep._demo.recordings import (
     SESSIONS,
+    STARTUP,
     STILL_RECORDING,
     THUMBNAIL_EVERY,
     RecordingSession,
     Segment,
+    SessionFlow,
     Thumbnail,
 )
 from statekeep._demo.report import summary
@@ -38,6 +40,11 @@ PER_SESSION = SEGMENTS // SESSIONS
 THUMBNAILS_PER_SESSION = PER_SESSION // THUMBNAIL_EVERY
 PANEL_TITLE = "write-behind: store.writebehind.stats()"
 COMPLETED = SESSIONS - STILL_RECORDING
+# the sessions' transitions: 4 each to start, 2 each for the loose cable's pause and
+# resume, 2 each to complete
+TRANSITIONS = SESSIONS * 4 + 4 + COMPLETED * 2
+# the demo's output stays short: 120 lines until the state machine's lines (issue 15)
+MOST_LINES = 130
 
 
 def journal_segments(db: Path) -> list[Path]:
@@ -58,7 +65,7 @@ def assert_events_in_summary(out: str, segments: int) -> None:
     assert summary_value(out, "handler failures: in-process / durable") == "0 / 0"
     assert summary_value(out, "store.on: paused / resumed / completed") == f"1 / 1 / {COMPLETED}"
     delivered = summary_value(out, "events delivered: in-process / durable")
-    assert delivered == f"{COMPLETED + 3} / {segments:,}"
+    assert delivered == f"{TRANSITIONS} / {segments:,}"
     assert summary_value(out, "enricher catch-up after flush").endswith(" s")
     assert summary_value(out, "state: transport changes (CRITICAL)") == "4, the last: stopped"
     assert summary_value(out, "state: restore in a fresh store").endswith("(the last)")
@@ -81,7 +88,7 @@ def test_demo_in_process_leaves_the_expected_data(
     # not a terminal: the live panel is printed once, at the end, without escapes
     assert out.count(PANEL_TITLE) == 1
     assert "\x1b" not in out
-    assert len(out.splitlines()) < 120
+    assert len(out.splitlines()) < MOST_LINES
     assert_events_in_summary(out, SEGMENTS)
     assert "enricher (durable subscriber, process " in out
     assert f"{SEGMENTS:,} segments enriched" in out
@@ -93,9 +100,13 @@ def test_demo_in_process_leaves_the_expected_data(
     thumbnails_left = sessions_left * THUMBNAILS_PER_SESSION
     with statekeep.open(f"sqlite:///{path}") as store:
         assert store.count(RecordingSession) == sessions_left
-        assert store.count(RecordingSession, state="recording") == STILL_RECORDING
-        assert store.count(RecordingSession, state="complete") == sessions_left - STILL_RECORDING
+        assert store.count(RecordingSession, state="active") == STILL_RECORDING
+        assert store.count(RecordingSession, state="completed") == sessions_left - STILL_RECORDING
         assert store.count(RecordingSession, state="paused") == 0
+        assert store.count_by(RecordingSession, "state") == {
+            SessionFlow.active: STILL_RECORDING,
+            SessionFlow.completed: sessions_left - STILL_RECORDING,
+        }
         assert store.count(RecordingSession, device="mic-07") == SESSIONS // 8 - 1
         assert store.count(Segment) == segments_left
         assert store.count(Thumbnail) == thumbnails_left
@@ -172,14 +183,30 @@ def test_demo_stores_every_write_by_priority(tmp_path: Path) -> None:
     assert events.enricher_pid is not None and events.enricher_pid != os.getpid()
     assert sum(events.loudness.values()) == SEGMENTS
     assert events.loudness["clipping"] == report.segments_flagged  # both: peak > CLIP_DB
-    # the outbox also has the studio state's snapshots, and the deletes of old deltas
+    # the outbox also has the studio state's snapshots, and the deletes of old
+    # deltas, and the sessions' transitions (each its event and at most one update)
     studio_events = report.studio.fulls + 2 * report.studio.deltas
-    assert 0 <= events.lag_at_flush <= report.streamed + SESSIONS + studio_events
+    most = report.streamed + SESSIONS + studio_events + 2 * TRANSITIONS
+    assert 0 <= events.lag_at_flush <= most
     assert 0 < events.catch_up < 60
-    # in-process: the pause, the resume and the completions; and the edit that
-    # _show_conflict saves (a change of name, not of state)
+    # in-process: the sessions' transitions (start-up, the pause and the
+    # resume, the completions); not the edit that _show_conflict saves
     assert events.session_changes == {"paused": 1, "resumed": 1, "completed": COMPLETED}
-    assert events.in_process_delivered == COMPLETED + 3
+    assert events.in_process_delivered == TRANSITIONS
+    assert events.reached == {
+        "validating": SESSIONS,
+        "checking_permissions": SESSIONS,
+        "starting": SESSIONS,
+        "active": SESSIONS + 1,
+        "pausing": 1,
+        "paused": 1,
+        "resuming": 1,
+        "ending": COMPLETED,
+        "completed": COMPLETED,
+    }
+    assert report.startup == {event: SESSIONS for event in STARTUP}
+    diagram = Path(report.diagram).read_text()
+    assert diagram == SessionFlow.to_mermaid() and "paused --> ending : end" in diagram
     assert events.in_process_failures == 0
     # the level meters went through the flow pipeline: the last reading of
     # each burst per session, never faster than the throttle's rate
@@ -320,7 +347,7 @@ def test_demo_console_script(tmp_path: Path) -> None:
     assert str(path) in done.stdout
     assert f"sqlite3 '{path}' \"select count(*) from segment\"" in done.stdout
     assert done.stdout.count(PANEL_TITLE) == 1
-    assert len(done.stdout.splitlines()) < 120
+    assert len(done.stdout.splitlines()) < MOST_LINES
     assert_events_in_summary(done.stdout, SEGMENTS)
     db = sqlite3.connect(path)
     try:

@@ -1,8 +1,9 @@
 """The events of the demo (`statekeep demo`): one handler in the demo's own
 process, and a durable subscriber in another process.
 
-- `SessionChanges`, for `store.on(RecordingSession.Updated)`: counts the
-  sessions' state changes (paused, resumed, completed) right after they commit;
+- `SessionChanges`, for `store.on(RecordingSession.Transitioned)`: counts the
+  sessions' state machine transitions (per state reached: paused, resumed,
+  completed among them) right after they commit, for the live panel;
 - `Enricher`: the durable subscription "enricher", in a child process
   (`python -m statekeep._demo.events`) that opens the same SQLite file as a
   second store, as another program would, subscribes to `Segment.Created` and
@@ -25,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +38,9 @@ NAME = "enricher"
 REPORT_EVERY = 0.1  # seconds between the child's reports
 LOUDNESS = ("clipping", "loud", "normal", "quiet")
 LOUD_DB, QUIET_DB = -6.0, -20.0  # peaks above LOUD_DB are loud, below QUIET_DB quiet
-CHANGES = {"paused": "paused", "recording": "resumed", "complete": "completed"}
+# the transitions the summary counts: the state reached -> what the summary calls it
+CHANGES = {"paused": "paused", "active": "resumed", "completed": "completed"}
+RECENT = 4  # transitions the live panel shows
 
 
 @dataclass
@@ -47,6 +51,7 @@ class EventsReport:
     session_changes: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(CHANGES.values(), 0)
     )
+    reached: dict[str, int] = field(default_factory=dict)  # transitions into each state
     in_process_delivered: int = 0
     in_process_failures: int = 0
     enriched: int = 0
@@ -59,31 +64,40 @@ class EventsReport:
 
 
 class SessionChanges:
-    """The handler of `store.on(RecordingSession.Updated)`. It runs in the thread
-    that committed: the write-behind's for the pause and resume, the demo's for
-    the completions. Sessions start recording."""
+    """The handler of `store.on(RecordingSession.Transitioned)`. It runs in the
+    thread that committed: the demo's for the start-up and the completions,
+    the write-behind's for the pause and resume. (A session reaches active
+    once when it starts, and again when it resumes.)"""
 
     def __init__(self) -> None:
         self.delivered = self.failures = 0
-        self.changes = dict.fromkeys(CHANGES.values(), 0)
-        self._states: dict[str, str] = {}
+        self.reached: dict[str, int] = {}
+        self.recent: deque[str] = deque(maxlen=RECENT)
         self._lock = threading.Lock()
 
-    def __call__(self, event: statekeep.Updated) -> None:
+    def __call__(self, event: statekeep.Transitioned) -> None:
         try:
             with self._lock:
-                state = event.entity.state
-                if state != self._states.get(event.entity_id, "recording"):
-                    self.changes[CHANGES[state]] += 1
-                self._states[event.entity_id] = state
+                self.reached[event.target] = self.reached.get(event.target, 0) + 1
+                self.recent.append(f"{event.source} > {event.target} ({event.event})")
                 self.delivered += 1
         except Exception:  # counted, then raised again
             self.failures += 1
             raise  # the store logs it (statekeep.events logger); the write stands
 
-    def fill(self, report: EventsReport) -> None:
+    def snapshot(self) -> tuple[dict[str, int], list[str]]:
         with self._lock:
-            report.session_changes = dict(self.changes)
+            return dict(self.reached), list(self.recent)
+
+    def fill(self, report: EventsReport, sessions: int) -> None:
+        with self._lock:
+            report.reached = dict(self.reached)
+            resumed = self.reached.get("active", 0) - sessions  # active again, not at start
+            report.session_changes = {
+                "paused": self.reached.get("paused", 0),
+                "resumed": max(resumed, 0),
+                "completed": self.reached.get("completed", 0),
+            }
             report.in_process_delivered, report.in_process_failures = self.delivered, self.failures
 
 

@@ -1,5 +1,6 @@
 """The live panel of the demo's step 2: the write-behind queue's statistics
-(`store.writebehind.stats()`) and the enricher's progress through the outbox."""
+(`store.writebehind.stats()`), the enricher's progress through the outbox,
+and the sessions' state machine transitions as they commit."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rich.text import Text
 import statekeep
 from statekeep import Priority
 
-from .events import Enricher
+from .events import Enricher, SessionChanges
 
 BAR_WIDTH = 24
 
@@ -25,9 +26,15 @@ class Panel:
     end elsewhere."""
 
     def __init__(
-        self, store: statekeep.Store, enricher: Enricher, expected: int, segments: int
+        self,
+        store: statekeep.Store,
+        enricher: Enricher,
+        expected: int,
+        segments: int,
+        transitions: SessionChanges,
     ) -> None:
         self._engine = store.writebehind
+        self._transitions = transitions
         self._enricher = enricher
         self._segments = segments
         first = self._engine.stats()
@@ -90,6 +97,14 @@ class Panel:
             lag.append(f"{what} ", style="dim")
             lag.append(f"{count:,}  ")
         grid.add_row("outbox", lag, "")
+        reached, recent = self._transitions.snapshot()
+        moves = Text()
+        for state, count in reached.items():
+            moves.append(f"{state} ", style="dim")
+            moves.append(f"{count:,}  ")
+        grid.add_row("transitions", moves, "")
+        if recent:
+            grid.add_row("latest", Text(recent[-1]), "")
         failures = self._enricher.latest.get("failures", 0)
         if failures:
             grid.add_row("enricher", Text(f"{failures:,} handler failures", style="red"), "")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 import statekeep
-from statekeep import Priority
+from statekeep import Priority, State
 
 SESSIONS = 50
 DEVICES = 8
@@ -35,13 +35,42 @@ WORDS = (
 )
 
 
+class SessionFlow(statekeep.Machine):
+    """A recording session's lifecycle (docs/machines.md)."""
+
+    idle = State(initial=True)
+    validating, checking_permissions, starting, active = State(), State(), State(), State()
+    pausing, paused, resuming, ending = State(), State(), State(), State()
+    completed = State(final=True)
+
+    start = idle.to(validating)
+    validated = validating.to(checking_permissions)
+    permitted = checking_permissions.to(starting, cond="has_device")
+    started = starting.to(active)
+    pause = active.to(pausing)
+    paused_ok = pausing.to(paused)
+    resume = paused.to(resuming)
+    resumed = resuming.to(active)
+    end = (active | paused).to(ending)
+    ended = ending.to(completed)
+
+
+# the events that take a new session from idle to active, and an active or paused one to completed
+STARTUP = ("start", "validated", "permitted", "started")
+PAUSE, RESUME, COMPLETE = ("pause", "paused_ok"), ("resume", "resumed"), ("end", "ended")
+
+
 class RecordingSession(statekeep.Entity):
     """One recording on one device."""
 
     name: str
     device: Annotated[str, statekeep.Indexed()]
-    state: Annotated[Literal["recording", "paused", "complete"], statekeep.Indexed()] = "recording"
+    state: SessionFlow = SessionFlow.idle  # an indexed column, moved by SessionFlow's events
     started: datetime
+
+    @property
+    def has_device(self) -> bool:
+        return bool(self.device)
 
 
 class Segment(statekeep.Entity):

@@ -25,6 +25,9 @@ class Report:
     state_changes: int = 0  # CRITICAL writes of sessions: created, paused, resumed
     segments_flagged: int = 0
     sessions_completed: int = 0
+    startup: dict[str, int] = field(default_factory=dict)  # sessions moved by each event
+    sessions_by_state: dict[str, int] = field(default_factory=dict)  # store.count_by at the end
+    diagram: str = ""  # the Mermaid file of SessionFlow, next to the database
     sessions_deleted: int = 0
     segments_deleted: int = 0
     thumbnails_deleted: int = 0
@@ -88,6 +91,10 @@ def summary(report: Report) -> Table:
     table.add_row("session state changes", f"{report.state_changes:,}")
     table.add_row("segments flagged", f"{report.segments_flagged:,}")
     table.add_row("sessions completed", f"{report.sessions_completed:,}")
+    table.add_row(
+        "sessions per state (count_by)",
+        ", ".join(f"{state} {count}" for state, count in sorted(report.sessions_by_state.items())),
+    )
     table.add_row(
         "deleted: sessions / segments / thumbnails",
         f"{report.sessions_deleted} / {report.segments_deleted:,} / {report.thumbnails_deleted:,}",

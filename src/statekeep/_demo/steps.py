@@ -1,17 +1,22 @@
 """The demo's steps, on one SQLite file (statekeep._demo says what it shows).
 
-1. create the sessions (CRITICAL enqueues, waited for with `wait_stored`);
+1. create the sessions (CRITICAL enqueues, waited for with `wait_stored`),
+   and move them from idle to active through their state machine
+   (SessionFlow, with `store.transition_many`);
 2. stream the segments and thumbnails through the write-behind queue
    (statekeep._demo.stream), the studio's live state meanwhile (meters at
    200 Hz, the transport: statekeep._demo.studio), and the sessions' level
    readings through a statekeep.flow Pipeline (statekeep._demo.meters);
-3. update: flag clipping segments and mark most sessions complete, in one
-   transaction (and show that a stale copy cannot overwrite newer data);
+3. update: flag clipping segments and complete most sessions (their
+   machine's end and ended), in one transaction (and show that a stale copy
+   cannot overwrite newer data);
 4. delete a session recorded with a loose cable, with all its segments and
    thumbnails, in one transaction;
 5. query by indexed fields and show a few results;
-6. stop the enricher; print counts, events, throughputs, timings and the
-   size of the file; restore the studio state from the file in a fresh Store.
+6. stop the enricher; print counts (sessions per state: `store.count_by`),
+   events, throughputs, timings and the size of the file; restore the
+   studio state from the file in a fresh Store; write the sessions' state
+   machine as a Mermaid diagram next to the database.
 
 The file is left in place so it can be inspected with the `sqlite3` shell.
 """
@@ -37,12 +42,15 @@ from .meters import METER_RATE, READINGS_PER_SEGMENT, meters
 from .recordings import (
     CATCH_UP_TIMEOUT,
     CLIP_DB,
+    COMPLETE,
     LOOSE_CABLE,
     SEED,
+    STARTUP,
     STILL_RECORDING,
     WAIT_TIMEOUT,
     RecordingSession,
     Segment,
+    SessionFlow,
     Thumbnail,
     make_sessions,
 )
@@ -76,6 +84,8 @@ def run(path: str | None, segments: int, meter_rate: int = METER_RATE) -> int:
     console.print(Text("Inspect it with:", style="bold"))
     hint = f'sqlite3 {shlex.quote(db_path)} "select count(*) from segment"'
     console.print(Text(hint), soft_wrap=True)
+    console.print(Text("The sessions' state machine, as a Mermaid diagram:", style="bold"))
+    console.print(Text(report.diagram), soft_wrap=True)
     return 0
 
 
@@ -111,7 +121,7 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
         statekeep.open(f"sqlite:///{db_path}", outbox=True) as store,
         Enricher(db_path, Segment, CLIP_DB) as enricher,
     ):
-        store.on(RecordingSession.Updated, changes)
+        store.on(RecordingSession.Transitioned, changes)
         # 1. create the sessions: CRITICAL, and the recorder waits until they are stored
         started = time.perf_counter()
         sessions = list(make_sessions(rng))
@@ -126,11 +136,24 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
             f"[green]1.[/] created {report.sessions} recording sessions (CRITICAL): "
             f"stored {report.sessions_wait * 1000:.1f} ms later (wait_stored)"
         )
+        started = time.perf_counter()
+        for event in STARTUP:  # a transaction per chunk of sessions, their events after it
+            report.startup[event] = store.transition_many(RecordingSession, event).moved
+        report.timings["start sessions"] = time.perf_counter() - started
+        fresh = store.get_many(RecordingSession, [session.id for session in sessions])
+        sessions = [fresh[session.id] for session in sessions]  # at their new versions
+        console.print(
+            f"   then idle > active: {min(report.startup.values())} sessions moved by "
+            f"{', '.join(STARTUP)}\n"
+            f"   (store.transition_many, SessionFlow) in "
+            f"{report.timings['start sessions'] * 1000:.1f} ms",
+            markup=False,
+        )
 
         # 2. stream the segments and thumbnails through the write-behind queue,
         # with the studio's live state kept in the store meanwhile
         desk = Desk(store, sessions)
-        stream(store, enricher, sessions, segments, receipts, report, console, desk)
+        stream(store, enricher, sessions, segments, receipts, report, console, desk, changes)
         receipts.sweep()
         report.enqueued = dict(receipts.enqueued)
         report.stored_by_priority = dict(receipts.stored)
@@ -190,13 +213,14 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
             finished = list(
                 store.find(
                     RecordingSession,
-                    state="recording",
+                    state=SessionFlow.active,
                     order_by="started",
                     limit=max(0, len(sessions) - STILL_RECORDING),
                 )
             )
             for session in finished:
-                session.state = "complete"
+                for event in COMPLETE:
+                    session.send(event)  # checked against SessionFlow, announced when saved
                 store.save(session)
             report.sessions_completed = len(finished)
         report.timings["update"] = time.perf_counter() - started
@@ -236,9 +260,12 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
         started = time.perf_counter()
         console.print("[green]5.[/] queries on indexed fields:")
         _show_queries(store, console)
+        report.sessions_by_state = {
+            str(state): count for state, count in store.count_by(RecordingSession, "state").items()
+        }
         report.stored = {
             "sessions": store.count(RecordingSession),
-            "complete sessions": store.count(RecordingSession, state="complete"),
+            "complete sessions": store.count(RecordingSession, state=SessionFlow.completed),
             "segments": store.count(Segment),
             "flagged segments": store.count(Segment, flagged=True),
             "thumbnails": store.count(Thumbnail),
@@ -246,12 +273,15 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
         report.timings["queries"] = time.perf_counter() - started
 
         enricher.fill(report.events, enricher.stop())
-        changes.fill(report.events)
+        changes.fill(report.events, report.sessions)
         report.file_bytes = file_size(db_path)
     report.closed_bytes = file_size(db_path)
     report.journal_segments = len(list(Path(db_path + ".writebehind").glob("segment-*.log")))
     restore(db_path, desk)
     report.studio = desk.report
+    report.diagram = db_path + ".sessions.mmd"
+    with open(report.diagram, "w", encoding="utf-8") as diagram:
+        diagram.write(SessionFlow.to_mermaid())
     return report
 
 
@@ -275,15 +305,16 @@ def _show_conflict(store: statekeep.Store, session_id: str, console: Console) ->
 
 
 def _show_queries(store: statekeep.Store, console: Console) -> None:
-    by_state = {
-        state: store.count(RecordingSession, state=state) for state in ("recording", "complete")
-    }
+    by_state = store.count_by(RecordingSession, "state")  # one grouped query
     console.print(
-        f"   sessions by state: {by_state['complete']} complete, {by_state['recording']} recording"
+        "   sessions by state (store.count_by): "
+        + ", ".join(f"{count} {state}" for state, count in sorted(by_state.items()))
     )
     console.print(f"   flagged segments: {store.count(Segment, flagged=True):,}")
 
-    session = next(store.find(RecordingSession, state="complete", order_by="-started", limit=1))
+    session = next(
+        store.find(RecordingSession, state=SessionFlow.completed, order_by="-started", limit=1)
+    )
     total = store.count(Segment, session_id=session.id)
     flagged = store.count(Segment, session_id=session.id, flagged=True)
     console.print(

@@ -20,12 +20,14 @@ from rich.live import Live
 import statekeep
 from statekeep import Priority, Receipt
 
-from .events import Enricher
+from .events import Enricher, SessionChanges
 from .panel import Panel
 from .recordings import (
     CATCH_UP_TIMEOUT,
     LOOSE_CABLE,
+    PAUSE,
     PAUSE_AT,
+    RESUME,
     RESUME_AT,
     SEED,
     WAIT_TIMEOUT,
@@ -49,6 +51,7 @@ def stream(
     report: Report,
     console: Console,
     desk: Desk,
+    transitions: SessionChanges,
 ) -> None:
     """Enqueues the writes behind a live panel (the studio recording
     meanwhile), flushes, and waits for the enricher to catch up; fills in
@@ -56,7 +59,9 @@ def stream(
     loose = next(session for session in sessions if session.device == LOOSE_CABLE)
     pause_at, resume_at = int(segments * PAUSE_AT), int(segments * RESUME_AT)
     changes = 2 if segments else 0
-    panel = Panel(store, enricher, segments + thumbnail_count(segments) + changes, segments)
+    panel = Panel(
+        store, enricher, segments + thumbnail_count(segments) + changes, segments, transitions
+    )
     events = report.events
     started = time.perf_counter()
     before = receipts.count
@@ -68,11 +73,13 @@ def stream(
             if priority is Priority.NORMAL:
                 if number == pause_at:
                     desk.transport("paused")
-                    loose.state = "paused"
+                    for event in PAUSE:
+                        loose.send(event)
                     pause(store, loose, receipts, report, console)
                 if number == resume_at:
                     desk.transport("recording")
-                    loose.state = "recording"
+                    for event in RESUME:
+                        loose.send(event)
                     receipts.add(Priority.CRITICAL, store.enqueue(loose, Priority.CRITICAL))
                     console.print(
                         f"   {LOOSE_CABLE} is back: {loose.name!r} resumes "
