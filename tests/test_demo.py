@@ -248,9 +248,11 @@ def test_demo_stores_every_write_by_priority(tmp_path: Path) -> None:
     assert re.search(rf"enriched +━+ +{SEGMENTS:,} segments", text)
     assert re.search(r"outbox +written ([\d,]+) +handled \1 +lag 0 ", text)
     # the scratch file of the save_many comparison is gone, and nothing else is left
-    # (but the lock files of the durable subscription names, and the journal)
+    # (but the lock files of the durable subscription names, the journal, and the
+    # sessions' state machine diagram)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "report.db",
+        "report.db.sessions.mmd",
         "report.db.subscriptions",
         "report.db.writebehind",
     ]
