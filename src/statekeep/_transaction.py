@@ -81,11 +81,14 @@ class Frame:
         self.later.extend(inner.later)
 
     def undo(self) -> None:
+        """Puts back what the block took from its entities (domain events),
+        then runs its roll-backs, last first (write-behind enqueues called
+        off, on_rollback callbacks), then puts back their versions."""
         later, self.later = self.later, []
-        for _, roll_back in later:
-            roll_back()
         for entity, taken in reversed(self.taken):
             put_back_recorded(entity, taken)
+        for _, roll_back in reversed(later):
+            roll_back()
         for held, versions, weak in reversed(self.undo_log):
             for item, version in zip(reversed(held), reversed(versions), strict=True):
                 entity = item() if weak else item
@@ -198,6 +201,15 @@ class Transaction:
         self._frame, self._token = frame, frames.push(frame)
         return self
 
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        """Calls undo if this block rolls back, or the block it is part of
+        does (after it commits as a savepoint): the callbacks run last first.
+        (store.send uses it to put the caller's entity back as it was.)"""
+        frame = self._frame
+        if frame is None or not frame.is_open:
+            raise ConfigurationError("on_rollback() is for a transaction block that is open")
+        frame.later.append((_nothing, undo))
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -267,3 +279,7 @@ class Transaction:
             finally:  # the writes enqueued in the block are enqueued now it committed
                 for enqueue, _ in later:
                     enqueue()
+
+
+def _nothing() -> None:
+    """What an on_rollback callback does when its block commits."""

@@ -87,6 +87,12 @@ class AsyncTransaction:
         self._block: Block | None = None
         self._token: Token[Block | None] | None = None
 
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        """Transaction.on_rollback: undo runs if the block (or its outer block) rolls back."""
+        if self._sync is None:
+            raise ConfigurationError("on_rollback() is for a transaction block that is open")
+        self._sync.on_rollback(undo)
+
     async def __aenter__(self) -> AsyncTransaction:
         if self._sync is not None:
             raise ConfigurationError(

@@ -16,6 +16,7 @@ it (store.send and store.transition_many are its thin accessors).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -72,15 +73,16 @@ def send_stored(
 ) -> E:
     check.flag(retry, "retry")
     machine, binding = _bound(entity, field)
+    saved = _save(entity)  # what a failure leaves the entity as, whatever retries read
     for attempt in range(ATTEMPTS if retry else 1):
-        saved = _save(entity)
         try:
-            with store.transaction():
+            with store.transaction() as block:
                 source = binding.current(entity)
                 machine.send(entity, event, field=binding.field, **data)
                 store.save(entity)
                 if binding.history_class is not None:
                     store.save(_record(binding, entity, event, source))
+                block.on_rollback(functools.partial(_restore, binding, entity, saved))
             return entity
         except ConflictError:
             _restore(binding, entity, saved)
@@ -105,15 +107,16 @@ async def asend_stored(
     """send_stored() for an AsyncStore, awaiting async guards and actions."""
     check.flag(retry, "retry")
     machine, binding = _bound(entity, field)
+    saved = _save(entity)  # what a failure leaves the entity as, whatever retries read
     for attempt in range(ATTEMPTS if retry else 1):
-        saved = _save(entity)
         try:
-            async with store.transaction():
+            async with store.transaction() as block:
                 source = binding.current(entity)
                 await machine.asend(entity, event, field=binding.field, **data)
                 await store.save(entity)
                 if binding.history_class is not None:
                     await store.save(_record(binding, entity, event, source))
+                block.on_rollback(functools.partial(_restore, binding, entity, saved))
             return entity
         except ConflictError:
             _restore(binding, entity, saved)
