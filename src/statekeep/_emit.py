@@ -17,7 +17,7 @@ import pydantic
 
 from ._ids import new_id
 from .backends.base import Backend
-from .entity import Entity, entity_class, has_recorded, take_recorded
+from .entity import Entity, entity_class, has_recorded, take_recorded, view_of
 from .errors import BackendError
 from .events import (
     LIFECYCLE,
@@ -85,7 +85,9 @@ class Emitter:
                 events.append(self._lifecycle(owner, kind, collection, id, stamp, body))
             if recorded:  # domain events recorded on the entity, stamped with the write's version
                 update = {"collection": collection, "entity_id": id, "version": version or before}
-                events.extend(decode(event).model_copy(update=update) for event in recorded)
+                events.extend(
+                    decode(event, collection).model_copy(update=update) for event in recorded
+                )
         return events
 
     def _lifecycle(
@@ -153,10 +155,12 @@ def _outbox_entry(kind: str, collection: str, id: str, version: int, body: str |
     )
 
 
-def decode(body: str) -> Event:
+def decode(body: str, collection: str | None = None) -> Event:
     """An event read back from the outbox, as the class it was made as, as far
     as this process knows that class (else as an Event keeping its fields).
-    BackendError only for an entry that is not an event at all."""
+    BackendError only for an entry that is not an event at all. collection:
+    the event's, when the entry was written before it was stamped with it
+    (a write-behind journal's recorded events)."""
     try:
         document = json.loads(body)
         kind, fields = str(document["kind"]), dict(document["event"])
@@ -168,6 +172,9 @@ def decode(body: str) -> Event:
         cls = getattr(owner, LIFECYCLE[kind].__name__) if owner is not None else LIFECYCLE[kind]
     else:
         cls = domain_class(kind, document.get("topic"))
+        view = view_of(collection or str(fields.get("collection", "")), kind)
+        if cls is not None and view is not None and issubclass(view, cls):
+            cls = view  # one entity class's view of it (Session.Transitioned)
     for attempt in (cls, LIFECYCLE.get(kind)):  # the class as it is now, then the generic one
         if attempt is None:
             continue

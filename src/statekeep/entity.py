@@ -113,16 +113,35 @@ def entity_class(collection: str) -> type[Entity] | None:
     return _by_collection.get(collection)
 
 
+def view_of(collection: str, kind: str) -> type[Event] | None:
+    """The entity class's view of a domain event kind (`Session.Transitioned`
+    for "transitioned" events of collection "session"), if it has one: what
+    an event read back from the outbox or a write-behind journal is made as."""
+    owner = _by_collection.get(collection)
+    name = _VIEW_NAMES.get(kind)
+    if owner is None or name is None:
+        return None
+    view: type[Event] = getattr(owner, name)
+    return view
+
+
 def has_recorded() -> bool:
     """Has any entity recorded events not yet saved? (One check for a whole batch.)"""
     return bool(_recorded)
 
 
 class Deferred(Protocol):
-    """A domain event recorded before it is made (`record_deferred`): made
-    when the entity's save takes its events."""
+    """Domain events recorded before they are made (a state machine's moves,
+    made into events only if the entity is saved): made when the entity's
+    save takes its events."""
 
-    def make(self) -> Event: ...
+    def make(self) -> list[Event]: ...
+
+    def __len__(self) -> int:
+        """How many events make() makes."""
+
+    def truncate(self, count: int) -> None:
+        """Keeps the first count of them."""
 
 
 def take_recorded(entity: Entity) -> list[Event]:
@@ -130,30 +149,44 @@ def take_recorded(entity: Entity) -> list[Event]:
     entry = _recorded.pop(id(entity), None)
     if entry is None or entry[0]() is not entity:
         return []
-    return [item if isinstance(item, Event) else item.make() for item in entry[1]]
+    events: list[Event] = []
+    for item in entry[1]:
+        if isinstance(item, Event):
+            events.append(item)
+        else:
+            events.extend(item.make())
+    return events
 
 
-def record_deferred(entity: Entity, item: Deferred) -> None:
-    """Records a domain event to be made when the entity's save takes it (a
-    state machine's transition: nothing to make unless it is saved)."""
-    key = id(entity)
-    entry = _recorded.get(key)
-    if entry is None or entry[0]() is not entity:
-        entry = _new_entry(entity)
-    entry[1].append(item)
+def recording(entity: Entity) -> list[Event | Deferred]:
+    """The list of what is recorded on entity, to add to (record() and a
+    state machine's moves, as Deferred items)."""
+    return _recorded_of(entity)
 
 
 def recorded_count(entity: Entity) -> int:
     """How many domain events are recorded on entity, not yet saved."""
     entry = _recorded.get(id(entity))
-    return len(entry[1]) if entry is not None and entry[0]() is entity else 0
+    if entry is None or entry[0]() is not entity:
+        return 0
+    return sum(1 if isinstance(item, Event) else len(item) for item in entry[1])
 
 
 def forget_recorded_since(entity: Entity, count: int) -> None:
     """Forgets the domain events recorded on entity after its first count."""
     entry = _recorded.get(id(entity))
-    if entry is not None and entry[0]() is entity:
-        del entry[1][count:]
+    if entry is None or entry[0]() is not entity:
+        return
+    items = entry[1]
+    for position, item in enumerate(items):
+        size = 1 if isinstance(item, Event) else len(item)
+        if count < size:  # this item is where the events to forget begin
+            if count and not isinstance(item, Event):
+                item.truncate(count)
+                position += 1
+            del items[position:]
+            return
+        count -= size
 
 
 def put_back_recorded(entity: Entity, events: list[Event]) -> None:
@@ -198,16 +231,18 @@ def _check_field_names(cls: type) -> None:
             )
 
 
-def _bind_fields(cls: type[Entity]) -> dict[str, Any]:
+def _bind_fields(cls: type[Entity]) -> dict[str | None, Any]:
     """The fields whose type binds itself to the class that declares them (a
-    state machine, through `__statekeep_bind__(cls, field)`), bound."""
-    bound = {}
+    state machine, through `__statekeep_bind__(cls, field)`), bound: what
+    each binding returned, by field name, and under None too when it is the
+    only one."""
+    bound: dict[str | None, Any] = {}
     for name, info in cls.model_fields.items():
-        kind = base_type(info.annotation)
-        bind = getattr(kind, "__statekeep_bind__", None)
+        bind = getattr(base_type(info.annotation), "__statekeep_bind__", None)
         if bind is not None:
-            bind(cls, name)
-            bound[name] = kind
+            bound[name] = bind(cls, name)
+    if len(bound) == 1:
+        bound[None] = next(iter(bound.values()))
     return bound
 
 
@@ -257,6 +292,8 @@ class Entity(pydantic.BaseModel):
     __statekeep__: ClassVar[EntityInfo]
     # the fields that hold a state machine's states: name -> the machine class
     __statekeep_machines__: ClassVar[dict[str, Any]] = {}
+    # name -> what send() calls (statekeep.machines' Sender); None -> the only one
+    __statekeep_senders__: ClassVar[dict[str | None, Any]] = {}
     f: ClassVar[Fields]
 
     id: str = Field(default_factory=new_id, min_length=1)
@@ -320,10 +357,14 @@ class Entity(pydantic.BaseModel):
             raise ConfigurationError(f"shared must be True or False, not {shared!r}")
         name = snake_case(cls.__name__) if collection is None else collection
         info = EntityInfo(cls, name)
-        _claim_collection(cls, name, shared)
         cls.__statekeep__ = info
         cls.f = Fields(cls, cls.model_fields)
-        cls.__statekeep_machines__ = _bind_fields(cls)
+        senders = _bind_fields(cls)  # a guard it lacks is refused before it claims its collection
+        _claim_collection(cls, name, shared)
+        cls.__statekeep_senders__ = senders
+        cls.__statekeep_machines__ = {
+            field: sender.machine for field, sender in senders.items() if field
+        }
         _by_collection[name] = cls
 
     # -- domain events -------------------------------------------------------
@@ -348,27 +389,35 @@ class Entity(pydantic.BaseModel):
         refused). The transition is announced with the entity's next save
         (`store.send` sends and saves in one step). field: which machine,
         when the entity has several; data: keywords for guards and actions."""
-        self._machine(field).send(self, event, field=field, **data)
+        senders = type(self).__statekeep_senders__
+        sender = senders.get(field) if field is None or isinstance(field, str) else None
+        if sender is None:
+            sender = self._sender(field)
+        sender.send(self, event, data)
         return self
 
     async def asend(self, event: str, /, *, field: str | None = None, **data: Any) -> Self:
         """send(), awaiting guards and actions that are coroutine functions."""
-        await self._machine(field).asend(self, event, field=field, **data)
+        await self._sender(field).asend(self, event, data)
         return self
 
     def allowed_events(self, field: str | None = None) -> list[str]:
         """The events this entity's machine would take from its current state
         (guards not evaluated)."""
-        names: list[str] = self._machine(field).allowed_events(self, field=field)
+        names: list[str] = self._sender(field).allowed_events(self)
         return names
 
     @classmethod
     def _machine(cls, field: str | None) -> Any:
-        machines = cls.__statekeep_machines__
-        if field is None and len(machines) == 1:
-            return next(iter(machines.values()))
-        found = machines.get(field) if isinstance(field, str) else None
+        """The machine of a field (the only one when field is None)."""
+        return cls._sender(field).machine
+
+    @classmethod
+    def _sender(cls, field: str | None) -> Any:
+        senders = cls.__statekeep_senders__
+        found = senders.get(field) if field is None or isinstance(field, str) else None
         if found is None:
+            machines = cls.__statekeep_machines__
             have = ", ".join(sorted(machines)) or "none"
             raise ConfigurationError(
                 f"{cls.__name__} has state machine fields: {have}; "
@@ -450,3 +499,8 @@ _ENTITY_API = frozenset(
         if not name.startswith("_") and name not in Entity.model_fields and name != "model_config"
     )
 )
+
+# the domain event kinds every entity class has a view of: kind -> the attribute
+_VIEW_NAMES = {
+    value.kind: name for name, value in vars(Entity).items() if isinstance(value, _ViewClass)
+}

@@ -24,7 +24,7 @@ import pydantic
 
 from ..errors import ConfigurationError
 from ._define import Callback, Transition
-from ._records import history_class
+from ._records import history_class, history_name
 
 # a Machine class (this module sits below statekeep.machines._machine)
 Machine = Any
@@ -57,12 +57,12 @@ class Step:
 class Binding:
     """A machine bound to owner.field."""
 
-    __slots__ = ("event_class", "field", "history_class", "machine", "owner", "steps")
+    __slots__ = ("event_class", "field", "keeps_history", "machine", "owner", "steps")
 
     def __init__(self, machine: Machine, owner: type, field: str) -> None:
         self.machine, self.owner, self.field = machine, owner, field
         self.event_class: Any = None  # owner.Transitioned, for an entity class
-        self.history_class: Any = None  # the class of its history records, when kept
+        self.keeps_history = False  # an entity class's binding of a machine with history=True
         find = _Finder(machine, owner)
         # state -> event -> the steps from it, in the order declared
         self.steps: dict[Any, dict[str, tuple[Step, ...]]] = {
@@ -72,6 +72,11 @@ class Binding:
             }
             for state, exits in machine._table_.items()
         }
+
+    def history_class(self) -> Any:
+        """The class of its history records (made on first use: a class that
+        fails to be defined claims no history collection), or None."""
+        return history_class(self.owner) if self.keeps_history else None
 
     def exits_of(self, target: Any) -> Iterable[str]:
         return self.steps[self.current(target)]
@@ -190,7 +195,8 @@ def bind(machine: Machine, owner: type, field: str) -> Binding:
             entity: Any = owner
             binding.event_class = entity.Transitioned
             if machine._history_:
-                binding.history_class = history_class(owner)
+                history_name(owner)  # too long a name is refused now
+                binding.keeps_history = True
         machine._bindings_[(owner, field)] = binding
         machine._bindings_.pop((owner, None), None)
         return binding

@@ -3,7 +3,7 @@
     idle = State(initial=True)
     start = idle.to(active, cond="has_devices")
     end = (active | paused).to(done)        # one event from several states
-    stop = active.to(done) | idle.to(done)  # the same, spelt as python-statemachine spells it
+    stop = active.to(done) | idle.to(x)     # events joined (type checkers: # type: ignore)
 
 `State.to` is typed as returning a callable (`Flow.start(session)` moves a
 session), which is also what keeps type checkers from counting an event among
@@ -28,7 +28,14 @@ Callback = str | Callable[..., Any]
 def _callbacks(value: Callback | Sequence[Callback] | None, what: str) -> tuple[Callback, ...]:
     if value is None:
         return ()
-    found = (value,) if isinstance(value, str) or callable(value) else tuple(value)
+    if isinstance(value, str) or callable(value):
+        found: tuple[Any, ...] = (value,)
+    elif isinstance(value, (list, tuple)):
+        found = tuple(value)
+    else:
+        raise ConfigurationError(
+            f"{what} takes a method name, a function, or a list of them, not {value!r}"
+        )
     for item in found:
         if not (isinstance(item, str) and item.isidentifier()) and not callable(item):
             raise ConfigurationError(f"{what} takes method names or functions, not {item!r}")

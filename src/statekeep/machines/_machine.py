@@ -21,13 +21,14 @@ the machine to a field.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Any, ClassVar, Self
 
 from ..errors import ConfigurationError
 from ._binding import Binding, bind, binding_for
 from ._define import State, Transition, TransitionSpec
 from ._mermaid import mermaid
-from ._send import asend, can_send, send
+from ._send import asend, asend_bound, can_send, send, send_bound
 
 # what every machine class has: a state or an event of one of these names would hide it
 RESERVED = frozenset(
@@ -78,6 +79,12 @@ class MachineType(enum.EnumType):
         if not isinstance(history, bool):
             raise ConfigurationError(f"{cls}: history takes True or False, not {history!r}")
         members = list(getattr(classdict, "_member_names", ()))
+        clash = sorted(RESERVED.intersection(members))
+        if clash:
+            raise ConfigurationError(
+                f"{cls}: {', '.join(clash)} would hide what every machine has "
+                f"({', '.join(sorted(RESERVED))}); rename them"
+            )
         declared: dict[str, State] = {}
         for name in members:
             value = classdict[name]
@@ -161,6 +168,9 @@ class Machine(enum.StrEnum, metaclass=MachineType):
     def __repr__(self) -> str:
         return f"{type(self).__name__}.{self._name_}"
 
+    # the text's own hash, in C: Enum's (a Python function) is a third of a send's time
+    __hash__ = str.__hash__
+
     @property
     def final(self) -> bool:
         return bool(self.declared.final)
@@ -208,10 +218,24 @@ class Machine(enum.StrEnum, metaclass=MachineType):
         return can_send(cls, target, event, field, data)
 
     @classmethod
-    def __statekeep_bind__(cls, owner: type, field: str) -> None:
+    def __statekeep_bind__(cls, owner: type, field: str) -> Sender:
         """An entity class declares a field of this machine: its guards and
-        actions are found now (ConfigurationError for a name it lacks)."""
-        bind(cls, owner, field)
+        actions are found now (ConfigurationError for a name it lacks); the
+        entity's send() calls what this returns."""
+        return Sender(bind(cls, owner, field))
+
+
+class Sender:
+    """What an entity's send(), asend() and allowed_events() call for one of
+    its machine fields (statekeep.Entity.send)."""
+
+    __slots__ = ("allowed_events", "asend", "binding", "machine", "send")
+
+    def __init__(self, binding: Binding) -> None:
+        self.binding, self.machine = binding, binding.machine
+        self.send = functools.partial(send_bound, binding)
+        self.asend = functools.partial(asend_bound, binding)
+        self.allowed_events = lambda target: list(binding.exits_of(target))
 
 
 # the State objects each machine's body declared, by name

@@ -9,7 +9,11 @@ from ..errors import ConfigurationError
 
 
 def mermaid(machine: Any, current: Any = None) -> str:
-    if current is not None and current not in machine._table_:
+    try:
+        known = current is None or current in machine._table_
+    except TypeError:  # unhashable: not a state
+        known = False
+    if not known:
         raise ConfigurationError(f"{current!r} is not a state of {machine.__name__}")
     lines = ["stateDiagram-v2", f"    [*] --> {machine._initial_._name_}"]
     for state in machine:

@@ -50,15 +50,21 @@ class TransitionRecord(Entity, collection="machine_transition_record", shared=Tr
 _history_classes: dict[type, type[TransitionRecord]] = {}
 
 
+def history_name(owner: Any) -> str:
+    """The collection of an entity class's history records."""
+    collection = f"{owner.__statekeep__.spec.name}_transitions"
+    if len(collection) > 63:
+        raise ConfigurationError(
+            f"{owner.__name__}: its history collection {collection!r} would be longer than "
+            "63 characters; give the class a shorter collection name"
+        )
+    return collection
+
+
 def history_class(owner: Any) -> type[TransitionRecord]:
     found = _history_classes.get(owner)
     if found is None:
-        collection = f"{owner.__statekeep__.spec.name}_transitions"
-        if len(collection) > 63:
-            raise ConfigurationError(
-                f"{owner.__name__}: its history collection {collection!r} would be longer than "
-                "63 characters; give the class a shorter collection name"
-            )
+        collection = history_name(owner)
         namespace = {
             "__module__": owner.__module__,
             "__qualname__": f"{owner.__qualname__}.History",

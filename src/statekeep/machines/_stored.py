@@ -17,6 +17,7 @@ it (store.send and store.transition_many are its thin accessors).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -24,10 +25,10 @@ from typing import Any, TypeVar
 from .. import _arguments as check
 from ..conditions import Condition
 from ..entity import Entity
-from ..errors import ConfigurationError, ConflictError, NotFoundError, TransitionError
-from ._binding import Binding, Machine, binding_for
+from ..errors import ConfigurationError, ConflictError, TransitionError
+from ._binding import Binding, Machine
 from ._records import TransitionRecord
-from ._send import _restore, _save
+from ._send import _restore, _save, send_bound
 
 E = TypeVar("E", bound=Entity)
 
@@ -58,8 +59,8 @@ class TransitionReport:
 def _bound(target: Entity, field_name: str | None) -> tuple[Machine, Binding]:
     if not isinstance(target, Entity):
         raise ConfigurationError(f"a store sends events to entities, not {target!r}")
-    machine: Machine = target._machine(field_name)
-    return machine, binding_for(machine, type(target), field_name)
+    binding: Binding = target._sender(field_name).binding
+    return binding.machine, binding
 
 
 def send_stored(
@@ -80,7 +81,7 @@ def send_stored(
                 source = binding.current(entity)
                 machine.send(entity, event, field=binding.field, **data)
                 store.save(entity)
-                if binding.history_class is not None:
+                if binding.keeps_history:
                     store.save(_record(binding, entity, event, source))
                 block.on_rollback(functools.partial(_restore, binding, entity, saved))
             return entity
@@ -114,7 +115,7 @@ async def asend_stored(
                 source = binding.current(entity)
                 await machine.asend(entity, event, field=binding.field, **data)
                 await store.save(entity)
-                if binding.history_class is not None:
+                if binding.keeps_history:
                     await store.save(_record(binding, entity, event, source))
                 block.on_rollback(functools.partial(_restore, binding, entity, saved))
             return entity
@@ -141,14 +142,14 @@ def _take(entity: Entity, fresh: Entity) -> None:
 
 
 def _record(binding: Binding, entity: Entity, event: str, source: Any) -> TransitionRecord:
-    cls = binding.history_class
+    cls = binding.history_class()
     values = {
         "entity_id": entity.id,
         "entity_version": entity.version,
         "machine": binding.machine.__name__,
         "field": binding.field,
         "event": event,
-        "source": source._value_,
+        "source": str(source),
         "target": entity.__dict__[binding.field]._value_,
         "at": datetime.now(UTC),
     }
@@ -174,8 +175,8 @@ def transition_many(
     if not (isinstance(cls, type) and issubclass(cls, Entity)):
         raise ConfigurationError(f"transition_many takes an entity class, not {cls!r}")
     check.chunk_size(chunk_size)
-    machine: Machine = cls._machine(field)
-    binding = binding_for(machine, cls, field)
+    binding: Binding = cls._sender(field).binding
+    machine: Machine = binding.machine
     if event not in machine._events_:
         raise TransitionError(
             machine.__name__,
@@ -191,17 +192,23 @@ def transition_many(
         if not chunk:
             return report
         last = chunk[-1].id
-        _move_chunk(store, machine, binding, chunk, event, data, report)
+
+        def reread(ids: list[str]) -> list[Entity]:
+            """The chunk as stored now, of what still matches, in id order."""
+            where = (*conditions, cls.f.id.in_(ids))
+            return list(store.find(cls, *where, order_by="id", **equals))
+
+        _move_chunk(store, binding, chunk, event, data, report, reread)
 
 
 def _move_chunk(
     store: Any,
-    machine: Machine,
     binding: Binding,
     chunk: list[Entity],
     event: str,
     data: dict[str, Any],
     report: TransitionReport,
+    reread: Callable[[list[str]], list[Entity]],
 ) -> None:
     for attempt in range(ATTEMPTS):
         moved: list[Entity] = []
@@ -210,12 +217,12 @@ def _move_chunk(
         for entity in chunk:
             source = entity.__dict__[binding.field]
             try:
-                machine.send(entity, event, field=binding.field, **data)
+                send_bound(binding, entity, event, data)
             except TransitionError as exc:
                 skipped[entity.id] = exc.reason
                 continue
             moved.append(entity)
-            if binding.history_class is not None:
+            if binding.keeps_history:
                 records.append(_record(binding, entity, event, source))
         try:
             with store.transaction():
@@ -229,10 +236,9 @@ def _move_chunk(
                 raise
             report.retried_chunks += 1
             ids = [entity.id for entity in chunk]
-            fresh = store.get_many(type(chunk[0]), ids)
-            for gone in set(ids) - set(fresh):
-                report.skipped[gone] = "deleted meanwhile"
-            chunk = [fresh[id] for id in ids if id in fresh]
+            chunk = reread(ids)
+            for gone in set(ids).difference(entity.id for entity in chunk):
+                report.skipped[gone] = "changed or deleted meanwhile: it no longer matches"
             continue
         report.moved += len(moved)
         report.skipped.update(skipped)
@@ -255,8 +261,7 @@ def history(store: Any, target: Entity | type[Entity], id: str | None = None) ->
             f"{cls.__name__} has no machine that keeps history (declare it with "
             "class ...(statekeep.Machine, history=True))"
         )
-    records = history_class(cls)
-    try:
-        return list(store.find(records, entity_id=id, order_by="id"))
-    except NotFoundError:  # pragma: no cover - find does not raise it
-        return []
+    found = store.find(history_class(cls), entity_id=id)
+    # in the order of the versions the moves made (record ids of two processes'
+    # moves within a millisecond need not be in that order)
+    return sorted(found, key=lambda record: (record.entity_version, record.at, record.id))
