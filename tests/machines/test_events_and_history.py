@@ -673,6 +673,30 @@ def test_transition_many_reads_a_chunk_again_after_a_concurrent_write(
     assert store.count(Ticket, state=Contested.closed) == 5
 
 
+def test_transition_many_moves_a_chunk_that_keeps_conflicting_one_entity_at_a_time(
+    store: statekeep.Store, meddler: dict[str, Any]
+) -> None:
+    """Another writer changes t2 every time the chunk is tried: after three
+    tries the chunk's entities go one at a time, and all of them move."""
+    store.save_many(Ticket(id=f"t{n}") for n in range(5))
+    tries = []
+
+    def note_t2() -> None:
+        tries.append(1)
+        other = store.get(Ticket, "t2")
+        other.note = f"written meanwhile {len(tries)}"
+        store.save(other)
+        if len(tries) < 3:  # each try of the chunk meets another write
+            meddler["t0"] = note_t2
+
+    meddler["t0"] = note_t2
+    report = store.transition_many(Ticket, "close", chunk_size=5)
+    assert (report.moved, report.skipped, report.retried_chunks) == (5, {}, 3)
+    t2 = store.get(Ticket, "t2")
+    assert (t2.state, t2.note, t2.version) == (Contested.closed, "written meanwhile 3", 5)
+    assert store.count(Ticket, state=Contested.closed) == 5
+
+
 def test_transition_many_skips_what_was_deleted_meanwhile(
     store: statekeep.Store, meddler: dict[str, Any]
 ) -> None:

@@ -142,7 +142,7 @@ class MachineType(enum.EnumType):
 
     @property
     def history(cls) -> bool:
-        """Does a store keep a record of every transition it stores?"""
+        """Do store.send and transition_many write a history record per move?"""
         return bool(cls._history_)  # type: ignore[attr-defined]
 
 

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from .. import _arguments as check
 from ..conditions import Condition
 from ..entity import Entity
-from ..errors import ConfigurationError, ConflictError, TransitionError
+from ..errors import ConfigurationError, ConflictError, NotFoundError, TransitionError
 from ._binding import Binding, Machine
 from ._records import TransitionRecord
 from ._send import _restore, _save, send_bound
@@ -34,6 +34,9 @@ E = TypeVar("E", bound=Entity)
 
 # how many times retry=True reads a stale entity again before it gives up
 ATTEMPTS = 10
+# how many times transition_many tries a chunk in one transaction before it
+# moves the chunk's entities one at a time (each with retry=True)
+CHUNK_ATTEMPTS = 3
 
 
 @dataclass
@@ -210,7 +213,7 @@ def _move_chunk(
     report: TransitionReport,
     reread: Callable[[list[str]], list[Entity]],
 ) -> None:
-    for attempt in range(ATTEMPTS):
+    for _ in range(CHUNK_ATTEMPTS):
         moved: list[Entity] = []
         records: list[TransitionRecord] = []
         skipped: dict[str, str] = {}
@@ -232,8 +235,6 @@ def _move_chunk(
                         record.__dict__["entity_version"] = entity.version
                     store.save_many(records)
         except ConflictError:
-            if attempt == ATTEMPTS - 1:
-                raise
             report.retried_chunks += 1
             ids = [entity.id for entity in chunk]
             chunk = reread(ids)
@@ -243,6 +244,18 @@ def _move_chunk(
         report.moved += len(moved)
         report.skipped.update(skipped)
         return
+    # the chunk kept meeting other writers: one entity at a time, each read again until it holds
+    for entity in chunk:
+        try:
+            send_stored(store, entity, event, field=binding.field, retry=True, data=data)
+        except TransitionError as exc:
+            report.skipped[entity.id] = exc.reason
+        except ConflictError:
+            report.skipped[entity.id] = f"changed by other writers {ATTEMPTS} times running"
+        except NotFoundError:
+            report.skipped[entity.id] = "changed or deleted meanwhile: it no longer matches"
+        else:
+            report.moved += 1
 
 
 def history(store: Any, target: Entity | type[Entity], id: str | None = None) -> list[Any]:
