@@ -25,6 +25,7 @@ from . import (
     save,
     save_many,
     state,
+    state_machines,
     writebehind,
 )
 from .harness import ExtraTable, Progress, Result, Sizes
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTa
     "aio": aio.run,
     "flow": flow.run,
     "state": state.run,
+    "state_machines": state_machines.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

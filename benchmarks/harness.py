@@ -52,6 +52,10 @@ class Sizes:
     state_batches: int = 200  # batches of 100 updates per round
     state_versions: int = 100  # versions measured for sharing and memory
     state_snapshots: int = 1_000  # compressions (and restores) of the studio state per round
+    # statekeep.machines
+    machine_sends: int = 200_000  # in-memory sends per round (transitions a quarter, psm 1/40)
+    machine_entities: int = 100_000  # bound for memory; moved by transition_many
+    machine_stored: int = 10_000  # store.send and store.save calls per round
     # events
     dispatch: int = 200_000  # events handed to the handlers
     dispatch_saves: int = 20_000  # save() calls with 0, 1 and 10 handlers
@@ -96,6 +100,9 @@ class Sizes:
             state_copies=20,
             state_batches=10,
             state_snapshots=10,
+            machine_sends=4_000,
+            machine_entities=2_000,
+            machine_stored=300,
             dispatch=2_000,
             dispatch_saves=300,
             durable=300,

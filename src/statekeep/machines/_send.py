@@ -61,7 +61,8 @@ def send_bound(binding: Binding, target: Any, event: str, data: Any) -> None:
         if binding.event_class is not None:
             _log(binding, target, event, source, step.target)
         return
-    saved = _save(target)  # an action may assign fields (a new __dict__), send, or raise
+    # an action may assign fields (pydantic makes a new __dict__), send, or raise
+    saved = fields.copy(), set(target.__pydantic_fields_set__), _mark(binding, target)
     try:
         for call, takes_data, _, _ in step.actions_before:
             call(target, **data) if takes_data else call(target)
@@ -69,8 +70,32 @@ def send_bound(binding: Binding, target: Any, event: str, data: Any) -> None:
         for call, takes_data, _, _ in step.actions_after:
             call(target, **data) if takes_data else call(target)
     except BaseException:
-        _restore(binding, target, saved)
+        _put_back(target, saved[:2])
+        _unwind(saved[2])
         raise
+
+
+# where an entity's record of moves ends: (its list, its length, the length of
+# the moves of its last item when that is a Moves, else -1); None for a model
+Mark = tuple[list[Any], int, int] | None
+
+
+def _mark(binding: Binding, target: Any) -> Mark:
+    if binding.event_class is None:
+        return None
+    moves = recording(target)
+    last = moves[-1] if moves else None
+    return moves, len(moves), len(last.moves) if last.__class__ is Moves else -1
+
+
+def _unwind(mark: Mark) -> None:
+    """Forgets the moves recorded since mark (by actions that sent, then failed)."""
+    if mark is None:
+        return
+    moves, length, tail = mark
+    del moves[length:]
+    if tail >= 0:
+        del moves[length - 1].moves[tail:]
 
 
 def _move(binding: Binding, target: Any, event: str, source: Any, reached: Any) -> None:
