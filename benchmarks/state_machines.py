@@ -9,16 +9,21 @@ part.
 1. An in-memory transition with one guard and one action: a cycle of three
    states (a -> b -> c -> a, one event `step` from each), sent round and
    round to one object; the guard reads a bool field, the action increments
-   a counter field. statekeep: `entity.send("step")` on an Entity (guard:
-   the field's name, action: a method doing `self.bumps += 1`); transitions:
-   `Machine(model=obj, ..., auto_transitions=False)` with `conditions=` and
-   `after=` names, `obj.step()`; python-statemachine: a StateMachine
-   subclass bound with `model=obj` (`cond=`, `after=` names),
+   a counter field. The targets are judged on the same kind of object for
+   all three: a plain object (the only kind transitions can move; its class
+   declares `state: Cycle`). statekeep: `Cycle.send(obj, "step")` (guard:
+   the attribute's name, action: a method doing `self.bumps += 1`);
+   transitions: `Machine(model=obj, ..., auto_transitions=False)` with
+   `conditions=` and `after=` names, `obj.step()`; python-statemachine: a
+   StateMachine subclass bound with `model=obj` (`cond=`, `after=` names),
    `sm.send("step")`. Costs are per call above the same loop calling a
    plain function. Targets: >= 10x faster than transitions, >= 100x faster
-   than python-statemachine. For reference, a transition written by hand on
-   the same entity (a dict from state to state, the guard, the action, the
-   field set).
+   than python-statemachine. Beside them: `Cycle.step(obj)`, and
+   `entity.send("step")` on an Entity, which also records the move for its
+   next save to announce, and whose action's `self.bumps += 1` is validated
+   by pydantic (about a microsecond of its own); and, for reference, a
+   transition written by hand on the same entity (a dict from state to
+   state, the guard, the action, the field set).
 2. Memory and creation of Sizes.machine_entities objects bound to a
    machine, each contender in a child process of its own: the growth of its
    RSS (after a full collection) and, for the statekeep entities,
@@ -61,7 +66,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil  # type: ignore[import-untyped]
 
@@ -139,7 +144,11 @@ def _lamps(n: int) -> list[Lamp]:
 
 
 class ModelObject:
-    """The plain object transitions and python-statemachine move (their model)."""
+    """The plain object transitions and python-statemachine move (their model);
+    statekeep moves the same class, through its `state: Cycle` annotation
+    (transitions and python-statemachine set `state` themselves)."""
+
+    state: Cycle = Cycle.a
 
     def __init__(self) -> None:
         self.ready = True
@@ -233,7 +242,9 @@ def _nothing(*args: object) -> None:
 
 # -- 1. in-memory transition ------------------------------------------------------------
 
-SK_SEND = "statekeep entity.send('step')"
+SK_SEND = "statekeep Cycle.send(obj, 'step') on the same plain object"
+SK_EVENT = "statekeep Cycle.step(obj) on the same plain object"
+SK_ENTITY = "statekeep entity.send('step') on an Entity (move recorded, action validated)"
 TR_STEP = "transitions obj.step() (Machine(model=obj), conditions=, after=)"
 PSM_SEND = "python-statemachine sm.send('step') (StateMachine(model=obj), cond=, after=)"
 BY_HAND = "by hand on the same entity: a dict from state to state, guard, action, field set"
@@ -243,11 +254,45 @@ PLAIN = "a plain call (the loop's own cost)"
 def _in_memory(sizes: Sizes, progress: Progress) -> list[Result]:
     n = sizes.machine_sends
     # the others are 2-30x slower: fewer calls, the same time each round
-    calls = {SK_SEND: n, TR_STEP: n // 4, PSM_SEND: n // 40, BY_HAND: n, PLAIN: n}
+    calls = {
+        SK_SEND: n,
+        SK_EVENT: n,
+        SK_ENTITY: n // 2,
+        TR_STEP: n // 4,
+        PSM_SEND: n // 40,
+        BY_HAND: n,
+        PLAIN: n,
+    }
     ends = (Cycle.a, Cycle.b, Cycle.c)
 
     def statekeep_trial() -> tuple[Run, Cleanup]:
-        job, count = Job(), calls[SK_SEND]
+        model: Any = ModelObject()
+        count, send = calls[SK_SEND], Cycle.send
+
+        def run() -> None:
+            for _ in range(count):
+                send(model, "step")
+
+        def cleanup() -> None:
+            assert model.bumps == count and model.state is ends[count % 3], model.state
+
+        return run, cleanup
+
+    def event_trial() -> tuple[Run, Cleanup]:
+        model: Any = ModelObject()
+        count, step = calls[SK_EVENT], cast(Any, Cycle).step  # an event joined with |
+
+        def run() -> None:
+            for _ in range(count):
+                step(model)
+
+        def cleanup() -> None:
+            assert model.bumps == count and model.state is ends[count % 3], model.state
+
+        return run, cleanup
+
+    def entity_trial() -> tuple[Run, Cleanup]:
+        job, count = Job(), calls[SK_ENTITY]
         send = job.send
 
         def run() -> None:
@@ -316,6 +361,8 @@ def _in_memory(sizes: Sizes, progress: Progress) -> list[Result]:
 
     trials: dict[str, Trial] = {
         SK_SEND: statekeep_trial,
+        SK_EVENT: event_trial,
+        SK_ENTITY: entity_trial,
         TR_STEP: transitions_trial,
         PSM_SEND: psm_trial,
         BY_HAND: by_hand_trial,
@@ -352,7 +399,7 @@ def _in_memory(sizes: Sizes, progress: Progress) -> list[Result]:
                 f"{_us(cost(rival))} (best / best {best_speedup:.1f}x)",
             )
         )
-    for name in (TR_STEP, PSM_SEND, BY_HAND):
+    for name in (SK_EVENT, SK_ENTITY, TR_STEP, PSM_SEND, BY_HAND):
         rows.append(
             Result(
                 label,

@@ -542,9 +542,10 @@ def test_importing_statekeep_creates_no_store(tmp_path: Path) -> None:
 
 # -- the Store stays a facade ---------------------------------------------------
 
-STORE_LINE_BUDGET = 580  # 520 until Store.batcher (issue 13); 530 until Store.state (issue 14);
-# 540 until Store.send, transition_many, history and count_by (issue 15): each an accessor of a
-# few lines whose work is in a module of its own (_entity_batcher, _states, machines, _counting)
+STORE_LINE_BUDGET = 585  # 520 until Store.batcher (issue 13); 530 until Store.state (issue 14);
+# 540 until Store.send, transition_many, history, count_by and on_rollback (issue 15): each an
+# accessor of a few lines whose work is in a module of its own (_entity_batcher, _states,
+# machines, _counting, _core)
 
 
 def test_store_py_stays_within_its_line_budget() -> None:

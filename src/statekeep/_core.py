@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ._calls import Calls
 from ._commit import Commit, CommitHooks
 from ._emit import Emitter, Pending
-from ._transaction import Frames, Transaction
+from ._transaction import Frames, Transaction, nothing
 from .backends import redacted
 from .backends.base import Backend, CollectionSpec
 from .entity import Entity
@@ -119,6 +119,12 @@ class Core:
             frame.note(entity, old_version)
             if taken:
                 frame.taken.append((entity, taken))
+
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        """Calls undo if the caller's open block rolls back (see Store.on_rollback)."""
+        frame = self.frames.current()
+        if frame is not None:
+            frame.later.append((nothing, undo))
 
     def deliver(self, committed: list[Pending]) -> None:
         if committed:

@@ -17,7 +17,7 @@ import pydantic
 
 from ._ids import new_id
 from .backends.base import Backend
-from .entity import Entity, entity_class, has_recorded, take_recorded, view_of
+from .entity import Entity, drop_recorded, entity_class, has_recorded, take_recorded, view_of
 from .errors import BackendError
 from .events import (
     LIFECYCLE,
@@ -52,9 +52,11 @@ class Emitter:
         save stored, then what the entity recorded), and the recorded events
         taken from the entity (to put back if the save does not last). With
         nobody listening and no outbox, recorded events are dropped."""
-        recorded = take_recorded(entity) if has_recorded() else []
         if not self.active:
+            if has_recorded():
+                drop_recorded(entity)  # not even made: nobody would get them
             return [], []
+        recorded = take_recorded(entity) if has_recorded() else []
         cls = type(entity)
         collection = cls.__statekeep__.spec.name
         version = entity.version

@@ -208,7 +208,7 @@ class Transaction:
         frame = self._frame
         if frame is None or not frame.is_open:
             raise ConfigurationError("on_rollback() is for a transaction block that is open")
-        frame.later.append((_nothing, undo))
+        frame.later.append((nothing, undo))
 
     def __exit__(
         self,
@@ -281,5 +281,5 @@ class Transaction:
                     enqueue()
 
 
-def _nothing() -> None:
+def nothing() -> None:
     """What an on_rollback callback does when its block commits."""

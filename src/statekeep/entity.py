@@ -158,6 +158,13 @@ def take_recorded(entity: Entity) -> list[Event]:
     return events
 
 
+def drop_recorded(entity: Entity) -> None:
+    """Forgets what is recorded on entity without making it (nobody listens)."""
+    entry = _recorded.get(id(entity))
+    if entry is not None and entry[0]() is entity:
+        del _recorded[id(entity)]
+
+
 def recording(entity: Entity) -> list[Event | Deferred]:
     """The list of what is recorded on entity, to add to (record() and a
     state machine's moves, as Deferred items)."""

@@ -436,6 +436,10 @@ class Store:
         self._core.check_open()
         return transition_many(self, cls, event, conditions, equals, field, chunk_size, data)
 
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        """Calls undo if the caller's transaction block rolls back (outside one: never)."""
+        self._core.on_rollback(undo)
+
     def history(self, target: Entity | type[Entity], id: str | None = None) -> list[Any]:
         """The stored transitions of an entity whose machine keeps history, oldest first."""
         self._core.check_open()

@@ -16,14 +16,17 @@ function (such a transition is sent with asend()).
 from __future__ import annotations
 
 import inspect
+import operator
 import threading
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pydantic
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, TransitionError
 from ._define import Callback, Transition
+from ._moves import log_move, mark, undo
 from ._records import history_class, history_name
 
 # a Machine class (this module sits below statekeep.machines._machine)
@@ -34,9 +37,19 @@ Ready = tuple[Callable[..., Any], bool, bool, str]
 
 
 class Step:
-    """One transition of a bound machine, ready to run."""
+    """One transition of a bound machine: its guards and actions found (the
+    sync path runs them through _compiled's functions, the async one and
+    can_send through these)."""
 
-    __slots__ = ("actions_after", "actions_before", "guards", "is_async", "target", "transition")
+    __slots__ = (
+        "actions_after",
+        "actions_before",
+        "guards",
+        "has_actions",
+        "is_async",
+        "target",
+        "transition",
+    )
 
     def __init__(
         self,
@@ -49,21 +62,99 @@ class Step:
         self.target = transition.target
         self.guards = guards  # (callback, what it must return to let the transition go)
         self.actions_before, self.actions_after = before, after
+        self.has_actions = bool(before or after)
         self.is_async = any(ready[2] for ready, _ in guards) or any(
             ready[2] for ready in (*before, *after)
         )
 
 
+def _compiled(binding: Binding, source: Any, event: str, steps: tuple[Step, ...]) -> Any:
+    """`go(t, d, source)`: the transitions event takes from source, as one
+    function of straight-line code (loops over tuples of callbacks would cost
+    a send more than the callbacks do): the first step whose guards hold
+    runs its actions before, the move, its actions after, putting the fields
+    (and the moves recorded) back if an action raises."""
+    names: dict[str, Any] = {"B": binding, "log_move": log_move, "undo": undo, "mark": mark}
+    names.update(held=_held, too_async=_too_async, EVENT=event)
+    field = repr(binding.field)
+
+    def call(ready: Ready, name: str) -> str:
+        names[name] = ready[0]
+        return f"{name}(t, **d)" if ready[1] else f"{name}(t)"
+
+    lines = ["def go(t, d, source):"]
+    for n, step in enumerate(steps):
+        names[f"T{n}"] = step.target
+        pad = "    "
+        if step.is_async:
+            lines.append("    raise too_async(B, t, source, EVENT)")
+            break
+        if step.guards:
+            terms = [
+                ("" if wanted else "not ") + call(ready, f"g{n}_{i}")
+                for i, (ready, wanted) in enumerate(step.guards)
+            ]
+            lines.append(f"    if {' and '.join(terms)}:")
+            pad = "        "
+        move = [f"t.__dict__[{field}] = T{n}"]  # __dict__ again: an action may replace it
+        if binding.pydantic:
+            move.append(f"t.__pydantic_fields_set__.add({field})")
+        if binding.event_class is not None:  # an entity: the move is announced when saved
+            move.append(f"log_move(B, t, EVENT, source, T{n})")
+        if not step.has_actions:
+            lines += [pad + line for line in move] + [pad + "return"]
+        else:
+            before = [call(ready, f"b{n}_{i}") for i, ready in enumerate(step.actions_before)]
+            after = [call(ready, f"a{n}_{i}") for i, ready in enumerate(step.actions_after)]
+            fields_set = "set(t.__pydantic_fields_set__)" if binding.pydantic else "None"
+            moves = "mark(B, t)" if binding.event_class is not None else "None"
+            lines += [
+                f"{pad}saved = t.__dict__.copy(), {fields_set}, {moves}",
+                f"{pad}try:",
+                *[f"{pad}    {line}" for line in (*before, *move, *after)],
+                f"{pad}except BaseException:",
+                f"{pad}    undo(B, t, saved)",
+                f"{pad}    raise",
+                f"{pad}return",
+            ]
+        if not step.guards:
+            break  # the steps after one without guards are never taken
+    else:
+        lines.append("    raise held(B, t, source, EVENT)")
+    made: dict[str, Any] = {}
+    where = f"<{binding.machine.__name__}.{event} from {source._name_}>"
+    exec(compile("\n".join(lines) + "\n", where, "exec"), names, made)
+    return made["go"]
+
+
 class Binding:
     """A machine bound to owner.field."""
 
-    __slots__ = ("event_class", "field", "keeps_history", "machine", "owner", "steps")
+    __slots__ = (
+        "event_class",
+        "field",
+        "go",
+        "keeps_history",
+        "machine",
+        "owner",
+        "pydantic",
+        "steps",
+    )
 
     def __init__(self, machine: Machine, owner: type, field: str) -> None:
         self.machine, self.owner, self.field = machine, owner, field
-        self.event_class: Any = None  # owner.Transitioned, for an entity class
+        # a pydantic model's fields set (model_fields_set) must learn of the field
+        self.pydantic = issubclass(owner, pydantic.BaseModel)
+        # owner.Transitioned, for an entity class: its moves are recorded for its next save
+        self.event_class: Any = None
         self.keeps_history = False  # an entity class's binding of a machine with history=True
-        find = _Finder(machine, owner)
+        if _is_entity_class(owner):
+            entity: Any = owner
+            self.event_class = entity.Transitioned
+            if machine._history_:
+                history_name(owner)  # too long a name is refused now
+                self.keeps_history = True
+        find = _Finder(self, machine, owner)
         # state -> event -> the steps from it, in the order declared
         self.steps: dict[Any, dict[str, tuple[Step, ...]]] = {
             state: {
@@ -71,6 +162,11 @@ class Binding:
                 for event, transitions in exits.items()
             }
             for state, exits in machine._table_.items()
+        }
+        # state -> event -> go(target, data, source): the sync send, compiled
+        self.go: dict[Any, dict[str, Any]] = {
+            state: {event: _compiled(self, state, event, steps) for event, steps in exits.items()}
+            for state, exits in self.steps.items()
         }
 
     def history_class(self) -> Any:
@@ -82,12 +178,9 @@ class Binding:
         return self.steps[self.current(target)]
 
     def current(self, target: Any) -> Any:
-        try:
-            value = target.__dict__[self.field]
-        except (AttributeError, KeyError):
-            raise ConfigurationError(
-                f"{type(target).__name__} has no field {self.field!r}"
-            ) from None
+        value = getattr(target, self.field, _MISSING)
+        if value is _MISSING:
+            raise ConfigurationError(f"{type(target).__name__} has no field {self.field!r}")
         if value not in self.steps:
             raise ConfigurationError(
                 f"{type(target).__name__}.{self.field} holds {value!r}, "
@@ -96,10 +189,14 @@ class Binding:
         return value
 
 
+_MISSING = object()
+
+
 class _Finder:
-    def __init__(self, machine: Machine, owner: type) -> None:
-        self.machine, self.owner = machine, owner
+    def __init__(self, binding: Binding, machine: Machine, owner: type) -> None:
+        self.binding, self.machine, self.owner = binding, machine, owner
         self.fields = getattr(owner, "model_fields", {})
+        self.pydantic = issubclass(owner, pydantic.BaseModel)
 
     def step(self, event: str, transition: Transition) -> Step:
         source, target = transition.source, transition.target
@@ -154,6 +251,8 @@ class _Finder:
         body = self.machine.__dict__.get(name)
         if body is not None and callable(body):
             return self.from_machine(body, name)
+        if not self.pydantic:  # a plain object's attribute, set by its __init__: read when sent
+            return operator.attrgetter(name), False, False, name
         raise ConfigurationError(
             f"{self.machine.__name__}: the {what} {name!r} is neither a method, property or "
             f"field of {self.owner.__name__} nor a function of {self.machine.__name__}"
@@ -184,6 +283,40 @@ def _repeat(what: str) -> Iterable[str]:
         yield what
 
 
+def held_back(binding: Binding, target: Any, source: Any, event: str) -> TransitionError:
+    steps = binding.steps[source][event]
+    names = sorted(
+        {("" if wanted else "not ") + ready[3] for step in steps for ready, wanted in step.guards}
+    )
+    return refusal(binding, target, source, event, f"held back by its guards ({', '.join(names)})")
+
+
+def refusal(binding: Binding, target: Any, source: Any, event: str, reason: str) -> TransitionError:
+    entity_id = target.__dict__.get("id", "") if hasattr(target, "__dict__") else ""
+    return TransitionError(
+        binding.machine.__name__,
+        getattr(source, "_name_", str(source)),
+        event,
+        reason,
+        entity_id if isinstance(entity_id, str) else "",
+    )
+
+
+def _held(binding: Binding, target: Any, source: Any, event: str) -> TransitionError:
+    return held_back(binding, target, source, event)
+
+
+def _too_async(binding: Binding, target: Any, source: Any, event: str) -> TransitionError:
+    return refusal(
+        binding,
+        target,
+        source,
+        event,
+        "its guards or actions are coroutine functions: send it with "
+        f"`await entity.asend({event!r})`",
+    )
+
+
 _bind_lock = threading.Lock()
 
 
@@ -191,14 +324,9 @@ def bind(machine: Machine, owner: type, field: str) -> Binding:
     """Binds machine to owner.field (again, when owner is defined again)."""
     with _bind_lock:
         binding = Binding(machine, owner, field)
-        if _is_entity_class(owner):
-            entity: Any = owner
-            binding.event_class = entity.Transitioned
-            if machine._history_:
-                history_name(owner)  # too long a name is refused now
-                binding.keeps_history = True
         machine._bindings_[(owner, field)] = binding
         machine._bindings_.pop((owner, None), None)
+        machine._defaults_.pop(owner, None)
         return binding
 
 
@@ -225,18 +353,35 @@ def binding_for(machine: Machine, owner: type, field: str | None) -> Binding:
     found = machine._bindings_.get((owner, field)) or bind(machine, owner, field)
     if len(fields) == 1:
         machine._bindings_[(owner, None)] = found
+        machine._defaults_[owner] = found
     return found
 
 
 def _fields_of(machine: Machine, owner: type) -> list[str]:
-    if not (isinstance(owner, type) and issubclass(owner, pydantic.BaseModel)):
-        raise ConfigurationError(
-            f"a machine moves pydantic models and entities, not {owner.__name__}"
-        )
+    """The fields of owner declared with machine's type: a pydantic model's, or
+    the annotations of a plain class or dataclass whose instances have a __dict__."""
     from .._schema import base_type
 
+    if isinstance(owner, type) and issubclass(owner, pydantic.BaseModel):
+        return [
+            name
+            for name, info in owner.model_fields.items()
+            if base_type(info.annotation) is machine
+        ]
+    if not isinstance(owner, type) or not hasattr(owner, "__dict__") or "__slots__" in vars(owner):
+        raise ConfigurationError(
+            f"a machine moves pydantic models, entities and objects with a __dict__, not {owner!r}"
+        )
+    try:
+        hints = typing.get_type_hints(owner)
+    except (NameError, TypeError, AttributeError):  # an annotation that does not resolve
+        hints = {}  # read them as written
+        for klass in reversed(owner.__mro__):
+            hints.update(getattr(klass, "__annotations__", {}))
     return [
-        name for name, info in owner.model_fields.items() if base_type(info.annotation) is machine
+        name
+        for name, hint in hints.items()
+        if base_type(hint) is machine or hint in (machine.__name__, machine.__qualname__)
     ]
 
 

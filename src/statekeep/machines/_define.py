@@ -184,17 +184,21 @@ def _transition(
     )
 
 
+_NONE: dict[str, Any] = {}
+
+
 class TransitionSpec:
     """An event of a machine: its transitions, in the order declared (the
     first whose guards hold is taken). Called with an entity, it sends
     itself to it: `Flow.start(session)` is `session.send("start")`."""
 
-    __slots__ = ("machine", "name", "transitions")
+    __slots__ = ("machine", "name", "send_to", "transitions")
 
     def __init__(self, transitions: list[Transition]) -> None:
         self.transitions = transitions
         self.name = ""  # set by the machine's class
         self.machine: Any = None  # the Machine class, once made
+        self.send_to: Any = None  # (target, event, field, data) -> None, once made
 
     def __or__(self, other: object) -> TransitionSpec:
         if not isinstance(other, TransitionSpec):
@@ -205,9 +209,18 @@ class TransitionSpec:
         return self  # a descriptor: the enum does not make it a state
 
     def __call__(self, entity: E, /, **data: Any) -> E:
-        if self.machine is None:
+        # the common case in a few lines: the class's only binding, a state it
+        # declares this event from (see statekeep.machines._send.send_bound)
+        binding = self.machine._defaults_.get(entity.__class__) if self.machine else None
+        if binding is not None:
+            source = entity.__dict__.get(binding.field)
+            go = binding.go.get(source, _NONE).get(self.name)
+            if go is not None:
+                go(entity, data, source)
+                return entity
+        if self.send_to is None:
             raise ConfigurationError("an event is sent once its machine's class is made")
-        self.machine.send(entity, self.name, **data)
+        self.send_to(entity, self.name, None, data)  # binds, or says why not
         return entity
 
     async def asend(self, entity: E, /, **data: Any) -> E:

@@ -157,6 +157,7 @@ class Machine(enum.StrEnum, metaclass=MachineType):
     _initial_: ClassVar[Any]
     _history_: ClassVar[bool]
     _bindings_: ClassVar[dict[tuple[type, str | None], Binding]]
+    _defaults_: ClassVar[dict[type, Binding]]  # a class's binding when it has one field of it
 
     def __new__(cls, value: object) -> Self:
         if not isinstance(value, State):  # an enum lookup by value goes through the metaclass
@@ -196,9 +197,16 @@ class Machine(enum.StrEnum, metaclass=MachineType):
     # -- sending ---------------------------------------------------------------
     @classmethod
     def send(cls, target: Any, event: str, /, *, field: str | None = None, **data: Any) -> None:
-        """Moves target (an entity or pydantic model with a field of this
-        machine) by event, in memory (see statekeep.Entity.send)."""
-        send(cls, target, event, field, data)
+        """Moves target (an entity, a pydantic model or an object with a field
+        of this machine) by event, in memory (see statekeep.Entity.send)."""
+        binding = cls._defaults_.get(target.__class__) if field is None else None
+        if binding is not None and isinstance(event, str):  # the common case, in a few lines
+            source = target.__dict__.get(binding.field)
+            go = binding.go.get(source, _NONE).get(event)
+            if go is not None:
+                go(target, data, source)
+                return
+        send(cls, target, event, field, data)  # binds, or says why not
 
     @classmethod
     async def asend(
@@ -238,6 +246,8 @@ class Sender:
         self.allowed_events = lambda target: list(binding.exits_of(target))
 
 
+_NONE: dict[str, Any] = {}
+
 # the State objects each machine's body declared, by name
 _DECLARED: dict[type, dict[str, State]] = {}
 
@@ -273,6 +283,7 @@ def _compile(
         if event_name.startswith("_"):
             raise ConfigurationError(f"{name}.{event_name}: an event's name cannot start with _")
         spec.name, spec.machine = event_name, cls
+        spec.send_to = functools.partial(send, cls)
         for transition in spec.transitions:
             for end in (transition.source, transition.target):
                 if isinstance(end, State) and id(end) not in by_state:
@@ -314,3 +325,4 @@ def _compile(
     cls._initial_ = initial[0]
     cls._history_ = history
     cls._bindings_ = {}
+    cls._defaults_ = {}

@@ -14,13 +14,12 @@ a microsecond) has nothing to check.
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
-from ..entity import Entity, forget_recorded_since, recorded_count, recording
+from ..entity import forget_recorded_since, recorded_count
 from ..errors import ConfigurationError, TransitionError
-from ._binding import Binding, Machine, Ready, Step, binding_for
+from ._binding import Binding, Machine, Ready, Step, binding_for, held_back, refusal
+from ._moves import log_move, put_back, saving, undo
 
 
 def send(machine: Machine, target: Any, event: str, field: str | None, data: Any) -> None:
@@ -31,78 +30,24 @@ def send(machine: Machine, target: Any, event: str, field: str | None, data: Any
 
 
 def send_bound(binding: Binding, target: Any, event: str, data: Any) -> None:
-    """The hot path: a fraction of a microsecond for a guarded move with an action."""
-    fields = target.__dict__
-    source = fields.get(binding.field)
+    """The hot path: the transition's own compiled function (Binding.go) does
+    the guards, actions and move."""
+    source = target.__dict__.get(binding.field)
+    if source is None:  # a plain object's class default, or no such field
+        source = getattr(target, binding.field, None)
     try:
-        steps = binding.steps[source][event]
+        go = binding.go[source][event]
     except (KeyError, TypeError):  # TypeError: an unhashable event
         raise _refused(binding, target, event) from None
-    for step in steps:
-        if step.is_async:
-            raise _error(
-                binding,
-                target,
-                source,
-                event,
-                "its guards or actions are coroutine functions: send it with "
-                f"`await entity.asend({event!r})`",
-            )
-        for (call, takes_data, _, _), wanted in step.guards:
-            if bool(call(target, **data) if takes_data else call(target)) is not wanted:
-                break
-        else:
-            break
-    else:
-        raise _held_back(binding, target, source, event)
-    if not (step.actions_before or step.actions_after):
-        fields[binding.field] = step.target
-        target.__pydantic_fields_set__.add(binding.field)
-        if binding.event_class is not None:
-            _log(binding, target, event, source, step.target)
-        return
-    # an action may assign fields (pydantic makes a new __dict__), send, or raise
-    saved = fields.copy(), set(target.__pydantic_fields_set__), _mark(binding, target)
-    try:
-        for call, takes_data, _, _ in step.actions_before:
-            call(target, **data) if takes_data else call(target)
-        _move(binding, target, event, source, step.target)
-        for call, takes_data, _, _ in step.actions_after:
-            call(target, **data) if takes_data else call(target)
-    except BaseException:
-        _put_back(target, saved[:2])
-        _unwind(saved[2])
-        raise
-
-
-# where an entity's record of moves ends: (its list, its length, the length of
-# the moves of its last item when that is a Moves, else -1); None for a model
-Mark = tuple[list[Any], int, int] | None
-
-
-def _mark(binding: Binding, target: Any) -> Mark:
-    if binding.event_class is None:
-        return None
-    moves = recording(target)
-    last = moves[-1] if moves else None
-    return moves, len(moves), len(last.moves) if last.__class__ is Moves else -1
-
-
-def _unwind(mark: Mark) -> None:
-    """Forgets the moves recorded since mark (by actions that sent, then failed)."""
-    if mark is None:
-        return
-    moves, length, tail = mark
-    del moves[length:]
-    if tail >= 0:
-        del moves[length - 1].moves[tail:]
+    go(target, data, source)
 
 
 def _move(binding: Binding, target: Any, event: str, source: Any, reached: Any) -> None:
     target.__dict__[binding.field] = reached
-    target.__pydantic_fields_set__.add(binding.field)
+    if binding.pydantic:
+        target.__pydantic_fields_set__.add(binding.field)
     if binding.event_class is not None:  # noted before the actions after it (they may send)
-        _log(binding, target, event, source, reached)
+        log_move(binding, target, event, source, reached)
 
 
 async def asend(machine: Machine, target: Any, event: str, field: str | None, data: Any) -> None:
@@ -117,8 +62,8 @@ async def asend_bound(binding: Binding, target: Any, event: str, data: Any) -> N
             step = candidate
             break
     if step is None:
-        raise _held_back(binding, target, source, event)
-    saved = _save(target)
+        raise held_back(binding, target, source, event)
+    saved = saving(binding, target)
     try:
         for ready in step.actions_before:
             await _run_async(ready, target, data)
@@ -126,7 +71,7 @@ async def asend_bound(binding: Binding, target: Any, event: str, data: Any) -> N
         for ready in step.actions_after:
             await _run_async(ready, target, data)
     except BaseException:
-        _restore(binding, target, saved)
+        undo(binding, target, saved)
         raise
 
 
@@ -143,7 +88,7 @@ def _step(binding: Binding, target: Any, source: Any, event: str, data: Any, syn
     """The transition event takes from source (TransitionError if none)."""
     for step in _candidates(binding, target, source, event):
         if step.is_async:
-            raise _error(
+            raise refusal(
                 binding,
                 target,
                 source,
@@ -153,7 +98,7 @@ def _step(binding: Binding, target: Any, source: Any, event: str, data: Any, syn
             )
         if _passes(step, target, data):
             return step
-    raise _held_back(binding, target, source, event)
+    raise held_back(binding, target, source, event)
 
 
 def _candidates(binding: Binding, target: Any, source: Any, event: str) -> tuple[Step, ...]:
@@ -161,9 +106,9 @@ def _candidates(binding: Binding, target: Any, source: Any, event: str) -> tuple
     if steps is None:
         if not isinstance(event, str) or event not in binding.machine._events_:
             known = ", ".join(binding.machine._events_)
-            raise _error(binding, target, source, str(event), f"no such event (events: {known})")
+            raise refusal(binding, target, source, str(event), f"no such event (events: {known})")
         allowed = ", ".join(binding.steps[source]) or "none: it is final"
-        raise _error(
+        raise refusal(
             binding, target, source, event, f"not from {source._name_} (from there: {allowed})"
         )
     return steps
@@ -176,7 +121,7 @@ def _refused(binding: Binding, target: Any, event: object) -> Exception:
         _candidates(binding, target, source, event)  # type: ignore[arg-type]
     except (ConfigurationError, TransitionError) as error:
         return error
-    return _error(binding, target, None, str(event), "refused")  # pragma: no cover
+    return refusal(binding, target, None, str(event), "refused")  # pragma: no cover
 
 
 def _passes(step: Step, target: Any, data: Any) -> bool:
@@ -199,91 +144,15 @@ async def _run_async(ready: Ready, target: Any, data: Any) -> Any:
     return await result if is_async else result
 
 
-def _held_back(binding: Binding, target: Any, source: Any, event: str) -> TransitionError:
-    steps = binding.steps[source][event]
-    names = sorted(
-        {("" if wanted else "not ") + ready[3] for step in steps for ready, wanted in step.guards}
-    )
-    return _error(binding, target, source, event, f"held back by its guards ({', '.join(names)})")
-
-
-def _error(binding: Binding, target: Any, source: Any, event: str, reason: str) -> TransitionError:
-    entity_id = target.__dict__.get("id", "") if hasattr(target, "__dict__") else ""
-    return TransitionError(
-        binding.machine.__name__,
-        getattr(source, "_name_", str(source)),
-        event,
-        reason,
-        entity_id if isinstance(entity_id, str) else "",
-    )
-
-
-def _log(binding: Binding, target: Any, event: str, source: Any, reached: Any) -> None:
-    """Notes the move on the entity, for its next save to announce: a tuple of
-    text and a time (the garbage collector stops tracking such tuples), in
-    one Moves per run of moves of one binding."""
-    moves = recording(target)
-    last = moves[-1] if moves else None
-    move = (event, str(source), reached._value_, time.time())
-    if last.__class__ is Moves and last.binding is binding:
-        last.moves.append(move)
-    else:
-        moves.append(Moves(binding, [move]))
-
-
-def _put_back(target: Any, saved: tuple[dict[str, Any], set[str]]) -> None:
-    fields, fields_set = saved
-    target.__dict__.clear()
-    target.__dict__.update(fields)
-    object.__setattr__(target, "__pydantic_fields_set__", fields_set)
-
-
 def _save(target: Any) -> tuple[dict[str, Any], set[str], int]:
-    """The entity as it is, to put back after a stored send fails (_restore)."""
-    count = recorded_count(target) if isinstance(target, Entity) else 0
-    return dict(target.__dict__), set(target.__pydantic_fields_set__), count
+    """An entity as it is, to put back after a stored send fails (_restore)."""
+    return dict(target.__dict__), set(target.__pydantic_fields_set__), recorded_count(target)
 
 
 def _restore(binding: Binding, target: Any, saved: tuple[dict[str, Any], set[str], int]) -> None:
     fields, fields_set, count = saved
-    _put_back(target, (fields, fields_set))
-    if isinstance(target, Entity):
-        forget_recorded_since(target, count)
-
-
-class Moves:
-    """Moves of one binding made in memory, to announce with the entity's
-    next save (entity.record_deferred): their events are made only then."""
-
-    __slots__ = ("binding", "moves")
-
-    def __init__(self, binding: Binding, moves: list[tuple[str, str, str, float]]) -> None:
-        self.binding, self.moves = binding, moves
-
-    def __len__(self) -> int:
-        return len(self.moves)
-
-    def truncate(self, count: int) -> None:
-        del self.moves[count:]
-
-    def make(self) -> list[Any]:
-        binding = self.binding
-        make = binding.event_class.made
-        machine, field = binding.machine.__name__, binding.field
-        return [
-            make(
-                "",
-                "",
-                0,
-                at=datetime.fromtimestamp(at, UTC),
-                machine=machine,
-                field=field,
-                event=event,
-                source=source,
-                target=target,
-            )
-            for event, source, target, at in self.moves
-        ]
+    put_back(target, fields, fields_set)
+    forget_recorded_since(target, count)
 
 
 def check_field(field: object) -> None:

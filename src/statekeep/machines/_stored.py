@@ -20,6 +20,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, TypeVar
 
 from .. import _arguments as check
@@ -76,17 +77,19 @@ def send_stored(
     data: dict[str, Any],
 ) -> E:
     check.flag(retry, "retry")
-    machine, binding = _bound(entity, field)
+    _, binding = _bound(entity, field)
     saved = _save(entity)  # what a failure leaves the entity as, whatever retries read
     for attempt in range(ATTEMPTS if retry else 1):
         try:
-            with store.transaction() as block:
-                source = binding.current(entity)
-                machine.send(entity, event, field=binding.field, **data)
-                store.save(entity)
-                if binding.keeps_history:
+            source = entity.__dict__.get(binding.field)
+            send_bound(binding, entity, event, data)
+            if binding.keeps_history:
+                with store.transaction():
+                    store.save(entity)
                     store.save(_record(binding, entity, event, source))
-                block.on_rollback(functools.partial(_restore, binding, entity, saved))
+            else:
+                store.save(entity)  # a transaction of its own
+            store.on_rollback(functools.partial(_restore, binding, entity, saved))  # an outer one's
             return entity
         except ConflictError:
             _restore(binding, entity, saved)
@@ -188,20 +191,18 @@ def transition_many(
             f"no such event (events: {', '.join(machine._events_)})",
         )
     report = TransitionReport(event)
-    last: str | None = None
-    while True:
-        after = (*conditions, cls.f.id > last) if last is not None else conditions
-        chunk = list(store.find(cls, *after, order_by="id", limit=chunk_size, **equals))
-        if not chunk:
-            return report
-        last = chunk[-1].id
 
-        def reread(ids: list[str]) -> list[Entity]:
-            """The chunk as stored now, of what still matches, in id order."""
-            where = (*conditions, cls.f.id.in_(ids))
-            return list(store.find(cls, *where, order_by="id", **equals))
+    def reread(ids: list[str]) -> list[Entity]:
+        """A chunk as stored now, of what still matches, in id order."""
+        where = (*conditions, cls.f.id.in_(ids))
+        return list(store.find(cls, *where, order_by="id", **equals))
 
+    # one query read as it goes (a page per chunk would sort what still matches each time);
+    # what other writers change meanwhile meets the version check, and is read again
+    matching = store.find(cls, *conditions, order_by="id", **equals)
+    while chunk := list(islice(matching, chunk_size)):
         _move_chunk(store, binding, chunk, event, data, report, reread)
+    return report
 
 
 def _move_chunk(
