@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import psutil  # type: ignore[import-untyped]
 
+from .harness import ExtraTable
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -91,4 +93,42 @@ def between(start: Snapshot, end: Snapshot) -> Load:
         own_busy=min(max(own / capacity, 0.0), 1.0),
         steal=min(max((end.steal - start.steal) / capacity, 0.0), 1.0),
         cores=cores,
+    )
+
+
+# the columns of a module's table of the machine's load during each of its parts
+LOAD_HEADERS = (
+    "Part",
+    "Seconds",
+    "loadavg (1 min) start -> end",
+    "Other processes' CPU",
+    "Steal",
+    "This process's CPU",
+)
+
+
+def load_table(title: str, loads: list[tuple[str, Load]], note: str = "") -> ExtraTable:
+    """A module's table of the machine's load during each of its parts (the
+    last of loads: all of them)."""
+    cores = loads[-1][1].cores
+    return ExtraTable(
+        title,
+        LOAD_HEADERS,
+        [
+            (
+                name,
+                f"{part.seconds:.1f}",
+                f"{part.loadavg_start[0]:.2f} -> {part.loadavg_end[0]:.2f}",
+                f"{part.other_busy:.0%}",
+                f"{part.steal:.0%}",
+                f"{part.own_busy:.0%}",
+            )
+            for name, part in loads
+        ],
+        note=(
+            f"CPU as a share of all {cores} cores over the part's wall time: 50% on 2 "
+            "cores is one core. Other processes: all cores' busy time less this "
+            "process's own; loadavg counts this process's running threads too."
+            + (f" {note}" if note else "")
+        ),
     )

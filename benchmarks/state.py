@@ -79,7 +79,6 @@ from statekeep.state._snapshot import full_id
 
 from . import load
 from .harness import Cleanup, ExtraTable, Progress, Result, Run, Sizes, Trial, remove_db, rounds
-from .writebehind import LOAD_HEADERS
 
 
 def _optional_pyrsistent() -> Any:
@@ -163,7 +162,9 @@ def run(sizes: Sizes, workdir: str, progress: Progress) -> list[Result | ExtraTa
         results += part()
         loads.append((name, load.between(before, load.snapshot())))
     loads.append(("all of statekeep.state", load.between(first, load.snapshot())))
-    results.append(_load_table(loads))
+    results.append(
+        load.load_table("statekeep.state: the machine's other load during each part", loads)
+    )
     return results
 
 
@@ -931,30 +932,3 @@ def _by_hand_row(path: str, value: Any) -> bytes:
     finally:
         conn.close()
     return raw
-
-
-# -- the machine's load ------------------------------------------------------------------
-
-
-def _load_table(loads: list[tuple[str, load.Load]]) -> ExtraTable:
-    cores = loads[-1][1].cores
-    return ExtraTable(
-        "statekeep.state: the machine's other load during each part",
-        LOAD_HEADERS,
-        [
-            (
-                name,
-                f"{part.seconds:.1f}",
-                f"{part.loadavg_start[0]:.2f} -> {part.loadavg_end[0]:.2f}",
-                f"{part.other_busy:.0%}",
-                f"{part.steal:.0%}",
-                f"{part.own_busy:.0%}",
-            )
-            for name, part in loads
-        ],
-        note=(
-            f"CPU as a share of all {cores} cores over the part's wall time: 50% on 2 "
-            "cores is one core. Other processes: all cores' busy time less this "
-            "process's own; loadavg counts this process's running threads too."
-        ),
-    )

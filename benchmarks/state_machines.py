@@ -75,7 +75,6 @@ from statekeep.machines import Machine, State
 
 from . import load
 from .harness import Cleanup, ExtraTable, Progress, Result, Run, Sizes, Trial, remove_db, rounds
-from .writebehind import LOAD_HEADERS
 
 FASTER_THAN_TRANSITIONS = 10.0  # target: an in-memory send this many times cheaper
 FASTER_THAN_PSM = 100.0  # ... than python-statemachine's
@@ -228,7 +227,13 @@ def run(sizes: Sizes, workdir: str, progress: Progress) -> list[Result | ExtraTa
         results += part()
         loads.append((name, load.between(before, load.snapshot())))
     loads.append(("all of statekeep.machines", load.between(first, load.snapshot())))
-    results.append(_load_table(loads))
+    results.append(
+        load.load_table(
+            "statekeep.machines: the machine's other load during each part",
+            loads,
+            "Part 2 runs in child processes: their CPU counts as this process's.",
+        )
+    )
     return results
 
 
@@ -782,31 +787,3 @@ def _many(sizes: Sizes, workdir: str, progress: Progress) -> list[Result]:
             )
         )
     return rows
-
-
-# -- the machine's load ------------------------------------------------------------------
-
-
-def _load_table(loads: list[tuple[str, load.Load]]) -> ExtraTable:
-    cores = loads[-1][1].cores
-    return ExtraTable(
-        "statekeep.machines: the machine's other load during each part",
-        LOAD_HEADERS,
-        [
-            (
-                name,
-                f"{part.seconds:.1f}",
-                f"{part.loadavg_start[0]:.2f} -> {part.loadavg_end[0]:.2f}",
-                f"{part.other_busy:.0%}",
-                f"{part.steal:.0%}",
-                f"{part.own_busy:.0%}",
-            )
-            for name, part in loads
-        ],
-        note=(
-            f"CPU as a share of all {cores} cores over the part's wall time: 50% on 2 "
-            "cores is one core. Other processes: all cores' busy time less this "
-            "process's own; loadavg counts this process's running threads too. "
-            "Part 2 runs in child processes: their CPU counts as this process's."
-        ),
-    )

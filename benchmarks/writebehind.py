@@ -32,14 +32,6 @@ PARTS: tuple[tuple[str, Part], ...] = (
     ("vs persist-queue", writebehind_caller.against_queue),
     ("batch size by offered rate", writebehind_latency.curve),
 )
-LOAD_HEADERS = (
-    "Part",
-    "Seconds",
-    "loadavg (1 min) start -> end",
-    "Other processes' CPU",
-    "Steal",
-    "This process's CPU",
-)
 
 
 def run(sizes: Sizes, workdir: str, progress: Progress) -> list[Result | ExtraTable]:
@@ -55,32 +47,9 @@ def run(sizes: Sizes, workdir: str, progress: Progress) -> list[Result | ExtraTa
         else:
             results.extend(got)
     loads.append(("all of write-behind", load.between(first, load.snapshot())))
-    results.append(_load_table(loads))
-    return results
-
-
-def _load_table(loads: list[tuple[str, load.Load]]) -> ExtraTable:
-    cores = loads[-1][1].cores
     modes = "with" if has_durability_modes() else "without"
-    return ExtraTable(
-        "Write-behind: the machine's other load during each part",
-        LOAD_HEADERS,
-        [
-            (
-                name,
-                f"{part.seconds:.1f}",
-                f"{part.loadavg_start[0]:.2f} -> {part.loadavg_end[0]:.2f}",
-                f"{part.other_busy:.0%}",
-                f"{part.steal:.0%}",
-                f"{part.own_busy:.0%}",
-            )
-            for name, part in loads
-        ],
-        note=(
-            f"CPU as a share of all {cores} cores over the part's wall time: 50% on 2 "
-            "cores is one core. Other processes: all cores' busy time less this "
-            "process's own; loadavg counts this process's running threads too. "
-            f"Engine {modes} durability modes "
-            "(WriteBehindOptions.durability)."
-        ),
+    note = f"Engine {modes} durability modes (WriteBehindOptions.durability)."
+    results.append(
+        load.load_table("Write-behind: the machine's other load during each part", loads, note)
     )
+    return results
