@@ -81,19 +81,20 @@ class Frame:
         self.later.extend(inner.later)
 
     def undo(self) -> None:
-        """Puts back what the block took from its entities (domain events),
-        then runs its roll-backs, last first (write-behind enqueues called
-        off, on_rollback callbacks), then puts back their versions."""
+        """Puts back what the block took from its entities (domain events)
+        and their versions, then runs its roll-backs, last first
+        (write-behind enqueues called off, on_rollback callbacks: these see
+        the entities as the block found them, and have the last word)."""
         later, self.later = self.later, []
         for entity, taken in reversed(self.taken):
             put_back_recorded(entity, taken)
-        for _, roll_back in reversed(later):
-            roll_back()
         for held, versions, weak in reversed(self.undo_log):
             for item, version in zip(reversed(held), reversed(versions), strict=True):
                 entity = item() if weak else item
                 if entity is not None:
                     entity.__dict__["version"] = version
+        for _, roll_back in reversed(later):
+            roll_back()
 
 
 class Frames:

@@ -143,6 +143,9 @@ class Deferred(Protocol):
     def truncate(self, count: int) -> None:
         """Keeps the first count of them."""
 
+    def copy(self) -> Deferred:
+        """Another of them, to change apart."""
+
 
 def take_recorded(entity: Entity) -> list[Event]:
     """The domain events recorded on entity since it was last saved (and forgets them)."""
@@ -156,6 +159,23 @@ def take_recorded(entity: Entity) -> list[Event]:
         else:
             events.extend(item.make())
     return events
+
+
+def snapshot_recorded(entity: Entity) -> list[Event | Deferred]:
+    """A copy of what is recorded on entity, to put back (restore_recorded)."""
+    entry = _recorded.get(id(entity))
+    if entry is None or entry[0]() is not entity:
+        return []
+    return [item if isinstance(item, Event) else item.copy() for item in entry[1]]
+
+
+def restore_recorded(entity: Entity, items: list[Event | Deferred]) -> None:
+    """What is recorded on entity becomes items (a snapshot_recorded)."""
+    drop_recorded(entity)
+    if items:
+        _recorded_of(entity).extend(
+            item if isinstance(item, Event) else item.copy() for item in items
+        )
 
 
 def drop_recorded(entity: Entity) -> None:

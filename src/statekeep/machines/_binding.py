@@ -33,7 +33,7 @@ from ._records import history_class, history_name
 Machine = Any
 
 # a callback made ready: (function of the entity [and data], takes data?, is async?, name)
-Ready = tuple[Callable[..., Any], bool, bool, str]
+Ready = tuple[Callable[..., Any], bool | tuple[str, ...], bool, str]
 
 
 class Step:
@@ -75,12 +75,27 @@ def _compiled(binding: Binding, source: Any, event: str, steps: tuple[Step, ...]
     runs its actions before, the move, its actions after, putting the fields
     (and the moves recorded) back if an action raises."""
     names: dict[str, Any] = {"B": binding, "log_move": log_move, "undo": undo, "mark": mark}
-    names.update(held=_held, too_async=_too_async, EVENT=event)
+    names.update(held=_held, too_async=_too_async, EVENT=event, pick=pick, truth=truth)
+    names.update(S=source)
+    names.update(moved_meanwhile=moved_meanwhile, setattr=setattr)
     field = repr(binding.field)
 
     def call(ready: Ready, name: str) -> str:
         names[name] = ready[0]
-        return f"{name}(t, **d)" if ready[1] else f"{name}(t)"
+        takes = ready[1]
+        if not takes:
+            return f"{name}(t)"
+        if takes is True:
+            return f"{name}(t, **d)"
+        names[f"{name}_takes"] = takes
+        return f"{name}(t, **pick(d, {name}_takes))"
+
+    def guard(ready: Ready, name: str) -> str:
+        # a bool as it is; anything else through truth(), which refuses an awaitable
+        called = call(ready, name)
+        return (
+            f"(r if (r := {called}).__class__ is bool else truth(r, {ready[3]!r}, B, t, S, EVENT))"
+        )
 
     lines = ["def go(t, d, source):"]
     for n, step in enumerate(steps):
@@ -91,20 +106,26 @@ def _compiled(binding: Binding, source: Any, event: str, steps: tuple[Step, ...]
             break
         if step.guards:
             terms = [
-                ("" if wanted else "not ") + call(ready, f"g{n}_{i}")
+                ("" if wanted else "not ") + guard(ready, f"g{n}_{i}")
                 for i, (ready, wanted) in enumerate(step.guards)
             ]
             lines.append(f"    if {' and '.join(terms)}:")
             pad = "        "
-        move = [f"t.__dict__[{field}] = T{n}"]  # __dict__ again: an action may replace it
-        if binding.pydantic:
-            move.append(f"t.__pydantic_fields_set__.add({field})")
+        if binding.validated:  # the model's validators see the move (and may refuse it)
+            move = [f"setattr(t, {field}, T{n})"]
+        else:  # __dict__ again: an action may replace it
+            move = [f"t.__dict__[{field}] = T{n}"]
+            if binding.pydantic:
+                move.append(f"t.__pydantic_fields_set__.add({field})")
         if binding.event_class is not None:  # an entity: the move is announced when saved
             move.append(f"log_move(B, t, EVENT, source, T{n})")
         if not step.has_actions:
             lines += [pad + line for line in move] + [pad + "return"]
         else:
             before = [call(ready, f"b{n}_{i}") for i, ready in enumerate(step.actions_before)]
+            if before:  # an action before the move that sent this object elsewhere: refused
+                before.append(f"if getattr(t, {field}, None) is not source:")
+                before.append("    raise moved_meanwhile(B, t, source, EVENT)")
             after = [call(ready, f"a{n}_{i}") for i, ready in enumerate(step.actions_after)]
             fields_set = "set(t.__pydantic_fields_set__)" if binding.pydantic else "None"
             moves = "mark(B, t)" if binding.event_class is not None else "None"
@@ -139,12 +160,15 @@ class Binding:
         "owner",
         "pydantic",
         "steps",
+        "validated",
     )
 
     def __init__(self, machine: Machine, owner: type, field: str) -> None:
         self.machine, self.owner, self.field = machine, owner, field
         # a pydantic model's fields set (model_fields_set) must learn of the field
         self.pydantic = issubclass(owner, pydantic.BaseModel)
+        # the model's validators must see a move (set through validated assignment)
+        self.validated = self.pydantic and _validates_moves(owner, field)
         # owner.Transitioned, for an entity class: its moves are recorded for its next save
         self.event_class: Any = None
         self.keeps_history = False  # an entity class's binding of a machine with history=True
@@ -190,6 +214,26 @@ class Binding:
 
 
 _MISSING = object()
+# the modules of the classes in a machine's MRO that are not machine bodies
+_NOT_A_BODY = frozenset({"statekeep.machines._machine", "enum", "builtins"})
+
+
+def _validates_moves(owner: Any, field: str) -> bool:
+    """Does the model validate assignments with validators of its own that a
+    move must pass (a model validator, or one of the field)? A frozen model
+    cannot move at all: refused."""
+    config = owner.model_config
+    if config.get("frozen") or owner.model_fields[field].frozen:
+        raise ConfigurationError(
+            f"{owner.__name__}.{field} is frozen: a machine cannot move it (frozen=True)"
+        )
+    if not config.get("validate_assignment"):
+        return False
+    decorators = owner.__pydantic_decorators__
+    return bool(decorators.model_validators) or any(
+        field in validator.info.fields or "*" in validator.info.fields
+        for validator in decorators.field_validators.values()
+    )
 
 
 class _Finder:
@@ -197,6 +241,7 @@ class _Finder:
         self.binding, self.machine, self.owner = binding, machine, owner
         self.fields = getattr(owner, "model_fields", {})
         self.pydantic = issubclass(owner, pydantic.BaseModel)
+        self.callers: dict[str, Any] = {}  # one methodcaller per method name
 
     def step(self, event: str, transition: Transition) -> Step:
         source, target = transition.source, transition.target
@@ -224,32 +269,50 @@ class _Finder:
             *map(self.ready, transition.after, _repeat("after")),
             *self.named(f"after_{event}"),
         ]
-        return Step(transition, guards, tuple(before), tuple(after))
+        return Step(transition, guards, _once(before), _once(after))
 
     def named(self, name: str) -> list[Ready]:
         """The callbacks of that conventional name, on the class and in the machine."""
         found = []
         if callable(getattr(self.owner, name, None)):
             found.append(self.ready(name, "action"))
-        body = self.machine.__dict__.get(name)
-        if body is not None and callable(body):
+        body = self.in_machine(name)
+        if body is not None:
             found.append(self.from_machine(body, name))
         return found
+
+    def in_machine(self, name: str) -> Any:
+        """A function of the machine's body (or of a machine it derives from)."""
+        for klass in self.machine.__mro__:
+            if klass.__module__ in _NOT_A_BODY:
+                continue  # Machine itself, the enum's classes, str, object
+            found = vars(klass).get(name)
+            if isinstance(found, (staticmethod, classmethod)) or (
+                found is not None and callable(found)
+            ):
+                return found
+        return None
 
     def ready(self, callback: Callback, what: str) -> Ready:
         if not isinstance(callback, str):
             return _ready(callback, callback, getattr(callback, "__name__", repr(callback)))
         name = callback
         if name in self.fields:
-            return (lambda target: target.__dict__[name]), False, False, name
+            return operator.attrgetter(name), False, False, name
         attribute = inspect.getattr_static(self.owner, name, None)
         if isinstance(attribute, property) and attribute.fget is not None:
-            return _ready(attribute.fget, attribute.fget, name)
-        if attribute is not None and callable(attribute):
+            # read from the object when sent: a property patched later is the one read
+            return operator.attrgetter(name), False, False, name
+        if (attribute is not None and callable(attribute)) or isinstance(
+            attribute, (staticmethod, classmethod)
+        ):
             function = getattr(self.owner, name)
-            return _ready(function, function, name)
-        body = self.machine.__dict__.get(name)
-        if body is not None and callable(body):
+            call, takes, is_async, _ = _ready(function, function, name)
+            if not takes and not is_async:  # looked up on the object each time: patchable
+                call = self.callers.setdefault(name, operator.methodcaller(name))
+            return call, takes, is_async, name
+        body = self.in_machine(name)
+        if body is not None:
             return self.from_machine(body, name)
         if not self.pydantic:  # a plain object's attribute, set by its __init__: read when sent
             return operator.attrgetter(name), False, False, name
@@ -259,23 +322,54 @@ class _Finder:
         )
 
     def from_machine(self, function: Any, name: str) -> Ready:
-        if isinstance(function, (staticmethod, classmethod)):
+        if isinstance(function, staticmethod):
             function = function.__func__
+        elif isinstance(function, classmethod):
+            function = function.__get__(None, self.machine)
         return _ready(function, function, f"{self.machine.__name__}.{name}")
 
 
 def _ready(call: Callable[..., Any], signature_of: Any, name: str) -> Ready:
-    """A callback that takes the entity, and the keywords of send() if its
-    signature has room for more."""
+    """A callback that takes the entity, and the keywords of send() that its
+    signature has room for: True for all (**kwargs), else their names."""
+    if inspect.isasyncgenfunction(signature_of):
+        raise ConfigurationError(
+            f"{name} is an async generator function: a guard or action is a function, "
+            "or a coroutine function (awaited by asend)"
+        )
     try:
         parameters = list(inspect.signature(signature_of).parameters.values())
     except (TypeError, ValueError):
         parameters = []
-    takes_data = len(parameters) > 1 or any(
-        p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
+    takes: bool | tuple[str, ...] = False
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        takes = True
+    elif len(parameters) > 1:
+        takes = (
+            tuple(
+                p.name
+                for p in parameters[1:]
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            )
+            or False
+        )
+    is_async = inspect.iscoroutinefunction(signature_of) or inspect.iscoroutinefunction(
+        getattr(signature_of, "func", None)  # a functools.partial of one
     )
-    is_async = inspect.iscoroutinefunction(signature_of)
-    return call, takes_data, is_async, name
+    return call, takes, is_async, name
+
+
+def _once(callbacks: list[Ready]) -> tuple[Ready, ...]:
+    """Each callback once, though two conventional names name it (on_<event>
+    and on_exit_<state> when the event is called exit_<state>)."""
+    seen: set[tuple[int, str]] = set()
+    kept = []
+    for ready in callbacks:
+        key = (id(ready[0]), ready[3])
+        if key not in seen:
+            seen.add(key)
+            kept.append(ready)
+    return tuple(kept)
 
 
 def _repeat(what: str) -> Iterable[str]:
@@ -299,6 +393,42 @@ def refusal(binding: Binding, target: Any, source: Any, event: str, reason: str)
         event,
         reason,
         entity_id if isinstance(entity_id, str) else "",
+    )
+
+
+def pick(data: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The keywords of send() a callback takes (by the names of its parameters)."""
+    return {name: data[name] for name in names if name in data}
+
+
+def truth(
+    result: object, name: str, binding: Binding, target: Any, source: Any, event: str
+) -> bool:
+    """A guard's result that is not a bool: its truth, unless it is something
+    to await (a guard that is a coroutine in disguise: a partial, a lambda)."""
+    if inspect.isawaitable(result) or inspect.isasyncgen(result):
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: no warning about it
+        raise refusal(
+            binding,
+            target,
+            source,
+            event,
+            f"the guard {name} returned {type(result).__name__}, which a sync send cannot "
+            f"await: send it with `await entity.asend({event!r})`",
+        )
+    return bool(result)
+
+
+def moved_meanwhile(binding: Binding, target: Any, source: Any, event: str) -> TransitionError:
+    now = getattr(target, binding.field, None)
+    return refusal(
+        binding,
+        target,
+        source,
+        event,
+        f"an action moved it to {getattr(now, '_name_', now)!r} before this move: a send from "
+        "an action before a move is refused (send from an action after it)",
     )
 
 

@@ -37,6 +37,9 @@ class Moves:
     def __init__(self, binding: Any, moves: list[tuple[str, str, str, float]]) -> None:
         self.binding, self.moves = binding, moves
 
+    def copy(self) -> Moves:
+        return Moves(self.binding, list(self.moves))
+
     def __len__(self) -> int:
         return len(self.moves)
 
@@ -104,3 +107,19 @@ def undo(binding: Any, target: Any, saved: Saved) -> None:
 def saving(binding: Any, target: Any) -> Saved:
     fields_set = set(target.__pydantic_fields_set__) if binding.pydantic else None
     return target.__dict__.copy(), fields_set, mark(binding, target)
+
+
+def moves_since(binding: Any, target: Any, at: Mark) -> list[tuple[str, str, str, float]]:
+    """The moves of binding recorded on target since mark(binding, target) was at."""
+    if at is None:
+        return []
+    items, length, tail = at
+    found: list[tuple[str, str, str, float]] = []
+    if tail >= 0 and length <= len(items):
+        last = items[length - 1]
+        if last.__class__ is Moves and last.binding is binding:
+            found += last.moves[tail:]
+    for item in items[length:]:
+        if item.__class__ is Moves and item.binding is binding:
+            found += item.moves
+    return found

@@ -14,11 +14,22 @@ a microsecond) has nothing to check.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-from ..entity import forget_recorded_since, recorded_count
+from ..entity import restore_recorded, snapshot_recorded
 from ..errors import ConfigurationError, TransitionError
-from ._binding import Binding, Machine, Ready, Step, binding_for, held_back, refusal
+from ._binding import (
+    Binding,
+    Machine,
+    Ready,
+    Step,
+    binding_for,
+    held_back,
+    moved_meanwhile,
+    pick,
+    refusal,
+)
 from ._moves import log_move, put_back, saving, undo
 
 
@@ -63,10 +74,14 @@ async def asend_bound(binding: Binding, target: Any, event: str, data: Any) -> N
             break
     if step is None:
         raise held_back(binding, target, source, event)
+    if getattr(target, binding.field, None) is not source:  # another task moved it meanwhile
+        raise moved_meanwhile(binding, target, source, event)
     saved = saving(binding, target)
     try:
         for ready in step.actions_before:
             await _run_async(ready, target, data)
+        if getattr(target, binding.field, None) is not source:
+            raise moved_meanwhile(binding, target, source, event)
         _move(binding, target, event, source, step.target)
         for ready in step.actions_after:
             await _run_async(ready, target, data)
@@ -125,10 +140,27 @@ def _refused(binding: Binding, target: Any, event: object) -> Exception:
 
 
 def _passes(step: Step, target: Any, data: Any) -> bool:
-    for (call, takes_data, _, _), wanted in step.guards:
-        if bool(call(target, **data) if takes_data else call(target)) is not wanted:
+    """The step's guards hold (can_send; a send runs Binding.go's compiled code)."""
+    for ready, wanted in step.guards:
+        if _guard_truth(call_with(ready, target, data), ready[3]) is not wanted:
             return False
     return True
+
+
+def _guard_truth(result: object, name: str) -> bool:
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: no warning about it
+        raise TransitionError("", "", "", f"the guard {name} is to be awaited (asend)")
+    return bool(result)
+
+
+def call_with(ready: Ready, target: Any, data: dict[str, Any]) -> Any:
+    """Calls a callback with the target and the keywords of send() it takes."""
+    call, takes, _, _ = ready
+    if isinstance(takes, tuple):
+        return call(target, **pick(data, takes))
+    return call(target, **data) if takes else call(target)
 
 
 async def _passes_async(step: Step, target: Any, data: Any) -> bool:
@@ -139,20 +171,22 @@ async def _passes_async(step: Step, target: Any, data: Any) -> bool:
 
 
 async def _run_async(ready: Ready, target: Any, data: Any) -> Any:
-    call, takes_data, is_async, _ = ready
-    result = call(target, **data) if takes_data else call(target)
-    return await result if is_async else result
+    result = call_with(ready, target, data)
+    return await result if ready[2] or inspect.isawaitable(result) else result
 
 
-def _save(target: Any) -> tuple[dict[str, Any], set[str], int]:
-    """An entity as it is, to put back after a stored send fails (_restore)."""
-    return dict(target.__dict__), set(target.__pydantic_fields_set__), recorded_count(target)
+def _save(target: Any) -> tuple[dict[str, Any], set[str], list[Any]]:
+    """An entity as it is, to put back after a stored send fails (_restore):
+    its fields, and what is recorded on it (copied)."""
+    return dict(target.__dict__), set(target.__pydantic_fields_set__), snapshot_recorded(target)
 
 
-def _restore(binding: Binding, target: Any, saved: tuple[dict[str, Any], set[str], int]) -> None:
-    fields, fields_set, count = saved
+def _restore(
+    binding: Binding, target: Any, saved: tuple[dict[str, Any], set[str], list[Any]]
+) -> None:
+    fields, fields_set, recorded = saved
     put_back(target, fields, fields_set)
-    forget_recorded_since(target, count)
+    restore_recorded(target, recorded)
 
 
 def check_field(field: object) -> None:

@@ -25,11 +25,12 @@ from typing import Any, TypeVar
 
 from .. import _arguments as check
 from ..conditions import Condition
-from ..entity import Entity
-from ..errors import ConfigurationError, ConflictError, NotFoundError, TransitionError
+from ..entity import Entity, drop_recorded
+from ..errors import ConfigurationError, ConflictError, TransitionError
 from ._binding import Binding, Machine
+from ._moves import mark, moves_since
 from ._records import TransitionRecord
-from ._send import _restore, _save, send_bound
+from ._send import _restore, _save, asend_bound, send_bound
 
 E = TypeVar("E", bound=Entity)
 
@@ -80,24 +81,36 @@ def send_stored(
     _, binding = _bound(entity, field)
     saved = _save(entity)  # what a failure leaves the entity as, whatever retries read
     for attempt in range(ATTEMPTS if retry else 1):
+        stored = False
         try:
-            source = entity.__dict__.get(binding.field)
-            send_bound(binding, entity, event, data)
-            if binding.keeps_history:
+            if binding.keeps_history or _acts(binding, entity, event):
+                # what the actions write, the save and the history: one transaction
                 with store.transaction():
+                    at = mark(binding, entity)
+                    send_bound(binding, entity, event, data)
                     store.save(entity)
-                    store.save(_record(binding, entity, event, source))
-            else:
-                store.save(entity)  # a transaction of its own
+                    records = _records(binding, entity, at)
+                    if records:
+                        _stamp(records, entity)
+                        store.save_many(records)
+            else:  # a move alone: the save is a transaction of its own
+                send_bound(binding, entity, event, data)
+                store.save(entity)
+            stored = True
             store.on_rollback(functools.partial(_restore, binding, entity, saved))  # an outer one's
             return entity
         except ConflictError:
             _restore(binding, entity, saved)
             if not retry or attempt == ATTEMPTS - 1:
                 raise
-            _refresh(store, entity)
+            _take(entity, store.get(type(entity), entity.id))
+        except TransitionError:
+            if attempt:  # a retry read the entity again: back to the caller's
+                _restore(binding, entity, saved)
+            raise  # else the send changed nothing
         except BaseException:
-            _restore(binding, entity, saved)
+            if not stored:  # after the commit it stays as stored
+                _restore(binding, entity, saved)
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -113,54 +126,82 @@ async def asend_stored(
 ) -> E:
     """send_stored() for an AsyncStore, awaiting async guards and actions."""
     check.flag(retry, "retry")
-    machine, binding = _bound(entity, field)
-    saved = _save(entity)  # what a failure leaves the entity as, whatever retries read
+    _, binding = _bound(entity, field)
+    saved = _save(entity)
     for attempt in range(ATTEMPTS if retry else 1):
+        stored = False
         try:
             async with store.transaction() as block:
-                source = binding.current(entity)
-                await machine.asend(entity, event, field=binding.field, **data)
+                at = mark(binding, entity)
+                await asend_bound(binding, entity, event, data)
+                records = _records(binding, entity, at)
                 await store.save(entity)
-                if binding.keeps_history:
-                    await store.save(_record(binding, entity, event, source))
+                if records:
+                    _stamp(records, entity)
+                    await store.save_many(records)
                 block.on_rollback(functools.partial(_restore, binding, entity, saved))
+            stored = True
             return entity
         except ConflictError:
             _restore(binding, entity, saved)
             if not retry or attempt == ATTEMPTS - 1:
                 raise
-            fresh = await store.get(type(entity), entity.id)
-            _take(entity, fresh)
+            _take(entity, await store.get(type(entity), entity.id))
+        except TransitionError:
+            if attempt:
+                _restore(binding, entity, saved)
+            raise
         except BaseException:
-            _restore(binding, entity, saved)
+            if not stored and not _committed(entity, saved):
+                _restore(binding, entity, saved)
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _refresh(store: Any, entity: Entity) -> None:
-    _take(entity, store.get(type(entity), entity.id))
+def _acts(binding: Binding, entity: Entity, event: str) -> bool:
+    """Does event from the entity's state run actions (which may write)?"""
+    source = entity.__dict__.get(binding.field)
+    steps = binding.steps.get(source, {}).get(event, ()) if isinstance(event, str) else ()
+    return any(step.has_actions for step in steps)
+
+
+def _committed(entity: Entity, saved: tuple[dict[str, Any], Any, Any]) -> bool:
+    """Did the save commit (its version moved on) though the caller was then
+    interrupted (a cancelled task whose block ran to its end)?"""
+    return bool(entity.__dict__.get("version", 0) > saved[0].get("version", 0))
 
 
 def _take(entity: Entity, fresh: Entity) -> None:
-    """The caller's entity becomes what is stored (before a retry)."""
+    """The caller's entity becomes what is stored (before a retry), without
+    the moves recorded on it, which described the entity as it was."""
     entity.__dict__.update(fresh.__dict__)
     object.__setattr__(entity, "__pydantic_fields_set__", set(fresh.__pydantic_fields_set__))
+    drop_recorded(entity)
 
 
-def _record(binding: Binding, entity: Entity, event: str, source: Any) -> TransitionRecord:
+def _records(binding: Binding, entity: Entity, at: Any) -> list[TransitionRecord]:
+    """A history record per move the send made (an action may have sent on)."""
+    if not binding.keeps_history:
+        return []
     cls = binding.history_class()
-    values = {
-        "entity_id": entity.id,
-        "entity_version": entity.version,
-        "machine": binding.machine.__name__,
-        "field": binding.field,
-        "event": event,
-        "source": str(source),
-        "target": entity.__dict__[binding.field]._value_,
-        "at": datetime.now(UTC),
-    }
-    record: TransitionRecord = cls.model_construct(**values)
-    return record
+    return [
+        cls.model_construct(
+            entity_id=entity.id,
+            machine=binding.machine.__name__,
+            field=binding.field,
+            event=event,
+            source=source,
+            target=target,
+            at=datetime.fromtimestamp(when, UTC),
+        )
+        for event, source, target, when in moves_since(binding, entity, at)
+    ]
+
+
+def _stamp(records: list[TransitionRecord], entity: Entity) -> None:
+    """The records carry the version the entity's save gave it."""
+    for record in records:
+        record.__dict__["entity_version"] = entity.version
 
 
 def transition_many(
@@ -218,45 +259,73 @@ def _move_chunk(
         moved: list[Entity] = []
         records: list[TransitionRecord] = []
         skipped: dict[str, str] = {}
-        for entity in chunk:
-            source = entity.__dict__[binding.field]
-            try:
-                send_bound(binding, entity, event, data)
-            except TransitionError as exc:
-                skipped[entity.id] = exc.reason
-                continue
-            moved.append(entity)
-            if binding.keeps_history:
-                records.append(_record(binding, entity, event, source))
         try:
+            # the sends inside the chunk's transaction: what their actions write goes with it
             with store.transaction():
+                for entity in chunk:
+                    at = mark(binding, entity)
+                    try:
+                        send_bound(binding, entity, event, data)
+                    except TransitionError as exc:
+                        skipped[entity.id] = exc.reason
+                        continue
+                    moved.append(entity)
+                    records += _records(binding, entity, at)
                 store.save_many(moved)
                 if records:
-                    for record, entity in zip(records, moved, strict=True):
-                        record.__dict__["entity_version"] = entity.version
+                    by_id = {entity.id: entity for entity in moved}
+                    for record in records:
+                        record.__dict__["entity_version"] = by_id[record.entity_id].version
                     store.save_many(records)
         except ConflictError:
             report.retried_chunks += 1
-            ids = [entity.id for entity in chunk]
-            chunk = reread(ids)
-            for gone in set(ids).difference(entity.id for entity in chunk):
-                report.skipped[gone] = "changed or deleted meanwhile: it no longer matches"
+            chunk = _again(chunk, reread, report)
             continue
         report.moved += len(moved)
         report.skipped.update(skipped)
         return
-    # the chunk kept meeting other writers: one entity at a time, each read again until it holds
+    # the chunk kept meeting other writers: one entity at a time, read again (with the
+    # conditions) until it holds
     for entity in chunk:
+        _move_one(store, binding, entity, event, data, report, reread)
+
+
+def _again(
+    chunk: list[Entity],
+    reread: Callable[[list[str]], list[Entity]],
+    report: TransitionReport,
+) -> list[Entity]:
+    """The chunk read again: what still matches, the rest reported."""
+    ids = [entity.id for entity in chunk]
+    fresh = reread(ids)
+    for gone in set(ids).difference(entity.id for entity in fresh):
+        report.skipped[gone] = "changed or deleted meanwhile: it no longer matches"
+    return fresh
+
+
+def _move_one(
+    store: Any,
+    binding: Binding,
+    entity: Entity,
+    event: str,
+    data: dict[str, Any],
+    report: TransitionReport,
+    reread: Callable[[list[str]], list[Entity]],
+) -> None:
+    for _ in range(ATTEMPTS):
         try:
-            send_stored(store, entity, event, field=binding.field, retry=True, data=data)
+            send_stored(store, entity, event, field=binding.field, data=data)
         except TransitionError as exc:
             report.skipped[entity.id] = exc.reason
         except ConflictError:
-            report.skipped[entity.id] = f"changed by other writers {ATTEMPTS} times running"
-        except NotFoundError:
-            report.skipped[entity.id] = "changed or deleted meanwhile: it no longer matches"
+            fresh = _again([entity], reread, report)
+            if fresh:
+                entity = fresh[0]
+                continue
         else:
             report.moved += 1
+        return
+    report.skipped[entity.id] = f"changed by other writers {ATTEMPTS} times running"
 
 
 def history(store: Any, target: Entity | type[Entity], id: str | None = None) -> list[Any]:
