@@ -388,6 +388,10 @@ class Entity(pydantic.BaseModel):
         cls.f = Fields(cls, cls.model_fields)
         senders = _bind_fields(cls)  # a guard it lacks is refused before it claims its collection
         _claim_collection(cls, name, shared)
+        for field, sender in senders.items():
+            finish = getattr(sender, "finish", None)
+            if field is not None and finish is not None:
+                finish()  # what the binding claims in turn (a machine's history collection)
         cls.__statekeep_senders__ = senders
         cls.__statekeep_machines__ = {
             field: sender.machine for field, sender in senders.items() if field
@@ -443,6 +447,11 @@ class Entity(pydantic.BaseModel):
     def _sender(cls, field: str | None) -> Any:
         senders = cls.__statekeep_senders__
         found = senders.get(field) if field is None or isinstance(field, str) else None
+        if found is None and cls.__pydantic_complete__ and not senders:
+            # a field whose machine was defined after the class: bound once the model is rebuilt
+            senders = cls.__statekeep_senders__ = _bind_fields(cls)
+            cls.__statekeep_machines__ = {f: s.machine for f, s in senders.items() if f}
+            found = senders.get(field) if field is None or isinstance(field, str) else None
         if found is None:
             machines = cls.__statekeep_machines__
             have = ", ".join(sorted(machines)) or "none"

@@ -119,7 +119,7 @@ def _compiled(binding: Binding, source: Any, event: str, steps: tuple[Step, ...]
                 move.append(f"t.__pydantic_fields_set__.add({field})")
         if binding.event_class is not None:  # an entity: the move is announced when saved
             move.append(f"log_move(B, t, EVENT, source, T{n})")
-        if not step.has_actions:
+        if not step.has_actions and not binding.validated:
             lines += [pad + line for line in move] + [pad + "return"]
         else:
             before = [call(ready, f"b{n}_{i}") for i, ready in enumerate(step.actions_before)]
@@ -464,6 +464,8 @@ def binding_for(machine: Machine, owner: type, field: str | None) -> Binding:
     """The binding of machine to a field of owner: the one field of owner of
     that machine, or the named one. A pydantic model that is not an entity
     binds on first use."""
+    if field is not None and not isinstance(field, str):
+        raise ConfigurationError(f"field= takes a field's name, not {field!r}")
     found: Binding | None = machine._bindings_.get((owner, field))  # (owner, None): its only one
     if found is not None:
         return found
@@ -501,6 +503,11 @@ def _fields_of(machine: Machine, owner: type) -> list[str]:
     if not isinstance(owner, type) or not hasattr(owner, "__dict__") or "__slots__" in vars(owner):
         raise ConfigurationError(
             f"a machine moves pydantic models, entities and objects with a __dict__, not {owner!r}"
+        )
+    params = getattr(owner, "__dataclass_params__", None)
+    if params is not None and params.frozen:
+        raise ConfigurationError(
+            f"{owner.__name__} is a frozen dataclass: a machine cannot move it"
         )
     try:
         hints = typing.get_type_hints(owner)

@@ -56,6 +56,30 @@ RESERVED = frozenset(
 )
 
 
+_BODY_CLASSES: dict[type, type] = {}
+
+
+def _body_class(enum_dict: Any) -> type:
+    """The enum's class-body namespace, with what it refuses (a name used
+    twice, a _sunder_ name) raised as ConfigurationError."""
+    found = _BODY_CLASSES.get(enum_dict)
+    if found is None:
+        set_item: Any = enum_dict.__setitem__
+
+        def checked_set(self: Any, key: str, value: Any) -> None:
+            try:
+                set_item(self, key, value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"{getattr(self, '_cls_name', 'a machine')}.{key}: {exc}"
+                ) from exc
+
+        found = _BODY_CLASSES[enum_dict] = type(
+            "MachineBody", (enum_dict,), {"__setitem__": checked_set}
+        )
+    return found
+
+
 class MachineType(enum.EnumType):
     """The metaclass of machines: names the states and events of a class
     body, makes the enum, then reads its transition table."""
@@ -65,7 +89,12 @@ class MachineType(enum.EnumType):
         cls, name: str, bases: tuple[type, ...], /, **kwds: Any
     ) -> Any:
         kwds.pop("history", None)
-        return super().__prepare__(name, bases, **kwds)
+        try:
+            body = super().__prepare__(name, bases, **kwds)
+        except (TypeError, ValueError) as exc:  # e.g. extending a machine that has states
+            raise ConfigurationError(f"{name}: {exc}") from exc
+        body.__class__ = _body_class(type(body))  # the enum's mistakes as ConfigurationErrors
+        return body
 
     def __new__(
         metacls,
@@ -78,6 +107,7 @@ class MachineType(enum.EnumType):
     ) -> MachineType:
         if not isinstance(history, bool):
             raise ConfigurationError(f"{cls}: history takes True or False, not {history!r}")
+        history = history or any(getattr(base, "_history_", False) for base in bases)
         members = list(getattr(classdict, "_member_names", ()))
         clash = sorted(RESERVED.intersection(members))
         if clash:
@@ -103,9 +133,16 @@ class MachineType(enum.EnumType):
         events = {
             name: value for name, value in classdict.items() if isinstance(value, TransitionSpec)
         }
-        made = super().__new__(metacls, cls, bases, classdict, **kwds)
+        try:
+            made = super().__new__(metacls, cls, bases, classdict, **kwds)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{cls}: {exc}") from exc
         if members or events:
             _compile(made, declared, events, history)  # type: ignore[arg-type]
+        else:  # a machine without states (a base for others): empty, but whole
+            made._table_, made._events_, made._initial_ = {}, {}, None  # type: ignore[attr-defined]
+            made._bindings_, made._defaults_ = {}, {}  # type: ignore[attr-defined]
+            made._history_ = history  # type: ignore[attr-defined]
         return made
 
     # -- introspection: SessionFlow.states, .events, ... ---------------------------
@@ -237,11 +274,14 @@ class Sender:
     """What an entity's send(), asend() and allowed_events() call for one of
     its machine fields (statekeep.Entity.send)."""
 
-    __slots__ = ("allowed_events", "asend", "binding", "machine", "send")
+    __slots__ = ("allowed_events", "asend", "binding", "finish", "machine", "send")
 
     def __init__(self, binding: Binding) -> None:
         self.binding, self.machine = binding, binding.machine
         self.send = functools.partial(send_bound, binding)
+        # called by the entity class once its own collection is claimed: the
+        # history collection is claimed then (a clash refused with the class)
+        self.finish = binding.history_class
         self.asend = functools.partial(asend_bound, binding)
         self.allowed_events = lambda target: list(binding.exits_of(target))
 

@@ -15,10 +15,15 @@ def mermaid(machine: Any, current: Any = None) -> str:
         known = False
     if not known:
         raise ConfigurationError(f"{current!r} is not a state of {machine.__name__}")
-    lines = ["stateDiagram-v2", f"    [*] --> {machine._initial_._name_}"]
+    ids = {state: _id(state._name_) for state in machine}
+    lines = ["stateDiagram-v2"]
+    for state, name in ids.items():
+        if name != state._name_:  # a name Mermaid reads as a keyword: an id, the name shown
+            lines.append(f'    state "{state._name_}" as {name}')
+    lines.append(f"    [*] --> {ids[machine._initial_]}")
     for state in machine:
         if state.declared.description:
-            lines.append(f"    {state._name_} : {_text(state.declared.description)}")
+            lines.append(f"    {ids[state]} : {_text(state.declared.description)}")
     for state, exits in machine._table_.items():
         for event, transitions in exits.items():
             for transition in transitions:
@@ -26,14 +31,45 @@ def mermaid(machine: Any, current: Any = None) -> str:
                     f"not {_name(c)}" for c in transition.unless
                 ]
                 label = event + (f" [{' and '.join(guards)}]" if guards else "")
-                lines.append(f"    {state._name_} --> {transition.target._name_} : {label}")
+                lines.append(f"    {ids[state]} --> {ids[transition.target]} : {label}")
     for state in machine:
         if state.final:
-            lines.append(f"    {state._name_} --> [*]")
+            lines.append(f"    {ids[state]} --> [*]")
     if current is not None:
         lines.append("    classDef current fill:#fde68a,stroke:#b45309,stroke-width:2px")
-        lines.append(f"    class {machine(current)._name_} current")
+        lines.append(f"    class {ids[machine(current)]} current")
     return "\n".join(lines) + "\n"
+
+
+# words Mermaid's state diagrams read as keywords (a state of one of these names gets an id)
+_KEYWORDS = frozenset(
+    {
+        "acctitle",
+        "accdescr",
+        "as",
+        "class",
+        "classdef",
+        "click",
+        "default",
+        "direction",
+        "end",
+        "hide",
+        "left",
+        "linkstyle",
+        "note",
+        "of",
+        "over",
+        "right",
+        "scale",
+        "state",
+        "statediagram",
+        "style",
+    }
+)
+
+
+def _id(name: str) -> str:
+    return f"{name}_state" if name.lower() in _KEYWORDS or name.startswith("_") else name
 
 
 def _name(callback: object) -> str:

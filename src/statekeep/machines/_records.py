@@ -46,6 +46,14 @@ class TransitionRecord(Entity, collection="machine_transition_record", shared=Tr
     target: str = ""
     at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
 
+    # the entity class whose history this class holds (history_class sets it)
+    __statekeep_owner__: ClassVar[Any] = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its owner (importable) and its fields: the class is made
+        again by history_class in the process that reads it."""
+        return _record_of, (type(self).__statekeep_owner__, self.model_dump())
+
 
 _history_classes: dict[type, type[TransitionRecord]] = {}
 
@@ -68,9 +76,16 @@ def history_class(owner: Any) -> type[TransitionRecord]:
         namespace = {
             "__module__": owner.__module__,
             "__qualname__": f"{owner.__qualname__}.History",
+            "__statekeep_owner__": owner,
         }
         maker: Any = type(TransitionRecord)  # pydantic's metaclass
         found = _history_classes[owner] = maker(
             f"{owner.__name__}History", (TransitionRecord,), namespace, collection=collection
         )
     return found
+
+
+def _record_of(owner: Any, fields: dict[str, Any]) -> TransitionRecord:
+    """A history record read back from a pickle."""
+    record: TransitionRecord = history_class(owner).model_validate(fields)
+    return record

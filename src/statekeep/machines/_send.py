@@ -34,6 +34,8 @@ from ._moves import log_move, put_back, saving, undo
 
 
 def send(machine: Machine, target: Any, event: str, field: str | None, data: Any) -> None:
+    if field is not None and not isinstance(field, str):
+        raise ConfigurationError(f"field= takes a field's name, not {field!r}")
     binding = machine._bindings_.get((target.__class__, field))
     if binding is None:
         binding = binding_for(machine, type(target), field)

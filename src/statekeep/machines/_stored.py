@@ -81,7 +81,7 @@ def send_stored(
     _, binding = _bound(entity, field)
     saved = _save(entity)  # what a failure leaves the entity as, whatever retries read
     for attempt in range(ATTEMPTS if retry else 1):
-        stored = False
+        stored, before = False, entity.version
         try:
             if binding.keeps_history or _acts(binding, entity, event):
                 # what the actions write, the save and the history: one transaction
@@ -109,7 +109,7 @@ def send_stored(
                 _restore(binding, entity, saved)
             raise  # else the send changed nothing
         except BaseException:
-            if not stored:  # after the commit it stays as stored
+            if not stored and not _committed(entity, before):  # committed: it stays as stored
                 _restore(binding, entity, saved)
             raise
     raise AssertionError("unreachable")  # pragma: no cover
@@ -129,7 +129,7 @@ async def asend_stored(
     _, binding = _bound(entity, field)
     saved = _save(entity)
     for attempt in range(ATTEMPTS if retry else 1):
-        stored = False
+        stored, before = False, entity.version
         try:
             async with store.transaction() as block:
                 at = mark(binding, entity)
@@ -152,7 +152,7 @@ async def asend_stored(
                 _restore(binding, entity, saved)
             raise
         except BaseException:
-            if not stored and not _committed(entity, saved):
+            if not stored and not _committed(entity, before):
                 _restore(binding, entity, saved)
             raise
     raise AssertionError("unreachable")  # pragma: no cover
@@ -165,10 +165,11 @@ def _acts(binding: Binding, entity: Entity, event: str) -> bool:
     return any(step.has_actions for step in steps)
 
 
-def _committed(entity: Entity, saved: tuple[dict[str, Any], Any, Any]) -> bool:
-    """Did the save commit (its version moved on) though the caller was then
-    interrupted (a cancelled task whose block ran to its end)?"""
-    return bool(entity.__dict__.get("version", 0) > saved[0].get("version", 0))
+def _committed(entity: Entity, before: int) -> bool:
+    """Did the save commit (the version moved on from the attempt's) though
+    the caller was then interrupted (an interrupt in a handler after the
+    commit, a cancelled task whose block ran to its end)?"""
+    return bool(entity.__dict__.get("version", 0) > before)
 
 
 def _take(entity: Entity, fresh: Entity) -> None:
@@ -224,7 +225,7 @@ def transition_many(
     check.chunk_size(chunk_size)
     binding: Binding = cls._sender(field).binding
     machine: Machine = binding.machine
-    if event not in machine._events_:
+    if not isinstance(event, str) or event not in machine._events_:
         raise TransitionError(
             machine.__name__,
             "",
