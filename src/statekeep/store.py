@@ -414,7 +414,7 @@ class Store:
     def send(
         self,
         entity: E,
-        event: str,
+        event: str | Callable[..., Any],
         /,
         *,
         field: str | None = None,
@@ -428,7 +428,8 @@ class Store:
         return send_stored(self, entity, event, field=field, retry=retry, data=data)
 
     def transition_many(
-        self, cls: type[Entity], event: str, /, *conditions: Condition, field: str | None = None,
+        self, cls: type[Entity], event: str | Callable[..., Any], /, *conditions: Condition,
+        field: str | None = None,
         chunk_size: int = 500, data: dict[str, Any] | None = None, **equals: Any,
     ) -> TransitionReport:  # fmt: skip
         """Sends event to every matching entity, a transaction per chunk, and

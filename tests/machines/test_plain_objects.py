@@ -148,3 +148,12 @@ def test_count_by_without_a_grouped_count_counts_each_state() -> None:
         store.save_many([Lamp(), Lamp(state=Light.on, room="hall"), Lamp(state=Light.on)])
         assert store.count_by(Lamp, "state") == {Light.off: 1, Light.on: 2}
         assert store.count_by(Lamp, "state", room="hall") == {Light.on: 1}
+
+
+def test_the_store_takes_an_event_itself_as_well_as_its_name() -> None:
+    with statekeep.open("memory://") as store:
+        lamp = store.save(Lamp())
+        store.send(lamp, Light.flip)
+        assert store.get(Lamp, lamp.id).state is Light.on
+        report = store.transition_many(Lamp, Light.flop)
+        assert report.moved == 1 and store.get(Lamp, lamp.id).state is Light.off

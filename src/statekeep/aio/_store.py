@@ -385,7 +385,7 @@ class AsyncStore:
     async def send(
         self,
         entity: E,
-        event: str,
+        event: str | Callable[..., Any],
         /,
         *,
         field: str | None = None,
@@ -398,7 +398,8 @@ class AsyncStore:
         return await asend_stored(self, entity, event, field=field, retry=retry, data=data)
 
     async def transition_many(
-        self, cls: type[Entity], event: str, /, *conditions: Condition, field: str | None = None,
+        self, cls: type[Entity], event: str | Callable[..., Any], /, *conditions: Condition,
+        field: str | None = None,
         chunk_size: int = 500, data: dict[str, Any] | None = None, **equals: Any,
     ) -> TransitionReport:  # fmt: skip
         """Store.transition_many, awaitable (sync guards and actions only)."""

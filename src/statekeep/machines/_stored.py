@@ -28,6 +28,7 @@ from ..conditions import Condition
 from ..entity import Entity, drop_recorded
 from ..errors import ConfigurationError, ConflictError, TransitionError
 from ._binding import Binding, Machine
+from ._define import TransitionSpec
 from ._moves import mark, moves_since
 from ._records import TransitionRecord
 from ._send import _restore, _save, asend_bound, send_bound
@@ -71,13 +72,14 @@ def _bound(target: Entity, field_name: str | None) -> tuple[Machine, Binding]:
 def send_stored(
     store: Any,
     entity: E,
-    event: str,
+    event: str | Callable[..., Any],
     *,
     field: str | None = None,
     retry: bool = False,
     data: dict[str, Any],
 ) -> E:
     check.flag(retry, "retry")
+    event = _name_of(event)
     _, binding = _bound(entity, field)
     saved = _save(entity)  # what a failure leaves the entity as, whatever retries read
     for attempt in range(ATTEMPTS if retry else 1):
@@ -118,7 +120,7 @@ def send_stored(
 async def asend_stored(
     store: Any,
     entity: E,
-    event: str,
+    event: str | Callable[..., Any],
     *,
     field: str | None = None,
     retry: bool = False,
@@ -126,6 +128,7 @@ async def asend_stored(
 ) -> E:
     """send_stored() for an AsyncStore, awaiting async guards and actions."""
     check.flag(retry, "retry")
+    event = _name_of(event)
     _, binding = _bound(entity, field)
     saved = _save(entity)
     for attempt in range(ATTEMPTS if retry else 1):
@@ -156,6 +159,12 @@ async def asend_stored(
                 _restore(binding, entity, saved)
             raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _name_of(event: Any) -> str:
+    """An event by name, or the event itself (store.send(job, Flow.start))."""
+    found: str = event.name if isinstance(event, TransitionSpec) and event.name else event
+    return found
 
 
 def _acts(binding: Binding, entity: Entity, event: str) -> bool:
@@ -208,13 +217,14 @@ def _stamp(records: list[TransitionRecord], entity: Entity) -> None:
 def transition_many(
     store: Any,
     cls: type[Entity],
-    event: str,
+    event: str | Callable[..., Any],
     conditions: tuple[Condition, ...],
     equals: dict[str, Any],
     field: str | None = None,
     chunk_size: int = 500,
     data: dict[str, Any] | None = None,
 ) -> TransitionReport:
+    event = _name_of(event)
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigurationError(
