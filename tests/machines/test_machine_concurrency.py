@@ -558,7 +558,9 @@ def _child(url: str, ids: dict[str, str], index: int, barrier: Any, results: Any
     """A spawned sender: opens url (with the outbox), runs each race against
     its entity, and puts (index, {race: what it saw}) on results."""
     try:
-        store = statekeep.open(url, outbox=True)
+        # a long lock wait: four processes on a loaded machine queue for the write lock
+        # (a wait past the default timeout is a TransientBackendError, not a race's outcome)
+        store = statekeep.open(url, outbox=True, timeout=60)
         try:
             found = {race: run(store, index, ids[race], barrier) for race, run in _RACES.items()}
         finally:
