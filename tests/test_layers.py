@@ -52,7 +52,7 @@ ENTRY_POINTS = [f"{PACKAGE}.cli", DEMO]
 WRITEBEHIND = f"{PACKAGE}.writebehind"
 EVENTS = f"{PACKAGE}.events"
 POSTGRES = f"{PACKAGE}.backends.postgres"
-LEAVES = [f"{PACKAGE}._numbers", f"{PACKAGE}._naming", f"{PACKAGE}.flow"]
+LEAVES = [f"{PACKAGE}._numbers", f"{PACKAGE}._naming", f"{PACKAGE}.flow", f"{PACKAGE}.metrics"]
 DRIVERS = {"psycopg", "psycopg_pool"}  # optional: imported by the PostgreSQL backend only
 
 
