@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -44,6 +43,7 @@ from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._sqlite_columns import create_table, table_state
 from ._sqlite_errors import DRIVER, OR_EMPTY, empty_or_raise, translate
 from ._sqlite_folder import private_folder
+from ._sqlite_rows import by_id, wal
 from ._sqlite_sql import (
     OUTBOX_INSERT,
     OUTBOX_PRUNE,
@@ -67,7 +67,6 @@ from .base import (
 )
 
 SYNCHRONOUS = ("normal", "full")
-_CHUNK = 500  # ids per IN (...) lookup
 
 
 class SQLiteBackend:
@@ -129,7 +128,7 @@ class SQLiteBackend:
                 check_same_thread=False,
                 uri=self._path.startswith("file:"),
             )
-            _wal(conn, self._timeout)
+            wal(conn, self._timeout)
             conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
             conn.create_function("statekeep_time", 1, time_key, deterministic=True)
         except sqlite3.Error as exc:  # busy or locked: transient, as for any other call
@@ -413,7 +412,7 @@ class SQLiteBackend:
 
     @staticmethod
     def _versions(conn: sqlite3.Connection, table: str, ids: list[str]) -> dict[str, int]:
-        return _by_id(conn, "version", table, ids)
+        return by_id(conn, "version", table, ids)
 
     def delete(self, collection: str, id: str, version: int | None) -> None:
         conn = self._write_conn()
@@ -465,7 +464,7 @@ class SQLiteBackend:
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
         with OR_EMPTY:
-            return _by_id(self._read_conn(), "body", collection, list(ids))
+            return by_id(self._read_conn(), "body", collection, list(ids))
         return {}
 
     def select(self, spec: CollectionSpec, query: Query) -> Iterator[str]:
@@ -549,34 +548,6 @@ class SQLiteBackend:
         sql = f"EXPLAIN QUERY PLAN SELECT body FROM {quote(spec.name)}{where}"
         with DRIVER:
             return [str(row[3]) for row in self._conn().execute(sql, params)]
-
-
-def _wal(conn: sqlite3.Connection, timeout: float) -> None:
-    """Turns on WAL. Another process opening the same new file at this moment
-    can make the pragma fail with "database is locked" at once, without
-    waiting for the busy timeout: it is tried again until the timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.Error as exc:
-            if not isinstance(translate(exc), TransientBackendError):
-                raise
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.005)
-
-
-def _by_id(conn: sqlite3.Connection, column: str, table: str, ids: list[str]) -> dict[str, Any]:
-    """{id: column} of the rows among ids, looked up a chunk of ids at a time."""
-    found: dict[str, Any] = {}
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        sql = f"SELECT id, {column} FROM {quote(table)} WHERE id IN ({marks})"
-        found.update(conn.execute(sql, chunk))
-    return found
 
 
 _INHERITED: list[Any] = []  # in a forked child: the parent's connections, kept from close
