@@ -140,9 +140,6 @@ class Deferred(Protocol):
     def __len__(self) -> int:
         """How many events make() makes."""
 
-    def truncate(self, count: int) -> None:
-        """Keeps the first count of them."""
-
     def copy(self) -> Deferred:
         """Another of them, to change apart."""
 
@@ -197,23 +194,6 @@ def recorded_count(entity: Entity) -> int:
     if entry is None or entry[0]() is not entity:
         return 0
     return sum(1 if isinstance(item, Event) else len(item) for item in entry[1])
-
-
-def forget_recorded_since(entity: Entity, count: int) -> None:
-    """Forgets the domain events recorded on entity after its first count."""
-    entry = _recorded.get(id(entity))
-    if entry is None or entry[0]() is not entity:
-        return
-    items = entry[1]
-    for position, item in enumerate(items):
-        size = 1 if isinstance(item, Event) else len(item)
-        if count < size:  # this item is where the events to forget begin
-            if count and not isinstance(item, Event):
-                item.truncate(count)
-                position += 1
-            del items[position:]
-            return
-        count -= size
 
 
 def put_back_recorded(entity: Entity, events: list[Event]) -> None:

@@ -75,7 +75,7 @@ def _compiled(binding: Binding, source: Any, event: str, steps: tuple[Step, ...]
     runs its actions before, the move, its actions after, putting the fields
     (and the moves recorded) back if an action raises."""
     names: dict[str, Any] = {"B": binding, "log_move": log_move, "undo": undo, "mark": mark}
-    names.update(held=_held, too_async=_too_async, EVENT=event, pick=pick, truth=truth)
+    names.update(held=_held, too_async=too_async, EVENT=event, pick=pick, truth=truth)
     names.update(S=source)
     names.update(moved_meanwhile=moved_meanwhile, setattr=setattr)
     field = repr(binding.field)
@@ -436,7 +436,7 @@ def _held(binding: Binding, target: Any, source: Any, event: str) -> TransitionE
     return held_back(binding, target, source, event)
 
 
-def _too_async(binding: Binding, target: Any, source: Any, event: str) -> TransitionError:
+def too_async(binding: Binding, target: Any, source: Any, event: str) -> TransitionError:
     return refusal(
         binding,
         target,

@@ -30,7 +30,7 @@ def log_move(binding: Any, target: Any, event: str, source: Any, reached: Any) -
 
 class Moves:
     """Moves of one binding made in memory, to announce with the entity's
-    next save (entity.record_deferred): their events are made only then."""
+    next save (entity.recording): their events are made only then."""
 
     __slots__ = ("binding", "moves")
 
@@ -42,9 +42,6 @@ class Moves:
 
     def __len__(self) -> int:
         return len(self.moves)
-
-    def truncate(self, count: int) -> None:
-        del self.moves[count:]
 
     def make(self) -> list[Any]:
         binding = self.binding

@@ -29,6 +29,8 @@ from ._binding import (
     moved_meanwhile,
     pick,
     refusal,
+    too_async,
+    truth,
 )
 from ._moves import log_move, put_back, saving, undo
 
@@ -95,25 +97,23 @@ async def asend_bound(binding: Binding, target: Any, event: str, data: Any) -> N
 def can_send(machine: Machine, target: Any, event: str, field: str | None, data: Any) -> bool:
     binding = binding_for(machine, type(target), field)
     try:
-        _step(binding, target, binding.current(target), event, data, sync=True)
+        _step(binding, target, binding.current(target), event, data)
     except TransitionError:
         return False
     return True
 
 
-def _step(binding: Binding, target: Any, source: Any, event: str, data: Any, sync: bool) -> Step:
-    """The transition event takes from source (TransitionError if none)."""
+def _step(binding: Binding, target: Any, source: Any, event: str, data: Any) -> Step:
+    """The transition event takes from source (TransitionError if none): can_send's
+    reading of the guards (a send runs Binding.go's compiled code)."""
     for step in _candidates(binding, target, source, event):
         if step.is_async:
-            raise refusal(
-                binding,
-                target,
-                source,
-                event,
-                "its guards or actions are coroutine functions: send it with "
-                f"`await entity.asend({event!r})`",
-            )
-        if _passes(step, target, data):
+            raise too_async(binding, target, source, event)
+        if all(
+            truth(call_with(ready, target, data), ready[3], binding, target, source, event)
+            is wanted
+            for ready, wanted in step.guards
+        ):
             return step
     raise held_back(binding, target, source, event)
 
@@ -139,22 +139,6 @@ def _refused(binding: Binding, target: Any, event: object) -> Exception:
     except (ConfigurationError, TransitionError) as error:
         return error
     return refusal(binding, target, None, str(event), "refused")  # pragma: no cover
-
-
-def _passes(step: Step, target: Any, data: Any) -> bool:
-    """The step's guards hold (can_send; a send runs Binding.go's compiled code)."""
-    for ready, wanted in step.guards:
-        if _guard_truth(call_with(ready, target, data), ready[3]) is not wanted:
-            return False
-    return True
-
-
-def _guard_truth(result: object, name: str) -> bool:
-    if inspect.isawaitable(result):
-        if inspect.iscoroutine(result):
-            result.close()  # never awaited: no warning about it
-        raise TransitionError("", "", "", f"the guard {name} is to be awaited (asend)")
-    return bool(result)
 
 
 def call_with(ready: Ready, target: Any, data: dict[str, Any]) -> Any:
@@ -189,8 +173,3 @@ def _restore(
     fields, fields_set, recorded = saved
     put_back(target, fields, fields_set)
     restore_recorded(target, recorded)
-
-
-def check_field(field: object) -> None:
-    if field is not None and not isinstance(field, str):
-        raise ConfigurationError(f"field= takes a field's name, not {field!r}")
