@@ -12,6 +12,8 @@ import statekeep
 import statekeep.errors
 
 PUBLIC = [
+    "AlertRaised",
+    "AlertResolved",
     "BackendError",
     "CircuitOpenError",
     "Condition",

@@ -28,6 +28,8 @@ from .errors import (
     ValidationError,
 )
 from .events import (
+    AlertRaised,
+    AlertResolved,
     Created,
     Deleted,
     DurableSubscription,
@@ -45,6 +47,8 @@ from .writebehind import DeadLetter, Policy, Priority, Receipt, Stats, WriteBehi
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlertRaised",
+    "AlertResolved",
     "BackendError",
     "CircuitOpenError",
     "Condition",

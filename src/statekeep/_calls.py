@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from threading import get_ident
+from time import perf_counter_ns
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -107,14 +108,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def counted(method: F) -> F:
-    """A Store method (of an object with a _calls) counted as a call in flight."""
+    """A Store method (of an object with a _calls) counted as a call in
+    flight, and timed into the store's metrics (its _timers, by the method's
+    name: a Timer, or none with metrics off); a call that raises is counted
+    by its error (its _core.meter.failed)."""
+    name = method.__name__
 
     @functools.wraps(method)
     def call(self: Any, /, *args: Any, **kwargs: Any) -> Any:
         calls: Calls = self._calls
         calls.enter()
+        timer = self._timers.get(name)
         try:
-            return method(self, *args, **kwargs)
+            if timer is None:
+                return method(self, *args, **kwargs)
+            start = perf_counter_ns()
+            result = method(self, *args, **kwargs)
+            timer.record(perf_counter_ns() - start)
+            return result
+        except BaseException as error:
+            if timer is not None:
+                self._core.meter.failed(name, error)
+            raise
         finally:
             calls.leave()
 

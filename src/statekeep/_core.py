@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ._calls import Calls
 from ._commit import Commit, CommitHooks
 from ._emit import Emitter, Pending
+from ._metering import Meter
 from ._transaction import Frames, Transaction, nothing
 from .backends import redacted
 from .backends.base import Backend, CollectionSpec
@@ -41,10 +42,11 @@ class State(enum.Enum):
 
 
 class Core:
-    __slots__ = ("backend", "bus", "calls", "emitter", "exits", "frames", "state", "url")
+    __slots__ = ("backend", "bus", "calls", "emitter", "exits", "frames", "meter", "state", "url")
 
-    def __init__(self, url: str, backend: Backend, *, outbox: bool) -> None:
+    def __init__(self, url: str, backend: Backend, *, outbox: bool, meter: Meter) -> None:
         self.url = url
+        self.meter = meter
         self.backend = backend
         self.emitter = Emitter(backend, outbox)
         self.bus = self.emitter.bus

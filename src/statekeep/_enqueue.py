@@ -111,4 +111,9 @@ def make_engine(core: Core, options: WriteBehindOptions) -> WriteBehind:
             return True  # wait for this blocked thread as well
 
     engine.waits.in_transaction = in_transaction
+    meter = core.meter
+    engine.on_batch = meter.batch_timers()
+    meter.watch_writebehind(engine.stats, options.max_pending)
+    meter.watch_dead_letters(engine.dead_letter_count)
+    meter.patterns.batch_limits = (engine.window, engine.options.max_batch)
     return engine

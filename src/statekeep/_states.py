@@ -48,6 +48,11 @@ class States:
             state = self._open[name] = open_state(self._store, name, model, **options)
             return state
 
+    def all(self) -> list[AppState[Any]]:
+        """The states open now."""
+        with self._lock:
+            return list(self._open.values())
+
     def close_all(self) -> None:
         with self._lock:
             states = list(self._open.values())

@@ -25,6 +25,7 @@ from .entity import put_back_recorded
 from .errors import ConfigurationError, TransactionError
 
 if TYPE_CHECKING:
+    from ._metering import Meter
     from .entity import Entity
 
 # (entities or weak references to them, their versions before the block, weak?)
@@ -166,6 +167,8 @@ class Parts(Protocol):
     def calls(self) -> Calls: ...
     @property
     def frames(self) -> Frames: ...
+    @property
+    def meter(self) -> Meter: ...
 
 
 class Transaction:
@@ -251,6 +254,7 @@ class Transaction:
             frame.undo()
             if commit is not None:
                 commit.rollback()
+                self._core.meter.transaction(False)
             else:
                 assert frame.name is not None
                 backend.rollback_to(frame.name)
@@ -260,6 +264,7 @@ class Transaction:
         try:
             if commit is not None:
                 commit.commit()
+                self._core.meter.transaction(True)
             else:
                 assert frame.name is not None
                 try:
@@ -270,6 +275,8 @@ class Transaction:
                     raise
         except BaseException:
             frame.undo()
+            if commit is not None:  # its commit failed: nothing of it is stored
+                self._core.meter.transaction(False)
             raise
         if frame.outer is not None:
             frame.outer.absorb(frame)

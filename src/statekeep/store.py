@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from time import perf_counter_ns
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -22,6 +23,8 @@ from ._counting import count_by
 from ._emit import Pending, decode
 from ._enqueue import enqueue, enqueue_entity, make_engine
 from ._entity_batcher import EntityBatcher
+from ._finding import results
+from ._metering import Meter, check_alerts, watch
 from ._saving import save_chunks
 from ._states import States
 from ._transaction import Transaction
@@ -42,6 +45,7 @@ from .events import (
     running_loop,
 )
 from .machines import TransitionReport, history, send_stored, transition_many
+from .metrics import Advice, AlertRule, Firing, Registry, Snapshot
 from .writebehind import (
     Priority,
     Receipt,
@@ -95,11 +99,17 @@ class Store:
         outbox: bool = False,
         outbox_retention: int | None = 0,
         outbox_stale_after: float = 3600.0,
+        metrics: bool = True,
+        alerts: Sequence[AlertRule] | None = None,
         **options: Any,
     ) -> None:
         """backend: see open(). The store closes a backend given to it with
-        itself (but not when this constructor raises: it is still yours then)."""
+        itself (but not when this constructor raises: it is still yours then).
+        metrics=False records nothing (store.metrics() is empty); alerts: the
+        rules to watch (default: statekeep.metrics.default_alerts(); () for none)."""
         check.flag(outbox, "outbox")
+        check.flag(metrics, "metrics")
+        alerts = check_alerts(alerts)
         writebehind_options = check_options(writebehind)
         self.url = url
         given = backend is not None
@@ -124,8 +134,10 @@ class Store:
             if not given:
                 backend.close()
             raise
-        core = self._core = Core(url, backend, outbox=outbox)
-        self._calls = core.calls  # for @counted
+        meter = Meter(enabled=metrics, alerts=alerts)
+        core = self._core = Core(url, backend, outbox=outbox, meter=meter)
+        self._calls, self._timers = core.calls, meter.timers  # for @counted
+        self._transitioned = meter.transitioned  # stored machine moves (machines._stored)
         self._writebehind_options = writebehind_options
         self._engine: WriteBehind | None = None
         self._engine_lock = threading.Lock()
@@ -138,6 +150,8 @@ class Store:
         exits.callback(core.calls.close, _CLOSE_WAIT)  # 3. calls in flight finish first
         exits.callback(backend.closing)  # 2. writers waiting for the write lock give up
         exits.callback(self._durable.stop_all)  # 1. durable subscriptions stop
+        exits.callback(meter.close)  # 0. no more ticks
+        watch(meter, self, outbox)
         at_open(writebehind_options.drain_on_sigterm)  # the SIGTERM drain handler
         if has_leftovers(writebehind_options, backend.location):
             self._writebehind()  # writes a crash left behind are stored now
@@ -254,6 +268,8 @@ class Store:
             raise
         core.note(entity, old, taken)
         core.deliver(committed)
+        if self._timers:  # metrics on: how saves come, for advice()
+            core.meter.patterns.saved(info.spec.name, entity.id, bool(core.frames.read()))
         return entity
 
     @counted
@@ -272,10 +288,14 @@ class Store:
         if chunk_size is None:
             chunk_size = core.backend.chunk_rows
         chunk_size = check.chunk_size(chunk_size)
+        start = perf_counter_ns()
         if check.flag(atomic, "atomic"):
             with core.transaction():
-                return save_chunks(core, entities, chunk_size, atomic)
-        return save_chunks(core, entities, chunk_size, atomic)
+                saved = save_chunks(core, entities, chunk_size, atomic)
+        else:
+            saved = save_chunks(core, entities, chunk_size, atomic)
+        core.meter.saved_many(saved, perf_counter_ns() - start)
+        return saved
 
     @overload
     def delete(self, target: Entity) -> None: ...
@@ -353,15 +373,20 @@ class Store:
         transaction it is enqueued when the outermost block commits, and
         dropped if the block rolls back. deadline: seconds by which it must
         be stored."""
+        timer, start = self._timers.get("enqueue"), perf_counter_ns()
         if self._engine is not None:  # the hot path: once the engine runs, it refuses
             # writes once it closes, and enqueue does no I/O: no need to count the call
-            return enqueue_entity(
+            receipt = enqueue_entity(
                 self._core, self._writebehind, entity, priority, deadline, expect_version
             )
-        with self._calls:
-            return enqueue_entity(
-                self._core, self._writebehind, entity, priority, deadline, expect_version
-            )
+        else:
+            with self._calls:
+                receipt = enqueue_entity(
+                    self._core, self._writebehind, entity, priority, deadline, expect_version
+                )
+        if timer is not None:
+            timer.record(perf_counter_ns() - start)
+        return receipt
 
     @counted
     def enqueue_delete(
@@ -411,6 +436,7 @@ class Store:
         return self._states.open(name, model, options)
 
     # -- state machines (statekeep.machines; docs/machines.md) -----------------
+    @counted
     def send(
         self,
         entity: E,
@@ -427,6 +453,7 @@ class Store:
         self._core.check_open()
         return send_stored(self, entity, event, field=field, retry=retry, data=data)
 
+    @counted
     def transition_many(
         self, cls: type[Entity], event: str | Callable[..., Any], /, *conditions: Condition,
         field: str | None = None,
@@ -513,6 +540,25 @@ class Store:
         self._core.check_open()
         self._durable.unsubscribe(name)
 
+    # -- metrics (statekeep.metrics; docs/metrics.md) -------------------------
+    def metrics(self) -> Snapshot:
+        """Every metric of this store now: `store.metrics().table()` draws them."""
+        return self._core.meter.snapshot()
+
+    @property
+    def registry(self) -> Registry:
+        """The store's metrics registry (for exporters, and metrics of your own)."""
+        return self._core.meter.registry
+
+    def advice(self) -> list[Advice]:
+        """What to change, from the patterns of this store's own calls, the
+        biggest expected gain first (each with its evidence)."""
+        return self._core.meter.advice()
+
+    def alerts(self) -> list[Firing]:
+        """The alerts raised now (AlertRaised / AlertResolved events tell the changes)."""
+        return self._core.meter.alerts.active
+
     # -- reads ---------------------------------------------------------------
     @counted
     def get(self, cls: type[E], id: str) -> E:
@@ -555,19 +601,7 @@ class Store:
         limit = check.count(limit, "limit", least=0, none=True)
         offset = check.count(offset, "offset", least=0)
         query = Query(info.filters(conditions, equals), info.orders(order_by), limit, offset)
-        return self._results(info, query)  # no I/O until the first result is asked for
-
-    def _results(self, info: EntityInfo, query: Query) -> Iterator[Any]:
-        load, calls, backend = info.load, self._calls, self._core.backend
-        with calls:
-            backend.ensure_collection(info.spec, create=False)
-            bodies = backend.select(info.spec, query)
-        while True:
-            with calls:  # StoreClosedError once the store is closing
-                body = next(bodies, None)
-            if body is None:
-                return
-            yield load(body)
+        return results(self._core, info, query)  # no I/O until the first result is asked for
 
     @counted
     def count_by(

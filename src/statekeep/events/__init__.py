@@ -6,6 +6,8 @@ from ._checkpoints import SubscriptionInfo
 from ._durable import DurableSubscription
 from ._event import (
     LIFECYCLE,
+    AlertRaised,
+    AlertResolved,
     Created,
     Deleted,
     Event,
@@ -20,6 +22,8 @@ from ._subscriptions import Subscriptions
 
 __all__ = [
     "LIFECYCLE",
+    "AlertRaised",
+    "AlertResolved",
     "Bus",
     "Created",
     "Deleted",

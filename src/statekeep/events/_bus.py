@@ -24,9 +24,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from time import perf_counter_ns
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..metrics import Timer
 from ._calling import running_loop
 from ._event import Event, HandlerFailed, Lifecycle
 
@@ -83,6 +85,7 @@ class Subscription:
     matches: Matcher
     loop: asyncio.AbstractEventLoop | None
     bus: Bus = field(repr=False)
+    timer: Timer | None = field(default=None, repr=False)  # a sync handler's, with metrics on
 
     @property
     def is_async(self) -> bool:
@@ -109,6 +112,8 @@ class Bus:
         self._stats_lock = threading.Lock()
         self.stats = BusStats()
         self.on_error: list[Callable[[Subscription, Event, BaseException], None]] = []
+        # the timer of a sync handler (the store's metrics), made when it is subscribed
+        self.timer_of: Callable[[Handler], Timer] | None = None
 
     def __bool__(self) -> bool:
         return bool(self._subscriptions)
@@ -127,6 +132,8 @@ class Bus:
         subscription = Subscription(
             described, handler, priority, next(self._order), matches, loop, self
         )
+        if loop is None and self.timer_of is not None:
+            subscription.timer = self.timer_of(handler)
         with self._lock:
             self._subscriptions.append(subscription)
             self._subscriptions.sort(key=lambda s: (-s.priority, s.order))
@@ -166,8 +173,14 @@ class Bus:
         if subscription.loop is not None:
             self._schedule(subscription, event)
             return
+        timer = subscription.timer
         try:
-            subscription.handler(event)
+            if timer is None:
+                subscription.handler(event)
+            else:
+                start = perf_counter_ns()
+                subscription.handler(event)
+                timer.record(perf_counter_ns() - start)
         except Exception as exc:  # noqa: BLE001 - a handler's error must not break the write
             self.failed(subscription, event, exc)
         else:

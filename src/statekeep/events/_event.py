@@ -218,3 +218,29 @@ def _head(cls: type[Event]) -> str:
     if not _is_domain(cls):  # the store's own events: their kind (and collection) say it
         return f'{{"kind":{json.dumps(cls.kind)},"event":'
     return f'{{"kind":{json.dumps(cls.kind)},"topic":{json.dumps(topic_of(cls))},"event":'
+
+
+class AlertRaised(Event):
+    """One of the store's alerts crossed its threshold (collection "statekeep";
+    see docs/metrics.md for the rules)."""
+
+    kind: ClassVar[str] = "alert_raised"
+    alert: str = ""
+    subject: str = ""  # a durable subscription's name, or "" for the store
+    value: float = 0.0
+    threshold: float = 0.0
+    severity: str = "warning"
+    message: str = ""
+
+
+class AlertResolved(Event):
+    """An alert that was raised is back under its threshold."""
+
+    kind: ClassVar[str] = "alert_resolved"
+    alert: str = ""
+    subject: str = ""
+    value: float = 0.0
+    threshold: float = 0.0
+    severity: str = "warning"
+    message: str = ""
+    raised_at: datetime | None = None

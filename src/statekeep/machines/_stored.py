@@ -69,6 +69,11 @@ def _bound(target: Entity, field_name: str | None) -> tuple[Machine, Binding]:
     return binding.machine, binding
 
 
+def _count(store: Any, binding: Binding, event: str, moved: int = 1) -> None:
+    """Counts stored moves into the store's metrics (an AsyncStore's through its sync store)."""
+    getattr(store, "sync", store)._transitioned(binding.machine.__name__, event, moved)
+
+
 def send_stored(
     store: Any,
     entity: E,
@@ -100,6 +105,7 @@ def send_stored(
                 store.save(entity)
             stored = True
             store.on_rollback(functools.partial(_restore, binding, entity, saved))  # an outer one's
+            _count(store, binding, event)
             return entity
         except ConflictError:
             _restore(binding, entity, saved)
@@ -144,6 +150,7 @@ async def asend_stored(
                     await store.save_many(records)
                 block.on_rollback(functools.partial(_restore, binding, entity, saved))
             stored = True
+            _count(store, binding, event)
             return entity
         except ConflictError:
             _restore(binding, entity, saved)
@@ -293,6 +300,7 @@ def _move_chunk(
             chunk = _again(chunk, reread, report)
             continue
         report.moved += len(moved)
+        _count(store, binding, event, len(moved))
         report.skipped.update(skipped)
         return
     # the chunk kept meeting other writers: one entity at a time, read again (with the

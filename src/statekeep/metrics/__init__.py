@@ -1,8 +1,49 @@
-"""Metrics: latency histograms (log-linear, mergeable, quantiles within 1%)
-over sliding windows. A leaf: it imports only the standard library.
+"""statekeep.metrics: counters, gauges and latency histograms (log-linear,
+mergeable, quantiles within 1%, over the last 10 s, 1 min and 10 min), with
+alerts and advice on top. A leaf: it imports only the standard library and
+statekeep.errors (rich only to draw a table).
 
-Issue 16 builds the registry, alerts, advice and export on these."""
+Every store has a Registry (`store.metrics()` reads it); parts used without
+a store report into `default()`. See docs/metrics.md.
+"""
 
-from ._histogram import SUB, Histogram, Windowed, bucket_of, merged, middle_of
+from . import _names as names
+from ._advice import Advice, advise
+from ._alerts import AlertRule, Alerts, Firing
+from ._histogram import SUB, Histogram, bounds_of, bucket_of, merged, middle_of
+from ._patterns import Patterns
+from ._registry import Registry, default
+from ._rules import default_alerts
+from ._series import Counter, Family, Gauge, Timer
+from ._snapshot import Series, Snapshot, Summary
+from ._ticker import TICKER
+from ._window import WINDOWS, Windowed
 
-__all__ = ["SUB", "Histogram", "Windowed", "bucket_of", "merged", "middle_of"]
+__all__ = [
+    "SUB",
+    "TICKER",
+    "WINDOWS",
+    "Advice",
+    "AlertRule",
+    "Alerts",
+    "Counter",
+    "Family",
+    "Firing",
+    "Gauge",
+    "Histogram",
+    "Patterns",
+    "Registry",
+    "Series",
+    "Snapshot",
+    "Summary",
+    "Timer",
+    "Windowed",
+    "advise",
+    "bounds_of",
+    "bucket_of",
+    "default",
+    "default_alerts",
+    "merged",
+    "middle_of",
+    "names",
+]

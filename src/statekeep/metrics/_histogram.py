@@ -1,156 +1,156 @@
-"""Latency histograms: log-linear buckets, mergeable, quantiles within 1%.
+"""Histograms of whole numbers (nanoseconds, rows, bytes): log-linear
+buckets, mergeable, quantiles within 1%.
 
-A value v > 0 is v = m * 2**e with m in [0.5, 1) (math.frexp, in C); its
-bucket is e * 64 + the 1/128th of [0.5, 1) that m falls in. A bucket is at
-most 1/64 of its lower bound wide, so its middle is within 0.8% of every
-value in it: a quantile read as the middle of the bucket that holds it is
-within 1% of the exact one (and clamped to the exact min and max). Values
-<= 0 are counted apart (a zero latency, a gauge at zero).
+A value n < 128 has a bucket of its own (exact). A larger n has b bits; its
+bucket is its top 7 bits, t in [64, 128), at the shift s = b - 7: every
+value of the bucket is in [t * 2**s, (t + 1) * 2**s), at most 1/64 of its
+lower bound wide, so the bucket's middle is within 0.8% of every value in
+it. The key, s * 64 + t, grows with n, so buckets sort as values do.
 
-Histogram is one distribution; Windowed keeps one per second of the last
-`span` seconds, so the last 10 s, 1 min and 10 min are merges of the
-seconds they cover. Both are safe to record into from many threads.
+Recording is two integer operations and an increment under a lock (about a
+third of prometheus_client's observe, which walks its bucket bounds in
+Python; see benchmarks/metrics.py). Values below zero are refused.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Iterable
 
-SUB = 64  # buckets per power of two
-_frexp = math.frexp
+from ..errors import ConfigurationError
+
+SUB = 64  # buckets per power of two above 128
+_EXACT = 128  # values below it have a bucket each
 
 
-def bucket_of(value: float) -> int:
-    """The bucket of a value > 0."""
-    m, e = _frexp(value)
-    return e * SUB + int((m - 0.5) * 2 * SUB)
+def bucket_of(n: int) -> int:
+    """The bucket of a whole number >= 0."""
+    s = n.bit_length() - 7
+    return (s << 6) + (n >> s) if s > 0 else n
+
+
+def bounds_of(bucket: int) -> tuple[int, int]:
+    """The values [low, high) of a bucket."""
+    if bucket < _EXACT:
+        return bucket, bucket + 1
+    s, t = divmod(bucket, SUB)
+    t += SUB  # the top bits are 64..127: key = s * 64 + t = (s + 1) * 64 + (t - 64)
+    s -= 1
+    return t << s, (t + 1) << s
 
 
 def middle_of(bucket: int) -> float:
     """The middle of a bucket: within 0.8% of every value in it."""
-    e, k = divmod(bucket, SUB)
-    return math.ldexp(0.5 + (k + 0.5) / (2 * SUB), e)
+    low, high = bounds_of(bucket)
+    return float(low) if high - low == 1 else (low + high - 1) / 2
 
 
 class Histogram:
-    """One distribution of values (seconds, sizes): count, sum, min, max, and
-    quantiles from log-linear buckets."""
+    """One distribution of whole numbers: count, sum, min, max and buckets.
+    Safe to record into from many threads."""
 
-    __slots__ = ("_lock", "buckets", "count", "max", "min", "sum", "zeros")
+    __slots__ = ("_lock", "buckets", "count", "max", "min", "sum")
 
     def __init__(self) -> None:
-        self.buckets: dict[int, int] = {}
+        self.buckets: defaultdict[int, int] = defaultdict(int)
         self.count = 0
-        self.zeros = 0  # values <= 0
-        self.sum = 0.0
-        self.min = math.inf
-        self.max = -math.inf
+        self.sum = 0
+        self.min = 0
+        self.max = 0
         self._lock = threading.Lock()
 
-    def record(self, value: float) -> None:
-        with self._lock:
-            self.count += 1
-            self.sum += value
-            if value < self.min:
-                self.min = value
-            if value > self.max:
-                self.max = value
-            if value > 0:
-                m, e = _frexp(value)
-                key = e * SUB + int((m - 0.5) * 2 * SUB)
-                buckets = self.buckets
-                buckets[key] = buckets.get(key, 0) + 1
+    def record(self, n: int) -> None:
+        """Adds a whole number >= 0 (the fast path: no checks beyond the type's)."""
+        s = n.bit_length() - 7
+        key = (s << 6) + (n >> s) if s > 0 else n
+        lock = self._lock
+        lock.acquire()
+        try:
+            self.buckets[key] += 1
+            if self.count:
+                if n > self.max:
+                    self.max = n
+                elif n < self.min:
+                    self.min = n
             else:
-                self.zeros += 1
+                self.min = self.max = n
+            self.count += 1
+            self.sum += n
+        finally:
+            lock.release()
+
+    def add(self, value: int) -> None:
+        """record() with the value checked: ConfigurationError for anything
+        but a whole number >= 0."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(f"a histogram takes whole numbers >= 0, not {value!r}")
+        self.record(value)
+
+    def take(self) -> Histogram:
+        """Moves everything out into a new histogram and starts empty (one
+        second of a window closing)."""
+        taken = Histogram()
+        with self._lock:
+            taken.buckets, self.buckets = self.buckets, defaultdict(int)
+            taken.count, taken.sum, taken.min, taken.max = self.count, self.sum, self.min, self.max
+            self.count = self.sum = self.min = self.max = 0
+        return taken
 
     def merge(self, other: Histogram) -> None:
         """Adds other's values to this one (a window's seconds, processes)."""
         with other._lock:
-            buckets, count, zeros = dict(other.buckets), other.count, other.zeros
+            buckets, count = list(other.buckets.items()), other.count
             total, low, high = other.sum, other.min, other.max
+        if not count:
+            return
         with self._lock:
-            for key, n in buckets.items():
-                self.buckets[key] = self.buckets.get(key, 0) + n
+            mine = self.buckets
+            for key, n in buckets:
+                mine[key] += n
+            if self.count:
+                self.min, self.max = min(self.min, low), max(self.max, high)
+            else:
+                self.min, self.max = low, high
             self.count += count
-            self.zeros += zeros
             self.sum += total
-            self.min = min(self.min, low)
-            self.max = max(self.max, high)
 
     def quantile(self, q: float) -> float:
-        """The value below which a share q of the values fall (NaN when empty)."""
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"a quantile is between 0 and 1, not {q!r}")
+        """The value below which a share q of the values fall (NaN when empty),
+        within 1% of the exact one."""
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 <= q <= 1.0:
+            raise ConfigurationError(f"a quantile is between 0 and 1, not {q!r}")
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: Iterable[float]) -> list[float]:
+        """Several quantiles in one pass over the buckets."""
         with self._lock:
-            if not self.count:
-                return math.nan
-            rank = max(1, math.ceil(q * self.count))  # the rank-th smallest value
-            if rank <= self.zeros:
-                return min(self.max, max(self.min, 0.0)) if self.zeros else 0.0
-            seen = self.zeros
-            for key in sorted(self.buckets):
-                seen += self.buckets[key]
-                if seen >= rank:
-                    return min(self.max, max(self.min, middle_of(key)))
-            return self.max  # pragma: no cover - the counts add up to count
+            count, low, high = self.count, self.min, self.max
+            buckets = sorted(self.buckets.items())
+        wanted = list(qs)
+        if not count:
+            return [math.nan] * len(wanted)
+        ranks = sorted((max(1, math.ceil(q * count)), i) for i, q in enumerate(wanted))
+        found = [math.nan] * len(wanted)
+        seen, at = 0, 0
+        for key, n in buckets:
+            seen += n
+            while at < len(ranks) and ranks[at][0] <= seen:
+                found[ranks[at][1]] = min(high, max(low, middle_of(key)))
+                at += 1
+        for _, i in ranks[at:]:  # pragma: no cover - the counts add up to count
+            found[i] = float(high)
+        return found
 
     @property
     def mean(self) -> float:
         return self.sum / self.count if self.count else math.nan
 
-
-class Windowed:
-    """A histogram per second of the last `span` seconds (600: ten minutes),
-    read over any window up to it: `window(10)`, `window(60)`, `window(600)`."""
-
-    __slots__ = ("_clock", "_lock", "_retired", "_seconds", "span")
-
-    def __init__(self, span: int = 600, clock: Callable[[], float] = time.monotonic) -> None:
-        if isinstance(span, bool) or not isinstance(span, int) or span < 1:
-            raise ValueError(f"span is a whole number of seconds >= 1, not {span!r}")
-        self.span = span
-        self._clock = clock
-        self._seconds: deque[tuple[int, Histogram]] = deque()
-        self._retired = Histogram()  # the seconds older than the span, merged
-        self._lock = threading.Lock()
-
-    def record(self, value: float) -> None:
-        second = int(self._clock())
-        seconds = self._seconds
-        if not seconds or seconds[-1][0] != second:
-            with self._lock:
-                if not seconds or seconds[-1][0] != second:
-                    seconds.append((second, Histogram()))
-                    while seconds[0][0] <= second - self.span:
-                        self._retired.merge(seconds.popleft()[1])
-        seconds[-1][1].record(value)
-
-    @property
-    def total(self) -> Histogram:
-        """Every value since it was made (the retired seconds and the kept ones)."""
-        with self._lock:
-            parts = [self._retired, *(h for _, h in self._seconds)]
-        return merged(parts)
-
-    def window(self, seconds: int) -> Histogram:
-        """The values of the last `seconds` seconds (this one included), merged."""
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, int)
-            or not 1 <= seconds <= self.span
-        ):
-            raise ValueError(f"a window is 1 to {self.span} seconds, not {seconds!r}")
-        now = int(self._clock())
-        merged = Histogram()
-        with self._lock:
-            kept = [h for second, h in self._seconds if second > now - seconds]
-        for histogram in kept:
-            merged.merge(histogram)
-        return merged
+    def copy(self) -> Histogram:
+        result = Histogram()
+        result.merge(self)
+        return result
 
 
 def merged(histograms: Iterable[Histogram]) -> Histogram:

@@ -76,6 +76,8 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
         self.options = options
         self._backend = backend
         self._hooks = hooks
+        # called after each batch with (priority, rows, nanoseconds): the store's metrics
+        self.on_batch: Callable[[str, int, int], None] | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # receipts, room, flushes
         self._work = threading.Condition(self._lock)  # the flusher
@@ -396,6 +398,15 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
                 database=self._circuit.state.value,
             )
 
+    @property
+    def window(self) -> float:
+        """How long a NORMAL write waits for company (the options', or the default)."""
+        return self._window
+
+    def dead_letter_count(self) -> int:
+        with self._lock:
+            return len(self._dead_letters)
+
     def dead_letters(self) -> list[DeadLetter]:
         with self._lock:
             return list(self._dead_letters)
@@ -484,8 +495,12 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
                         self._retry_at = 0.0
                 continue
             self._storing = True
+            on_batch, start = self.on_batch, time.perf_counter_ns()
             try:
                 outcome = store_batch(self._backend, writes, batch)
+                if on_batch is not None:
+                    top = max(write.priority for write in writes)
+                    on_batch(top.name.lower(), len(writes), time.perf_counter_ns() - start)
                 self._settle(writes, outcome, batch)
             finally:
                 self._storing = False

@@ -1,0 +1,207 @@
+"""What a registry holds at one moment: plain values, safe to keep and pass on.
+
+`Snapshot.get("statekeep_operation_seconds", operation="save")` finds one
+series; a histogram's `windows` map 10, 60, 600 (seconds) and "total" to a
+`Summary` (count, rate, mean, p50, p90, p99, p999, max, in the family's
+unit: seconds for timers). `table()` draws it with rich.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._histogram import Histogram
+from ._series import COUNTER, GAUGE, Counter, Family, Gauge, Labels
+from ._window import WINDOWS, Windowed
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+QUANTILES = (0.5, 0.9, 0.99, 0.999)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A histogram over one window, in its family's unit."""
+
+    count: int = 0
+    sum: float = 0.0
+    rate: float = 0.0  # values a second over the window (0 for "total")
+    mean: float = math.nan
+    p50: float = math.nan
+    p90: float = math.nan
+    p99: float = math.nan
+    p999: float = math.nan
+    max: float = math.nan
+
+    @classmethod
+    def of(cls, histogram: Histogram, scale: float, seconds: int | None) -> Summary:
+        if not histogram.count:
+            return cls()
+        p50, p90, p99, p999 = histogram.quantiles(QUANTILES)
+        return cls(
+            count=histogram.count,
+            sum=histogram.sum * scale,
+            rate=histogram.count / seconds if seconds else 0.0,
+            mean=histogram.mean * scale,
+            p50=p50 * scale,
+            p90=p90 * scale,
+            p99=p99 * scale,
+            p999=p999 * scale,
+            max=histogram.max * scale,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One series: a counter's or gauge's value, or a histogram's windows."""
+
+    name: str
+    kind: str
+    help: str
+    unit: str
+    labels: dict[str, str]
+    value: float = 0.0  # counters and gauges; a histogram's count
+    windows: dict[int | str, Summary] = field(default_factory=dict)
+    histogram: Histogram | None = field(default=None, repr=False)  # all time, for export
+    scale: float = 1.0
+
+    def window(self, seconds: int | str) -> Summary:
+        return self.windows.get(seconds, Summary())
+
+
+def series_of(
+    family: Family,
+    labels: Labels,
+    series: Counter | Gauge | Windowed,
+    now: float,
+    windows: tuple[int, ...] = WINDOWS,
+) -> Series:
+    named = dict(labels)
+    if family.kind == COUNTER:
+        assert isinstance(series, Counter)
+        value = float(series.get())
+        return Series(family.name, family.kind, family.help, family.unit, named, value)
+    if family.kind == GAUGE:
+        assert isinstance(series, Gauge)
+        value = series.get()
+        return Series(family.name, family.kind, family.help, family.unit, named, value)
+    assert isinstance(series, Windowed)
+    series.turn(now)
+    scale = family.scale
+    summaries: dict[int | str, Summary] = {
+        seconds: Summary.of(series.window(seconds), scale, seconds)
+        for seconds in windows
+        if seconds <= series.span
+    }
+    total = series.total
+    summaries["total"] = Summary.of(total, scale, None)
+    return Series(
+        family.name,
+        family.kind,
+        family.help,
+        family.unit,
+        named,
+        float(total.count),
+        summaries,
+        total,
+        scale,
+    )
+
+
+class Snapshot:
+    """Every series of a registry at one moment."""
+
+    def __init__(self, taken_at: float, series: list[Series]) -> None:
+        self.taken_at = taken_at  # time.time()
+        self.series = series
+
+    def __iter__(self) -> Iterator[Series]:
+        return iter(self.series)
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def select(self, name: str, **labels: str) -> list[Series]:
+        """The series of a metric whose labels include these."""
+        return [
+            s
+            for s in self.series
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def get(self, name: str, **labels: str) -> Series | None:
+        found = self.select(name, **labels)
+        return found[0] if found else None
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of the matching counters or gauges (a histogram's count); 0 if none."""
+        return sum(s.value for s in self.select(name, **labels))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for JSON): {name: [{labels, value | windows}]}."""
+        result: dict[str, Any] = {}
+        for s in self.series:
+            item: dict[str, Any] = {"labels": s.labels, "value": s.value}
+            if s.windows:
+                item["windows"] = {
+                    str(k): {f: getattr(v, f) for f in v.__dataclass_fields__}
+                    for k, v in s.windows.items()
+                }
+            result.setdefault(s.name, []).append(item)
+        return result
+
+    def table(self, window: int | str = 60) -> Table:
+        """A rich table: counters and gauges, then each histogram's count,
+        rate and percentiles over `window` (10, 60, 600 or "total")."""
+        from rich.table import Table
+
+        table = Table(title=f"statekeep metrics (histograms over {_window_name(window)})")
+        for column in ("metric", "labels", "count / value", "rate/s", "p50", "p99", "max"):
+            table.add_column(column, justify="left" if column in ("metric", "labels") else "right")
+        for s in self.series:
+            labels = ", ".join(f"{k}={v}" for k, v in s.labels.items())
+            short = s.name.removeprefix("statekeep_")
+            if s.kind in (COUNTER, GAUGE):
+                table.add_row(short, labels, _number(s.value), "", "", "", "")
+                continue
+            w = s.window(window)
+            if not w.count:
+                continue
+            table.add_row(
+                short,
+                labels,
+                f"{w.count:,}",
+                f"{w.rate:,.1f}" if w.rate else "",
+                _in(w.p50, s.unit),
+                _in(w.p99, s.unit),
+                _in(w.max, s.unit),
+            )
+        return table
+
+
+def _window_name(window: int | str) -> str:
+    names: dict[int | str, str] = {
+        10: "the last 10 s",
+        60: "the last minute",
+        600: "the last 10 minutes",
+    }
+    return names.get(window, "all time")
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if value == int(value) else f"{value:,.3f}"
+
+
+def _in(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return ""
+    if unit != "seconds":
+        return f"{value:,.0f}" + (f" {unit}" if unit else "")
+    for limit, factor, name in ((1e-6, 1e9, "ns"), (1e-3, 1e6, "µs"), (1.0, 1e3, "ms")):
+        if value < limit:
+            return f"{value * factor:,.1f} {name}"
+    return f"{value:,.2f} s"
