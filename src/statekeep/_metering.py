@@ -304,6 +304,8 @@ class Meter:
             self.alerts.evaluate(snapshot, now)
 
     def snapshot(self) -> Snapshot:
+        """Everything now (the checkpoints read afresh, which ticks do every few seconds)."""
+        self._subscriptions_read = 0.0
         return self.registry.snapshot()
 
     def advice(self) -> list[Advice]:
