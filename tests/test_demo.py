@@ -43,8 +43,9 @@ COMPLETED = SESSIONS - STILL_RECORDING
 # the sessions' transitions: 4 each to start, 2 each for the loose cable's pause and
 # resume, 2 each to complete
 TRANSITIONS = SESSIONS * 4 + 4 + COMPLETED * 2
-# the demo's output stays short: 120 lines until the state machine's lines (issue 15)
-MOST_LINES = 130
+# the demo's output stays short: 120 lines until the state machine's lines (issue 15); 130
+# until the metrics table and the advice of the run (issue 16)
+MOST_LINES = 175
 
 
 def journal_segments(db: Path) -> list[Path]:
@@ -92,6 +93,9 @@ def test_demo_in_process_leaves_the_expected_data(
     assert_events_in_summary(out, SEGMENTS)
     assert "enricher (durable subscriber, process " in out
     assert f"{SEGMENTS:,} segments enriched" in out
+    # the summary ends with the run's metrics and the advice for its unindexed query
+    assert "statekeep metrics (histograms over all time)" in out
+    assert "statekeep advice for this run" in out and "Indexed()" in out
 
     # one session (and its segments and thumbnails) deleted; all but the newest
     # ten completed, the deleted one among them
@@ -157,6 +161,14 @@ def test_demo_stores_every_write_by_priority(tmp_path: Path) -> None:
     out = io.StringIO()
 
     report = demo(str(path), SEGMENTS, Console(file=out, width=100))
+    # the run's one pattern that deserves advice: the unindexed find on peak_db
+    indexing = [a for a in report.advice if a.rule == "index_a_field"]
+    assert [(a.subject, "peak_db" in a.title) for a in indexing] == [("segment", True)]
+    assert (
+        report.metrics is not None
+        and report.metrics.value("statekeep_find_seconds", collection="segment", index="no")
+        == 12 + 1
+    )  # step 6's finds on peak_db, and step 3's of the clipping segments
     text = out.getvalue()
 
     thumbnails = SESSIONS * THUMBNAILS_PER_SESSION

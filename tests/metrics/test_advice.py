@@ -136,16 +136,21 @@ def test_a_slow_sync_handler_gets_advice(store: statekeep.Store) -> None:
 
 
 def test_fast_and_async_handlers_get_none(store: statekeep.Store) -> None:
-    calls = []
+    calls: list[statekeep.Event] = []
+    awaited: list[statekeep.Event] = []
 
     async def slow_but_async(event: statekeep.Event) -> None:
-        time.sleep(0.002)
+        time.sleep(0.002)  # on the bus's event loop, not the committing thread
+        awaited.append(event)
 
     store.on(Row, calls.append)
     store.on(Row, slow_but_async)
     for _ in range(25):
         store.save(Row())
-    assert len(calls) == 25
+    deadline = time.monotonic() + 10
+    while len(awaited) < 25 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(calls) == 25 and len(awaited) == 25
     assert "slow_handler" not in rules(store)
 
 

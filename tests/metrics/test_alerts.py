@@ -45,7 +45,9 @@ def run(alerts: Alerts, registry: Registry, at: float) -> list[tuple[bool, str]]
 def test_an_alert_raises_only_after_holding_for_its_time_and_resolves_the_same_way() -> None:
     values = {"": 0.0}
     seen: list[tuple[bool, Firing]] = []
-    alerts = Alerts([rule(values, above=10, clear_below=5, for_seconds=3)], lambda *c: seen.append(c))
+    alerts = Alerts(
+        [rule(values, above=10, clear_below=5, for_seconds=3)], lambda *c: seen.append(c)
+    )
     registry = Registry()
     assert run(alerts, registry, 0) == []
     values[""] = 11

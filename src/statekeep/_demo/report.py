@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from rich.table import Table
 
 from statekeep import Priority
+from statekeep.metrics import Advice, Snapshot
 
 from .events import EventsReport, event_rows
 from .meters import MetersReport, meter_rows
@@ -49,6 +50,8 @@ class Report:
     meters: MetersReport = field(default_factory=MetersReport)
     studio: StudioReport = field(default_factory=StudioReport)
     timings: dict[str, float] = field(default_factory=dict)
+    metrics: Snapshot | None = None  # store.metrics() at the end of the run
+    advice: list[Advice] = field(default_factory=list)  # store.advice() then
 
     @property
     def updates(self) -> int:
@@ -162,4 +165,17 @@ def summary(report: Report) -> Table:
         table.add_row(f"time: {label}", f"{timings[step]:.3f} s")
     table.add_row("file size (db + wal)", f"{report.file_bytes / 1_048_576:,.1f} MiB")
     table.add_row("file size after close", f"{report.closed_bytes / 1_048_576:,.1f} MiB")
+    return table
+
+
+def advice_table(advice: list[Advice]) -> Table:
+    """store.advice() for the demo's own run, biggest gain first."""
+    table = Table(title="statekeep advice for this run (store.advice())", title_justify="left")
+    table.add_column("advice", ratio=2)
+    table.add_column("evidence", ratio=3)
+    table.add_column("change", ratio=3)
+    for item in advice:
+        table.add_row(item.title, item.evidence, item.change)
+    if not advice:
+        table.add_row("none: nothing in this run would gain from a change", "", "")
     return table

@@ -54,7 +54,7 @@ from .recordings import (
     Thumbnail,
     make_sessions,
 )
-from .report import Report, file_size, per_second, summary
+from .report import Report, advice_table, file_size, per_second, summary
 from .stream import Receipts, compare_save_many, stream
 from .studio import Desk, restore
 
@@ -78,6 +78,9 @@ def run(path: str | None, segments: int, meter_rate: int = METER_RATE) -> int:
     report = demo(db_path, segments, console, meter_rate)
     console.print()
     console.print(summary(report))
+    if report.metrics is not None:
+        console.print(report.metrics.table(window="total", kinds=("histogram",)))
+    console.print(advice_table(report.advice))
     console.print()
     console.print(Text("The database is kept at:", style="bold"))
     console.print(Text(db_path), soft_wrap=True)
@@ -272,6 +275,17 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
         }
         report.timings["queries"] = time.perf_counter() - started
 
+        # 6. a query no index serves, run for every session: the advice below catches it
+        started = time.perf_counter()
+        loudest = _loudest(store)
+        report.timings["unindexed queries"] = time.perf_counter() - started
+        console.print(
+            f"[green]6.[/] the first segment over each level from -1 to -12 dB "
+            f"({len(loudest)} found; find on peak_db, which no index serves)"
+        )
+        report.metrics = store.metrics()
+        report.advice = store.advice()
+
         enricher.fill(report.events, enricher.stop())
         changes.fill(report.events, report.sessions)
         report.file_bytes = file_size(db_path)
@@ -283,6 +297,20 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
     with open(report.diagram, "w", encoding="utf-8") as diagram:
         diagram.write(SessionFlow.to_mermaid())
     return report
+
+
+def _loudest(store: statekeep.Store) -> dict[int, Segment]:
+    """For each level from -1 to -12 dB, the first segment louder than it: a
+    find on peak_db and start_ms, which no index serves (the demo's pattern
+    for store.advice())."""
+    found = {}
+    for level in range(-1, -13, -1):
+        first = next(
+            store.find(Segment, Segment.f.peak_db > level, order_by="start_ms", limit=1), None
+        )
+        if first is not None:
+            found[level] = first
+    return found
 
 
 def _show_conflict(store: statekeep.Store, session_id: str, console: Console) -> None:

@@ -9,12 +9,12 @@ unit: seconds for timers). `table()` draws it with rich.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._histogram import Histogram
-from ._series import COUNTER, GAUGE, Counter, Family, Gauge, Labels
+from ._series import COUNTER, GAUGE, HISTOGRAM, Counter, Family, Gauge, Labels
 from ._window import WINDOWS, Windowed
 
 if TYPE_CHECKING:
@@ -154,28 +154,44 @@ class Snapshot:
             result.setdefault(s.name, []).append(item)
         return result
 
-    def table(self, window: int | str = 60) -> Table:
-        """A rich table: counters and gauges, then each histogram's count,
-        rate and percentiles over `window` (10, 60, 600 or "total")."""
+    def table(
+        self,
+        window: int | str = 60,
+        *,
+        zeros: bool = False,
+        kinds: Iterable[str] = (COUNTER, GAUGE, HISTOGRAM),
+    ) -> Table:
+        """A rich table: counters and gauges (those at 0 only with zeros=True),
+        and each histogram's count, rate and percentiles over `window` (10,
+        60, 600 or "total"); `kinds` picks which of the three it shows."""
         from rich.table import Table
 
+        shown = set(kinds)
+        timed = window != "total"
         table = Table(title=f"statekeep metrics (histograms over {_window_name(window)})")
-        for column in ("metric", "labels", "count / value", "rate/s", "p50", "p99", "max"):
-            table.add_column(column, justify="left" if column in ("metric", "labels") else "right")
+        table.add_column("metric (labels)", no_wrap=True, max_width=38, overflow="ellipsis")
+        columns = (
+            ("count", "rate/s", "p50", "p99", "max") if timed else ("count", "p50", "p99", "max")
+        )
+        for column in columns:
+            table.add_column(column, justify="right", no_wrap=True)
         for s in self.series:
-            labels = ", ".join(f"{k}={v}" for k, v in s.labels.items())
-            short = s.name.removeprefix("statekeep_")
+            if s.kind not in shown:
+                continue
+            name = s.name.removeprefix("statekeep_").removesuffix("_total").removesuffix("_seconds")
+            metric = " ".join([name, *(s.labels[k] for k in sorted(s.labels))])
             if s.kind in (COUNTER, GAUGE):
-                table.add_row(short, labels, _number(s.value), "", "", "", "")
+                if s.value or zeros:
+                    table.add_row(metric, _number(s.value), *[""] * (len(columns) - 1))
                 continue
             w = s.window(window)
             if not w.count:
                 continue
+            rate = [f"{w.rate:,.1f}" if w.rate else ""] if timed else []
             table.add_row(
-                short,
-                labels,
+                metric,
                 f"{w.count:,}",
-                f"{w.rate:,.1f}" if w.rate else "",
+                *rate,
                 _in(w.p50, s.unit),
                 _in(w.p99, s.unit),
                 _in(w.max, s.unit),
@@ -200,8 +216,8 @@ def _in(value: float, unit: str) -> str:
     if math.isnan(value):
         return ""
     if unit != "seconds":
-        return f"{value:,.0f}" + (f" {unit}" if unit else "")
+        return f"{value:,.0f}"  # rows, entities, bytes: the metric's name says
     for limit, factor, name in ((1e-6, 1e9, "ns"), (1e-3, 1e6, "µs"), (1.0, 1e3, "ms")):
         if value < limit:
-            return f"{value * factor:,.1f} {name}"
+            return f"{value * factor:.3g} {name}"
     return f"{value:,.2f} s"
