@@ -60,11 +60,8 @@ def test_indexed_finds_and_small_collections_get_none(store: statekeep.Store) ->
 
 def test_a_save_loop_gets_save_many(store: statekeep.Store) -> None:
     store.save_many([Row() for _ in range(100)])  # its per-entity time is measured
-    start = time.monotonic()
-    saved = 0
-    while saved < 300 and time.monotonic() - start < 1.0:
+    for _ in range(1000):  # well over 100 in some second, even on a busy machine
         store.save(Row())
-        saved += 1
     (advice,) = rules(store)["save_many"]
     assert advice.subject == "row" and "store.save_many" in advice.change
     assert "save_many took" in advice.evidence and advice.gain > 0

@@ -43,6 +43,7 @@ from typing import Any, Generic, Literal, TypeVar
 from .._numbers import LONGEST
 from .._numbers import timeout as a_timeout
 from ..errors import ConfigurationError, FlowClosedError, QueueFullError
+from ..metrics import watch_flow
 from ._batch_parts import Bar, check, each_outcome
 from ._clock import Clock, a_clock, resolve
 from ._handle import Handle, _Failure, settle_all
@@ -118,8 +119,10 @@ class _Batching(Generic[T, R]):
         self._process_time = Timings()
         self._per_second = PerSecond()  # items settled
         self._batch_wait = Timings()
+        watch_flow(self)  # the process-wide metrics registry reads its stats()
 
-    # -- with the condition held -------------------------------------------------
+        # -- with the condition held -------------------------------------------------
+
     def _enter(self, value: T) -> _Item | None:
         """Adds the item if there is room (shedding the oldest if that is the
         policy); None if the caller must wait or be refused."""
@@ -219,7 +222,21 @@ class _Batching(Generic[T, R]):
             self._settle(batch, _Failure(exc), began)
             if threading.current_thread() not in self._threads:
                 raise
-            _log.error("statekeep.flow: %s: process raised %r", self.name, exc)
+            _log.error(
+                "statekeep.flow: %s: process raised %r",
+                self.name,
+                exc,
+                extra={
+                    "statekeep": {
+                        "event": "flow.process_raised",
+                        "kind": "batcher",
+                        "flow": self.name,
+                        "items": len(batch),
+                        "error_type": type(exc).__name__,
+                        "error": str(exc),
+                    }
+                },
+            )
             return
         finally:
             self._inside.processing = False
@@ -268,8 +285,21 @@ class _Batching(Generic[T, R]):
         if self._on_progress is not None:
             try:
                 self._on_progress(settled)
-            except Exception:  # noqa: BLE001 - a broken callback must not stop the batcher
-                _log.exception("statekeep.flow: %s: on_progress raised", self.name)
+            except Exception as exc:  # noqa: BLE001 - a broken callback must not stop the batcher
+                _log.exception(
+                    "statekeep.flow: %s: on_progress raised",
+                    self.name,
+                    extra={
+                        "statekeep": {
+                            "event": "flow.on_progress_failed",
+                            "kind": "batcher",
+                            "flow": self.name,
+                            "settled": settled,
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
 
     def _again(self, item: _Item, error: BaseException, now: float) -> float | None:
         """Outside the lock (the retry's when / on_retry are the caller's
@@ -278,8 +308,21 @@ class _Batching(Generic[T, R]):
             return None
         try:
             moment = self.retry._next_wait(error, item.attempt, item.added, now)
-        except Exception:  # noqa: BLE001 - a broken predicate fails the item, logged
-            _log.exception("statekeep.flow: %s: the retry policy raised", self.name)
+        except Exception as exc:  # noqa: BLE001 - a broken predicate fails the item, logged
+            _log.exception(
+                "statekeep.flow: %s: the retry policy raised",
+                self.name,
+                extra={
+                    "statekeep": {
+                        "event": "flow.retry_policy_failed",
+                        "kind": "batcher",
+                        "flow": self.name,
+                        "attempt": item.attempt,
+                        "error_type": type(exc).__name__,
+                        "error": str(exc),
+                    }
+                },
+            )
             return None
         if moment is not None:
             item.attempt += 1

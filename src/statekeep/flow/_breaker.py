@@ -28,6 +28,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from .._numbers import is_seconds, is_whole
 from ..errors import CircuitOpenError, ConfigurationError
+from ..metrics import watch_flow
 from ._clock import Clock, a_clock
 from ._retry import _exception_types
 from ._stats import FlowStats
@@ -103,8 +104,10 @@ class CircuitBreaker:
         self._calls: collections.deque[list[float]] = collections.deque()  # [slice, calls, failed]
         self._counts = {"calls": 0, "failures": 0, "rejected": 0, "opened": 0, "fallbacks": 0}
         self._probing: ContextVar[tuple[bool, ...]] = ContextVar(f"{name}_probing", default=())
+        watch_flow(self)  # the process-wide metrics registry reads its stats()
 
-    # -- the state machine (under the lock) ----------------------------------
+        # -- the state machine (under the lock) ----------------------------------
+
     @property
     def state(self) -> CircuitState:
         """The state now (an open breaker past its reset_timeout is half open)."""

@@ -37,6 +37,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from .._numbers import is_seconds, is_whole
 from ..errors import ConfigurationError, FlowClosedError
+from ..metrics import watch_flow
 from ._clock import Clock, a_clock
 from ._handle import Handle
 from ._stats import FlowStats
@@ -95,8 +96,10 @@ class _Debouncing(Generic[T]):
         else:
             self._clock, self._lock = root._clock, root._lock
             self._keys, self._counts = root._keys, root._counts
+        watch_flow(self)  # the process-wide metrics registry reads its stats()
 
-    # -- the period (callers hold the lock) ------------------------------------
+        # -- the period (callers hold the lock) ------------------------------------
+
     def _fold(
         self, now: float, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Handle[Any], bool]:
@@ -242,7 +245,21 @@ class _Debouncing(Generic[T]):
             if not isinstance(error, Exception):
                 handle._cancel()
                 return
-            _log.warning("statekeep.flow: %s raised %r", self.name, error, exc_info=error)
+            _log.warning(
+                "statekeep.flow: %s raised %r",
+                self.name,
+                error,
+                exc_info=error,
+                extra={
+                    "statekeep": {
+                        "event": "flow.call_failed",
+                        "kind": "debounce",
+                        "flow": self.name,
+                        "error_type": type(error).__name__,
+                        "error": str(error),
+                    }
+                },
+            )
             handle._fail(error)
         else:
             handle._set(outcome)
@@ -348,7 +365,20 @@ class Debounce(_Debouncing[T]):
             if not isinstance(exc, Exception):
                 if reraise:
                     raise
-                _log.error("statekeep.flow: %s raised %r; its handle is cancelled", self.name, exc)
+                _log.error(
+                    "statekeep.flow: %s raised %r; its handle is cancelled",
+                    self.name,
+                    exc,
+                    extra={
+                        "statekeep": {
+                            "event": "flow.call_interrupted",
+                            "kind": "debounce",
+                            "flow": self.name,
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
             return
         self._done(handle, outcome, None)
 

@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from .._numbers import is_seconds, is_whole
 from ..errors import ConfigurationError
+from ..metrics import watch_flow
 from ._backoff import Backoff
 from ._clock import Clock, a_clock
 from ._stats import FlowStats, Timings
@@ -39,6 +40,7 @@ class Retry:
     """`@Retry(attempts=5, retry_on=(TransientBackendError,))` / `retry.call(fn)`."""
 
     __slots__ = (
+        "__weakref__",  # the metrics registry watches it weakly
         "_calls",
         "_clock",
         "_counts",
@@ -95,8 +97,10 @@ class Retry:
         self._counts = {"calls": 0, "succeeded": 0, "retries": 0, "gave_up": 0, "not_retried": 0}
         self._calls = 0
         self._delays = Timings()
+        watch_flow(self)  # the process-wide metrics registry reads its stats()
 
-    # -- the decision ----------------------------------------------------------
+        # -- the decision ----------------------------------------------------------
+
     def _worth(self, exc: BaseException) -> bool:
         if not isinstance(exc, self.retry_on):
             return False

@@ -1,7 +1,7 @@
 """What a flow part reports: counters, gauges and latency histograms.
 
-`Timings` keeps durations in log-spaced buckets (40 a decade, so a percentile
-is within 3% of the truth) from 100 ns to 100,000 s: recording is a log10 and
+`Timings` keeps durations in a statekeep.metrics Histogram (log-linear, a
+percentile within 1% of the truth): recording is two integer operations and
 an increment under a lock. `FlowStats` is one part's
 snapshot, in the shape a metrics registry collects (counters, gauges,
 histograms by name).
@@ -9,26 +9,10 @@ histograms by name).
 
 from __future__ import annotations
 
-import math
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-_PER_DECADE = 40
-_LOWEST = -7  # 1e-7 s
-_BUCKETS = 12 * _PER_DECADE + 2  # up to 1e5 s; the first and last catch the rest
-
-
-def _index(seconds: float) -> int:
-    if not seconds > 1e-7:
-        return 0
-    index = int((math.log10(seconds) - _LOWEST) * _PER_DECADE) + 1
-    return index if index < _BUCKETS else _BUCKETS - 1
-
-
-def _upper(index: int) -> float:
-    """The upper bound of bucket index (its value in a percentile)."""
-    return float(10.0 ** (_LOWEST + index / _PER_DECADE))
+from ..metrics import Histogram
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,44 +29,25 @@ class Percentiles:
 
 
 class Timings:
-    """Durations in seconds; thread-safe."""
+    """Durations in seconds, in one of statekeep.metrics' histograms
+    (quantiles within 1%); thread-safe."""
 
-    __slots__ = ("_buckets", "_lock", "count", "max", "total")
+    __slots__ = ("_histogram",)
 
     def __init__(self) -> None:
-        self._buckets = [0] * _BUCKETS
-        self._lock = threading.Lock()
-        self.count = 0
-        self.total = 0.0
-        self.max = 0.0
+        self._histogram = Histogram()
 
     def record(self, seconds: float) -> None:
-        index = _index(seconds)
-        with self._lock:
-            self._buckets[index] += 1
-            self.count += 1
-            self.total += seconds
-            if seconds > self.max:
-                self.max = seconds
-
-    def _percentile(self, q: float) -> float:
-        if not self.count:
-            return 0.0
-        rank = max(1, math.ceil(q * self.count))
-        seen = 0
-        for index, n in enumerate(self._buckets):
-            seen += n
-            if seen >= rank:
-                return min(_upper(index), self.max)
-        return self.max
+        self._histogram.record(int(seconds * 1e9) if seconds > 0 else 0)
 
     def summary(self) -> Percentiles:
-        with self._lock:
-            if not self.count:
-                return Percentiles()
-            p = self._percentile
-            mean = self.total / self.count
-            return Percentiles(self.count, mean, p(0.5), p(0.9), p(0.99), p(0.999), self.max)
+        histogram = self._histogram.copy()
+        if not histogram.count:
+            return Percentiles()
+        p50, p90, p99, p999 = (q * 1e-9 for q in histogram.quantiles((0.5, 0.9, 0.99, 0.999)))
+        return Percentiles(
+            histogram.count, histogram.mean * 1e-9, p50, p90, p99, p999, histogram.max * 1e-9
+        )
 
 
 @dataclass(frozen=True, slots=True)

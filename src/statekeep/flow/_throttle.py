@@ -32,6 +32,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from .._numbers import is_seconds, is_whole
 from .._numbers import timeout as a_timeout
 from ..errors import ConfigurationError, ThrottledError
+from ..metrics import watch_flow
 from ._clock import Clock, a_clock
 from ._slots import Slots
 from ._stats import FlowStats, PerSecond, Timings
@@ -104,8 +105,10 @@ class Throttle:
         self._waits = Timings()
         self._keys: collections.OrderedDict[Hashable, Throttle] = collections.OrderedDict()
         self._keys_lock = threading.Lock()
+        watch_flow(self)  # the process-wide metrics registry reads its stats()
 
-    # -- the rate ------------------------------------------------------------
+        # -- the rate ------------------------------------------------------------
+
     def _at_once(self) -> bool:
         """The fast path: admitted now by the rate (it never overtakes a
         waiter: a waiter's reservation has moved the TAT on)."""

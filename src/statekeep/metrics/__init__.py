@@ -10,6 +10,7 @@ a store report into `default()`. See docs/metrics.md.
 from . import _names as names
 from ._advice import Advice, advise
 from ._alerts import AlertRule, Alerts, Firing
+from ._flow import watch_flow
 from ._histogram import SUB, Histogram, bounds_of, bucket_of, merged, middle_of
 from ._patterns import Patterns
 from ._registry import Registry, default
@@ -46,4 +47,5 @@ __all__ = [
     "merged",
     "middle_of",
     "names",
+    "watch_flow",
 ]

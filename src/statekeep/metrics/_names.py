@@ -26,3 +26,6 @@ SUBSCRIPTION_IDLE = "statekeep_subscription_idle_seconds"  # {subscription}
 STATE_UPDATES = "statekeep_state_updates_total"  # {state}
 STATE_SUBSCRIPTIONS = "statekeep_state_subscriptions"  # {state}
 ALERTS_ACTIVE = "statekeep_alerts_active"
+FLOW_EVENTS = "statekeep_flow_events_total"  # {part, name, figure}: in the default registry
+FLOW_GAUGE = "statekeep_flow_gauge"  # {part, name, figure}
+FLOW_TIMING = "statekeep_flow_timing_seconds"  # {part, name, figure, stat: p50 | p99 | max}

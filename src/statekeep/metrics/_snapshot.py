@@ -125,7 +125,7 @@ class Snapshot:
     def __len__(self) -> int:
         return len(self.series)
 
-    def select(self, name: str, **labels: str) -> list[Series]:
+    def select(self, name: str, /, **labels: str) -> list[Series]:
         """The series of a metric whose labels include these."""
         return [
             s
@@ -133,11 +133,11 @@ class Snapshot:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
         ]
 
-    def get(self, name: str, **labels: str) -> Series | None:
+    def get(self, name: str, /, **labels: str) -> Series | None:
         found = self.select(name, **labels)
         return found[0] if found else None
 
-    def value(self, name: str, **labels: str) -> float:
+    def value(self, name: str, /, **labels: str) -> float:
         """The sum of the matching counters or gauges (a histogram's count); 0 if none."""
         return sum(s.value for s in self.select(name, **labels))
 
