@@ -19,6 +19,7 @@ from . import (
     load,
     machine,
     memory,
+    metrics,
     outbox,
     postgres,
     report,
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTa
     "flow": flow.run,
     "state": state.run,
     "state_machines": state_machines.run,
+    "metrics": metrics.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

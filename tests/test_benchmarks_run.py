@@ -99,3 +99,53 @@ def test_writebehind_benchmark_without_durability_modes_marks_them_na() -> None:
     assert len(others) == 4 + 2 + 1 + 2 + 1  # the same in the journal mode, caller x2, queue
     for _, contender, _, passed, _ in others:
         assert passed in (True, False), contender
+
+
+# benchmarks/metrics.py (issue 16): every part's rows, each target judged
+METRICS_ROWS = (
+    "metrics cost: get ",
+    "metrics cost: save_many ",
+    "metrics cost: a loop of save",
+    "metrics cost: enqueue ",
+    "statekeep Histogram.record(ns)",
+    "statekeep Timer.record(ns)",
+    "statekeep Timer.observe(seconds)",
+    "prometheus_client Histogram.observe(seconds)",
+    "OpenTelemetry SDK Histogram.record(seconds)",
+    "metrics: a scrape of 200 series",
+    "prometheus_client generate_latest of its own registry",
+    "statekeep.metrics: the machine's other load during each part",
+)
+METRICS_TARGETS = ("<= 0.5 us added a get", "overhead <= 3%", "cost <= 0.5x prometheus_client's")
+
+
+def test_metrics_benchmark_reports_every_part(tmp_path: Path) -> None:
+    output = tmp_path / "benchmarks.md"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--only",
+            "metrics",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    table = output.read_text()
+    for name in METRICS_ROWS:
+        assert name in table, f"{name!r} missing from the benchmark table"
+    judged = [
+        line
+        for line in table.splitlines()
+        if line.startswith("|") and any(target in line for target in METRICS_TARGETS)
+    ]
+    assert len(judged) == len(METRICS_TARGETS) + 1, judged  # two records judged
+    for line in judged:
+        assert "PASS" in line or "FAIL" in line, line

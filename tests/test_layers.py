@@ -62,9 +62,11 @@ class Import:
     target: str  # the imported module (for `from m import name`: m.name if that is a module)
     line: int
     type_checking: bool  # inside `if TYPE_CHECKING:`
+    in_function: bool = False  # inside a function's body: runs when it is called
 
     def __str__(self) -> str:
         where = " (under TYPE_CHECKING)" if self.type_checking else ""
+        where += " (in a function)" if self.in_function else ""
         return f"{self.source}:{self.line} imports {self.target}{where}"
 
 
@@ -94,10 +96,20 @@ class _Collector(ast.NodeVisitor):
         self.package = source if is_package else source.rpartition(".")[0]
         self.known = set(known)
         self.type_checking = False
+        self.functions = 0  # how deep in function bodies
         self.imports: list[Import] = []
 
     def _add(self, target: str, node: ast.stmt) -> None:
-        self.imports.append(Import(self.source, target, node.lineno, self.type_checking))
+        self.imports.append(
+            Import(self.source, target, node.lineno, self.type_checking, self.functions > 0)
+        )
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.functions += 1
+        self.generic_visit(node)
+        self.functions -= 1
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # noqa: N815 - ast.NodeVisitor's name
 
     def visit_If(self, node: ast.If) -> None:
         if _is_type_checking(node.test):
@@ -216,6 +228,31 @@ def test_checker_resolves_relative_imports_and_sees_type_checking() -> None:
     }
 
 
+def test_checker_tells_imports_inside_functions() -> None:
+    code = textwrap.dedent(
+        """
+        import json
+        def export():
+            import prometheus_client
+        class App:
+            async def __call__(self):
+                from opentelemetry import metrics
+            def later(self):
+                def inner():
+                    import gzip
+        import zlib
+        """
+    )
+    found = {(i.target, i.in_function) for i in imports_of("statekeep.metrics._x", code)}
+    assert found == {
+        ("json", False),
+        ("prometheus_client", True),
+        ("opentelemetry", True),
+        ("gzip", True),
+        ("zlib", False),
+    }
+
+
 def test_checker_resolves_imports_in_a_package_init() -> None:
     found = imports_of(
         "statekeep.backends",
@@ -324,6 +361,14 @@ def _leaf(target: str) -> bool:
 # flow methods that draw (a table, a progress bar), never when it is imported
 # (test_importing_statekeep_needs_only_pydantic checks that it is not loaded).
 LEAF_DRAWING = "rich"
+# and statekeep.metrics the libraries it exports to (the metrics extra): only
+# inside the functions that export, or for type checkers, never at import time
+METRICS = f"{PACKAGE}.metrics"
+LEAF_EXPORT = {"prometheus_client", "opentelemetry"}
+
+
+def _export_library(i: Import) -> bool:
+    return i.target.partition(".")[0] in LEAF_EXPORT
 
 
 def test_leaves_import_only_the_standard_library_errors_and_leaves() -> None:
@@ -334,8 +379,23 @@ def test_leaves_import_only_the_standard_library_errors_and_leaves() -> None:
         if _leaf(i.source)
         and not (_stdlib(i.target) or _leaf(i.target) or i.target == ERRORS)
         and i.target.partition(".")[0] != LEAF_DRAWING
+        and not (_export_library(i) and _inside(i.source, METRICS))
     ]
     assert wrong == []
+
+
+def test_export_libraries_are_imported_by_metrics_inside_functions_only() -> None:
+    """prometheus_client and opentelemetry (the metrics extra): statekeep.metrics
+    imports them when it exports, inside a function (or for type checkers);
+    nothing else imports them at all."""
+    found = [i for i in IMPORTS if _export_library(i)]
+    wrong = [
+        str(i)
+        for i in found
+        if not (_inside(i.source, METRICS) and (i.in_function or i.type_checking))
+    ]
+    assert wrong == []
+    assert any(i.in_function for i in found)  # the check reads the exporters' imports
 
 
 def test_packages_import_each_other_through_their_exports() -> None:
@@ -492,6 +552,7 @@ outside = sorted(
 )
 assert outside == [], outside
 assert "rich" not in sys.modules
+assert "prometheus_client" not in sys.modules and "opentelemetry" not in sys.modules
 print("ok")
 """
 

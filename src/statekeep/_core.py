@@ -122,6 +122,15 @@ class Core:
             if taken:
                 frame.taken.append((entity, taken))
 
+    def after_commit(self, done: Callable[[], None]) -> None:
+        """Calls done once the caller's open block commits (outside one: now;
+        never if it rolls back)."""
+        frame = self.frames.current()
+        if frame is None:
+            done()
+        else:
+            frame.later.append((done, nothing))
+
     def on_rollback(self, undo: Callable[[], None]) -> None:
         """Calls undo if the caller's open block rolls back (see Store.on_rollback)."""
         frame = self.frames.current()

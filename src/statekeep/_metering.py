@@ -12,11 +12,14 @@ an AlertRaised / AlertResolved event on the store's bus and a log record.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from ._calls import OPERATIONS
 from .backends.base import Filter
 from .errors import ConfigurationError, ConflictError, NotFoundError
 from .events import AlertRaised, AlertResolved, Bus, Event, SubscriptionInfo
@@ -38,23 +41,6 @@ from .metrics import names as n
 
 log = logging.getLogger("statekeep.metrics")
 
-# the calls timed as statekeep_operation_seconds{operation} (find is timed
-# apart, by collection and index, while its results are read)
-OPERATIONS = (
-    "save",
-    "save_many",
-    "delete",
-    "get",
-    "get_many",
-    "count",
-    "count_by",
-    "enqueue",
-    "enqueue_delete",
-    "send",
-    "transition_many",
-    "subscribe",
-    "prune_events",
-)
 _LAG_CAP = 10_000  # outbox lag is counted up to this many events
 _SUBSCRIPTIONS_EVERY = 5.0  # seconds between reads of the checkpoints
 
@@ -67,6 +53,8 @@ class Meter:
         self.enabled = enabled
         self.registry = registry = Registry()
         self.timers: dict[str, Timer] = {}
+        # what a store's @counted calls record into, by OPERATIONS' order (None: off)
+        self.records: tuple[Callable[[int], None] | None, ...] = (None,) * len(OPERATIONS)
         self.patterns = Patterns()
         self._failures = Windowed(60)
         self._finds: dict[tuple[str, str], Timer] = {}
@@ -83,6 +71,7 @@ class Meter:
             self.timers[operation] = registry.timer(
                 n.OPERATION, "Time a store call takes, by operation", operation=operation
             )
+        self.records = tuple(self.timers[operation].record for operation in OPERATIONS)
         registry.gauge(
             n.ERROR_RATIO, "Calls that failed, of all, in the last minute", read=self._error_ratio
         )
@@ -299,6 +288,7 @@ class Meter:
     def tick(self, now: float) -> None:
         self.registry.turn(now)
         self.patterns.tick(now)
+        self._failures.turn(now)
         if self.alerts.rules:
             snapshot = self.registry.snapshot(names=self.alerts.reads, windows=(10,))
             self.alerts.evaluate(snapshot, now)
@@ -321,10 +311,16 @@ class Meter:
                 firing.alert,
                 firing.message,
                 extra={
-                    "alert": firing.alert,
-                    "subject": firing.subject,
-                    "value": firing.value,
-                    "severity": firing.severity,
+                    "statekeep": {
+                        "event": "metrics.alert_raised",
+                        "alert": firing.alert,
+                        "subject": firing.subject,
+                        "value": firing.value,
+                        "threshold": firing.threshold,
+                        "severity": firing.severity,
+                        "since": firing.since.isoformat(),
+                        "message": firing.message,
+                    }
                 },
             )
             event: Event = AlertRaised.made(
@@ -344,10 +340,16 @@ class Meter:
                 firing.alert,
                 firing.message,
                 extra={
-                    "alert": firing.alert,
-                    "subject": firing.subject,
-                    "value": firing.value,
-                    "severity": firing.severity,
+                    "statekeep": {
+                        "event": "metrics.alert_resolved",
+                        "alert": firing.alert,
+                        "subject": firing.subject,
+                        "value": firing.value,
+                        "threshold": firing.threshold,
+                        "severity": firing.severity,
+                        "since": firing.since.isoformat(),
+                        "message": firing.message,
+                    }
                 },
             )
             event = AlertResolved.made(
@@ -387,6 +389,37 @@ def check_alerts(alerts: Any) -> Sequence[AlertRule] | None:
         if not isinstance(rule, AlertRule):
             raise ConfigurationError(f"alerts= takes AlertRule objects, not {rule!r}")
     return rules
+
+
+@contextlib.contextmanager
+def timed(store: Any, operation: str, passing: type[BaseException] | None = None) -> Iterator[None]:
+    """Times a block as the store's `operation` (a call the AsyncStore serves
+    without the Store's @counted method); errors are counted as its failures,
+    but for `passing` (a fall-back, not a failure)."""
+    record = store._records[OPERATIONS.index(operation)]
+    if record is None:
+        yield
+        return
+    start = time.perf_counter_ns()
+    try:
+        yield
+    except BaseException as error:
+        if passing is None or not isinstance(error, passing):
+            store._core.meter.failed(operation, error)
+        raise
+    record(time.perf_counter_ns() - start)
+
+
+def counted_moves(core: Any) -> Callable[[str, str, int], None]:
+    """What counts a store's machine moves: once the block they are in
+    commits (a move rolled back is not one)."""
+    meter = core.meter
+
+    def moved(machine: str, event: str, moves: int) -> None:
+        if meter.enabled and moves:
+            core.after_commit(functools.partial(meter.transitioned, machine, event, moves))
+
+    return moved
 
 
 def watch(meter: Meter, store: Any, outbox: bool) -> None:

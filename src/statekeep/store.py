@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _arguments as check
 from . import _fork
-from ._calls import counted
+from ._calls import OPERATIONS, counted
 from ._core import Core, State
 from ._counting import count_by
 from ._emit import Pending, decode
 from ._enqueue import enqueue, enqueue_entity, make_engine
 from ._entity_batcher import EntityBatcher
 from ._finding import results
-from ._metering import Meter, check_alerts, watch
+from ._metering import Meter, check_alerts, counted_moves, watch
 from ._saving import save_chunks
 from ._states import States
 from ._transaction import Transaction
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from .state import AppState
 
 E = TypeVar("E", bound=Entity)
+ENQUEUE = OPERATIONS.index("enqueue")  # enqueue times itself (its hot path is not @counted)
 M = TypeVar("M", bound="pydantic.BaseModel")
 
 __all__ = ["OrderBy", "Store", "open"]
@@ -136,8 +137,8 @@ class Store:
             raise
         meter = Meter(enabled=metrics, alerts=alerts)
         core = self._core = Core(url, backend, outbox=outbox, meter=meter)
-        self._calls, self._timers = core.calls, meter.timers  # for @counted
-        self._transitioned = meter.transitioned  # stored machine moves (machines._stored)
+        self._calls, self._records = core.calls, meter.records  # for @counted
+        self._transitioned = counted_moves(core)  # stored machine moves (machines._stored)
         self._writebehind_options = writebehind_options
         self._engine: WriteBehind | None = None
         self._engine_lock = threading.Lock()
@@ -268,7 +269,7 @@ class Store:
             raise
         core.note(entity, old, taken)
         core.deliver(committed)
-        if self._timers:  # metrics on: how saves come, for advice()
+        if core.meter.enabled:  # how saves come, for advice()
             core.meter.patterns.saved(info.spec.name, entity.id, bool(core.frames.read()))
         return entity
 
@@ -373,19 +374,24 @@ class Store:
         transaction it is enqueued when the outermost block commits, and
         dropped if the block rolls back. deadline: seconds by which it must
         be stored."""
-        timer, start = self._timers.get("enqueue"), perf_counter_ns()
-        if self._engine is not None:  # the hot path: once the engine runs, it refuses
-            # writes once it closes, and enqueue does no I/O: no need to count the call
-            receipt = enqueue_entity(
-                self._core, self._writebehind, entity, priority, deadline, expect_version
-            )
-        else:
-            with self._calls:
+        record, start = self._records[ENQUEUE], perf_counter_ns()
+        try:
+            if self._engine is not None:  # the hot path: once the engine runs, it refuses
+                # writes once it closes, and enqueue does no I/O: no need to count the call
                 receipt = enqueue_entity(
                     self._core, self._writebehind, entity, priority, deadline, expect_version
                 )
-        if timer is not None:
-            timer.record(perf_counter_ns() - start)
+            else:
+                with self._calls:
+                    receipt = enqueue_entity(
+                        self._core, self._writebehind, entity, priority, deadline, expect_version
+                    )
+        except BaseException as error:
+            if record is not None:
+                self._core.meter.failed("enqueue", error)
+            raise
+        if record is not None:
+            record(perf_counter_ns() - start)
         return receipt
 
     @counted

@@ -4,6 +4,7 @@ silent on a workload where its change would not help."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -27,9 +28,9 @@ def rules(store: statekeep.Store) -> dict[str, list[statekeep.metrics.Advice]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> statekeep.Store:
+def store(tmp_path: Path) -> Iterator[statekeep.Store]:
     opened = statekeep.open(f"sqlite:///{tmp_path / 'advice.db'}")
-    yield opened  # type: ignore[misc]
+    yield opened
     opened.close()
 
 

@@ -102,7 +102,7 @@ def test_bad_rules_are_refused() -> None:
         {"name": "x", "above": 1, "severity": "loud"},
     ):
         with pytest.raises(ConfigurationError):
-            AlertRule(description="d", read=read, **bad)  # type: ignore[arg-type]
+            AlertRule(description="d", read=read, **bad)
     with pytest.raises(ConfigurationError, match="callable"):
         AlertRule("x", "d", "not callable", above=1)  # type: ignore[arg-type]
     twice = AlertRule("x", "d", read, above=1)
@@ -217,5 +217,5 @@ def test_alerts_can_be_turned_off_or_replaced(tmp_path: Path) -> None:
         assert store._core.meter.alerts.rules == []
     for bad in ("rules", [1], AlertRule("x", "d", lambda s: {}, above=1)):
         with pytest.raises(ConfigurationError, match="alerts="):
-            statekeep.open(f"sqlite:///{tmp_path / 'b.db'}", alerts=bad)  # type: ignore[arg-type]
+            statekeep.open(f"sqlite:///{tmp_path / 'b.db'}", alerts=bad)
     assert not (tmp_path / "b.db").exists()  # nothing was opened

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, overload
 
 from .. import _arguments as check
 from .._entity_batcher import AsyncEntityBatcher
+from .._metering import timed
 from ..backends import Backend, redacted
 from ..backends.base import CollectionSpec, WouldWait
 from ..conditions import Condition, OrderBy
@@ -34,6 +35,7 @@ from ..errors import (
 )
 from ..events import DurableSubscription, Handler, Subscription, SubscriptionInfo
 from ..machines import TransitionReport, asend_stored
+from ..metrics import Advice, Firing, Registry, Snapshot
 from ..store import Store
 from ..writebehind import Policy, Priority, Receipt, WriteBehind, at_open, check_options
 from ._block import AsyncTransaction, own_block, run
@@ -298,6 +300,23 @@ class AsyncStore:
         a batch at a time off the loop: `handle = await batcher.add(todo)`."""
         return AsyncEntityBatcher(self.sync, cls, **options)
 
+    # -- metrics (docs/metrics.md) ----------------------------------------------
+    def metrics(self) -> Snapshot:
+        """Store.metrics(): every metric of the store now."""
+        return self.sync.metrics()
+
+    @property
+    def registry(self) -> Registry:
+        return self.sync.registry
+
+    def advice(self) -> list[Advice]:
+        """Store.advice()."""
+        return self.sync.advice()
+
+    def alerts(self) -> list[Firing]:
+        """Store.alerts()."""
+        return self.sync.alerts()
+
     # -- events --------------------------------------------------------------
     def on(self, target: Any, handler: Handler | None = None, *, priority: int = 0) -> Any:
         """Store.on: coroutine handlers run on this event loop."""
@@ -313,7 +332,8 @@ class AsyncStore:
         self.sync._core.check_open()
         loop = asyncio.get_running_loop()
         durable = self.sync._durable  # Store.subscribe, with this loop for coroutine handlers
-        return await self._workers.run(durable.subscribe, name, handler, events, loop)
+        with timed(self.sync, "subscribe"):
+            return await self._workers.run(durable.subscribe, name, handler, events, loop)
 
     async def prune_events(self, keep: int = 0) -> int:
         return await self._workers.run(self.sync.prune_events, keep)
@@ -344,12 +364,13 @@ class AsyncStore:
         self, get_now: Callable[[CollectionSpec, str], str | None], cls: Any, id: Any
     ) -> Any:
         core = self.sync._core
-        with core.calls:  # StoreClosedError once the store is closing
-            info = core.info(cls)
-            body = get_now(info.spec, check.an_id(id))
-        if body is None:
-            raise NotFoundError(info.spec.name, id)
-        return info.load(body)
+        with timed(self.sync, "get", passing=WouldWait):  # Store.get's metrics
+            with core.calls:  # StoreClosedError once the store is closing
+                info = core.info(cls)
+                body = get_now(info.spec, check.an_id(id))
+            if body is None:
+                raise NotFoundError(info.spec.name, id)
+            return info.load(body)
 
     async def get_many(self, cls: type[E], ids: Iterable[str]) -> dict[str, E]:
         """The stored entities among ids, by id (missing ids are left out)."""
@@ -395,7 +416,8 @@ class AsyncStore:
         """Store.send, awaitable; guards and actions that are coroutine
         functions are awaited on this loop, the save runs on a worker."""
         self.sync._core.check_open()
-        return await asend_stored(self, entity, event, field=field, retry=retry, data=data)
+        with timed(self.sync, "send"):
+            return await asend_stored(self, entity, event, field=field, retry=retry, data=data)
 
     async def transition_many(
         self, cls: type[Entity], event: str | Callable[..., Any], /, *conditions: Condition,

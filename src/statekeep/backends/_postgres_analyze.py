@@ -92,7 +92,21 @@ class Analyzer:
                 with connection(f"analyzing {table}") as conn:
                     self.run(conn, table, qualified, rows, columns)
             except StatekeepError as exc:
-                _log.warning("statekeep: ANALYZE %s after a bulk load failed: %s", qualified, exc)
+                _log.warning(
+                    "statekeep: ANALYZE %s after a bulk load failed: %s",
+                    qualified,
+                    exc,
+                    extra={
+                        "statekeep": {
+                            "event": "postgresql.analyze_failed",
+                            "collection": table,
+                            "table": qualified,
+                            "rows": rows,
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
 
     def run(self, conn: Any, table: str, qualified: str, rows: int, columns: str = "") -> bool:
         """Analyzes the table (those of its columns, if given: `"a", "b"`) if

@@ -279,7 +279,19 @@ class PostgresBackend:
                     self._columns.fill(conn, spec, concurrently=True)
 
         def again(exc: BaseException, attempt: int) -> None:
-            _log.info("statekeep: %s: adding columns met a deadlock; again", spec.name)
+            _log.info(
+                "statekeep: %s: adding columns met a deadlock; again",
+                spec.name,
+                extra={
+                    "statekeep": {
+                        "event": "postgresql.columns_deadlock",
+                        "collection": spec.name,
+                        "attempt": attempt,
+                        "error_type": type(exc).__name__,
+                        "error": str(exc),
+                    }
+                },
+            )
 
         Retry(attempts=3, backoff=None, when=_deadlock, on_retry=again).call(build_and_fill)
 

@@ -174,16 +174,16 @@ class Bus:
             self._schedule(subscription, event)
             return
         timer = subscription.timer
+        start = perf_counter_ns() if timer is not None else 0
         try:
-            if timer is None:
-                subscription.handler(event)
-            else:
-                start = perf_counter_ns()
-                subscription.handler(event)
-                timer.record(perf_counter_ns() - start)
+            subscription.handler(event)
         except Exception as exc:  # noqa: BLE001 - a handler's error must not break the write
+            if timer is not None:  # its time was spent on the committing thread all the same
+                timer.record(perf_counter_ns() - start)
             self.failed(subscription, event, exc)
         else:
+            if timer is not None:
+                timer.record(perf_counter_ns() - start)
             with self._stats_lock:
                 self.stats.delivered += 1
 
@@ -213,25 +213,53 @@ class Bus:
     def failed(self, subscription: Subscription, event: Event, error: BaseException) -> None:
         with self._stats_lock:
             self.stats.failed += 1
+        handler = getattr(subscription.handler, "__qualname__", repr(subscription.handler))
         log.error(
             "event handler %r failed on %s %s",
             subscription.handler,
             event.name,
             event.event_id,
             exc_info=(type(error), error, error.__traceback__),
+            extra={
+                "statekeep": {
+                    "event": "events.handler_failed",
+                    "handler": handler,
+                    "event_name": event.name,
+                    "event_id": event.event_id,
+                    "collection": event.collection,
+                    "entity_id": event.entity_id,
+                    "version": event.version,
+                    "error_type": type(error).__name__,
+                    "error": str(error),
+                }
+            },
         )
         for report in list(self.on_error):
             try:
                 report(subscription, event, error)
-            except Exception:  # an application callback: logged, delivery goes on
-                log.exception("on_error callback %r failed", report)
+            except Exception as exc:  # an application callback: logged, delivery goes on
+                log.exception(
+                    "on_error callback %r failed",
+                    report,
+                    extra={
+                        "statekeep": {
+                            "event": "events.on_error_failed",
+                            "callback": getattr(report, "__qualname__", repr(report)),
+                            "handler": handler,
+                            "event_name": event.name,
+                            "event_id": event.event_id,
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
         if isinstance(event, HandlerFailed):
             return  # no failure about a failure
         failure = HandlerFailed.made(
             "statekeep",
             event.entity_id,
             event.version,
-            handler=getattr(subscription.handler, "__qualname__", repr(subscription.handler)),
+            handler=handler,
             failed_event=event.name,
             failed_event_id=event.event_id,
             error=f"{type(error).__name__}: {error}",

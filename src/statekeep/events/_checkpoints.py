@@ -159,5 +159,13 @@ def prune(
                 position,
                 name,
                 name,
+                extra={
+                    "statekeep": {
+                        "event": "events.subscription_stalled",
+                        "subscription": name,
+                        "stale_after": stale_after,
+                        "position": position,
+                    }
+                },
             )
     return backend.prune_events(lowest, retention_events) if lowest > 0 else 0

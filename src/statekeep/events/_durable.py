@@ -166,10 +166,28 @@ class DurableSubscription:
                 failing = False
             if claim is not None:
                 if standing_by:
-                    log.info("subscription %s: took over from the consumer before", self.name)
+                    log.info(
+                        "subscription %s: took over from the consumer before",
+                        self.name,
+                        extra={
+                            "statekeep": {
+                                "event": "events.subscription_took_over",
+                                "subscription": self.name,
+                            }
+                        },
+                    )
                 return claim
             if not standing_by:
-                log.info("subscription %s: another consumer holds it; standing by", self.name)
+                log.info(
+                    "subscription %s: another consumer holds it; standing by",
+                    self.name,
+                    extra={
+                        "statekeep": {
+                            "event": "events.subscription_standing_by",
+                            "subscription": self.name,
+                        }
+                    },
+                )
                 standing_by = True
             self._stopping.wait(self._standby_poll)
         return None
@@ -188,7 +206,16 @@ class DurableSubscription:
             try:
                 self._consume()
             except _ClaimLostError:
-                log.warning("subscription %s: lost its claim; standing by", self.name)
+                log.warning(
+                    "subscription %s: lost its claim; standing by",
+                    self.name,
+                    extra={
+                        "statekeep": {
+                            "event": "events.subscription_claim_lost",
+                            "subscription": self.name,
+                        }
+                    },
+                )
                 return
             except Exception as exc:  # noqa: BLE001 - a bug must not end the subscription
                 self._note_failure(exc)
@@ -253,7 +280,17 @@ class DurableSubscription:
         try:
             self._save(position)
         except ConflictError:  # another consumer of this name moved it: take theirs
-            log.warning("subscription %s: checkpoint moved by another consumer", self.name)
+            log.warning(
+                "subscription %s: checkpoint moved by another consumer",
+                self.name,
+                extra={
+                    "statekeep": {
+                        "event": "events.checkpoint_moved",
+                        "subscription": self.name,
+                        "position": position,
+                    }
+                },
+            )
             self._load()
             return saved
         except StatekeepError as exc:
@@ -308,9 +345,25 @@ class DurableSubscription:
                 "every %.3g s",
                 self.name,
                 self._outbox.reset_timeout,
+                extra={
+                    "statekeep": {
+                        "event": "events.outbox_unreachable",
+                        "subscription": self.name,
+                        "retry_every": self._outbox.reset_timeout,
+                    }
+                },
             )
         elif new is CircuitState.CLOSED:
-            log.warning("subscription %s: the outbox is reachable again", self.name)
+            log.warning(
+                "subscription %s: the outbox is reachable again",
+                self.name,
+                extra={
+                    "statekeep": {
+                        "event": "events.outbox_reachable",
+                        "subscription": self.name,
+                    }
+                },
+            )
 
     def _note_failure(self, error: BaseException, event: Event | None = None) -> None:
         self.stats.failures += 1
@@ -321,6 +374,17 @@ class DurableSubscription:
             self.name,
             what,
             exc_info=(type(error), error, error.__traceback__),
+            extra={
+                "statekeep": {
+                    "event": "events.subscription_failed",
+                    "subscription": self.name,
+                    "event_name": event.name if event is not None else None,
+                    "event_id": event.event_id if event is not None else None,
+                    "failures": self.stats.failures,
+                    "error_type": type(error).__name__,
+                    "error": str(error),
+                }
+            },
         )
 
     # -- control -------------------------------------------------------------

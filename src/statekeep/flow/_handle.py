@@ -161,8 +161,17 @@ def _wake_all(waiters: list[Callable[[], None]]) -> None:
     for wake in waiters:
         try:
             wake()
-        except Exception:  # noqa: BLE001 - logged; the other waiters still wake
-            _log.exception("statekeep.flow: a Handle's done callback raised")
+        except Exception as exc:  # noqa: BLE001 - logged; the other waiters still wake
+            _log.exception(
+                "statekeep.flow: a Handle's done callback raised",
+                extra={
+                    "statekeep": {
+                        "event": "flow.done_callback_failed",
+                        "error_type": type(exc).__name__,
+                        "error": str(exc),
+                    }
+                },
+            )
 
 
 class _Failure:

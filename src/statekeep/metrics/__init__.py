@@ -12,7 +12,9 @@ from ._advice import Advice, advise
 from ._alerts import AlertRule, Alerts, Firing
 from ._flow import watch_flow
 from ._histogram import SUB, Histogram, bounds_of, bucket_of, merged, middle_of
+from ._otel import OtelInstruments, instrument_otel
 from ._patterns import Patterns
+from ._prometheus import MetricsApp, exposition, metrics_app, prometheus_collector
 from ._registry import Registry, default
 from ._rules import default_alerts
 from ._series import Counter, Family, Gauge, Timer
@@ -32,6 +34,8 @@ __all__ = [
     "Firing",
     "Gauge",
     "Histogram",
+    "MetricsApp",
+    "OtelInstruments",
     "Patterns",
     "Registry",
     "Series",
@@ -44,8 +48,12 @@ __all__ = [
     "bucket_of",
     "default",
     "default_alerts",
+    "exposition",
+    "instrument_otel",
     "merged",
+    "metrics_app",
     "middle_of",
     "names",
+    "prometheus_collector",
     "watch_flow",
 ]

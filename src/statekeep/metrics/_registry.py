@@ -18,6 +18,7 @@ from typing import TypeVar
 from ..errors import ConfigurationError
 from ._series import COUNTER, GAUGE, HISTOGRAM, Counter, Family, Gauge, Labels, Timer
 from ._snapshot import Snapshot, series_of
+from ._ticker import TICKER
 from ._window import WINDOWS, Windowed
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
@@ -35,6 +36,7 @@ class Registry:
         self._series: dict[str, dict[Labels, Counter | Gauge | Windowed]] = {}
         self._lock = threading.Lock()
         self._before_read: list[Callable[[], None]] = []
+        self._ticked = False
 
     # -- making series -------------------------------------------------------
     def counter(
@@ -87,7 +89,13 @@ class Registry:
         )
 
     def _window(self, cls: type[Windowed]) -> Windowed:
+        if not self._ticked:  # the metrics thread counts its histograms' values each second
+            self._ticked = True
+            TICKER.add(self)
         return cls(self._span, self._clock)
+
+    def tick(self, now: float) -> None:
+        self.turn()  # on its own clock (a test's may not be the ticker's)
 
     def _get(
         self,

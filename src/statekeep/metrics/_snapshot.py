@@ -142,13 +142,14 @@ class Snapshot:
         return sum(s.value for s in self.select(name, **labels))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (for JSON): {name: [{labels, value | windows}]}."""
+        """Plain data for strict JSON: {name: [{labels, value, windows}]}
+        (an empty window's mean and quantiles are None)."""
         result: dict[str, Any] = {}
         for s in self.series:
             item: dict[str, Any] = {"labels": s.labels, "value": s.value}
             if s.windows:
                 item["windows"] = {
-                    str(k): {f: getattr(v, f) for f in v.__dataclass_fields__}
+                    str(k): {f: _plain(getattr(v, f)) for f in v.__dataclass_fields__}
                     for k, v in s.windows.items()
                 }
             result.setdefault(s.name, []).append(item)
@@ -197,6 +198,11 @@ class Snapshot:
                 _in(w.max, s.unit),
             )
         return table
+
+
+def _plain(value: float) -> float | None:
+    """A number for strict JSON: None for NaN (an empty window's quantiles)."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _window_name(window: int | str) -> str:

@@ -30,21 +30,26 @@ class Ticker:
         self._members: weakref.WeakSet[Ticked] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self._wake = threading.Event()
 
     def add(self, member: Ticked) -> None:
         with self._lock:
-            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
-                self._pid, self._thread = os.getpid(), None
-                self._members = weakref.WeakSet()
-                self._wake = threading.Event()
             self._members.add(member)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="statekeep-metrics", daemon=True
-                )
-                self._thread.start()
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="statekeep-metrics", daemon=True)
+            self._thread.start()
+
+    def forked(self) -> None:
+        """In a forked child: the parent's thread is not here (and its lock may
+        have been held by it); what was ticked in the parent is ticked here."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+        if self._members:
+            self._start()
 
     def remove(self, member: Ticked) -> None:
         with self._lock:
@@ -67,8 +72,21 @@ class Ticker:
             for member in members:
                 try:
                     member.tick(now)
-                except Exception:  # one store's failure must not stop the others' ticks
-                    log.exception("statekeep.metrics: a tick of %r failed", member)
+                except Exception as exc:  # one store's failure must not stop the others' ticks
+                    log.exception(
+                        "statekeep.metrics: a tick of %r failed",
+                        member,
+                        extra={
+                            "statekeep": {
+                                "event": "metrics.tick_failed",
+                                "member": repr(member),
+                                "error_type": type(exc).__name__,
+                                "error": str(exc),
+                            }
+                        },
+                    )
 
 
 TICKER = Ticker()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=TICKER.forked)

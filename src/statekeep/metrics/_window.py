@@ -1,13 +1,19 @@
 """A histogram over sliding windows: the last 10 s, 1 min, 10 min, and all
 time.
 
-`Windowed` is a Histogram (recording is the same fast path: no clock is
-read) whose contents are the values since it was last turned. Turning it
-(`turn()`, once a second by the registry's ticker, and before every read)
-moves those values into the ring of past seconds, stamped with the second
-of the turn, and into the all-time histogram (`total`); seconds older than
-the span are dropped from the ring. A window of k seconds is
-the merge of the ring's last k seconds.
+Recording is one `list.append` (`Windowed.record` *is* the append of the
+list of values not yet counted): no clock read, no lock, no bucket work on
+the caller's thread. Turning it (`turn()`, once a second by the metrics
+thread, and before every read) counts those values into a histogram in
+bulk (a sort and a bisect per bucket present: Histogram.record_many),
+stamped with the second of the turn, kept in the ring of past seconds and
+merged into the all-time histogram (`total`); seconds older than the span
+leave the ring. A window of k seconds merges the ring's last k seconds.
+
+No value is lost to a turn while other threads append: the list is never
+replaced; a turn copies its first n values and deletes just those (each
+one operation on the list), so an append that lands meanwhile stays for
+the next turn.
 """
 
 from __future__ import annotations
@@ -21,28 +27,42 @@ from ..errors import ConfigurationError
 from ._histogram import Histogram, merged
 
 WINDOWS = (10, 60, 600)  # the windows a snapshot reads, in seconds
+_FOLD_AT = 100_000  # values waiting: a turn counts them in chunks of this many
 
 
-class Windowed(Histogram):
-    """A histogram kept per second for the last `span` seconds (600)."""
+class Windowed:
+    """Whole numbers kept per second for the last `span` seconds (600)."""
 
-    __slots__ = ("_all", "_clock", "_ring", "_turning", "span")
+    __slots__ = ("_all", "_clock", "_fresh", "_ring", "_turning", "record", "span")
 
     def __init__(self, span: int = 600, clock: Callable[[], float] = time.monotonic) -> None:
         if isinstance(span, bool) or not isinstance(span, int) or span < 1:
             raise ConfigurationError(f"span is a whole number of seconds >= 1, not {span!r}")
-        super().__init__()
         self.span = span
         self._clock = clock
+        self._fresh: list[int] = []  # recorded, not yet counted
+        self.record: Callable[[int], None] = self._fresh.append
         self._ring: deque[tuple[int, Histogram]] = deque()
         self._all = Histogram()  # every second turned so far
         self._turning = threading.Lock()
 
+    def add(self, value: int) -> None:
+        """record() with the value checked: ConfigurationError for anything
+        but a whole number >= 0."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(f"a histogram takes whole numbers >= 0, not {value!r}")
+        self.record(value)
+
     def turn(self, now: float | None = None) -> None:
-        """Closes the values recorded since the last turn as the second `now`."""
+        """Counts the values recorded since the last turn as the second `now`."""
         second = int(self._clock() if now is None else now)
         with self._turning:
-            taken = self.take()
+            fresh = self._fresh
+            taken = Histogram()
+            while fresh:
+                values = fresh[:_FOLD_AT]
+                del fresh[: len(values)]
+                taken.record_many(values)
             ring = self._ring
             if taken.count:
                 self._all.merge(taken)

@@ -470,7 +470,18 @@ class AppState(Compressible, Persistable, Undoable, Reported, Generic[M]):
                             self._commit(root, tuple(changed), True)
                         raise
                     log.error(
-                        "state %s: an update failed and was dropped: %r", self.options.name, exc
+                        "state %s: an update failed and was dropped: %r",
+                        self.options.name,
+                        exc,
+                        extra={
+                            "statekeep": {
+                                "event": "state.update_failed",
+                                "state": self.options.name,
+                                "update": type(update).__name__,
+                                "error_type": type(exc).__name__,
+                                "error": str(exc),
+                            }
+                        },
                     )
                     continue
                 applied += len(update.sets) if type(update) is SetMany else 1
@@ -526,22 +537,38 @@ class AppState(Compressible, Persistable, Undoable, Reported, Generic[M]):
                     continue
                 try:
                     change = watch.change(old, new, changes, self._index)
-                except Exception:  # noqa: BLE001 - a selector that raises: isolated, as a callback
-                    self._failed(watch, "its selector")
+                except Exception as exc:  # noqa: BLE001 - a selector that raises: isolated
+                    self._failed(watch, "its selector", exc)
                     continue
                 if change is not None:
                     self.counters.callbacks += 1
                     try:
                         watch.call(*change)
-                    except Exception:  # noqa: BLE001 - logged; the other callbacks still run
-                        self._failed(watch, "its callback")
+                    except Exception as exc:  # noqa: BLE001 - logged; the others still run
+                        self._failed(watch, "its callback", exc)
         finally:
             self._dispatching = False
 
-    def _failed(self, watch: Watch, what: str) -> None:
+    def _failed(self, watch: Watch, what: str, error: Exception) -> None:
         self.counters.callbacks_failed += 1
         watch.failed += 1
-        log.exception("state %s: %s of %r failed", self.options.name, what, watch)
+        log.exception(
+            "state %s: %s of %r failed",
+            self.options.name,
+            what,
+            watch,
+            extra={
+                "statekeep": {
+                    "event": "state.subscription_failed",
+                    "state": self.options.name,
+                    "part": what.removeprefix("its "),
+                    "subscription": repr(watch),
+                    "failures": watch.failed,
+                    "error_type": type(error).__name__,
+                    "error": str(error),
+                }
+            },
+        )
 
     def _run_later(self) -> None:
         """Applies the updates callbacks made, each lot as one version; in a

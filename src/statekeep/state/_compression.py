@@ -65,7 +65,20 @@ class Compressible:
             try:
                 self._cold = (encode(self._root, level, self.schema), level)
             except ValidationError as exc:  # a value of a type it cannot keep
-                log.warning("state %s: not compressed: %s", self.options.name, exc)
+                log.warning(
+                    "state %s: not compressed: %s",
+                    self.options.name,
+                    exc,
+                    extra={
+                        "statekeep": {
+                            "event": "state.not_compressed",
+                            "state": self.options.name,
+                            "level": level,
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
                 return False
             self._root = COLD
             self._history.restart((self._version, COLD, (), 0, COLD))

@@ -233,9 +233,32 @@ class Persister:
                 with self._lock:
                     self._settle()
             except StatekeepError as exc:  # a full queue, a closed store: tried again next time
-                log.warning("state %s: a snapshot was not taken: %s", self.name, exc)
-            except Exception:  # the persist thread must live on: logged with its traceback
-                log.exception("state %s: a snapshot failed", self.name)
+                log.warning(
+                    "state %s: a snapshot was not taken: %s",
+                    self.name,
+                    exc,
+                    extra={
+                        "statekeep": {
+                            "event": "state.snapshot_not_taken",
+                            "state": self.name,
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
+            except Exception as exc:  # the persist thread must live on: logged with its traceback
+                log.exception(
+                    "state %s: a snapshot failed",
+                    self.name,
+                    extra={
+                        "statekeep": {
+                            "event": "state.snapshot_failed",
+                            "state": self.name,
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
 
     def snapshot(self, stop: threading.Event | None = None) -> Receipt | None:
         """Enqueues a snapshot of the newest version, if it changed (None if
@@ -389,7 +412,19 @@ class Persister:
             with self._lock:
                 self._settle()
         except StatekeepError as exc:
-            log.warning("state %s: the last snapshot was not taken or stored: %s", self.name, exc)
+            log.warning(
+                "state %s: the last snapshot was not taken or stored: %s",
+                self.name,
+                exc,
+                extra={
+                    "statekeep": {
+                        "event": "state.last_snapshot_failed",
+                        "state": self.name,
+                        "error_type": type(exc).__name__,
+                        "error": str(exc),
+                    }
+                },
+            )
         finally:
             self._release()
 

@@ -147,8 +147,17 @@ class MemoryGuard:
         while not self._stop.wait(self.interval):
             try:
                 self.check()
-            except Exception:  # the guard's thread must live on: logged with its traceback
-                log.exception("the state memory guard's check failed")
+            except Exception as exc:  # the guard's thread must live on: logged with its traceback
+                log.exception(
+                    "the state memory guard's check failed",
+                    extra={
+                        "statekeep": {
+                            "event": "state.memory_check_failed",
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
 
     def check(self) -> bool:
         """One look at memory; True while under pressure."""
@@ -188,6 +197,15 @@ class MemoryGuard:
                 self.watermark,
                 compressed,
                 trimmed,
+                extra={
+                    "statekeep": {
+                        "event": "state.memory_pressure",
+                        "rss": rss,
+                        "watermark": self.watermark,
+                        "compressed": compressed,
+                        "trimmed": trimmed,
+                    }
+                },
             )
         elif stats.under_pressure and rss < self.watermark * 0.9:
             stats.under_pressure = False
@@ -217,8 +235,19 @@ class MemoryGuard:
         for callback in list(self.on_event):
             try:
                 callback(event)
-            except Exception:  # a user's callback, isolated as event handlers are
-                log.exception("a memory guard callback failed")
+            except Exception as exc:  # a user's callback, isolated as event handlers are
+                log.exception(
+                    "a memory guard callback failed",
+                    extra={
+                        "statekeep": {
+                            "event": "state.memory_callback_failed",
+                            "callback": getattr(callback, "__qualname__", repr(callback)),
+                            "memory_event": event.name,
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
         buses = {id(s._bus): s._bus for s in states if s._bus is not None}
         for bus in buses.values():
             bus.dispatch([event])

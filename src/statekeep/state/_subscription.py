@@ -127,6 +127,16 @@ def _report(watch: Watch, counters: Any, future: Any) -> None:
             "state subscription %r failed",
             watch,
             exc_info=(type(error), error, error.__traceback__),
+            extra={
+                "statekeep": {
+                    "event": "state.subscription_failed",
+                    "part": "callback",
+                    "subscription": repr(watch),
+                    "failures": watch.failed,
+                    "error_type": type(error).__name__,
+                    "error": str(error),
+                }
+            },
         )
 
 

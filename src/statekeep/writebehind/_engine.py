@@ -444,8 +444,20 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
         for name, info in events:
             try:
                 callback(name, info)
-            except Exception:  # noqa: BLE001 - the application's callback must not stop us
-                _log.exception("statekeep write-behind: the on_event callback failed on %s", name)
+            except Exception as exc:  # noqa: BLE001 - the application's callback must not stop us
+                _log.exception(
+                    "statekeep write-behind: the on_event callback failed on %s",
+                    name,
+                    extra={
+                        "statekeep": {
+                            "event": "writebehind.on_event_failed",
+                            "on_event": name,
+                            "info": info,
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
 
     # -- threads -------------------------------------------------------------
     def _start(self) -> None:

@@ -58,7 +58,13 @@ def at_open(drain_on_sigterm: bool) -> None:
     _log.warning(
         "statekeep: a store was opened off the main thread, so no SIGTERM handler drains "
         "its write-behind queue; call statekeep.writebehind.install_sigterm_handler() "
-        "from the main thread (or pass WriteBehindOptions(drain_on_sigterm=False))"
+        "from the main thread (or pass WriteBehindOptions(drain_on_sigterm=False))",
+        extra={
+            "statekeep": {
+                "event": "writebehind.no_sigterm_handler",
+                "thread": threading.current_thread().name,
+            }
+        },
     )
 
 

@@ -143,9 +143,19 @@ def _write(backend: Backend, writes: list[Write], batch: Batch, blind: bool) -> 
     _pause_after_commit()
     try:
         commit.deliver()
-    except BaseException:  # noqa: BLE001 - a handler's KeyboardInterrupt or SystemExit:
+    except BaseException as exc:  # noqa: BLE001 - a handler's KeyboardInterrupt or SystemExit:
         # no caller to reach on the write-behind thread, which must go on storing
-        _log.exception("statekeep write-behind: an event handler stopped (the batch is stored)")
+        _log.exception(
+            "statekeep write-behind: an event handler stopped (the batch is stored)",
+            extra={
+                "statekeep": {
+                    "event": "writebehind.handler_stopped",
+                    "writes": len(writes),
+                    "error_type": type(exc).__name__,
+                    "error": str(exc),
+                }
+            },
+        )
     return outcome
 
 
