@@ -153,3 +153,31 @@ def test_threads_lose_no_value() -> None:
     total = windowed.total
     assert total.count == 40_000 and sum(total.buckets.values()) == 40_000
     assert total.sum == 8 * 100 * sum(1000 * (k + 1) for k in range(50))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.lists(st.integers(0, 10**9), max_size=5)), max_size=60
+    )
+)
+def test_running_window_sums_equal_merging_the_seconds(steps: list[tuple[int, list[int]]]) -> None:
+    clock = Clock()
+    windowed = Windowed(span=600, clock=clock)
+    for advance, values in steps:
+        clock.now += advance
+        for value in values:
+            windowed.record(value)
+        if advance % 3 == 0:
+            windowed.turn()  # sometimes twice in a second, sometimes not for a while
+        for seconds in (10, 60, 600):
+            now = int(clock.now)
+            summed = windowed.window(seconds)
+            kept = merged(h for second, h in windowed._ring if second > now - seconds)
+            assert (summed.count, summed.sum, dict(summed.buckets)) == (
+                kept.count,
+                kept.sum,
+                dict(kept.buckets),
+            )
+            if kept.count:
+                assert (summed.min, summed.max) == (kept.min, kept.max)

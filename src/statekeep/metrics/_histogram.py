@@ -142,6 +142,22 @@ class Histogram:
             self.count += count
             self.sum += total
 
+    def subtract(self, other: Histogram) -> None:
+        """Takes other's values out again (a second leaving a window's
+        running sum); min and max are the caller's to set."""
+        with other._lock:
+            buckets, count, total = list(other.buckets.items()), other.count, other.sum
+        with self._lock:
+            mine = self.buckets
+            for key, n in buckets:
+                left = mine[key] - n
+                if left:
+                    mine[key] = left
+                else:
+                    del mine[key]
+            self.count -= count
+            self.sum -= total
+
     def quantile(self, q: float) -> float:
         """The value below which a share q of the values fall (NaN when empty),
         within 1% of the exact one."""

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from ._histogram import Histogram, bounds_of
+from ._histogram import Histogram, bounds_of, bucket_of
 from ._multiprocess import Reader, Row
 from ._series import COUNTER, GAUGE, HISTOGRAM
 
@@ -75,14 +75,24 @@ def le_of(unit: str) -> tuple[float, ...]:
     return SECONDS_LE if unit == "seconds" else POWERS_LE
 
 
+def _last_key_under(bound: int) -> int:
+    """The last bucket whose values are all at or below bound (keys are consecutive)."""
+    key = bucket_of(bound)
+    return key if bounds_of(key)[1] - 1 == bound else key - 1
+
+
+_SECONDS_KEYS = tuple(_last_key_under(b) for b in _SECONDS_BOUNDS)
+_POWERS_KEYS = tuple(_last_key_under(b) for b in _POWERS_BOUNDS)
+
+
 def cumulative(histogram: Histogram, unit: str) -> list[int]:
-    """The count at or below each `le` bound of le_of(unit), then the total (+Inf)."""
-    bounds = _SECONDS_BOUNDS if unit == "seconds" else _POWERS_BOUNDS
-    counts = [0] * (len(bounds) + 1)
-    at, last = 0, len(bounds)
+    """The count at or below each `le` bound of le_of(unit), then the total (+Inf):
+    a bucket counts under the first bound at or above its largest value."""
+    keys = _SECONDS_KEYS if unit == "seconds" else _POWERS_KEYS
+    counts = [0] * (len(keys) + 1)
+    at, last = 0, len(keys)
     for key, n in sorted(histogram.buckets.items()):
-        largest = bounds_of(key)[1] - 1
-        while at < last and bounds[at] < largest:
+        while at < last and key > keys[at]:
             at += 1
         counts[at] += n
     running = 0

@@ -98,7 +98,8 @@ def series_of(
         if seconds <= series.span
     }
     total = series.total
-    summaries["total"] = Summary.of(total, scale, None)
+    if windows:  # windows=(): the histograms alone (an exporter's read), no summaries
+        summaries["total"] = Summary.of(total, scale, None)
     return Series(
         family.name,
         family.kind,

@@ -33,7 +33,7 @@ _FOLD_AT = 100_000  # values waiting: a turn counts them in chunks of this many
 class Windowed:
     """Whole numbers kept per second for the last `span` seconds (600)."""
 
-    __slots__ = ("_all", "_clock", "_fresh", "_ring", "_turning", "record", "span")
+    __slots__ = ("_all", "_clock", "_fresh", "_ring", "_sums", "_turning", "record", "span")
 
     def __init__(self, span: int = 600, clock: Callable[[], float] = time.monotonic) -> None:
         if isinstance(span, bool) or not isinstance(span, int) or span < 1:
@@ -44,6 +44,11 @@ class Windowed:
         self.record: Callable[[int], None] = self._fresh.append
         self._ring: deque[tuple[int, Histogram]] = deque()
         self._all = Histogram()  # every second turned so far
+        # a running sum of the ring's last w seconds, for each of WINDOWS within the span,
+        # with the seconds it holds: a read of those windows copies one histogram
+        self._sums: dict[int, tuple[Histogram, deque[tuple[int, Histogram]]]] = {
+            w: (Histogram(), deque()) for w in WINDOWS if w <= span
+        }
         self._turning = threading.Lock()
 
     def add(self, value: int) -> None:
@@ -68,10 +73,31 @@ class Windowed:
                 self._all.merge(taken)
                 if ring and ring[-1][0] >= second:
                     ring[-1][1].merge(taken)  # a second turn within the second
+                    stamped = ring[-1][0]
                 else:
                     ring.append((second, taken))
+                    stamped = second
+                for total, held in self._sums.values():
+                    total.merge(taken)
+                    if not held or held[-1][0] != stamped:
+                        held.append((stamped, ring[-1][1]))
             while ring and ring[0][0] <= second - self.span:
                 ring.popleft()
+            for w, (total, held) in self._sums.items():
+                while held and held[0][0] <= second - w:  # it left the window
+                    total.subtract(held.popleft()[1])
+
+    def _summed(self, seconds: int) -> Histogram | None:
+        """A copy of the running sum of the last `seconds` seconds (lock held)."""
+        found = self._sums.get(seconds)
+        if found is None:
+            return None
+        total, held = found
+        result = total.copy()
+        if result.count:  # min and max are not subtracted: the seconds held have them
+            result.min = min(h.min for _, h in held if h.count)
+            result.max = max(h.max for _, h in held if h.count)
+        return result
 
     def window(self, seconds: int) -> Histogram:
         """The values of the last `seconds` seconds (this one included), merged."""
@@ -84,6 +110,9 @@ class Windowed:
         now = int(self._clock())
         self.turn(now)
         with self._turning:
+            summed = self._summed(seconds)
+            if summed is not None:
+                return summed
             kept = [h for second, h in self._ring if second > now - seconds]
         return merged(kept)
 
