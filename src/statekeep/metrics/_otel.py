@@ -131,7 +131,10 @@ class OtelInstruments:
             if self._stopped():
                 return []
             found = self.registry.snapshot(names=[name], windows=())
-            return [Observation(s.window("total").sum, s.labels) for s in found]
+            return [
+                Observation(s.histogram.sum * s.scale if s.histogram else 0.0, s.labels)
+                for s in found
+            ]
 
         return observe
 
