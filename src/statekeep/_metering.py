@@ -373,7 +373,9 @@ class Meter:
         return failed / calls if calls >= 20 else 0.0
 
     def close(self) -> None:
+        """No more ticks (what was recorded stays readable)."""
         TICKER.remove(self)
+        TICKER.remove(self.registry)
 
 
 def check_alerts(alerts: Any) -> Sequence[AlertRule] | None:

@@ -181,3 +181,29 @@ def test_running_window_sums_equal_merging_the_seconds(steps: list[tuple[int, li
             )
             if kept.count:
                 assert (summed.min, summed.max) == (kept.min, kept.max)
+
+
+WITHOUT_RICH = """
+import sys
+sys.modules["rich"] = None  # as if rich were not installed
+sys.modules["rich.table"] = None
+from statekeep.errors import ConfigurationError
+from statekeep.metrics import Registry
+registry = Registry()
+registry.counter("x_total").inc()
+try:
+    registry.snapshot().table()
+except ConfigurationError as error:
+    print(error)
+"""
+
+
+def test_a_table_without_rich_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_RICH], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'statekeep[metrics]'" in done.stdout

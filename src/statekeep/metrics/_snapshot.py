@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigurationError
 from ._histogram import Histogram
 from ._series import COUNTER, GAUGE, HISTOGRAM, Counter, Family, Gauge, Labels
 from ._window import WINDOWS, Windowed
@@ -166,7 +167,12 @@ class Snapshot:
         """A rich table: counters and gauges (those at 0 only with zeros=True),
         and each histogram's count, rate and percentiles over `window` (10,
         60, 600 or "total"); `kinds` picks which of the three it shows."""
-        from rich.table import Table
+        try:
+            from rich.table import Table
+        except ModuleNotFoundError as missing:
+            raise ConfigurationError(
+                "Snapshot.table() draws with rich: pip install 'statekeep[metrics]'"
+            ) from missing
 
         shown = set(kinds)
         timed = window != "total"
