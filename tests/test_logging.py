@@ -425,3 +425,10 @@ def test_the_scan_refuses_a_log_call_without_its_event(tmp_path: Path) -> None:
     )
     found: dict[int, str | None] = {line: event_of(call) for _, line, _, call in log_calls(module)}
     assert found == {3: None, 4: None, 5: "state.failed"}
+
+
+def test_every_event_is_in_the_docs() -> None:
+    doc = (SRC.parents[1] / "docs" / "metrics.md").read_text()
+    events = {event_of(call) for path in sorted(SRC.rglob("*.py")) for *_, call in log_calls(path)}
+    missing = sorted(e for e in events if e is not None and f"| `{e}` |" not in doc)
+    assert not missing, f"docs/metrics.md's logging table lacks {missing}"

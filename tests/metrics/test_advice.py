@@ -14,7 +14,7 @@ import statekeep
 from statekeep import Indexed
 
 
-class Row(statekeep.Entity):
+class Row(statekeep.Entity, collection="advice_rows"):
     owner: str = ""
     shelf: Annotated[str, Indexed()] = ""
     text: str = "x" * 200
@@ -39,7 +39,7 @@ def test_an_unindexed_find_on_a_big_collection_gets_advice(store: statekeep.Stor
     for i in range(12):
         list(store.find(Row, owner=str(i)))
     (advice,) = rules(store)["index_a_field"]
-    assert advice.subject == "row" and "owner" in advice.title
+    assert advice.subject == "advice_rows" and "owner" in advice.title
     assert "owner: Annotated[..., Indexed()]" in advice.change
     assert "12 finds" in advice.evidence and advice.gain > 0
 
@@ -64,7 +64,7 @@ def test_a_save_loop_gets_save_many(store: statekeep.Store) -> None:
     for _ in range(1000):  # well over 100 in some second, even on a busy machine
         store.save(Row())
     (advice,) = rules(store)["save_many"]
-    assert advice.subject == "row" and "store.save_many" in advice.change
+    assert advice.subject == "advice_rows" and "store.save_many" in advice.change
     assert "save_many took" in advice.evidence and advice.gain > 0
 
 
@@ -83,7 +83,7 @@ def test_the_same_entity_saved_again_and_again_gets_enqueue(store: statekeep.Sto
         row.owner = str(i)
         store.save(row)
     (advice,) = rules(store)["enqueue"]
-    assert advice.subject == "row" and "store.enqueue(entity)" in advice.change
+    assert advice.subject == "advice_rows" and "store.enqueue(entity)" in advice.change
     assert "fewer writes" in advice.evidence
 
 

@@ -23,7 +23,7 @@ class Clock:
         return self.now
 
 
-class Todo(statekeep.Entity):
+class Chore(statekeep.Entity, collection="alert_chores"):
     title: str = ""
 
 
@@ -159,10 +159,10 @@ def test_a_full_write_behind_queue_raises_an_event_and_draining_it_resolves(tmp_
     store.on(statekeep.AlertResolved, events.append)
     try:
         for i in range(8):
-            store.enqueue(Todo(title=str(i)))
+            store.enqueue(Chore(title=str(i)))
         assert ticked(store) == []  # 80%: not yet
-        store.enqueue(Todo(title="9"))
-        store.enqueue(Todo(title="10"))
+        store.enqueue(Chore(title="9"))
+        store.enqueue(Chore(title="10"))
         assert changes_of(ticked(store)) == [(True, "writebehind_pending")]
         assert [f.alert for f in store.alerts()] == ["writebehind_pending"]
         assert store.metrics().value(n.ALERTS_ACTIVE) == 1
@@ -180,7 +180,7 @@ def test_a_full_write_behind_queue_raises_an_event_and_draining_it_resolves(tmp_
 def test_a_dead_letter_raises_its_alert(tmp_path: Path) -> None:
     with statekeep.open(f"sqlite:///{tmp_path / 'a.db'}") as store:
         TICKER.remove(store._core.meter)
-        todo = store.save(Todo(title="a"))
+        todo = store.save(Chore(title="a"))
         receipt = store.enqueue(todo, expect_version=7)  # stale: dead-lettered
         with pytest.raises(statekeep.ConflictError):
             receipt.wait_stored(10)
@@ -193,7 +193,7 @@ def test_a_lagging_durable_subscription_raises_outbox_lag(tmp_path: Path) -> Non
     with statekeep.open(f"sqlite:///{tmp_path / 'a.db'}", outbox=True, alerts=rules) as store:
         TICKER.remove(store._core.meter)
         store.subscribe("mailer", lambda event: None).stop()  # its consumer is down
-        store.save_many([Todo(title=str(i)) for i in range(8)])
+        store.save_many([Chore(title=str(i)) for i in range(8)])
         store.metrics()  # reads the checkpoints now (ticks read them every 5 s)
         assert changes_of(ticked(store)) == [(True, "outbox_lag")]
         assert [f.subject for f in store.alerts()] == ["mailer"]
@@ -205,7 +205,7 @@ def test_the_metrics_thread_evaluates_alerts_by_itself(tmp_path: Path) -> None:
     with statekeep.open(f"sqlite:///{tmp_path / 'a.db'}", alerts=rules) as store:
         raised: list[statekeep.Event] = []
         store.on(statekeep.AlertRaised, raised.append)
-        store.save(Todo(title="a"))
+        store.save(Chore(title="a"))
         deadline = time.monotonic() + 5
         while not raised and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -329,7 +329,19 @@ class Pool:
             except FileNotFoundError:  # deleted since the glob: a run that ended
                 continue
             except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-                log.warning("statekeep.metrics: %s is left out: %r", path, exc)
+                log.warning(
+                    "statekeep.metrics: %s is left out: %r",
+                    path,
+                    exc,
+                    extra={
+                        "statekeep": {
+                            "event": "metrics.file_left_out",
+                            "path": str(path),
+                            "error_type": type(exc).__name__,
+                            "error": str(exc),
+                        }
+                    },
+                )
         return found
 
 
