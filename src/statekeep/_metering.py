@@ -2,8 +2,9 @@
 reads from its parts (write-behind, bus, durable subscriptions, app
 states), its alerts, and what its advice is drawn from.
 
-The hot paths keep what they record into (a Timer per call, looked up once)
-and pay two clock reads and a bucket increment; everything kept elsewhere
+The hot paths keep what they record into (a Timer's record per call, looked
+up by index) and pay two clock reads and a list append (the metrics thread
+counts the values into buckets each second); everything kept elsewhere
 (write-behind's Stats, the bus's counters) is read when a snapshot is taken,
 never on the way. The process's metrics thread (statekeep.metrics' ticker)
 closes each second and evaluates the alerts; an alert raised or resolved is
@@ -99,6 +100,7 @@ class Meter:
         """The timer of a find on collection: index "yes" when a condition is
         on a column (id, version, an indexed field), "no" when none is, "all"
         without conditions. An unindexed one is noted for advice."""
+        filters = tuple(filters)
         unindexed = tuple(sorted({f.field.name for f in filters if not f.field.column}))
         indexed = any(f.field.column for f in filters)
         index = "yes" if indexed else "no" if unindexed else "all"
@@ -245,10 +247,11 @@ class Meter:
         self._subscriptions_read = now
         try:
             infos = self._subscriptions()
+            lags = {i.name: self._lag(i.position) if i.behind else 0 for i in infos}
         except Exception:  # noqa: BLE001 - closing, or the database away: next time
             return
         for info in infos:
-            lag = self._lag(info.position) if info.behind else 0
+            lag = lags[info.name]
             seen = self._positions.get(info.name)
             if seen is None or seen[0] != info.position or not info.behind:
                 self._positions[info.name] = (info.position, now)
