@@ -292,9 +292,10 @@ class Meter:
         self.registry.turn(now)
         self.patterns.tick(now)
         self._failures.turn(now)
-        if self.alerts.rules:
-            snapshot = self.registry.snapshot(names=self.alerts.reads, windows=(10,))
-            self.alerts.evaluate(snapshot, now)
+        rules = self.alerts.rules
+        if rules:  # what the rules read (everything, for a rule that does not say)
+            names = None if any(not rule.reads for rule in rules) else self.alerts.reads
+            self.alerts.evaluate(self.registry.snapshot(names=names), now)
 
     def snapshot(self) -> Snapshot:
         """Everything now (the checkpoints read afresh, which ticks do every few seconds)."""
@@ -372,8 +373,17 @@ class Meter:
 
     def _error_ratio(self) -> float:
         failed = self._failures.count_in(60)
-        calls = failed + sum(timer.count_in(60) for timer in self.timers.values())
+        timers = [*self.timers.values(), *self._finds.values()]
+        calls = failed + sum(timer.count_in(60) for timer in timers)
         return failed / calls if calls >= 20 else 0.0
+
+    def forked(self) -> None:
+        """In a forked child (the store's _after_fork): fresh locks, and the
+        patterns and failures of the parent forgotten (its registry is reset
+        by statekeep.metrics' own fork handler)."""
+        self.alerts.relock()
+        self.patterns.forked()
+        self._failures.forked()
 
     def close(self) -> None:
         """No more ticks (what was recorded stays readable)."""

@@ -163,6 +163,7 @@ class Store:
     def _after_fork(self) -> None:
         """In a forked child (see _fork): what the parent owns stays the parent's."""
         self._engine_lock = threading.Lock()
+        self._core.meter.forked()
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.forget()

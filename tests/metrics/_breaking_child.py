@@ -20,7 +20,7 @@ import statekeep
 from statekeep.metrics import AlertRule, Snapshot, metrics_app
 
 
-class Todo(statekeep.Entity):
+class Todo(statekeep.Entity, collection="breaking_todos"):
     title: str = ""
 
 

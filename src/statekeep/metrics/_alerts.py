@@ -11,6 +11,7 @@ bus, and a log record).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +20,8 @@ from datetime import UTC, datetime
 
 from ..errors import ConfigurationError
 from ._snapshot import Snapshot
+
+log = logging.getLogger("statekeep.metrics")
 
 Read = Callable[[Snapshot], Mapping[str, float]]
 
@@ -39,10 +42,25 @@ class AlertRule:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigurationError(f"an alert needs a name, not {self.name!r}")
-        for what in ("above", "for_seconds"):
+        for what in ("above", "for_seconds", "clear_below"):
             value = getattr(self, what)
+            if what == "clear_below" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
                 raise ConfigurationError(f"alert {self.name!r}: {what} is a number, not {value!r}")
+        if not isinstance(self.description, str):
+            raise ConfigurationError(f"alert {self.name!r}: description is a str")
+        try:
+            self.description.format(value="1", threshold="1")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ConfigurationError(
+                f"alert {self.name!r}: the description may name {{value}} and {{threshold}} "
+                f"only ({error!r})"
+            ) from error
+        if isinstance(self.reads, str) or not all(isinstance(r, str) for r in self.reads):
+            raise ConfigurationError(
+                f"alert {self.name!r}: reads= is a tuple of metric names, not {self.reads!r}"
+            )
         if self.for_seconds < 0:
             raise ConfigurationError(f"alert {self.name!r}: for_seconds is >= 0")
         if self.clear_below is not None and not self.clear_below <= self.above:
@@ -101,21 +119,31 @@ class Alerts:
             return [t.raised for t in self._tracks.values() if t.raised is not None]
 
     def evaluate(self, snapshot: Snapshot, now: float) -> list[tuple[bool, Firing]]:
-        """Moves each subject's track; returns (and reports) what changed."""
+        """Moves each subject's track; returns (and reports) what changed.
+
+        The reads run outside the lock (a read may call the store, which reads
+        its alerts); a read that raises or gives something else than {subject:
+        number} is logged and leaves its rule where it was, the others go on."""
+        read = [(rule, _values(rule, snapshot)) for rule in self.rules]
         changes: list[tuple[bool, Firing]] = []
         with self._lock:
-            for rule in self.rules:
-                values = dict(rule.read(snapshot))
+            for rule, values in read:
+                if values is None:
+                    continue
                 for (name, subject), track in self._tracks.items():
                     if name == rule.name and subject not in values and track.raised:
                         values[subject] = 0.0  # gone (a subscription retired): it clears
                 for subject, value in values.items():
-                    change = self._step(rule, subject, float(value), now)
+                    change = self._step(rule, subject, value, now)
                     if change is not None:
                         changes.append(change)
         for change in changes:
             self._on_change(*change)
         return changes
+
+    def relock(self) -> None:
+        """In a forked child: a lock another thread held at the fork stays held."""
+        self._lock = threading.Lock()
 
     def _step(
         self, rule: AlertRule, subject: str, value: float, now: float
@@ -153,6 +181,36 @@ class Alerts:
             _message(rule, subject, value, rule.clear),
         )
         return False, resolved
+
+
+def _values(rule: AlertRule, snapshot: Snapshot) -> dict[str, float] | None:
+    try:
+        found = rule.read(snapshot)
+        values = {}
+        for subject, value in dict(found).items():
+            if not isinstance(subject, str):
+                raise TypeError(f"a subject is a str, not {subject!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"a value is a number, not {value!r}")
+            if not math.isnan(value):  # no reading: the rule stays where it is
+                values[subject] = float(value)
+        return values
+    except Exception as error:
+        log.error(
+            "statekeep alert %s: its read failed: %s",
+            rule.name,
+            error,
+            exc_info=error,
+            extra={
+                "statekeep": {
+                    "event": "metrics.alert_read_failed",
+                    "alert": rule.name,
+                    "error_type": type(error).__name__,
+                    "error": str(error),
+                }
+            },
+        )
+        return None
 
 
 def _message(rule: AlertRule, subject: str, value: float, threshold: float) -> str:

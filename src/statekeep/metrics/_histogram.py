@@ -189,6 +189,10 @@ class Histogram:
     def mean(self) -> float:
         return self.sum / self.count if self.count else math.nan
 
+    def relock(self) -> None:
+        """In a forked child: a lock another thread held at the fork stays held."""
+        self._lock = threading.Lock()
+
     def copy(self) -> Histogram:
         result = Histogram()
         result.merge(self)

@@ -288,7 +288,11 @@ class Pool:
         text = json.dumps(data, separators=(",", ":")).encode()
         with self._lock:
             temporary = self.directory / f".{self.path.name}.{threading.get_ident()}"
-            temporary.write_bytes(text)
+            try:
+                temporary.write_bytes(text)
+            except FileNotFoundError:  # the directory was removed under the run: made again
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                temporary.write_bytes(text)
             os.replace(temporary, self.path)
             self._written = time.monotonic()
         return rows
@@ -315,6 +319,8 @@ class Pool:
         for path in sorted(self.directory.glob("*.json")):
             try:
                 data = json.loads(path.read_bytes())
+                if not isinstance(data, dict):
+                    raise ValueError(f"a {type(data).__name__}, not an object")
                 if data.get("format") != _FORMAT:
                     raise ValueError(f"format {data.get('format')!r}")
                 found.append(

@@ -90,6 +90,14 @@ class Patterns:
         window = self._conflicts.get(operation)
         return window.count_in(SPAN) if window is not None else 0
 
+    def forked(self) -> None:
+        """In a forked child: a fresh lock, and what the parent saw forgotten."""
+        self._lock = threading.Lock()
+        self._seconds.clear()
+        self._last.clear()
+        for window in self._conflicts.values():
+            window.forked()
+
     def tick(self, now: float) -> None:
         for window in list(self._conflicts.values()):
             window.turn(now)

@@ -9,9 +9,11 @@ fixed by its first series (asking otherwise is a ConfigurationError).
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -37,6 +39,7 @@ class Registry:
         self._lock = threading.Lock()
         self._before_read: list[Callable[[], None]] = []
         self._ticked = False
+        _LIVE.add(self)
 
     # -- making series -------------------------------------------------------
     def counter(
@@ -52,7 +55,7 @@ class Registry:
         (a total kept elsewhere, which only goes up)."""
         counter = self._get(name, COUNTER, help, "", labels, Counter, Counter)
         if read is not None:
-            counter.read = read
+            counter.read = _callable(name, read)
         return counter
 
     def gauge(
@@ -68,7 +71,7 @@ class Registry:
         """A gauge; with read=, its value is read from it at each snapshot."""
         gauge = self._get(name, GAUGE, help, unit, labels, Gauge, Gauge)
         if read is not None:
-            gauge.read = read
+            gauge.read = _callable(name, read)
         return gauge
 
     def timer(self, name: str, help: str = "", /, **labels: str) -> Timer:
@@ -107,16 +110,27 @@ class Registry:
         cls: type[S],
         make: Callable[[], S],
     ) -> S:
+        if not isinstance(name, str):
+            raise ConfigurationError(f"a metric's name is a str, not {name!r}")
         key = tuple(sorted(labels.items()))
         series = self._series.get(name)
         if series is not None:
             found = series.get(key)
-            if found is not None and self._families[name].kind == kind:
+            made = self._families[name]
+            if found is not None and made.kind == kind and made.unit == unit:
                 return found  # type: ignore[return-value]
         with self._lock:
             family = self._families.get(name)
             if family is None:
-                _check(name, labels)
+                _check(name, kind, unit, help, labels)
+                clash = _exported(name, kind) & {
+                    n for f in self._families.values() for n in _exported(f.name, f.kind)
+                }
+                if clash:
+                    raise ConfigurationError(
+                        f"metric {name!r} would be exported as {sorted(clash)}, as another "
+                        "metric of this registry is: choose another name"
+                    )
                 self._families[name] = Family(name, kind, help, unit)
                 self._label_names[name] = tuple(sorted(labels))
                 series = self._series[name] = {}
@@ -148,6 +162,15 @@ class Registry:
     def before_read(self, refresh: Callable[[], None]) -> None:
         """refresh runs before each snapshot (to set gauges kept elsewhere)."""
         self._before_read.append(refresh)
+
+    def forked(self) -> None:
+        """In a forked child: fresh locks, and counters and histograms from
+        zero (the parent's calls are the parent's; gauges keep their values)."""
+        self._lock = threading.Lock()
+        for series in self._series.values():
+            for one in series.values():
+                if isinstance(one, (Counter, Windowed)):
+                    one.forked()
 
     def families(self) -> list[Family]:
         with self._lock:
@@ -187,15 +210,53 @@ class Registry:
         return Snapshot(time.time(), taken)
 
 
-def _check(name: str, labels: dict[str, str]) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+# label names a registry refuses: Prometheus's own (le on a histogram's buckets,
+# quantile, __-prefixed), and help, which is the second argument, not a keyword
+_RESERVED_LABELS = frozenset({"le", "quantile", "help", "pid"})
+_HISTOGRAM_PARTS = ("", "_bucket", "_count", "_sum", "_p50", "_p90", "_p99")
+
+
+def _exported(name: str, kind: str) -> set[str]:
+    """The names a family takes in the Prometheus exposition (see _prometheus)."""
+    if kind == COUNTER:
+        base = name.removesuffix("_total")
+        return {base, base + "_total"}
+    if kind == HISTOGRAM:
+        return {name + part for part in _HISTOGRAM_PARTS}
+    return {name}
+
+
+def _check(name: str, kind: str, unit: str, help: str, labels: dict[str, str]) -> None:
+    if not _NAME.match(name):
         raise ConfigurationError(
             f"a metric's name is lower-case letters, digits and _ (not first a digit), not {name!r}"
         )
+    if not isinstance(unit, str) or not isinstance(help, str):
+        raise ConfigurationError(f"metric {name!r}: unit= and help are str")
     for label in labels:
-        if not _NAME.match(label):
-            raise ConfigurationError(f"a label's name is like a metric's, not {label!r}")
+        if not _NAME.match(label) or label.startswith("__") or label in _RESERVED_LABELS:
+            raise ConfigurationError(
+                f"a label's name is like a metric's, not __-prefixed and none of "
+                f"{sorted(_RESERVED_LABELS)}, not {label!r}"
+            )
 
+
+def _callable(name: str, read: object) -> Callable[[], float]:
+    if not callable(read):
+        raise ConfigurationError(f"metric {name!r}: read= is a function of no arguments")
+    return read
+
+
+_LIVE: weakref.WeakSet[Registry] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    for registry in list(_LIVE):
+        registry.forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 _DEFAULT: Registry | None = None
 _DEFAULT_LOCK = threading.Lock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..errors import ConfigurationError
 from . import _names as n
 from ._alerts import AlertRule, Read
 from ._snapshot import Snapshot
@@ -45,6 +46,17 @@ def default_alerts(
     error_ratio: float = 0.05,
 ) -> list[AlertRule]:
     """The default rules, with their thresholds to change."""
+    given = {
+        "pending_ratio": pending_ratio,
+        "save_p99": save_p99,
+        "save_p99_for": save_p99_for,
+        "outbox_lag": outbox_lag,
+        "idle_subscription": idle_subscription,
+        "error_ratio": error_ratio,
+    }
+    for name, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ConfigurationError(f"default_alerts({name}=...) is a number >= 0, not {value!r}")
     return [
         AlertRule(
             "writebehind_pending",

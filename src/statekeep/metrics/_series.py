@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ..errors import ConfigurationError
 from ._window import Windowed
+
+log = logging.getLogger("statekeep.metrics")
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -41,9 +46,17 @@ class Counter:
         self.read = read
 
     def get(self) -> float:
-        return float(self.read()) if self.read is not None else float(self.value)
+        return _read(self.read) if self.read is not None else float(self.value)
+
+    def forked(self) -> None:
+        """In a forked child: from zero (the parent's count is the parent's)."""
+        self._lock = threading.Lock()
+        self.value = 0
 
     def inc(self, n: int | float = 1) -> None:
+        """Adds n >= 0 (a counter only goes up: ConfigurationError otherwise)."""
+        if not (type(n) is int or type(n) is float) or not n >= 0 or n == math.inf:
+            _refuse(n)
         lock = self._lock
         lock.acquire()
         try:
@@ -62,10 +75,12 @@ class Gauge:
         self.read = read
 
     def set(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigurationError(f"a gauge is set to a number, not {value!r}")
         self.value = value
 
     def get(self) -> float:
-        return float(self.read()) if self.read is not None else self.value
+        return _read(self.read) if self.read is not None else self.value
 
 
 class Timer(Windowed):
@@ -74,7 +89,16 @@ class Timer(Windowed):
     __slots__ = ()
 
     def observe(self, seconds: float) -> None:
-        self.record(int(seconds * 1e9) if seconds > 0 else 0)
+        """Records a duration in seconds (a finite number >= 0)."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 <= seconds < math.inf
+        ):
+            raise ConfigurationError(
+                f"a duration is a finite number of seconds >= 0, not {seconds!r}"
+            )
+        self.record(int(seconds * 1e9))
 
     @contextmanager
     def time(self) -> Iterator[None]:
@@ -84,3 +108,32 @@ class Timer(Windowed):
             yield
         finally:
             self.record(time.perf_counter_ns() - start)
+
+
+def _refuse(n: object) -> None:
+    raise ConfigurationError(f"a counter goes up by a finite number >= 0, not {n!r}")
+
+
+def _read(read: Callable[[], float]) -> float:
+    """A value read from elsewhere; NaN (and a log record) if the read fails
+    or gives no number: one bad gauge does not take a snapshot down."""
+    try:
+        value = read()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"it gave {value!r}, not a number")
+        return float(value)
+    except Exception as error:  # noqa: BLE001 - a user's function: reported, not raised
+        log.warning(
+            "statekeep.metrics: reading %r failed: %s",
+            read,
+            error,
+            extra={
+                "statekeep": {
+                    "event": "metrics.read_failed",
+                    "read": repr(read),
+                    "error_type": type(error).__name__,
+                    "error": str(error),
+                }
+            },
+        )
+        return math.nan

@@ -71,7 +71,18 @@ class Series:
     scale: float = 1.0
 
     def window(self, seconds: int | str) -> Summary:
-        return self.windows.get(seconds, Summary())
+        """The summary over 10, 60 or 600 seconds, or "total" (all time); an
+        empty one where nothing was recorded. ConfigurationError for another."""
+        if self.windows:
+            found = self.windows.get(seconds)
+            if found is not None:
+                return found
+        if seconds not in (*WINDOWS, "total"):
+            raise ConfigurationError(
+                f"a snapshot's windows are {', '.join(map(str, WINDOWS))} and 'total', "
+                f"not {seconds!r}"
+            )
+        return Summary()
 
 
 def series_of(
@@ -148,7 +159,7 @@ class Snapshot:
         (an empty window's mean and quantiles are None)."""
         result: dict[str, Any] = {}
         for s in self.series:
-            item: dict[str, Any] = {"labels": s.labels, "value": s.value}
+            item: dict[str, Any] = {"labels": s.labels, "value": _plain(s.value)}
             if s.windows:
                 item["windows"] = {
                     str(k): {f: _plain(getattr(v, f)) for f in v.__dataclass_fields__}
@@ -174,6 +185,11 @@ class Snapshot:
                 "Snapshot.table() draws with rich: pip install 'statekeep[metrics]'"
             ) from missing
 
+        if window not in (*WINDOWS, "total"):
+            raise ConfigurationError(
+                f"a table's window is one of {', '.join(map(str, WINDOWS))} or 'total', "
+                f"not {window!r}"
+            )
         shown = set(kinds)
         timed = window != "total"
         table = Table(title=f"statekeep metrics (histograms over {_window_name(window)})")
@@ -208,8 +224,9 @@ class Snapshot:
 
 
 def _plain(value: float) -> float | None:
-    """A number for strict JSON: None for NaN (an empty window's quantiles)."""
-    return None if isinstance(value, float) and math.isnan(value) else value
+    """A number for strict JSON: None for NaN (an empty window's quantiles)
+    and for an infinity (a gauge set so)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _window_name(window: int | str) -> str:

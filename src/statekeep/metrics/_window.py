@@ -18,6 +18,7 @@ the next turn.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -25,6 +26,8 @@ from collections.abc import Callable
 
 from ..errors import ConfigurationError
 from ._histogram import Histogram, merged
+
+log = logging.getLogger("statekeep.metrics")
 
 WINDOWS = (10, 60, 600)  # the windows a snapshot reads, in seconds
 _FOLD_AT = 100_000  # values waiting: a turn counts them in chunks of this many
@@ -67,7 +70,7 @@ class Windowed:
             while fresh:
                 values = fresh[:_FOLD_AT]
                 del fresh[: len(values)]
-                taken.record_many(values)
+                _count_into(taken, values)
             ring = self._ring
             if taken.count:
                 self._all.merge(taken)
@@ -99,6 +102,17 @@ class Windowed:
             result.max = max(h.max for _, h in held if h.count)
         return result
 
+    def forked(self) -> None:
+        """In a forked child: starts empty (what the parent recorded is the
+        parent's: pooled, the processes' histograms add up), with fresh locks.
+        The list of values is emptied, not replaced: `record` stays bound to it."""
+        self._turning = threading.Lock()
+        del self._fresh[:]
+        self._ring.clear()
+        self._all = Histogram()
+        for seconds in list(self._sums):
+            self._sums[seconds] = (Histogram(), deque())
+
     def window(self, seconds: int) -> Histogram:
         """The values of the last `seconds` seconds (this one included), merged."""
         if (
@@ -128,3 +142,29 @@ class Windowed:
         """Every value since it was made."""
         self.turn()
         return self._all.copy()
+
+
+def _count_into(histogram: Histogram, values: list[int]) -> None:
+    """record_many, keeping the good values of a chunk that holds bad ones
+    (record() takes anything: a float, a negative) and reporting the rest."""
+    try:
+        if values and min(values) >= 0:
+            histogram.record_many(values)
+            return
+    except (TypeError, AttributeError):
+        pass
+    good = [v for v in values if type(v) is int and v >= 0]
+    histogram.record_many(good)
+    dropped = len(values) - len(good)
+    if dropped:
+        log.warning(
+            "statekeep.metrics: %d values that are not whole numbers >= 0 were left out",
+            dropped,
+            extra={
+                "statekeep": {
+                    "event": "metrics.values_dropped",
+                    "dropped": dropped,
+                    "example": repr(next(v for v in values if not (type(v) is int and v >= 0))),
+                }
+            },
+        )
