@@ -327,17 +327,6 @@ class Meter:
                     }
                 },
             )
-            event: Event = AlertRaised.made(
-                "statekeep",
-                firing.subject,
-                0,
-                alert=firing.alert,
-                subject=firing.subject,
-                value=firing.value,
-                threshold=firing.threshold,
-                severity=firing.severity,
-                message=firing.message,
-            )
         else:
             log.info(
                 "statekeep alert %s resolved: %s",
@@ -356,18 +345,21 @@ class Meter:
                     }
                 },
             )
-            event = AlertResolved.made(
-                "statekeep",
-                firing.subject,
-                0,
-                alert=firing.alert,
-                subject=firing.subject,
-                value=firing.value,
-                threshold=firing.threshold,
-                severity=firing.severity,
-                message=firing.message,
-                raised_at=firing.since,
+        fields = {
+            "alert": firing.alert,
+            "subject": firing.subject,
+            "value": firing.value,
+            "threshold": firing.threshold,
+            "severity": firing.severity,
+            "message": firing.message,
+        }
+        event: Event = (
+            AlertRaised.made("statekeep", firing.subject, 0, **fields)
+            if raised
+            else AlertResolved.made(
+                "statekeep", firing.subject, 0, **fields, raised_at=firing.since
             )
+        )
         if self._publish is not None:
             self._publish(event)
 
