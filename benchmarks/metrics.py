@@ -238,9 +238,15 @@ def _fresh_store(path: str, metrics: bool, **options: Any) -> statekeep.Store:
     return store
 
 
-def _save_many(counts: _Counts, workdir: str, progress: Progress) -> list[Result]:
-    n = counts.save_many
-    path = os.path.join(workdir, "metrics_save_many.db")
+def _writes(
+    n: int,
+    path: str,
+    counts: _Counts,
+    progress: Progress,
+    label: str,
+    write: Callable[[statekeep.Store, list[_models.BenchTodo]], object],
+) -> dict[str, list[float]]:
+    """Rounds of `write` of n new entities into a fresh store, metrics on and off."""
     rows = _models.field_rows(n)
 
     def trial(metrics: bool) -> Trial:
@@ -249,7 +255,7 @@ def _save_many(counts: _Counts, workdir: str, progress: Progress) -> list[Result
             entities = _models.entities(rows)
 
             def run() -> None:
-                store.save_many(entities)
+                write(store, entities)
 
             def cleanup() -> None:
                 assert store.count(_models.BenchTodo) == n + 1
@@ -260,8 +266,14 @@ def _save_many(counts: _Counts, workdir: str, progress: Progress) -> list[Result
 
         return make
 
-    times = rounds(
-        {ON: trial(True), OFF: trial(False)}, counts.rounds, progress, "metrics save_many"
+    return rounds({ON: trial(True), OFF: trial(False)}, counts.rounds, progress, label)
+
+
+def _save_many(counts: _Counts, workdir: str, progress: Progress) -> list[Result]:
+    n = counts.save_many
+    path = os.path.join(workdir, "metrics_save_many.db")
+    times = _writes(
+        n, path, counts, progress, "metrics save_many", lambda store, es: store.save_many(es)
     )
     return _on_off(
         f"metrics cost: save_many of {n:,} new entities (SQLite file, WAL)",
@@ -278,30 +290,13 @@ def _save_many(counts: _Counts, workdir: str, progress: Progress) -> list[Result
 def _save_loop(counts: _Counts, workdir: str, progress: Progress) -> list[Result]:
     n = counts.save
     path = os.path.join(workdir, "metrics_save.db")
-    rows = _models.field_rows(n)
 
-    def trial(metrics: bool) -> Trial:
-        def make() -> tuple[Run, Cleanup]:
-            store = _fresh_store(path, metrics)
-            entities = _models.entities(rows)
-            save = store.save
+    def loop(store: statekeep.Store, entities: list[_models.BenchTodo]) -> None:
+        save = store.save
+        for entity in entities:
+            save(entity)
 
-            def run() -> None:
-                for entity in entities:
-                    save(entity)
-
-            def cleanup() -> None:
-                assert store.count(_models.BenchTodo) == n + 1
-                store.close()
-                remove_db(path)
-
-            return run, cleanup
-
-        return make
-
-    times = rounds(
-        {ON: trial(True), OFF: trial(False)}, counts.rounds, progress, "metrics save loop"
-    )
+    times = _writes(n, path, counts, progress, "metrics save loop", loop)
     return _on_off(
         f"metrics cost: a loop of save, {n:,} new entities, a commit each (SQLite file)",
         times,
