@@ -23,7 +23,7 @@ from typing import Any
 from ._calls import OPERATIONS
 from .backends.base import Filter
 from .errors import ConfigurationError, ConflictError, NotFoundError
-from .events import AlertRaised, AlertResolved, Bus, Event, SubscriptionInfo
+from .events import AlertRaised, AlertResolved, Bus, Event
 from .metrics import (
     TICKER,
     Advice,
@@ -60,7 +60,7 @@ class Meter:
         self._failures = Windowed(60)
         self._finds: dict[tuple[str, str], Timer] = {}
         self._publish: Callable[[Event], None] | None = None
-        self._subscriptions: Callable[[], list[SubscriptionInfo]] | None = None
+        self._subscriptions: Callable[[], dict[str, int]] | None = None
         self._lag: Callable[[int], int] | None = None
         self._subscriptions_read = 0.0
         self._positions: dict[str, tuple[int, float]] = {}
@@ -229,13 +229,13 @@ class Meter:
         return batched
 
     def watch_subscriptions(
-        self, infos: Callable[[], list[SubscriptionInfo]], lag: Callable[[int], int]
+        self, positions: Callable[[], dict[str, int]], lag: Callable[[int], int]
     ) -> None:
         """Outbox lag and idle time of each durable subscription (read every
-        few seconds: it is a query)."""
+        few seconds: they are queries)."""
         if not self.enabled:
             return
-        self._subscriptions, self._lag = infos, lag
+        self._subscriptions, self._lag = positions, lag
         self.registry.before_read(self._read_subscriptions)
 
     def _read_subscriptions(self) -> None:
@@ -246,28 +246,28 @@ class Meter:
             return
         self._subscriptions_read = now
         try:
-            infos = self._subscriptions()
-            lags = {i.name: self._lag(i.position) if i.behind else 0 for i in infos}
+            positions = self._subscriptions()
+            lags = {name: self._lag(position) for name, position in positions.items()}
         except Exception:  # noqa: BLE001 - closing, or the database away: next time
             return
-        for info in infos:
-            lag = lags[info.name]
-            seen = self._positions.get(info.name)
-            if seen is None or seen[0] != info.position or not info.behind:
-                self._positions[info.name] = (info.position, now)
+        for name, position in positions.items():
+            lag = lags[name]
+            seen = self._positions.get(name)
+            if seen is None or seen[0] != position or not lag:
+                self._positions[name] = (position, now)
                 idle = 0.0
             else:
                 idle = now - seen[1]
             self.registry.gauge(
                 n.OUTBOX_LAG,
                 "Outbox events waiting for a durable subscription",
-                subscription=info.name,
+                subscription=name,
             ).set(lag)
             self.registry.gauge(
                 n.SUBSCRIPTION_IDLE,
                 "Seconds a durable subscription has been behind without advancing",
                 unit="seconds",
-                subscription=info.name,
+                subscription=name,
             ).set(idle)
 
     def watch_states(self, states: Callable[[], Iterable[Any]]) -> None:
@@ -440,13 +440,13 @@ def watch(meter: Meter, store: Any, outbox: bool) -> None:
     if not outbox:
         return
 
-    def infos() -> list[SubscriptionInfo]:
+    def positions() -> dict[str, int]:
         with calls:  # StoreClosedError once closing: the meter skips the read
-            found: list[SubscriptionInfo] = store._durable.infos()
+            found: dict[str, int] = store._durable.positions()
             return found
 
     def lag(position: int) -> int:
         with calls:
             return len(backend.read_events(position, _LAG_CAP))
 
-    meter.watch_subscriptions(infos, lag)
+    meter.watch_subscriptions(positions, lag)

@@ -54,6 +54,12 @@ def _checkpoints(backend: Backend) -> list[tuple[str, int, float | None]]:
     return found
 
 
+def positions(backend: Backend) -> dict[str, int]:
+    """Each durable subscription's position, from the checkpoints alone (no
+    claim is tried, no connection kept: cheap enough to read every few seconds)."""
+    return {name: position for name, position, _ in _checkpoints(backend)}
+
+
 def load(backend: Backend, name: str) -> tuple[int, int]:
     """(position, version) of a subscription's checkpoint; (0, 0) if none."""
     backend.ensure_collection(CHECKPOINTS, create=False)

@@ -11,7 +11,7 @@ from typing import Any
 from ..backends.base import Backend
 from ..errors import ConfigurationError
 from ._bus import Handler, matcher_for
-from ._checkpoints import SubscriptionInfo, prune, subscriptions, unsubscribe
+from ._checkpoints import SubscriptionInfo, positions, prune, subscriptions, unsubscribe
 from ._durable import Decode, DurableSubscription
 
 
@@ -84,6 +84,10 @@ class Subscriptions:
 
     def infos(self) -> list[SubscriptionInfo]:
         return subscriptions(self._backend, self._stale_after)
+
+    def positions(self) -> dict[str, int]:
+        """{name: position} of this database's durable subscriptions (no claims tried)."""
+        return positions(self._backend)
 
     def unsubscribe(self, name: Any) -> None:
         _check_name(name)
