@@ -193,12 +193,12 @@ class Snapshot:
         shown = set(kinds)
         timed = window != "total"
         table = Table(title=f"statekeep metrics (histograms over {_window_name(window)})")
-        table.add_column("metric (labels)", no_wrap=True, max_width=38, overflow="ellipsis")
+        table.add_column("metric (labels)", no_wrap=True, max_width=32, overflow="ellipsis")
         columns = (
             ("count", "rate/s", "p50", "p99", "max") if timed else ("count", "p50", "p99", "max")
         )
         for column in columns:
-            table.add_column(column, justify="right", no_wrap=True)
+            table.add_column(column, justify="right", no_wrap=True, min_width=8)
         for s in self.series:
             if s.kind not in shown:
                 continue
