@@ -96,6 +96,8 @@ def test_demo_in_process_leaves_the_expected_data(
     # the summary ends with the run's metrics and the advice for its unindexed query
     assert "statekeep metrics (histograms over all time)" in out
     assert "statekeep advice for this run" in out and "Indexed()" in out
+    assert "alerts raised during the run" in out
+    assert "statekeep alert" not in out  # the store's log records are not printed
 
     # one session (and its segments and thumbnails) deleted; all but the newest
     # ten completed, the deleted one among them

@@ -432,3 +432,28 @@ def test_every_event_is_in_the_docs() -> None:
     events = {event_of(call) for path in sorted(SRC.rglob("*.py")) for *_, call in log_calls(path)}
     missing = sorted(e for e in events if e is not None and f"| `{e}` |" not in doc)
     assert not missing, f"docs/metrics.md's logging table lacks {missing}"
+
+
+QUIET = """
+import statekeep
+from statekeep.metrics import AlertRule
+
+rule = AlertRule("always", "always {value}", lambda s: {"": 2.0}, above=1)
+with statekeep.open("memory://", alerts=[rule]) as store:
+    meter = store._core.meter
+    meter.tick(0.0)
+    assert [f.alert for f in store.alerts()] == ["always"]
+"""
+
+
+def test_the_library_prints_nothing_where_the_application_set_no_logging() -> None:
+    """A library's records go where the application sends them: with no
+    handler configured, a raised alert (a WARNING) prints nothing to stderr."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", QUIET], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout == ""

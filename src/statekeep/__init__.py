@@ -1,5 +1,7 @@
 """statekeep keeps an application's state: typed entities in one Store."""
 
+import logging as _logging
+
 from . import errors
 from ._schema import Indexed
 from .active import use
@@ -45,6 +47,10 @@ from .store import Store, open
 from .writebehind import DeadLetter, Policy, Priority, Receipt, Stats, WriteBehindOptions
 
 __version__ = "0.1.0"
+
+# a library's records go where the application sends them: without a handler of its
+# own, Python would print warnings (an alert raised) to stderr
+_logging.getLogger("statekeep").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AlertRaised",

@@ -29,6 +29,7 @@ from .metrics import (
     Advice,
     AlertRule,
     Alerts,
+    Counter,
     Firing,
     Patterns,
     Registry,
@@ -59,6 +60,7 @@ class Meter:
         self.patterns = Patterns()
         self._failures = Windowed(60)
         self._finds: dict[tuple[str, str], Timer] = {}
+        self._moves: dict[tuple[str, str], Counter] = {}
         self._publish: Callable[[Event], None] | None = None
         self._subscriptions: Callable[[], dict[str, int]] | None = None
         self._lag: Callable[[int], int] | None = None
@@ -133,12 +135,15 @@ class Meter:
 
     def transitioned(self, machine: str, event: str, moved: int = 1) -> None:
         if self.enabled and moved:
-            self.registry.counter(
-                n.TRANSITIONS,
-                "State machine moves stored, by machine and event",
-                machine=machine,
-                event=event,
-            ).inc(moved)
+            counter = self._moves.get((machine, event))
+            if counter is None:
+                counter = self._moves[machine, event] = self.registry.counter(
+                    n.TRANSITIONS,
+                    "State machine moves stored, by machine and event",
+                    machine=machine,
+                    event=event,
+                )
+            counter.inc(moved)
 
     # -- read from the store's parts ---------------------------------------------
     def watch_bus(self, bus: Bus) -> None:

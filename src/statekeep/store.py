@@ -139,6 +139,7 @@ class Store:
         core = self._core = Core(url, backend, outbox=outbox, meter=meter)
         self._calls, self._records = core.calls, meter.records  # for @counted
         self._transitioned = counted_moves(core)  # stored machine moves (machines._stored)
+        self._saved = meter.patterns.saved if metrics else None
         self._writebehind_options = writebehind_options
         self._engine: WriteBehind | None = None
         self._engine_lock = threading.Lock()
@@ -270,8 +271,8 @@ class Store:
             raise
         core.note(entity, old, taken)
         core.deliver(committed)
-        if core.meter.enabled:  # how saves come, for advice()
-            core.meter.patterns.saved(info.spec.name, entity.id, bool(core.frames.read()))
+        if self._saved is not None:  # how saves come, for advice()
+            self._saved(info.spec.name, entity.id, bool(core.frames.read()))
         return entity
 
     @counted

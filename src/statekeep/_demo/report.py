@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from rich.table import Table
 
-from statekeep import Priority
+from statekeep import AlertRaised, Priority
 from statekeep.metrics import Advice, Snapshot
 
 from .events import EventsReport, event_rows
@@ -52,6 +52,7 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     metrics: Snapshot | None = None  # store.metrics() at the end of the run
     advice: list[Advice] = field(default_factory=list)  # store.advice() then
+    alerts: list[AlertRaised] = field(default_factory=list)  # raised during the run
 
     @property
     def updates(self) -> int:
@@ -179,3 +180,15 @@ def advice_table(advice: list[Advice]) -> Table:
     if not advice:
         table.add_row("none: nothing in this run would gain from a change", "", "")
     return table
+
+
+def alerts_line(alerts: list[AlertRaised]) -> str:
+    """The alerts the store raised during the run (AlertRaised events), by alert and subject."""
+    if not alerts:
+        return "alerts raised during the run: none"
+    counts: dict[str, int] = {}
+    for alert in alerts:
+        name = alert.alert + (f" ({alert.subject})" if alert.subject else "")
+        counts[name] = counts.get(name, 0) + 1
+    shown = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in counts.items())
+    return f"alerts raised during the run (AlertRaised events): {shown}"

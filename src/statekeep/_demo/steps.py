@@ -54,7 +54,7 @@ from .recordings import (
     Thumbnail,
     make_sessions,
 )
-from .report import Report, advice_table, file_size, per_second, summary
+from .report import Report, advice_table, alerts_line, file_size, per_second, summary
 from .stream import Receipts, compare_save_many, stream
 from .studio import Desk, restore
 
@@ -81,6 +81,7 @@ def run(path: str | None, segments: int, meter_rate: int = METER_RATE) -> int:
     if report.metrics is not None:
         console.print(report.metrics.table(window="total", kinds=("histogram",)))
     console.print(advice_table(report.advice))
+    console.print(Text(alerts_line(report.alerts)), soft_wrap=True)
     console.print()
     console.print(Text("The database is kept at:", style="bold"))
     console.print(Text(db_path), soft_wrap=True)
@@ -125,6 +126,7 @@ def demo(db_path: str, segments: int, console: Console, meter_rate: int = METER_
         Enricher(db_path, Segment, CLIP_DB) as enricher,
     ):
         store.on(RecordingSession.Transitioned, changes)
+        store.on(statekeep.AlertRaised, report.alerts.append)  # the store's own alerts
         # 1. create the sessions: CRITICAL, and the recorder waits until they are stored
         started = time.perf_counter()
         sessions = list(make_sessions(rng))

@@ -3,8 +3,8 @@ unindexed finds filter on, how saves of each collection come (a loop? the
 same entity again and again?), how many calls met a conflict.
 
 Kept per second for the last minute (the metrics ticker closes each
-second); recording is a lock and a few dict operations, on paths that
-write to a database anyway.
+second); recording a save is a clock read and a few dict operations, no
+lock, on a path that writes to a database anyway.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 from ._window import Windowed
 
+_monotonic = time.monotonic
 SPAN = 60  # seconds of save patterns kept
 COALESCE = 0.1  # write-behind's NORMAL window: saves of one id closer than this coalesce
 _IDS_KEPT = 50_000  # ids remembered a collection (the last time each was saved)
 
 
-@dataclass
+@dataclass(slots=True)
 class SaveSecond:
+    second: int = -1
     saves: int = 0
     alone: int = 0  # outside a transaction block: a commit each
     again: int = 0  # of an id saved less than COALESCE seconds before
@@ -33,7 +35,8 @@ class Patterns:
         self._lock = threading.Lock()
         self.unindexed_fields: dict[tuple[str, tuple[str, ...]], int] = {}
         self._seconds: dict[str, deque[tuple[int, SaveSecond]]] = {}
-        self._last: dict[str, dict[str, float]] = {}
+        # the second being counted and the last save of each id, by collection
+        self._saving: dict[str, tuple[SaveSecond, dict[str, float]]] = {}
         self._conflicts: dict[str, Windowed] = {}
         self.batch_limits: tuple[float, int] | None = None  # write-behind's (window, max_batch)
 
@@ -43,29 +46,47 @@ class Patterns:
             self.unindexed_fields[key] = self.unindexed_fields.get(key, 0) + 1
 
     def saved(self, collection: str, id: str, in_block: bool, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+        """A save of id in collection (on every save: no lock; under the GIL each
+        step is one operation, and a count lost to a race would only blunt advice)."""
+        if now is None:
+            now = _monotonic()
+        kept = self._saving.get(collection)
+        if kept is None:
+            kept = self._saving_of(collection)
+        counts, last = kept
         second = int(now)
+        if counts.second != second:
+            counts = self._next_second(collection, second)
+        counts.saves += 1
+        if not in_block:
+            counts.alone += 1
+        before = last.get(id)
+        if before is not None and now - before < COALESCE:
+            counts.again += 1
+        elif len(last) >= _IDS_KEPT:
+            last.clear()  # bounded: the oldest are forgotten together
+        last[id] = now
+
+    def _saving_of(self, collection: str) -> tuple[SaveSecond, dict[str, float]]:
         with self._lock:
-            seconds = self._seconds.get(collection)
-            if seconds is None:
-                seconds = self._seconds[collection] = deque()
-            if not seconds or seconds[-1][0] != second:
-                seconds.append((second, SaveSecond()))
-                while seconds[0][0] <= second - SPAN:
-                    seconds.popleft()
-            counts = seconds[-1][1]
-            counts.saves += 1
-            if not in_block:
-                counts.alone += 1
-            last = self._last.get(collection)
-            if last is None:
-                last = self._last[collection] = {}
-            before = last.get(id)
-            if before is not None and now - before < COALESCE:
-                counts.again += 1
-            elif len(last) >= _IDS_KEPT:
-                last.clear()  # bounded: the oldest are forgotten together
-            last[id] = now
+            kept = self._saving.get(collection)
+            if kept is None:
+                self._seconds[collection] = deque()
+                kept = self._saving[collection] = (SaveSecond(-1), {})
+            return kept
+
+    def _next_second(self, collection: str, second: int) -> SaveSecond:
+        with self._lock:
+            counts, last = self._saving[collection]
+            if counts.second == second:
+                return counts
+            counts = SaveSecond(second)
+            self._saving[collection] = (counts, last)
+            seconds = self._seconds[collection]
+            seconds.append((second, counts))
+            while seconds[0][0] <= second - SPAN:
+                seconds.popleft()
+            return counts
 
     def saves(self, collection: str, now: float | None = None) -> list[SaveSecond]:
         """The seconds of the last minute with saves of a collection."""
@@ -94,7 +115,7 @@ class Patterns:
         """In a forked child: a fresh lock, and what the parent saw forgotten."""
         self._lock = threading.Lock()
         self._seconds.clear()
-        self._last.clear()
+        self._saving.clear()
         for window in self._conflicts.values():
             window.forked()
 
