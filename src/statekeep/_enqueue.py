@@ -112,8 +112,6 @@ def make_engine(core: Core, options: WriteBehindOptions) -> WriteBehind:
 
     engine.waits.in_transaction = in_transaction
     meter = core.meter
-    engine.on_batch = meter.batch_timers()
-    meter.watch_writebehind(engine.stats, options.max_pending)
-    meter.watch_dead_letters(engine.dead_letter_count)
+    engine.on_batch = meter.batch_timers()  # its Stats are read through the store (_metering.watch)
     meter.patterns.batch_limits = (engine.window, engine.options.max_batch)
     return engine

@@ -31,9 +31,16 @@ def results(core: Core, info: EntityInfo, query: Query) -> Iterator[Any]:
                 body = next(bodies, None)
             spent += clock() - start
             if body is None:
-                return
+                break
             yield load(body)
             start = clock()
-    finally:
+    except GeneratorExit:  # the caller stopped reading: a find all the same
         if timer is not None:
             timer.record(spent)
+        raise
+    except BaseException as error:  # a failed find: counted, not timed (as @counted does)
+        if timer is not None:
+            meter.failed("find", error)
+        raise
+    if timer is not None:
+        timer.record(spent)

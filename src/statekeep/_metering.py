@@ -31,6 +31,7 @@ from .metrics import (
     Alerts,
     Counter,
     Firing,
+    Gauge,
     Patterns,
     Registry,
     Snapshot,
@@ -168,15 +169,24 @@ class Meter:
             handler=f"{module}.{name}" if module else name,
         )
 
-    def watch_writebehind(self, stats: Callable[[], Any], max_pending: int) -> None:
-        """Gauges read from write-behind's Stats, once per snapshot."""
+    def watch_writebehind(self, engine: Callable[[], Any], max_pending: int) -> None:
+        """Gauges and counters read from write-behind's Stats once per snapshot,
+        from the store's engine of the moment (none yet, or none in a forked
+        child: zeros; a forked child never reads its parent's engine)."""
         if not self.enabled:
             return
         registry = self.registry
         read: dict[str, float] = {}
+        by_priority: dict[str, Gauge] = {}
 
         def refresh() -> None:
-            s = stats()
+            running = engine()
+            if running is None:
+                read.clear()
+                for gauge in by_priority.values():
+                    gauge.set(0)
+                return
+            s = running.stats()
             read.update(
                 pending=s.total_pending,
                 oldest=s.oldest_pending_age,
@@ -184,11 +194,14 @@ class Meter:
                 retried=s.retried,
                 shed=s.shed,
                 dead=s.dead_lettered,
+                letters=running.dead_letter_count(),
             )
             for priority, count in s.pending.items():
-                registry.gauge(
-                    n.PENDING, "Writes waiting, by priority", priority=priority.lower()
-                ).set(count)
+                if priority not in by_priority:
+                    by_priority[priority] = registry.gauge(
+                        n.PENDING, "Writes waiting, by priority", priority=priority.lower()
+                    )
+                by_priority[priority].set(count)
 
         registry.before_read(refresh)
         registry.gauge(
@@ -202,6 +215,9 @@ class Meter:
             unit="seconds",
             read=lambda: read.get("oldest", 0.0) if read.get("pending") else 0.0,
         )
+        registry.gauge(
+            n.DEAD_LETTERS, "Dead letters waiting now", read=lambda: read.get("letters", 0)
+        )
         registry.counter(
             n.STORED, "Writes stored by write-behind", read=lambda: read.get("stored", 0)
         )
@@ -212,10 +228,6 @@ class Meter:
         registry.counter(
             n.DEAD_LETTERED, "Writes that failed for good", read=lambda: read.get("dead", 0)
         )
-
-    def watch_dead_letters(self, count: Callable[[], int]) -> None:
-        if self.enabled:
-            self.registry.gauge(n.DEAD_LETTERS, "Dead letters waiting now", read=count)
 
     def batch_timers(self) -> Callable[[str, int, int], None] | None:
         """What write-behind calls after each batch: (priority, rows, nanoseconds)."""
@@ -255,6 +267,9 @@ class Meter:
             lags = {name: self._lag(position) for name, position in positions.items()}
         except Exception:  # noqa: BLE001 - closing, or the database away: next time
             return
+        for gone in set(self._positions) - set(positions):  # unsubscribed: nothing waits
+            del self._positions[gone]
+            self._subscription_gauges(gone, 0, 0.0)
         for name, position in positions.items():
             lag = lags[name]
             seen = self._positions.get(name)
@@ -263,17 +278,18 @@ class Meter:
                 idle = 0.0
             else:
                 idle = now - seen[1]
-            self.registry.gauge(
-                n.OUTBOX_LAG,
-                "Outbox events waiting for a durable subscription",
-                subscription=name,
-            ).set(lag)
-            self.registry.gauge(
-                n.SUBSCRIPTION_IDLE,
-                "Seconds a durable subscription has been behind without advancing",
-                unit="seconds",
-                subscription=name,
-            ).set(idle)
+            self._subscription_gauges(name, lag, idle)
+
+    def _subscription_gauges(self, name: str, lag: int, idle: float) -> None:
+        self.registry.gauge(
+            n.OUTBOX_LAG, "Outbox events waiting for a durable subscription", subscription=name
+        ).set(lag)
+        self.registry.gauge(
+            n.SUBSCRIPTION_IDLE,
+            "Seconds a durable subscription has been behind without advancing",
+            unit="seconds",
+            subscription=name,
+        ).set(idle)
 
     def watch_states(self, states: Callable[[], Iterable[Any]]) -> None:
         if not self.enabled:
@@ -294,7 +310,7 @@ class Meter:
 
     # -- ticking, reading ----------------------------------------------------------
     def tick(self, now: float) -> None:
-        self.registry.turn(now)
+        # the registry turns its own histograms (it is ticked itself)
         self.patterns.tick(now)
         self._failures.turn(now)
         rules = self.alerts.rules
@@ -440,6 +456,7 @@ def watch(meter: Meter, store: Any, outbox: bool) -> None:
     core = store._core
     bus, calls, backend = core.bus, core.calls, core.backend
     meter.watch_bus(bus)
+    meter.watch_writebehind(lambda: store._engine, store._writebehind_options.max_pending)
     meter.publish_to(lambda event: bus.dispatch([event]))
     meter.watch_states(store._states.all)
     if not outbox:

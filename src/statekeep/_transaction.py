@@ -264,7 +264,6 @@ class Transaction:
         try:
             if commit is not None:
                 commit.commit()
-                self._core.meter.transaction(True)
             else:
                 assert frame.name is not None
                 try:
@@ -281,6 +280,7 @@ class Transaction:
         if frame.outer is not None:
             frame.outer.absorb(frame)
         elif commit is not None:
+            self._core.meter.transaction(True)
             later, frame.later = frame.later, []
             try:
                 commit.deliver()

@@ -121,8 +121,7 @@ class _Batching(Generic[T, R]):
         self._batch_wait = Timings()
         watch_flow(self)  # the process-wide metrics registry reads its stats()
 
-        # -- with the condition held -------------------------------------------------
-
+    # -- with the condition held -------------------------------------------------
     def _enter(self, value: T) -> _Item | None:
         """Adds the item if there is room (shedding the oldest if that is the
         policy); None if the caller must wait or be refused."""

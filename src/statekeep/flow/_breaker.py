@@ -106,8 +106,7 @@ class CircuitBreaker:
         self._probing: ContextVar[tuple[bool, ...]] = ContextVar(f"{name}_probing", default=())
         watch_flow(self)  # the process-wide metrics registry reads its stats()
 
-        # -- the state machine (under the lock) ----------------------------------
-
+    # -- the state machine (under the lock) ----------------------------------
     @property
     def state(self) -> CircuitState:
         """The state now (an open breaker past its reset_timeout is half open)."""

@@ -96,10 +96,10 @@ class _Debouncing(Generic[T]):
         else:
             self._clock, self._lock = root._clock, root._lock
             self._keys, self._counts = root._keys, root._counts
-        watch_flow(self)  # the process-wide metrics registry reads its stats()
+        if root is None:  # a key's debounce counts into its root's figures
+            watch_flow(self)  # the process-wide metrics registry reads its stats()
 
-        # -- the period (callers hold the lock) ------------------------------------
-
+    # -- the period (callers hold the lock) ------------------------------------
     def _fold(
         self, now: float, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Handle[Any], bool]:

@@ -99,8 +99,7 @@ class Retry:
         self._delays = Timings()
         watch_flow(self)  # the process-wide metrics registry reads its stats()
 
-        # -- the decision ----------------------------------------------------------
-
+    # -- the decision ----------------------------------------------------------
     def _worth(self, exc: BaseException) -> bool:
         if not isinstance(exc, self.retry_on):
             return False

@@ -32,7 +32,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from .._numbers import is_seconds, is_whole
 from .._numbers import timeout as a_timeout
 from ..errors import ConfigurationError, ThrottledError
-from ..metrics import watch_flow
+from ..metrics import unwatch_flow, watch_flow
 from ._clock import Clock, a_clock
 from ._slots import Slots
 from ._stats import FlowStats, PerSecond, Timings
@@ -107,8 +107,7 @@ class Throttle:
         self._keys_lock = threading.Lock()
         watch_flow(self)  # the process-wide metrics registry reads its stats()
 
-        # -- the rate ------------------------------------------------------------
-
+    # -- the rate ------------------------------------------------------------
     def _at_once(self) -> bool:
         """The fast path: admitted now by the rate (it never overtakes a
         waiter: a waiter's reservation has moved the TAT on)."""
@@ -386,6 +385,7 @@ class Throttle:
                 name=f"{self.name}[{key!r}]",
                 clock=self._clock,
             )
+            unwatch_flow(child)  # one series a key would grow without bound: the root's are kept
             self._keys[key] = child
             if len(self._keys) > self.max_keys:
                 self._evict()

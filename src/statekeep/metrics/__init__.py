@@ -10,7 +10,7 @@ a store report into `default()`. See docs/metrics.md.
 from . import _names as names
 from ._advice import Advice, advise
 from ._alerts import AlertRule, Alerts, Firing
-from ._flow import watch_flow
+from ._flow import unwatch_flow, watch_flow
 from ._histogram import SUB, Histogram, bounds_of, bucket_of, merged, middle_of
 from ._otel import OtelInstruments, instrument_otel
 from ._patterns import Patterns
@@ -54,6 +54,7 @@ __all__ = [
     "metrics_app",
     "middle_of",
     "names",
+    "unwatch_flow",
     "prometheus_collector",
     "watch_flow",
 ]

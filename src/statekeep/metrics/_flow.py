@@ -37,6 +37,12 @@ def watch_flow(part: Part) -> None:
             _READING.append(registry)
 
 
+def unwatch_flow(part: Part) -> None:
+    """No longer reports a part (a throttle's per-key child: its figures are its own)."""
+    with _LOCK:
+        _PARTS.discard(part)
+
+
 def _read() -> None:
     registry = _READING[0]
     counts: dict[tuple[str, str, str], float] = {}

@@ -510,12 +510,33 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
             on_batch, start = self.on_batch, time.perf_counter_ns()
             try:
                 outcome = store_batch(self._backend, writes, batch)
-                if on_batch is not None:
-                    top = max(write.priority for write in writes)
-                    on_batch(top.name.lower(), len(writes), time.perf_counter_ns() - start)
+                took = time.perf_counter_ns() - start
                 self._settle(writes, outcome, batch)
             finally:
                 self._storing = False
+            if on_batch is not None:
+                self._measured(on_batch, writes, took)
+
+    def _measured(
+        self, on_batch: Callable[[str, int, int], None], writes: list[Write], took: int
+    ) -> None:
+        """Reports a settled batch to the store's metrics; a failure there is
+        logged, never the flusher's."""
+        try:
+            on_batch(max(write.priority for write in writes).name.lower(), len(writes), took)
+        except Exception as error:  # noqa: BLE001 - metrics must not stop the flusher
+            _log.error(
+                "write-behind: reporting a batch to the metrics failed: %s",
+                error,
+                extra={
+                    "statekeep": {
+                        "event": "writebehind.on_batch_failed",
+                        "writes": len(writes),
+                        "error_type": type(error).__name__,
+                        "error": str(error),
+                    }
+                },
+            )
 
     def _seal(self, writes: list[Write]) -> list[tuple[Write, RecordId]]:
         """A batch is about to write its note: from now on its writes are
