@@ -1,7 +1,8 @@
 """statekeep.metrics: counters, gauges and latency histograms (log-linear,
 mergeable, quantiles within 1%, over the last 10 s, 1 min and 10 min), with
 alerts and advice on top. A leaf: it imports only the standard library and
-statekeep.errors (rich only to draw a table).
+statekeep.errors (rich only to draw a table, prometheus_client and
+opentelemetry only inside the exporters' functions).
 
 Every store has a Registry (`store.metrics()` reads it); parts used without
 a store report into `default()`. See docs/metrics.md.

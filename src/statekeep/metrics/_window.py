@@ -7,8 +7,10 @@ the caller's thread. Turning it (`turn()`, once a second by the metrics
 thread, and before every read) counts those values into a histogram in
 bulk (a sort and a bisect per bucket present: Histogram.record_many),
 stamped with the second of the turn, kept in the ring of past seconds and
-merged into the all-time histogram (`total`); seconds older than the span
-leave the ring. A window of k seconds merges the ring's last k seconds.
+merged into the all-time histogram (`total`) and into a running sum for each
+of WINDOWS (taken out again when it leaves that window), so a read of 10 s,
+1 min or 10 min copies one histogram; any other window merges the ring's
+seconds it covers.
 
 No value is lost to a turn while other threads append: the list is never
 replaced; a turn copies its first n values and deletes just those (each
