@@ -7,6 +7,7 @@ import gc
 import math
 import os
 import sqlite3
+import statistics
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -229,3 +230,26 @@ def ratio_target(
         target=f">= {minimum:.2f}x limit",
         passed=ratio >= minimum,
     )
+
+
+def micros(seconds: float) -> str:
+    """A short time: microseconds below a millisecond, else milliseconds."""
+    return f"{seconds * 1e6:.2f} us" if abs(seconds) < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+class CallCosts:
+    """Per-call costs from rounds() of loops: each trial's time a call,
+    above the `baseline` trial's (the loop's own cost), median and best."""
+
+    def __init__(self, times: dict[str, list[float]], calls: dict[str, int], baseline: str) -> None:
+        per_call = {name: [t / calls[name] for t in seconds] for name, seconds in times.items()}
+        self.median = {name: statistics.median(t) for name, t in per_call.items()}
+        self.best = {name: min(t) for name, t in per_call.items()}
+        self.baseline = baseline
+
+    def cost(self, name: str, best: bool = False) -> float:
+        figures = self.best if best else self.median
+        return max(figures[name] - figures[self.baseline], 1e-12)
+
+    def text(self, name: str) -> str:
+        return f"{micros(self.cost(name))} a call (best {micros(self.cost(name, True))})"

@@ -62,7 +62,19 @@ import statekeep
 import statekeep.metrics as sk_metrics
 
 from . import _models, load
-from .harness import Cleanup, ExtraTable, Progress, Result, Run, Sizes, Trial, remove_db, rounds
+from .harness import (
+    CallCosts,
+    Cleanup,
+    ExtraTable,
+    Progress,
+    Result,
+    Run,
+    Sizes,
+    Trial,
+    micros,
+    remove_db,
+    rounds,
+)
 
 MOST_GET_US = 0.5  # target: microseconds metrics add to a store.get
 MOST_SAVE_MANY = 0.03  # target: metrics' overhead on save_many
@@ -124,11 +136,7 @@ def run(sizes: Sizes, workdir: str, progress: Progress) -> list[Result | ExtraTa
     return results
 
 
-def _us(seconds: float) -> str:
-    return f"{seconds * 1e6:.2f} us" if abs(seconds) < 1e-3 else f"{seconds * 1e3:.2f} ms"
-
-
-def _signed_us(seconds: float) -> str:
+def _signedmicros(seconds: float) -> str:
     return f"{seconds * 1e6:+.2f} us"
 
 
@@ -176,17 +184,17 @@ def _on_off(
             OFF,
             n / median_off,
             1.0,
-            detail=f"{_us(median_off / n)} {unit} (best {_us(min(off) / n)})",
+            detail=f"{micros(median_off / n)} {unit} (best {micros(min(off) / n)})",
         ),
         Result(
             label,
             ON,
             n / median_on,
             median_off / median_on,
-            detail=f"{_signed_us(added_median)} {unit}, {overhead:+.1%} (medians of "
-            f"{len(added)} paired rounds: {_signed_us(added[0])} to {_signed_us(added[-1])}, "
+            detail=f"{_signedmicros(added_median)} {unit}, {overhead:+.1%} (medians of "
+            f"{len(added)} paired rounds: {_signedmicros(added[0])} to {_signedmicros(added[-1])}, "
             f"{ratios[0] - 1:+.1%} to {ratios[-1] - 1:+.1%}; best / best "
-            f"{min(on) / min(off) - 1:+.1%}); {_us(median_on / n)} {unit}",
+            f"{min(on) / min(off) - 1:+.1%}); {micros(median_on / n)} {unit}",
             **judged,
         ),
     ]
@@ -430,15 +438,8 @@ def _record(counts: _Counts, progress: Progress) -> list[Result]:
         NOOP: noop,
     }
     times = rounds(trials, counts.rounds, progress, "metrics histogram record")
-    per_call = {name: [t / calls[name] for t in seconds] for name, seconds in times.items()}
-    median = {name: statistics.median(t) for name, t in per_call.items()}
-    best = {name: min(t) for name, t in per_call.items()}
-
-    def cost(name: str, figures: dict[str, float] = median) -> float:
-        return max(figures[name] - figures[NOOP], 1e-12)
-
-    def text(name: str) -> str:
-        return f"{_us(cost(name))} a call (best {_us(cost(name, best))})"
+    costs = CallCosts(times, calls, NOOP)
+    median, best, cost, text = costs.median, costs.best, costs.cost, costs.text
 
     label = "metrics: a histogram record, lognormal latencies (cost above the loop's)"
     rows = []
@@ -453,7 +454,7 @@ def _record(counts: _Counts, progress: Progress) -> list[Result]:
                 target=f"cost <= {MOST_RECORD:g}x prometheus_client's",
                 passed=ratio <= MOST_RECORD,
                 detail=f"{text(name)}; {ratio:.2f}x prometheus_client's "
-                f"(best / best {cost(name, best) / cost(PROM, best):.2f}x)",
+                f"(best / best {cost(name, True) / cost(PROM, True):.2f}x)",
             )
         )
     for name in (SK_OBSERVE, PROM, OTEL):
@@ -472,7 +473,7 @@ def _record(counts: _Counts, progress: Progress) -> list[Result]:
             label,
             NOOP,
             1 / median[NOOP],
-            detail=f"{_us(median[NOOP])} a call (best {_us(best[NOOP])}): "
+            detail=f"{micros(median[NOOP])} a call (best {micros(best[NOOP])}): "
             "taken off every other row",
         )
     )
@@ -649,7 +650,7 @@ def _scrape(counts: _Counts, progress: Progress) -> list[Result]:
                     name,
                     1 / median[name],
                     ratio,
-                    detail=f"{_us(median[name])} a scrape (best {_us(best[name])}); "
+                    detail=f"{micros(median[name])} a scrape (best {micros(best[name])}); "
                     f"{median[name] / median[PROM_NATIVE]:.2f}x prometheus_client's time{size}",
                 )
             )

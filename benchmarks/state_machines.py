@@ -74,7 +74,19 @@ import statekeep
 from statekeep.machines import Machine, State
 
 from . import load
-from .harness import Cleanup, ExtraTable, Progress, Result, Run, Sizes, Trial, remove_db, rounds
+from .harness import (
+    CallCosts,
+    Cleanup,
+    ExtraTable,
+    Progress,
+    Result,
+    Run,
+    Sizes,
+    Trial,
+    micros,
+    remove_db,
+    rounds,
+)
 
 FASTER_THAN_TRANSITIONS = 10.0  # target: an in-memory send this many times cheaper
 FASTER_THAN_PSM = 100.0  # ... than python-statemachine's
@@ -237,10 +249,6 @@ def run(sizes: Sizes, workdir: str, progress: Progress) -> list[Result | ExtraTa
     return results
 
 
-def _us(seconds: float) -> str:
-    return f"{seconds * 1e6:.2f} us" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
-
-
 def _nothing(*args: object) -> None:
     return None
 
@@ -374,15 +382,8 @@ def _in_memory(sizes: Sizes, progress: Progress) -> list[Result]:
         PLAIN: plain_trial,
     }
     times = rounds(trials, sizes.repeats, progress, "machines in-memory transition")
-    per_call = {name: [t / calls[name] for t in seconds] for name, seconds in times.items()}
-    median = {name: statistics.median(t) for name, t in per_call.items()}
-    best = {name: min(t) for name, t in per_call.items()}
-
-    def cost(name: str, figures: dict[str, float] = median) -> float:
-        return max(figures[name] - figures[PLAIN], 1e-12)
-
-    def text(name: str) -> str:
-        return f"{_us(cost(name))} a call (best {_us(cost(name, best))})"
+    costs = CallCosts(times, calls, PLAIN)
+    median, best, cost, text = costs.median, costs.best, costs.cost, costs.text
 
     label = "machines: in-memory transition, one guard + one action (speed vs transitions)"
     rows = []
@@ -391,7 +392,7 @@ def _in_memory(sizes: Sizes, progress: Progress) -> list[Result]:
         (PSM_SEND, FASTER_THAN_PSM, "python-statemachine", "python-statemachine's"),
     ):
         speedup = cost(rival) / cost(SK_SEND)
-        best_speedup = cost(rival, best) / cost(SK_SEND, best)
+        best_speedup = cost(rival, True) / cost(SK_SEND, True)
         rows.append(
             Result(
                 label,
@@ -401,7 +402,7 @@ def _in_memory(sizes: Sizes, progress: Progress) -> list[Result]:
                 target=f">= {most:g}x faster than {short}",
                 passed=speedup >= most,
                 detail=f"{text(SK_SEND)}; {speedup:.1f}x faster than {owner} "
-                f"{_us(cost(rival))} (best / best {best_speedup:.1f}x)",
+                f"{micros(cost(rival))} (best / best {best_speedup:.1f}x)",
             )
         )
     for name in (SK_EVENT, SK_ENTITY, TR_STEP, PSM_SEND, BY_HAND):
@@ -419,7 +420,7 @@ def _in_memory(sizes: Sizes, progress: Progress) -> list[Result]:
             label,
             PLAIN,
             1 / median[PLAIN],
-            detail=f"{_us(median[PLAIN])} a call (best {_us(best[PLAIN])}): "
+            detail=f"{micros(median[PLAIN])} a call (best {micros(best[PLAIN])}): "
             "taken off every other row",
         )
     )
@@ -538,7 +539,7 @@ def _memory(sizes: Sizes, workdir: str, progress: Progress) -> list[Result]:
         seconds = got[kind]["seconds"]
         median = statistics.median(seconds)
         tail = f", best {min(seconds):.2f} s" if len(seconds) > 1 else ", one round"
-        return f"made in {median:.2f} s ({_us(median / n)} each{tail})"
+        return f"made in {median:.2f} s ({micros(median / n)} each{tail})"
 
     label = f"machines: {n:,} entities bound to a machine, memory and time to make"
     added = per("sk_machine", "traced") - per("sk_str", "traced")
@@ -677,7 +678,7 @@ def _stored(sizes: Sizes, workdir: str, progress: Progress) -> list[Result]:
             SAVE,
             n / median[SAVE],
             1.0,
-            detail=f"{_us(median[SAVE] / n)} a call (best {_us(best[SAVE] / n)})",
+            detail=f"{micros(median[SAVE] / n)} a call (best {micros(best[SAVE] / n)})",
         )
     ]
     for name in (SEND, SEND_THEN_SAVE):
@@ -687,7 +688,7 @@ def _stored(sizes: Sizes, workdir: str, progress: Progress) -> list[Result]:
         detail = (
             f"{overhead:+.1%} over save (median of {len(paired)} paired rounds, "
             f"{paired[0] - 1:+.1%} to {paired[-1] - 1:+.1%}; best / best "
-            f"{best[name] / best[SAVE] - 1:+.1%}); {_us(median[name] / n)} a call"
+            f"{best[name] / best[SAVE] - 1:+.1%}); {micros(median[name] / n)} a call"
         )
         target: dict[str, Any] = {}
         if name == SEND:

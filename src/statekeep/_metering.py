@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ._calls import OPERATIONS
 from .backends.base import Filter
@@ -43,6 +43,7 @@ from .metrics import (
 from .metrics import names as n
 
 log = logging.getLogger("statekeep.metrics")
+R = TypeVar("R")
 
 _LAG_CAP = 10_000  # outbox lag is counted up to this many events
 _SUBSCRIPTIONS_EVERY = 5.0  # seconds between reads of the checkpoints
@@ -417,6 +418,23 @@ def check_alerts(alerts: Any) -> Sequence[AlertRule] | None:
         if not isinstance(rule, AlertRule):
             raise ConfigurationError(f"alerts= takes AlertRule objects, not {rule!r}")
     return rules
+
+
+def call_timed(store: Any, index: int, call: Callable[..., R], *args: Any) -> R:
+    """call(*args) timed as the store's OPERATIONS[index] and counted by its
+    error if it raises, as @counted does (for a call not made through it:
+    enqueue's hot path)."""
+    record = store._records[index]
+    if record is None:
+        return call(*args)
+    start = time.perf_counter_ns()
+    try:
+        result = call(*args)
+    except BaseException as error:
+        store._core.meter.failed(OPERATIONS[index], error)
+        raise
+    record(time.perf_counter_ns() - start)
+    return result
 
 
 @contextlib.contextmanager

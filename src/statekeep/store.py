@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from time import perf_counter_ns
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -24,8 +23,8 @@ from ._emit import Pending, decode
 from ._enqueue import enqueue, enqueue_entity, make_engine
 from ._entity_batcher import EntityBatcher
 from ._finding import results
-from ._metering import Meter, check_alerts, counted_moves, watch
-from ._saving import save_chunks
+from ._metering import Meter, call_timed, check_alerts, counted_moves, watch
+from ._saving import save_all
 from ._states import States
 from ._transaction import Transaction
 from .backends import Backend, open_backend, redacted
@@ -291,14 +290,7 @@ class Store:
         if chunk_size is None:
             chunk_size = core.backend.chunk_rows
         chunk_size = check.chunk_size(chunk_size)
-        start = perf_counter_ns()
-        if check.flag(atomic, "atomic"):
-            with core.transaction():
-                saved = save_chunks(core, entities, chunk_size, atomic)
-        else:
-            saved = save_chunks(core, entities, chunk_size, atomic)
-        core.meter.saved_many(saved, perf_counter_ns() - start)
-        return saved
+        return save_all(core, entities, chunk_size, check.flag(atomic, "atomic"))
 
     @overload
     def delete(self, target: Entity) -> None: ...
@@ -376,25 +368,12 @@ class Store:
         transaction it is enqueued when the outermost block commits, and
         dropped if the block rolls back. deadline: seconds by which it must
         be stored."""
-        record, start = self._records[ENQUEUE], perf_counter_ns()
-        try:
-            if self._engine is not None:  # the hot path: once the engine runs, it refuses
-                # writes once it closes, and enqueue does no I/O: no need to count the call
-                receipt = enqueue_entity(
-                    self._core, self._writebehind, entity, priority, deadline, expect_version
-                )
-            else:
-                with self._calls:
-                    receipt = enqueue_entity(
-                        self._core, self._writebehind, entity, priority, deadline, expect_version
-                    )
-        except BaseException as error:
-            if record is not None:
-                self._core.meter.failed("enqueue", error)
-            raise
-        if record is not None:
-            record(perf_counter_ns() - start)
-        return receipt
+        args = (self._core, self._writebehind, entity, priority, deadline, expect_version)
+        if self._engine is not None:  # the hot path: once the engine runs, it refuses
+            # writes once it closes, and enqueue does no I/O: no need to count the call
+            return call_timed(self, ENQUEUE, enqueue_entity, *args)
+        with self._calls:
+            return call_timed(self, ENQUEUE, enqueue_entity, *args)
 
     @counted
     def enqueue_delete(

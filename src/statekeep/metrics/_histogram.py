@@ -97,10 +97,16 @@ class Histogram:
             end = bisect_left(values, bounds_of(key)[1], at)
             found.append((key, end - at))
             at = end
+        self._add(found, count, total, low, high)
+
+    def _add(
+        self, buckets: list[tuple[int, int]], count: int, total: int, low: int, high: int
+    ) -> None:
+        """Adds counted values: (bucket, how many) pairs and their count, sum, min and max."""
         with self._lock:
-            buckets = self.buckets
-            for key, n in found:
-                buckets[key] += n
+            mine = self.buckets
+            for key, n in buckets:
+                mine[key] += n
             if self.count:
                 self.min, self.max = min(self.min, low), max(self.max, high)
             else:
@@ -115,33 +121,13 @@ class Histogram:
             raise ConfigurationError(f"a histogram takes whole numbers >= 0, not {value!r}")
         self.record(value)
 
-    def take(self) -> Histogram:
-        """Moves everything out into a new histogram and starts empty (one
-        second of a window closing)."""
-        taken = Histogram()
-        with self._lock:
-            taken.buckets, self.buckets = self.buckets, defaultdict(int)
-            taken.count, taken.sum, taken.min, taken.max = self.count, self.sum, self.min, self.max
-            self.count = self.sum = self.min = self.max = 0
-        return taken
-
     def merge(self, other: Histogram) -> None:
         """Adds other's values to this one (a window's seconds, processes)."""
         with other._lock:
             buckets, count = list(other.buckets.items()), other.count
             total, low, high = other.sum, other.min, other.max
-        if not count:
-            return
-        with self._lock:
-            mine = self.buckets
-            for key, n in buckets:
-                mine[key] += n
-            if self.count:
-                self.min, self.max = min(self.min, low), max(self.max, high)
-            else:
-                self.min, self.max = low, high
-            self.count += count
-            self.sum += total
+        if count:
+            self._add(buckets, count, total, low, high)
 
     def subtract(self, other: Histogram) -> None:
         """Takes other's values out again (a second leaving a window's

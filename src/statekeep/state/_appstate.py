@@ -44,6 +44,7 @@ from ..flow import Clock
 from ..writebehind import Priority
 from ._compression import COLD, Compressible
 from ._coordinator import Coordinator
+from ._dispatching import Dispatching
 from ._draft import Changes, draft_of
 from ._durability import Persistable, Persister
 from ._history import History, copied_bytes
@@ -61,7 +62,7 @@ from ._stats import Counters
 from ._subscription import Subscription, make_watch
 from ._undo import Undoable
 from ._updates import Finished, Remove, Run, SetKey, SetMany, SetValue, grouped
-from ._watch import Index, Watch, order_of
+from ._watch import Index, Watch
 
 if TYPE_CHECKING:
     from ..events import Bus
@@ -76,7 +77,7 @@ _NORMAL = Priority.NORMAL
 _LIVE: weakref.WeakSet[AppState[Any]] = weakref.WeakSet()
 
 
-class AppState(Compressible, Persistable, Undoable, Reported, Generic[M]):
+class AppState(Compressible, Persistable, Undoable, Reported, Dispatching, Generic[M]):
     """A typed application state: frozen snapshots, prioritised updates,
     selector subscriptions, undo and redo. See docs/state.md."""
 
@@ -518,57 +519,6 @@ class AppState(Compressible, Persistable, Undoable, Reported, Generic[M]):
         if self.on_version:
             for listener in self.on_version:
                 listener(version, root, changes)
-
-    def _dispatch(self, old: Any, new: Any, changes: tuple[tuple[Any, ...], ...]) -> None:
-        index = self._index
-        if len(changes) == 1:
-            watches: Any = index.of(changes[0])
-            if not watches:
-                return
-        else:
-            found: dict[Watch, None] = {}
-            index.candidates(changes, found)
-            watches = sorted(found, key=order_of)
-        self._dispatching = True
-        subscribed = self._watches
-        try:
-            for watch in watches:
-                if watch not in subscribed:  # cancelled by a callback before it
-                    continue
-                try:
-                    change = watch.change(old, new, changes, self._index)
-                except Exception as exc:  # noqa: BLE001 - a selector that raises: isolated
-                    self._failed(watch, "its selector", exc)
-                    continue
-                if change is not None:
-                    self.counters.callbacks += 1
-                    try:
-                        watch.call(*change)
-                    except Exception as exc:  # noqa: BLE001 - logged; the others still run
-                        self._failed(watch, "its callback", exc)
-        finally:
-            self._dispatching = False
-
-    def _failed(self, watch: Watch, what: str, error: Exception) -> None:
-        self.counters.callbacks_failed += 1
-        watch.failed += 1
-        log.exception(
-            "state %s: %s of %r failed",
-            self.options.name,
-            what,
-            watch,
-            extra={
-                "statekeep": {
-                    "event": "state.subscription_failed",
-                    "state": self.options.name,
-                    "part": what.removeprefix("its "),
-                    "subscription": repr(watch),
-                    "failures": watch.failed,
-                    "error_type": type(error).__name__,
-                    "error": str(error),
-                }
-            },
-        )
 
     def _run_later(self) -> None:
         """Applies the updates callbacks made, each lot as one version; in a

@@ -44,8 +44,9 @@ from ._claim import claim, free_with_leftovers
 from ._journal import Journal, JournalId, Record, RecordId
 from ._journaling import JournalThread
 from ._notes import NOTES
-from ._options import JOURNAL_WINDOW, DeadLetter, Priority, Stats, WriteBehindOptions
+from ._options import JOURNAL_WINDOW, DeadLetter, Priority, WriteBehindOptions
 from ._outcomes import Outcomes
+from ._readings import Readings, report_batch
 from ._receipt import Receipt, Waits
 from ._records import DeadLetterFile, spec_of
 from ._room import Room
@@ -65,7 +66,7 @@ _PROBE = 0.25  # seconds between probes of the database while backing off
 _monotonic = time.monotonic
 
 
-class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
+class WriteBehind(JournalThread, Scheduling, Room, Outcomes, Readings):
     def __init__(
         self,
         backend: Backend,
@@ -382,35 +383,6 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
         if claimed is not None:
             os.close(claimed)  # the directory is free for the next engine
 
-    def stats(self) -> Stats:
-        with self._lock:
-            now = time.monotonic()
-            oldest = min((w.since for w in self._pending.values()), default=now)
-            return Stats(
-                pending={p.name: len(lane) for p, lane in self._lanes.items()},
-                in_flight=len(self._flight),
-                stored=self._stored,
-                retried=self._retried,
-                dead_lettered=self._dead,
-                shed=self._shed,
-                last_error=self._last_error,
-                oldest_pending_age=now - oldest,
-                database=self._circuit.state.value,
-            )
-
-    @property
-    def window(self) -> float:
-        """How long a NORMAL write waits for company (the options', or the default)."""
-        return self._window
-
-    def dead_letter_count(self) -> int:
-        with self._lock:
-            return len(self._dead_letters)
-
-    def dead_letters(self) -> list[DeadLetter]:
-        with self._lock:
-            return list(self._dead_letters)
-
     def requeue(self, letter: DeadLetter) -> Receipt:
         """Tries a dead-lettered write again, over whatever is stored (on
         purpose: no conflict rule); it stops being dead once enqueued."""
@@ -515,28 +487,7 @@ class WriteBehind(JournalThread, Scheduling, Room, Outcomes):
             finally:
                 self._storing = False
             if on_batch is not None:
-                self._measured(on_batch, writes, took)
-
-    def _measured(
-        self, on_batch: Callable[[str, int, int], None], writes: list[Write], took: int
-    ) -> None:
-        """Reports a settled batch to the store's metrics; a failure there is
-        logged, never the flusher's."""
-        try:
-            on_batch(max(write.priority for write in writes).name.lower(), len(writes), took)
-        except Exception as error:  # noqa: BLE001 - metrics must not stop the flusher
-            _log.error(
-                "write-behind: reporting a batch to the metrics failed: %s",
-                error,
-                extra={
-                    "statekeep": {
-                        "event": "writebehind.on_batch_failed",
-                        "writes": len(writes),
-                        "error_type": type(error).__name__,
-                        "error": str(error),
-                    }
-                },
-            )
+                report_batch(on_batch, writes, took)
 
     def _seal(self, writes: list[Write]) -> list[tuple[Write, RecordId]]:
         """A batch is about to write its note: from now on its writes are
