@@ -1,0 +1,284 @@
+"""What the dashboard shows, read from a store as one signal tree.
+
+Cheap figures (write-behind, rates, latencies) are read every time; the ones
+that cost queries or work (entity counts, machines' states, subscriptions,
+advice) at most every so often, and less often when they take long (see
+`Every`). Lists the page addresses by element go out `indexed`; `shape` says
+how long each is, so the page's rows are rebuilt only when a length changes.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..entity import Entity, entity_class
+from ..events import Subscription
+from ..machines import Transitioned
+from ..store import Store
+from ._signals import Tree, indexed, plain
+
+SPARK_POINTS = 60  # one a second: the last minute
+LETTERS_SHOWN = 20
+TRANSITIONS_SHOWN = 10
+LISTS = ("letters", "outbox", "counts", "machines", "transitions", "alerts", "advice")
+
+
+@dataclass
+class Every:
+    """A figure read at most every `seconds`, and never more often than 20 times
+    the time its last read took (a count that takes 100 ms is read every 2 s)."""
+
+    seconds: float
+    read: Callable[[], Any]
+    value: Any = None
+    _at: float = -math.inf
+    _took: float = 0.0
+
+    def get(self, now: float) -> Any:
+        if now - self._at >= max(self.seconds, 20 * self._took):
+            start = time.perf_counter()
+            self.value = self.read()
+            self._took = time.perf_counter() - start
+            self._at = now
+        return self.value
+
+
+@dataclass
+class _Spark:
+    values: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=SPARK_POINTS)
+    )
+    at: float = -math.inf
+
+    def add(self, now: float, value: float) -> None:
+        if now - self.at >= 1.0:
+            self.values.append(value)
+            self.at = now
+
+    def points(self, width: int = 120, height: int = 30) -> str:
+        """The values as an SVG polyline's points, scaled into width x height."""
+        if not self.values:
+            return ""
+        top = max(self.values) or 1.0
+        step = width / (SPARK_POINTS - 1)
+        start = SPARK_POINTS - len(self.values)
+        return " ".join(
+            f"{(start + n) * step:.1f},{height - value / top * height:.1f}"
+            for n, value in enumerate(self.values)
+        )
+
+
+def entities_of(store_entities: Iterable[type[Entity]] | None) -> list[type[Entity]]:
+    """The entity classes the dashboard counts: those given, or every class
+    defined so far (not statekeep's own)."""
+    if store_entities is not None:
+        return list(store_entities)
+    from ..entity import _by_collection  # every class defined so far, by collection
+
+    return [
+        cls
+        for name, cls in sorted(_by_collection.items())
+        if not cls.__module__.startswith("statekeep.") and entity_class(name) is cls
+    ]
+
+
+class Board:
+    """Reads the dashboard's signal tree from store (on a worker thread)."""
+
+    def __init__(
+        self,
+        store: Store,
+        entities: Sequence[type[Entity]],
+        *,
+        poke: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.entities = entities
+        self._transitions: collections.deque[Tree] = collections.deque(maxlen=TRANSITIONS_SHOWN)
+        self._lock = threading.Lock()
+        self._poke = poke
+        self._stored = _Spark()
+        self._pending = _Spark()
+        self._last: tuple[float, int] | None = None
+        self._rate = 0.0
+        self._counts = Every(1.0, self._read_counts)
+        self._machines = Every(1.0, self._read_machines)
+        self._outbox = Every(2.0, self._read_outbox)
+        self._advice = Every(5.0, self._read_advice)
+        self._subscription: Subscription | None = None
+
+    def start(self) -> None:
+        """Follows the store's transitions (the recent ones are shown)."""
+        if self._subscription is None:
+            self._subscription = self.store.on(Transitioned, self._transitioned)
+
+    def stop(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None and not self.store.closed:
+            self.store.off(subscription)
+
+    def _transitioned(self, event: Transitioned) -> None:
+        row = {
+            "at": time.strftime("%H:%M:%S"),
+            "entity": f"{event.collection}/{event.entity_id}"[:80],
+            "machine": f"{event.machine}.{event.field}",
+            "event": event.event,
+            "move": f"{event.source} → {event.target}",
+        }
+        with self._lock:
+            self._transitions.appendleft(row)
+        self._poke()
+
+    # -- the tree --------------------------------------------------------------
+    def read(self) -> Tree:
+        now = time.monotonic()
+        store = self.store
+        stats = store.writebehind.stats()
+        metrics = store.metrics()
+        max_pending = store.writebehind.options.max_pending
+        total = stats.total_pending
+        ratio = total / max_pending if max_pending else 0.0
+        if self._last is not None and now > self._last[0]:
+            self._rate = (stats.stored - self._last[1]) / (now - self._last[0])
+        if self._last is None or now - self._last[0] >= 1.0:
+            self._last = (now, stats.stored)
+        self._stored.add(now, self._rate)
+        self._pending.add(now, total)
+        letters = store.writebehind.dead_letters()[:LETTERS_SHOWN]
+        with self._lock:
+            transitions = list(self._transitions)
+        tree: Tree = {
+            "pid": os.getpid(),
+            "wb": {
+                "pending": {p.lower(): n for p, n in sorted(stats.pending.items())},
+                "total": total,
+                "ratio": round(ratio, 3),
+                "percent": f"{ratio:.0%}",
+                "health": _health(ratio, stats.database),
+                "database": stats.database,
+                "inflight": stats.in_flight,
+                "stored": stats.stored,
+                "retried": stats.retried,
+                "dead": stats.dead_lettered,
+                "shed": stats.shed,
+                "oldest": round(stats.oldest_pending_age, 3),
+                "error": stats.last_error or "",
+            },
+            "rate": {
+                "stored": round(self._rate, 1),
+                "saves": round(
+                    _window(metrics, "statekeep_operation_seconds", "rate", operation="save"), 1
+                ),
+            },
+            "lat": {
+                "enqueue": _latency(metrics, "statekeep_operation_seconds", operation="enqueue"),
+                "save": _latency(metrics, "statekeep_operation_seconds", operation="save"),
+                "batch": _latency(metrics, "statekeep_writebehind_batch_seconds"),
+            },
+            "spark": {"stored": self._stored.points(), "pending": self._pending.points()},
+            "letters": indexed(_letter(n, letter) for n, letter in enumerate(letters)),
+            "outbox": indexed(self._outbox.get(now)),
+            "counts": indexed(self._counts.get(now)),
+            "machines": indexed(self._machines.get(now)),
+            "transitions": indexed(transitions),
+            "alerts": indexed(
+                {
+                    "alert": firing.alert,
+                    "subject": firing.subject,
+                    "severity": firing.severity,
+                    "message": firing.message,
+                }
+                for firing in store.alerts()
+            ),
+            "advice": indexed(self._advice.get(now)),
+        }
+        tree["shape"] = {name: len(tree[name]) for name in LISTS}
+        tree["shape"]["machines_states"] = [len(m["states"]) for m in tree["machines"].values()]
+        result: Tree = plain(tree)
+        return result
+
+    def _read_counts(self) -> list[Tree]:
+        return [
+            {"name": cls.__statekeep__.spec.name, "count": self.store.count(cls)}
+            for cls in self.entities
+        ]
+
+    def _read_machines(self) -> list[Tree]:
+        found = []
+        for cls in self.entities:
+            for name, machine in cls.__statekeep_machines__.items():
+                counts = self.store.count_by(cls, name)
+                numbers = [
+                    (str(getattr(s, "value", s)), counts.get(s, 0)) for s in machine.states
+                ]
+                top = max((n for _, n in numbers), default=0) or 1
+                states = [
+                    {"state": state, "count": n, "width": f"{n / top * 100:.0f}%"}
+                    for state, n in numbers
+                ]
+                found.append(
+                    {
+                        "name": f"{cls.__name__}.{name}",
+                        "states": indexed(states),
+                        "diagram": machine.to_mermaid(),
+                    }
+                )
+        return found
+
+    def _read_outbox(self) -> list[Tree]:
+        metrics = self.store.metrics()
+        return [
+            {
+                "name": info.name,
+                "position": info.position,
+                "lag": int(metrics.value("statekeep_outbox_lag_events", subscription=info.name)),
+                "active": info.active,
+                "stalled": info.stalled,
+            }
+            for info in self.store.subscriptions()
+        ]
+
+    def _read_advice(self) -> list[Tree]:
+        return [
+            {"title": a.title, "evidence": a.evidence, "change": a.change}
+            for a in self.store.advice()
+        ]
+
+
+def _letter(n: int, letter: Any) -> Tree:
+    return {
+        "n": n,
+        "collection": letter.collection,
+        "id": str(letter.id)[:80],
+        "delete": letter.delete,
+        "error": str(letter.error)[:300],
+    }
+
+
+def _health(ratio: float, database: str) -> str:
+    if database != "closed":
+        return "database " + database.replace("_", "-")
+    return "full" if ratio >= 0.9 else "busy" if ratio >= 0.5 else "ok"
+
+
+def _window(metrics: Any, name: str, figure: str, **labels: str) -> float:
+    series = [s for s in metrics.select(name, **labels) if s.windows]
+    if not series:
+        return 0.0
+    value = float(getattr(max(series, key=lambda s: s.window(10).count).window(10), figure))
+    return value if math.isfinite(value) else 0.0
+
+
+def _latency(metrics: Any, name: str, **labels: str) -> Tree:
+    """p50 and p99 over the last 10 s, in milliseconds."""
+    return {
+        "p50": round(_window(metrics, name, "p50", **labels) * 1000, 3),
+        "p99": round(_window(metrics, name, "p99", **labels) * 1000, 3),
+    }

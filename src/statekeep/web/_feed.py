@@ -1,0 +1,156 @@
+"""A feed: the latest state of something pages show, shared by every page that shows it.
+
+One reader per feed, not per page: the feed reads its state off the event
+loop (a thread; a read may query the database) while anyone follows it, at
+most once per `gap` seconds, when poked (a commit that may change it) or
+every `every` seconds (what no event tells: another process's writes,
+timings). Each follower gets the newest state whenever it is ready for one,
+so a slow page skips the states it had no time for and never holds more than
+one (bounded memory, and the store never waits for a page). The patch from
+one state to the next is computed once and shared by the pages that were on
+the same state, as most are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+
+import anyio.to_thread
+
+from . import _protocol
+from ._signals import Tree, diff
+
+log = logging.getLogger("statekeep.web")
+
+Read = Callable[[], Tree]
+
+
+class Feed:
+    def __init__(
+        self,
+        name: str,
+        read: Read,
+        *,
+        every: float,
+        gap: float,
+        start: Callable[[], None] = lambda: None,
+        stop: Callable[[], None] = lambda: None,
+    ) -> None:
+        """start and stop run (on a worker thread) when the first page comes
+        and after the last one went: what pokes the feed is set up and taken down."""
+        self.name = name
+        self._read = read
+        self._start, self._stop = start, stop
+        self._every, self._gap = every, gap
+        self.state: Tree | None = None
+        self.version = 0
+        self.reads = 0  # how many times the state was read (tests, benchmarks)
+        self._followers = 0
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._published: asyncio.Future[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._poked = threading.Event()  # set by any thread; one call to the loop per burst
+        self._patches: dict[int, bytes] = {}  # from version -> the patch to self.version
+
+    # -- followers (on the loop) ---------------------------------------------
+    async def follow(self) -> AsyncIterator[tuple[Tree, bytes]]:
+        """(state, frame) each time the state changes: frame takes a page from the
+        state it was last sent to this one (the whole state first)."""
+        self._attach()
+        try:
+            sent: Tree | None = None
+            seen = -1
+            while True:
+                assert self._published is not None
+                published = self._published
+                if self.state is not None and self.version != seen:
+                    state, version = self.state, self.version
+                    frame = self._frame(sent, seen, state)
+                    sent, seen = state, version
+                    if frame:
+                        yield state, frame
+                    continue
+                await asyncio.shield(published)
+        finally:
+            self._detach()
+
+    def _frame(self, sent: Tree | None, seen: int, state: Tree) -> bytes:
+        if sent is None:
+            return _protocol.signals(state)
+        cached = self._patches.get(seen)
+        if cached is None:
+            patch, removed = diff(sent, state)
+            cached = (_protocol.remove_signals(removed) if removed else b"") + (
+                _protocol.signals(patch) if patch else b""
+            )
+            self._patches[seen] = cached
+        return cached
+
+    def _attach(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a first follower, or an app served again on a new loop
+            self._loop, self._task = loop, None
+            self._published, self._wake = loop.create_future(), asyncio.Event()
+        self._followers += 1
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name=f"statekeep-feed-{self.name}")
+
+    def _detach(self) -> None:
+        self._followers -= 1
+        if self._followers == 0 and self._wake is not None:
+            self._wake.set()  # the reader notices and stops
+
+    # -- pokes (any thread) --------------------------------------------------
+    def poke(self) -> None:
+        """Something the state shows may have changed: read it soon (within gap)."""
+        if self._poked.is_set():
+            return
+        self._poked.set()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(wake.set)
+
+    # -- the reader (one task on the loop) -----------------------------------
+    async def _run(self) -> None:
+        assert self._wake is not None
+        await anyio.to_thread.run_sync(self._start)
+        try:
+            await self._follow(self._wake)
+        finally:
+            self._task = None
+            await anyio.to_thread.run_sync(self._stop)
+
+    async def _follow(self, wake: asyncio.Event) -> None:
+        while self._followers:
+            self._poked.clear()
+            wake.clear()
+            try:
+                state = await anyio.to_thread.run_sync(self._read)
+            except Exception:  # a read that fails is logged; the pages keep the last state
+                log.exception(
+                    "statekeep.web: reading the %s feed failed",
+                    self.name,
+                    extra={"statekeep": {"event": "web.feed_failed", "feed": self.name}},
+                )
+            else:
+                self.reads += 1
+                self._publish(state)
+            await asyncio.sleep(self._gap)
+            if not self._poked.is_set() and self._followers:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self._every)
+
+    def _publish(self, state: Tree) -> None:
+        if state == self.state:
+            return
+        self.state, self.version = state, self.version + 1
+        self._patches = {}
+        assert self._published is not None and self._loop is not None
+        published, self._published = self._published, self._loop.create_future()
+        published.set_result(None)

@@ -1,0 +1,177 @@
+"""statekeep.web.live(store, Todo, ...): a selection of entities, live in a page.
+
+The response is a stream of server-sent events in Datastar's protocol: first
+the selection as signals, `{"todos": {"0": {...}, "1": {...}}, "todos_count": 2}`
+(a row's fields under its place in the order: `$todos.3.done`), then, for
+every committed change that alters the selection, the patch from the rows
+the page has to the rows it should have (`{"todos": {"3": {"done": true}}}`),
+and the paths of rows that left it. With render, the rows' HTML too, sent
+whenever the selection's membership or order changes.
+
+One reader per selection, however many pages follow it (see _feed): it reads
+the selection again when this process commits a change to the collection
+(at once: no coalescing unless `coalesce` seconds are given) and every `poll`
+seconds, for changes other processes commit.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+from sse_starlette import EventSourceResponse
+
+from ..conditions import Condition
+from ..entity import Entity
+from ..errors import ConfigurationError
+from ..events import Subscription
+from ..store import Store
+from . import _protocol
+from ._app import HEARTBEAT, SEND_TIMEOUT, store_of
+from ._feed import Feed
+from ._signals import Tree, indexed, path_key, plain
+
+Render = Callable[[list[dict[str, Any]]], str]
+
+_feeds: weakref.WeakKeyDictionary[Store, dict[tuple[Any, ...], Feed]] = weakref.WeakKeyDictionary()
+_feeds_lock = threading.Lock()
+
+
+def live(
+    store: Any,
+    cls: type[Entity],
+    *,
+    where: Condition | Sequence[Condition] | Mapping[str, Any] | None = None,
+    order_by: Any = None,
+    limit: int | None = None,
+    signal: str | None = None,
+    render: Render | None = None,
+    poll: float = 1.0,
+    coalesce: float = 0.0,
+) -> EventSourceResponse:
+    """An SSE response keeping a page's `signal` (default: the collection's
+    name) equal to store.find(cls, where, order_by=, limit=).
+
+    where: a condition (`Todo.f.done == False`), a list of them (ANDed), or
+    {field: value} equalities. render(rows) -> HTML, optional: the rows as the
+    signals hold them, to draw them (elements with ids are morphed in place).
+    Bad arguments raise statekeep's typed errors here, before any response."""
+    sync = store_of(store)
+    conditions, equals = _where(where)
+    sync.find(cls, *conditions, order_by=order_by, limit=limit, **equals)  # checks, no I/O
+    name = signal if signal is not None else cls.__statekeep__.spec.name
+    if not path_key(name):
+        raise ConfigurationError(
+            f"statekeep.web.live: signal {name!r} must be letters, digits, '_' or '-' "
+            "(no '__'): it names the page's signal"
+        )
+    for value, what in ((poll, "poll"), (coalesce, "coalesce")):
+        if (
+            not isinstance(value, int | float)
+            or not 0 <= value <= 3600
+            or (what == "poll" and value < 0.05)
+        ):
+            raise ConfigurationError(f"statekeep.web.live: {what} must be seconds, not {value!r}")
+    if render is not None and not callable(render):
+        raise ConfigurationError(f"statekeep.web.live: render must be callable, not {render!r}")
+    key = (cls, repr(conditions), repr(sorted(equals.items())), repr(order_by), limit, name)
+    feed = _feed(
+        sync,
+        key,
+        lambda: _Selection(sync, cls, conditions, equals, order_by, limit, name, poll, coalesce),
+    )
+    return EventSourceResponse(
+        _frames(feed, name, render),
+        ping=HEARTBEAT,
+        send_timeout=SEND_TIMEOUT,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _where(where: Any) -> tuple[tuple[Condition, ...], dict[str, Any]]:
+    if where is None:
+        return (), {}
+    if isinstance(where, Condition):
+        return (where,), {}
+    if isinstance(where, Mapping):
+        return (), dict(where)
+    if (
+        isinstance(where, Sequence)
+        and not isinstance(where, str | bytes)
+        and all(isinstance(c, Condition) for c in where)
+    ):
+        return tuple(where), {}
+    raise ConfigurationError(
+        "statekeep.web.live: where must be a condition (Todo.f.done == False), a list of "
+        f"conditions or a dict of field values, not {where!r}"
+    )
+
+
+def _feed(store: Store, key: tuple[Any, ...], make: Callable[[], _Selection]) -> Feed:
+    with _feeds_lock:
+        feeds = _feeds.setdefault(store, {})
+        feed = feeds.get(key)
+        if feed is None:
+            feed = feeds[key] = make().feed
+        return feed
+
+
+class _Selection:
+    """Reads the selection; pokes its feed when this process commits to the collection."""
+
+    def __init__(
+        self,
+        store: Store,
+        cls: type[Entity],
+        conditions: tuple[Condition, ...],
+        equals: dict[str, Any],
+        order_by: Any,
+        limit: int | None,
+        name: str,
+        poll: float,
+        coalesce: float,
+    ) -> None:
+        self.store, self.cls, self.name = store, cls, name
+        self.query = (conditions, equals, order_by, limit)
+        self.subscription: Subscription | None = None
+        self.feed = Feed(
+            f"live-{name}", self.read, every=poll, gap=coalesce, start=self.start, stop=self.stop
+        )
+
+    def read(self) -> Tree:
+        conditions, equals, order_by, limit = self.query
+        rows = [
+            entity.model_dump(mode="json")
+            for entity in self.store.find(
+                self.cls, *conditions, order_by=order_by, limit=limit, **equals
+            )
+        ]
+        tree: Tree = plain({self.name: indexed(rows), f"{self.name}_count": len(rows)})
+        return tree
+
+    def start(self) -> None:
+        self.subscription = self.store.on(self.cls, self._changed)
+
+    def stop(self) -> None:
+        subscription, self.subscription = self.subscription, None
+        if subscription is not None and not self.store.closed:
+            self.store.off(subscription)
+
+    def _changed(self, _event: Any) -> None:
+        self.feed.poke()
+
+
+async def _frames(feed: Feed, name: str, render: Render | None) -> AsyncIterator[bytes]:
+    drawn: tuple[str, ...] | None = None
+    async for state, frame in feed.follow():
+        if render is None:
+            yield frame
+            continue
+        rows = list(state[name].values()) if isinstance(state[name], dict) else []
+        ids = tuple(str(row.get("id")) for row in rows)
+        if ids != drawn:
+            drawn = ids
+            frame += _protocol.fragments(render(rows))
+        yield frame
