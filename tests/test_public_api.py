@@ -275,3 +275,28 @@ def test_import_statekeep_does_not_import_the_state_extras() -> None:
     code = "import sys, statekeep; print('immutables' in sys.modules, 'zstandard' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# statekeep.web, a subpackage the docs name (docs/serving.md; the web extra)
+WEB_ALL = ["app", "from_env", "live", "serve"]
+
+
+def test_web_all_is_pinned() -> None:
+    import statekeep.web
+
+    assert statekeep.web.__all__ == WEB_ALL
+    for name in WEB_ALL:
+        assert getattr(statekeep.web, name).__module__.startswith("statekeep.web")
+
+
+def test_import_statekeep_does_not_import_the_web_extra() -> None:
+    """`import statekeep` loads neither statekeep.web nor starlette or uvicorn."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, statekeep; "
+        "print(*(m in sys.modules for m in ('statekeep.web', 'starlette', 'uvicorn')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False"]

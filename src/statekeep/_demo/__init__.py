@@ -39,14 +39,30 @@ This module itself imports nothing optional, so `load()` can say so.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from ..errors import ConfigurationError
+
+
+class Run(Protocol):
+    """steps.run: the demo into path; then, if given, gets the database's path
+    once the demo is done and gives the exit code."""
+
+    def __call__(
+        self,
+        path: str | None,
+        segments: int,
+        meter_rate: int = ...,
+        *,
+        then: Callable[[str], int] | None = ...,
+    ) -> int: ...
+
 
 # what the demo needs beyond pydantic, by the extra that installs it
 OPTIONAL = {"rich": "demo", "immutables": "state", "zstandard": "state"}
 
 
-def load() -> Callable[[str | None, int, int], int]:
+def load() -> Run:
     """The demo's `run(path, segments, meter_rate)`; ConfigurationError, with the command
     that installs it, if the demo extra is missing."""
     try:

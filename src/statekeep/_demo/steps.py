@@ -28,6 +28,7 @@ import random
 import shlex
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -59,8 +60,17 @@ from .stream import Receipts, compare_save_many, stream
 from .studio import Desk, restore
 
 
-def run(path: str | None, segments: int, meter_rate: int = METER_RATE) -> int:
-    """Run the demo into `path` (default: a new file in a fresh temp folder)."""
+def run(
+    path: str | None,
+    segments: int,
+    meter_rate: int = METER_RATE,
+    *,
+    then: Callable[[str], int] | None = None,
+) -> int:
+    """Run the demo into `path` (default: a new file in a fresh temp folder);
+    then(db_path), if given, once it is done (`statekeep demo --serve`: the
+    dashboard), whose exit code is the demo's. Without it, the last line is
+    the command that serves the dashboard."""
     console = Console(highlight=False)
     if segments < 0:
         console.print(Text(f"--segments must be 0 or more, not {segments}", style="red"))
@@ -90,6 +100,11 @@ def run(path: str | None, segments: int, meter_rate: int = METER_RATE) -> int:
     console.print(Text(hint), soft_wrap=True)
     console.print(Text("The sessions' state machine, as a Mermaid diagram:", style="bold"))
     console.print(Text(report.diagram), soft_wrap=True)
+    if then is not None:
+        console.print(Text("The live dashboard of the database, until Ctrl-C:", style="bold"))
+        return then(db_path)
+    console.print(Text("See it live in a browser (the web extra):", style="bold"))
+    console.print(Text(f"statekeep serve {shlex.quote(f'sqlite:///{db_path}')}"), soft_wrap=True)
     return 0
 
 

@@ -9,5 +9,6 @@ Needs the web extra: pip install 'statekeep[web]'. See docs/web.md.
 
 from ._app import app
 from ._live import live
+from ._serve import from_env, serve
 
-__all__ = ["app", "live"]
+__all__ = ["app", "from_env", "live", "serve"]
