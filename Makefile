@@ -3,10 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# statekeep[web]'s browser tests drive Debian's chromium (tests/web/conftest.py):
+# playwright never downloads a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: demo test bench docs lint format clean postgres
 
-$(STAMP): pyproject.toml
+# The install builds statekeep, whose hook (hatch_build.py) runs `npm ci` for the
+# Datastar browser client when package-lock.json is newer than node_modules.
+$(STAMP): pyproject.toml package.json package-lock.json hatch_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -37,15 +42,17 @@ bench: $(STAMP) postgres
 
 # .ci/run runs `make lint` and then `make test`: CI lints exactly as this does.
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests benchmarks docs
-	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs hatch_build.py
+	$(BIN)/ruff check src tests benchmarks docs hatch_build.py
 	$(BIN)/mypy src
 	$(BIN)/mypy tests
-	$(BIN)/mypy benchmarks docs/_timelines.py
+	$(BIN)/mypy benchmarks docs/_timelines.py hatch_build.py
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks docs
-	$(BIN)/ruff check --fix src tests benchmarks docs
+	$(BIN)/ruff format src tests benchmarks docs hatch_build.py
+	$(BIN)/ruff check --fix src tests benchmarks docs hatch_build.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache node_modules
+	rm -f src/statekeep/web/static/datastar.js src/statekeep/web/static/datastar.LICENSE.txt
+	rmdir src/statekeep/web/static 2>/dev/null || true
