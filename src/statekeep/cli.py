@@ -7,6 +7,10 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .entity import Entity
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,9 +107,16 @@ def run_demo(
         print(f"statekeep demo --serve: {_no_web(exc)}", file=sys.stderr)
         return 1
 
+    from ._demo import entities
+
     def then(db_path: str) -> int:
         return run_serve(
-            f"sqlite:///{db_path}", host="127.0.0.1", port=port, any_port=True, command="demo"
+            f"sqlite:///{db_path}",
+            host="127.0.0.1",
+            port=port,
+            any_port=True,
+            command="demo",
+            entities=entities(),
         )
 
     return run(path, segments, meter_rate, then=then)
@@ -129,6 +140,7 @@ def run_serve(
     title: str = "statekeep",
     any_port: bool = False,
     command: str = "serve",
+    entities: tuple[type[Entity], ...] | None = None,
 ) -> int:
     """`statekeep serve`: 0 once stopped by Ctrl-C or SIGTERM (after a clean
     shutdown), 2 for a configuration it refuses, 1 without the web extra."""
@@ -158,6 +170,7 @@ def run_serve(
             token=token,
             title=title,
             any_port=any_port,
+            entities=entities,
             announce=lambda where: print(f"dashboard: {where}", flush=True),
         )
     except ConfigurationError as exc:

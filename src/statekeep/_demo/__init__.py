@@ -39,9 +39,12 @@ This module itself imports nothing optional, so `load()` can say so.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..entity import Entity
 
 
 class Run(Protocol):
@@ -60,6 +63,14 @@ class Run(Protocol):
 
 # what the demo needs beyond pydantic, by the extra that installs it
 OPTIONAL = {"rich": "demo", "immutables": "state", "zstandard": "state"}
+
+
+def entities() -> tuple[type[Entity], ...]:
+    """The demo's entity classes, which its dashboard counts (`statekeep demo --serve`)."""
+    from .meters import LevelMeter
+    from .recordings import RecordingSession, Segment, Thumbnail
+
+    return (RecordingSession, Segment, Thumbnail, LevelMeter)
 
 
 def load() -> Run:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from starlette.applications import Starlette
 
+from ..entity import Entity
 from ..errors import ConfigurationError
 from ._app import app
 from ._security import check_bind, check_token
@@ -85,9 +86,11 @@ def _serve(
     title: str = DEFAULT_TITLE,
     any_port: bool = False,
     announce: Callable[[str], None] | None = None,
+    entities: Iterable[type[Entity]] | None = None,
 ) -> None:
     """serve(), and: any_port takes a free port when port is taken; announce
-    gets the dashboard's URL once the port is bound."""
+    gets the dashboard's URL once the port is bound; entities, the classes
+    counted (one process only: a worker defines the classes it imports)."""
     check_options(url, host, port, workers, token)
     import uvicorn
 
@@ -101,7 +104,9 @@ def _serve(
 
             store = open_store(url)
             try:
-                application = app(store, token=token, title=title, close_store=True)
+                application = app(
+                    store, token=token, title=title, entities=entities, close_store=True
+                )
             except BaseException:
                 store.close()
                 raise
