@@ -141,11 +141,13 @@ class Dashboard:
         if not self.guard.may_view(request):
             return RedirectResponse("login", status_code=303)
         writable = self.guard.signed_in(request)
+        signals = self.feed.state or await anyio.to_thread.run_sync(self._read)
         body = _page.page(
             title=self.title,
             csrf=self.guard.csrf if writable else "",
             writable=writable,
             login=self.guard.login,
+            signals={**signals, "connected": False},
         )
         return HTMLResponse(body, headers=_PAGE_HEADERS)
 

@@ -215,9 +215,7 @@ class Board:
         for cls in self.entities:
             for name, machine in cls.__statekeep_machines__.items():
                 counts = self.store.count_by(cls, name)
-                numbers = [
-                    (str(getattr(s, "value", s)), counts.get(s, 0)) for s in machine.states
-                ]
+                numbers = [(str(getattr(s, "value", s)), counts.get(s, 0)) for s in machine.states]
                 top = max((n for _, n in numbers), default=0) or 1
                 states = [
                     {"state": state, "count": n, "width": f"{n / top * 100:.0f}%"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import html
+import json
 
 from ._signals import Tree
 
@@ -29,8 +30,9 @@ _LIST_ROWS = {
 }
 
 
-def page(*, title: str, csrf: str, writable: bool, login: bool) -> str:
-    """The whole page; the stream at /events fills it."""
+def page(*, title: str, csrf: str, writable: bool, login: bool, signals: Tree) -> str:
+    """The whole page; the stream at /events fills it. signals: the tree as it is
+    now (Datastar's client needs every signal the page names declared up front)."""
     who = (
         '<a href="logout" class="who">signed in · sign out</a>'
         if writable and login
@@ -40,7 +42,7 @@ def page(*, title: str, csrf: str, writable: bool, login: bool) -> str:
     )
     return _PAGE.format(
         title=html.escape(title),
-        csrf=html.escape(csrf, quote=True),
+        signals=html.escape(json.dumps({**signals, "csrf": csrf}), quote=True),
         who=who,
         lists="\n".join(_list_card(name) for name in _LIST_ROWS),
     )
@@ -137,7 +139,7 @@ _PAGE = """<!doctype html>
 <link rel="stylesheet" href="static/statekeep.css">
 <script type="module" src="static/datastar.js"></script>
 </head>
-<body data-signals="{{csrf: '{csrf}', connected: false}}">
+<body data-signals="{signals}">
 <header><h1>{title}</h1>
 <span class="live" data-class-on="$connected">live</span>
 <span class="pid">pid <b data-text="$pid"></b></span>{who}</header>

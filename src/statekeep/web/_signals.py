@@ -69,7 +69,8 @@ def diff(old: Tree, new: Tree, prefix: str = "") -> tuple[Tree, list[str]]:
                 patch[key] = inner
             removed.extend(gone)
         elif before != value or type(before) is not type(value):
-            if branches(before) or branches(value):  # a leaf where a branch was, or back
+            if isinstance(before, dict) or isinstance(value, dict):  # an object for a leaf
+                # or back: Datastar merges an object into what is there, so it goes first
                 removed.append(prefix + key)
             patch[key] = value
     removed.extend(prefix + key for key in old if key not in new)
