@@ -141,7 +141,9 @@ class Dashboard:
         if not self.guard.may_view(request):
             return RedirectResponse("login", status_code=303)
         writable = self.guard.signed_in(request)
-        signals = self.feed.state or await anyio.to_thread.run_sync(self._read)
+        signals = self.feed.state
+        if signals is None:
+            signals = await anyio.to_thread.run_sync(self._read)
         body = _page.page(
             title=self.title,
             csrf=self.guard.csrf if writable else "",
