@@ -130,12 +130,6 @@ def test_with_a_token_every_page_but_health_needs_it(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect for the lead: POST /login answers 500 (request.form() needs python-multipart, "
-    "which the web extra does not install); add python-multipart to [web] or parse the "
-    "urlencoded form in _app.login without it",
-)
 def test_login_with_the_wrong_token_401_and_the_right_one_sets_a_strict_cookie(
     store: statekeep.Store, client: Client
 ) -> None:
@@ -154,17 +148,11 @@ def test_login_with_the_wrong_token_401_and_the_right_one_sets_a_strict_cookie(
 
 
 def csrf_of(page: str) -> str:
-    found = re.search(r"csrf: '([0-9a-f]*)'", page)
+    found = re.search(r"&quot;csrf&quot;: &quot;([0-9a-f]*)&quot;", page)
     assert found is not None, page[:500]
     return found.group(1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect for the lead: POST /login answers 500 (request.form() needs python-multipart, "
-    "which the web extra does not install); add python-multipart to [web] or parse the "
-    "urlencoded form in _app.login without it",
-)
 def test_actions_need_a_token_the_cookie_csrf_and_the_origin(
     store: statekeep.Store, client: Client
 ) -> None:

@@ -254,7 +254,7 @@ def _letter(n: int, letter: Any) -> Tree:
     return {
         "n": n,
         "collection": letter.collection,
-        "id": str(letter.id)[:80],
+        "id": str(letter.id),
         "delete": letter.delete,
         "error": str(letter.error)[:300],
     }

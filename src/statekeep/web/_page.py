@@ -86,7 +86,9 @@ def letters(n: int, writable: bool) -> str:
     body = []
     for i in range(n):
         action = (
-            f"<button data-on-click=\"@post('actions/requeue?n={i}')\" "
+            "<button data-on-click=\"@post('actions/requeue?collection=' + "
+            f"encodeURIComponent($letters.{i}.collection) + '&id=' + "
+            f'encodeURIComponent($letters.{i}.id))" '
             f'class="requeue" id="requeue-{i}">requeue</button>'
             if writable
             else ""

@@ -13,6 +13,7 @@ shuts down, so writes still waiting in write-behind are stored first.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
@@ -28,13 +29,27 @@ URL = "STATEKEEP_URL"
 TOKEN = "STATEKEEP_TOKEN"
 TITLE = "STATEKEEP_TITLE"
 HOST = "STATEKEEP_HOST"
+MODELS = "STATEKEEP_MODELS"
 DEFAULT_TITLE = "statekeep"
 FACTORY = "statekeep.web:from_env"
 
 
+def import_models(names: str) -> None:
+    """Imports the modules $STATEKEEP_MODELS names (comma-separated), so that the
+    dashboard counts their entity classes and shows their machines."""
+    for name in filter(None, (part.strip() for part in names.split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"statekeep.web: {MODELS} names {name!r}, which cannot be imported: {exc}"
+            ) from exc
+
+
 def from_env() -> Starlette:
     """The dashboard of the store at $STATEKEEP_URL (required), with the token
-    $STATEKEEP_TOKEN and the title $STATEKEEP_TITLE; $STATEKEEP_HOST, the
+    $STATEKEEP_TOKEN and the title $STATEKEEP_TITLE, counting the entity classes
+    of the modules $STATEKEEP_MODELS names (comma-separated); $STATEKEEP_HOST, the
     address the server binds, is checked against the bind rule (beyond
     loopback only with a token). The app closes the store when it shuts down."""
     url = os.environ.get(URL, "").strip()
@@ -48,6 +63,7 @@ def from_env() -> Starlette:
     if host:
         check_bind(host, token)
     title = os.environ.get(TITLE) or DEFAULT_TITLE
+    import_models(os.environ.get(MODELS, ""))
     from ..store import open as open_store
 
     store = open_store(url)
@@ -102,6 +118,7 @@ def _serve(
         with sock:
             from ..store import open as open_store
 
+            import_models(os.environ.get(MODELS, ""))
             store = open_store(url)
             try:
                 application = app(
