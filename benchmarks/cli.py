@@ -27,6 +27,7 @@ from . import (
     save_many,
     state,
     state_machines,
+    web,
     writebehind,
 )
 from .harness import ExtraTable, Progress, Result, Sizes
@@ -47,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTa
     "state": state.run,
     "state_machines": state_machines.run,
     "metrics": metrics.run,
+    "web": web.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
