@@ -147,7 +147,7 @@ def run_serve(
     from .errors import ConfigurationError, StatekeepError
 
     try:
-        from .web._serve import _serve
+        from .web import serve
     except ModuleNotFoundError as exc:
         print(f"statekeep {command}: {_no_web(exc)}", file=sys.stderr)
         return 1
@@ -162,7 +162,7 @@ def run_serve(
     # _StoppedError (not in asyncio's own SIGINT handler, which would cancel the app's tasks)
     handlers = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        _serve(
+        serve(
             url,
             host=host,
             port=port,

@@ -106,7 +106,8 @@ class Dashboard:
         self.close_store = close_store
         routes: list[Route | Mount] = [
             Route("/", self.index),
-            Route("/events", self.events),
+            Route("/events", self.events, methods=["GET", "POST"]),  # the page POSTs: its
+            # signals go in the body, not in a URL that would outgrow a server's limit
             Route("/healthz", self.healthz),
             Route("/readyz", self.readyz),
             Route("/login", self.login, methods=["GET", "POST"]),

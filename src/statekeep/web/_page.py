@@ -145,7 +145,7 @@ _PAGE = """<!doctype html>
 <header><h1>{title}</h1>
 <span class="live" data-class-on="$connected">live</span>
 <span class="pid">pid <b data-text="$pid"></b></span>{who}</header>
-<main data-on-load="@get('events', {{openWhenHidden: true}})">
+<main data-on-load="@post('events', {{openWhenHidden: true}})">
 <section class="card" id="card-writebehind"><h2>Write-behind</h2>
 <p class="big"><b id="wb-total" data-text="$wb.total">0</b> pending
 <span class="health" data-text="$wb.health"></span></p>
@@ -156,7 +156,7 @@ _PAGE = """<!doctype html>
 <th>low</th><td id="wb-low" data-text="$wb.pending.low"></td></tr>
 <tr><th>in flight</th><td data-text="$wb.inflight"></td>
 <th>oldest</th><td><span data-text="$wb.oldest"></span> s</td>
-<th>database</th><td data-text="$wb.database"></td></tr>
+<th>db circuit</th><td data-text="$wb.database"></td></tr>
 </table>
 <svg class="spark" viewBox="0 0 120 30" preserveAspectRatio="none">
 <polyline data-attr-points="$spark.pending"></polyline></svg>

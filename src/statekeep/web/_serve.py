@@ -82,31 +82,19 @@ def serve(
     token: str | None = None,
     *,
     title: str = DEFAULT_TITLE,
-) -> None:
-    """Serves the dashboard of the store at url with uvicorn until stopped
-    (Ctrl-C: KeyboardInterrupt once the server has shut down).
-
-    ConfigurationError, before anything is bound: a host beyond loopback
-    without a token, a token under 16 characters, a port not in 1-65535,
-    workers below 1, a port that cannot be bound."""
-    _serve(url, host=host, port=port, workers=workers, token=token, title=title)
-
-
-def _serve(
-    url: str,
-    *,
-    host: str,
-    port: int,
-    workers: int,
-    token: str | None,
-    title: str = DEFAULT_TITLE,
     any_port: bool = False,
     announce: Callable[[str], None] | None = None,
     entities: Iterable[type[Entity]] | None = None,
 ) -> None:
-    """serve(), and: any_port takes a free port when port is taken; announce
-    gets the dashboard's URL once the port is bound; entities, the classes
-    counted (one process only: a worker defines the classes it imports)."""
+    """Serves the dashboard of the store at url with uvicorn until stopped
+    (Ctrl-C: KeyboardInterrupt once the server has shut down).
+
+    any_port takes a free port when port is taken; announce gets the
+    dashboard's URL once the port is bound; entities, the classes counted
+    (with one worker only: workers count the classes of STATEKEEP_MODELS).
+    ConfigurationError, before anything is bound: a host beyond loopback
+    without a token, a token under 16 characters, a port not in 1-65535,
+    workers below 1, a port that cannot be bound."""
     check_options(url, host, port, workers, token)
     import uvicorn
 
