@@ -42,15 +42,15 @@ bench: $(STAMP) postgres
 
 # .ci/run runs `make lint` and then `make test`: CI lints exactly as this does.
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests benchmarks docs hatch_build.py
-	$(BIN)/ruff check src tests benchmarks docs hatch_build.py
+	$(BIN)/ruff format --check src tests benchmarks docs examples hatch_build.py
+	$(BIN)/ruff check src tests benchmarks docs examples hatch_build.py
 	$(BIN)/mypy src
 	$(BIN)/mypy tests
-	$(BIN)/mypy benchmarks docs/_timelines.py hatch_build.py
+	$(BIN)/mypy benchmarks docs/_timelines.py hatch_build.py examples/shared_todo/app.py
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks docs hatch_build.py
-	$(BIN)/ruff check --fix src tests benchmarks docs hatch_build.py
+	$(BIN)/ruff format src tests benchmarks docs examples hatch_build.py
+	$(BIN)/ruff check --fix src tests benchmarks docs examples hatch_build.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache node_modules
