@@ -24,10 +24,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..aio import AsyncStore
 from ..entity import Entity
-from ..errors import ConfigurationError, NotFoundError, StatekeepError, TransitionError
+from ..errors import (
+    ConfigurationError,
+    NotFoundError,
+    QueryError,
+    StatekeepError,
+    StoreClosedError,
+    TransitionError,
+    ValidationError,
+)
 from ..store import Store
 from . import _page, _protocol
-from ._board import Board, entities_of
+from ._board import Board, classes, entities_of
 from ._feed import Feed
 from ._security import COOKIE, Guard
 
@@ -92,16 +100,22 @@ class Dashboard:
         interval: float,
         close_store: bool,
     ) -> None:
-        if not isinstance(interval, int | float) or not 0.01 <= interval <= 60:
+        if store.closed:
+            raise StoreClosedError("statekeep.web: the store is closed")
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not 0.01 <= interval <= 60
+        ):
             raise ConfigurationError(
                 f"statekeep.web: interval must be 0.01 to 60 seconds, not {interval!r}"
             )
         self.store = store
         self.guard = Guard(token)
-        classes = entities_of(entities)
-        self.exposed = frozenset(_collection(cls) for cls in expose)
+        counted = entities_of(entities)
+        self.exposed = frozenset(_collection(cls) for cls in classes(expose, "expose"))
         self.title = title if isinstance(title, str) else "statekeep"
-        self.board = Board(store, classes, poke=lambda: self.feed.poke())
+        self.board = Board(store, counted, poke=lambda: self.feed.poke())
         self.feed = Feed("dashboard", self._read, every=interval, gap=interval)
         self.close_store = close_store
         routes: list[Route | Mount] = [
@@ -145,7 +159,10 @@ class Dashboard:
         writable = self.guard.signed_in(request)
         signals = self.feed.state
         if signals is None:
-            signals = await anyio.to_thread.run_sync(self._read)
+            try:
+                signals = await anyio.to_thread.run_sync(self._read)
+            except StatekeepError as exc:
+                return _refused(503, f"the store cannot be read: {type(exc).__name__}: {exc}"[:300])
         body = _page.page(
             title=self.title,
             csrf=self.guard.csrf if writable else "",
@@ -263,9 +280,12 @@ class Dashboard:
                     return f"requeued {collection}/{id}"
             return None
 
-        done = await anyio.to_thread.run_sync(work)
+        try:
+            done = await anyio.to_thread.run_sync(work)
+        except StatekeepError as exc:
+            return _refused(503, f"the store cannot requeue: {type(exc).__name__}: {exc}"[:300])
         if done is None:
-            return _refused(404, f"no dead letter {collection!r}/{id!r}")
+            return _refused(404, f"no dead letter {collection[:100]!r}/{id[:100]!r}")
         self.feed.poke()
         return _answer(done)
 
@@ -290,9 +310,13 @@ class Dashboard:
         try:
             done = await anyio.to_thread.run_sync(work)
         except NotFoundError:
-            return _refused(404, f"no {_collection(cls)} {id!r}")
+            return _refused(404, f"no {_collection(cls)} {id[:100]!r}")
         except (TransitionError, ConfigurationError) as exc:
             return _refused(409, str(exc)[:300])
+        except (QueryError, ValidationError) as exc:
+            return _refused(400, str(exc)[:300])
+        except StatekeepError as exc:
+            return _refused(503, f"the store cannot send: {type(exc).__name__}: {exc}"[:300])
         self.feed.poke()
         return _answer(done)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..entity import Entity, entity_class
+from ..errors import ConfigurationError
 from ..events import Subscription
 from ..machines import Transitioned
 from ..store import Store
@@ -75,11 +76,27 @@ class _Spark:
         )
 
 
+def classes(given: object, what: str) -> list[type[Entity]]:
+    """given as a list of entity classes; ConfigurationError for anything else."""
+    if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+        raise ConfigurationError(
+            f"statekeep.web: {what} must be a list of entity classes, not {given!r}"
+        )
+    found = list(given)
+    for cls in found:
+        if not (isinstance(cls, type) and issubclass(cls, Entity) and "__statekeep__" in vars(cls)):
+            raise ConfigurationError(
+                f"statekeep.web: {what} must be entity classes (statekeep.Entity subclasses "
+                f"with a collection), not {cls!r}"
+            )
+    return found
+
+
 def entities_of(store_entities: Iterable[type[Entity]] | None) -> list[type[Entity]]:
     """The entity classes the dashboard counts: those given, or every class
     defined so far (not statekeep's own)."""
     if store_entities is not None:
-        return list(store_entities)
+        return classes(store_entities, "entities")
     from ..entity import _by_collection  # every class defined so far, by collection
 
     return [

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 
 import anyio.to_thread
 
+from ..errors import StoreClosedError
 from . import _protocol
 from ._signals import Tree, diff
 
@@ -49,6 +50,8 @@ class Feed:
         self.state: Tree | None = None
         self.version = 0
         self.reads = 0  # how many times the state was read (tests, benchmarks)
+        self.ended = False  # its store closed: the streams end
+        self._failing = False
         self._followers = 0
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,7 +68,7 @@ class Feed:
         try:
             sent: Tree | None = None
             seen = -1
-            while True:
+            while not self.ended:
                 assert self._published is not None
                 published = self._published
                 if self.state is not None and self.version != seen:
@@ -100,6 +103,10 @@ class Feed:
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name=f"statekeep-feed-{self.name}")
 
+    @property
+    def followers(self) -> int:
+        return self._followers
+
     def _detach(self) -> None:
         self._followers -= 1
         if self._followers == 0 and self._wake is not None:
@@ -132,19 +139,31 @@ class Feed:
             wake.clear()
             try:
                 state = await anyio.to_thread.run_sync(self._read)
-            except Exception:  # a read that fails is logged; the pages keep the last state
-                log.exception(
-                    "statekeep.web: reading the %s feed failed",
-                    self.name,
-                    extra={"statekeep": {"event": "web.feed_failed", "feed": self.name}},
-                )
+            except StoreClosedError:  # the pages' streams end
+                self._end()
+                return
+            except Exception:  # a read that fails is logged once; the pages keep the last state
+                if not self._failing:
+                    log.exception(
+                        "statekeep.web: reading the %s feed failed",
+                        self.name,
+                        extra={"statekeep": {"event": "web.feed_failed", "feed": self.name}},
+                    )
+                self._failing = True
             else:
+                self._failing = False
                 self.reads += 1
                 self._publish(state)
             await asyncio.sleep(self._gap)
             if not self._poked.is_set() and self._followers:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self._every)
+
+    def _end(self) -> None:
+        self.ended = True
+        assert self._published is not None and self._loop is not None
+        published, self._published = self._published, self._loop.create_future()
+        published.set_result(None)
 
     def _publish(self, state: Tree) -> None:
         if state == self.state:

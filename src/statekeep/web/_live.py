@@ -69,21 +69,32 @@ def live(
         )
     for value, what in ((poll, "poll"), (coalesce, "coalesce")):
         if (
-            not isinstance(value, int | float)
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
             or not 0 <= value <= 3600
             or (what == "poll" and value < 0.05)
         ):
             raise ConfigurationError(f"statekeep.web.live: {what} must be seconds, not {value!r}")
     if render is not None and not callable(render):
         raise ConfigurationError(f"statekeep.web.live: render must be callable, not {render!r}")
-    key = (cls, repr(conditions), repr(sorted(equals.items())), repr(order_by), limit, name)
-    feed = _feed(
-        sync,
-        key,
-        lambda: _Selection(sync, cls, conditions, equals, order_by, limit, name, poll, coalesce),
+    key = (
+        cls,
+        repr(conditions),
+        repr(sorted(equals.items())),
+        repr(order_by),
+        limit,
+        name,
+        poll,
+        coalesce,
     )
+
+    def make() -> Feed:
+        return _Selection(
+            sync, key, cls, conditions, equals, order_by, limit, name, poll, coalesce
+        ).feed
+
     return EventSourceResponse(
-        _frames(feed, name, render),
+        _frames(lambda: _feed(sync, key, make), name, render),
         ping=HEARTBEAT,
         send_timeout=SEND_TIMEOUT,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -109,12 +120,13 @@ def _where(where: Any) -> tuple[tuple[Condition, ...], dict[str, Any]]:
     )
 
 
-def _feed(store: Store, key: tuple[Any, ...], make: Callable[[], _Selection]) -> Feed:
+def _feed(store: Store, key: tuple[Any, ...], make: Callable[[], Feed]) -> Feed:
+    """The feed of a selection, shared while pages follow it (see _Selection.stop)."""
     with _feeds_lock:
         feeds = _feeds.setdefault(store, {})
         feed = feeds.get(key)
         if feed is None:
-            feed = feeds[key] = make().feed
+            feed = feeds[key] = make()
         return feed
 
 
@@ -124,6 +136,7 @@ class _Selection:
     def __init__(
         self,
         store: Store,
+        key: tuple[Any, ...],
         cls: type[Entity],
         conditions: tuple[Condition, ...],
         equals: dict[str, Any],
@@ -133,7 +146,7 @@ class _Selection:
         poll: float,
         coalesce: float,
     ) -> None:
-        self.store, self.cls, self.name = store, cls, name
+        self.store, self.key, self.cls, self.name = store, key, cls, name
         self.query = (conditions, equals, order_by, limit)
         self.subscription: Subscription | None = None
         self.feed = Feed(
@@ -155,17 +168,24 @@ class _Selection:
         self.subscription = self.store.on(self.cls, self._changed)
 
     def stop(self) -> None:
+        """The last page went: forget the feed (a selection per request must not pile up)."""
         subscription, self.subscription = self.subscription, None
         if subscription is not None and not self.store.closed:
             self.store.off(subscription)
+        with _feeds_lock:
+            feeds = _feeds.get(self.store, {})
+            if feeds.get(self.key) is self.feed and not self.feed.followers:
+                del feeds[self.key]
 
     def _changed(self, _event: Any) -> None:
         self.feed.poke()
 
 
-async def _frames(feed: Feed, name: str, render: Render | None) -> AsyncIterator[bytes]:
+async def _frames(
+    feed_of: Callable[[], Feed], name: str, render: Render | None
+) -> AsyncIterator[bytes]:
     drawn: tuple[str, ...] | None = None
-    async for state, frame in feed.follow():
+    async for state, frame in feed_of().follow():
         if render is None:
             yield frame
             continue
