@@ -215,4 +215,6 @@ def test_demo_without_serve_ends_with_the_serve_command(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.rstrip().splitlines()[-1] == f"statekeep serve sqlite:///{db}"
+    *_, command, url = done.stdout.rstrip().splitlines()
+    assert command == f"statekeep serve sqlite:///{db}"
+    assert url == "dashboard: http://127.0.0.1:8000/"

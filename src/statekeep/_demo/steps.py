@@ -59,6 +59,8 @@ from .report import Report, advice_table, alerts_line, file_size, per_second, su
 from .stream import Receipts, compare_save_many, stream
 from .studio import Desk, restore
 
+DASHBOARD_URL = "http://127.0.0.1:8000/"  # where `statekeep serve` serves it by default
+
 
 def run(
     path: str | None,
@@ -103,8 +105,14 @@ def run(
     if then is not None:
         console.print(Text("The live dashboard of the database, until Ctrl-C:", style="bold"))
         return then(db_path)
-    console.print(Text("See it live in a browser (the web extra):", style="bold"))
+    console.print(
+        Text(
+            "See it live in a browser (the web extra; `statekeep demo --serve` does both):",
+            style="bold",
+        )
+    )
     console.print(Text(f"statekeep serve {shlex.quote(f'sqlite:///{db_path}')}"), soft_wrap=True)
+    console.print(Text(f"dashboard: {DASHBOARD_URL}"), soft_wrap=True)
     return 0
 
 
