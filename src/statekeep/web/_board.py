@@ -20,7 +20,7 @@ from typing import Any
 
 from ..entity import Entity, entity_class
 from ..errors import ConfigurationError
-from ..events import Subscription
+from ..events import Lifecycle, Subscription
 from ..machines import Transitioned
 from ..store import Store
 from ._signals import Tree, indexed, plain
@@ -39,11 +39,14 @@ class Every:
     seconds: float
     read: Callable[[], Any]
     value: Any = None
+    due: bool = False  # a commit may have changed it: read it at the next frame
     _at: float = -math.inf
     _took: float = 0.0
 
     def get(self, now: float) -> Any:
-        if now - self._at >= max(self.seconds, 20 * self._took):
+        wait = 20 * self._took if self.due else max(self.seconds, 20 * self._took)
+        if now - self._at >= wait:
+            self.due = False
             start = time.perf_counter()
             self.value = self.read()
             self._took = time.perf_counter() - start
@@ -130,16 +133,26 @@ class Board:
         self._outbox = Every(2.0, self._read_outbox)
         self._advice = Every(5.0, self._read_advice)
         self._subscription: Subscription | None = None
+        self._changes: Subscription | None = None
 
     def start(self) -> None:
         """Follows the store's transitions (the recent ones are shown)."""
         if self._subscription is None:
             self._subscription = self.store.on(Transitioned, self._transitioned)
+            self._changes = self.store.on(Lifecycle, self._changed)
 
     def stop(self) -> None:
         subscription, self._subscription = self._subscription, None
-        if subscription is not None and not self.store.closed:
-            self.store.off(subscription)
+        changes, self._changes = self._changes, None
+        if not self.store.closed:
+            for found in (subscription, changes):
+                if found is not None:
+                    self.store.off(found)
+
+    def _changed(self, _event: Lifecycle) -> None:
+        """A commit of this process: its counts at the next frame, not the next second."""
+        self._counts.due = self._machines.due = True
+        self._poke()
 
     def _transitioned(self, event: Transitioned) -> None:
         row = {
