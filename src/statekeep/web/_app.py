@@ -36,7 +36,7 @@ from ..errors import (
 from ..store import Store
 from . import _page, _protocol
 from ._board import Board, classes, entities_of
-from ._feed import Feed
+from ._feed import Extra, Feed
 from ._security import COOKIE, Guard
 
 log = logging.getLogger("statekeep.web")
@@ -179,18 +179,20 @@ class Dashboard:
             return _refused(401, "sign in first: the dashboard needs its token")
         writable = self.guard.signed_in(request)
         return EventSourceResponse(
-            self._frames(writable),
+            self.feed.follow(self._rows(writable)),
             ping=HEARTBEAT,
             send_timeout=SEND_TIMEOUT,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def _frames(self, writable: bool) -> AsyncIterator[bytes]:
-        sent: dict[str, Any] | None = None
-        async for state, frame in self.feed.follow():
-            rows = _page.changed_rows(sent, state, writable)
-            sent = state
-            yield frame + b"".join(_protocol.fragments(html_) for html_ in rows)
+    def _rows(self, writable: bool) -> Extra:
+        """The rows' HTML a page needs when a list's length changed."""
+
+        def rows(sent: dict[str, Any] | None, state: dict[str, Any]) -> bytes:
+            changed = _page.changed_rows(sent, state, writable)
+            return b"".join(_protocol.fragments(html_) for html_ in changed) if changed else b""
+
+        return rows
 
     async def healthz(self, request: Request) -> Response:
         if self.store.closed or self.store.closing:

@@ -28,6 +28,7 @@ from ._signals import Tree, diff
 log = logging.getLogger("statekeep.web")
 
 Read = Callable[[], Tree]
+Extra = Callable[[Tree | None, Tree], bytes]  # (the state a page has, the new one) -> bytes
 
 
 class Feed:
@@ -55,30 +56,38 @@ class Feed:
         self._followers = 0
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._published: asyncio.Future[None] | None = None
+        self._waiters: set[asyncio.Future[None]] = set()  # the pages waiting for a new state
         self._wake: asyncio.Event | None = None
         self._poked = threading.Event()  # set by any thread; one call to the loop per burst
         self._patches: dict[int, bytes] = {}  # from version -> the patch to self.version
 
     # -- followers (on the loop) ---------------------------------------------
-    async def follow(self) -> AsyncIterator[tuple[Tree, bytes]]:
-        """(state, frame) each time the state changes: frame takes a page from the
-        state it was last sent to this one (the whole state first)."""
+    async def follow(self, extra: Extra | None = None) -> AsyncIterator[bytes]:
+        """A frame each time the state changes, taking a page from the state it
+        was last sent to this one (the whole state first); extra(sent, state)
+        adds what else the page needs for it (rows' HTML)."""
         self._attach()
+        loop = asyncio.get_running_loop()
+        waiters = self._waiters
         try:
             sent: Tree | None = None
             seen = -1
             while not self.ended:
-                assert self._published is not None
-                published = self._published
-                if self.state is not None and self.version != seen:
-                    state, version = self.state, self.version
+                state, version = self.state, self.version
+                if state is not None and version != seen:
                     frame = self._frame(sent, seen, state)
+                    if extra is not None:
+                        frame += extra(sent, state)
                     sent, seen = state, version
                     if frame:
-                        yield state, frame
+                        yield frame
                     continue
-                await asyncio.shield(published)
+                waiter = loop.create_future()  # one a page: cancelling it cancels no other
+                waiters.add(waiter)
+                try:
+                    await waiter
+                finally:
+                    waiters.discard(waiter)
         finally:
             self._detach()
 
@@ -98,7 +107,7 @@ class Feed:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a first follower, or an app served again on a new loop
             self._loop, self._task = loop, None
-            self._published, self._wake = loop.create_future(), asyncio.Event()
+            self._waiters, self._wake = set(), asyncio.Event()
         self._followers += 1
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name=f"statekeep-feed-{self.name}")
@@ -161,15 +170,16 @@ class Feed:
 
     def _end(self) -> None:
         self.ended = True
-        assert self._published is not None and self._loop is not None
-        published, self._published = self._published, self._loop.create_future()
-        published.set_result(None)
+        self._wake_pages()
+
+    def _wake_pages(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _publish(self, state: Tree) -> None:
         if state == self.state:
             return
         self.state, self.version = state, self.version + 1
         self._patches = {}
-        assert self._published is not None and self._loop is not None
-        published, self._published = self._published, self._loop.create_future()
-        published.set_result(None)
+        self._wake_pages()

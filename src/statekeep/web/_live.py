@@ -30,7 +30,7 @@ from ..events import Subscription
 from ..store import Store
 from . import _protocol
 from ._app import HEARTBEAT, SEND_TIMEOUT, store_of
-from ._feed import Feed
+from ._feed import Extra, Feed
 from ._signals import Tree, indexed, path_key, plain
 
 Render = Callable[[list[dict[str, Any]]], str]
@@ -94,7 +94,7 @@ def live(
         ).feed
 
     return EventSourceResponse(
-        _frames(lambda: _feed(sync, key, make), name, render),
+        _Frames(lambda: _feed(sync, key, make), name, render),
         ping=HEARTBEAT,
         send_timeout=SEND_TIMEOUT,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -181,17 +181,32 @@ class _Selection:
         self.feed.poke()
 
 
-async def _frames(
-    feed_of: Callable[[], Feed], name: str, render: Render | None
-) -> AsyncIterator[bytes]:
-    drawn: tuple[str, ...] | None = None
-    async for state, frame in feed_of().follow():
-        if render is None:
-            yield frame
-            continue
-        rows = list(state[name].values()) if isinstance(state[name], dict) else []
-        ids = tuple(str(row.get("id")) for row in rows)
-        if ids != drawn:
-            drawn = ids
-            frame += _protocol.fragments(render(rows))
-        yield frame
+class _Frames:
+    """What live()'s response iterates: the selection's feed, found (or made)
+    when the page starts reading, so a response never sent keeps nothing."""
+
+    def __init__(self, feed_of: Callable[[], Feed], name: str, render: Render | None) -> None:
+        self.feed_of, self.name, self.render = feed_of, name, render
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.feed_of().follow(None if self.render is None else self._drawn())
+
+    def _drawn(self) -> Extra:
+        name, render = self.name, self.render
+        assert render is not None
+
+        def drawn(sent: Tree | None, state: Tree) -> bytes:
+            """The rows' HTML when the selection's membership or order changed."""
+            if sent is not None and _ids(sent, name) == _ids(state, name):
+                return b""
+            rows = state[name]
+            return _protocol.fragments(
+                render(list(rows.values()) if isinstance(rows, dict) else [])
+            )
+
+        return drawn
+
+
+def _ids(state: Tree, name: str) -> tuple[str, ...]:
+    rows = state.get(name)
+    return tuple(str(row.get("id")) for row in rows.values()) if isinstance(rows, dict) else ()
