@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 import statekeep
@@ -114,6 +116,21 @@ def test_the_page_opens_its_stream(
     with page.expect_request(lambda request: request.url.startswith(f"{base}/events")):
         page.goto(f"{base}/")
     expect(page.locator(".live")).to_have_class("live on")  # $connected, from the stream
+
+
+def test_a_dashboard_mounted_under_a_path_streams_and_acts_there(
+    open_store: OpenStore, serve_app: Callable[[ASGIApp], str], page: Page
+) -> None:
+    """Datastar resolves an action's URL against the site's root: the page names
+    its mount point (a relative 'events' went to /events, a 404)."""
+    store = open_store()
+    dashboard = statekeep.web.app(store, entities=ENTITIES, title="orders")
+    base = serve_app(Starlette(routes=[Mount("/admin/store", dashboard)]))
+    with page.expect_request(lambda request: request.url == f"{base}/admin/store/events"):
+        page.goto(f"{base}/admin/store/")
+    expect(page.locator(".live")).to_have_class("live on")
+    store.save(DashOrder(id="mounted", item="tea"))
+    expect(count_row(page, "dash_order")).to_have_text("1")
 
 
 def test_the_figures_follow_the_store_within_a_second(

@@ -7,6 +7,7 @@ import contextlib
 import html
 import importlib.util
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,7 @@ class Dashboard:
             writable=writable,
             login=self.guard.login,
             signals={**signals, "connected": False},
+            base=_base(request),
         )
         return HTMLResponse(body, headers=_PAGE_HEADERS)
 
@@ -179,17 +181,17 @@ class Dashboard:
             return _refused(401, "sign in first: the dashboard needs its token")
         writable = self.guard.signed_in(request)
         return EventSourceResponse(
-            self.feed.follow(self._rows(writable)),
+            self.feed.follow(self._rows(writable, _base(request))),
             ping=HEARTBEAT,
             send_timeout=SEND_TIMEOUT,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    def _rows(self, writable: bool) -> Extra:
+    def _rows(self, writable: bool, base: str) -> Extra:
         """The rows' HTML a page needs when a list's length changed."""
 
         def rows(sent: dict[str, Any] | None, state: dict[str, Any]) -> bytes:
-            changed = _page.changed_rows(sent, state, writable)
+            changed = _page.changed_rows(sent, state, writable, base)
             return b"".join(_protocol.fragments(html_) for html_ in changed) if changed else b""
 
         return rows
@@ -347,6 +349,14 @@ def _metrics_app(store: Store) -> ASGIApp:
     return found
 
 
+def _base(request: Request) -> str:
+    """Where the app is mounted ("" at the root): the page's actions are absolute."""
+    root = request.scope.get("root_path", "")
+    if isinstance(root, str) and _MOUNT.fullmatch(root):
+        return root.rstrip("/")
+    return ""
+
+
 def _collection(cls: type[Entity]) -> str:
     return cls.__statekeep__.spec.name
 
@@ -370,6 +380,8 @@ def _unreachable() -> Response:
         "this dashboard has no token, so it answers on this machine's loopback address only",
     )
 
+
+_MOUNT = re.compile(r"(/[A-Za-z0-9._~-]+)*/?")  # a mount point that is safe inside a page
 
 _PAGE_HEADERS = {
     "Content-Security-Policy": (

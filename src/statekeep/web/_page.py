@@ -30,8 +30,9 @@ _LIST_ROWS = {
 }
 
 
-def page(*, title: str, csrf: str, writable: bool, login: bool, signals: Tree) -> str:
-    """The whole page; the stream at /events fills it. signals: the tree as it is
+def page(*, title: str, csrf: str, writable: bool, login: bool, signals: Tree, base: str) -> str:
+    """The whole page; the stream at {base}/events fills it (base: where the app is
+    mounted; Datastar resolves an action's URL against the site's root). signals: the tree as it is
     now (Datastar's client needs every signal the page names declared up front)."""
     who = (
         '<a href="logout" class="who">signed in · sign out</a>'
@@ -45,6 +46,7 @@ def page(*, title: str, csrf: str, writable: bool, login: bool, signals: Tree) -
         signals=html.escape(json.dumps({**signals, "csrf": csrf}), quote=True),
         who=who,
         lists="\n".join(_list_card(name) for name in _LIST_ROWS),
+        base=html.escape(base, quote=True),
     )
 
 
@@ -81,12 +83,13 @@ def rows(name: str, n: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def letters(n: int, writable: bool) -> str:
+def letters(n: int, writable: bool, base: str) -> str:
     """The dead letters' rows, with a requeue button each when the page may act."""
     body = []
     for i in range(n):
         action = (
-            "<button data-on-click=\"@post('actions/requeue?collection=' + "
+            f"<button data-on-click=\"@post('{html.escape(base, quote=True)}/actions/requeue"
+            "?collection=' + "
             f"encodeURIComponent($letters.{i}.collection) + '&id=' + "
             f'encodeURIComponent($letters.{i}.id))" '
             f'class="requeue" id="requeue-{i}">requeue</button>'
@@ -120,13 +123,13 @@ def machines(states: tuple[int, ...]) -> str:
     return f'<div id="machines-rows">{"".join(cards)}</div>'
 
 
-def changed_rows(old: Tree | None, new: Tree, writable: bool) -> list[str]:
+def changed_rows(old: Tree | None, new: Tree, writable: bool, base: str) -> list[str]:
     """The row fragments to send when new's lists differ in length from old's."""
     before = (old or {}).get("shape", {})
     shape = new["shape"]
     found = [rows(name, shape[name]) for name in _LIST_ROWS if before.get(name) != shape[name]]
     if before.get("letters") != shape["letters"]:
-        found.append(letters(shape["letters"], writable))
+        found.append(letters(shape["letters"], writable, base))
     if before.get("machines_states") != shape["machines_states"]:
         found.append(machines(tuple(shape["machines_states"])))
     return found
@@ -145,7 +148,7 @@ _PAGE = """<!doctype html>
 <header><h1>{title}</h1>
 <span class="live" data-class-on="$connected">live</span>
 <span class="pid">pid <b data-text="$pid"></b></span>{who}</header>
-<main data-on-load="@post('events', {{openWhenHidden: true}})">
+<main data-on-load="@post('{base}/events', {{openWhenHidden: true}})">
 <section class="card" id="card-writebehind"><h2>Write-behind</h2>
 <p class="big"><b id="wb-total" data-text="$wb.total">0</b> pending
 <span class="health" data-text="$wb.health"></span></p>
