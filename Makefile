@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml package.json package-lock.json hatch_build.py
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make demo ARGS=--serve`: the demo, then its dashboard until Ctrl-C
 demo: $(STAMP)
-	$(BIN)/statekeep demo
+	$(BIN)/statekeep demo $(ARGS)
 
 # The figures in docs/ drawn from real runs (docs/benchmarks.md: `make bench`).
 docs: $(STAMP)
