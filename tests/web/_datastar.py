@@ -138,6 +138,13 @@ class Page:
                 assert left > 0, f"timed out; the page's signals: {self.signals}"
                 self._changed.wait(min(left, 0.1))
 
+    def ended(self, timeout: float = 5.0) -> None:
+        """Waits for the server to end the stream; AssertionError after timeout."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the stream did not end"
+        if not self._errors.empty():
+            raise self._errors.get()
+
     def close(self) -> None:
         """Hangs up (the server sees the page go) and waits for the reader."""
         self._stop.set()

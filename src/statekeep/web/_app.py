@@ -15,7 +15,6 @@ from urllib.parse import parse_qs
 
 import anyio
 import anyio.to_thread
-from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -30,7 +29,6 @@ from ..errors import (
     NotFoundError,
     QueryError,
     StatekeepError,
-    StoreClosedError,
     TransitionError,
     ValidationError,
 )
@@ -39,23 +37,16 @@ from . import _page, _protocol
 from ._board import Board, classes, entities_of
 from ._feed import Extra, Feed
 from ._security import COOKIE, Guard
+from ._stream import response, store_of
 
 log = logging.getLogger("statekeep.web")
 
 STATIC = Path(__file__).parent / "static"
 INTERVAL = 0.25  # seconds: the dashboard's frames, at most this often
-HEARTBEAT = 15.0  # seconds between keep-alive comments on an idle stream
-SEND_TIMEOUT = 30.0  # seconds a frame may take to go out before the page is dropped
 READY_TIMEOUT = 2.0  # seconds /readyz waits for the database
+SESSION_SECONDS = 12 * 3600  # a sign-in lasts this long
+LOGIN_BODY = 4096  # bytes a sign-in form may take
 MAX_BODY = 1024 * 1024  # bytes an action's signals may take (a page sends them all)
-
-
-def store_of(store: Store | AsyncStore) -> Store:
-    if isinstance(store, AsyncStore):
-        return store.sync
-    if isinstance(store, Store):
-        return store
-    raise ConfigurationError(f"statekeep.web needs a statekeep.Store or AsyncStore, not {store!r}")
 
 
 def app(
@@ -101,8 +92,6 @@ class Dashboard:
         interval: float,
         close_store: bool,
     ) -> None:
-        if store.closed:
-            raise StoreClosedError("statekeep.web: the store is closed")
         if (
             isinstance(interval, bool)
             or not isinstance(interval, int | float)
@@ -116,8 +105,16 @@ class Dashboard:
         counted = entities_of(entities)
         self.exposed = frozenset(_collection(cls) for cls in classes(expose, "expose"))
         self.title = title if isinstance(title, str) else "statekeep"
-        self.board = Board(store, counted, poke=lambda: self.feed.poke())
-        self.feed = Feed("dashboard", self._read, every=interval, gap=interval)
+        self.board = Board(store, counted, exposed=self.exposed, poke=lambda: self.feed.poke())
+        self.feed = Feed(
+            "dashboard",
+            self._read,
+            every=interval,
+            gap=interval,
+            start=self.board.start,
+            stop=self.board.stop,
+            alive=lambda: not store.closed,
+        )
         self.close_store = close_store
         routes: list[Route | Mount] = [
             Route("/", self.index),
@@ -141,12 +138,11 @@ class Dashboard:
         try:
             yield
         finally:
-            self.board.stop()
+            await anyio.to_thread.run_sync(self.board.stop)
             if self.close_store:  # writes waiting in write-behind are stored first
                 await anyio.to_thread.run_sync(self.store.close)
 
     def _read(self) -> dict[str, Any]:
-        self.board.start()
         tree = self.board.read()
         tree["connected"] = True
         return tree
@@ -180,12 +176,7 @@ class Dashboard:
         if not self.guard.may_view(request):
             return _refused(401, "sign in first: the dashboard needs its token")
         writable = self.guard.signed_in(request)
-        return EventSourceResponse(
-            self.feed.follow(self._rows(writable, _base(request))),
-            ping=HEARTBEAT,
-            send_timeout=SEND_TIMEOUT,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return response(self.feed.follow(self._rows(writable, _base(request))))
 
     def _rows(self, writable: bool, base: str) -> Extra:
         """The rows' HTML a page needs when a list's length changed."""
@@ -208,8 +199,9 @@ class Dashboard:
                 ratio = await anyio.to_thread.run_sync(self._ready_reading, abandon_on_cancel=True)
         except TimeoutError:
             problems.append(f"the database did not answer within {READY_TIMEOUT:g} s")
-        except StatekeepError as exc:
-            problems.append(f"the database is unreachable: {type(exc).__name__}: {exc}"[:300])
+        except StatekeepError as exc:  # its text only to whom may see the dashboard
+            detail = f": {exc}" if self.guard.may_view(request) and self.guard.login else ""
+            problems.append(f"the database is unreachable: {type(exc).__name__}{detail}"[:300])
         else:
             if ratio >= 0.9:
                 problems.append(f"write-behind is {ratio:.0%} full")
@@ -231,17 +223,20 @@ class Dashboard:
         if request.method == "POST":
             if not self.guard.same_origin(request):
                 return _refused(403, "refused: the form does not come from this dashboard")
-            body = await request.body()
-            given = parse_qs(body[:4096].decode("utf-8", "replace")).get("token", [""])[0]
+            body = await _body(request, LOGIN_BODY)
+            if body is None:
+                return _refused(413, f"a sign-in form may take {LOGIN_BODY} bytes")
+            given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
             if isinstance(given, str) and self.guard.right_token(given):
                 response = RedirectResponse("./", status_code=303)
                 response.set_cookie(
                     COOKIE,
                     self.guard.session_cookie(),
+                    max_age=SESSION_SECONDS,
                     httponly=True,
                     samesite="strict",
                     secure=request.url.scheme == "https",
-                    path="/",
+                    path=_base(request) + "/",  # this dashboard's, not its host's others
                 )
                 return response
             await asyncio.sleep(0.5)  # a wrong token costs its sender time
@@ -254,18 +249,19 @@ class Dashboard:
 
     async def logout(self, request: Request) -> Response:
         response = RedirectResponse("login", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
+        response.delete_cookie(COOKIE, path=_base(request) + "/")
         return response
 
     # -- actions -------------------------------------------------------------
     async def _acting(self, request: Request) -> Response | None:
         if not self.guard.reachable(request):
             return _unreachable()
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return _refused(413, f"an action's signals may take {MAX_BODY} bytes")
+        refused = self.guard.may_act(request, None)  # who asks, before reading what
+        if refused is not None:
+            return _refused(*refused)
+        body = await _body(request, MAX_BODY)
+        if body is None:
+            return _refused(413, f"an action's signals may take {MAX_BODY} bytes")
         refused = self.guard.may_act(request, _protocol.read_signals(body))
         return None if refused is None else _refused(*refused)
 
@@ -347,6 +343,16 @@ def _metrics_app(store: Store) -> ASGIApp:
 
     found: ASGIApp = metrics_app(store)
     return found
+
+
+async def _body(request: Request, most: int) -> bytes | None:
+    """The request's body, or None once it passes most bytes (the rest unread)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > most:
+            return None
+    return body
 
 
 def _base(request: Request) -> str:

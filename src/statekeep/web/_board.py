@@ -117,9 +117,11 @@ class Board:
         store: Store,
         entities: Sequence[type[Entity]],
         *,
+        exposed: frozenset[str] = frozenset(),
         poke: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
+        self.exposed = exposed
         self.entities = entities
         self._transitions: collections.deque[Tree] = collections.deque(maxlen=TRANSITIONS_SHOWN)
         self._lock = threading.Lock()
@@ -136,18 +138,21 @@ class Board:
         self._changes: Subscription | None = None
 
     def start(self) -> None:
-        """Follows the store's transitions (the recent ones are shown)."""
-        if self._subscription is None:
-            self._subscription = self.store.on(Transitioned, self._transitioned)
-            self._changes = self.store.on(Lifecycle, self._changed)
+        """Follows the store's commits (counts read at the next frame) and
+        transitions (the recent ones are shown): the feed's set-up."""
+        with self._lock:
+            if self._subscription is None:
+                self._subscription = self.store.on(Transitioned, self._transitioned)
+                self._changes = self.store.on(Lifecycle, self._changed)
 
     def stop(self) -> None:
-        subscription, self._subscription = self._subscription, None
-        changes, self._changes = self._changes, None
-        if not self.store.closed:
-            for found in (subscription, changes):
-                if found is not None:
-                    self.store.off(found)
+        """The feed's take-down (and the app's, at shutdown): idempotent."""
+        with self._lock:
+            found = (self._subscription, self._changes)
+            self._subscription = self._changes = None
+        for subscription in found:
+            if subscription is not None:
+                self.store.off(subscription)
 
     def _changed(self, _event: Lifecycle) -> None:
         """A commit of this process: its counts at the next frame, not the next second."""
@@ -199,7 +204,7 @@ class Board:
                 "dead": stats.dead_lettered,
                 "shed": stats.shed,
                 "oldest": round(stats.oldest_pending_age, 3),
-                "error": stats.last_error or "",
+                "error": _last_error(stats.last_error, self.exposed, self.entities),
             },
             "rate": {
                 "stored": round(self._rate, 1),
@@ -213,7 +218,9 @@ class Board:
                 "batch": _latency(metrics, "statekeep_writebehind_batch_seconds"),
             },
             "spark": {"stored": self._stored.points(), "pending": self._pending.points()},
-            "letters": indexed(_letter(n, letter) for n, letter in enumerate(letters)),
+            "letters": indexed(
+                _letter(n, letter, self.exposed) for n, letter in enumerate(letters)
+            ),
             "outbox": indexed(self._outbox.get(now)),
             "counts": indexed(self._counts.get(now)),
             "machines": indexed(self._machines.get(now)),
@@ -280,14 +287,37 @@ class Board:
         ]
 
 
-def _letter(n: int, letter: Any) -> Tree:
-    return {
+def _letter(n: int, letter: Any, exposed: frozenset[str]) -> Tree:
+    """A dead letter as the page shows it: an error can quote the write's values
+    (a unique key's), so its text and the write's body only for an exposed
+    collection; else the error's class."""
+    shown = letter.collection in exposed
+    error = str(letter.error)
+    row: Tree = {
         "n": n,
         "collection": letter.collection,
         "id": str(letter.id),
         "delete": letter.delete,
-        "error": str(letter.error)[:300],
+        "error": error[:300] if shown else error.partition(":")[0][:80],
     }
+    if shown:
+        record = letter.journal_record.get("r")
+        body = record[2] if isinstance(record, list | tuple) and len(record) > 2 else None
+        row["body"] = body if isinstance(body, str) else ""
+    return row
+
+
+def _last_error(
+    error: str | None, exposed: frozenset[str], entities: Sequence[type[Entity]]
+) -> str:
+    """The last batch's error, whose text may quote any collection's values: whole
+    only when every collection counted is exposed."""
+    if not error:
+        return ""
+    names = {cls.__statekeep__.spec.name for cls in entities}
+    if names and names <= exposed:
+        return error[:300]
+    return "a batch failed (store.writebehind.stats().last_error has its text; expose= shows it)"
 
 
 def _health(ratio: float, database: str) -> str:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 
 import anyio.to_thread
@@ -28,6 +29,7 @@ from ._signals import Tree, diff
 log = logging.getLogger("statekeep.web")
 
 Read = Callable[[], Tree]
+ALIVE_EVERY = 0.5  # seconds: how soon a closed store ends its pages' streams
 Extra = Callable[[Tree | None, Tree], bytes]  # (the state a page has, the new one) -> bytes
 
 
@@ -41,12 +43,15 @@ class Feed:
         gap: float,
         start: Callable[[], None] = lambda: None,
         stop: Callable[[], None] = lambda: None,
+        alive: Callable[[], bool] = lambda: True,
     ) -> None:
         """start and stop run (on a worker thread) when the first page comes
-        and after the last one went: what pokes the feed is set up and taken down."""
+        and after the last one went: what pokes the feed is set up and taken down.
+        alive() is asked while the feed waits (every ALIVE_EVERY seconds): once
+        it is false (the store closed) the pages' streams end."""
         self.name = name
         self._read = read
-        self._start, self._stop = start, stop
+        self._start, self._stop, self._alive = start, stop, alive
         self._every, self._gap = every, gap
         self.state: Tree | None = None
         self.version = 0
@@ -72,9 +77,9 @@ class Feed:
         try:
             sent: Tree | None = None
             seen = -1
-            while not self.ended:
+            while True:
                 state, version = self.state, self.version
-                if state is not None and version != seen:
+                if state is not None and version != seen:  # the last state too, once ended
                     frame = self._frame(sent, seen, state)
                     if extra is not None:
                         frame += extra(sent, state)
@@ -82,6 +87,8 @@ class Feed:
                     if frame:
                         yield frame
                     continue
+                if self.ended:
+                    return
                 waiter = loop.create_future()  # one a page: cancelling it cancels no other
                 waiters.add(waiter)
                 try:
@@ -106,7 +113,8 @@ class Feed:
     def _attach(self) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a first follower, or an app served again on a new loop
-            self._loop, self._task = loop, None
+            # (the old loop's pages and reader went with it)
+            self._loop, self._task, self._followers, self.ended = loop, None, 0, False
             self._waiters, self._wake = set(), asyncio.Event()
         self._followers += 1
         if self._task is None or self._task.done():
@@ -134,13 +142,23 @@ class Feed:
 
     # -- the reader (one task on the loop) -----------------------------------
     async def _run(self) -> None:
+        """The reader: set up, read while pages follow, take down; again if pages came
+        while it was taking down (this task stays the feed's until it returns, so
+        a page never starts a second reader whose set-up races this one's take-down)."""
         assert self._wake is not None
-        await anyio.to_thread.run_sync(self._start)
-        try:
-            await self._follow(self._wake)
-        finally:
+        wake = self._wake
+        while self._followers and not self.ended:
+            try:
+                await anyio.to_thread.run_sync(self._start)
+            except StoreClosedError:
+                self._end()
+                break
+            try:
+                await self._follow(wake)
+            finally:
+                await anyio.to_thread.run_sync(self._stop)
+        if asyncio.current_task() is self._task:
             self._task = None
-            await anyio.to_thread.run_sync(self._stop)
 
     async def _follow(self, wake: asyncio.Event) -> None:
         while self._followers:
@@ -164,9 +182,16 @@ class Feed:
                 self.reads += 1
                 self._publish(state)
             await asyncio.sleep(self._gap)
-            if not self._poked.is_set() and self._followers:
+            until = time.monotonic() + self._every
+            while not self._poked.is_set() and self._followers and not self.ended:
+                if not self._alive():  # its store closed: no read will answer again
+                    self._end()
+                    return
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._every)
+                    await asyncio.wait_for(wake.wait(), min(left, ALIVE_EVERY))
 
     def _end(self) -> None:
         self.ended = True

@@ -25,13 +25,13 @@ from sse_starlette import EventSourceResponse
 
 from ..conditions import Condition
 from ..entity import Entity
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StoreClosedError
 from ..events import Subscription
 from ..store import Store
 from . import _protocol
-from ._app import HEARTBEAT, SEND_TIMEOUT, store_of
 from ._feed import Extra, Feed
 from ._signals import Tree, indexed, path_key, plain
+from ._stream import response, store_of
 
 Render = Callable[[list[dict[str, Any]]], str]
 
@@ -93,12 +93,7 @@ def live(
             sync, key, cls, conditions, equals, order_by, limit, name, poll, coalesce
         ).feed
 
-    return EventSourceResponse(
-        _Frames(lambda: _feed(sync, key, make), name, render),
-        ping=HEARTBEAT,
-        send_timeout=SEND_TIMEOUT,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return response(_Frames(lambda: _feed(sync, key, make), name, render))
 
 
 def _where(where: Any) -> tuple[tuple[Condition, ...], dict[str, Any]]:
@@ -146,11 +141,18 @@ class _Selection:
         poll: float,
         coalesce: float,
     ) -> None:
-        self.store, self.key, self.cls, self.name = store, key, cls, name
+        self._store = weakref.ref(store)  # the cache of feeds must not keep a store alive
+        self.key, self.cls, self.name = key, cls, name
         self.query = (conditions, equals, order_by, limit)
         self.subscription: Subscription | None = None
         self.feed = Feed(
-            f"live-{name}", self.read, every=poll, gap=coalesce, start=self.start, stop=self.stop
+            f"live-{name}",
+            self.read,
+            every=poll,
+            gap=coalesce,
+            start=self.subscribe,
+            stop=self.unsubscribe,
+            alive=self.alive,
         )
 
     def read(self) -> Tree:
@@ -164,17 +166,32 @@ class _Selection:
         tree: Tree = plain({self.name: indexed(rows), f"{self.name}_count": len(rows)})
         return tree
 
-    def start(self) -> None:
-        self.subscription = self.store.on(self.cls, self._changed)
+    @property
+    def store(self) -> Store:
+        store = self._store()
+        if store is None:
+            raise StoreClosedError("statekeep.web.live: the store is gone")
+        return store
 
-    def stop(self) -> None:
-        """The last page went: forget the feed (a selection per request must not pile up)."""
+    def alive(self) -> bool:
+        store = self._store()
+        return store is not None and not store.closed
+
+    def subscribe(self) -> None:
+        """The first page came: this process's commits to the collection poke the feed."""
+        if self.subscription is None:
+            self.subscription = self.store.on(self.cls, self._changed)
+
+    def unsubscribe(self) -> None:
+        """The last page went (or the store closed): forget the feed, so that a
+        selection made per request does not pile up."""
         subscription, self.subscription = self.subscription, None
-        if subscription is not None and not self.store.closed:
-            self.store.off(subscription)
+        store = self._store()
+        if subscription is not None and store is not None:
+            store.off(subscription)
         with _feeds_lock:
-            feeds = _feeds.get(self.store, {})
-            if feeds.get(self.key) is self.feed and not self.feed.followers:
+            feeds = _feeds.get(store, {}) if store is not None else {}
+            if feeds.get(self.key) is self.feed and (self.feed.ended or not self.feed.followers):
                 del feeds[self.key]
 
     def _changed(self, _event: Any) -> None:

@@ -110,8 +110,9 @@ class Guard:
             return True
         return urlsplit(origin).netloc == request.headers.get("host", "")
 
-    def may_act(self, request: Request, signals: dict[str, Any]) -> tuple[int, str] | None:
-        """None when the request may change something; else (status, why)."""
+    def may_act(self, request: Request, signals: dict[str, Any] | None) -> tuple[int, str] | None:
+        """None when the request may change something; else (status, why).
+        signals None: the checks that need no body (who asks, from where)."""
         if self.token is None:
             return 403, "this dashboard is read-only: it was started without a token"
         if self.bearer(request):
@@ -120,6 +121,8 @@ class Guard:
             return 401, "sign in first: this action needs the dashboard's token"
         if not self.same_origin(request):
             return 403, "refused: the request does not come from this dashboard's page"
+        if signals is None:
+            return None
         given = signals.get("csrf")
         if not isinstance(given, str) or not hmac.compare_digest(
             given.encode(), self.csrf.encode()
