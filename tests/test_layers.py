@@ -618,3 +618,27 @@ def test_store_py_stays_within_its_line_budget() -> None:
     only with a reason."""
     lines = len((SRC / "store.py").read_text().splitlines())
     assert lines <= STORE_LINE_BUDGET, f"store.py has {lines} lines"
+
+
+WEB = f"{PACKAGE}.web"
+
+
+def test_web_is_the_top_layer_the_cli_alone_imports_it_and_only_when_asked() -> None:
+    """statekeep.web is for people (DESIGN's top layer, beside the CLI): it uses
+    the store, aio and the entity layer; nothing below imports it, and the CLI
+    and the demo only inside the functions that serve (the web extra is optional)."""
+    wrong = sorted(
+        str(found)
+        for found in IMPORTS
+        if _inside(found.target, WEB)
+        and not _inside(found.source, WEB)
+        and not (any(_inside(found.source, entry) for entry in ENTRY_POINTS) and found.in_function)
+    )
+    assert wrong == []
+    upward = sorted(
+        str(found)
+        for found in IMPORTS
+        if _inside(found.source, WEB)
+        and any(_inside(found.target, entry) for entry in ENTRY_POINTS)
+    )
+    assert upward == []

@@ -44,10 +44,11 @@ def render(rows: list[dict[str, object]]) -> str:
     items = "".join(
         f'<li id="todo-{i}" data-class-done="$todos.{i}.done">'
         f'<input type="checkbox" data-bind="todos.{i}.done"'
-        f" data-on-click=\"@post('/toggle?id=' + $todos.{i}.id)\">"
+        f" data-on-click=\"@post('/toggle?id=' + encodeURIComponent($todos.{i}.id))\">"
         f'<span class="title" data-text="$todos.{i}.title"></span>'
         f'<button class="delete" aria-label="delete"'
-        f" data-on-click=\"@post('/delete?id=' + $todos.{i}.id)\">&times;</button></li>"
+        f" data-on-click=\"@post('/delete?id=' + encodeURIComponent($todos.{i}.id))\">"
+        "&times;</button></li>"
         for i in range(len(rows))
     )
     return f'<ul id="todo-list">{items}</ul>'
@@ -67,10 +68,19 @@ input[type=text] { flex: 1; padding: .3rem; } form { display: flex; gap: .5rem; 
 <form data-on-submit="@post('/add')">
 <input type="text" id="new-title" data-bind-newtitle placeholder="what needs doing?"
  maxlength="200" autofocus><button type="submit">add</button></form>
-<main data-on-load="@get('/stream')"><ul id="todo-list"></ul></main>
+<main data-on-load="@post('/stream')"><ul id="todo-list"></ul></main>
 <p id="count"><span data-text="$todos_count"></span> to do or done</p>
 </body></html>
 """
+
+
+def from_this_page(request: Request) -> bool:
+    """A change comes from this app's own page: Datastar's header (another site's
+    form cannot send it, and a script of another site would need CORS, which
+    this app never grants) and, where the browser tells, the same origin."""
+    return request.headers.get("datastar-request") == "true" and request.headers.get(
+        "sec-fetch-site", "same-origin"
+    ) in ("same-origin", "none")
 
 
 def make_app(store: statekeep.Store) -> Starlette:
@@ -86,6 +96,8 @@ def make_app(store: statekeep.Store) -> Starlette:
         )
 
     async def add(request: Request) -> Response:
+        if not from_this_page(request):
+            return Response(status_code=403)
         if int(request.headers.get("content-length") or 0) > MAX_BODY:
             return JSONResponse({"error": "too much"}, status_code=413)
         signals = await read_signals(request) or {}
@@ -97,6 +109,8 @@ def make_app(store: statekeep.Store) -> Starlette:
         return DatastarResponse(ServerSentEventGenerator.merge_signals({"newtitle": ""}))
 
     async def toggle(request: Request) -> Response:
+        if not from_this_page(request):
+            return Response(status_code=403)
         try:
             todo = await db.get(Todo, request.query_params.get("id", ""))
         except statekeep.NotFoundError:
@@ -106,6 +120,8 @@ def make_app(store: statekeep.Store) -> Starlette:
         return Response(status_code=204)
 
     async def delete(request: Request) -> Response:
+        if not from_this_page(request):
+            return Response(status_code=403)
         try:
             await db.delete(Todo, request.query_params.get("id", ""))
         except statekeep.NotFoundError:
@@ -115,7 +131,8 @@ def make_app(store: statekeep.Store) -> Starlette:
     return Starlette(
         routes=[
             Route("/", page),
-            Route("/stream", stream),
+            Route("/stream", stream, methods=["GET", "POST"]),  # the page POSTs: its signals
+            # (the whole list) go in the body, not in a URL that would outgrow a server's limit
             Route("/add", add, methods=["POST"]),
             Route("/toggle", toggle, methods=["POST"]),
             Route("/delete", delete, methods=["POST"]),

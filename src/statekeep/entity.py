@@ -113,6 +113,11 @@ def entity_class(collection: str) -> type[Entity] | None:
     return _by_collection.get(collection)
 
 
+def entity_classes() -> list[type[Entity]]:
+    """Every entity class defined so far, one a collection (its latest), by collection name."""
+    return [cls for _, cls in sorted(_by_collection.items())]
+
+
 def view_of(collection: str, kind: str) -> type[Event] | None:
     """The entity class's view of a domain event kind (`Session.Transitioned`
     for "transitioned" events of collection "session"), if it has one: what

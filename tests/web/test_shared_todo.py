@@ -157,11 +157,14 @@ HOSTILE = {
 }
 
 
+PAGE = {"Datastar-Request": "true"}  # what the example's own page sends with a change
+
+
 @pytest.mark.parametrize("title", HOSTILE.values(), ids=HOSTILE.keys())
 def test_a_bad_title_is_refused_with_400_and_nothing_is_stored(
     base: str, store: statekeep.Store, example: ModuleType, title: object
 ) -> None:
-    answer = httpx.post(f"{base}/add", json={"newtitle": title}, timeout=10)
+    answer = httpx.post(f"{base}/add", json={"newtitle": title}, headers=PAGE, timeout=10)
     assert answer.status_code == 400, answer.text
     assert "error" in answer.json()
     assert store.count(example.Todo) == 0
@@ -191,5 +194,20 @@ def test_a_title_with_markup_is_shown_as_text_never_run(
 
 def test_toggling_or_deleting_a_missing_todo_is_404(base: str) -> None:
     for action in ("toggle", "delete"):
-        answer = httpx.post(f"{base}/{action}?id=nope", timeout=10)
+        answer = httpx.post(f"{base}/{action}?id=nope", headers=PAGE, timeout=10)
         assert answer.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Datastar-Request": "true", "Sec-Fetch-Site": "cross-site"}],
+    ids=["a plain form", "another site's script"],
+)
+def test_a_change_from_another_site_is_refused(
+    base: str, store: statekeep.Store, example: ModuleType, headers: dict[str, str]
+) -> None:
+    todo = store.save(example.Todo(title="kept"))
+    for path in ("/add", f"/toggle?id={todo.id}", f"/delete?id={todo.id}"):
+        answer = httpx.post(f"{base}{path}", json={"newtitle": "forged"}, headers=headers)
+        assert answer.status_code == 403, path
+    assert [(t.title, t.done) for t in store.find(example.Todo)] == [("kept", False)]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..entity import Entity, entity_class
+from ..entity import Entity, entity_classes
 from ..errors import ConfigurationError
 from ..events import Lifecycle, Subscription
 from ..machines import Transitioned
@@ -100,13 +100,7 @@ def entities_of(store_entities: Iterable[type[Entity]] | None) -> list[type[Enti
     defined so far (not statekeep's own)."""
     if store_entities is not None:
         return classes(store_entities, "entities")
-    from ..entity import _by_collection  # every class defined so far, by collection
-
-    return [
-        cls
-        for name, cls in sorted(_by_collection.items())
-        if not cls.__module__.startswith("statekeep.") and entity_class(name) is cls
-    ]
+    return [cls for cls in entity_classes() if not cls.__module__.startswith("statekeep.")]
 
 
 class Board:
