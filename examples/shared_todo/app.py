@@ -33,7 +33,7 @@ STATIC = Path(statekeep.web.__file__).parent / "static"  # the packaged Datastar
 MAX_BODY = 16 * 1024
 
 
-class Todo(Entity, collection="todo"):
+class Todo(Entity, collection="shared_todo"):
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     done: bool = False
     created_at: Annotated[float, Indexed()] = Field(default_factory=time.time)

@@ -656,9 +656,17 @@ def test_a_second_process_writing_one_state_is_refused(tmp_path: Path) -> None:
         for who in "AB"
     ]
     try:
-        time.sleep(1.5)  # both have opened (or been refused)
+        assert all(child.stdout is not None for child in children)
+        # each says it opened or was refused before either writes (a sleep here
+        # was too short on a loaded machine: the second opened after the first closed)
+        first = [child.stdout.readline() for child in children if child.stdout is not None]
         go.touch()
-        outputs = [child.communicate(timeout=30) for child in children]
+        outputs = [
+            (line + out, err)
+            for line, (out, err) in zip(
+                first, (child.communicate(timeout=30) for child in children), strict=True
+            )
+        ]
     finally:
         for child in children:
             if child.poll() is None:

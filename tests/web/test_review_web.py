@@ -22,7 +22,7 @@ from starlette.types import ASGIApp
 
 import statekeep
 import statekeep.web
-from statekeep import Entity
+from statekeep import Entity, State
 
 from ._datastar import Page, rows
 
@@ -153,3 +153,40 @@ def test_the_session_cookie_lasts_12_hours_on_the_dashboard_path(
     assert answer.status_code == 303
     cookie = answer.headers["set-cookie"]
     assert "Max-Age=43200" in cookie and "Path=/ops/" in cookie, cookie
+
+
+class RevFlowLate(Entity, collection="web_rev_late"):
+    state: RevFlow | None = None  # a machine declared after its entity: a field not indexed
+
+
+class RevFlow(statekeep.Machine):
+    idle = State(initial=True)
+    done = State(final=True)
+    finish = idle.to(done)
+
+
+def test_every_class_defined_is_counted_even_one_that_cannot_be_grouped(
+    serve_app: Serve, store: statekeep.Store
+) -> None:
+    """The default dashboard counts every entity class defined so far (in this
+    test process: hundreds); a machine field without an index is counted state
+    by state, and nothing one class does makes the page fail."""
+    RevFlowLate.model_rebuild()
+    RevFlowLate(state=RevFlow.idle).send("finish")  # binds the machine, its field unindexed
+    store.save(RevFlowLate(state=RevFlow.idle))
+    base = serve_app(statekeep.web.app(store))
+    assert httpx.get(base + "/").status_code == 200
+    page = Page(base + "/events")
+    try:
+        page.wait(
+            lambda signals: any(
+                machine["name"] == "RevFlowLate.state" for machine in signals["machines"].values()
+            ),
+            timeout=10,
+        )
+        late = next(
+            m for m in page.signals["machines"].values() if m["name"] == "RevFlowLate.state"
+        )
+        assert {s["state"]: s["count"] for s in late["states"].values()} == {"idle": 1, "done": 0}
+    finally:
+        page.close()
