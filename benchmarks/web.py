@@ -25,7 +25,8 @@
    stream, less the same window with one page, over N - 1 and the window:
    the CPU seconds a second that one more page costs. Pages are asyncio sockets in this process
    that parse every frame (benchmarks/_sse.py). Streams: the dashboard's
-   /events, live()'s (the same selection as part 1, 20 rows), and the limit:
+   /events (at interval 0.02 s: 50 frames a second, so that a page's cost is
+   more than a few ticks of the CPU clock), live()'s (the same selection as part 1, 20 rows), and the limit:
    a plain sse-starlette endpoint sending each page a payload of the same
    size at the same frame rate as the statekeep stream just measured (from
    one shared future, as statekeep's feed does). Target: statekeep's
