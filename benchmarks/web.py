@@ -23,18 +23,19 @@
    saving 1,000 changes/s (updates of 100 entities) all along. Its CPU
    time (psutil, user + system) over a fixed window with N pages on a
    stream, less the same window with one page, over N - 1 and the window:
-   the CPU seconds a second that one more page costs. Pages are asyncio sockets in this process
-   that parse every frame (benchmarks/_sse.py). Streams: the dashboard's
-   /events (at interval 0.02 s: 50 frames a second, so that a page's cost is
-   more than a few ticks of the CPU clock), live()'s (the same selection as part 1, 20 rows), and the limit:
-   a plain sse-starlette endpoint sending each page a payload of the same
-   size at the same frame rate as the statekeep stream just measured (from
-   one shared future, as statekeep's feed does). Target: statekeep's
-   cost per page <= 1.5x the limit's (median of the rounds' ratios; a cost
-   below the resolution of the CPU clock, a 10 ms tick over the window and
-   the pages, counts as that resolution). What all pages of a stream share
-   (the dashboard's reads, a selection's reader) runs from the first page
-   on: it is in both windows, so it is the app's cost, not a page's.
+   the CPU seconds a second that one more page costs. Pages are asyncio
+   sockets in this process that parse every frame (benchmarks/_sse.py).
+   Streams: the dashboard's /events (at interval 0.02 s: 50 frames a second,
+   so that a page's cost is more than a few ticks of the CPU clock), live()'s
+   (the same selection as part 1, 20 rows), and the limit: a plain
+   sse-starlette endpoint sending each page a payload of the same size at the
+   same frame rate as the statekeep stream just measured (from one shared
+   future, as statekeep's feed does). Target: statekeep's cost per page <=
+   1.5x the limit's (median of the rounds' ratios; a cost below the
+   resolution of the CPU clock, a 10 ms tick over the window and the pages,
+   counts as that resolution). What all pages of a stream share (the
+   dashboard's reads, a selection's reader) runs from the first page on: it
+   is in both windows, so it is the app's cost, not a page's.
 """
 
 from __future__ import annotations
