@@ -29,6 +29,7 @@ from ._signals import Tree, diff
 log = logging.getLogger("statekeep.web")
 
 Read = Callable[[], Tree]
+Quick = Callable[[], Tree | None]  # a read on the loop, without I/O; None: read on a thread
 ALIVE_EVERY = 0.5  # seconds: how soon a closed store ends its pages' streams
 Extra = Callable[[Tree | None, Tree], bytes]  # (the state a page has, the new one) -> bytes
 
@@ -44,13 +45,16 @@ class Feed:
         start: Callable[[], None] = lambda: None,
         stop: Callable[[], None] = lambda: None,
         alive: Callable[[], bool] = lambda: True,
+        quick: Quick = lambda: None,
     ) -> None:
         """start and stop run (on a worker thread) when the first page comes
         and after the last one went: what pokes the feed is set up and taken down.
         alive() is asked while the feed waits (every ALIVE_EVERY seconds): once
-        it is false (the store closed) the pages' streams end."""
+        it is false (the store closed) the pages' streams end. quick() is tried
+        first each time, on the loop: the state when it can tell it without I/O
+        (a change applied to what it has), else None and read() runs on a thread."""
         self.name = name
-        self._read = read
+        self._read, self._quick = read, quick
         self._start, self._stop, self._alive = start, stop, alive
         self._every, self._gap = every, gap
         self.state: Tree | None = None
@@ -165,7 +169,9 @@ class Feed:
             self._poked.clear()
             wake.clear()
             try:
-                state = await anyio.to_thread.run_sync(self._read)
+                state = self._quick()
+                if state is None:
+                    state = await anyio.to_thread.run_sync(self._read)
             except StoreClosedError:  # the pages' streams end
                 self._end()
                 return
@@ -190,8 +196,13 @@ class Feed:
                 left = until - time.monotonic()
                 if left <= 0:
                     break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), min(left, ALIVE_EVERY))
+                with contextlib.suppress(TimeoutError):  # (asyncio.timeout: no task a wait)
+                    async with asyncio.timeout(min(left, ALIVE_EVERY)):
+                        await wake.wait()
+                # a doorbell: what rang it is in _poked, _followers and ended. (A poke's
+                # wake.set may run after the read it asked for: left set, it would
+                # spin this loop until `until`.)
+                wake.clear()
 
     def _end(self) -> None:
         self.ended = True

@@ -8,15 +8,18 @@ the page has to the rows it should have (`{"todos": {"3": {"done": true}}}`),
 and the paths of rows that left it. With render, the rows' HTML too, sent
 whenever the selection's membership or order changes.
 
-One reader per selection, however many pages follow it (see _feed): it reads
-the selection again when this process commits a change to the collection
-(at once: no coalescing unless `coalesce` seconds are given) and every `poll`
-seconds, for changes other processes commit.
+One reader per selection, however many pages follow it (see _feed). When
+this process commits a change to the collection (at once: no coalescing
+unless `coalesce` seconds are given) it applies the change to the rows it
+has where the outcome is certain, and reads the selection again where it is
+not (see _rows); it reads it again every `poll` seconds all the same, for
+changes other processes commit.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -26,17 +29,20 @@ from sse_starlette import EventSourceResponse
 from ..conditions import Condition
 from ..entity import Entity
 from ..errors import ConfigurationError, StoreClosedError
-from ..events import Subscription
+from ..events import Lifecycle, Subscription
 from ..store import Store
 from . import _protocol
 from ._feed import Extra, Feed
-from ._signals import Tree, indexed, path_key, plain
+from ._rows import Rows
+from ._signals import Tree, indexed, path_key
 from ._stream import response, store_of
 
 Render = Callable[[list[dict[str, Any]]], str]
 
 _feeds: weakref.WeakKeyDictionary[Store, dict[tuple[Any, ...], Feed]] = weakref.WeakKeyDictionary()
 _feeds_lock = threading.Lock()
+PENDING_MOST = 10_000  # changes held for a reader that fell behind; beyond, it reads again
+QUICK_MOST = 500  # changes applied on the event loop at most (a few microseconds each)
 
 
 def live(
@@ -142,9 +148,16 @@ class _Selection:
         coalesce: float,
     ) -> None:
         self._store = weakref.ref(store)  # the cache of feeds must not keep a store alive
-        self.key, self.cls, self.name = key, cls, name
+        self.key, self.cls, self.name, self.poll = key, cls, name, poll
         self.query = (conditions, equals, order_by, limit)
         self.subscription: Subscription | None = None
+        info = cls.__statekeep__
+        self.rows = Rows(info.filters(conditions, equals), info.orders(order_by), limit)
+        self.applied = 0  # reads answered from the changes alone (tests, benchmarks)
+        self._read_at = -float("inf")
+        self._pending: list[Lifecycle] = []  # committed changes not applied yet
+        self._overflow = False
+        self._lock = threading.Lock()
         self.feed = Feed(
             f"live-{name}",
             self.read,
@@ -153,18 +166,43 @@ class _Selection:
             start=self.subscribe,
             stop=self.unsubscribe,
             alive=self.alive,
+            quick=self.quick,
         )
 
+    def quick(self) -> Tree | None:
+        """The selection from the rows it had and the changes since (on the
+        loop: no I/O), or None: read() it (rows unknown, too many changes to
+        apply on the loop, a poll due)."""
+        with self._lock:
+            changes = self._pending
+            if (
+                not changes
+                or self._overflow
+                or len(changes) > QUICK_MOST
+                or self.rows.rows is None
+                or time.monotonic() - self._read_at >= self.poll
+            ):
+                return None
+            self._pending = []
+        if not self.rows.apply(changes):
+            return None  # the rows are unknown: read() reads them (the changes are in it)
+        self.applied += 1
+        return self._tree()
+
     def read(self) -> Tree:
+        """The selection, read (the changes pending are in it: each was
+        committed before it was dispatched)."""
+        with self._lock:
+            self._pending, self._overflow = [], False
+        self._read_at = time.monotonic()
         conditions, equals, order_by, limit = self.query
-        rows = [
-            entity.model_dump(mode="json")
-            for entity in self.store.find(
-                self.cls, *conditions, order_by=order_by, limit=limit, **equals
-            )
-        ]
-        tree: Tree = plain({self.name: indexed(rows), f"{self.name}_count": len(rows)})
-        return tree
+        found = self.store.find(self.cls, *conditions, order_by=order_by, limit=limit, **equals)
+        self.rows.reset([entity.model_dump(mode="json") for entity in found])
+        return self._tree()
+
+    def _tree(self) -> Tree:
+        rows = self.rows.rows or []  # signal trees already (Rows keeps them so)
+        return {self.name: indexed(rows), f"{self.name}_count": len(rows)}
 
     @property
     def store(self) -> Store:
@@ -180,6 +218,9 @@ class _Selection:
     def subscribe(self) -> None:
         """The first page came: this process's commits to the collection poke the feed."""
         if self.subscription is None:
+            with self._lock:
+                self._pending, self._overflow = [], False
+            self.rows.reset(None)  # the changes before the subscription were not seen
             self.subscription = self.store.on(self.cls, self._changed)
 
     def unsubscribe(self) -> None:
@@ -194,7 +235,14 @@ class _Selection:
             if feeds.get(self.key) is self.feed and (self.feed.ended or not self.feed.followers):
                 del feeds[self.key]
 
-    def _changed(self, _event: Any) -> None:
+    def _changed(self, event: Any) -> None:
+        if not isinstance(event, Lifecycle):
+            return  # a domain event: its entity's change comes as a Lifecycle event of its own
+        with self._lock:
+            if len(self._pending) < PENDING_MOST:
+                self._pending.append(event)
+            else:
+                self._overflow = True
         self.feed.poke()
 
 

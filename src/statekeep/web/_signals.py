@@ -61,6 +61,8 @@ def diff(old: Tree, new: Tree, prefix: str = "") -> tuple[Tree, list[str]]:
     removed: list[str] = []
     for key, value in new.items():
         before = old.get(key, _MISSING)
+        if before is value:  # the same object (a row that did not change): nothing to send
+            continue
         if before is _MISSING:
             patch[key] = value
         elif branches(value) and branches(before):
