@@ -1,7 +1,7 @@
 """What the dashboard shows, read from a store as one signal tree.
 
-Cheap figures (write-behind, rates, latencies) are read every time; the ones
-that cost queries or work (entity counts, machines' states, subscriptions,
+Cheap figures (write-behind) are read every time; the ones that cost queries
+or work (rates and latencies, entity counts, machines' states, subscriptions,
 advice) at most every so often, and less often when they take long (see
 `Every`). Lists the page addresses by element go out `indexed`; `shape` says
 how long each is, so the page's rows are rebuilt only when a length changes.
@@ -20,7 +20,7 @@ from typing import Any
 
 from ..entity import Entity, entity_classes
 from ..errors import ConfigurationError, QueryError, StatekeepError, StoreClosedError
-from ..events import Lifecycle, Subscription
+from ..events import Subscription
 from ..machines import Transitioned
 from ..store import Store
 from ._signals import Tree, indexed, plain
@@ -31,10 +31,15 @@ TRANSITIONS_SHOWN = 10
 LISTS = ("letters", "outbox", "counts", "machines", "transitions", "alerts", "advice")
 
 
+DUE_EVERY = 0.25  # seconds: a figure made due is read again at most this often
+
+
 @dataclass
 class Every:
     """A figure read at most every `seconds`, and never more often than 20 times
-    the time its last read took (a count that takes 100 ms is read every 2 s)."""
+    the time its last read took (a count that takes 100 ms is read every 2 s).
+    Made due (a transition, for the machines' counts), it is read sooner: after
+    DUE_EVERY seconds, or 20 times its time if that is longer."""
 
     seconds: float
     read: Callable[[], Any]
@@ -44,7 +49,7 @@ class Every:
     _took: float = 0.0
 
     def get(self, now: float) -> Any:
-        wait = 20 * self._took if self.due else max(self.seconds, 20 * self._took)
+        wait = max(DUE_EVERY if self.due else self.seconds, 20 * self._took)
         if now - self._at >= wait:
             self.due = False
             start = time.perf_counter()
@@ -124,34 +129,30 @@ class Board:
         self._pending = _Spark()
         self._last: tuple[float, int] | None = None
         self._rate = 0.0
-        self._counts = Every(1.0, self._read_counts)
-        self._machines = Every(1.0, self._read_machines)
+        # counts are read on a clock, not at each commit: following every commit would
+        # make each save build an event for the dashboard, doubling its time
+        self._counts = Every(0.5, self._read_counts)
+        self._machines = Every(0.5, self._read_machines)
         self._outbox = Every(2.0, self._read_outbox)
         self._advice = Every(5.0, self._read_advice)
+        # rates and latencies over windows of seconds: a snapshot of every series
+        # costs milliseconds, more than all the rest of a frame
+        self._figures = Every(1.0, self._read_figures)
         self._subscription: Subscription | None = None
-        self._changes: Subscription | None = None
 
     def start(self) -> None:
-        """Follows the store's commits (counts read at the next frame) and
-        transitions (the recent ones are shown): the feed's set-up."""
+        """Follows the store's transitions (the recent ones are shown, the
+        machines' counts read soon): the feed's set-up."""
         with self._lock:
             if self._subscription is None:
                 self._subscription = self.store.on(Transitioned, self._transitioned)
-                self._changes = self.store.on(Lifecycle, self._changed)
 
     def stop(self) -> None:
         """The feed's take-down (and the app's, at shutdown): idempotent."""
         with self._lock:
-            found = (self._subscription, self._changes)
-            self._subscription = self._changes = None
-        for subscription in found:
-            if subscription is not None:
-                self.store.off(subscription)
-
-    def _changed(self, _event: Lifecycle) -> None:
-        """A commit of this process: its counts at the next frame, not the next second."""
-        self._counts.due = self._machines.due = True
-        self._poke()
+            found, self._subscription = self._subscription, None
+        if found is not None:
+            self.store.off(found)
 
     def _transitioned(self, event: Transitioned) -> None:
         row = {
@@ -163,6 +164,7 @@ class Board:
         }
         with self._lock:
             self._transitions.appendleft(row)
+        self._machines.due = True
         self._poke()
 
     # -- the tree --------------------------------------------------------------
@@ -170,7 +172,7 @@ class Board:
         now = time.monotonic()
         store = self.store
         stats = store.writebehind.stats()
-        metrics = store.metrics()
+        figures = self._figures.get(now)
         max_pending = store.writebehind.options.max_pending
         total = stats.total_pending
         ratio = total / max_pending if max_pending else 0.0
@@ -200,17 +202,8 @@ class Board:
                 "oldest": round(stats.oldest_pending_age, 3),
                 "error": _last_error(stats.last_error, self.exposed, self.entities),
             },
-            "rate": {
-                "stored": round(self._rate, 1),
-                "saves": round(
-                    _window(metrics, "statekeep_operation_seconds", "rate", operation="save"), 1
-                ),
-            },
-            "lat": {
-                "enqueue": _latency(metrics, "statekeep_operation_seconds", operation="enqueue"),
-                "save": _latency(metrics, "statekeep_operation_seconds", operation="save"),
-                "batch": _latency(metrics, "statekeep_writebehind_batch_seconds"),
-            },
+            "rate": {"stored": round(self._rate, 1), "saves": figures["saves"]},
+            "lat": figures["lat"],
             "spark": {"stored": self._stored.points(), "pending": self._pending.points()},
             "letters": indexed(
                 _letter(n, letter, self.exposed) for n, letter in enumerate(letters)
@@ -234,6 +227,19 @@ class Board:
         tree["shape"]["machines_states"] = [len(m["states"]) for m in tree["machines"].values()]
         result: Tree = plain(tree)
         return result
+
+    def _read_figures(self) -> Tree:
+        """Rates and latencies over the last 10 s."""
+        metrics = self.store.metrics()
+        operations = "statekeep_operation_seconds"
+        return {
+            "saves": round(_window(metrics, operations, "rate", operation="save"), 1),
+            "lat": {
+                "enqueue": _latency(metrics, operations, operation="enqueue"),
+                "save": _latency(metrics, operations, operation="save"),
+                "batch": _latency(metrics, "statekeep_writebehind_batch_seconds"),
+            },
+        }
 
     def _read_counts(self) -> list[Tree]:
         return [
