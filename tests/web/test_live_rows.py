@@ -113,7 +113,7 @@ def test_what_is_applied_equals_what_a_read_gives(
     _, where, order_by, limit = selection
     conditions, equals = _query(where)
     info = RowItem.__statekeep__
-    rows = Rows(info.filters(conditions, equals), info.orders(order_by), limit)
+    rows = Rows(RowItem, info.filters(conditions, equals), info.orders(order_by), limit)
     rng = random.Random(f"{selection[0]}-{store.url}")
     items = {item.id: item for item in (store.save(_random_item(rng)) for _ in range(12))}
     events: list[Lifecycle] = []
@@ -144,7 +144,7 @@ def test_in_place_updates_and_entities_that_stay_out_need_no_read(
     that comes in, is read."""
     items = [store.save(RowItem(rank=n)) for n in range(10)]
     info = RowItem.__statekeep__
-    rows = Rows((), info.orders("rank"), 3)
+    rows = Rows(RowItem, (), info.orders("rank"), 3)
     events: list[Lifecycle] = []
     store.on(RowItem, lambda event: events.append(event))
     rows.reset(_read(store, None, "rank", 3))
@@ -179,7 +179,7 @@ def test_a_change_dispatched_late_does_not_undo_a_newer_one(store: statekeep.Sto
     the older event is not applied over the newer row."""
     item = store.save(RowItem(rank=1, note="v1"))
     info = RowItem.__statekeep__
-    rows = Rows((), info.orders("rank"), None)
+    rows = Rows(RowItem, (), info.orders("rank"), None)
     events: list[Lifecycle] = []
     store.on(RowItem, lambda event: events.append(event))
     rows.reset(_read(store, None, "rank", None))

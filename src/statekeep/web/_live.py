@@ -22,6 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sse_starlette import EventSourceResponse
@@ -152,7 +153,7 @@ class _Selection:
         self.query = (conditions, equals, order_by, limit)
         self.subscription: Subscription | None = None
         info = cls.__statekeep__
-        self.rows = Rows(info.filters(conditions, equals), info.orders(order_by), limit)
+        self.rows = Rows(cls, info.filters(conditions, equals), info.orders(order_by), limit)
         self.applied = 0  # reads answered from the changes alone (tests, benchmarks)
         self._read_at = -float("inf")
         self._pending: list[Lifecycle] = []  # committed changes not applied yet
@@ -194,10 +195,14 @@ class _Selection:
         committed before it was dispatched)."""
         with self._lock:
             self._pending, self._overflow = [], False
-        self._read_at = time.monotonic()
+        self._read_at, since = time.monotonic(), datetime.now(UTC)
         conditions, equals, order_by, limit = self.query
-        found = self.store.find(self.cls, *conditions, order_by=order_by, limit=limit, **equals)
-        self.rows.reset([entity.model_dump(mode="json") for entity in found])
+        try:
+            found = self.store.find(self.cls, *conditions, order_by=order_by, limit=limit, **equals)
+            self.rows.reset([entity.model_dump(mode="json") for entity in found], since)
+        except BaseException:
+            self.rows.reset(None)  # the changes taken are in no rows: read again next time
+            raise
         return self._tree()
 
     def _tree(self) -> Tree:

@@ -22,6 +22,7 @@ numbers, booleans, text and None; prefixes and times fall back to a read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from ..backends.base import Filter, Op, Order
@@ -32,7 +33,10 @@ Row = dict[str, Any]
 
 
 class Rows:
-    def __init__(self, filters: Sequence[Filter], orders: Sequence[Order], limit: int | None):
+    def __init__(
+        self, cls: type[Any], filters: Sequence[Filter], orders: Sequence[Order], limit: int | None
+    ) -> None:
+        self.cls = cls
         self.filters, self.orders, self.limit = tuple(filters), tuple(orders), limit
         self._shape = sorted(
             {f.field.name for f in self.filters} | {o.field.name for o in self.orders}
@@ -40,12 +44,16 @@ class Rows:
         self.rows: list[Any] | None = None  # as signal trees (_signals.plain); None: to be read
         self._at: dict[str, int] = {}  # id -> place
         self._kept: list[tuple[int, tuple[Any, ...]]] = []  # each row's version and shape values
+        self._since = datetime.min.replace(tzinfo=UTC)  # when the rows' read began
 
-    def reset(self, rows: list[Row] | None) -> None:
-        """The rows as read (entities' JSON dumps), or None: unknown."""
+    def reset(self, rows: list[Row] | None, since: datetime | None = None) -> None:
+        """The rows as read (entities' JSON dumps) by a read that began at
+        since (datetime.now(UTC) before it), or None: unknown."""
         if rows is None:
             self.rows, self._at, self._kept = None, {}, []
             return
+        if since is not None:
+            self._since = since
         self.rows = [plain(row) for row in rows]
         self._at = {str(row["id"]): n for n, row in enumerate(rows)}
         self._kept = [self._key(row) for row in rows]
@@ -70,13 +78,19 @@ class Rows:
             return at is None  # a row of the selection went: another may come in
         if not isinstance(event, Created | Updated) or event.entity is None:
             return True  # not a change of an entity (a domain event comes with its change's)
+        if type(event.entity) is not self.cls:
+            return False  # another class of a shared collection: its fields are not these
         if at is None:
             return self._stays_out(event.entity.model_dump(mode="json", include=set(self._shape)))
         version, shape = self._kept[at]
-        if isinstance(event, Updated) and event.version <= version:
-            return True  # dispatched after a change that came later (another thread's)
         if isinstance(event, Created):
             return False  # created again under the id of a row (deleted meanwhile)
+        if event.version <= version:
+            return True  # dispatched after a change that came later (another thread's)
+        if event.at < self._since:
+            # made before the read, committed after it: it may be of an earlier life
+            # of the id (deleted and created again since, its versions anew)
+            return False
         new: Row = event.entity.model_dump(mode="json")
         kept = self._key(new)
         if kept[1] != shape:
@@ -101,8 +115,17 @@ class Rows:
         return _after(self.orders, new, last)
 
 
+EXACT = 2**53  # beyond, a backend may compare an integer as a double (SQLite REAL,
+# PostgreSQL double precision, SQLite's JSON beyond 64 bits): not as Python does
+
+
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A number every backend compares as Python does."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -EXACT <= value <= EXACT
+    return isinstance(value, float)
 
 
 def _kind(value: Any) -> int:
