@@ -129,9 +129,10 @@ class Board:
         self._pending = _Spark()
         self._last: tuple[float, int] | None = None
         self._rate = 0.0
-        # counts are read on a clock, not at each commit: following every commit would
-        # make each save build an event for the dashboard, doubling its time
-        self._counts = Every(0.5, self._read_counts)
+        # counts are read at each frame (less often when they take long), not when a
+        # commit is seen: following every commit would make each save build an event
+        # for the dashboard, doubling its time
+        self._counts = Every(0.0, self._read_counts)
         self._machines = Every(0.5, self._read_machines)
         self._outbox = Every(2.0, self._read_outbox)
         self._advice = Every(5.0, self._read_advice)

@@ -168,6 +168,7 @@ class Feed:
         while self._followers:
             self._poked.clear()
             wake.clear()
+            until = time.monotonic() + self._every  # the next read, unless poked sooner
             try:
                 state = self._quick()
                 if state is None:
@@ -188,7 +189,6 @@ class Feed:
                 self.reads += 1
                 self._publish(state)
             await asyncio.sleep(self._gap)
-            until = time.monotonic() + self._every
             while not self._poked.is_set() and self._followers and not self.ended:
                 if not self._alive():  # its store closed: no read will answer again
                     self._end()
