@@ -53,7 +53,7 @@ class Every:
         if now - self._at >= wait:
             self.due = False
             start = time.perf_counter()
-            self.value = self.read()
+            self.value = plain(self.read())  # as signals once a read, not at every frame
             self._took = time.perf_counter() - start
             self._at = now
         return self.value
@@ -66,12 +66,20 @@ class _Spark:
     )
     at: float = -math.inf
 
+    drawn: str | None = None  # points() since the last value
+
     def add(self, now: float, value: float) -> None:
         if now - self.at >= 1.0:
-            self.values.append(value)
+            self.values.append(value if math.isfinite(value) else 0.0)
             self.at = now
+            self.drawn = None
 
-    def points(self, width: int = 120, height: int = 30) -> str:
+    def points(self) -> str:
+        if self.drawn is None:
+            self.drawn = self._points()
+        return self.drawn
+
+    def _points(self, width: int = 120, height: int = 30) -> str:
         """The values as an SVG polyline's points, scaled into width x height."""
         if not self.values:
             return ""
@@ -200,7 +208,7 @@ class Board:
                 "retried": stats.retried,
                 "dead": stats.dead_lettered,
                 "shed": stats.shed,
-                "oldest": round(stats.oldest_pending_age, 3),
+                "oldest": _finite(round(stats.oldest_pending_age, 3)),
                 "error": _last_error(stats.last_error, self.exposed, self.entities),
             },
             "rate": {"stored": round(self._rate, 1), "saves": figures["saves"]},
@@ -213,21 +221,25 @@ class Board:
             "counts": indexed(self._counts.get(now)),
             "machines": indexed(self._machines.get(now)),
             "transitions": indexed(transitions),
-            "alerts": indexed(
-                {
-                    "alert": firing.alert,
-                    "subject": firing.subject,
-                    "severity": firing.severity,
-                    "message": firing.message,
-                }
-                for firing in store.alerts()
+            "alerts": plain(
+                indexed(
+                    {
+                        "alert": firing.alert,
+                        "subject": firing.subject,
+                        "severity": firing.severity,
+                        "message": firing.message,
+                    }
+                    for firing in store.alerts()
+                )
             ),
             "advice": indexed(self._advice.get(now)),
         }
         tree["shape"] = {name: len(tree[name]) for name in LISTS}
         tree["shape"]["machines_states"] = [len(m["states"]) for m in tree["machines"].values()]
-        result: Tree = plain(tree)
-        return result
+        # signals as they are: the figures read every so often are made plain when
+        # read (Every), the rest has keys of its own and finite numbers (a whole
+        # tree made plain at every frame cost most of a frame)
+        return tree
 
     def _read_figures(self) -> Tree:
         """Rates and latencies over the last 10 s."""
@@ -346,6 +358,10 @@ def _last_error(
     if names and names <= exposed:
         return error[:300]
     return "a batch failed (store.writebehind.stats().last_error has its text; expose= shows it)"
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
 
 
 def _health(ratio: float, database: str) -> str:
