@@ -27,8 +27,8 @@
    thread is left out because its own CPU time varies by a fifth from one
    window to the next (SQLite's checkpoints), more than a page costs; what the
    pages add to it, the events live()'s subscription makes each save build,
-   is measured apart (thread CPU of 3,000 saves with and without it, median
-   of 5 rounds, on the same kind of store) and added to live()'s pages.
+   is measured apart (thread CPU of 10,000 saves with and without it, median
+   of 7 rounds, on the same kind of store) and added to live()'s pages.
    Pages are asyncio sockets in this process that parse every frame
    (benchmarks/_sse.py).
    Streams: the dashboard's /events (as served: interval 0.25 s; at 1k
@@ -73,6 +73,7 @@ MOST_DASHBOARD_P99 = 0.300  # seconds, save -> DOM, the dashboard (250 ms frames
 MOST_LIVE_P99 = 0.050  # seconds, save -> DOM, live()
 MOST_FANOUT = 1.5  # statekeep's CPU a page, of the plain endpoint's
 RATE = 1_000  # changes a second in the fan-out part
+SAVES = 10_000  # a round of _events_cost, each way
 CHROMIUM = Path(os.environ.get("STATEKEEP_CHROMIUM", "/usr/bin/chromium"))
 SERVER = Path(__file__).with_name("_web_server.py")
 
@@ -507,7 +508,7 @@ def _events_cost(workdir: str, rate: int) -> float:
     """CPU seconds a second that live()'s subscription adds to the writes at
     rate saves a second: each save then makes an event with its entity (the
     writer thread's, measured apart from the serving here, in this process, on
-    the same kind of store: the median of 5 rounds of 3,000 saves each way)."""
+    the same kind of store: the median of 7 rounds of 10,000 saves each way)."""
     import statekeep
     from statekeep.web import _live
 
@@ -522,16 +523,16 @@ def _events_cost(workdir: str, rate: int) -> float:
 
         def saves() -> float:
             start = time.thread_time()
-            for n in range(3_000):
+            for n in range(SAVES):
                 item = items[n % 100]
                 item.value += 1
                 store.save(item)
             took = time.thread_time() - start
             selection.read()  # (takes the changes held)
-            return took / 3_000
+            return took / SAVES
 
         deltas = []
-        for _ in range(5):
+        for _ in range(7):
             without = saves()
             selection.subscribe()
             with_events = saves()
