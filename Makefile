@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # playwright never downloads a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test bench docs lint format clean postgres
+.PHONY: demo test bench docs lint format clean postgres chromium
 
 # The install builds statekeep, whose hook (hatch_build.py) runs `npm ci` for the
 # Datastar browser client when package-lock.json is newer than node_modules.
@@ -35,10 +35,22 @@ postgres:
 		for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi
 
+# Debian's chromium for the web benchmark's browser part, installed if missing
+# where we may (root with apt-get; the test set-up does the same in
+# tests/web/conftest.py). Elsewhere: STATEKEEP_CHROMIUM=/path/to/chromium.
+chromium:
+	@if [ -z "$$STATEKEEP_CHROMIUM" ] && [ ! -x /usr/bin/chromium ] && ! command -v chromium >/dev/null \
+		&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null \
+			|| { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null; } \
+			|| echo "chromium could not be installed: the browser part of make bench is n/a"; \
+	fi
+
 test: $(STAMP) postgres
 	$(BIN)/python -m pytest
 
-bench: $(STAMP) postgres
+bench: $(STAMP) postgres chromium
 	$(BIN)/python -m benchmarks
 
 # .ci/run runs `make lint` and then `make test`: CI lints exactly as this does.
