@@ -59,7 +59,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -467,23 +467,22 @@ def _fan_text(figures: list[dict[str, float]]) -> str:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Server:
     process: psutil.Process
     writer: int  # the native id of its writer thread: the workload, not the serving
+    seen: dict[int, int] = field(default_factory=dict)  # thread -> its last CPU ns
 
     def cpu(self) -> float:
         """CPU seconds of every thread but the writer's, from the scheduler's
         own count in nanoseconds (/proc/PID/task/TID/schedstat: psutil's user
-        and system times tick in 10 ms, coarser than a page's cost over a window)."""
-        total = 0
+        and system times tick in 10 ms, coarser than a page's cost over a
+        window). A thread that ended keeps the last count seen of it."""
         for tid in os.listdir(f"/proc/{self.process.pid}/task"):
-            if int(tid) == self.writer:
-                continue
             path = f"/proc/{self.process.pid}/task/{tid}/schedstat"
             with contextlib.suppress(OSError), open(path) as stat:  # (ended meanwhile: OSError)
-                total += int(stat.read().split()[0])
-        return total / 1e9
+                self.seen[int(tid)] = int(stat.read().split()[0])
+        return sum(ns for tid, ns in self.seen.items() if tid != self.writer) / 1e9
 
 
 async def _post(port: int, path: str) -> bytes:

@@ -61,7 +61,9 @@ class Emitter:
         collection = cls.__statekeep__.spec.name
         version = entity.version
         kind = "created" if old_version == 0 else "updated"
-        events: list[Pending] = [self._lifecycle(cls, kind, collection, entity.id, version, body)]
+        events: list[Pending] = []
+        if self._kept(collection, kind):
+            events.append(self._lifecycle(cls, kind, collection, entity.id, version, body))
         update = {"collection": collection, "entity_id": entity.id, "version": version}
         events.extend(event.model_copy(update=update) for event in recorded)
         return events, recorded
@@ -70,7 +72,15 @@ class Emitter:
         if not self.active:
             return []
         collection = cls.__statekeep__.spec.name
+        if not self._kept(collection, "deleted"):
+            return []
         return [self._lifecycle(cls, "deleted", collection, id, version, None)]
+
+    def _kept(self, collection: str, kind: str) -> bool:
+        """Whether a lifecycle event goes anywhere: the outbox, or a handler
+        of this process that wants it (a handler of other events only, such as
+        the dashboard's of transitions, must not make every save build one)."""
+        return self.outbox or self.bus.wants(collection, kind)
 
     def batch_events(self, changes: Sequence[Change]) -> list[Pending]:
         """The events of a write-behind batch (writebehind.BatchHooks): the
@@ -81,7 +91,7 @@ class Emitter:
         for spec, id, before, version, body, recorded in changes:
             collection = spec.name
             kind = "deleted" if version == 0 else "created" if before == 0 else "updated"
-            if self.outbox or self.bus.wants(collection, kind):
+            if self._kept(collection, kind):
                 owner = entity_class(collection)
                 stamp = before if body is None else version
                 events.append(self._lifecycle(owner, kind, collection, id, stamp, body))

@@ -318,3 +318,39 @@ def test_enqueue_carries_recorded_domain_events_with_the_write(store: statekeep.
     session = store.get(Session, "s")
     store.save(session)
     assert recorder.seen[2:] == [("session.updated", "s", 2)]
+
+
+def test_a_handler_of_other_events_makes_no_save_build_a_lifecycle_event(
+    store: statekeep.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an outbox, a lifecycle event is made only when a handler wants
+    its kind: a handler of a domain event (or of transitions, as the web
+    dashboard's) must not make every save and delete build one."""
+    from statekeep._emit import Emitter
+
+    made: list[str] = []
+    lifecycle = Emitter._lifecycle
+
+    def counted(self: Emitter, owner: object, kind: str, *args: object) -> object:
+        made.append(kind)
+        return lifecycle(self, owner, kind, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Emitter, "_lifecycle", counted)
+    got: list[statekeep.Event] = []
+    store.on(SessionCompleted, got.append)
+    todo = store.save(Todo(id="t", title="x"))
+    todo.done = True
+    store.save(todo)
+    store.save_many([Note(id="n", text="x")])
+    store.delete(todo)
+    session = Session(id="s")
+    session.record(SessionCompleted(minutes=5))
+    store.save(session)
+    assert made == []
+    assert [e.name for e in got] == ["session.session_completed"]  # domain events still go
+    store.on(Todo.Updated, got.append)
+    todo = store.save(Todo(id="t2", title="y"))
+    todo.done = True
+    store.save(todo)
+    store.delete(todo)
+    assert made == ["updated"]

@@ -206,6 +206,7 @@ def test_a_selection_reads_again_when_a_poll_is_due_or_changes_piled_up(
         assert selection.quick() is None  # nothing read yet
         first = selection.read()
         assert [row["rank"] for row in first["items"].values()] == [0, 1, 2, 3, 4]
+        assert selection.quick() == first  # poked for changes already taken: no read
         items[2].note = "edited"
         store.save(items[2])
         tree = selection.quick()

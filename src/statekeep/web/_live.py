@@ -177,13 +177,14 @@ class _Selection:
         with self._lock:
             changes = self._pending
             if (
-                not changes
-                or self._overflow
+                self._overflow
                 or len(changes) > QUICK_MOST
                 or self.rows.rows is None
                 or time.monotonic() - self._read_at >= self.poll
             ):
                 return None
+            if not changes:  # poked for changes an earlier turn took: the rows as they are
+                return self._tree()
             self._pending = []
         if not self.rows.apply(changes):
             return None  # the rows are unknown: read() reads them (the changes are in it)
