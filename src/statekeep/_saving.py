@@ -1,4 +1,5 @@
-"""save_many's engine: any number of entities, in chunks, one backend put per
+"""Saving: save's (one entity, a commit of its own outside a block) and
+save_many's engine: any number of entities, in chunks, one backend put per
 collection per chunk.
 
 Memory stays bounded by a chunk: an iterable is read chunk by chunk, and the
@@ -18,13 +19,45 @@ from itertools import islice
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
-from ._emit import Later
+from ._emit import Later, Pending
 from .backends.base import CollectionSpec, Row
-from .entity import Entity, has_recorded
+from .entity import Entity, has_recorded, put_back_recorded
+from .events import Event
 
 if TYPE_CHECKING:
     from ._core import Core
     from ._schema import EntityInfo
+
+
+def save_one(core: Core, entity: Entity) -> str:
+    """Store.save: its version moves forward by one (back again, with the events
+    it recorded, if the write fails); its events are delivered once it carries
+    the new version. Returns the entity's collection."""
+    info = core.entity_info(entity)
+    fields = entity.__dict__
+    old = fields["version"]
+    fields["version"] = old + 1
+    backend = core.backend
+    emitter = core.emitter
+    events: list[Pending] = []
+    taken: list[Event] = []
+
+    def work() -> None:
+        backend.put(info.spec, rows)
+        made, took = emitter.saved(entity, old, rows[0][2])
+        events.extend(made)
+        taken.extend(took)
+
+    try:
+        rows = (info.row(entity),)
+        committed = core.write(info.spec, work, events)
+    except BaseException:
+        fields["version"] = old
+        put_back_recorded(entity, taken)
+        raise
+    core.note(entity, old, taken)
+    core.deliver(committed)
+    return info.spec.name
 
 
 def save_all(core: Core, entities: Iterable[Entity], chunk_size: int, atomic: bool) -> int:

@@ -24,18 +24,17 @@ from ._enqueue import enqueue, enqueue_entity, make_engine
 from ._entity_batcher import EntityBatcher
 from ._finding import results
 from ._metering import Meter, call_timed, check_alerts, counted_moves, watch
-from ._saving import save_all
+from ._saving import save_all, save_one
 from ._states import States
 from ._transaction import Transaction
 from .backends import Backend, open_backend, redacted
 from .backends.base import Query
 from .conditions import Condition, OrderBy
-from .entity import Entity, put_back_recorded
+from .entity import Entity
 from .errors import ConfigurationError, NotFoundError, QueryError
 from .events import (
     Bus,
     DurableSubscription,
-    Event,
     Handler,
     Subscription,
     SubscriptionInfo,
@@ -245,33 +244,9 @@ class Store:
 
         Raises ConflictError, changing nothing, when the stored version is not
         the entity's (someone else saved it first)."""
-        core = self._core
-        info = core.entity_info(entity)
-        fields = entity.__dict__
-        old = fields["version"]
-        fields["version"] = old + 1
-        backend = core.backend
-        emitter = core.emitter
-        events: list[Pending] = []
-        taken: list[Event] = []
-
-        def work() -> None:
-            backend.put(info.spec, rows)
-            made, took = emitter.saved(entity, old, rows[0][2])
-            events.extend(made)
-            taken.extend(took)
-
-        try:
-            rows = (info.row(entity),)
-            committed = core.write(info.spec, work, events)
-        except BaseException:
-            fields["version"] = old
-            put_back_recorded(entity, taken)
-            raise
-        core.note(entity, old, taken)
-        core.deliver(committed)
+        collection = save_one(self._core, entity)
         if self._saved is not None:  # how saves come, for advice()
-            self._saved(info.spec.name, entity.id, bool(core.frames.read()))
+            self._saved(collection, entity.id, bool(self._core.frames.read()))
         return entity
 
     @counted
