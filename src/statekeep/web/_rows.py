@@ -38,9 +38,8 @@ class Rows:
     ) -> None:
         self.cls = cls
         self.filters, self.orders, self.limit = tuple(filters), tuple(orders), limit
-        self._shape = sorted(
-            {f.field.name for f in self.filters} | {o.field.name for o in self.orders}
-        )
+        shape = {f.field.name for f in self.filters} | {o.field.name for o in self.orders}
+        self._shape, self._dumped = sorted(shape), shape  # (the fields an outsider's dump needs)
         self.rows: list[Any] | None = None  # as signal trees (_signals.plain); None: to be read
         self._at: dict[str, int] = {}  # id -> place
         self._kept: list[tuple[int, tuple[Any, ...]]] = []  # each row's version and shape values
@@ -81,7 +80,7 @@ class Rows:
         if type(event.entity) is not self.cls:
             return False  # another class of a shared collection: its fields are not these
         if at is None:
-            return self._stays_out(event.entity.model_dump(mode="json", include=set(self._shape)))
+            return self._stays_out(event.entity.model_dump(mode="json", include=self._dumped))
         version, shape = self._kept[at]
         if isinstance(event, Created):
             return False  # created again under the id of a row (deleted meanwhile)
