@@ -603,7 +603,8 @@ def test_importing_statekeep_creates_no_store(tmp_path: Path) -> None:
 
 # -- the Store stays a facade ---------------------------------------------------
 
-STORE_LINE_BUDGET = 610  # 520 until Store.batcher (issue 13); 530 until Store.state (issue 14);
+STORE_LINE_BUDGET = 585  # 610 until save moved to _saving (issue 17)
+# 520 until Store.batcher (issue 13); 530 until Store.state (issue 14);
 # 540 until Store.send, transition_many, history, count_by and on_rollback (issue 15): each an
 # accessor of a few lines whose work is in a module of its own (_entity_batcher, _states,
 # machines, _counting, _core); 585 until metrics(), registry, advice(), alerts() and the
