@@ -1,6 +1,8 @@
 """Layers import one way only, checked by reading the imports of every module.
 
     cli, _demo                (only cli imports the demo; nobody imports cli)
+    ops, pytest_plugin        (operating a store, testing with one: over the Store; only
+                               cli imports ops)
     store, _core, _saving, _transaction, _emit   (the Store is a facade over _core)
     entity, _schema, _bodies, conditions, active   (active: the default store, a Protocol)
     writebehind, events       (rows and events: no entities, no store)
@@ -47,7 +49,9 @@ DOMAIN = [
     f"{PACKAGE}.active",
 ]
 DEMO = f"{PACKAGE}._demo"
-ABOVE_DOMAIN = [f"{PACKAGE}.store", f"{PACKAGE}.cli", DEMO]
+OPS = f"{PACKAGE}.ops"
+PLUGIN = f"{PACKAGE}.pytest_plugin"
+ABOVE_DOMAIN = [f"{PACKAGE}.store", f"{PACKAGE}.cli", DEMO, OPS, PLUGIN]
 ENTRY_POINTS = [f"{PACKAGE}.cli", DEMO]
 WRITEBEHIND = f"{PACKAGE}.writebehind"
 EVENTS = f"{PACKAGE}.events"
@@ -457,9 +461,31 @@ def test_only_cli_imports_cli_or_demo() -> None:
     wrong = [
         str(i)
         for i in IMPORTS
-        if i.source != f"{PACKAGE}.cli"
+        if not _inside(i.source, f"{PACKAGE}.cli")
         and any(_inside(i.target, entry) for entry in ENTRY_POINTS)
         and not (_inside(i.source, DEMO) and _inside(i.target, DEMO))
+    ]
+    assert wrong == []
+
+
+def test_only_cli_imports_ops_and_ops_stays_below_cli_and_web() -> None:
+    """statekeep.ops is what the command does, as functions over the Store:
+    the command imports it; it imports neither the command, the web part nor
+    the demo (and the pytest plugin imports none of them either)."""
+    wrong = [
+        str(i)
+        for i in IMPORTS
+        if (
+            _inside(i.target, OPS)
+            and not _inside(i.source, OPS)
+            and not _inside(i.source, f"{PACKAGE}.cli")
+        )
+        or (
+            (_inside(i.source, OPS) or _inside(i.source, PLUGIN))
+            and any(
+                _inside(i.target, above) for above in (f"{PACKAGE}.cli", f"{PACKAGE}.web", DEMO)
+            )
+        )
     ]
     assert wrong == []
 

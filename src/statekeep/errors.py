@@ -18,6 +18,8 @@ StatekeepError
 │   └── FrozenStateError     a snapshot changed in place (also a TypeError)
 ├── TransitionError          a state machine event not allowed now: unknown, not from this
 │                            state, or refused by a guard (statekeep.machines)
+├── DumpError                a dump that cannot be imported: no header, a corrupted or
+│                            unknown line, counts or checksums that disagree (statekeep.ops)
 ├── QueryError               a condition or ordering that cannot be run (also a ValueError)
 │   └── UnknownFieldError    a field the entity does not have (also an AttributeError)
 └── BackendError             the database driver failed; the driver's error is chained
@@ -35,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DeadlockError",
+    "DumpError",
     "FlowClosedError",
     "FrozenStateError",
     "NotFoundError",
@@ -166,6 +169,15 @@ class TransitionError(StatekeepError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickles (across processes) with its fields
         return (type(self), (self.machine, self.state, self.event, self.reason, self.entity_id))
+
+
+class DumpError(StatekeepError, ValueError):
+    """A dump that cannot be imported. line: the line it is about (1 is the
+    header), or None for the dump as a whole."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message if line is None else f"line {line}: {message}")
+        self.line = line
 
 
 class QueryError(StatekeepError, ValueError):

@@ -287,3 +287,22 @@ def test_a_bound_beyond_64_bits_is_a_whole_number_as_before(name: str) -> None:
         receipt = store.enqueue(Doc(title="big bound"))
         store.flush(5)
         assert receipt.stored
+
+
+@pytest.mark.requires("persistent")
+def test_a_discarded_dead_letter_is_gone_for_good(open_store: OpenStore) -> None:
+    store = open_store(window=0.01)
+    store.save(Doc(id="x", title="stored"))
+    for stale in (5, 6):
+        receipt = store.enqueue(Doc(id="x", title=f"stale {stale}"), expect_version=stale)
+        with pytest.raises(ConflictError):
+            receipt.wait_stored(timeout=30)
+    first, second = store.writebehind.dead_letters()
+
+    assert store.writebehind.discard(first) is True
+    assert store.writebehind.discard(first) is False  # not there any more
+    assert store.writebehind.dead_letters() == [second]
+    store.close()
+    reopened = open_store(window=0.01)
+    assert [d.journal_record["e"] for d in reopened.writebehind.dead_letters()] == [6]
+    assert reopened.get(Doc, "x").title == "stored"

@@ -24,6 +24,8 @@ __all__ = [
     "Backend",
     "Claim",
     "FileClaims",
+    "drop_postgres_schema",
+    "postgres_store_exists",
     "open_backend",
     "owner",
     "redacted",
@@ -115,6 +117,22 @@ def _postgresql(scheme: str) -> Factory:
         return PostgresBackend(f"{scheme}://{rest}", **_take(options, OPTIONS, f"{scheme}://"))
 
     return factory
+
+
+def drop_postgres_schema(server: str, schema: str) -> None:
+    """Drops a PostgreSQL schema with everything in it (psycopg is imported here)."""
+    from ._postgres_schemas import drop_schema
+
+    drop_schema(server, schema)
+
+
+def postgres_store_exists(url: str) -> bool:
+    """Does the PostgreSQL URL's schema hold a store? (True if the server cannot tell.)"""
+    try:
+        from ._postgres_schemas import store_exists
+    except ImportError:  # no psycopg: opening the URL says what to install
+        return True
+    return store_exists(url)
 
 
 register_backend("memory", _memory)

@@ -35,6 +35,18 @@ from .base import Index, IndexKind
 REGISTRY = "statekeep_columns"
 STAMP = "statekeep_layout"
 KINDS: tuple[IndexKind, ...] = ("text", "integer", "real", "time", "any")
+# the format of statekeep's own tables (registry, stamps, outbox): Catalog.describe()["layout"]
+LAYOUT_VERSION = 1
+# prefixes of the names of tables (collections) that are statekeep's own (the
+# outbox, the registry, subscription checkpoints, write-behind notes) or SQLite's;
+# no entity class may name its collection so (_schema.py)
+INTERNAL = ("statekeep_", "sqlite_")
+
+
+def internal(name: str) -> bool:
+    """Whether a table or collection is statekeep's own (or SQLite's): no
+    collection of the application's, so Catalog.collections() leaves it out."""
+    return name.lower().startswith(INTERNAL)
 
 
 def stamp(indexes: Iterable[Index]) -> int:

@@ -161,6 +161,55 @@ class ReadsNow(Protocol):
     def get_now(self, spec: CollectionSpec, id: str) -> str | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    """A collection as the database holds it (Catalog.collections).
+
+    spec: its name and the indexed columns the database maintains for it
+    (registered, whatever the models of the day declare); rows: how many;
+    bytes: its size on disk with its indexes (None where the backend cannot
+    tell); ready: whether every indexed column is made, filled and indexed
+    (False while a new column is still being filled)."""
+
+    spec: CollectionSpec
+    rows: int
+    bytes: int | None
+    ready: bool = True
+
+
+class Catalog(Protocol):
+    """What a backend offers to operate it (statekeep.ops: inspect, export,
+    import, copy), beside Backend: it lists what the database holds and moves
+    rows with their versions as they are, without any entity class.
+
+    Rows here are (id, version, body). `scan` pages through a collection by
+    id (keyset: bounded memory, any size), in the backend's own id order,
+    which is stable but need not be the same on two backends. `load` writes
+    rows verbatim, versions included: no version check and no events, in the
+    calling thread's transaction (the caller begins and commits it, after
+    ensure_collection); each indexed column is computed from the body as the
+    backend fills columns for rows other writers stored."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the database is: {"backend": "sqlite" | "postgresql" | "files" |
+        "memory", "server": its engine's version or None, "location": a path or
+        host/db without credentials or None, "bytes": size on disk or None,
+        "layout": the format version of statekeep's own tables}."""
+
+    def collections(self) -> list[CollectionInfo]:
+        """Every collection the database holds, by name (not statekeep's own
+        tables: outbox, column registry, checkpoints), read as committed."""
+
+    def scan(self, collection: str, after: str | None, limit: int) -> list[tuple[str, int, str]]:
+        """Up to `limit` rows (id, version, body) whose id comes after `after`
+        (None: from the first), in id order; [] past the last or for a
+        collection that does not exist."""
+
+    def load(self, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]]) -> None:
+        """Stores rows as they are (inserting, or replacing the row of the same
+        id), in the calling thread's transaction."""
+
+
 class Backend(Protocol):
     # A file-system path that auxiliary files (the write-behind journal) may
     # live beside, or None for a database that does not outlive its process.

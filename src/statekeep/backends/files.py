@@ -39,6 +39,7 @@ from ..errors import (
 )
 from . import _matching
 from ._claims import Claim, FileClaims
+from ._files_catalog import FilesCatalog, Listings
 from ._files_commit import Delete, Put, Staging, WriterLock, failure, sync_path
 from ._files_layout import (
     LAST,
@@ -87,7 +88,7 @@ class _Cache:
     rows: dict[str, tuple[_Stamp, Row]] = field(default_factory=dict)
 
 
-class FilesBackend(OverlayTransactions[_Transaction]):
+class FilesBackend(OverlayTransactions[_Transaction], FilesCatalog):
     chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
 
     def __init__(self, path: str, *, timeout: float = 5.0, fsync: bool = True) -> None:
@@ -111,6 +112,7 @@ class FilesBackend(OverlayTransactions[_Transaction]):
         self._local = threading.local()
         self._cache: dict[str, _Cache] = {}
         self._folders: dict[str, str] = {}  # collection: its folder's path
+        self._listings = Listings(self._names)  # for scan (_files_catalog)
         self._outbox = os.path.join(self._root, OUTBOX)
         self._new_events = threading.Condition()  # commits of this process that added events
         self._event_commits = 0

@@ -9,19 +9,31 @@ write transaction runs at a time, as in SQLite.
 from __future__ import annotations
 
 import bisect
+import heapq
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, NotFoundError, ValidationError
 from . import _matching
 from ._claims import Claim, LocalClaims
+from ._layout import LAYOUT_VERSION, internal
 from ._locks import take
 from ._overlay import Overlay, OverlayTransactions
 from ._owner import current_task
-from .base import CHUNK_ROWS, CollectionSpec, Filter, Query, Row, conflict_detail
+from .base import (
+    CHUNK_ROWS,
+    CollectionInfo,
+    CollectionSpec,
+    Filter,
+    Query,
+    Row,
+    atomic,
+    conflict_detail,
+)
 
 _Key = tuple[str, str]
 _ABSENT = None
@@ -209,6 +221,74 @@ class MemoryBackend(OverlayTransactions[_Transaction]):
 
     def claim(self, name: str) -> Claim | None:
         return self._claims.claim(name)
+
+    # -- the catalog (base.Catalog) --------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "memory",
+            "server": None,
+            "location": None,
+            "bytes": None,
+            "layout": LAYOUT_VERSION,
+        }
+
+    def collections(self) -> list[CollectionInfo]:
+        """The collections that hold committed rows (ensure_collection is no
+        part of a transaction here: an empty collection may be a read's, or a
+        transaction's still open); the indexes are those of the spec the rows'
+        values were last computed for (ensure_collection)."""
+        with self._data_lock:
+            counts = {
+                name: len(rows) for name, rows in self._rows.items() if rows and not internal(name)
+            }
+            specs = dict(self._specs)
+        return [
+            CollectionInfo(specs.get(name, CollectionSpec(name)), rows, None)
+            for name, rows in sorted(counts.items())
+        ]
+
+    def scan(self, collection: str, after: str | None, limit: int) -> list[tuple[str, int, str]]:
+        """The smallest ids after `after` (Python's order of str: code points)."""
+        written: dict[str, Row] = {}  # by the calling thread's transaction
+        deleted: set[str] = set()
+        txn = self._mine()
+        if txn is not None:
+            for (name, id), row in txn.changes.items():
+                if name != collection:
+                    continue
+                if row is None:
+                    deleted.add(id)
+                else:
+                    written[id] = row
+        with self._data_lock:
+            committed = self._rows.get(collection, {})
+            ids: Iterable[str] = chain(
+                (id for id in committed if id not in written and id not in deleted), written
+            )
+            if after is not None:
+                ids = (id for id in ids if id > after)
+            page = heapq.nsmallest(max(limit, 0), ids)
+            rows = [written[id] if id in written else committed[id] for id in page]
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def load(self, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]]) -> None:
+        """Outside a transaction: in one of its own. The indexed values are
+        those of the collection's spec, as ensure_collection computes them."""
+        txn = self._mine()
+        if txn is None:
+            with atomic(self):
+                self.load(spec, rows)
+            return
+        maintained = self._specs.get(spec.name, spec)
+        made = []
+        for id, version, body in rows:
+            try:
+                values = _matching.indexed_values(maintained, body) if maintained.indexes else ()
+            except ValueError as exc:
+                raise ValidationError(f"{spec.name} {id!r}: the body is not JSON ({exc})") from exc
+            made.append(((spec.name, id), (id, version, body, *values)))
+        for key, row in made:
+            txn.change(key, row)
 
 
 def _reindex(row: Row, spec: CollectionSpec) -> Row:

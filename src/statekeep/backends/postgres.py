@@ -44,6 +44,7 @@ from ._claims import Claim
 from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._parse import redacted
 from ._postgres_analyze import Analyzer
+from ._postgres_catalog import PostgresCatalog
 from ._postgres_columns import Columns
 from ._postgres_copy import OpenCopy
 from ._postgres_errors import lost, open_failed, translate
@@ -65,7 +66,7 @@ def _deadlock(exc: BaseException) -> bool:
     )
 
 
-class PostgresBackend:
+class PostgresBackend(PostgresCatalog):  # describe, collections, scan, load
     # rows per save_many chunk: each chunk is one COPY, whose fixed cost (a
     # round trip, and the server finishing the chunk before the next is
     # serialised) is paid per chunk; measured 48k/s at 1,000 and 66k/s at 10,000

@@ -40,6 +40,7 @@ from ..errors import (
 from ._claims import Claim, FileClaims, LocalClaims
 from ._locks import take
 from ._owner import ANOTHER_TASK, current_task, second_transaction
+from ._sqlite_catalog import SQLiteCatalog
 from ._sqlite_columns import create_table, table_state
 from ._sqlite_errors import DRIVER, OR_EMPTY, empty_or_raise, translate
 from ._sqlite_folder import private_folder
@@ -69,7 +70,7 @@ from .base import (
 SYNCHRONOUS = ("normal", "full")
 
 
-class SQLiteBackend:
+class SQLiteBackend(SQLiteCatalog):
     chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
 
     def __init__(self, path: str, *, synchronous: str = "normal", timeout: float = 5.0) -> None:

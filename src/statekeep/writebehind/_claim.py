@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import BackendError
+from ..errors import BackendError, ConfigurationError
 
 LOCK = "lock"
 _MORE = "more-"
@@ -75,6 +77,44 @@ def claim(base: Path) -> tuple[Path, int]:
             number += 1
     except OSError as exc:
         raise BackendError(f"cannot use journal directory {base}: {exc}") from exc
+
+
+def journal_directories(base: Path) -> list[Path]:
+    """The journal directories under base, in claim order ([] if base is none)."""
+    return _candidates(base) if base.is_dir() else []
+
+
+@contextmanager
+def holding(directory: Path) -> Iterator[None]:
+    """Holds a journal directory (as an engine would) for the block, so that no
+    engine claims it meanwhile; ConfigurationError if a running engine holds it."""
+    try:
+        fd = _try_lock(directory)
+    except OSError as exc:
+        raise BackendError(f"cannot use journal directory {directory}: {exc}") from exc
+    if fd is None:
+        raise ConfigurationError(
+            f"a running store holds the journal {directory}: stop it first, or act from "
+            "within it (store.writebehind.dead_letters(), requeue(), discard())"
+        )
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def held(directory: Path) -> bool:
+    """Does a running engine hold the directory? (Tried with a lock let go at once.)"""
+    if not (directory / LOCK).exists():
+        return False
+    try:
+        fd = _try_lock(directory)
+    except OSError:
+        return True
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 def claimable_leftovers(base: Path) -> bool:

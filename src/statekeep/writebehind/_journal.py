@@ -103,6 +103,41 @@ class DoneMarker(TypedDict):
     done: list[list[int]]
 
 
+def pending_records(segments: list[tuple[int, Path]]) -> list[tuple[int, Record]]:
+    """(segment, record) of the records in these segment files (in order) that
+    no marker among them names: what is still to be stored. Reads only."""
+    found: list[tuple[int, Record]] = []
+    done: set[RecordId] = set()
+    for segment, path in segments:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # swept by the engine that holds it since it was listed
+            continue
+        position = 0
+        while position + _HEADER.size <= len(data):
+            length, checksum = _HEADER.unpack_from(data, position)
+            payload = data[position + _HEADER.size : position + _HEADER.size + length]
+            if len(payload) < length or zlib.crc32(payload) != checksum:
+                break  # a torn tail: the crash happened while writing it
+            frame = marshal.loads(payload)
+            position += _HEADER.size + length
+            if isinstance(frame, tuple):  # format 2
+                _, records, markers = frame
+                found.extend((segment, record) for record in records)
+                done.update(markers)
+                continue
+            for record in frame:
+                if "done" in record:
+                    done.update((run, seq) for run, seq in record["done"])
+                else:
+                    found.append((segment, from_format_1(record)))
+    return [(segment, r) for segment, r in found if (r[0], r[1]) not in done]
+
+
+def segment_number(path: Path) -> int:
+    return int(path.stem.split("-")[1])
+
+
 class Journal:
     def __init__(self, directory: Path, *, fsync: bool = False) -> None:
         self.directory = directory
@@ -126,9 +161,7 @@ class Journal:
         if fd is not None:
             os.close(fd)
 
-    @staticmethod
-    def _number(path: Path) -> int:
-        return int(path.stem.split("-")[1])
+    _number = staticmethod(segment_number)
 
     def _path(self, segment: int) -> Path:
         return self.directory / f"segment-{segment:08d}.log"
@@ -161,29 +194,7 @@ class Journal:
         return self._pending_of(numbers)
 
     def _pending_of(self, segments: list[int]) -> list[tuple[int, Record]]:
-        found: list[tuple[int, Record]] = []
-        done: set[RecordId] = set()
-        for segment in segments:
-            data = self._path(segment).read_bytes()
-            position = 0
-            while position + _HEADER.size <= len(data):
-                length, checksum = _HEADER.unpack_from(data, position)
-                payload = data[position + _HEADER.size : position + _HEADER.size + length]
-                if len(payload) < length or zlib.crc32(payload) != checksum:
-                    break  # a torn tail: the crash happened while writing it
-                frame = marshal.loads(payload)
-                position += _HEADER.size + length
-                if isinstance(frame, tuple):  # format 2
-                    _, records, markers = frame
-                    found.extend((segment, record) for record in records)
-                    done.update(markers)
-                    continue
-                for record in frame:
-                    if "done" in record:
-                        done.update((run, seq) for run, seq in record["done"])
-                    else:
-                        found.append((segment, from_format_1(record)))
-        pending = [(segment, r) for segment, r in found if (r[0], r[1]) not in done]
+        pending = pending_records([(segment, self._path(segment)) for segment in segments])
         with self._lock:
             for segment, _ in pending:
                 self._live[segment] += 1

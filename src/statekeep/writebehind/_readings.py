@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from ..flow import CircuitBreaker
 from ._options import DeadLetter, Priority, Stats
+from ._records import DeadLetterFile
 from ._write import Key, Write
 
 _log = logging.getLogger("statekeep.writebehind")
@@ -29,6 +30,7 @@ class Readings:
     _circuit: CircuitBreaker
     _window: float
     _dead_letters: list[DeadLetter]
+    _dead_file: DeadLetterFile | None
 
     def stats(self) -> Stats:
         with self._lock:
@@ -58,6 +60,18 @@ class Readings:
     def dead_letters(self) -> list[DeadLetter]:
         with self._lock:
             return list(self._dead_letters)
+
+    def discard(self, letter: DeadLetter) -> bool:
+        """Gives a dead-lettered write up for good: it leaves the list (and the
+        dead-letter file beside the journal). False if it was not there."""
+        with self._lock:
+            kept = [d for d in self._dead_letters if d is not letter]
+            if len(kept) == len(self._dead_letters):
+                return False
+            self._dead_letters = kept
+            if self._dead_file is not None:
+                self._dead_file.rewrite(kept)
+            return True
 
 
 def report_batch(on_batch: Callable[[str, int, int], None], writes: list[Write], took: int) -> None:

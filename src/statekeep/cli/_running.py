@@ -1,85 +1,18 @@
-"""The `statekeep` command."""
+"""`statekeep demo`, `serve`, `subscriptions` and `unsubscribe`: running a store."""
 
 from __future__ import annotations
 
-import argparse
-import os
 import signal
 import sys
 from types import FrameType
 from typing import TYPE_CHECKING
 
+import click
+
+from ._console import SETTINGS
+
 if TYPE_CHECKING:
-    from .entity import Entity
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="statekeep", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the recording-sessions demo on a SQLite file")
-    demo.add_argument("--path", help="database file (default: a new file in a temp folder)")
-    demo.add_argument("--segments", type=int, default=100_000)
-    demo.add_argument(
-        "--meter-rate",
-        type=int,
-        default=1_000,
-        help="level-meter writes a second at most, through the flow pipeline (default 1000)",
-    )
-    demo.add_argument(
-        "--serve",
-        action="store_true",
-        help="then serve the live dashboard of the demo's database until Ctrl-C",
-    )
-    demo.add_argument(
-        "--port", type=int, default=8000, help="the dashboard's port (default 8000, or a free one)"
-    )
-    serve = commands.add_parser(
-        "serve", help="serve the live dashboard of a store (statekeep.web; the web extra)"
-    )
-    serve.add_argument(
-        "url",
-        nargs="?",
-        default=os.environ.get("STATEKEEP_URL"),
-        help="the store's URL, as given to statekeep.open() (default: $STATEKEEP_URL)",
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="the address to bind (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="the port (8000)")
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (1)")
-    serve.add_argument(
-        "--token",
-        default=os.environ.get("STATEKEEP_TOKEN") or None,
-        help="the dashboard's token, 16 characters or more (default: $STATEKEEP_TOKEN); "
-        "needed to bind beyond loopback and to act",
-    )
-    serve.add_argument(
-        "--title",
-        default=os.environ.get("STATEKEEP_TITLE") or "statekeep",
-        help="the dashboard's title (default: $STATEKEEP_TITLE or statekeep)",
-    )
-    listing = commands.add_parser(
-        "subscriptions", help="list the durable subscriptions of a database (position, lag)"
-    )
-    listing.add_argument("url", help="the store's URL, as given to statekeep.open()")
-    drop = commands.add_parser(
-        "unsubscribe", help="drop a retired durable subscription, so the outbox can be pruned"
-    )
-    drop.add_argument("url", help="the store's URL, as given to statekeep.open()")
-    drop.add_argument("name", help="the subscription's name")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        return run_demo(args.path, args.segments, args.meter_rate, args.serve, args.port)
-    if args.command == "serve":
-        return run_serve(
-            args.url,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            token=args.token,
-            title=args.title,
-        )
-    if args.command in ("subscriptions", "unsubscribe"):
-        return subscriptions(args.command, args.url, getattr(args, "name", None))
-    return 2
+    from ..entity import Entity
 
 
 def run_demo(
@@ -91,8 +24,8 @@ def run_demo(
 ) -> int:
     """The demo, if its extra is installed (statekeep._demo); with serve, then
     its dashboard (the web extra) on 127.0.0.1:port, or a free port if taken."""
-    from ._demo import load
-    from .errors import ConfigurationError
+    from .._demo import load
+    from ..errors import ConfigurationError
 
     try:
         run = load()
@@ -107,7 +40,7 @@ def run_demo(
         print(f"statekeep demo --serve: {_no_web(exc)}", file=sys.stderr)
         return 1
 
-    from ._demo import entities
+    from .._demo import entities
 
     def then(db_path: str) -> int:
         return run_serve(
@@ -144,10 +77,10 @@ def run_serve(
 ) -> int:
     """`statekeep serve`: 0 once stopped by Ctrl-C or SIGTERM (after a clean
     shutdown), 2 for a configuration it refuses, 1 without the web extra."""
-    from .errors import ConfigurationError, StatekeepError
+    from ..errors import ConfigurationError, StatekeepError
 
     try:
-        from .web import serve
+        from ..web import serve
     except ModuleNotFoundError as exc:
         print(f"statekeep {command}: {_no_web(exc)}", file=sys.stderr)
         return 1
@@ -195,8 +128,8 @@ def _no_web(exc: ModuleNotFoundError) -> str:
 
 
 def subscriptions(command: str, url: str, name: str | None) -> int:
-    from .errors import StatekeepError
-    from .store import open as open_store
+    from ..errors import StatekeepError
+    from ..store import open as open_store
 
     try:
         with open_store(url) as store:
@@ -219,5 +152,90 @@ def subscriptions(command: str, url: str, name: str | None) -> int:
         return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+_URL_HELP = "The store's URL, as given to statekeep.open()"
+QUICK_SEGMENTS = 2_000
+
+
+@click.command(context_settings=SETTINGS)
+@click.option("--path", help="Database file (default: a new file in a temp folder).")
+@click.option("--segments", type=click.IntRange(min=0), default=100_000, show_default=True)
+@click.option(
+    "--meter-rate",
+    type=click.IntRange(min=1),
+    default=1_000,
+    show_default=True,
+    help="Level-meter writes a second at most, through the flow pipeline.",
+)
+@click.option("--quick", is_flag=True, help=f"A short run: {QUICK_SEGMENTS:,} segments.")
+@click.option("--serve", is_flag=True, help="Then serve the demo's live dashboard until Ctrl-C.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="The port."
+)
+def demo(
+    path: str | None, segments: int, meter_rate: int, quick: bool, serve: bool, port: int
+) -> int:
+    """Run the recording-sessions demo on a SQLite file.
+
+    \b
+    Example: statekeep demo --quick --path /tmp/demo.db
+    """
+    return run_demo(path, QUICK_SEGMENTS if quick else segments, meter_rate, serve, port)
+
+
+@click.command(context_settings=SETTINGS)
+@click.argument("url", required=False, envvar="STATEKEEP_URL")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--token",
+    envvar="STATEKEEP_TOKEN",
+    help="The dashboard's token, 16 characters or more (default: $STATEKEEP_TOKEN); "
+    "needed to bind beyond loopback and to act.",
+)
+@click.option(
+    "--title",
+    envvar="STATEKEEP_TITLE",
+    default="statekeep",
+    show_default=True,
+    help="The dashboard's title (default: $STATEKEEP_TITLE).",
+)
+def serve(
+    url: str | None, host: str, port: int, workers: int, token: str | None, title: str
+) -> int:
+    """Serve the live dashboard of a store (the web extra).
+
+    URL defaults to $STATEKEEP_URL.
+
+    \b
+    Example: statekeep serve sqlite:///app.db --port 8000
+    """
+    return run_serve(
+        url, host=host, port=port, workers=workers, token=token or None, title=title or "statekeep"
+    )
+
+
+@click.command("subscriptions", context_settings=SETTINGS)
+@click.argument("url")
+def list_subscriptions(url: str) -> int:
+    """List the durable subscriptions of a database (position, lag).
+
+    \b
+    Example: statekeep subscriptions sqlite:///app.db
+    """
+    return subscriptions("subscriptions", url, None)
+
+
+@click.command(context_settings=SETTINGS)
+@click.argument("url")
+@click.argument("name")
+def unsubscribe(url: str, name: str) -> int:
+    """Drop a retired durable subscription, so the outbox can be pruned.
+
+    \b
+    Example: statekeep unsubscribe sqlite:///app.db mailer
+    """
+    return subscriptions("unsubscribe", url, name)
+
+
+COMMANDS = (demo, serve, list_subscriptions, unsubscribe)
