@@ -12,6 +12,7 @@ from rich.console import Console
 
 from . import (
     aio,
+    dumps,
     events,
     files,
     flow,
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, str, Progress], Sequence[Result | ExtraTa
     "state_machines": state_machines.run,
     "metrics": metrics.run,
     "web": web.run,
+    "dumps": dumps.run,
 }
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

@@ -8,7 +8,7 @@ takes a Store (see open_existing: opened without taking anything over).
 
 from ._bench import BenchProgress, BenchReport, BenchRow, bench_table, run_bench
 from ._copy import Copied, copy
-from ._dump import Checksum, read_header
+from ._dump import Checksum, Digest, read_header
 from ._export import Exported, Progress, export
 from ._import import MODES, Imported, Mode, import_dump
 from ._inspect import COUNT_CAP, Inspection, Lagging, inspect
@@ -23,6 +23,7 @@ __all__ = [
     "MODES",
     "Checksum",
     "Copied",
+    "Digest",
     "Exported",
     "Imported",
     "Inspection",

@@ -53,6 +53,7 @@ def copy(
         mode,
         expected={info.spec.name: info.rows for info in infos},
         progress=progress,
+        canonical=True,
     )
     cat = catalog(source)
     for info in infos:
@@ -71,7 +72,7 @@ def _verify(target: Store, done: Imported, verify: Progress | None) -> dict[str,
     cat = catalog(target)
     found: dict[str, Checksum] = {}
     for name, expected in done.sums.items():
-        total = found[name] = Checksum()
+        total = found[name] = Checksum()  # expected is one too: canonical=True
         for id, version, body in rows_of(cat, name):
             total.add(id, version, body)
             if verify is not None and total.rows % 10_000 == 0:

@@ -3,7 +3,7 @@
     line 1      {"statekeep_dump": 1, "statekeep": version, "created": time,
                  "source": {"backend": ..., ...},
                  "collections": [{"name", "indexes": [[name, kind, default]], "rows"}]}
-    each row    ["collection", "id", version, {the entity's stored body}]
+    each row    ["collection","id",version,{the entity's stored body}]
     last line   {"statekeep_dump_end": 1,
                  "collections": {"name": {"rows": n, "checksum": hex}}}
 
@@ -13,21 +13,31 @@ were read before the rows (a guide for progress bars); the trailer's are what
 the dump holds. A dump without its trailer was cut short: an import stores
 the rows it has and says so (run it again with --resume once it is whole).
 
-A checksum sums a hash of every row's (id, version, body as canonical JSON:
-keys sorted, integral numbers as integers), so it does not depend on row
-order, nor on how a database spells the same JSON (PostgreSQL's jsonb
-reorders keys and writes 1e5 as 100000): an export from SQLite and the
-same rows read back from PostgreSQL have one checksum.
+The end line's checksum of a collection is a digest (blake2b) of its row
+lines as written: an import computes it over the lines it reads, so it
+tells whether the dump is the one written, byte for byte, at the cost of
+one hash update a page. It is not a checksum of the data apart from its
+spelling: an export of the same rows from PostgreSQL, whose jsonb orders
+keys its own way, has other lines and another digest.
+
+Comparing two databases (statekeep copy) needs that other kind: Checksum
+sums a hash of every row's (id, version, body as canonical JSON: keys
+sorted, each number as its value), so it depends neither on row order nor
+on spelling.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from ..backends.base import CollectionSpec, Index
 from ..errors import DumpError
@@ -39,29 +49,46 @@ _KINDS = ("text", "integer", "real", "time", "any")
 _MODULUS = 2**128
 
 
-def _number(text: str) -> float | int:
-    """A JSON number as one value however it is spelled: 1.0, 1e0 and 1 are 1;
-    1e20 and 100000000000000000000 are 1e20 (beyond 2**53 whole numbers are
-    compared as doubles, as SQLite and JavaScript do)."""
-    value = float(text)
-    if value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if math.isinf(value):  # beyond any double: an integer stays itself
+# A body whose numbers may be spelled two ways (with an exponent, or a whole
+# number of 16 digits or more: at or beyond 2**53) takes the slow, careful way.
+# Decimals are spelled alike everywhere (jsonb keeps their digits).
+# Negative zero too: PostgreSQL's numeric has none (-0.0 comes back 0.0).
+_SPELLED = re.compile(
+    r"[:\[,]\s*(?:-?(?:\d{16,}(?![\d.eE])|\d+(?:\.\d+)?[eE])|-0(?:\.0*)?(?![\d.eE]))"
+)
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def _int(text: str) -> int | float:
+    """A whole number beyond 2**53 as the double it rounds to (1e20 and
+    100000000000000000000 are one number; SQLite and JavaScript agree)."""
+    value = int(text)
+    if abs(value) < 2**53:
+        return value
+    try:
+        return float(value)
+    except OverflowError:  # beyond any double: itself
+        return value
+
+
+def _float(text: str) -> float:
+    return float(text) + 0.0  # -0.0 + 0.0 is 0.0
+
+
+def canonical(body: str) -> bytes:
+    """The body as one text for equal JSON, however a database spelled it:
+    keys sorted, no spaces, each number as its value."""
+    if not _SPELLED.search(body):
         try:
-            return int(text)
-        except ValueError:
-            return value
-    return value
-
-
-def canonical(body: str) -> str:
-    """The body as one text for equal JSON, however a database spelled it."""
-    return json.dumps(
-        json.loads(body, parse_float=_number, parse_int=_number),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+            return orjson.dumps(orjson.loads(body), option=_SORTED)
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+            pass  # NaN, or a number orjson does not take: the careful way
+    value = json.loads(body, parse_int=_int, parse_float=_float)
+    try:
+        return orjson.dumps(value, option=_SORTED)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return text.encode("utf-8", "surrogatepass")
 
 
 class Checksum:
@@ -74,14 +101,36 @@ class Checksum:
         self._sum = 0
 
     def add(self, id: str, version: int, body: str) -> None:
-        text = f"{id}\x00{version}\x00{canonical(body)}".encode("utf-8", "surrogatepass")
-        digest = hashlib.blake2b(text, digest_size=16).digest()
+        key = f"{id}\x00{version}\x00".encode("utf-8", "surrogatepass")
+        digest = hashlib.blake2b(key + canonical(body), digest_size=16).digest()
         self._sum = (self._sum + int.from_bytes(digest, "big")) % _MODULUS
         self.rows += 1
 
     @property
     def hex(self) -> str:
         return f"{self._sum:032x}"
+
+
+class Digest:
+    """The digest of a collection's row lines, in dump order (see above)."""
+
+    __slots__ = ("_hash", "rows")
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._hash = hashlib.blake2b(digest_size=16)
+
+    def add_lines(self, lines: list[str]) -> None:
+        """Lines without their line ends."""
+        self._hash.update(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"))
+        self.rows += len(lines)
+
+    @property
+    def hex(self) -> str:
+        return self._hash.hexdigest() if self.rows else "0" * 32
+
+
+Counted = Checksum | Digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +163,21 @@ def header_line(specs: list[tuple[CollectionSpec, int]], source: dict[str, Any])
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _opening(collection: str) -> str:
+    return f"[{orjson.dumps(collection).decode()},"
+
+
+def _prefix(collection: str, id: str, version: int) -> str:
+    """A row line up to its body: the writer and the reader spell it alike."""
+    return f"{_opening(collection)}{orjson.dumps(id).decode()},{version},"
+
+
 def row_line(collection: str, id: str, version: int, body: str) -> str:
-    prefix = json.dumps([collection, id, version], ensure_ascii=False)[:-1]
-    return f"{prefix}, {body}]"
+    return f"{_prefix(collection, id, version)}{body}]"
 
 
-def end_line(sums: dict[str, Checksum]) -> str:
+def end_line(sums: Mapping[str, Counted]) -> str:
     return json.dumps(
         {
             END_KEY: FORMAT,
@@ -184,9 +242,12 @@ def read_row(line: str, number: int) -> tuple[str, str, int, str] | dict[str, An
     """A row line as (collection, id, version, body text), or the trailer as
     its parsed dict; DumpError for anything else."""
     try:
-        data = json.loads(line)
-    except ValueError as exc:
-        raise DumpError(f"not JSON ({exc}); the dump is corrupted here", number) from exc
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:  # what orjson refuses and JSON allows (NaN, integers beyond 64 bits)
+            data = json.loads(line)
+        except ValueError as exc:
+            raise DumpError(f"not JSON ({exc}); the dump is corrupted here", number) from exc
     if isinstance(data, dict):
         if END_KEY in data:
             return data
@@ -205,10 +266,10 @@ def read_row(line: str, number: int) -> tuple[str, str, int, str] | dict[str, An
     collection, id, version, body = data
     if body.get("id") != id or body.get("version") != version:
         raise DumpError(f"the body of {collection}/{id} names another id or version", number)
-    stripped = line.rstrip("\r\n")
-    prefix = json.dumps([collection, id, version], ensure_ascii=False)[:-1] + ", "
+    stripped = line.rstrip("\r\n")  # the caller's lines may keep their ends
+    prefix = _prefix(collection, id, version)
     if stripped.startswith(prefix) and stripped.endswith("]"):
-        text = stripped[len(prefix) : -1]
+        text = stripped[len(prefix) : -1].strip()
     else:  # written by another tool: the same JSON, spelled anew
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return collection, id, version, text

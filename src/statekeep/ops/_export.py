@@ -15,7 +15,7 @@ from typing import TextIO
 from ..backends.base import Catalog, CollectionInfo
 from ..errors import ConfigurationError
 from ..store import Store
-from ._dump import Checksum, end_line, header_line, row_line
+from ._dump import Digest, end_line, header_line, row_line
 from ._stores import catalog
 
 # (collection, rows done, rows expected): called as pages go by
@@ -25,9 +25,9 @@ PAGE = 2000
 
 @dataclass(frozen=True, slots=True)
 class Exported:
-    """What an export wrote: each collection's rows and checksum."""
+    """What an export wrote: each collection's rows and digest."""
 
-    sums: dict[str, Checksum]
+    sums: dict[str, Digest]
 
     @property
     def rows(self) -> int:
@@ -50,14 +50,21 @@ def chosen(cat: Catalog, names: Sequence[str] | None) -> list[CollectionInfo]:
     return [by_name[name] for name in dict.fromkeys(names)]
 
 
-def rows_of(cat: Catalog, name: str, page: int = PAGE) -> Iterator[tuple[str, int, str]]:
+def pages_of(cat: Catalog, name: str, page: int = PAGE) -> Iterator[list[tuple[str, int, str]]]:
+    """A collection's rows (id, version, body), a page at a time, by id."""
     after = None
     while True:
         rows = cat.scan(name, after, page)
-        yield from rows
+        if rows:
+            yield rows
         if len(rows) < page:
             return
         after = rows[-1][0]
+
+
+def rows_of(cat: Catalog, name: str, page: int = PAGE) -> Iterator[tuple[str, int, str]]:
+    for rows in pages_of(cat, name, page):
+        yield from rows
 
 
 def export(
@@ -72,23 +79,18 @@ def export(
     infos = chosen(cat, collections)
     source = {k: v for k, v in cat.describe().items() if k in ("backend", "server", "layout")}
     out.write(header_line([(info.spec, info.rows) for info in infos], source) + "\n")
-    sums: dict[str, Checksum] = {}
+    sums: dict[str, Digest] = {}
     for info in infos:
-        name, total = info.spec.name, Checksum()
+        name, total = info.spec.name, Digest()
         sums[name] = total
         if progress is not None:
             progress(name, 0, info.rows)
-        lines = []
-        for id, version, body in rows_of(cat, name):
-            total.add(id, version, body)
-            lines.append(row_line(name, id, version, body))
-            if len(lines) == PAGE:
-                out.write("\n".join(lines) + "\n")
-                lines.clear()
-                if progress is not None:
-                    progress(name, total.rows, max(info.rows, total.rows))
-        if lines:
+        for rows in pages_of(cat, name):
+            lines = [row_line(name, id, version, body) for id, version, body in rows]
+            total.add_lines(lines)
             out.write("\n".join(lines) + "\n")
+            if progress is not None:
+                progress(name, total.rows, max(info.rows, total.rows))
         if progress is not None:
             progress(name, total.rows, total.rows)
     out.write(end_line(sums) + "\n")

@@ -26,7 +26,7 @@ from typing import Literal
 from ..backends.base import Catalog, CollectionSpec, atomic
 from ..errors import ConfigurationError, ConflictError, DumpError
 from ..store import Store
-from ._dump import Checksum, read_end, read_header, read_row
+from ._dump import Checksum, Counted, Digest, read_end, read_header, read_row
 from ._export import Progress
 from ._stores import catalog
 
@@ -45,7 +45,7 @@ class Imported:
     written: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)
-    sums: dict[str, Checksum] = field(default_factory=dict)
+    sums: dict[str, Counted] = field(default_factory=dict)
     complete: bool = False
 
     @property
@@ -65,7 +65,10 @@ class Loader:
         expected: dict[str, int] | None = None,
         progress: Progress | None = None,
         chunk: int = CHUNK,
+        canonical: bool = False,
     ) -> None:
+        """canonical: sum Checksums of the rows (copy compares them with the
+        target's); otherwise a Digest of the dump lines given with the rows."""
         if mode not in MODES:
             raise ConfigurationError(f"mode is one of {', '.join(MODES)}, not {mode!r}")
         self._cat: Catalog = catalog(store)
@@ -74,6 +77,8 @@ class Loader:
         self._expected = expected or {}
         self._progress: Callable[[str, int, int], None] | None = progress
         self._rows: list[tuple[str, int, str]] = []
+        self._lines: list[str] = []
+        self._canonical = canonical
         self._current: str | None = None
         self.result = Imported()
         if mode == "new":
@@ -88,7 +93,8 @@ class Loader:
         for spec in specs.values():
             self._backend.ensure_collection(spec)
 
-    def add(self, collection: str, id: str, version: int, body: str) -> None:
+    def add(self, collection: str, id: str, version: int, body: str, line: str = "") -> None:
+        """A row; line: the dump line it was read from (its Digest's input)."""
         if collection != self._current:
             self.flush()
             if collection in self.result.sums:
@@ -96,7 +102,11 @@ class Loader:
                     f"the rows of {collection!r} come in two runs; a dump keeps them together"
                 )
             self._start(collection)
-        self.result.sums[collection].add(id, version, body)
+        total = self.result.sums[collection]
+        if isinstance(total, Checksum):
+            total.add(id, version, body)
+        else:
+            self._lines.append(line)
         self._rows.append((id, version, body))
         if len(self._rows) >= self._chunk:
             self.flush()
@@ -110,7 +120,7 @@ class Loader:
         self._current = collection
         for counts in (self.result.written, self.result.skipped, self.result.kept):
             counts[collection] = 0
-        self.result.sums[collection] = Checksum()
+        self.result.sums[collection] = Checksum() if self._canonical else Digest()
         self._report()
 
     def flush(self) -> None:
@@ -118,6 +128,10 @@ class Loader:
             return
         name, rows = self._current, self._rows
         self._rows = []
+        total = self.result.sums[name]
+        if isinstance(total, Digest):
+            total.add_lines(self._lines)
+            self._lines = []
         ids = [row[0] for row in rows]
         if len(set(ids)) != len(ids):
             raise DumpError(f"an id of {name!r} comes twice in the dump")
@@ -192,8 +206,9 @@ def import_dump(
             if line.strip():
                 raise DumpError("a line after the end line", number)
             continue
+        text = line.rstrip("\r\n")
         try:
-            row = read_row(line, number)
+            row = read_row(text, number)
         except DumpError:
             if line.endswith("\n"):
                 raise
@@ -205,7 +220,7 @@ def import_dump(
         if row[0] not in header.collections:
             raise DumpError(f"a row of {row[0]!r}, which the header does not list", number)
         try:
-            loader.add(*row)
+            loader.add(row[0], row[1], row[2], row[3], text)
         except DumpError as exc:
             raise DumpError(str(exc), number) from exc
     loader.flush()
@@ -218,8 +233,8 @@ def import_dump(
 
 def _check_end(result: Imported, end: dict[str, tuple[int, str]]) -> None:
     for name in sorted(set(end) | set(result.sums)):
-        rows, checksum = end.get(name, (0, Checksum().hex))
-        read = result.sums.get(name, Checksum())
+        rows, checksum = end.get(name, (0, Digest().hex))
+        read = result.sums.get(name, Digest())
         if (read.rows, read.hex) != (rows, checksum):
             raise DumpError(
                 f"{name}: the end line says {rows} rows (checksum {checksum}), the dump held "
