@@ -202,13 +202,31 @@ class Stored(Protocol):
     version: int
 
 
+def collection_name_problem(collection: str) -> str | None:
+    """Why a collection may not have this name (None: it may)."""
+    if not _NAME.fullmatch(collection) or collection.lower().startswith(("sqlite_", "statekeep_")):
+        return (
+            "a collection name must be 1-63 letters, digits or underscores, start with a "
+            "letter or underscore, and not start with 'sqlite_' or 'statekeep_' (the "
+            "store's own tables)"
+        )
+    return None
+
+
+def column_name_problem(name: str) -> str | None:
+    """Why an indexed field may not have this name as its column (None: it may)."""
+    if not _NAME.fullmatch(name):
+        return "an indexed column name is 1-63 letters, digits or underscores"
+    if name.lower() in _RESERVED | {"id", "version"}:
+        return f"{name!r} is a column name a backend uses for itself"
+    return None
+
+
 class EntityInfo:
     cls: type[Any]  # the entity class (a statekeep.Entity subclass)
 
     def __init__(self, cls: type[pydantic.BaseModel], collection: str) -> None:
-        if not _NAME.fullmatch(collection) or collection.lower().startswith(
-            ("sqlite_", "statekeep_")
-        ):
+        if collection_name_problem(collection):
             raise ConfigurationError(
                 f"collection name {collection!r} of {cls.__name__} must be 1-63 letters, "
                 "digits or underscores, start with a letter or underscore, "

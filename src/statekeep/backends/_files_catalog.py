@@ -177,7 +177,9 @@ class FilesCatalog:
                 break
         return found
 
-    def load(self, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]]) -> None:
+    def load(
+        self, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]], *, replace: bool = True
+    ) -> None:
         """Outside a transaction: in one of its own."""
         txn = self._mine()
         if txn is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from .._numbers import is_seconds
@@ -24,12 +25,18 @@ def flag(text: str) -> bool:
     raise ValueError(f"expected true or false, not {text!r}")
 
 
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_NETLOC_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/?#@:]*:)[^/?#@]*@", re.IGNORECASE)
+
+
 def redacted(url: str) -> str:
-    """The URL as it may be shown: a password in it replaced by ***."""
+    """The URL as it may be shown: a password in it (user:password@, or
+    libpq's ?password=) replaced by ***, also in a URL too malformed to parse."""
+    shown = _QUERY_PASSWORD.sub(r"\1***", url)
     try:
-        password = urlsplit(url).password
+        password = urlsplit(shown).password
     except ValueError:
-        return url
+        return _NETLOC_PASSWORD.sub(r"\1***@", shown)
     if not password:
-        return url
-    return url.replace(f":{password}@", ":***@", 1)
+        return shown
+    return shown.replace(f":{password}@", ":***@", 1)

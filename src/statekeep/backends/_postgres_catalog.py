@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from ..errors import ValidationError
+from ..errors import ConflictError, ValidationError
 from . import _layout as layout
 from . import _postgres_sql as pgsql
 from ._postgres_columns import Columns
@@ -147,7 +147,9 @@ class PostgresCatalog:
         result: list[tuple[str, int, str]] = self._read(f"reading {collection}", work)
         return result
 
-    def load(self, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]]) -> None:
+    def load(
+        self, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]], *, replace: bool = True
+    ) -> None:
         """Binary COPY into a temporary table, then one INSERT ... SELECT ...
         ON CONFLICT (id) DO UPDATE that computes the registered columns (set
         based, not the fill trigger row by row), rows locked in id order.
@@ -175,13 +177,17 @@ class PostgresCatalog:
             written[spec.name] = written.get(spec.name, 0) + len(rows)  # see _postgres_analyze
         with self._connection(f"loading {spec.name}") as conn:
             if txn is not None:
-                self._load(conn, spec, rows)
+                self._load(conn, spec, rows, replace)
                 return
             with conn.transaction():
-                self._load(conn, spec, rows)
+                self._load(conn, spec, rows, replace)
 
     def _load(
-        self, conn: Connection, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]]
+        self,
+        conn: Connection,
+        spec: CollectionSpec,
+        rows: Sequence[tuple[str, int, str]],
+        replace: bool,
     ) -> None:
         registry = conn.execute(
             f"SELECT name, kind, dflt, ready FROM {pgsql.quote(self.schema)}.{layout.REGISTRY} "
@@ -198,9 +204,12 @@ class PostgresCatalog:
                     write_row(row)
         except OverflowError as exc:  # the COPY failed, and with it the transaction
             raise ValidationError(f"{spec.name}: a version does not fit 64 bits") from exc
-        conn.execute(
-            _merge(self.schema, spec.name, columns), (), prepare=False
-        )  # literals escape %
+        try:  # prepare=False: literals escape %
+            conn.execute(_merge(self.schema, spec.name, columns, replace), (), prepare=False)
+        except psycopg.errors.UniqueViolation as exc:  # replace=False, and a row is there
+            raise ConflictError(
+                spec.name, _key(exc), "stored already, by another writer since the caller looked"
+            ) from exc
         conn.execute(f"DROP TABLE {_STAGE}")
 
 
@@ -216,7 +225,13 @@ def _name(index: Index) -> str:
     return index.name
 
 
-def _merge(schema: str, collection: str, columns: Sequence[Index]) -> str:
+def _key(exc: psycopg.errors.UniqueViolation) -> str:
+    """The id a unique violation names, if its detail says (Key (id)=(x) ...)."""
+    detail = exc.diag.message_detail or ""
+    return detail.partition("=(")[2].rpartition(") ")[0] or "?"
+
+
+def _merge(schema: str, collection: str, columns: Sequence[Index], replace: bool = True) -> str:
     """The staged rows into the table, each registered column filled from its
     body, in id order (two loads over the same rows wait instead of deadlocking)."""
     names = ["id", "version", "body", *(i.name for i in columns), layout.STAMP]
@@ -226,6 +241,6 @@ def _merge(schema: str, collection: str, columns: Sequence[Index]) -> str:
     settings = ", ".join(f"{name} = excluded.{name}" for name in quoted[1:])
     return (
         f"INSERT INTO {pgsql.quote(schema)}.{pgsql.quote(collection)} ({', '.join(quoted)}) "
-        f"SELECT {', '.join(values)} FROM {_STAGE} ORDER BY id "
-        f"ON CONFLICT (id) DO UPDATE SET {settings}"
+        f"SELECT {', '.join(values)} FROM {_STAGE} ORDER BY id"
+        + (f" ON CONFLICT (id) DO UPDATE SET {settings}" if replace else "")
     )

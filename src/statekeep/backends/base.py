@@ -205,9 +205,18 @@ class Catalog(Protocol):
         (None: from the first), in id order; [] past the last or for a
         collection that does not exist."""
 
-    def load(self, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]]) -> None:
+    # Optional: pages(collection, size) -> Iterator[list[(id, version, body)]]:
+    # every row in the backend's own order, from one snapshot, where that reads
+    # faster than scan's pages by id (SQLite: rowid order). ops.export uses it.
+
+    def load(
+        self, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]], *, replace: bool = True
+    ) -> None:
         """Stores rows as they are (inserting, or replacing the row of the same
-        id), in the calling thread's transaction."""
+        id), in the calling thread's transaction. replace=False: a row whose id
+        is stored is a ConflictError instead, even one another process stored
+        since the caller looked (a backend whose writers all queue for one
+        lock, as SQLite's, memory's and files', has none such to meet)."""
 
 
 class Backend(Protocol):

@@ -271,7 +271,9 @@ class MemoryBackend(OverlayTransactions[_Transaction]):
             rows = [written[id] if id in written else committed[id] for id in page]
         return [(row[0], row[1], row[2]) for row in rows]
 
-    def load(self, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]]) -> None:
+    def load(
+        self, spec: CollectionSpec, rows: Sequence[tuple[str, int, str]], *, replace: bool = True
+    ) -> None:
         """Outside a transaction: in one of its own. The indexed values are
         those of the collection's spec, as ensure_collection computes them."""
         txn = self._mine()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import gzip
 import io
 import itertools
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TextIO, cast
+from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
 
 import click
 
@@ -20,33 +21,70 @@ if TYPE_CHECKING:
     from ..ops import Imported, Mode
 
 
+_GZIP = b"\x1f\x8b"
+
+
 @contextmanager
-def _text(path: str | None, mode: str) -> Iterator[TextIO]:
-    """A file (gzip for a name ending .gz) or stdin/stdout, as UTF-8 lines."""
+def _reading(path: str | None) -> Iterator[TextIO]:
+    """A dump's lines from a file or stdin, gzip or not (told by its first
+    bytes), as UTF-8 with or without a byte order mark."""
+    from ..errors import ConfigurationError, DumpError
+
+    try:
+        raw: BinaryIO = sys.stdin.buffer if path in (None, "-") else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigurationError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    buffered = cast(io.BufferedReader, raw if hasattr(raw, "peek") else io.BufferedReader(raw))
+    if buffered.peek(2)[:2] == _GZIP:
+        buffered = io.BufferedReader(gzip.GzipFile(fileobj=buffered))
+    text = io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="\n")
+    try:
+        yield text
+    except UnicodeDecodeError as exc:
+        raise DumpError(
+            f"the dump is not UTF-8 text ({exc.reason} at byte {exc.start} of a read); "
+            "a dump is what statekeep export wrote, plain or gzip"
+        ) from exc
+    except (OSError, EOFError) as exc:  # a gzip stream that is cut or corrupted
+        raise DumpError(f"the dump cannot be read: {exc}") from exc
+    finally:
+        if path in (None, "-"):
+            text.detach()
+        else:
+            text.close()
+            raw.close()  # a GzipFile does not close the file it was given
+
+
+@contextmanager
+def _writing(path: str | None) -> Iterator[TextIO]:
+    """stdout, or a file (gzip for a name ending .gz) written beside it and
+    put in its place only once the dump is whole: a failed export leaves an
+    existing file as it was."""
     if path is None or path == "-":
-        stream = sys.stdout if mode == "w" else sys.stdin
-        wrapped = io.TextIOWrapper(stream.buffer, encoding="utf-8", newline="\n")
+        wrapped = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n")
         try:
             yield wrapped
         finally:
-            wrapped.detach() if mode == "r" else _flush_and_detach(wrapped)
+            wrapped.flush()
+            wrapped.detach()
         return
+    from ..errors import ConfigurationError
+
+    partial = f"{path}.partial"
     try:
         if path.endswith(".gz"):
-            file = cast(TextIO, gzip.open(path, mode + "t", encoding="utf-8", newline="\n"))  # noqa: SIM115
+            file = cast(TextIO, gzip.open(partial, "wt", encoding="utf-8", newline="\n"))  # noqa: SIM115
         else:
-            file = cast(TextIO, open(path, mode, encoding="utf-8", newline="\n"))  # noqa: SIM115
+            file = cast(TextIO, open(partial, "w", encoding="utf-8", newline="\n"))  # noqa: SIM115
     except OSError as exc:
-        from ..errors import ConfigurationError
-
-        raise ConfigurationError(f"cannot open {path}: {exc.strerror or exc}") from exc
-    with file:
-        yield file
-
-
-def _flush_and_detach(wrapped: io.TextIOWrapper) -> None:
-    wrapped.flush()
-    wrapped.detach()
+        raise ConfigurationError(f"cannot open {path} to write: {exc.strerror or exc}") from exc
+    try:
+        with file:
+            yield file
+    except BaseException:
+        os.unlink(partial)
+        raise
+    os.replace(partial, path)
 
 
 _COLLECTION = click.option(
@@ -77,7 +115,7 @@ def export(url: str, collections: tuple[str, ...], output: str | None) -> int:
     with (
         open_existing(url) as store,
         progress_bars("exporting") as progress,
-        _text(output, "w") as out,
+        _writing(output) as out,
     ):
         done = write(store, out, collections=collections or None, progress=progress)
     err_console().print(f"exported {done.rows:,} rows of {len(done.sums)} collection(s)")
@@ -105,11 +143,12 @@ def import_(url: str, source: str | None, resume: bool, merge: bool) -> int:
     if resume and merge:
         raise click.UsageError("--resume or --merge, not both")
     mode: Mode = "resume" if resume else "merge" if merge else "new"
-    with _text(source, "r") as lines:
+    with _reading(source) as lines:
         first = lines.readline()  # a dump that is not one opens (and makes) no database
         if not first:
             raise DumpError("the dump is empty: no header line")
         read_header(first)
+        _lasting(url)
         with open_quietly(url) as store, progress_bars("importing") as progress:
             dump = itertools.chain([first], lines)
             done = import_dump(store, dump, mode=mode, progress=progress)
@@ -150,21 +189,20 @@ def copy(source: str, target: str, collections: tuple[str, ...], merge: bool) ->
     from rich.table import Table
 
     from ..ops import copy as move
-    from ..ops import open_existing, open_quietly
+    from ..ops import open_existing, open_quietly, select_collections
 
-    with (
-        open_existing(source) as origin,
-        open_quietly(target) as into,
-        progress_bars("copying") as progress,
-    ):
-        done = move(
-            origin,
-            into,
-            collections=collections or None,
-            mode="merge" if merge else "new",
-            progress=progress,
-            verify=None if progress is None else _checking(progress),
-        )
+    _lasting(target)
+    with open_existing(source) as origin:
+        select_collections(origin, collections)  # an unknown name: before the target is made
+        with open_quietly(target) as into, progress_bars("copying") as progress:
+            done = move(
+                origin,
+                into,
+                collections=collections or None,
+                mode="merge" if merge else "new",
+                progress=progress,
+                verify=None if progress is None else _checking(progress),
+            )
     table = Table(title=f"copied {done.rows:,} rows", title_justify="left")
     for name in ("collection", "rows", "checksum", "verified"):
         table.add_column(name)
@@ -179,6 +217,18 @@ def _stdout() -> Console:
     from rich.console import Console
 
     return Console()
+
+
+def _lasting(url: str) -> None:
+    """A store the data goes into must outlive the command."""
+    from ..errors import ConfigurationError
+    from ..ops import outlives
+
+    if not outlives(url):
+        raise ConfigurationError(
+            f"{url} lives only as long as this command: the rows would be gone when it "
+            "ends (from Python, statekeep.ops can fill a store you keep open)"
+        )
 
 
 def _checking(progress: Progress) -> Progress:

@@ -185,8 +185,8 @@ def demo(
 @click.command(context_settings=SETTINGS)
 @click.argument("url", required=False, envvar="STATEKEEP_URL")
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True)
 @click.option(
     "--token",
     envvar="STATEKEEP_TOKEN",

@@ -9,11 +9,11 @@ takes a Store (see open_existing: opened without taking anything over).
 from ._bench import BenchProgress, BenchReport, BenchRow, bench_table, run_bench
 from ._copy import Copied, copy
 from ._dump import Checksum, Digest, read_header
-from ._export import Exported, Progress, export
+from ._export import Exported, Progress, export, select_collections
 from ._import import MODES, Imported, Mode, import_dump
 from ._inspect import COUNT_CAP, Inspection, Lagging, inspect
 from ._letters import Letter, dead_letters, drop, pick, requeue
-from ._stores import local_path, open_existing, open_quietly
+from ._stores import local_path, open_existing, open_quietly, outlives
 
 __all__ = [
     "BenchProgress",
@@ -41,8 +41,10 @@ __all__ = [
     "local_path",
     "open_existing",
     "open_quietly",
+    "outlives",
     "pick",
     "read_header",
     "requeue",
     "run_bench",
+    "select_collections",
 ]

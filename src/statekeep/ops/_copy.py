@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..backends.base import Catalog
 from ..errors import DumpError
 from ..store import Store
 from ._dump import Checksum
 from ._export import Progress, chosen, rows_of
 from ._import import Imported, Loader, Mode
-from ._stores import catalog
+from ._stores import catalog, plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,9 @@ def copy(
 ) -> Copied:
     """Copies the source's collections (or those named) into target, then checks them.
 
-    progress reports the copy, verify the reading back."""
+    progress reports the copy, verify the reading back (of both: a source
+    that changed meanwhile fails the check too)."""
+    source, target = plain(source), plain(target)
     infos = chosen(catalog(source), collections)
     loader = Loader(
         target,
@@ -54,6 +57,7 @@ def copy(
         expected={info.spec.name: info.rows for info in infos},
         progress=progress,
         canonical=True,
+        options="copy into empty collections, or choose merge (--merge)",
     )
     cat = catalog(source)
     for info in infos:
@@ -65,24 +69,38 @@ def copy(
             loader.add_empty(name)
     if mode == "merge":
         return Copied(loader.result, None)
-    return Copied(loader.result, _verify(target, loader.result, verify))
+    return Copied(loader.result, _verify(source, target, loader.result, verify))
 
 
-def _verify(target: Store, done: Imported, verify: Progress | None) -> dict[str, Checksum]:
-    cat = catalog(target)
+def _verify(
+    source: Store, target: Store, done: Imported, verify: Progress | None
+) -> dict[str, Checksum]:
     found: dict[str, Checksum] = {}
-    for name, expected in done.sums.items():
-        total = found[name] = Checksum()  # expected is one too: canonical=True
-        for id, version, body in rows_of(cat, name):
-            total.add(id, version, body)
-            if verify is not None and total.rows % 10_000 == 0:
-                verify(name, total.rows, expected.rows)
-        if verify is not None:
-            verify(name, total.rows, expected.rows)
-        if (total.rows, total.hex) != (expected.rows, expected.hex):
+    for name, copied in done.sums.items():
+        total = found[name] = _sums(catalog(target), name, copied.rows, verify)
+        now = _sums(catalog(source), name, copied.rows, None)
+        if (total.rows, total.hex) == (now.rows, now.hex):
+            continue
+        if (total.rows, total.hex) == (copied.rows, copied.hex):
             raise DumpError(
-                f"{name}: the target holds {total.rows} rows (checksum {total.hex}), the "
-                f"source gave {expected.rows} (checksum {expected.hex}): a writer changed "
-                "one of them during the copy, or a row did not survive the trip"
+                f"{name}: the source changed while it was copied (it now holds {now.rows} "
+                f"rows, checksum {now.hex}; the target holds the {total.rows} rows read, "
+                f"checksum {total.hex}): copy again with the writers stopped"
             )
+        raise DumpError(
+            f"{name}: the target holds {total.rows} rows (checksum {total.hex}), the source "
+            f"{now.rows} (checksum {now.hex}): a writer changed the target during the copy, "
+            "or a row did not survive the trip"
+        )
     return found
+
+
+def _sums(cat: Catalog, name: str, expected: int, verify: Progress | None) -> Checksum:
+    total = Checksum()
+    for id, version, body in rows_of(cat, name):
+        total.add(id, version, body)
+        if verify is not None and total.rows % 10_000 == 0:
+            verify(name, total.rows, expected)
+    if verify is not None:
+        verify(name, total.rows, expected)
+    return total

@@ -16,7 +16,7 @@ from ..backends.base import Catalog, CollectionInfo
 from ..errors import ConfigurationError
 from ..store import Store
 from ._dump import Digest, end_line, header_line, row_line
-from ._stores import catalog
+from ._stores import catalog, plain
 
 # (collection, rows done, rows expected): called as pages go by
 Progress = Callable[[str, int, int], None]
@@ -51,7 +51,12 @@ def chosen(cat: Catalog, names: Sequence[str] | None) -> list[CollectionInfo]:
 
 
 def pages_of(cat: Catalog, name: str, page: int = PAGE) -> Iterator[list[tuple[str, int, str]]]:
-    """A collection's rows (id, version, body), a page at a time, by id."""
+    """A collection's rows (id, version, body), a page at a time: in the
+    backend's own order where it offers one (Catalog's optional pages), else by id."""
+    own = getattr(cat, "pages", None)
+    if own is not None:
+        yield from own(name, page)
+        return
     after = None
     while True:
         rows = cat.scan(name, after, page)
@@ -60,6 +65,12 @@ def pages_of(cat: Catalog, name: str, page: int = PAGE) -> Iterator[list[tuple[s
         if len(rows) < page:
             return
         after = rows[-1][0]
+
+
+def select_collections(store: Store, names: Sequence[str] | None) -> list[CollectionInfo]:
+    """The store's collections named (all for None or none named); ConfigurationError
+    for a name it does not hold."""
+    return chosen(catalog(plain(store)), names or None)
 
 
 def rows_of(cat: Catalog, name: str, page: int = PAGE) -> Iterator[tuple[str, int, str]]:
@@ -75,6 +86,7 @@ def export(
     progress: Progress | None = None,
 ) -> Exported:
     """Writes the dump of store's collections (or of those named) to out."""
+    store = plain(store)
     cat = catalog(store)
     infos = chosen(cat, collections)
     source = {k: v for k, v in cat.describe().items() if k in ("backend", "server", "layout")}

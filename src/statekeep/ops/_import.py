@@ -28,7 +28,7 @@ from ..errors import ConfigurationError, ConflictError, DumpError
 from ..store import Store
 from ._dump import Checksum, Counted, Digest, read_end, read_header, read_row
 from ._export import Progress
-from ._stores import catalog
+from ._stores import catalog, plain
 
 Mode = Literal["new", "resume", "merge"]
 MODES: tuple[Mode, ...] = ("new", "resume", "merge")
@@ -66,11 +66,14 @@ class Loader:
         progress: Progress | None = None,
         chunk: int = CHUNK,
         canonical: bool = False,
+        options: str = "import into empty collections, or choose merge (--merge) or resume "
+        "(--resume, for a run cut short)",
     ) -> None:
         """canonical: sum Checksums of the rows (copy compares them with the
         target's); otherwise a Digest of the dump lines given with the rows."""
         if mode not in MODES:
             raise ConfigurationError(f"mode is one of {', '.join(MODES)}, not {mode!r}")
+        store = plain(store)
         self._cat: Catalog = catalog(store)
         self._backend = store.backend
         self._specs, self._mode, self._chunk = specs, mode, chunk
@@ -78,7 +81,7 @@ class Loader:
         self._progress: Callable[[str, int, int], None] | None = progress
         self._rows: list[tuple[str, int, str]] = []
         self._lines: list[str] = []
-        self._canonical = canonical
+        self._canonical, self._options = canonical, options
         self._current: str | None = None
         self.result = Imported()
         if mode == "new":
@@ -86,10 +89,7 @@ class Loader:
             full = {name: held[name] for name in specs if held.get(name)}
             if full:
                 listed = ", ".join(f"{name} ({rows} rows)" for name, rows in sorted(full.items()))
-                raise ConfigurationError(
-                    f"the target is not empty: {listed}. Import into empty collections, "
-                    "or choose merge (--merge) or resume (--resume, for a run cut short)"
-                )
+                raise ConfigurationError(f"the target is not empty: {listed}; {options}")
         for spec in specs.values():
             self._backend.ensure_collection(spec)
 
@@ -138,8 +138,8 @@ class Loader:
         with atomic(self._backend):
             stored = self._backend.versions(name, ids)
             chosen = self._choose(name, rows, stored) if stored else rows
-            if chosen:
-                self._cat.load(self._specs[name], chosen)
+            if chosen:  # new: a row some other writer stored meanwhile is a conflict
+                self._cat.load(self._specs[name], chosen, replace=self._mode != "new")
         self.result.written[name] += len(chosen)
         self._report()
 
@@ -155,8 +155,8 @@ class Loader:
                 raise ConflictError(
                     name,
                     row[0],
-                    f"stored already (version {have}); nothing of this chunk was written. "
-                    "Run again with --resume to go on, or --merge",
+                    f"stored already (version {have}), by a writer since the import began or "
+                    f"an id the dump repeats; nothing of this chunk was written: {self._options}",
                 )
             elif self._mode == "resume":
                 if have != row[1]:

@@ -16,7 +16,7 @@ from ..backends.base import CollectionInfo
 from ..events import SubscriptionInfo
 from ..store import Store
 from ..writebehind import JournalSurvey, WriteBehindOptions, journal_dir, survey
-from ._stores import catalog
+from ._stores import catalog, plain
 
 # Outbox events are counted up to this many (a page at a time): beyond it, "at least".
 COUNT_CAP = 1_000_000
@@ -89,7 +89,8 @@ class Inspection:
 
 def inspect(store: Store) -> Inspection:
     """Reads what store's database holds (store: opened with ops' open_existing,
-    so that opening it took nothing over)."""
+    so that opening it took nothing over; or an AsyncStore on one)."""
+    store = plain(store)
     cat = catalog(store)
     backend = store.backend
     directory = journal_dir(WriteBehindOptions(), backend.location)

@@ -31,7 +31,7 @@ from ..writebehind import (
     letters_under,
     remove_letters,
 )
-from ._stores import open_quietly
+from ._stores import open_quietly, plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class Letter:
 
 def dead_letters(store: Store) -> list[Letter]:
     """Every dead letter of the database's journals."""
-    base = journal_dir(WriteBehindOptions(), store.backend.location)
+    base = journal_dir(WriteBehindOptions(), plain(store).backend.location)
     if base is None:
         return []
     holders: dict[Path, bool] = {}

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from ..backends import postgres_store_exists, redacted
 from ..backends.base import Catalog
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StatekeepError
 from ..store import Store
 from ..store import open as open_store
 
@@ -33,7 +33,10 @@ def local_path(url: str) -> Path | None:
 
 def open_existing(url: str, **options: Any) -> Store:
     """A store on a database that must exist already (ConfigurationError if not)."""
-    path = local_path(url)
+    try:
+        path = local_path(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"a malformed URL {redacted(url)}: {exc}") from exc
     if path is not None and not path.exists():
         raise ConfigurationError(f"no database at {path} (from {redacted(url)})")
     if url.startswith(("postgresql://", "postgres://")) and not postgres_store_exists(url):
@@ -46,11 +49,33 @@ def open_existing(url: str, **options: Any) -> Store:
 
 def open_quietly(url: str, **options: Any) -> Store:
     options.setdefault("writebehind", {"journal": None})
-    return open_store(url, metrics=False, alerts=(), **options)
+    try:
+        return open_store(url, metrics=False, alerts=(), **options)
+    except StatekeepError:
+        raise
+    except ValueError as exc:  # a URL urllib cannot take apart (a port that is no number)
+        raise ConfigurationError(f"a malformed URL {redacted(url)}: {exc}") from exc
+
+
+def outlives(url: str) -> bool:
+    """Does a store at this URL outlive the process that opens it?"""
+    return not (url.startswith("memory:") or url.partition("?")[0] in _IN_MEMORY)
+
+
+_IN_MEMORY = ("sqlite://:memory:", "sqlite:///:memory:")
+
+
+def plain(store: Any) -> Store:
+    """The Store itself, given a Store or a statekeep.aio AsyncStore (whose
+    `sync` it is): ops run blocking calls, on the caller's thread."""
+    sync = getattr(store, "sync", store)
+    if not isinstance(sync, Store):
+        raise ConfigurationError(f"a Store or an AsyncStore, not {type(store).__name__}")
+    return sync
 
 
 def catalog(store: Store) -> Catalog:
-    backend = store.backend
+    backend = plain(store).backend
     if not all(hasattr(backend, name) for name in ("describe", "collections", "scan", "load")):
         raise ConfigurationError(
             f"the backend of {redacted(store.url)} ({type(backend).__name__}) cannot be "
