@@ -82,15 +82,22 @@ async def call_to_end(
 
 
 async def _until_done(future: concurrent.futures.Future[Any]) -> None:
-    """Waits for a call that has started (cancelled again meanwhile: still waits)."""
-    while not future.done():
-        waiter = asyncio.wrap_future(future)
+    """Waits for a call that has started (cancelled again meanwhile: still waits).
+
+    One waiter for all the tries: anyio cancels a task in a cancelled scope
+    again at every await, and a waiter a try (each a callback on the
+    thread's future) piled up millions of callbacks for the thread to run
+    when it finished, gigabytes of them, while the loop spun."""
+    waiter = asyncio.wrap_future(future)
+    while not waiter.done():
         try:
             await asyncio.shield(waiter)
         except asyncio.CancelledError:
             continue
         except BaseException:  # noqa: BLE001 - its own error: the caller raises CancelledError
             return
+    if not waiter.cancelled():
+        waiter.exception()  # retrieved: no "exception was never retrieved" at exit
 
 
 class Workers:
