@@ -46,21 +46,16 @@ making the 1M file most of the rest). `--quick` takes 40-60 s.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
 import statistics
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-import psutil  # type: ignore[import-untyped]
 
 import statekeep
 from statekeep import ops
@@ -78,6 +73,7 @@ from .harness import (
     remove_db,
     rounds,
 )
+from .memory import child_report
 
 TABLE = "bench_todo"
 MINIMUM = 0.5  # of the native dump's / load's rows/s (issue 18)
@@ -465,28 +461,8 @@ def _postgres_parts(
 
 # -- memory ----------------------------------------------------------------------------
 def _child(args: list[str]) -> dict[str, Any]:
-    """Runs _dumps_child with args, polling its RSS too (the fallback where
-    there is no VmHWM); its JSON report."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "benchmarks._dumps_child", *args]
-    polled = 0
-    with subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True) as child:
-        process = psutil.Process(child.pid)
-        while child.poll() is None:
-            try:
-                polled = max(polled, process.memory_info().rss)
-            except psutil.Error:  # it ended between poll() and here
-                break
-            time.sleep(0.05)
-        out, _ = child.communicate()
-    if child.returncode != 0:
-        raise RuntimeError(f"the dumps memory child {args[0]} failed with code {child.returncode}")
-    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    if report["peak"] is None:
-        report["peak"] = polled
-    return report
+    """_dumps_child's JSON report for args (see memory.child_report)."""
+    return child_report("benchmarks._dumps_child", *args)
 
 
 def _memory(sizes: Sizes, workdir: str, progress: Progress) -> list[Result]:

@@ -26,12 +26,14 @@ MAX_PEAK_MB = 200
 _MB = 1024 * 1024
 
 
-def _child(contender: str, count: int, path: str) -> dict[str, Any]:
-    """Runs the child, polling its RSS too (the fallback where there is no VmHWM)."""
+def child_report(module: str, *args: str) -> dict[str, Any]:
+    """Runs `python -m module args...` (a child that prints a JSON report with
+    a "peak" as its last line), polling its RSS too: the fallback peak where
+    the child finds no VmHWM. RuntimeError if it fails."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "benchmarks._rss_child", contender, str(count), path]
+    command = [sys.executable, "-m", module, *args]
     polled = 0
     with subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True) as child:
         process = psutil.Process(child.pid)
@@ -42,13 +44,19 @@ def _child(contender: str, count: int, path: str) -> dict[str, Any]:
                 break
             time.sleep(0.05)
         out, _ = child.communicate()
-    remove_db(path)
     if child.returncode != 0:
-        raise RuntimeError(f"the {contender} memory child failed with code {child.returncode}")
+        raise RuntimeError(f"the memory child {module} {args[:1]} failed: code {child.returncode}")
     report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     if report["peak"] is None:
         report["peak"] = polled
     return report
+
+
+def _child(contender: str, count: int, path: str) -> dict[str, Any]:
+    try:
+        return child_report("benchmarks._rss_child", contender, str(count), path)
+    finally:
+        remove_db(path)
 
 
 def run(sizes: Sizes, workdir: str, progress: Progress) -> list[Result]:

@@ -27,7 +27,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, ValidationError
 from ._files_commit import Staging, failure
@@ -99,26 +99,15 @@ class FilesCatalog:
     _staging: Staging
     _listings: Listings
 
-    def _mine(self) -> Any:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what the backend class gives the mixin
 
-    def _folder(self, collection: str) -> str:
-        raise NotImplementedError
-
-    def _read(self, path: str, id: str | None) -> tuple[str, int, str] | None:
-        raise NotImplementedError
-
-    def _stored(self, txn: Any, collection: str, id: str) -> tuple[int, str] | None:
-        raise NotImplementedError
-
-    def begin(self) -> None:
-        raise NotImplementedError
-
-    def commit(self) -> None:
-        raise NotImplementedError
-
-    def rollback(self) -> None:
-        raise NotImplementedError
+        def _mine(self) -> Any: ...
+        def _folder(self, collection: str) -> str: ...
+        def _read(self, path: str, id: str | None) -> tuple[str, int, str] | None: ...
+        def _stored(self, txn: Any, collection: str, id: str) -> tuple[int, str] | None: ...
+        def begin(self) -> None: ...
+        def commit(self) -> None: ...
+        def rollback(self) -> None: ...
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -69,20 +69,13 @@ class PostgresCatalog:
     _columns: Columns
     _local: threading.local
 
-    def _read(self, doing: str, work: Callable[[Connection], Any]) -> Any:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what the backend class gives the mixin
 
-    def _connection(self, doing: str) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _txn(self) -> Connection | None:
-        raise NotImplementedError
-
-    def _writer(self) -> None:
-        raise NotImplementedError
-
-    def _known(self, collection: str) -> bool:
-        raise NotImplementedError
+        def _read(self, doing: str, work: Callable[[Connection], Any]) -> Any: ...
+        def _connection(self, doing: str) -> AbstractContextManager[Connection]: ...
+        def _txn(self) -> Connection | None: ...
+        def _writer(self) -> None: ...
+        def _known(self, collection: str) -> bool: ...
 
     def _table(self, collection: str) -> str:
         return f"{pgsql.quote(self.schema)}.{pgsql.quote(collection)}"

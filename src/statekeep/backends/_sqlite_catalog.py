@@ -33,7 +33,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, ValidationError
 from ._layout import LAYOUT_VERSION, REGISTRY, STAMP, internal, registered, stamp
@@ -54,26 +54,15 @@ class SQLiteCatalog:
     location: str | None
     _path: str
 
-    def _read_conn(self) -> sqlite3.Connection:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # what the backend class gives the mixin
 
-    def _write_conn(self) -> sqlite3.Connection:
-        raise NotImplementedError
-
-    def _reader(self) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
-        raise NotImplementedError
-
-    def _in_transaction(self) -> bool:
-        raise NotImplementedError
-
-    def begin(self) -> None:
-        raise NotImplementedError
-
-    def commit(self) -> None:
-        raise NotImplementedError
-
-    def rollback(self) -> None:
-        raise NotImplementedError
+        def _read_conn(self) -> sqlite3.Connection: ...
+        def _write_conn(self) -> sqlite3.Connection: ...
+        def _reader(self) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]: ...
+        def _in_transaction(self) -> bool: ...
+        def begin(self) -> None: ...
+        def commit(self) -> None: ...
+        def rollback(self) -> None: ...
 
     def describe(self) -> dict[str, Any]:
         return {

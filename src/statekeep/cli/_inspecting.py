@@ -79,7 +79,7 @@ def _show(found: Inspection, console: Console) -> None:
         console.print(journals)
     else:
         console.print("write-behind journals: none")
-    capped = "+" if found.to_dict()["outbox"]["capped"] else ""
+    capped = "+" if found.outbox_capped else ""
     console.print(f"outbox: {found.outbox_events:,}{capped} events kept")
     if found.subscriptions:
         subs = Table(title="durable subscriptions", title_justify="left")

@@ -40,6 +40,11 @@ class Inspection:
     outbox_events: int  # COUNT_CAP or more: at least that many
     subscriptions: list[Lagging]
 
+    @property
+    def outbox_capped(self) -> bool:
+        """Counted up to COUNT_CAP: there are at least outbox_events."""
+        return self.outbox_events >= COUNT_CAP
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for --json."""
         return {
@@ -69,7 +74,7 @@ class Inspection:
                 }
                 for journal in self.journals
             ],
-            "outbox": {"events": self.outbox_events, "capped": self.outbox_events >= COUNT_CAP},
+            "outbox": {"events": self.outbox_events, "capped": self.outbox_capped},
             "subscriptions": [
                 {
                     "name": s.info.name,
