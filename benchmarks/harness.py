@@ -180,6 +180,57 @@ def best_of(
     return {name: min(seconds) for name, seconds in times.items()}
 
 
+@dataclass(frozen=True)
+class Timings:
+    """Each trial's median and best wall time over its rounds, in seconds."""
+
+    median: dict[str, float]
+    best: dict[str, float]
+
+    def ops(self, name: str, n: int) -> float:
+        """Operations per second at the median round."""
+        return n / self.median[name]
+
+
+def medians_of(
+    trials: dict[str, Trial],
+    sizes: Sizes,
+    progress: Progress,
+    label: str,
+    slow: Collection[str] = (),
+) -> Timings:
+    """The median (judged) and the best wall time of each trial over
+    sizes.repeats rounds (the slow ones: sizes.slow_repeats): see rounds()."""
+    times = rounds(trials, sizes.repeats, progress, label, slow, sizes.slow_repeats)
+    return Timings(
+        {name: statistics.median(seconds) for name, seconds in times.items()},
+        {name: min(seconds) for name, seconds in times.items()},
+    )
+
+
+def median_target(
+    benchmark: str,
+    contender: str,
+    timings: Timings,
+    limit: str,
+    n: int,
+    minimum: float,
+) -> Result:
+    """contender's row judged on the median ratio to limit's median; the
+    best-of ratio beside it."""
+    ratio = timings.median[limit] / timings.median[contender]
+    best = timings.best[limit] / timings.best[contender]
+    return Result(
+        benchmark,
+        contender,
+        timings.ops(contender, n),
+        ratio,
+        target=f">= {minimum:.2f}x limit (median)",
+        passed=ratio >= minimum,
+        detail=f"median {ratio:.2f}x, best-of {best:.2f}x",
+    )
+
+
 def rounds(
     trials: dict[str, Trial],
     repeats: int,

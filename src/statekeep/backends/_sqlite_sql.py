@@ -35,6 +35,9 @@ class Statements:
         # rows per multi-row INSERT: one statement steps once for all of them
         # (measured: ~250 three-column rows run 40% faster than executemany)
         self.rows_per_insert = max(1, min(250, 999 // len(spec.columns)))
+        self.greatest_id = f"SELECT max(id) FROM {table}"
+        self.greatest_rowid = f"SELECT max(rowid) FROM {table}"
+        self.delete_above = f"DELETE FROM {table} WHERE rowid > ?"
         self._row_marks = f"({marks})"
         self._many: dict[int, str] = {}
 

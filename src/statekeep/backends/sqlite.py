@@ -23,7 +23,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
-from itertools import chain, groupby
+from itertools import groupby
 from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -44,6 +44,7 @@ from ._sqlite_catalog import SQLiteCatalog
 from ._sqlite_columns import create_table, table_state
 from ._sqlite_errors import DRIVER, OR_EMPTY, empty_or_raise, translate
 from ._sqlite_folder import private_folder
+from ._sqlite_inserts import insert
 from ._sqlite_rows import by_id, wal
 from ._sqlite_sql import (
     OUTBOX_INSERT,
@@ -339,55 +340,23 @@ class SQLiteBackend(SQLiteCatalog):
             if len(rows) == 1:
                 row = rows[0]
                 if row[1] == 1:
-                    self._insert(conn, spec, rows)
+                    insert(conn, spec, statements, rows)
                 else:
                     self._update(conn, spec, statements.update, rows)
             elif max(map(itemgetter(1), rows)) == 1:  # all new: the usual case
-                self._insert(conn, spec, rows)
+                insert(conn, spec, statements, rows)
             else:
                 # in the order given (a later row may build on an earlier one),
                 # a run of inserts or of updates per statement
                 for new, run in groupby(rows, key=lambda row: row[1] == 1):
                     if new:
-                        self._insert(conn, spec, list(run))
+                        insert(conn, spec, statements, list(run))
                     else:
                         self._update(conn, spec, statements.update, list(run))
         except sqlite3.Error as exc:
             raise translate(exc) from exc
         except OverflowError as exc:  # an indexed integer beyond 64 bits
             raise _too_big(spec) from exc
-
-    def _insert(self, conn: sqlite3.Connection, spec: CollectionSpec, rows: Sequence[Row]) -> None:
-        statements = self._sql(spec)
-        step = statements.rows_per_insert
-        for start in range(0, len(rows), step):
-            part = rows[start : start + step]
-            try:
-                if len(part) == 1:
-                    conn.execute(statements.insert, part[0])
-                else:
-                    conn.execute(statements.insert_many(len(part)), list(chain(*part)))
-            except sqlite3.IntegrityError as exc:  # the statement inserted none of its rows
-                conflict = self._insert_conflict(conn, spec, part)
-                if conflict is None:
-                    raise  # put's boundary translates it
-                raise conflict from exc
-
-    def _insert_conflict(
-        self, conn: sqlite3.Connection, spec: CollectionSpec, part: Sequence[Row]
-    ) -> ConflictError | None:
-        """The ConflictError for the first row of part that cannot be inserted."""
-        stored = self._versions(conn, spec.name, [row[0] for row in part])
-        seen: set[str] = set()
-        for row in part:
-            if row[0] in stored:
-                return ConflictError(
-                    spec.name, row[0], f"already stored at version {stored[row[0]]}"
-                )
-            if row[0] in seen:
-                return ConflictError(spec.name, row[0], "already stored at version 1")
-            seen.add(row[0])
-        return None
 
     def _update(
         self, conn: sqlite3.Connection, spec: CollectionSpec, sql: str, rows: Sequence[Row]
