@@ -120,6 +120,7 @@ class AppState(Compressible, Persistable, Undoable, Reported, Dispatching, Gener
         self.counters = Counters()
         # name -> a function giving a line of stats() (the persister, memory pressure)
         self.reports: dict[str, Callable[[], Any]] = {}
+        # told of each version (the lock held) before its subscription callbacks run
         self.on_version: list[Callable[[int, Any, tuple[tuple[Any, ...], ...]], None]] = []
         self._coordinator = Coordinator(
             self._condition,
@@ -512,13 +513,15 @@ class AppState(Compressible, Persistable, Undoable, Reported, Dispatching, Gener
             if history.limit_bytes is not None:  # never back past the oldest version kept
                 while len(history.undo) >= len(history.entries):
                     history.undo.popleft()
+        # the listeners (the persister's) before the callbacks: a callback may snapshot
+        # this version (close(), wait_durable()), which must then hold what it changed
+        if self.on_version:
+            for listener in self.on_version:
+                listener(version, root, changes)
         if self._watches:
             found = self._index.memo.get(changes[0]) if len(changes) == 1 else None
             if found is None or found:
                 self._dispatch(old, root, changes)
-        if self.on_version:
-            for listener in self.on_version:
-                listener(version, root, changes)
 
     def _run_later(self) -> None:
         """Applies the updates callbacks made, each lot as one version; in a
