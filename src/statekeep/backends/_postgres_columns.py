@@ -10,12 +10,15 @@ until then the column is not ready and no reader uses it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
+from ..errors import TransientBackendError
+from ..flow import Retry
 from . import _layout as layout
 from . import _postgres_prefix as keys
 from . import _postgres_sql as pgsql
@@ -232,3 +235,34 @@ class Columns:
 def _scalar(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> Any:
     row = conn.execute(sql, params, prepare=False).fetchone()
     return None if row is None else row[0]
+
+
+_log = logging.getLogger("statekeep.postgresql")
+
+
+def _deadlock(exc: BaseException) -> bool:
+    return isinstance(exc, TransientBackendError) and isinstance(
+        exc.__cause__, psycopg.errors.DeadlockDetected
+    )
+
+
+def deadlock_retry(collection: str) -> Retry:
+    """Three tries of adding a collection's columns, again after a deadlock
+    (each logged): see PostgresBackend._build_and_fill."""
+
+    def again(exc: BaseException, attempt: int) -> None:
+        _log.info(
+            "statekeep: %s: adding columns met a deadlock; again",
+            collection,
+            extra={
+                "statekeep": {
+                    "event": "postgresql.columns_deadlock",
+                    "collection": collection,
+                    "attempt": attempt,
+                    "error_type": type(exc).__name__,
+                    "error": str(exc),
+                }
+            },
+        )
+
+    return Retry(attempts=3, backoff=None, when=_deadlock, on_retry=again)

@@ -20,7 +20,6 @@ those), and the pool reconnects by itself when the server is back.
 from __future__ import annotations
 
 import itertools
-import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -45,7 +44,7 @@ from ._owner import ANOTHER_TASK, current_task, second_transaction
 from ._parse import redacted
 from ._postgres_analyze import Analyzer
 from ._postgres_catalog import PostgresCatalog
-from ._postgres_columns import Columns
+from ._postgres_columns import Columns, deadlock_retry
 from ._postgres_copy import OpenCopy
 from ._postgres_errors import lost, open_failed, translate
 from ._postgres_options import connection_settings, location
@@ -57,13 +56,16 @@ from ._postgres_writes import put_one, stored_version, taken_id, update_many
 from .base import CollectionSpec, Filter, Query, Row, conflict_detail
 
 _FETCH = 2000  # rows per round trip of a lazy select
-_log = logging.getLogger("statekeep.postgresql")
 
 
-def _deadlock(exc: BaseException) -> bool:
-    return isinstance(exc, TransientBackendError) and isinstance(
-        exc.__cause__, psycopg.errors.DeadlockDetected
-    )
+class _Local(threading.local):
+    """A thread's transaction: its connection (None outside one), its open
+    COPY, the tables it made. Defaults on the class: reading one this thread
+    never set is a lookup, not an AttributeError caught (1 us, a get's worth)."""
+
+    conn: psycopg.Connection[Any] | None = None
+    copy: OpenCopy | None = None
+    pending: dict[str, CollectionSpec] | None = None
 
 
 class PostgresBackend(PostgresCatalog):  # describe, collections, scan, load
@@ -95,7 +97,7 @@ class PostgresBackend(PostgresCatalog):  # describe, collections, scan, load
         self._connections = Connections(
             url.split("?", 1)[0], kwargs, size=(pool_min, pool_max), timeout=timeout
         )
-        self._local = threading.local()
+        self._local = _Local()
         self._lock = threading.Lock()
         self._in_use: dict[int, psycopg.Connection[Any]] = {}  # by thread: open transactions
         self._tables: dict[str, CollectionSpec] = {}  # ensured, committed
@@ -213,7 +215,7 @@ class PostgresBackend(PostgresCatalog):  # describe, collections, scan, load
         sessions = self._sessions.after_fork()
         _INHERITED.append((self._connections, self._in_use, sessions, self._local))
         self._connections = self._connections.fresh()
-        self._local = threading.local()
+        self._local = _Local()
         self._lock = threading.Lock()
         self._in_use = {}
 
@@ -279,22 +281,7 @@ class PostgresBackend(PostgresCatalog):  # describe, collections, scan, load
                 if large:
                     self._columns.fill(conn, spec, concurrently=True)
 
-        def again(exc: BaseException, attempt: int) -> None:
-            _log.info(
-                "statekeep: %s: adding columns met a deadlock; again",
-                spec.name,
-                extra={
-                    "statekeep": {
-                        "event": "postgresql.columns_deadlock",
-                        "collection": spec.name,
-                        "attempt": attempt,
-                        "error_type": type(exc).__name__,
-                        "error": str(exc),
-                    }
-                },
-            )
-
-        Retry(attempts=3, backoff=None, when=_deadlock, on_retry=again).call(build_and_fill)
+        deadlock_retry(spec.name).call(build_and_fill)
 
     def _known(self, collection: str) -> bool:
         """Does the table exist (as this thread sees it)? Reads of a missing one find nothing."""
@@ -516,12 +503,15 @@ class PostgresBackend(PostgresCatalog):  # describe, collections, scan, load
         )
 
     def get(self, collection: str, id: str) -> str | None:
-        if not self._known(collection):
+        if collection not in self._exists and not self._known(collection):
             return None
         sql = self._get_sql.get(collection)
         if sql is None:
             table = f"{pgsql.quote(self.schema)}.{pgsql.quote(collection)}"
             sql = self._get_sql[collection] = f"SELECT body FROM {table} WHERE id = %s"
+        if self._local.conn is None:  # no transaction on this thread: the hot path
+            body = self._connections.first_value(sql, (id,), collection)
+            return None if body is None else str(body)
 
         def work(conn: psycopg.Connection[Any]) -> str | None:
             row = self._connections.cursor(conn).execute(sql, (id,), prepare=True).fetchone()
