@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import pydantic
 
@@ -26,6 +26,7 @@ from .events import (
     Event,
     UnknownEvent,
     domain_class,
+    lifecycle_entry,
     outbox_entry,
 )
 from .writebehind import Change
@@ -41,10 +42,12 @@ class Emitter:
         self.bus = Bus()
         self.outbox = outbox
         self._backend = backend
+        # the lifecycle event class of an entity class (None: none known) and kind: Todo.Created
+        self._classes: dict[tuple[type[Entity] | None, str], Any] = {}
 
     @property
     def active(self) -> bool:
-        return self.outbox or bool(self.bus)
+        return self.outbox or self.bus.listening
 
     # -- making events -------------------------------------------------------
     def saved(self, entity: Entity, old_version: int, body: str) -> Saved:
@@ -52,35 +55,33 @@ class Emitter:
         save stored, then what the entity recorded), and the recorded events
         taken from the entity (to put back if the save does not last). With
         nobody listening and no outbox, recorded events are dropped."""
-        if not self.active:
+        bus = self.bus
+        if not (self.outbox or bus.listening):
             if has_recorded():
                 drop_recorded(entity)  # not even made: nobody would get them
             return [], []
         recorded = take_recorded(entity) if has_recorded() else []
         cls = type(entity)
         collection = cls.__statekeep__.spec.name
-        version = entity.version
+        fields = entity.__dict__
+        id, version = fields["id"], fields["version"]
         kind = "created" if old_version == 0 else "updated"
         events: list[Pending] = []
-        if self._kept(collection, kind):
-            events.append(self._lifecycle(cls, kind, collection, entity.id, version, body))
-        update = {"collection": collection, "entity_id": entity.id, "version": version}
-        events.extend(event.model_copy(update=update) for event in recorded)
+        if bus.handlers(collection, kind):  # what _pending does, inlined (the hot path)
+            events.append(self._lifecycle(cls, kind, collection, id, version, body))
+        elif self.outbox:
+            events.append(_outbox_entry(kind, collection, id, version, body))
+        if recorded:
+            update = {"collection": collection, "entity_id": id, "version": version}
+            events.extend(event.model_copy(update=update) for event in recorded)
         return events, recorded
 
     def deleted(self, cls: type[Entity], id: str, version: int) -> list[Pending]:
         if not self.active:
             return []
         collection = cls.__statekeep__.spec.name
-        if not self._kept(collection, "deleted"):
-            return []
-        return [self._lifecycle(cls, "deleted", collection, id, version, None)]
-
-    def _kept(self, collection: str, kind: str) -> bool:
-        """Whether a lifecycle event goes anywhere: the outbox, or a handler
-        of this process that wants it (a handler of other events only, such as
-        the dashboard's of transitions, must not make every save build one)."""
-        return self.outbox or self.bus.wants(collection, kind)
+        made = self._pending(cls, "deleted", collection, id, version, None)
+        return [] if made is None else [made]
 
     def batch_events(self, changes: Sequence[Change]) -> list[Pending]:
         """The events of a write-behind batch (writebehind.BatchHooks): the
@@ -91,16 +92,35 @@ class Emitter:
         for spec, id, before, version, body, recorded in changes:
             collection = spec.name
             kind = "deleted" if version == 0 else "created" if before == 0 else "updated"
-            if self._kept(collection, kind):
+            if self.outbox or self.bus.wants(collection, kind):
                 owner = entity_class(collection)
                 stamp = before if body is None else version
-                events.append(self._lifecycle(owner, kind, collection, id, stamp, body))
+                made = self._pending(owner, kind, collection, id, stamp, body)
+                if made is not None:
+                    events.append(made)
             if recorded:  # domain events recorded on the entity, stamped with the write's version
                 update = {"collection": collection, "entity_id": id, "version": version or before}
                 events.extend(
                     decode(event, collection).model_copy(update=update) for event in recorded
                 )
         return events
+
+    def _pending(
+        self,
+        owner: type[Entity] | None,
+        kind: str,
+        collection: str,
+        id: str,
+        version: int,
+        body: str | None,
+    ) -> Pending | None:
+        """A lifecycle event, if it goes anywhere: only its outbox JSON when
+        no handler in this process wants it (a handler of other events only,
+        such as the dashboard's of transitions, must not make every save
+        build one), nothing when there is no outbox either."""
+        if self.bus.handlers(collection, kind):
+            return self._lifecycle(owner, kind, collection, id, version, body)
+        return _outbox_entry(kind, collection, id, version, body) if self.outbox else None
 
     def _lifecycle(
         self,
@@ -110,18 +130,23 @@ class Emitter:
         id: str,
         version: int,
         body: str | None,
-    ) -> Pending:
-        """A lifecycle event; only its outbox JSON when no handler in this
-        process wants it (no pydantic model to make, no entity to parse)."""
-        if not self.bus.wants(collection, kind):
-            return _outbox_entry(kind, collection, id, version, body)
-        base = LIFECYCLE[kind]
-        cls: Any = getattr(owner, base.__name__) if owner is not None else base
+    ) -> Event:
+        """A lifecycle event for this process's handlers. A Created or Updated
+        event makes its entity from the body on first read (events.Carrying):
+        a handler that reads only ids and versions parses nothing."""
+        cls = self._classes.get((owner, kind)) or self._class_of(owner, kind)
         if body is None:
-            return cast(Event, cls.made(collection, id, version))
-        # the entity as stored, an object of its own: later changes do not leak in
-        entity = owner.model_validate_json(body) if owner is not None else json.loads(body)
-        return cast(Event, cls.made(collection, id, version, entity=entity))
+            return cls.made(collection, id, version)  # type: ignore[no-any-return]
+        return cls.from_body(collection, id, version, owner, body)  # type: ignore[no-any-return]
+
+    def _class_of(self, owner: type[Entity] | None, kind: str) -> Any:
+        """The class of owner's lifecycle events of kind (Todo.Created), or
+        the generic one (owner None: a collection no class of this process
+        stores)."""
+        base = LIFECYCLE[kind]
+        found = getattr(owner, base.__name__) if owner is not None else base
+        self._classes[(owner, kind)] = found
+        return found
 
     # -- commit hooks (statekeep._commit.CommitHooks) ---------------------------
     def before_commit(self, events: list[Any]) -> None:
@@ -131,8 +156,8 @@ class Emitter:
             )
 
     def after_commit(self, events: list[Any]) -> None:
-        if self.bus:
-            self.bus.dispatch(event for event in events if not isinstance(event, str))
+        if self.bus.listening:
+            self.bus.dispatch(events)  # (it passes over the outbox entries no handler wanted)
 
 
 class Later:
@@ -158,13 +183,7 @@ def encode(event: Event) -> str:
 def _outbox_entry(kind: str, collection: str, id: str, version: int, body: str | None) -> str:
     """The outbox JSON of a lifecycle event, as encode() would write it, made
     straight from the stored body."""
-    at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    entity = "" if body is None else f',"entity":{body}'
-    return (
-        f'{{"kind":"{kind}","event":{{"event_id":"{new_id()}","at":"{at}",'
-        f'"collection":"{collection}","entity_id":{json.dumps(id)},"version":{version}'
-        f"{entity}}}}}"
-    )
+    return lifecycle_entry(kind, collection, id, version, body, new_id(), datetime.now(UTC))
 
 
 def decode(body: str, collection: str | None = None) -> Event:

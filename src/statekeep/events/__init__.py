@@ -8,6 +8,7 @@ from ._event import (
     LIFECYCLE,
     AlertRaised,
     AlertResolved,
+    Carrying,
     Created,
     Deleted,
     Event,
@@ -16,6 +17,7 @@ from ._event import (
     UnknownEvent,
     Updated,
     domain_class,
+    lifecycle_entry,
     outbox_entry,
 )
 from ._subscriptions import Subscriptions
@@ -25,6 +27,7 @@ __all__ = [
     "AlertRaised",
     "AlertResolved",
     "Bus",
+    "Carrying",
     "Created",
     "Deleted",
     "DurableSubscription",
@@ -38,6 +41,7 @@ __all__ = [
     "UnknownEvent",
     "Updated",
     "domain_class",
+    "lifecycle_entry",
     "matcher_for",
     "outbox_entry",
     "running_loop",

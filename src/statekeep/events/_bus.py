@@ -104,6 +104,8 @@ class BusStats:
 class Bus:
     def __init__(self) -> None:
         self._subscriptions: list[Subscription] = []
+        # any subscription at all? (an attribute: the store reads it on every write)
+        self.listening = False
         self._by_name: dict[tuple[str, str], tuple[Subscription, ...]] = {}
         self._lock = threading.Lock()
         self._order = itertools.count()
@@ -116,7 +118,7 @@ class Bus:
         self.timer_of: Callable[[Handler], Timer] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self._subscriptions)
+        return self.listening
 
     def add(self, target: Any, handler: Handler, priority: int = 0) -> Subscription:
         if not callable(handler):
@@ -138,6 +140,7 @@ class Bus:
             self._subscriptions.append(subscription)
             self._subscriptions.sort(key=lambda s: (-s.priority, s.order))
             self._by_name = {}
+            self.listening = bool(self._subscriptions)
         return subscription
 
     def remove(self, subscription_or_handler: Subscription | Handler) -> int:
@@ -150,6 +153,7 @@ class Bus:
                 if s is not subscription_or_handler and s.handler is not subscription_or_handler
             ]
             self._by_name = {}
+            self.listening = bool(self._subscriptions)
             return before - len(self._subscriptions)
 
     def handlers(self, collection: str, kind: str) -> tuple[Subscription, ...]:
@@ -164,10 +168,18 @@ class Bus:
     def wants(self, collection: str, kind: str) -> bool:
         return bool(self.handlers(collection, kind))
 
-    def dispatch(self, events: Iterable[Event]) -> None:
+    def dispatch(self, events: Iterable[Event | str]) -> None:
+        """Each event to every handler that wants it, in order. A str is passed
+        over: an event's outbox entry, made as that alone because no handler
+        of this process wanted it."""
+        call = self.call
         for event in events:
-            for subscription in self.handlers(event.collection, event.kind):
-                self.call(subscription, event)
+            if isinstance(event, str):
+                continue
+            collection, kind = event.collection, event.kind
+            found = self._by_name.get((collection, kind))  # (a handler may subscribe another)
+            for subscription in self.handlers(collection, kind) if found is None else found:
+                call(subscription, event)
 
     def call(self, subscription: Subscription, event: Event) -> None:
         if subscription.loop is not None:

@@ -33,12 +33,16 @@ entry, or a class since moved or run as `__main__`) by its kind.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+from time import time_ns
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import pydantic
 from pydantic import ConfigDict, Field
 
+from .. import _ids
 from .._ids import new_id
 from .._naming import file_of, redefines, snake_case, topic_of
 from ..errors import ConfigurationError
@@ -127,14 +131,166 @@ class Lifecycle(Event):
     kind: ClassVar[str] = "lifecycle"
 
 
-class Created(Lifecycle):
+_new = object.__new__
+_set = object.__setattr__
+_get = object.__getattribute__
+_CARRIED = frozenset({"event_id", "at", "collection", "entity_id", "version", "entity"})
+# what a Carrying event made by from_body makes on first need (see _stamped)
+_STAMPED = frozenset(
+    {"event_id", "at", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"}
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_stamping = threading.Lock()
+
+
+def _new_lock() -> None:
+    global _stamping
+    _stamping = threading.Lock()  # a forked child's: its parent's may be held by a thread gone
+
+
+os.register_at_fork(after_in_child=_new_lock)
+
+
+class Carrying(Lifecycle):
+    """Created and Updated: they carry the entity as it was stored, an object
+    of its own (later changes to the saved entity do not leak in).
+
+    The store makes them with `from_body`, which keeps the stored JSON body
+    and makes the entity from it on the first read of `event.entity`, then
+    keeps it: a handler that reads only ids and versions costs no parse.
+    Their `event_id` and `at` are taken when they are made (the clock and
+    the id counter) and written out on first read, too. Until then those
+    fields are not in the event's `__dict__`; whatever reads the fields
+    (equality, hash, repr, iteration, every dump -- nested ones too, through
+    the serializer --, copies and pickles) makes them first. A body the
+    entity class no longer validates raises pydantic's ValidationError from
+    `event.entity` (and from those), on each read.
+    """
+
+    # until the entity is made: (time_ns, id counter, id prefix: for event_id
+    # and at, made first), entity class (None: plain JSON) and stored body
+    __slots__ = ("_pending",)
+    kind: ClassVar[str] = "lifecycle"
+    entity: Any = None
+
+    @classmethod
+    def from_body(
+        cls, collection: str, entity_id: str, version: int, owner: type[Any] | None, body: str
+    ) -> Self:
+        """The event of a write whose stored body is `body`: its entity made
+        on first read, by `owner.model_validate_json(body)` (owner None: the
+        body's JSON value). Made without validation, as `made` does."""
+        event = _new(cls)
+        _set(
+            event,
+            "__dict__",
+            {"collection": collection, "entity_id": entity_id, "version": version},
+        )
+        _set(event, "_pending", (time_ns(), next(_ids._counter), _ids._prefix, owner, body))
+        return event
+
+    def _stamped(self) -> dict[str, Any]:
+        """The event's fields, its id and time among them (made on first need,
+        as new_id() would have made the id, in field order)."""
+        fields = self.__dict__
+        if "event_id" in fields:
+            return fields
+        with _stamping:  # one thread puts the fields in place
+            fields = self.__dict__
+            if "event_id" in fields:
+                return fields
+            ns, n, prefix, _, _ = _get(self, "_pending")
+            stamped = {
+                "event_id": f"{ns // 1_000_000:011x}{prefix}{n & 0xFFFFFFF:07x}",
+                "at": _EPOCH + timedelta(microseconds=ns // 1000),
+                **fields,
+            }
+            _set(self, "__pydantic_fields_set__", set(_CARRIED))
+            _set(self, "__pydantic_extra__", None)
+            _set(self, "__pydantic_private__", None)
+            _set(self, "__dict__", stamped)
+            return stamped
+
+    def _entity(self) -> Any:
+        """The entity, made from the stored body on the first call."""
+        fields = self._stamped()
+        if "entity" in fields:
+            return fields["entity"]
+        pending = _pending_of(self)
+        if pending is None:  # made by another thread just now
+            return fields.get("entity")
+        owner, body = pending[3:]
+        entity = owner.model_validate_json(body) if owner is not None else json.loads(body)
+        entity = fields.setdefault("entity", entity)  # one entity, whichever thread made it
+        _set(self, "_pending", None)
+        return entity
+
+    if not TYPE_CHECKING:  # mypy would take any attribute name for one
+
+        def __getattr__(self, name: str) -> Any:
+            # only what is not there yet: the rest is found before this is called
+            if name == "entity":
+                return self._entity()
+            if name in _STAMPED:
+                self._stamped()
+                return _get(self, name)
+            return super().__getattr__(name)
+
+    @pydantic.model_serializer(mode="wrap")
+    def _dump_with_entity(self, handler: pydantic.SerializerFunctionWrapHandler) -> Any:
+        if "entity" not in self.__dict__:
+            self._entity()
+        return handler(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._entity()
+        if isinstance(other, Carrying):
+            other._entity()
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        self._entity()
+        fields = self.__dict__
+        return hash(tuple(fields.get(name) for name in type(self).__pydantic_fields__))
+
+    def __repr_args__(self) -> Any:
+        self._entity()
+        return super().__repr_args__()
+
+    def __iter__(self) -> Any:
+        self._entity()
+        return super().__iter__()
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self._entity()
+        return super().__getstate__()
+
+    def __copy__(self) -> Self:
+        self._entity()
+        return super().__copy__()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        self._entity()
+        return super().__deepcopy__(memo)
+
+
+_Parts = tuple[int, int, str, type[Any] | None, str]  # see Carrying.__slots__
+
+
+def _pending_of(event: Carrying) -> _Parts | None:
+    try:
+        pending: _Parts | None = _get(event, "_pending")
+    except AttributeError:  # made by pydantic, copied or unpickled: the entity is in __dict__
+        return None
+    return pending
+
+
+class Created(Carrying):
     kind: ClassVar[str] = "created"
-    entity: Any = None
 
 
-class Updated(Lifecycle):
+class Updated(Carrying):
     kind: ClassVar[str] = "updated"
-    entity: Any = None
 
 
 class Deleted(Lifecycle):
@@ -205,11 +361,44 @@ def domain_class(kind: str, topic: object = None) -> type[Event] | None:
 
 def outbox_entry(event: Event) -> str:
     """An event as outbox JSON: its kind, its topic (a domain event's), then its fields."""
+    if isinstance(event, Carrying) and "entity" not in event.__dict__:
+        pending = _pending_of(event)
+        if pending is not None:  # its entity not made yet: written from the stored body
+            fields = event._stamped()
+            return lifecycle_entry(
+                event.kind,
+                fields["collection"],
+                fields["entity_id"],
+                fields["version"],
+                pending[4],
+                fields["event_id"],
+                fields["at"],
+            )
     cls = type(event)
     head = _HEADS.get(cls)
     if head is None:
         head = _HEADS[cls] = _head(cls)
     return f"{head}{event.model_dump_json()}}}"
+
+
+def lifecycle_entry(
+    kind: str,
+    collection: str,
+    entity_id: str,
+    version: int,
+    body: str | None,
+    event_id: str,
+    at: datetime,
+) -> str:
+    """The outbox JSON of a lifecycle event, as outbox_entry() would write it
+    (at: a UTC time), made straight from the stored body (None: a deletion)."""
+    moment = at.isoformat().replace("+00:00", "Z")
+    entity = "" if body is None else f',"entity":{body}'
+    return (
+        f'{{"kind":"{kind}","event":{{"event_id":"{event_id}","at":"{moment}",'
+        f'"collection":"{collection}","entity_id":{json.dumps(entity_id)},"version":{version}'
+        f"{entity}}}}}"
+    )
 
 
 def _head(cls: type[Event]) -> str:
