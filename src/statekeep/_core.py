@@ -26,7 +26,7 @@ from ._emit import Emitter, Pending
 from ._metering import Meter
 from ._transaction import Frames, Transaction, nothing
 from .backends import redacted
-from .backends.base import Backend, CollectionSpec
+from .backends.base import Backend, CollectionSpec, Row
 from .entity import Entity
 from .errors import ConfigurationError, StoreClosedError, ValidationError
 
@@ -42,12 +42,27 @@ class State(enum.Enum):
 
 
 class Core:
-    __slots__ = ("backend", "bus", "calls", "emitter", "exits", "frames", "meter", "state", "url")
+    __slots__ = (
+        "backend",
+        "bus",
+        "calls",
+        "emitter",
+        "exits",
+        "frames",
+        "meter",
+        "put_alone",
+        "state",
+        "url",
+    )
 
     def __init__(self, url: str, backend: Backend, *, outbox: bool, meter: Meter) -> None:
         self.url = url
         self.meter = meter
         self.backend = backend
+        # a write of one row in one statement of its own, where the backend has one
+        self.put_alone: Callable[[CollectionSpec, Row], bool] | None = getattr(
+            backend, "put_alone", None
+        )
         self.emitter = Emitter(backend, outbox)
         self.bus = self.emitter.bus
         self.frames = Frames()

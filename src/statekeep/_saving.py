@@ -19,7 +19,7 @@ from itertools import islice
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
-from ._emit import Later, Pending
+from ._emit import Later
 from .backends.base import CollectionSpec, Row
 from .entity import Entity, has_recorded, put_back_recorded
 from .events import Event
@@ -32,32 +32,39 @@ if TYPE_CHECKING:
 def save_one(core: Core, entity: Entity) -> str:
     """Store.save: its version moves forward by one (back again, with the events
     it recorded, if the write fails); its events are delivered once it carries
-    the new version. Returns the entity's collection."""
+    the new version. Returns the entity's collection.
+
+    Its events are made from the body before it is written (they wait in
+    the transaction, for the outbox and the handlers, until it commits).
+    Outside a block, with no outbox to write with it, a backend that can
+    (`put_alone`) writes the row in one statement of its own."""
     info = core.entity_info(entity)
     fields = entity.__dict__
     old = fields["version"]
     fields["version"] = old + 1
-    backend = core.backend
     emitter = core.emitter
-    events: list[Pending] = []
+    spec = info.spec
     taken: list[Event] = []
-
-    def work() -> None:
-        backend.put(info.spec, rows)
-        made, took = emitter.saved(entity, old, rows[0][2])
-        events.extend(made)
-        taken.extend(took)
-
     try:
-        rows = (info.row(entity),)
-        committed = core.write(info.spec, work, events)
+        row = info.row(entity)
+        events, taken = emitter.saved(entity, old, row[2])
+        alone = core.put_alone
+        if alone is not None and not emitter.outbox and not core.frames.read() and alone(spec, row):
+            committed = None  # stored, outside any block
+        else:
+            backend = core.backend
+            rows = (row,)
+            committed = core.write(spec, lambda: backend.put(spec, rows), events)
     except BaseException:
         fields["version"] = old
         put_back_recorded(entity, taken)
         raise
-    core.note(entity, old, taken)
-    core.deliver(committed)
-    return info.spec.name
+    if committed is None:
+        core.deliver(events)
+    else:
+        core.note(entity, old, taken)
+        core.deliver(committed)
+    return spec.name
 
 
 def save_all(core: Core, entities: Iterable[Entity], chunk_size: int, atomic: bool) -> int:

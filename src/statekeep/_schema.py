@@ -292,10 +292,11 @@ class EntityInfo:
             (name, self._column_value(name, fields[name].annotation)) for name in indexed
         )
         self._load_options: dict[str, Any] = {}
-        if cls.model_config.get("extra") in (None, "forbid"):
+        if cls.model_config.get("extra") == "forbid":  # None: pydantic ignores them anyway
             self._load_options["extra"] = "ignore"
         if self._by_name:
             self._load_options["by_name"] = True
+        self._validate: Callable[[str], Any] | None = None
 
     def _column_value(self, name: str, annotation: Any) -> Callable[[Any], Any] | None:
         """How to turn the field's value into its column value (None: as it is)."""
@@ -322,6 +323,42 @@ class EntityInfo:
     # -- rows ----------------------------------------------------------------
     def row(self, entity: Stored) -> Row:
         """The row for the entity as it is now (its version already set)."""
+        return self._plain_row(entity) or self._checked_row(entity)
+
+    def next_row(self, entity: Stored) -> Row:
+        """The row of the entity at its next version, its version left as it
+        is (enqueue's)."""
+        fields = entity.__dict__
+        version = fields["version"]
+        fields["version"] = version + 1
+        try:
+            return self._plain_row(entity) or self._checked_row(entity)
+        finally:
+            fields["version"] = version
+
+    def _plain_row(self, entity: Stored) -> Row | None:
+        """The common case (a body of fields, no indexed column, nothing to
+        doubt), _row's checks inlined: a save's hot path. None: any doubt,
+        for _checked_row to decide."""
+        to_json = self._to_json
+        if self._indexed or to_json is None:
+            return None
+        token = None if self._always_strict else _STRICT.arm()
+        try:
+            body = to_json(entity, warnings="error" if token is None else True).decode()
+        except (pydantic_core.PydanticSerializationError, UserWarning):
+            return None  # _checked_row raises the error with its message
+        if (
+            "\\u0000" in body
+            or (self._writes_non_finite and ("NaN" in body or "Infinity" in body))
+            or (self._hides_non_finite and "null" in body)
+            or (token is not None and not _STRICT.intact(token))
+        ):
+            return None
+        fields = entity.__dict__
+        return (fields["id"], fields["version"], body)
+
+    def _checked_row(self, entity: Stored) -> Row:
         to_json = self._serializer()
         token = None if self._always_strict else _STRICT.arm()
         if token is None:
@@ -330,33 +367,6 @@ class EntityInfo:
         if _STRICT.intact(token):
             return row
         return self._row(entity, to_json)  # a warning went by (filters changed meanwhile)
-
-    def next_row(self, entity: Stored) -> Row:
-        """The row of the entity at its next version, its version left as it
-        is (enqueue's). The common case, _row's checks inlined; any doubt
-        goes to row(), which decides."""
-        fields = entity.__dict__
-        version = fields["version"]
-        fields["version"] = version + 1
-        try:
-            to_json = self._to_json
-            if self._indexed or to_json is None:
-                return self.row(entity)
-            token = None if self._always_strict else _STRICT.arm()
-            try:
-                body = to_json(entity, warnings="error" if token is None else True).decode()
-            except (pydantic_core.PydanticSerializationError, UserWarning):
-                return self.row(entity)  # raises the error with its message
-            if (
-                "\\u0000" in body
-                or (self._writes_non_finite and ("NaN" in body or "Infinity" in body))
-                or (self._hides_non_finite and "null" in body)
-                or (token is not None and not _STRICT.intact(token))
-            ):
-                return self.row(entity)
-            return (fields["id"], version + 1, body)
-        finally:
-            fields["version"] = version
 
     def advance(self, entities: Sequence[Stored], olds: list[int]) -> list[Row]:
         """Moves each entity's version forward (noting the old one in olds, in
@@ -477,11 +487,24 @@ class EntityInfo:
             # keys of fields the model no longer has are ignored (unless the
             # model keeps extra keys): rows written before a field was removed
             # or renamed stay readable
-            return self.cls.model_validate_json(body, **self._load_options)
+            return (self._validate or self._validator())(body)
         except pydantic.ValidationError as exc:
             raise as_validation_error(
                 exc, f"stored {self.spec.name} does not fit {self.cls.__name__}"
             ) from exc
+
+    def _validator(self) -> Callable[[str], Any]:
+        """model_validate_json with load's options, as pydantic-core's own
+        call once the model is complete (a get's hot path: pydantic's wrapper
+        costs a call and a check of its arguments)."""
+        cls = self.cls
+        if not cls.__pydantic_complete__:  # model_validate_json rebuilds it first
+            return functools.partial(cls.model_validate_json, **self._load_options)
+        validate = cls.__pydantic_validator__.validate_json
+        self._validate = (
+            functools.partial(validate, **self._load_options) if self._load_options else validate
+        )
+        return self._validate
 
     # -- queries -------------------------------------------------------------
     def _field(self, name: str) -> str:

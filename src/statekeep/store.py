@@ -526,10 +526,14 @@ class Store:
     def get(self, cls: type[E], id: str) -> E:
         """The entity stored under id; NotFoundError if there is none."""
         core = self._core
-        info = core.info(cls)
+        info = getattr(cls, "__statekeep__", None)  # core.info's checks, inlined: a hot path
+        if info is None or not isinstance(cls, type) or core.state is not State.OPEN:
+            info = core.info(cls)
+        if type(id) is not str or not id.isascii() or "\x00" in id or not id:
+            check.an_id(id)
         backend = core.backend
         backend.ensure_collection(info.spec, create=False)
-        body = backend.get(info.spec.name, check.an_id(id))
+        body = backend.get(info.spec.name, id)
         if body is None:
             raise NotFoundError(info.spec.name, id)
         loaded: E = info.load(body)

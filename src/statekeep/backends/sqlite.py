@@ -71,6 +71,16 @@ from .base import (
 SYNCHRONOUS = ("normal", "full")
 
 
+class _Thread(threading.local):
+    """What the backend keeps per thread: its connections (made on first
+    use) and its open transaction; the defaults are class attributes, so a
+    read of them never raises inside (an AttributeError costs a read ~1 us)."""
+
+    conn: sqlite3.Connection | None = None  # made on first use
+    active = False  # a transaction is open on conn
+    task: object = None  # the asyncio task (None: none) that opened it
+
+
 class SQLiteBackend(SQLiteCatalog):
     chunk_rows = CHUNK_ROWS  # rows per save_many chunk: the default
 
@@ -85,7 +95,7 @@ class SQLiteBackend(SQLiteCatalog):
         self.claims_on_host = True  # its claims are flocks (or in-process)
         self._synchronous = synchronous
         self._timeout = timeout
-        self._local = threading.local()
+        self._local = _Thread()
         self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         self._registry_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -113,13 +123,10 @@ class SQLiteBackend(SQLiteCatalog):
 
     # -- connections ---------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        try:
-            conn: sqlite3.Connection = self._local.conn
-            return conn
-        except AttributeError:
-            conn = self._connect()
-            self._local.conn = conn
-            return conn
+        conn = self._local.conn
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -200,7 +207,7 @@ class SQLiteBackend(SQLiteCatalog):
         self._held_for_fork = False
         _INHERITED.append((self._connections, self._local))
         self._connections = {}
-        self._local = threading.local()
+        self._local = _Thread()
         self._registry_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closing = threading.Event()
@@ -238,12 +245,12 @@ class SQLiteBackend(SQLiteCatalog):
     def _in_transaction(self) -> bool:
         """Has the calling task a transaction open (on this thread)?"""
         local = self._local
-        return bool(getattr(local, "active", False)) and local.task is current_task()
+        return local.active and local.task is current_task()
 
     def _foreign(self) -> bool:
         """Has another asyncio task a transaction open on this thread?"""
         local = self._local
-        return bool(getattr(local, "active", False)) and local.task is not current_task()
+        return local.active and local.task is not current_task()
 
     def begin(self) -> None:
         if self._locked_by_parent:
@@ -255,7 +262,7 @@ class SQLiteBackend(SQLiteCatalog):
                 "this database. Fork outside `with store.transaction():` blocks."
             )
         conn = self._conn()  # before the lock: opening a connection may fail
-        if getattr(self._local, "active", False):
+        if self._local.active:
             raise second_transaction(self._local.task)
         take(self._write_lock, self._timeout, self._closing)
         self._local.active = True
@@ -358,6 +365,38 @@ class SQLiteBackend(SQLiteCatalog):
         except OverflowError as exc:  # an indexed integer beyond 64 bits
             raise _too_big(spec) from exc
 
+    def put_alone(self, spec: CollectionSpec, row: Row) -> bool:
+        """Writes one row in a transaction of its own, if it can at once: one
+        statement, atomic by itself, in place of BEGIN, the statement and
+        COMMIT (a save's path). False, having done nothing, when the table is
+        not known to be ready, a transaction is open on this thread (another
+        asyncio task's), another thread of this process is writing, or another
+        process holds SQLite's write lock: begin, put and commit then wait
+        for it (interruptibly: the wait comes before anything is written)."""
+        local = self._local
+        if self._ensured.get(spec.name) is not spec or local.active or self._locked_by_parent:
+            return False
+        lock = self._write_lock
+        if not lock.acquire(blocking=False):
+            return False
+        try:  # not `with DRIVER` (the hot path of a save: see _sqlite_errors)
+            conn = self._now()
+            if row[1] == 1:
+                insert(conn, spec, self._sql(spec), (row,))
+            else:
+                self._update(conn, spec, self._sql(spec).update, (row,))
+        except sqlite3.OperationalError as exc:
+            if isinstance(translate(exc), TransientBackendError):
+                return False  # busy: nothing was written
+            raise translate(exc) from exc
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        except OverflowError as exc:  # an indexed integer beyond 64 bits
+            raise _too_big(spec) from exc
+        finally:
+            lock.release()
+        return True
+
     def _update(
         self, conn: sqlite3.Connection, spec: CollectionSpec, sql: str, rows: Sequence[Row]
     ) -> None:
@@ -410,8 +449,12 @@ class SQLiteBackend(SQLiteCatalog):
         sql = self._get_sql.get(collection)
         if sql is None:
             sql = self._get_sql[collection] = f"SELECT body FROM {quote(collection)} WHERE id = ?"
+        local = self._local
+        conn = local.conn
+        if conn is None or local.active:  # _read_conn decides; else it would give conn
+            conn = self._read_conn()
         try:  # not `with OR_EMPTY` (the hot path of a get: see _sqlite_errors)
-            row = self._read_conn().execute(sql, (id,)).fetchone()
+            row = conn.execute(sql, (id,)).fetchone()
         except sqlite3.Error as exc:
             return empty_or_raise(exc, None)
         return None if row is None else str(row[0])
@@ -421,16 +464,23 @@ class SQLiteBackend(SQLiteCatalog):
         this thread's with no busy timeout, which sees only what is committed."""
         if self._ensured.get(spec.name) is not spec and spec not in self._ensured_specs:
             raise WouldWait
-        try:
-            conn: sqlite3.Connection = self._local.now
-        except AttributeError:
-            conn = self._local.now = self._connect()
-            conn.execute("PRAGMA busy_timeout = 0")
+        conn = self._now()
         try:
             row = conn.execute(self._get_sql[spec.name], (id,)).fetchone()
         except (KeyError, sqlite3.Error) as exc:  # not prepared yet; busy, locked; closing
             raise WouldWait from exc
         return None if row is None else str(row[0])
+
+    def _now(self) -> sqlite3.Connection:
+        """This thread's connection that waits for nothing (no busy timeout):
+        it sees only what is committed, and a write on it either takes
+        SQLite's write lock at once or fails busy, having done nothing."""
+        try:
+            conn: sqlite3.Connection = self._local.now
+        except AttributeError:
+            conn = self._local.now = self._connect()
+            conn.execute("PRAGMA busy_timeout = 0")
+        return conn
 
     def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, str]:
         with OR_EMPTY:
@@ -529,7 +579,7 @@ def _before_fork() -> None:
     threads to finish, so that the child inherits no SQLite write lock."""
     for backend in list(_FORKABLE):
         local = backend._local
-        if getattr(local, "active", False):  # the forking thread's own block: cannot wait
+        if local.active:  # the forking thread's own block: cannot wait
             continue
         backend._held_for_fork = backend._write_lock.acquire(timeout=backend._timeout)
 
