@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def rows(ids: list[str]) -> list[tuple[str, int, str]]:
 
 
 @pytest.fixture
-def sqlite(tmp_path: Path) -> SQLiteBackend:
+def sqlite(tmp_path: Path) -> Iterator[SQLiteBackend]:
     opened = open_backend(f"sqlite:///{tmp_path / 'shapes.db'}", {})
     assert isinstance(opened, SQLiteBackend)
     opened.ensure_collection(SPEC)

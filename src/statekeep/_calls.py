@@ -183,7 +183,7 @@ _LEAVE = """
 
 _COUNTED = (
     """
-def {name}(self, /{parameters}):"""
+def {name}(self{parameters}):"""
     + _ENTER
     + """
     try:
@@ -199,7 +199,7 @@ def {name}(self, /{parameters}):"""
 
 _TIMED = (
     """
-def {name}(self, /{parameters}):"""
+def {name}(self{parameters}):"""
     + _ENTER
     + """
     _sk_record = self._records[_sk_index]
@@ -220,14 +220,17 @@ def {name}(self, /{parameters}):"""
 
 
 def _forwarding(method: Callable[..., Any]) -> tuple[str, str, dict[str, Any]]:
-    """The text of method's parameters after self (", a, b=_sk_default_b, *,
-    c"), of the arguments that pass them on (", a, b, c=c"), and the
-    defaults by the names the first uses."""
+    """The text of method's parameters after self (", /, a, b=_sk_default_b,
+    *, c": self and the method's own positional-only ones before the "/"),
+    of the arguments that pass them on (", a, b, c=c"), and the defaults by
+    the names the first uses."""
     parameters: list[str] = []
     arguments: list[str] = []
     defaults: dict[str, Any] = {}
     keyword_only = False
-    for parameter in list(inspect.signature(method).parameters.values())[1:]:
+    given = list(inspect.signature(method).parameters.values())[1:]
+    positional_only = sum(1 for p in given if p.kind is inspect.Parameter.POSITIONAL_ONLY)
+    for at, parameter in enumerate(given):
         name, kind = parameter.name, parameter.kind
         default = ""
         if parameter.default is not inspect.Parameter.empty:
@@ -246,7 +249,11 @@ def _forwarding(method: Callable[..., Any]) -> tuple[str, str, dict[str, Any]]:
                 parameters.append("*")
             parameters.append(f"{name}{default}")
             arguments.append(f"{name}={name}")
-        else:  # positional (a Store method's are positional or keyword)
+        else:  # positional only, or positional or keyword
             parameters.append(f"{name}{default}")
             arguments.append(name)
+        if at + 1 == positional_only:
+            parameters.append("/")
+    if not positional_only:  # self alone is positional only
+        parameters.insert(0, "/")
     return "".join(f", {p}" for p in parameters), "".join(f", {a}" for a in arguments), defaults

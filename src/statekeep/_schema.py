@@ -67,6 +67,9 @@ _PLAIN = (str, int, float, bool)
 _STRICT = StrictWarnings(globals())
 
 
+_MODEL_VALIDATE_JSON = pydantic.BaseModel.__dict__["model_validate_json"].__func__
+
+
 @dataclass(frozen=True, slots=True)
 class Indexed:
     """Marks a field as indexed: `title: Annotated[str, Indexed()]`.
@@ -500,6 +503,10 @@ class EntityInfo:
         cls = self.cls
         if not cls.__pydantic_complete__:  # model_validate_json rebuilds it first
             return functools.partial(cls.model_validate_json, **self._load_options)
+        # a class of its own model_validate_json: honoured
+        if getattr(cls.model_validate_json, "__func__", None) is not _MODEL_VALIDATE_JSON:
+            self._validate = functools.partial(cls.model_validate_json, **self._load_options)
+            return self._validate
         validate = cls.__pydantic_validator__.validate_json
         self._validate = (
             functools.partial(validate, **self._load_options) if self._load_options else validate

@@ -14,8 +14,8 @@ A batch is all or nothing, as one statement would be: a failure part way
 deletes the rows it did insert (those with rowids above the greatest one
 before it; the write lock is this transaction's, so no one else's are
 there). A savepoint would do the same at the statement journal's cost. When
-the greatest rowid is SQLite's last, new rowids are drawn at random and the
-batch goes in a savepoint instead.
+the batch could reach SQLite's last rowid, new rowids may be drawn at random
+and the batch goes in a savepoint instead.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def insert(
             raise conflict from exc
         return
     before = conn.execute(statements.greatest_rowid).fetchone()[0] or 0
-    if before == _LAST_ROWID:
+    # near SQLite's last rowid, new rowids may be drawn at random, not above before
+    guarded = before > _LAST_ROWID - len(rows)
+    if guarded:
         conn.execute("SAVEPOINT statekeep_insert")
     try:
         if _at_right_edge(conn, statements, rows):
@@ -56,7 +58,7 @@ def insert(
         else:
             conn.executemany(statements.insert, rows)
     except BaseException as exc:
-        if before == _LAST_ROWID:
+        if guarded:
             conn.execute("ROLLBACK TO statekeep_insert")
             conn.execute("RELEASE statekeep_insert")
         else:
@@ -66,7 +68,7 @@ def insert(
             if conflict is not None:
                 raise conflict from exc
         raise  # put's boundary translates it
-    if before == _LAST_ROWID:
+    if guarded:
         conn.execute("RELEASE statekeep_insert")
 
 

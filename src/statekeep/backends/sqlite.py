@@ -143,8 +143,9 @@ class SQLiteBackend(SQLiteCatalog):
         except sqlite3.Error as exc:  # busy or locked: transient, as for any other call
             kind = type(translate(exc))
             raise kind(f"cannot open SQLite database {self._path!r}: {exc}") from exc
-        alive = {thread.ident for thread in threading.enumerate()}
         with self._registry_lock:
+            # read under the lock: a thread that registered a connection is alive here
+            alive = {thread.ident for thread in threading.enumerate()}
             for key in [k for k in self._connections if k[0] not in alive]:
                 self._connections.pop(key).close()
             self._connections[(threading.get_ident(), id(conn))] = conn

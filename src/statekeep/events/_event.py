@@ -220,7 +220,11 @@ class Carrying(Lifecycle):
         if pending is None:  # made by another thread just now
             return fields.get("entity")
         owner, body = pending[3:]
-        entity = owner.model_validate_json(body) if owner is not None else json.loads(body)
+        if owner is None:
+            entity = json.loads(body)
+        else:  # as the store loads it (its options: by name, extra keys ignored)
+            info = getattr(owner, "__statekeep__", None)
+            entity = owner.model_validate_json(body) if info is None else info.load(body)
         entity = fields.setdefault("entity", entity)  # one entity, whichever thread made it
         _set(self, "_pending", None)
         return entity
