@@ -19,7 +19,8 @@ from itertools import islice
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
-from ._emit import Later
+from ._core import State
+from ._emit import Later, Pending
 from .backends.base import CollectionSpec, Row
 from .entity import Entity, has_recorded, put_back_recorded
 from .events import Event
@@ -38,16 +39,21 @@ def save_one(core: Core, entity: Entity) -> str:
     the transaction, for the outbox and the handlers, until it commits).
     Outside a block, with no outbox to write with it, a backend that can
     (`put_alone`) writes the row in one statement of its own."""
-    info = core.entity_info(entity)
+    # core.entity_info's checks, inlined (a hot path); it raises their errors
+    info = getattr(type(entity), "__statekeep__", None)
+    if info is None or not isinstance(entity, Entity) or core.state is not State.OPEN:
+        info = core.entity_info(entity)
     fields = entity.__dict__
     old = fields["version"]
     fields["version"] = old + 1
     emitter = core.emitter
     spec = info.spec
     taken: list[Event] = []
+    events: list[Pending] = []
     try:
         row = info.row(entity)
-        events, taken = emitter.saved(entity, old, row[2])
+        if emitter.outbox or emitter.bus.listening or has_recorded():
+            events, taken = emitter.saved(entity, old, row[2])
         alone = core.put_alone
         if alone is not None and not emitter.outbox and not core.frames.read() and alone(spec, row):
             committed = None  # stored, outside any block

@@ -325,8 +325,28 @@ class EntityInfo:
 
     # -- rows ----------------------------------------------------------------
     def row(self, entity: Stored) -> Row:
-        """The row for the entity as it is now (its version already set)."""
-        return self._plain_row(entity) or self._checked_row(entity)
+        """The row for the entity as it is now (its version already set).
+
+        The common case (a body of fields, no indexed column, nothing to
+        doubt) has _row's checks inlined: a save's hot path. Any doubt goes
+        to _checked_row, which decides (and raises the error, if any)."""
+        to_json = self._to_json
+        if self._indexed or to_json is None:
+            return self._checked_row(entity)
+        token = None if self._always_strict else _STRICT.arm()
+        try:
+            body = to_json(entity, warnings="error" if token is None else True).decode()
+        except (pydantic_core.PydanticSerializationError, UserWarning):
+            return self._checked_row(entity)
+        if (
+            "\\u0000" in body
+            or (self._writes_non_finite and ("NaN" in body or "Infinity" in body))
+            or (self._hides_non_finite and "null" in body)
+            or (token is not None and not _STRICT.intact(token))
+        ):
+            return self._checked_row(entity)
+        fields = entity.__dict__
+        return (fields["id"], fields["version"], body)
 
     def next_row(self, entity: Stored) -> Row:
         """The row of the entity at its next version, its version left as it
@@ -335,31 +355,9 @@ class EntityInfo:
         version = fields["version"]
         fields["version"] = version + 1
         try:
-            return self._plain_row(entity) or self._checked_row(entity)
+            return self.row(entity)
         finally:
             fields["version"] = version
-
-    def _plain_row(self, entity: Stored) -> Row | None:
-        """The common case (a body of fields, no indexed column, nothing to
-        doubt), _row's checks inlined: a save's hot path. None: any doubt,
-        for _checked_row to decide."""
-        to_json = self._to_json
-        if self._indexed or to_json is None:
-            return None
-        token = None if self._always_strict else _STRICT.arm()
-        try:
-            body = to_json(entity, warnings="error" if token is None else True).decode()
-        except (pydantic_core.PydanticSerializationError, UserWarning):
-            return None  # _checked_row raises the error with its message
-        if (
-            "\\u0000" in body
-            or (self._writes_non_finite and ("NaN" in body or "Infinity" in body))
-            or (self._hides_non_finite and "null" in body)
-            or (token is not None and not _STRICT.intact(token))
-        ):
-            return None
-        fields = entity.__dict__
-        return (fields["id"], fields["version"], body)
 
     def _checked_row(self, entity: Stored) -> Row:
         to_json = self._serializer()

@@ -77,6 +77,7 @@ class _Thread(threading.local):
     read of them never raises inside (an AttributeError costs a read ~1 us)."""
 
     conn: sqlite3.Connection | None = None  # made on first use
+    now: sqlite3.Connection | None = None  # made on first use: see _now
     active = False  # a transaction is open on conn
     task: object = None  # the asyncio task (None: none) that opened it
 
@@ -381,11 +382,16 @@ class SQLiteBackend(SQLiteCatalog):
         if not lock.acquire(blocking=False):
             return False
         try:  # not `with DRIVER` (the hot path of a save: see _sqlite_errors)
-            conn = self._now()
-            if row[1] == 1:
-                insert(conn, spec, self._sql(spec), (row,))
+            conn = local.now or self._now()
+            cached = self._statements.get(spec.name)  # _sql(spec), inlined
+            statements = cached[1] if cached is not None and cached[0] is spec else self._sql(spec)
+            if row[1] != 1:
+                self._update(conn, spec, statements.update, (row,))
             else:
-                self._update(conn, spec, self._sql(spec).update, (row,))
+                try:
+                    conn.execute(statements.insert, row)
+                except sqlite3.IntegrityError:
+                    insert(conn, spec, statements, (row,))  # raises the ConflictError
         except sqlite3.OperationalError as exc:
             if isinstance(translate(exc), TransientBackendError):
                 return False  # busy: nothing was written
@@ -476,9 +482,8 @@ class SQLiteBackend(SQLiteCatalog):
         """This thread's connection that waits for nothing (no busy timeout):
         it sees only what is committed, and a write on it either takes
         SQLite's write lock at once or fails busy, having done nothing."""
-        try:
-            conn: sqlite3.Connection = self._local.now
-        except AttributeError:
+        conn = self._local.now
+        if conn is None:
             conn = self._local.now = self._connect()
             conn.execute("PRAGMA busy_timeout = 0")
         return conn
