@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     report.print_table(
         console,
         results,
-        f"{title}, best of {sizes.repeats} (SQLAlchemy: {sizes.slow_repeats}; "
-        f"write-behind: median of {sizes.wb_rounds} rounds)",
+        f"{title}, {sizes.repeats} rounds (SQLAlchemy: {sizes.slow_repeats}; "
+        f"write-behind: {sizes.wb_rounds}): medians where the target says so, else best",
     )
     for table in tables:
         report.print_extra(console, table)

@@ -27,14 +27,20 @@ absolute ops/s do not.
 
 - **save_many**: `store.save_many(models)` of new entities (title str, done
   bool, priority int, three tags, a datetime; nothing indexed) into a fresh
-  file, one transaction. Limit: `executemany` of `(id, version,
-  model_dump_json())` rows, serialisation timed, a thousand rows per call (as
-  fast as raw gets: one call on one big list is slower), one transaction.
-  ORM: `session.add_all` + `commit` of an equivalent mapped class (tags as a
-  JSON column, a `version_id_col`).
-- **save**: `store.save(model)` of new entities, a commit each. Limit:
-  `INSERT` + `commit()` per row, `model_dump_json()` inside the loop. The ORM
-  row (`add` + `commit` per object, a session each) is for reference.
+  file, one transaction, twice: with statekeep's own time-ordered ids and
+  with random UUID4 hex ids (what many applications bring). Limit: the raw
+  driver writing `(id, version, model_dump_json())` rows, serialisation
+  timed, a thousand rows at a time, one transaction, in its better shape for
+  the ids at hand (the lower median): one `executemany` per thousand rows, or
+  multi-row `INSERT`s of 250 rows (faster at the right edge of the id index,
+  slower with scattered ids, where a many-row statement journals every page
+  it touches); the other shape is shown. ORM (time-ordered ids):
+  `session.add_all` + `commit` of an equivalent mapped class (tags as a JSON
+  column, a `version_id_col`).
+- **save**: `store.save(model)` of new entities, a commit each. Limit: the
+  better of `INSERT` + `commit()` per row and the `INSERT` alone on an
+  autocommit connection, `model_dump_json()` inside the loop. The ORM row
+  (`add` + `commit` per object, a session each) is for reference.
 - **get**: `store.get(Model, id)` of distinct random ids. Limit: `SELECT body
   ... WHERE id = ?` + `Model.model_validate_json`, on the same file. ORM:
   `session.get` in a fresh session (distinct ids, so every call loads).
@@ -157,11 +163,13 @@ quarter of the cores busy or the hypervisor stole a tenth.
 
 Method: models and files are made before the clock starts, each contender
 gets its own equal list, every table exists beforehand, a full garbage
-collection precedes each run, and each figure is the best of {repeats} runs
+collection precedes each run, and each contender runs {repeats} times
 ({slow_repeats} for SQLAlchemy, which is ten times slower), interleaved with
-the other contenders with a rotating start (write-behind: the median of
-{wb_rounds} rounds, see above). Targets are judged on ratios; ops/s are for
-orientation only.
+the other contenders with a rotating start. The save_many, save, get,
+PostgreSQL and events rows are judged on **medians** (ratio of the median
+times; the best-of ratio beside it); older rows still show the best of the
+runs (write-behind: the median of {wb_rounds} rounds, see above). Targets are
+judged on ratios; ops/s are for orientation only.
 
 Run `python -m benchmarks --help` for the options: `--quick` (a smoke run in
 seconds, writes nothing unless `--output` is given), `--only NAME`,
