@@ -231,6 +231,23 @@ def median_target(
     )
 
 
+def times_faster(
+    benchmark: str, contender: str, timings: Timings, limit: str, mine: str, n: int, times: float
+) -> Result:
+    """contender's row (an alternative, far slower), judged on statekeep
+    (`mine`) being at least `times` as fast at the median."""
+    over = timings.median[contender] / timings.median[mine]
+    return Result(
+        benchmark,
+        contender,
+        timings.ops(contender, n),
+        timings.median[limit] / timings.median[contender],
+        target=f"statekeep >= {times:g}x this",
+        passed=over >= times,
+        detail=f"statekeep is {over:.1f}x (medians)",
+    )
+
+
 def rounds(
     trials: dict[str, Trial],
     repeats: int,

@@ -42,7 +42,17 @@ from sqlalchemy.orm import Session
 import statekeep
 
 from . import _models, _orm, _postgres
-from .harness import Cleanup, Progress, Result, Run, Sizes, Timings, median_target, medians_of
+from .harness import (
+    Cleanup,
+    Progress,
+    Result,
+    Run,
+    Sizes,
+    Timings,
+    median_target,
+    medians_of,
+    times_faster,
+)
 
 TEXT_COPY = "psycopg COPY, text format"
 BINARY_COPY = "psycopg COPY, binary format"
@@ -181,18 +191,7 @@ def save_many(sizes: Sizes, url: str, schema: str, progress: Progress, kind: str
         median_target(label, STATEKEEP, timings, limit, n, SAVE_MANY_TARGET),
     ]
     if with_orm:
-        over_orm = timings.median[ORM] / timings.median[STATEKEEP]
-        results.append(
-            Result(
-                label,
-                ORM,
-                timings.ops(ORM, n),
-                timings.median[limit] / timings.median[ORM],
-                target="statekeep >= 5x this",
-                passed=over_orm >= 5,
-                detail=f"statekeep is {over_orm:.1f}x (medians)",
-            )
-        )
+        results.append(times_faster(label, ORM, timings, limit, STATEKEEP, n, 5))
     return results
 
 

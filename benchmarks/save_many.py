@@ -33,6 +33,7 @@ from .harness import (
     medians_of,
     raw_connection,
     remove_db,
+    times_faster,
 )
 
 CHUNK = 1000
@@ -139,16 +140,5 @@ def _run_shape(
     ]
     results.append(median_target(title, STATEKEEP, timings, limit, n, 0.9))
     if ORM in trials:
-        over_orm = timings.median[ORM] / timings.median[STATEKEEP]
-        results.append(
-            Result(
-                title,
-                ORM,
-                timings.ops(ORM, n),
-                timings.median[limit] / timings.median[ORM],
-                target="statekeep >= 5x this",
-                passed=over_orm >= 5,
-                detail=f"statekeep is {over_orm:.1f}x",
-            )
-        )
+        results.append(times_faster(title, ORM, timings, limit, STATEKEEP, n, 5))
     return results
