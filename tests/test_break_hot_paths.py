@@ -623,3 +623,28 @@ def test_postgres_get_after_backends_are_killed(pg_store: tuple[statekeep.Store,
         store.save(inside)
         assert store.get(Note, saved.id).title == "tx"
     assert store.get(Note, saved.id).title == "tx"
+
+
+class Pinged(statekeep.Event):
+    what: str = ""
+
+
+@pytest.mark.parametrize("url", ["sqlite-file", "memory://"])
+def test_recorded_events_stay_on_an_entity_whose_save_failed_with_nobody_listening(
+    tmp_path: Path, url: str
+) -> None:
+    """With no handler and no outbox, a failed save keeps the events its entity
+    recorded: they go with the save that succeeds, once something listens."""
+    if url == "sqlite-file":
+        url = f"sqlite:///{tmp_path / 'recorded.db'}"
+    with statekeep.open(url) as store:
+        store.save(Note(id="n", title="stored"))
+        stale = Note(id="n", title="stale")  # version 0: conflicts
+        stale.record(Pinged(what="once"))
+        with pytest.raises(ConflictError):
+            store.save(stale)
+        seen: list[Pinged] = []
+        store.on(Pinged, seen.append)
+        stale.version = 1
+        store.save(stale)
+        assert [event.what for event in seen] == ["once"]

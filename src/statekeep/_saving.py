@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ._core import State
 from ._emit import Later, Pending
 from .backends.base import CollectionSpec, Row
-from .entity import Entity, has_recorded, put_back_recorded
+from .entity import Entity, drop_recorded, has_recorded, put_back_recorded
 from .events import Event
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ def save_one(core: Core, entity: Entity) -> str:
     events: list[Pending] = []
     try:
         row = info.row(entity)
-        if emitter.outbox or emitter.bus.listening or has_recorded():
+        active = emitter.outbox or emitter.bus.listening
+        if active:
             events, taken = emitter.saved(entity, old, row[2])
         alone = core.put_alone
         if alone is not None and not emitter.outbox and not core.frames.read() and alone(spec, row):
@@ -65,6 +66,8 @@ def save_one(core: Core, entity: Entity) -> str:
         fields["version"] = old
         put_back_recorded(entity, taken)
         raise
+    if not active and has_recorded():
+        drop_recorded(entity)  # nobody to make them for, once the write holds
     if committed is None:
         core.deliver(events)
     else:

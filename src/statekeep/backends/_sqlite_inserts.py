@@ -58,11 +58,8 @@ def insert(
         else:
             conn.executemany(statements.insert, rows)
     except BaseException as exc:
-        if guarded:
-            conn.execute("ROLLBACK TO statekeep_insert")
-            conn.execute("RELEASE statekeep_insert")
-        else:
-            conn.execute(statements.delete_above, (before,))
+        if conn.in_transaction:  # else SQLite rolled it all back itself (disk full, I/O)
+            _undo(conn, statements, before, guarded)
         if isinstance(exc, sqlite3.IntegrityError):
             conflict = _conflict(conn, spec, rows)
             if conflict is not None:
@@ -70,6 +67,20 @@ def insert(
         raise  # put's boundary translates it
     if guarded:
         conn.execute("RELEASE statekeep_insert")
+
+
+def _undo(conn: sqlite3.Connection, statements: Statements, before: int, guarded: bool) -> None:
+    """Takes a failed batch's rows out again. If that fails too, the
+    transaction is rolled back whole: it must not commit half a batch."""
+    try:
+        if guarded:
+            conn.execute("ROLLBACK TO statekeep_insert")
+            conn.execute("RELEASE statekeep_insert")
+        else:
+            conn.execute(statements.delete_above, (before,))
+    except sqlite3.Error:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _multi_row(conn: sqlite3.Connection, statements: Statements, rows: Sequence[Row]) -> None:

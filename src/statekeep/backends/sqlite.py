@@ -72,9 +72,8 @@ SYNCHRONOUS = ("normal", "full")
 
 
 class _Thread(threading.local):
-    """What the backend keeps per thread: its connections (made on first
-    use) and its open transaction; the defaults are class attributes, so a
-    read of them never raises inside (an AttributeError costs a read ~1 us)."""
+    """Per thread: connections (made on first use), the open transaction;
+    class defaults, so a read never raises inside (costs ~1 us)."""
 
     conn: sqlite3.Connection | None = None  # made on first use
     now: sqlite3.Connection | None = None  # made on first use: see _now
@@ -368,13 +367,11 @@ class SQLiteBackend(SQLiteCatalog):
             raise _too_big(spec) from exc
 
     def put_alone(self, spec: CollectionSpec, row: Row) -> bool:
-        """Writes one row in a transaction of its own, if it can at once: one
-        statement, atomic by itself, in place of BEGIN, the statement and
-        COMMIT (a save's path). False, having done nothing, when the table is
-        not known to be ready, a transaction is open on this thread (another
-        asyncio task's), another thread of this process is writing, or another
-        process holds SQLite's write lock: begin, put and commit then wait
-        for it (interruptibly: the wait comes before anything is written)."""
+        """One row in one statement of its own (atomic by itself), in place of
+        BEGIN, put and COMMIT: a save's path. False, having done nothing, if
+        the table is not known ready, a transaction is open on this thread,
+        another thread writes or another process holds the write lock: begin
+        waits then (interruptibly, before anything is written)."""
         local = self._local
         if self._ensured.get(spec.name) is not spec or local.active or self._locked_by_parent:
             return False
@@ -391,7 +388,8 @@ class SQLiteBackend(SQLiteCatalog):
                 try:
                     conn.execute(statements.insert, row)
                 except sqlite3.IntegrityError:
-                    insert(conn, spec, statements, (row,))  # raises the ConflictError
+                    # insert() again names the conflict (or stores a row gone meanwhile)
+                    insert(conn, spec, statements, (row,))
         except sqlite3.OperationalError as exc:
             if isinstance(translate(exc), TransientBackendError):
                 return False  # busy: nothing was written
@@ -479,9 +477,8 @@ class SQLiteBackend(SQLiteCatalog):
         return None if row is None else str(row[0])
 
     def _now(self) -> sqlite3.Connection:
-        """This thread's connection that waits for nothing (no busy timeout):
-        it sees only what is committed, and a write on it either takes
-        SQLite's write lock at once or fails busy, having done nothing."""
+        """This thread's connection with no busy timeout: it sees what is
+        committed; a write on it takes the lock at once or fails busy."""
         conn = self._local.now
         if conn is None:
             conn = self._local.now = self._connect()
