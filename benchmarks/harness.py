@@ -231,6 +231,21 @@ def median_target(
     )
 
 
+def median_row(benchmark: str, contender: str, timings: Timings, limit: str, n: int) -> Result:
+    """A row without a target: ops/s and ratio at the median, best-of beside
+    (the limit's row says it is the limit)."""
+    if contender == limit:
+        return Result(benchmark, f"{contender} (limit)", timings.ops(contender, n), 1.0)
+    best = timings.best[limit] / timings.best[contender]
+    return Result(
+        benchmark,
+        contender,
+        timings.ops(contender, n),
+        timings.median[limit] / timings.median[contender],
+        detail=f"best-of {best:.2f}x",
+    )
+
+
 def times_faster(
     benchmark: str, contender: str, timings: Timings, limit: str, mine: str, n: int, times: float
 ) -> Result:

@@ -48,7 +48,7 @@ from .harness import (
     Result,
     Run,
     Sizes,
-    Timings,
+    median_row,
     median_target,
     medians_of,
     times_faster,
@@ -186,28 +186,13 @@ def save_many(sizes: Sizes, url: str, schema: str, progress: Progress, kind: str
     limit, other = sorted((BINARY_COPY, TEXT_COPY), key=timings.median.__getitem__)
     label = f"PostgreSQL save_many {n:,}, {kind} ids"
     results = [
-        _plain(label, limit, timings, limit, n),
-        _plain(label, other, timings, limit, n),
+        median_row(label, limit, timings, limit, n),
+        median_row(label, other, timings, limit, n),
         median_target(label, STATEKEEP, timings, limit, n, SAVE_MANY_TARGET),
     ]
     if with_orm:
         results.append(times_faster(label, ORM, timings, limit, STATEKEEP, n, 5))
     return results
-
-
-def _plain(label: str, name: str, timings: Timings, limit: str, n: int) -> Result:
-    """A row without a target: ops/s and ratio at the median, best-of beside
-    (the limit's row says it is the limit)."""
-    if name == limit:
-        return Result(label, f"{name} (limit)", timings.ops(name, n), 1.0)
-    best = timings.best[limit] / timings.best[name]
-    return Result(
-        label,
-        name,
-        timings.ops(name, n),
-        timings.median[limit] / timings.median[name],
-        detail=f"best-of {best:.2f}x",
-    )
 
 
 def get(sizes: Sizes, url: str, schema: str, progress: Progress) -> list[Result]:
@@ -278,7 +263,7 @@ def get(sizes: Sizes, url: str, schema: str, progress: Progress) -> list[Result]
         engine.dispose()
     label = f"PostgreSQL get {n:,} random of {stored:,}"
     return [
-        _plain(label, RAW_GET, timings, RAW_GET, n),
+        median_row(label, RAW_GET, timings, RAW_GET, n),
         median_target(label, STATEKEEP_GET, timings, RAW_GET, n, GET_TARGET),
-        _plain(label, ORM_GET, timings, RAW_GET, n),
+        median_row(label, ORM_GET, timings, RAW_GET, n),
     ]

@@ -26,6 +26,7 @@ from .harness import (
     Result,
     Run,
     Sizes,
+    median_row,
     median_target,
     medians_of,
     raw_connection,
@@ -117,15 +118,7 @@ def run(sizes: Sizes, workdir: str, progress: Progress) -> list[Result]:
     limit = min((COMMIT_EACH, AUTOCOMMIT), key=lambda name: timings.median[name])
     label = f"save {n:,} (a commit each)"
     return [
-        *(
-            Result(
-                label,
-                f"{name} (limit)" if name == limit else name,
-                timings.ops(name, n),
-                timings.median[limit] / timings.median[name],
-            )
-            for name in (COMMIT_EACH, AUTOCOMMIT)
-        ),
+        *(median_row(label, name, timings, limit, n) for name in (COMMIT_EACH, AUTOCOMMIT)),
         median_target(label, STATEKEEP, timings, limit, n, 0.9),
         Result(label, ORM, timings.ops(ORM, n), timings.median[limit] / timings.median[ORM]),
     ]

@@ -29,6 +29,7 @@ from .harness import (
     Result,
     Run,
     Sizes,
+    median_row,
     median_target,
     medians_of,
     raw_connection,
@@ -133,11 +134,7 @@ def _run_shape(
     timings = medians_of(trials, sizes, progress, f"save_many, {label}", slow=(ORM,))
     limit = min((EXECUTEMANY, MULTI_ROW), key=lambda name: timings.median[name])
     title = f"save_many {n:,}, {label}"
-    results = [
-        Result(title, f"{name} (limit)" if name == limit else name, timings.ops(name, n), ratio)
-        for name in (EXECUTEMANY, MULTI_ROW)
-        for ratio in [timings.median[limit] / timings.median[name]]
-    ]
+    results = [median_row(title, name, timings, limit, n) for name in (EXECUTEMANY, MULTI_ROW)]
     results.append(median_target(title, STATEKEEP, timings, limit, n, 0.9))
     if ORM in trials:
         results.append(times_faster(title, ORM, timings, limit, STATEKEEP, n, 5))

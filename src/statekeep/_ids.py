@@ -26,4 +26,10 @@ os.register_at_fork(after_in_child=_reseed)
 
 
 def new_id() -> str:
-    return f"{time.time_ns() // 1_000_000:011x}{_prefix}{next(_counter) & 0xFFFFFFF:07x}"
+    return spelled(time.time_ns(), next(_counter), _prefix)
+
+
+def spelled(ns: int, count: int, prefix: str) -> str:
+    """The id made at ns (time.time_ns()) with a counter's count and a process's
+    prefix: new_id's, for an id whose parts were taken earlier (events.Carrying)."""
+    return f"{ns // 1_000_000:011x}{prefix}{count & 0xFFFFFFF:07x}"

@@ -201,7 +201,7 @@ class Carrying(Lifecycle):
                 return fields
             ns, n, prefix, _, _ = _get(self, "_pending")
             stamped = {
-                "event_id": f"{ns // 1_000_000:011x}{prefix}{n & 0xFFFFFFF:07x}",
+                "event_id": _ids.spelled(ns, n, prefix),
                 "at": _EPOCH + timedelta(microseconds=ns // 1000),
                 **fields,
             }
